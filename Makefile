@@ -1,0 +1,93 @@
+# pipeline-loadtest — every target installs what it needs first (idempotent).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+LOCUST  := $(VENV)/bin/locust
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+RUN_DIR := .run
+
+# Debian packages: the servers of the local stack and the native tools the benchmarks compare with.
+APT_PACKAGES := clickhouse-server clickhouse-client redis-server mosquitto mosquitto-clients \
+                nginx-light sysstat wrk kcat
+# A program from each package above; `apt` installs only when one is missing.
+APT_PROGRAMS := clickhouse-server clickhouse-client redis-server mosquitto mosquitto_pub nginx sar wrk kcat
+
+# HTTP run settings (make http-test / demo); every LOCUST_* variable also works.
+HOST       ?=
+USERS      ?= 100
+SPAWN_RATE ?= 10
+RUN_TIME   ?= 60s
+PROFILE    ?= baseline
+BACKEND    ?= redis_bus
+
+.PHONY: help setup apt venv demo test lint http-test bench stack-up stack-down stack-status clean
+
+help:
+	@echo "make demo        start the local stack, load 10,000 LAMPI users, run a 60 s headless HTTP test"
+	@echo "make test        run the test suite (real servers on free loopback ports)"
+	@echo "make http-test   headless HTTP run against HOST (default: the local site; USERS, SPAWN_RATE, RUN_TIME)"
+	@echo "make bench       generator benchmarks against native tools (ratios)"
+	@echo "make stack-up / stack-down / stack-status   the local stack (PROFILE=baseline|tuned)"
+	@echo "make lint        ruff"
+
+setup: apt venv
+
+apt:
+	@missing=""; for p in $(APT_PROGRAMS); do \
+	  command -v $$p >/dev/null 2>&1 || [ -x /usr/sbin/$$p ] || [ -x /usr/bin/$$p ] || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages (missing:$$missing)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@[ -x $(PY) ] || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	@# The checkout itself goes on the venv's path, so `locust -f locustfiles/…` imports the suite from anywhere.
+	$(PY) -c 'import site, sys; open(site.getsitepackages()[0] + "/pipeline-loadtest.pth", "w").write(sys.argv[1])' "$(CURDIR)"
+	@touch $@
+
+stack-up: setup
+	$(PY) -m stack up --site-profile $(PROFILE)
+
+stack-down:
+	@[ -x $(PY) ] && $(PY) -m stack down || true
+
+stack-status:
+	$(PY) -m stack status
+
+# The main job: local stack, 10,000 users, a headless HTTP run; results/<run-id>/ printed at the end.
+demo: setup
+	@set -e; trap '$(PY) -m stack down >/dev/null' EXIT; \
+	$(PY) -m stack up --site-profile $(PROFILE); \
+	source $(RUN_DIR)/stack/stack.env; \
+	LAMPISITE_PROFILE=$(PROFILE) LAMPISITE_DATA_DIR=$(RUN_DIR)/stack/site $(PY) targets/lampisite/manage.py loadtestingdata; \
+	$(PY) -m loadtesting.run http --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME)
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+http-test: setup
+	@set -e; if [ -z "$(HOST)" ]; then \
+	  trap '$(PY) -m stack down >/dev/null' EXIT; \
+	  $(PY) -m stack up site --site-profile $(PROFILE); \
+	  LAMPISITE_PROFILE=$(PROFILE) LAMPISITE_DATA_DIR=$(RUN_DIR)/stack/site $(PY) targets/lampisite/manage.py loadtestingdata; \
+	  host=$$(source $(RUN_DIR)/stack/stack.env; echo $$LOCUST_HOST); \
+	else host="$(HOST)"; fi; \
+	$(PY) -m loadtesting.run http --host "$$host" --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME)
+
+bench: setup
+	$(PY) -m bench
+
+clean: stack-down
+	rm -rf $(RUN_DIR) .pytest_cache

@@ -1,0 +1,1 @@
+"""The results workflow: headless runs, sar captures, capacity search, reports."""

@@ -1,0 +1,101 @@
+"""Headless run with a results folder: ``python -m loadtesting.run KIND [locust options]``.
+
+KIND is a locustfile name (http, mqtt, kafka, tracking). The run gets a new run id and
+writes into ``results/<run-id>/``: Locust CSV (full history), the HTML report, the console
+log and ``run.json`` (command, times, exit code, versions). Any further options go to Locust
+unchanged, e.g. ``python -m loadtesting.run http --users 100 --spawn-rate 10 --run-time 60s``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from monitors.runid import new_run_id
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "results"
+
+
+def locustfiles() -> list[str]:
+    return sorted(p.stem for p in (REPO / "locustfiles").glob("*.py") if p.stem not in ("__init__", "common"))
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("locust", "gevent", "geventhttpclient", "paho-mqtt", "confluent-kafka", "clickhouse-driver"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def build_command(kind: str, out: Path, extra: list[str]) -> list[str]:
+    cmd = [str(Path(sys.executable).with_name("locust")), "-f", str(REPO / "locustfiles" / f"{kind}.py")]
+    conf = REPO / "conf" / f"{kind}.conf"
+    if conf.exists():
+        cmd += ["--config", str(conf)]
+    cmd += ["--headless", "--csv", str(out / "locust"), "--csv-full-history", "--html", str(out / "report.html")]
+    return cmd + extra
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtesting.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("kind", help="locustfile to run: " + ", ".join(locustfiles()))
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for run folders (default results/)")
+    args, extra = parser.parse_known_args(argv)
+    if args.kind not in locustfiles():
+        print(f"error: unknown locustfile {args.kind!r}; expected one of: {', '.join(locustfiles())}", file=sys.stderr)
+        return 2
+
+    run_id = new_run_id()
+    out = args.results / run_id
+    out.mkdir(parents=True)
+    cmd = build_command(args.kind, out, extra)
+    env = {**os.environ, "LOCUST_RUN_ID": run_id, "LOCUST_RESULTS_DIR": str(out)}
+    meta = {
+        "run_id": run_id,
+        "kind": args.kind,
+        "command": cmd,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(),
+    }
+    (out / "run.json").write_text(json.dumps(meta, indent=1))
+    print(f"run {run_id}: {' '.join(cmd)}", flush=True)
+
+    t0 = time.monotonic()
+    with open(out / "locust.log", "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        # Ctrl-C reaches Locust through the process group; let it shut down and write its files.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.buffer.write(line)
+            sys.stdout.flush()
+            log.write(line)
+        code = proc.wait()
+
+    meta.update(ended=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                duration_s=round(time.monotonic() - t0, 1), exit_code=code)
+    (out / "run.json").write_text(json.dumps(meta, indent=1))
+    rel = out.relative_to(REPO) if out.is_relative_to(REPO) else out
+    print(f"\nresults of run {run_id} (exit code {code}): {rel}/")
+    for name in sorted(p.name for p in out.iterdir()):
+        print(f"  {rel}/{name}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""HTTP learners of the LAMPI site: log in as a random fake user, then browse.
+
+    locust -f locustfiles/http.py --config conf/http.conf            # web UI
+    locust -f locustfiles/http.py --headless --users 100 --spawn-rate 10 --run-time 60s
+
+Users `user_000000`… come from `manage.py loadtestingdata`; the password is the username
+reversed and user n owns device `'%x' % (0x1e0000000000 + n)`.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from locust import FastHttpUser, events, task
+from locust.exception import StopUser
+
+import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
+from locustfiles.common import require, restore_stdlib_module
+
+DEVICE_ID_BASE = 0x1E0000000000
+_CSRF_INPUT = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser) -> None:
+    group = parser.add_argument_group("LAMPI HTTP learners")
+    group.add_argument("--fake-users", type=int, default=10_000, env_var="LOCUST_FAKE_USERS",
+                       help="how many fake users exist (user_000000 …); each learner picks one at random")
+    group.add_argument("--first-fake-user", type=int, default=0, env_var="LOCUST_FIRST_FAKE_USER",
+                       help="number of the first fake user to pick from")
+    group.add_argument("--wait-min", type=float, default=0.5, env_var="LOCUST_WAIT_MIN",
+                       help="shortest think time between tasks, seconds")
+    group.add_argument("--wait-max", type=float, default=10.0, env_var="LOCUST_WAIT_MAX",
+                       help="longest think time between tasks, seconds")
+    group.add_argument("--login-path", default="/login/", env_var="LOCUST_LOGIN_PATH",
+                       help="path of the Django login form")
+
+
+@events.init.add_listener
+def _check_options(environment, **_kw) -> None:
+    o = environment.parsed_options
+    if o is None:  # a library user built the Environment without options
+        return
+    require(o.fake_users >= 1, f"--fake-users {o.fake_users}: expected a count of at least 1")
+    require(0 <= o.first_fake_user <= 999_999 - o.fake_users + 1,
+            f"--first-fake-user {o.first_fake_user}: expected 0 … {1_000_000 - o.fake_users}")
+    require(0 <= o.wait_min <= o.wait_max,
+            f"--wait-min {o.wait_min} / --wait-max {o.wait_max}: expected 0 <= min <= max")
+
+
+def credentials(n: int) -> tuple[str, str, str]:
+    """Username, password and device id of fake user `n` (as loadtestingdata makes them)."""
+    username = f"user_{n:06d}"
+    return username, username[::-1], "%x" % (DEVICE_ID_BASE + n)
+
+
+class Learner(FastHttpUser):
+    """One person with a LAMPI: weights 100/80/75 for `/`, `/lampi`, their device page."""
+
+    def wait_time(self) -> float:
+        o = self.environment.parsed_options
+        return random.uniform(o.wait_min, o.wait_max)
+
+    def on_start(self) -> None:
+        o = self.environment.parsed_options
+        n = random.randrange(o.first_fake_user, o.first_fake_user + o.fake_users)
+        self.username, self.password, self.device_id = credentials(n)
+        self.login()
+
+    def login(self) -> None:
+        path = self.environment.parsed_options.login_path
+        with self.client.get(f"{path}?next=/", name=path, catch_response=True) as resp:
+            match = _CSRF_INPUT.search(resp.content or b"")
+            if resp.status_code != 200 or not match:
+                resp.failure(f"login form: status {resp.status_code}, no CSRF token")
+                raise StopUser()
+        form = {
+            "csrfmiddlewaretoken": match.group(1).decode(),
+            "username": self.username,
+            "password": self.password,
+            "next": "/",
+        }
+        with self.client.post(path, data=form, name=f"{path} (POST)", allow_redirects=False,
+                              headers={"Referer": self.host + path}, catch_response=True) as resp:
+            # Django answers a good login with a redirect to `next`, a bad one with the form again.
+            if resp.status_code != 302:
+                resp.failure(f"login as {self.username} failed: status {resp.status_code}")
+                raise StopUser()
+
+    def _get(self, path: str, name: str) -> None:
+        with self.client.get(path, name=name, allow_redirects=False, catch_response=True) as resp:
+            if resp.status_code == 302 and "/login" in (resp.headers.get("Location") or ""):
+                resp.failure("session lost: redirected to the login page")
+                self.login()
+            elif resp.status_code != 200:
+                resp.failure(f"status {resp.status_code}")
+
+    @task(100)
+    def index(self) -> None:
+        self._get("/", "/")
+
+    @task(80)
+    def lampi(self) -> None:
+        self._get("/lampi", "/lampi")
+
+    @task(75)
+    def device(self) -> None:
+        self._get(f"/lampi/device/{self.device_id}", "/lampi/device/<device_id>")
+
+
+restore_stdlib_module("http")

@@ -1,0 +1,1 @@
+"""Samplers of pipeline health and the ClickHouse sink they write to."""

