@@ -31,6 +31,7 @@ help:
 	@echo "make bench       generator benchmarks against native tools (ratios)"
 	@echo "make stack-up / stack-down / stack-status   the local stack (PROFILE=baseline|tuned)"
 	@echo "make lint        ruff"
+	@for f in mk/*.mk; do [ -e "$$f" ] && grep -h '^## ' "$$f" | sed 's/^## //'; done; true
 
 setup: apt venv
 
@@ -87,7 +88,10 @@ http-test: setup
 	$(PY) -m loadtesting.run http --host "$$host" --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME)
 
 bench: setup
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH)
+
+# Each capability adds its targets in mk/<area>.mk (lines starting `## ` show in `make help`).
+-include mk/*.mk
 
 clean: stack-down
 	rm -rf $(RUN_DIR) .pytest_cache

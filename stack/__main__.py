@@ -19,7 +19,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("services", nargs="*", help=f"default: {' '.join(DEFAULT)}")
     parser.add_argument("--run-dir", type=Path, default=REPO / ".run" / "stack")
     parser.add_argument("--site-profile", choices=["baseline", "tuned"], default="baseline")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="option for a service factory (e.g. pipeline_backend=redis_bus); repeatable")
     args = parser.parse_args(argv)
+    options = {"site_profile": args.site_profile}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"stack: --set {item!r} is not KEY=VALUE", file=sys.stderr)
+            return 2
+        options[key] = value
     state_file = args.run_dir / "stack.json"
 
     if args.command == "down":
@@ -51,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if state_file.exists():
         stop_from_state(args.run_dir)  # idempotent `up`: replace a previous stack
-    stack = Stack(args.run_dir, options={"site_profile": args.site_profile})
+    stack = Stack(args.run_dir, options=options)
     try:
         stack.start(*names)
     except StackError as exc:

@@ -6,6 +6,7 @@ of the suite add their own (the reference pipeline workers) with `register`.
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import socket
 import sys
@@ -199,13 +200,25 @@ def site(stack: Stack) -> Service:
     return Service("site", [gunicorn, nginx], endpoint, prepare=prepare)
 
 
+# The suite's environment variable for each service's URL; plugins add theirs.
+ENV_NAMES = {
+    "clickhouse": "LOCUST_CLICKHOUSE_URL",
+    "redis": "LOCUST_REDIS_URL",
+    "mosquitto": "LOCUST_MQTT_URL",
+    "kafka": "KAFKA_BROKERS",
+    "site": "LOCUST_HOST",
+}
+
+
 def env_for(endpoints: dict[str, Endpoint]) -> dict[str, str]:
     """The suite's environment variables for these endpoints (what `stack.env` holds)."""
-    names = {
-        "clickhouse": "LOCUST_CLICKHOUSE_URL",
-        "redis": "LOCUST_REDIS_URL",
-        "mosquitto": "LOCUST_MQTT_URL",
-        "kafka": "KAFKA_BROKERS",
-        "site": "LOCUST_HOST",
-    }
-    return {names[n]: e.url for n, e in endpoints.items() if n in names}
+    return {ENV_NAMES[n]: e.url for n, e in endpoints.items() if n in ENV_NAMES}
+
+
+def _load_plugins() -> None:
+    """Reference systems under `targets/` add services in their own `stack_services.py`."""
+    for path in sorted((REPO / "targets").glob("*/stack_services.py")):
+        importlib.import_module(f"targets.{path.parent.name}.stack_services")
+
+
+_load_plugins()

@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): the suite's generators against native tools, as ratios."""

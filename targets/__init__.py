@@ -1,0 +1,1 @@
+"""Reference systems under test, so the suite runs end to end on one machine."""
