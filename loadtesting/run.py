@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         "run_id": run_id,
         "kind": args.kind,
         "command": cmd,
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": versions(),
     }
     (out / "run.json").write_text(json.dumps(meta, indent=1))
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             log.write(line)
         code = proc.wait()
 
-    meta.update(ended=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    meta.update(ended=datetime.now(UTC).isoformat(timespec="seconds"),
                 duration_s=round(time.monotonic() - t0, 1), exit_code=code)
     (out / "run.json").write_text(json.dumps(meta, indent=1))
     rel = out.relative_to(REPO) if out.is_relative_to(REPO) else out

@@ -11,8 +11,8 @@ import shutil
 import socket
 import sys
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from stack.core import REPO, Endpoint, Proc, Service, Stack, StackError
 
