@@ -13,12 +13,11 @@ import random
 import re
 
 from locust import FastHttpUser, events, task
-from locust.exception import StopUser
 
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from locustfiles.common import require, restore_stdlib_module
+from locustfiles.lampi_data import credentials
 
-DEVICE_ID_BASE = 0x1E0000000000
 _CSRF_INPUT = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
@@ -49,12 +48,6 @@ def _check_options(environment, **_kw) -> None:
             f"--wait-min {o.wait_min} / --wait-max {o.wait_max}: expected 0 <= min <= max")
 
 
-def credentials(n: int) -> tuple[str, str, str]:
-    """Username, password and device id of fake user `n` (as loadtestingdata makes them)."""
-    username = f"user_{n:06d}"
-    return username, username[::-1], "%x" % (DEVICE_ID_BASE + n)
-
-
 class Learner(FastHttpUser):
     """One person with a LAMPI: weights 100/80/75 for `/`, `/lampi`, their device page."""
 
@@ -66,15 +59,16 @@ class Learner(FastHttpUser):
         o = self.environment.parsed_options
         n = random.randrange(o.first_fake_user, o.first_fake_user + o.fake_users)
         self.username, self.password, self.device_id = credentials(n)
-        self.login()
+        self.logged_in = self.login()
 
-    def login(self) -> None:
+    def login(self) -> bool:
+        """Log in through the CSRF-protected form; a failure is recorded and retried next task."""
         path = self.environment.parsed_options.login_path
         with self.client.get(f"{path}?next=/", name=path, catch_response=True) as resp:
             match = _CSRF_INPUT.search(resp.content or b"")
             if resp.status_code != 200 or not match:
                 resp.failure(f"login form: status {resp.status_code}, no CSRF token")
-                raise StopUser()
+                return False
         form = {
             "csrfmiddlewaretoken": match.group(1).decode(),
             "username": self.username,
@@ -86,13 +80,19 @@ class Learner(FastHttpUser):
             # Django answers a good login with a redirect to `next`, a bad one with the form again.
             if resp.status_code != 302:
                 resp.failure(f"login as {self.username} failed: status {resp.status_code}")
-                raise StopUser()
+                return False
+        return True
 
     def _get(self, path: str, name: str) -> None:
+        if not self.logged_in:
+            self.logged_in = self.login()
+            if not self.logged_in:
+                return
         with self.client.get(path, name=name, allow_redirects=False, catch_response=True) as resp:
             if resp.status_code == 302 and "/login" in (resp.headers.get("Location") or ""):
+                # Not a success: the page was not served. Log in again before the next task.
                 resp.failure("session lost: redirected to the login page")
-                self.login()
+                self.logged_in = False
             elif resp.status_code != 200:
                 resp.failure(f"status {resp.status_code}")
 

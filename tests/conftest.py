@@ -11,6 +11,19 @@ import pytest
 from stack import Endpoint, Stack
 
 
+def pytest_collection_finish(session) -> None:
+    # Importing locust monkey-patches the whole pytest process with gevent (and breaks ssl when
+    # requests was imported first). Tests run Locust as a subprocess (tests.helpers.run_locust)
+    # and import only modules that do not import locust.
+    import sys
+
+    if "locust" in sys.modules:
+        raise pytest.UsageError(
+            "a test module imported locust into the pytest process; run Locust as a subprocess "
+            "(tests.helpers.run_locust) and keep locust imports out of modules tests import"
+        )
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Stack:
     s = Stack(tmp_path_factory.mktemp("stack"), free_ports=True)

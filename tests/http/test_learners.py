@@ -1,0 +1,146 @@
+"""The HTTP learners (locustfiles/http.py) against the baseline LAMPI site, run as real Locust processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import threading
+from pathlib import Path
+
+import requests
+
+from stack import free_port
+from tests.helpers import LOCUST, REPO, read_locust_failures, read_locust_stats, run_locust, wait_for
+
+LOCUSTFILE = str(REPO / "locustfiles" / "http.py")
+TASK_WEIGHTS = {"/": 100, "/lampi": 80, "/lampi/device/<device_id>": 75}
+
+
+def headless(site, tmp_path: Path, *extra: str, users: int = 10, run_time: str = "8s") -> tuple:
+    prefix = tmp_path / "run"
+    args = ["-f", LOCUSTFILE, "--headless", "--host", site.url, "--users", str(users), "--spawn-rate", "50",
+            "--run-time", run_time, "--csv", str(prefix), "--only-summary", *extra]
+    done = run_locust(args, timeout=240)
+    return done, prefix
+
+
+def chi_square(observed: dict[str, int], weights: dict[str, int]) -> float:
+    total, wsum = sum(observed.values()), sum(weights.values())
+    return sum((observed[k] - total * w / wsum) ** 2 / (total * w / wsum) for k, w in weights.items())
+
+
+def test_task_weights_hold(site, tmp_path):
+    done, prefix = headless(site, tmp_path, "--wait-min", "0", "--wait-max", "0", run_time="10s")
+    assert done.returncode == 0, done.stderr[-2000:]
+    stats = read_locust_stats(prefix)
+    observed = {name: int(stats[name]["Request Count"]) for name in TASK_WEIGHTS}
+    assert sum(observed.values()) >= 1000, observed
+    # df = 2: P(chi2 > 13.82) = 0.001, so a correct mix fails this one time in a thousand.
+    assert chi_square(observed, TASK_WEIGHTS) < 13.82, observed
+
+
+def test_zero_failures_at_moderate_load(site, tmp_path):
+    done, prefix = headless(site, tmp_path, "--wait-min", "0.5", "--wait-max", "2", users=60, run_time="15s")
+    assert done.returncode == 0, done.stderr[-2000:]
+    agg = read_locust_stats(prefix)["Aggregated"]
+    assert int(agg["Request Count"]) > 300
+    assert int(agg["Failure Count"]) == 0, read_locust_failures(prefix)
+    assert int(read_locust_stats(prefix)["/login/ (POST)"]["Request Count"]) == 60
+
+
+def test_device_requests_are_grouped_under_one_name(site, tmp_path):
+    done, prefix = headless(site, tmp_path, "--wait-min", "0", "--wait-max", "0.1", run_time="5s")
+    assert done.returncode == 0, done.stderr[-2000:]
+    names = set(read_locust_stats(prefix))
+    assert "/lampi/device/<device_id>" in names
+    assert not [n for n in names if n.startswith("/lampi/device/1e")]
+
+
+def test_lost_session_counts_as_failure_and_logs_in_again(site, site_db, tmp_path):
+    users = 5
+    db = Path(site.extra["data_dir"]) / "db.sqlite3"
+    before = site_db.execute("SELECT count(*) FROM django_session").fetchone()[0]
+
+    def drop_sessions_once_logged_in() -> None:
+        # Runs beside Locust: once every learner holds a session, invalidate them all.
+        with sqlite3.connect(db, timeout=20) as conn:
+            wait_for(lambda: conn.execute("SELECT count(*) FROM django_session").fetchone()[0] >= before + users,
+                     timeout=60, what="learners logged in")
+            conn.execute("DELETE FROM django_session")
+
+    dropper = threading.Thread(target=drop_sessions_once_logged_in)
+    dropper.start()
+    done, prefix = headless(site, tmp_path, "--wait-min", "0.05", "--wait-max", "0.1", users=users, run_time="8s")
+    dropper.join()
+    assert done.returncode == 1  # Locust exits 1 when any request failed
+    lost = [f for f in read_locust_failures(prefix) if "session lost" in f["Error"]]
+    assert sum(int(f["Occurrences"]) for f in lost) >= users
+    assert int(read_locust_stats(prefix)["/login/ (POST)"]["Request Count"]) >= 2 * users
+
+
+def test_bad_option_is_a_one_line_error(site, tmp_path):
+    done, _ = headless(site, tmp_path, "--fake-users", "0")
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: --fake-users 0: expected a count of at least 1"], done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+
+
+def test_options_come_from_locust_conf_and_env(site, tmp_path):
+    conf = tmp_path / "http.conf"
+    conf.write_text("wait-min = 3\nwait-max = 1\n")
+    done, _ = headless(site, tmp_path, "--config", str(conf))
+    assert "error: --wait-min 3.0 / --wait-max 1.0" in done.stderr
+    done = run_locust(["-f", LOCUSTFILE, "--headless", "--host", site.url, "-t", "1s"],
+                      env={"LOCUST_FIRST_FAKE_USER": "999999"})
+    assert "error: --first-fake-user 999999: expected 0 … 990000" in done.stderr
+
+
+def test_web_ui_serves_the_start_page(site, tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([LOCUST, "-f", LOCUSTFILE, "--host", site.url, "--web-host", "127.0.0.1",
+                             "--web-port", str(port)], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        def page():
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/", timeout=2)
+            except requests.ConnectionError:
+                return None
+
+        resp = wait_for(page, timeout=60, what="Locust web UI")
+        assert resp.status_code == 200 and "locust" in resp.text.lower()
+        assert "Learner" in requests.get(f"http://127.0.0.1:{port}/", timeout=2).text
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_distributed_run_with_two_processes_completes(site, tmp_path):
+    done, prefix = headless(site, tmp_path, "--processes", "2", "--wait-min", "0.1", "--wait-max", "0.5",
+                            users=20, run_time="8s")
+    assert done.returncode == 0, done.stderr[-2000:]
+    stats = read_locust_stats(prefix)
+    assert int(stats["/login/ (POST)"]["Request Count"]) == 20  # each user logged in once, counted once
+    assert int(stats["Aggregated"]["Failure Count"]) == 0
+    assert "2 workers connected" in done.stderr
+
+
+def test_master_and_worker_run_completes(site, tmp_path):
+    port, prefix = free_port(), tmp_path / "run"
+    worker = subprocess.Popen([LOCUST, "-f", LOCUSTFILE, "--worker", "--master-host", "127.0.0.1",
+                               "--master-port", str(port)], cwd=REPO, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        done = run_locust(["-f", LOCUSTFILE, "--master", "--master-bind-host", "127.0.0.1",
+                           "--master-bind-port", str(port), "--expect-workers", "1", "--headless",
+                           "--host", site.url, "-u", "5", "-r", "5", "-t", "5s", "--csv", str(prefix),
+                           "--wait-min", "0.1", "--wait-max", "0.3"], timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert int(read_locust_stats(prefix)["/login/ (POST)"]["Request Count"]) == 5
+        assert worker.wait(timeout=30) == 0  # the master's quit message ends the worker cleanly
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
