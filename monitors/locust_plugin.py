@@ -1,26 +1,397 @@
-"""Imported by every locustfile: run id, pipeline monitor, ClickHouse sink, thresholds.
+"""The pipeline monitor inside Locust; every locustfile gets it with `import monitors.locust_plugin`.
 
-(Placeholder of the foundation; the monitor issue fills it in.)
+On test start (master or local runner, never a worker) a run id is recorded as a `start` row
+and a greenlet samples the chosen backends, the host and Locust's stats every --sleep-time
+seconds, logging the key figures and writing them to ClickHouse in batches. On test stop it
+keeps sampling until every backlog is 0 or --drain-timeout passes (the drain, or recovery,
+time). When Locust quits it flushes, writes the `end` row and applies the --check-* thresholds.
+
+Other parts of the suite use: `run_id(environment)`, `record_sample(environment, source, sample)`
+and `add_run_extra(environment, **fields)`.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import gevent
 from locust import events
+from locust.runners import WorkerRunner
+from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
+from locustfiles.common import OptionError
+from monitors import backends, chclient
+from monitors.figures import console_line, error_text, flatten
 from monitors.runid import new_run_id
+from monitors.sink import Sink
+
+log = logging.getLogger("monitors")
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CLICKHOUSE_URL = "clickhouse://default@127.0.0.1:19000/default"
+
+# Exit codes set in `quitting` when a check fails (the first failing check, in this order).
+EXIT_FAIL_RATIO, EXIT_P95, EXIT_MAX_LAG, EXIT_DRAIN, EXIT_MONITOR_CRASH = 3, 4, 5, 6, 7
 
 
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
-    group = parser.add_argument_group("run")
-    group.add_argument("--run-id", default="", env_var="LOCUST_RUN_ID",
-                       help="id of this run (default: a new one at each test start)")
+    g = parser.add_argument_group("pipeline monitor")
+    g.add_argument("--run-id", default="", env_var="LOCUST_RUN_ID",
+                   help="id of this run (default: a new one, UTC time + random, at each test start)")
+    g.add_argument("--run-tags", default="", env_var="LOCUST_RUN_TAGS",
+                   help="comma-separated tags stored with the run (e.g. baseline,2-workers)")
+    g.add_argument("--no-monitor", action="store_true", default=False, env_var="LOCUST_NO_MONITOR",
+                   help="do not sample or store anything (e.g. a standalone `python -m monitors` runs)")
+    g.add_argument("--clickhouse-url", default=DEFAULT_CLICKHOUSE_URL, env_var="LOCUST_CLICKHOUSE_URL",
+                   help="where run rows, stats and samples go: clickhouse://user[:password]@host:port/db "
+                        "(password better in CLICKHOUSE_PASSWORD or CLICKHOUSE_PASSWORD_FILE)")
+    g.add_argument("--monitor-database", default="event_sink", env_var="LOCUST_MONITOR_DATABASE",
+                   help="database of load_test_runs / load_test_stats and the typed tables (default event_sink)")
+    g.add_argument("--sleep-time", type=float, default=5.0, env_var="LOCUST_SLEEP_TIME",
+                   help="seconds between monitor samples (default 5)")
+    g.add_argument("--drain-timeout", type=float, default=300.0, env_var="LOCUST_DRAIN_TIMEOUT",
+                   help="after the test stops, sample until every backlog is 0 or this many seconds pass")
+    g.add_argument("--spill-dir", default=str(REPO / ".run" / "monitor-spill"), env_var="LOCUST_SPILL_DIR",
+                   help="where rows wait (JSONL) while ClickHouse is unreachable; replayed when it answers")
+    g.add_argument("--check-fail-ratio", type=float, default=None, env_var="LOCUST_CHECK_FAIL_RATIO",
+                   help=f"exit {EXIT_FAIL_RATIO} if the failure ratio (0-1) is above this")
+    g.add_argument("--check-p95", type=float, default=None, env_var="LOCUST_CHECK_P95",
+                   help=f"exit {EXIT_P95} if the overall 95th percentile response time (ms) is above this")
+    g.add_argument("--check-max-lag", type=int, default=None, env_var="LOCUST_CHECK_MAX_LAG",
+                   help=f"exit {EXIT_MAX_LAG} if any sampled backlog (events) was above this")
+    g.add_argument("--check-drain-time", type=float, default=None, env_var="LOCUST_CHECK_DRAIN_TIME",
+                   help=f"exit {EXIT_DRAIN} if draining took longer than this many seconds (or never ended)")
+    backends.add_arguments(parser)
+
+
+@events.init.add_listener
+def _check_options(environment, **_kw) -> None:
+    o = environment.parsed_options
+    if o is None or o.no_monitor:
+        return
+    try:
+        backends.parse_backends(o.monitor_backend)
+        chclient.parse_url(o.clickhouse_url)
+        from monitors.schema import check_database_name
+
+        check_database_name(o.monitor_database)
+    except ValueError as exc:
+        raise OptionError(str(exc)) from None
+    if not o.sleep_time > 0:
+        raise OptionError(f"--sleep-time {o.sleep_time}: expected seconds > 0")
+    if o.drain_timeout < 0:
+        raise OptionError(f"--drain-timeout {o.drain_timeout}: expected seconds >= 0")
+    if o.check_fail_ratio is not None and not 0 <= o.check_fail_ratio <= 1:
+        raise OptionError(f"--check-fail-ratio {o.check_fail_ratio}: expected a ratio between 0 and 1")
+
+
+@dataclass
+class Monitor:
+    environment: object
+    run_id: str
+    sink: Sink | None
+    samplers: dict
+    sleep_time: float
+    drain_timeout: float
+    results_dir: Path | None
+    started: float = field(default_factory=time.time)
+    extras: dict = field(default_factory=dict)
+    pushed: dict = field(default_factory=dict)  # source -> newest sample from record_sample
+    backlog: int | None = None
+    max_backlog: int = 0
+    stopping_at: float | None = None  # monotonic time the test stopped
+    drained: bool | None = None
+    drain_seconds: float | None = None
+    crashed: bool = False
+    finished: bool = False
+    sample_errors: int = 0
+    greenlet: object = None
+    _last_rt: dict = field(default_factory=dict)
+    _last_counts: dict = field(default_factory=dict)
+    _last_tick: float = field(default_factory=time.monotonic)
+
+    # -- sampling ----------------------------------------------------------------------------
+    def tick(self) -> None:
+        now = time.time()
+        stats: dict = {}
+        backlogs: list[int] = []
+        for name, sampler in self.samplers.items():
+            try:
+                sample = sampler.sample()
+                b = sampler.backlog(sample)
+                if b is not None:
+                    backlogs.append(int(b))
+            except Exception as exc:  # noqa: BLE001 - a dead dependency is reported and retried
+                self.sample_errors += 1
+                sample = {"error": error_text(exc)}
+                if self.sample_errors == 1 or self.sample_errors % 20 == 0:
+                    log.warning("monitor: %s sampler failed (%s); retrying every sample", name, sample["error"])
+                if getattr(sampler, "drains", True):
+                    backlogs.append(-1)  # unknown: not drained
+            stats[name] = sample
+        stats.update(self.pushed)
+        self.pushed = {}
+        known = [b for b in backlogs if b >= 0]
+        self.backlog = None if not backlogs else (sum(known) if len(known) == len(backlogs) else -1)
+        if known:
+            self.max_backlog = max(self.max_backlog, sum(known))
+        self._store_sample(now, stats)
+        self._store_request_stats(now)
+        log.info(console_line(self.run_id, stats, self.backlog, self.stopping_at is not None))
+        if self.sink:
+            self.sink.flush()
+
+    def _store_sample(self, now: float, stats: dict) -> None:
+        ms = int(now * 1000)
+        if self.sink:
+            self.sink.add("load_test_stats", {"run_id": self.run_id, "timestamp": now, "stats": json.dumps(stats)})
+            for source, sample in stats.items():
+                for metric, value in flatten(sample):
+                    self.sink.add("load_test_samples", {"run_id": self.run_id, "timestamp": now, "time_ms": ms,
+                                                        "source": source, "metric": metric, "value": value})
+        if self.results_dir:
+            with open(self.results_dir / "samples.jsonl", "a") as f:
+                f.write(json.dumps({"run_id": self.run_id, "time": now, "stats": stats}) + "\n")
+
+    def _store_request_stats(self, now: float) -> None:
+        env = self.environment
+        mono = time.monotonic()
+        interval, self._last_tick = max(mono - self._last_tick, 1e-6), mono
+        users = env.runner.user_count if env.runner else 0
+        rows = []
+        for (name, method), entry in list(env.stats.entries.items()):
+            key = (method, name)
+            rt = dict(entry.response_times)
+            delta = diff_response_time_dicts(rt, self._last_rt.get(key, {}))
+            req0, fail0, sum0 = self._last_counts.get(key, (0, 0, 0.0))
+            self._last_rt[key] = rt
+            self._last_counts[key] = (entry.num_requests, entry.num_failures, entry.total_response_time)
+            n, fails = entry.num_requests - req0, entry.num_failures - fail0
+            if n <= 0 and fails <= 0:
+                continue
+            timed = sum(delta.values())
+            rows.append({
+                "run_id": self.run_id, "timestamp": now, "time_ms": int(now * 1000), "interval_s": interval,
+                "request_type": method, "name": name, "requests": n, "failures": fails,
+                "rps": n / interval, "fail_rps": fails / interval,
+                "avg_ms": (entry.total_response_time - sum0) / n if n else 0.0,
+                "p50_ms": calculate_response_time_percentile(delta, timed, 0.50) if timed else 0,
+                "p95_ms": calculate_response_time_percentile(delta, timed, 0.95) if timed else 0,
+                "p99_ms": calculate_response_time_percentile(delta, timed, 0.99) if timed else 0,
+                "max_ms": max(delta) if delta else 0, "users": users,
+            })
+        if self.sink:
+            for row in rows:
+                self.sink.add("load_test_request_stats", row)
+
+    def run(self) -> None:
+        try:
+            next_t = time.monotonic()
+            while True:
+                self.tick()
+                if self.stopping_at is not None and self._drain_finished():
+                    return
+                next_t += self.sleep_time
+                now = time.monotonic()
+                if next_t < now:  # a slow sample: start the next one now, never sleep a negative time
+                    next_t = now
+                gevent.sleep(next_t - now)
+        except gevent.GreenletExit:
+            raise
+        except Exception:
+            self.crashed = True
+            log.exception("monitor: sampling crashed; the run goes on, exit code will be %d", EXIT_MONITOR_CRASH)
+            self.environment.process_exit_code = EXIT_MONITOR_CRASH
+
+    def _drain_finished(self) -> bool:
+        waited = time.monotonic() - self.stopping_at
+        if self.backlog is None or self.backlog == 0:
+            self.drained, self.drain_seconds = True, round(waited, 3)
+            log.info("monitor: drained %.1f s after the test stopped", waited)
+            return True
+        if waited >= self.drain_timeout:
+            self.drained, self.drain_seconds = False, round(waited, 3)
+            log.warning("monitor: not drained after %.0f s (backlog %s); giving up", waited, self.backlog)
+            return True
+        return False
+
+    # -- rows ----------------------------------------------------------------------------------
+    def run_row(self, event_type: str, extra: dict) -> None:
+        if self.sink:
+            self.sink.add("load_test_runs", {"run_id": self.run_id, "timestamp": time.time(),
+                                             "event_type": event_type, "extra": json.dumps(extra)})
+
+    def meta_row(self, version: int, **fields) -> None:
+        if self.sink:
+            self.sink.add("load_test_meta", {"run_id": self.run_id, "version": version, "started": self.started,
+                                             **fields})
+
+
+def _options_for_storage(o) -> dict:
+    """Options as stored with the run: secrets redacted."""
+    out = {}
+    for k, v in sorted(vars(o).items()):
+        if isinstance(v, str) and "://" in v:
+            v = chclient.redact(v)
+        if any(s in k for s in ("password", "apikey", "secret", "token")):
+            v = "***" if v else v
+        out[k] = v
+    return out
+
+
+def _versions() -> dict:
+    from importlib import metadata
+
+    out = {}
+    for dist in ("locust", "gevent", "clickhouse-driver", "paho-mqtt", "confluent-kafka", "redis"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _monitor(environment) -> Monitor | None:
+    return getattr(environment, "pipeline_monitor", None)
 
 
 @events.test_start.add_listener
 def _start(environment, **_kw) -> None:
     o = environment.parsed_options
-    environment.run_id = (o.run_id if o is not None and o.run_id else None) or os.environ.get(
-        "LOCUST_RUN_ID") or new_run_id()
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    previous = _monitor(environment)
+    if previous is not None and not previous.finished:
+        _finish(environment)
+    given = (o.run_id if o is not None else "") or os.environ.get("LOCUST_RUN_ID", "")
+    used = getattr(environment, "_used_run_ids", set())
+    rid = given if given and given not in used else new_run_id()  # a second test in the web UI gets a new id
+    used.add(rid)
+    environment._used_run_ids = used
+    environment.run_id = rid
+    if o is None or o.no_monitor:
+        environment.pipeline_monitor = None
+        return
+    results = os.environ.get("LOCUST_RESULTS_DIR")
+    sink = Sink(o.clickhouse_url, o.monitor_database, o.spill_dir, name=rid)
+    samplers = backends.build_samplers(o)
+    mon = Monitor(environment, rid, sink, samplers, o.sleep_time, o.drain_timeout,
+                  Path(results) if results else None)
+    environment.pipeline_monitor = mon
+    tags = [t.strip() for t in (o.run_tags or "").split(",") if t.strip()]
+    mon.run_row("start", {"tags": tags or None, "locustfile": o.locustfile, "host": o.host,
+                          "backends": backends.parse_backends(o.monitor_backend), "users": o.num_users,
+                          "spawn_rate": o.spawn_rate})
+    mon.meta_row(1, locustfile=str(o.locustfile), host=o.host or "", tags=tags,
+                 options=json.dumps(_options_for_storage(o), default=str), versions=json.dumps(_versions()),
+                 exit_code=-1)
+    log.info("monitor: run %s, sampling %s every %.1f s into %s/%s", rid, ", ".join(samplers), o.sleep_time,
+             chclient.redact(o.clickhouse_url), o.monitor_database)
+    mon.greenlet = gevent.spawn(mon.run)
+
+
+@events.test_stop.add_listener
+def _stop(environment, **_kw) -> None:
+    mon = _monitor(environment)
+    if mon is not None and mon.stopping_at is None:
+        mon.stopping_at = time.monotonic()
+        if any(s.name != "host" for s in mon.samplers.values()):
+            log.info("monitor: test stopped; sampling until drained (at most %.0f s)", mon.drain_timeout)
+
+
+def _thresholds(environment, mon: Monitor) -> int | None:
+    o = environment.parsed_options
+    total = environment.stats.total
+    checks = [
+        (o.check_fail_ratio is not None and total.fail_ratio > o.check_fail_ratio, EXIT_FAIL_RATIO,
+         f"failure ratio {total.fail_ratio:.4f} > --check-fail-ratio {o.check_fail_ratio}"),
+        (o.check_p95 is not None and total.get_response_time_percentile(0.95) > o.check_p95, EXIT_P95,
+         f"p95 {total.get_response_time_percentile(0.95)} ms > --check-p95 {o.check_p95}"),
+        (o.check_max_lag is not None and mon.max_backlog > o.check_max_lag, EXIT_MAX_LAG,
+         f"max backlog {mon.max_backlog} > --check-max-lag {o.check_max_lag}"),
+        (o.check_drain_time is not None and (not mon.drained or (mon.drain_seconds or 0) > o.check_drain_time),
+         EXIT_DRAIN, f"drain {'never finished' if not mon.drained else f'took {mon.drain_seconds} s'} "
+                     f"(--check-drain-time {o.check_drain_time})"),
+    ]
+    failed = [(code, why) for bad, code, why in checks if bad]
+    for _code, why in failed:
+        log.error("check failed: %s", why)
+    return failed[0][0] if failed else None
+
+
+def _finish(environment) -> None:
+    mon = _monitor(environment)
+    if mon is None or mon.finished:
+        return
+    mon.finished = True
+    if mon.stopping_at is None:  # quitting without a stop (SIGTERM, Ctrl-C): stop the users first
+        if environment.runner is not None and environment.runner.state not in ("stopped", "stopping"):
+            environment.runner.stop()
+        _stop(environment)
+    if mon.greenlet is not None:
+        mon.greenlet.join(timeout=mon.drain_timeout + mon.sleep_time + 30)
+        if not mon.greenlet.dead:
+            mon.greenlet.kill()
+    code = None
+    if environment.parsed_options is not None:
+        code = _thresholds(environment, mon)
+        if code is not None and not mon.crashed:
+            environment.process_exit_code = code
+    exit_code = environment.process_exit_code
+    if exit_code is None:
+        runner = environment.runner
+        exit_code = 1 if runner is not None and (runner.errors or runner.exceptions) else 0
+    extra = {**mon.extras, "drained": mon.drained, "drain_seconds": mon.drain_seconds,
+             "max_backlog": mon.max_backlog, "exit_code": exit_code, "sample_errors": mon.sample_errors}
+    mon.run_row("end", extra)
+    o = environment.parsed_options
+    tags = [t.strip() for t in (o.run_tags or "").split(",") if t.strip()] if o else []
+    mon.meta_row(2, ended=time.time(), locustfile=str(getattr(o, "locustfile", "")), host=getattr(o, "host", "") or "",
+                 tags=tags, options=json.dumps(_options_for_storage(o), default=str) if o else "{}",
+                 versions=json.dumps(_versions()), exit_code=exit_code, drained=1 if mon.drained else 0,
+                 drain_seconds=mon.drain_seconds or 0.0, max_backlog=mon.max_backlog, extra=json.dumps(mon.extras))
+    for sampler in mon.samplers.values():
+        try:
+            sampler.close()
+        except Exception:  # noqa: BLE001
+            pass
+    if mon.sink:
+        ok = mon.sink.close()
+        log.info("monitor: run %s ended; %d rows written to ClickHouse%s", mon.run_id, mon.sink.written,
+                 "" if ok else f", the rest kept in {mon.sink.spill_path}")
+
+
+@events.quitting.add_listener
+def _quitting(environment, **_kw) -> None:
+    _finish(environment)
+
+
+# -- API for the rest of the suite --------------------------------------------------------------
+def run_id(environment) -> str:
+    """The current run's id (set at test start; LOCUST_RUN_ID or --run-id when given)."""
+    rid = getattr(environment, "run_id", None)
+    if not rid:
+        o = environment.parsed_options
+        rid = (o.run_id if o is not None else "") or os.environ.get("LOCUST_RUN_ID") or new_run_id()
+        environment.run_id = rid
+    return rid
+
+
+def record_sample(environment, source: str, sample: dict) -> None:
+    """Add a sample from outside the monitor (e.g. MQTT $SYS figures) to the next stored sample."""
+    mon = _monitor(environment)
+    if mon is not None:
+        mon.pushed[source] = sample
+
+
+def add_run_extra(environment, **fields) -> None:
+    """Fields merged into the `end` row's extra and the run metadata (e.g. sent_event_count)."""
+    mon = _monitor(environment)
+    if mon is not None:
+        mon.extras.update(fields)

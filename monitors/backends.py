@@ -1,0 +1,66 @@
+"""Which samplers a run uses: `--monitor-backend celery|vector|redis_bus|kafka_bus` (several allowed).
+
+The host sampler always runs; choosing a backend adds its sampler plus the ClickHouse one
+(xAPI freshness and server health), as the reference monitor paired them.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from monitors import celery, clickhouse, host, kafka_bus, redis_bus, vector
+
+BACKENDS = {"celery": celery, "vector": vector, "redis_bus": redis_bus, "kafka_bus": kafka_bus}
+
+
+class Sampler(Protocol):
+    name: str
+
+    def sample(self) -> dict: ...
+
+    def backlog(self, sample: dict) -> int | None: ...
+
+    def close(self) -> None: ...
+
+
+def parse_backends(values) -> list[str]:
+    """Backends from repeated and/or comma-separated values; ValueError names an unknown one."""
+    if isinstance(values, str):
+        values = [values]
+    out: list[str] = []
+    for value in values or []:
+        for name in str(value).split(","):
+            name = name.strip()
+            if not name:
+                continue
+            if name not in BACKENDS:
+                raise ValueError(f"--monitor-backend {name!r} is unknown; expected one of: {', '.join(BACKENDS)}")
+            if name not in out:
+                out.append(name)
+    return out
+
+
+def add_arguments(parser) -> None:
+    """Every sampler's options, in groups, on a Locust or configargparse parser."""
+    group = parser.add_argument_group("pipeline monitor: samplers")
+    group.add_argument("--monitor-backend", action="append", default=[], env_var="LOCUST_MONITOR_BACKEND",
+                       help=f"pipeline backend(s) to sample: {', '.join(BACKENDS)} (repeat or comma-separate)")
+    for module in (clickhouse, celery, redis_bus, kafka_bus, vector, host):
+        module.add_arguments(group)
+
+
+def build_samplers(options) -> dict[str, Sampler]:
+    """The host sampler, and for any backend chosen, the ClickHouse sampler and the backend's."""
+    samplers: dict[str, Sampler] = {}
+    chosen = parse_backends(getattr(options, "monitor_backend", []))
+    try:
+        if chosen:
+            samplers["clickhouse"] = clickhouse.from_options(options)
+        for name in chosen:
+            samplers[name] = BACKENDS[name].from_options(options)
+        samplers["host"] = host.from_options(options)
+    except Exception:
+        for s in samplers.values():
+            s.close()
+        raise
+    return samplers

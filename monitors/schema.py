@@ -1,0 +1,73 @@
+"""The monitor's ClickHouse tables: DDL from conf/clickhouse/monitor.sql and each table's columns.
+
+Rows travel through the suite as plain dicts (JSON-able, so they can be spilled to a file);
+`to_tuple` turns one into the column order and types clickhouse-driver inserts.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+DDL_FILE = Path(__file__).resolve().parent.parent / "conf" / "clickhouse" / "monitor.sql"
+
+# Column name -> kind: s string, dt DateTime (epoch seconds in the dict), u/i int, f float, a Array(String)
+COLUMNS: dict[str, dict[str, str]] = {
+    "load_test_runs": {"run_id": "s", "timestamp": "dt", "event_type": "s", "extra": "s"},
+    "load_test_stats": {"run_id": "s", "timestamp": "dt", "stats": "s"},
+    "load_test_request_stats": {
+        "run_id": "s", "timestamp": "dt", "time_ms": "u", "interval_s": "f", "request_type": "s", "name": "s",
+        "requests": "u", "failures": "u", "rps": "f", "fail_rps": "f", "avg_ms": "f", "p50_ms": "f",
+        "p95_ms": "f", "p99_ms": "f", "max_ms": "f", "users": "u",
+    },
+    "load_test_samples": {"run_id": "s", "timestamp": "dt", "time_ms": "u", "source": "s", "metric": "s",
+                          "value": "f"},
+    "load_test_meta": {
+        "run_id": "s", "version": "u", "started": "dt", "ended": "dt", "locustfile": "s", "host": "s",
+        "tags": "a", "options": "s", "versions": "s", "exit_code": "i", "drained": "u", "drain_seconds": "f",
+        "max_backlog": "i", "extra": "s",
+    },
+}  # fmt: skip
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_database_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise ValueError(f"database name {name!r} is not a plain identifier (letters, digits, _)")
+    return name
+
+
+def statements(database: str = "event_sink") -> list[str]:
+    """The DDL statements, in order, for `database`."""
+    text = DDL_FILE.read_text().replace("{db}", check_database_name(database))
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]
+
+
+def ensure(client, database: str = "event_sink") -> None:
+    """Create the database and tables unless they exist (idempotent)."""
+    for sql in statements(database):
+        client.execute(sql)
+
+
+def to_tuple(table: str, row: dict) -> tuple:
+    out = []
+    for col, kind in COLUMNS[table].items():
+        v = row.get(col)
+        if kind == "s":
+            out.append("" if v is None else str(v))
+        elif kind == "dt":
+            out.append(datetime.fromtimestamp(float(v or 0), UTC))  # aware: no server-timezone guess
+        elif kind in ("u", "i"):
+            out.append(int(v or 0))
+        elif kind == "f":
+            out.append(float(v or 0.0))
+        else:
+            out.append([str(x) for x in (v or [])])
+    return tuple(out)
+
+
+def insert_sql(table: str, database: str) -> str:
+    return f"INSERT INTO {database}.{table} ({', '.join(COLUMNS[table])}) VALUES"

@@ -1,0 +1,239 @@
+"""Each sampler against ground truth the test builds on a real server."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from monitors import backends, celery, host, kafka_bus, redis_bus, vector
+from monitors import clickhouse as ch_sampler
+from tests.helpers import wait_for
+
+FIXTURES = Path(__file__).with_name("fixtures")
+
+
+# -- celery -------------------------------------------------------------------------------------
+def test_celery_counts_every_queue_and_the_erb_lists(redis_server, rds):
+    rds.lpush("edx.lms.core.default", *range(7))
+    rds.lpush("edx.cms.core.low", *range(2))
+    rds.lpush("events_router_queue_xapi", *range(99))
+    rds.lpush("dead_queue_xapi", "x")
+    s = celery.Sampler(redis_server.url).sample()
+    assert (s["lms_queue_length"], s["cms_queue_length"], s["batch_queue_length"], s["dead_queue_length"]) == (7, 2, 99, 1)
+    assert s["lag"] == 109  # "drained" includes ERB's batch buffer and its dead letters
+
+
+def test_celery_backlog_drains_when_a_real_worker_consumes(redis_server, rds, tmp_path):
+    import subprocess
+    import sys
+
+    app = tmp_path / "drain_app.py"
+    app.write_text(
+        "from celery import Celery\n"
+        f"app = Celery('drain', broker='{redis_server.url}')\n"
+        "@app.task(name='noop')\ndef noop(i):\n    return i\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import drain_app
+
+        for i in range(25):
+            drain_app.noop.apply_async((i,), queue="edx.lms.core.default")
+    finally:
+        sys.path.remove(str(tmp_path))
+    sampler = celery.Sampler(redis_server.url)
+    assert sampler.sample()["lag"] == 25
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "drain_app", "worker", "-Q",
+                               "edx.lms.core.default", "--pool", "solo", "--without-heartbeat", "--without-gossip",
+                               "--without-mingle", "-l", "WARNING"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: sampler.sample()["lag"] == 0, timeout=60, what="the worker to drain the queue")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+
+# -- redis_bus ----------------------------------------------------------------------------------
+def _read_and_ack(rds, stream: str, group: str, n: int, ack: int) -> None:
+    got = rds.xreadgroup(group, "consumer-1", {stream: ">"}, count=n)
+    ids = [mid for _, msgs in got for mid, _ in msgs]
+    assert len(ids) == n
+    if ack:
+        rds.xack(stream, group, *ids[:ack])
+
+
+def test_redis_bus_lag_is_entries_not_yet_delivered(redis_server, rds):
+    for i in range(50):
+        rds.xadd("dev-analytics", {"i": i})
+    rds.xgroup_create("dev-analytics", "event_routing_backends", id="0")
+    _read_and_ack(rds, "dev-analytics", "event_routing_backends", 20, ack=15)
+    s = redis_bus.Sampler(redis_server.url, "dev-analytics").sample()
+    g = s["groups"][0]
+    assert (s["total_events"], g["lag"], g["pending"], g["lag_source"]) == (50, 30, 5, "redis")
+    assert g["consumers"] == [{"name": "consumer-1", "pending": 5}]
+    assert redis_bus.Sampler(redis_server.url, "dev-analytics").backlog(s) == 35
+
+
+def test_redis_bus_counts_lag_itself_when_redis_reports_nil(redis_server, rds):
+    ids = [rds.xadd("dev-analytics", {"i": i}) for i in range(40)]
+    rds.xgroup_create("dev-analytics", "g", id="0")
+    _read_and_ack(rds, "dev-analytics", "g", 10, ack=10)
+    rds.xdel("dev-analytics", ids[20])  # a deletion past the group's position: Redis cannot compute lag
+    raw = rds.xinfo_stream("dev-analytics", full=True)["groups"][0]
+    assert raw.get("lag") is None
+    g = redis_bus.Sampler(redis_server.url, "dev-analytics").sample()["groups"][0]
+    assert (g["lag"], g["lag_source"]) == (29, "xrange")
+
+
+def test_redis_bus_stream_name_follows_the_prefix(redis_server, rds):
+    from types import SimpleNamespace
+
+    opts = SimpleNamespace(event_bus_redis_url=redis_server.url, event_bus_prefix="prod", event_bus_stream=None,
+                           redis_bus_count_limit=10)
+    assert redis_bus.from_options(opts).stream == "prod-analytics"
+    assert redis_bus.from_options(opts).sample() == {"stream": "prod-analytics", "total_events": 0, "lag": 0,
+                                                     "pending": 0, "groups": [], "exists": False}
+
+
+# -- kafka_bus ----------------------------------------------------------------------------------
+def test_kafka_bus_lag_per_partition_of_the_group(kafka):
+    from confluent_kafka import Consumer, Producer
+
+    topic = f"lag-{uuid.uuid4().hex[:8]}"
+    # One message per produce batch: the only way Tansu's high watermark is exact (see DEVELOPERS.md).
+    producer = Producer({"bootstrap.servers": kafka.url, "linger.ms": 0})
+    for i in range(12):
+        producer.produce(topic, value=str(i).encode(), partition=0)
+        producer.flush(10)
+    consumer = Consumer({"bootstrap.servers": kafka.url, "group.id": "event_routing_backends",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False, "session.timeout.ms": 6000})
+    consumer.subscribe([topic])
+    got = []
+    deadline = time.monotonic() + 60
+    while len(got) < 5 and time.monotonic() < deadline:
+        msg = consumer.poll(1.0)
+        if msg is not None and not msg.error():
+            got.append(msg)
+    assert len(got) == 5
+    consumer.commit(message=got[4], asynchronous=False)
+    consumer.close()
+    sampler = kafka_bus.Sampler(kafka.url, topic, "event_routing_backends")
+    try:
+        s = sampler.sample()
+    finally:
+        sampler.close()
+    by_partition = {p["partition"]: p["lag"] for p in s["partitions"]}
+    assert by_partition[0] == 12 - 5
+    assert s["lag"] == 7 and s["group"] == "event_routing_backends"
+
+
+# -- vector ---------------------------------------------------------------------------------------
+class _Serve(BaseHTTPRequestHandler):
+    body = b""
+    content_type = "text/plain; version=0.0.4"
+
+    def do_GET(self):  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Type", self.content_type)
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    do_POST = do_GET  # noqa: N815
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_server():
+    servers = []
+
+    def serve(body: bytes, content_type: str = "text/plain; version=0.0.4") -> str:
+        handler = type("H", (_Serve,), {"body": body, "content_type": content_type})
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+        return f"http://127.0.0.1:{srv.server_address[1]}"
+
+    yield serve
+    for srv in servers:
+        srv.shutdown()
+
+
+def test_vector_reads_the_prometheus_exporter(http_server):
+    # Recorded exposition of a Vector 0.54 prometheus_exporter sink fed by internal_metrics.
+    url = http_server((FIXTURES / "vector-metrics.prom").read_bytes())
+    s = vector.Sampler(url + "/metrics", "clickhouse_xapi").sample()
+    assert (s["events_received"], s["events_sent"], s["errors"], s["lag"]) == (1530.0, 1500.0, 3.0, 30.0)
+
+
+def test_vector_sums_several_instances(http_server):
+    body = (FIXTURES / "vector-metrics.prom").read_bytes()
+    urls = ",".join([http_server(body) + "/metrics", http_server(body) + "/metrics"])
+    s = vector.Sampler(urls, "clickhouse_xapi").sample()
+    assert (s["events_received"], s["events_sent"], s["instances"]) == (3060.0, 3000.0, 2)
+
+
+def test_vector_graphql_for_old_versions(http_server):
+    url = http_server((FIXTURES / "vector-graphql.json").read_bytes(), "application/json")
+    s = vector.Sampler("", "clickhouse_xapi", graphql_url=url + "/graphql").sample()
+    assert (s["events_received"], s["events_sent"], s["lag"], s["source"]) == (20.0, 10.0, 10.0, "graphql")
+
+
+def test_vector_unknown_component_is_an_error(http_server):
+    url = http_server((FIXTURES / "vector-metrics.prom").read_bytes())
+    with pytest.raises(LookupError, match="no metrics for Vector component 'nope'"):
+        vector.Sampler(url, "nope").sample()
+
+
+# -- clickhouse -----------------------------------------------------------------------------------
+def test_clickhouse_freshness_from_parts_and_a_bounded_window(clickhouse, ch):
+    ch.execute("CREATE DATABASE IF NOT EXISTS xapi_fresh")
+    ch.execute("DROP TABLE IF EXISTS xapi_fresh.xapi_events_all")
+    ch.execute("CREATE TABLE xapi_fresh.xapi_events_all (event_id UUID, emission_time DateTime, event String) "
+               "ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(emission_time) ORDER BY (emission_time, event_id)")
+    now = datetime.now(UTC).replace(microsecond=0)
+    rows = [(uuid.uuid4(), now - timedelta(seconds=30 + i), "{}") for i in range(500)]
+    ch.execute("INSERT INTO xapi_fresh.xapi_events_all (event_id, emission_time, event) VALUES", rows)
+    s = ch_sampler.Sampler(clickhouse.url, "xapi_fresh", "xapi_events_all").sample()
+    assert s["total_rows"] == 500
+    assert s["most_recent_event"].startswith((now - timedelta(seconds=30)).strftime("%Y-%m-%d %H:%M:%S"))
+    assert 29 <= s["lag_seconds"] <= 40
+    assert s["max_parts_per_partition"] >= 1 and "running_queries" in s
+
+
+def test_clickhouse_newest_event_outside_the_first_window(clickhouse, ch):
+    ch.execute("CREATE DATABASE IF NOT EXISTS xapi_old")
+    ch.execute("DROP TABLE IF EXISTS xapi_old.t")
+    ch.execute("CREATE TABLE xapi_old.t (event_id UUID, emission_time DateTime, event String) "
+               "ENGINE = ReplacingMergeTree ORDER BY (emission_time, event_id)")
+    two_hours = datetime.now(UTC) - timedelta(hours=2)
+    ch.execute("INSERT INTO xapi_old.t (event_id, emission_time, event) VALUES", [(uuid.uuid4(), two_hours, "{}")])
+    s = ch_sampler.Sampler(clickhouse.url, "xapi_old", "t").sample()
+    assert 7190 <= s["lag_seconds"] <= 7300
+
+
+# -- host and the registry --------------------------------------------------------------------------
+def test_host_sampler_reports_rates():
+    s = host.Sampler()
+    wait_for(lambda: s.sample()["cpu_percent"] >= 0, what="a host sample")
+    sample = s.sample()
+    assert 0 <= sample["cpu_percent"] <= 100 and sample["mem_total_bytes"] > 0 and sample["disk_free_bytes"] > 0
+
+
+def test_backends_accept_repeated_and_comma_separated_names():
+    assert backends.parse_backends(["celery,redis_bus", "celery", "kafka_bus"]) == ["celery", "redis_bus", "kafka_bus"]
+
+
+def test_unknown_backend_is_a_one_line_error():
+    with pytest.raises(ValueError) as err:
+        backends.parse_backends(["rabbit"])
+    assert str(err.value) == ("--monitor-backend 'rabbit' is unknown; expected one of: celery, vector, "
+                              "redis_bus, kafka_bus")

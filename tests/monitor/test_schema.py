@@ -1,0 +1,69 @@
+"""The monitor's DDL and every sampler query run on ClickHouse 18.16 and on current ClickHouse (chDB)."""
+
+from __future__ import annotations
+
+import pytest
+
+from monitors import __main__ as standalone
+from monitors import clickhouse as ch_sampler
+from monitors import schema
+from tests.monitor.conftest import chdb_render
+
+XAPI_DDL = [
+    "CREATE DATABASE IF NOT EXISTS xapi_schema_test",
+    "CREATE TABLE IF NOT EXISTS xapi_schema_test.xapi_events_all (event_id UUID, emission_time DateTime, "
+    "event String) ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(emission_time) "
+    "ORDER BY (emission_time, event_id)",
+]
+
+
+def sampler_queries() -> list[tuple[str, dict]]:
+    return [
+        (ch_sampler.SQL_ROWS, {"d": "xapi_schema_test", "t": "xapi_events_all"}),
+        (ch_sampler.SQL_NEWEST.format(col="emission_time", db="xapi_schema_test", table="xapi_events_all",
+                                      window=300), {}),
+        (ch_sampler.SQL_METRICS, {"m": ch_sampler.METRICS}),
+        (ch_sampler.SQL_MAX_PARTS, {}),
+        (ch_sampler.SQL_EVENTS, {"e": ch_sampler.EVENTS}),
+        (standalone.FIND_RUN.format(db="monitor_ddl_test"), {}),
+        (standalone.HAS_ENDED.format(db="monitor_ddl_test"), {"r": "20261124-000000-00000000"}),
+    ]
+
+
+def test_monitor_ddl_runs_on_clickhouse_18(ch):
+    schema.ensure(ch, "monitor_ddl_test")
+    schema.ensure(ch, "monitor_ddl_test")  # idempotent
+    tables = {r[0] for r in ch.execute("SHOW TABLES FROM monitor_ddl_test")}
+    assert tables == set(schema.COLUMNS)
+
+
+def test_monitor_ddl_runs_on_current_clickhouse(chdb_session):
+    for sql in schema.statements("monitor_ddl_test"):
+        chdb_session.query(sql)
+    out = chdb_session.query("SELECT name FROM system.tables WHERE database = 'monitor_ddl_test' ORDER BY name", "CSV")
+    assert {line.strip('"') for line in str(out).split()} == set(schema.COLUMNS)
+
+
+def test_typed_columns_match_the_ddl(ch):
+    schema.ensure(ch, "monitor_ddl_test")
+    for table, columns in schema.COLUMNS.items():
+        got = [r[0] for r in ch.execute(f"DESCRIBE TABLE monitor_ddl_test.{table}")]
+        assert got == list(columns), table
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_sampler_query_runs_on_both_engines(ch, chdb_session, index):
+    schema.ensure(ch, "monitor_ddl_test")
+    for sql in schema.statements("monitor_ddl_test"):
+        chdb_session.query(sql)
+    for sql in XAPI_DDL:
+        ch.execute(sql)
+        chdb_session.query(sql)
+    sql, params = sampler_queries()[index]
+    ch.execute(sql, params)
+    chdb_session.query(chdb_render(sql, params))
+
+
+def test_bad_database_name_is_refused():
+    with pytest.raises(ValueError, match="database name 'x; DROP' is not a plain identifier"):
+        schema.statements("x; DROP")
