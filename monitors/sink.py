@@ -23,13 +23,13 @@ log = logging.getLogger("monitors.sink")
 class Sink:
     def __init__(self, url: str, database: str = "event_sink", spill_dir: Path | str | None = None,
                  name: str = "monitor", max_rows: int = 100_000, retry_interval: float = 2.0) -> None:
-        """`spill_dir` holds `<name>.jsonl` files; every file there is replayed once ClickHouse answers,
+        """`spill_dir` holds `<name>.spill.jsonl` files; every file there is replayed once ClickHouse answers,
         so rows spilled by an earlier run are written by the next one that reaches it."""
         schema.check_database_name(database)
         chclient.parse_url(url)  # a bad URL fails here, before the run
         self.url, self.database = url, database
         self.spill_dir = Path(spill_dir) if spill_dir else None
-        self.spill_path = self.spill_dir / f"{name}.jsonl" if self.spill_dir else None
+        self.spill_path = self.spill_dir / f"{name}.spill.jsonl" if self.spill_dir else None
         self.max_rows, self.retry_interval = max_rows, retry_interval
         self._pending: OrderedDict[str, list[dict]] = OrderedDict((t, []) for t in schema.COLUMNS)
         self._client = None
@@ -130,7 +130,7 @@ class Sink:
     def _replay_spill(self, client) -> None:
         if not self.spill_dir or not self.spill_dir.is_dir():
             return
-        for path in sorted(self.spill_dir.glob("*.jsonl")):
+        for path in sorted(self.spill_dir.glob("*.spill.jsonl")):
             by_table: dict[tuple[str, str], list[dict]] = {}
             with open(path) as f:
                 for line in f:

@@ -1,0 +1,203 @@
+"""The monitor inside a real Locust run, standalone, and across a ClickHouse outage."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from monitors.sink import Sink
+from stack import Stack
+from tests.helpers import REPO, wait_for
+from tests.monitor.conftest import locust
+
+
+class Output:
+    """Collects a process's output lines in a thread, so the test can poll them."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc, self.lines = proc, []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def has(self, pattern: str) -> bool:
+        return any(re.search(pattern, line) for line in self.lines)
+
+    def count(self, pattern: str) -> int:
+        return sum(1 for line in self.lines if re.search(pattern, line))
+
+    def wait(self, timeout: float = 120) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self.thread.join(timeout=10)
+        return code
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def run_rows(ch, run_id: str, db: str = "event_sink") -> dict:
+    runs = ch.execute(f"SELECT event_type, extra FROM {db}.load_test_runs WHERE run_id = %(r)s ORDER BY timestamp",
+                      {"r": run_id})
+    return {t: json.loads(e) for t, e in runs}
+
+
+def test_a_run_writes_start_end_stats_samples_and_request_stats(clickhouse, redis_server, ch, rds, tmp_path):
+    out = Output(locust(["--run-time", "3s", "--sleep-time", "0.5", "--clickhouse-url", clickhouse.url,
+                         "--monitor-backend", "celery", "--celery-broker-url", redis_server.url,
+                         "--run-tags", "ci,smoke", "--spill-dir", str(tmp_path)],
+                        env={"LOCUST_RUN_ID": "t-lifecycle-1", "LOCUST_RESULTS_DIR": str(tmp_path)}))
+    assert out.wait() == 0, out.text[-3000:]
+    rows = run_rows(ch, "t-lifecycle-1")
+    assert "start" in rows, out.text[-3000:]
+    assert rows["start"]["tags"] == ["ci", "smoke"] and rows["start"]["backends"] == ["celery"]
+    assert rows["end"]["drained"] is True and rows["end"]["exit_code"] == 0
+    stats = [json.loads(s) for (s,) in ch.execute(
+        "SELECT stats FROM event_sink.load_test_stats WHERE run_id = 't-lifecycle-1' ORDER BY timestamp")]
+    assert len(stats) >= 4
+    # Aspects' shape: clickhouse first, then the backend, with the reference keys.
+    assert list(stats[-1])[:2] == ["clickhouse", "celery"]
+    assert {"lms_queue_length", "cms_queue_length", "lag"} <= set(stats[-1]["celery"])
+    samples = ch.execute("SELECT count() FROM event_sink.load_test_samples WHERE run_id = 't-lifecycle-1' "
+                         "AND source = 'host' AND metric = 'cpu_percent'")[0][0]
+    assert samples == len(stats)
+    requests, = ch.execute("SELECT sum(requests) FROM event_sink.load_test_request_stats "
+                           "WHERE run_id = 't-lifecycle-1' AND name = 'work'")[0]
+    assert requests > 20
+    meta = ch.execute("SELECT exit_code, tags FROM event_sink.load_test_meta FINAL WHERE run_id = 't-lifecycle-1'")
+    assert meta == [(0, ["ci", "smoke"])]
+    lines = (tmp_path / "samples.jsonl").read_text().splitlines()
+    assert len(lines) == len(stats)  # the run folder holds the same samples
+
+
+def test_drain_waits_for_the_backlog_and_records_its_time(clickhouse, redis_server, ch, rds, tmp_path):
+    rds.lpush("edx.lms.core.default", *range(5))
+    out = Output(locust(["--run-time", "2s", "--sleep-time", "0.3", "--clickhouse-url", clickhouse.url,
+                         "--monitor-backend", "celery", "--celery-broker-url", redis_server.url,
+                         "--spill-dir", str(tmp_path)], env={"LOCUST_RUN_ID": "t-drain-1"}))
+    # The pipeline "works off" its backlog only after a few draining samples have seen it.
+    wait_for(lambda: out.count(r"\(draining\).*backlog 5") >= 3, timeout=60, what="draining samples")
+    assert out.proc.poll() is None  # still waiting for the drain
+    rds.delete("edx.lms.core.default")
+    assert out.wait() == 0, out.text[-3000:]
+    end = run_rows(ch, "t-drain-1")["end"]
+    assert end["drained"] is True and end["drain_seconds"] >= 0.6 and end["max_backlog"] == 5
+
+
+def test_drain_gives_up_after_the_timeout_and_check_fails(clickhouse, redis_server, ch, rds, tmp_path):
+    rds.lpush("events_router_queue_xapi", "stuck")  # ERB's batch buffer never flushed
+    out = Output(locust(["--run-time", "1s", "--sleep-time", "0.3", "--clickhouse-url", clickhouse.url,
+                         "--monitor-backend", "celery", "--celery-broker-url", redis_server.url,
+                         "--drain-timeout", "1", "--check-drain-time", "10", "--spill-dir", str(tmp_path)],
+                        env={"LOCUST_RUN_ID": "t-drain-2"}))
+    assert out.wait() == 6, out.text[-3000:]
+    assert out.has("check failed: drain never finished")
+    assert run_rows(ch, "t-drain-2")["end"]["drained"] is False
+
+
+def test_fail_ratio_check_sets_its_exit_code(clickhouse, ch, tmp_path):
+    out = Output(locust(["--run-time", "2s", "--sleep-time", "1", "--clickhouse-url", clickhouse.url,
+                         "--fail-every", "3", "--check-fail-ratio", "0.1", "--spill-dir", str(tmp_path)],
+                        env={"LOCUST_RUN_ID": "t-check-1"}))
+    assert out.wait() == 3, out.text[-3000:]
+    assert out.has(r"check failed: failure ratio 0\.3")
+    assert run_rows(ch, "t-check-1")["end"]["exit_code"] == 3
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--monitor-backend", "rabbit"],
+     "error: --monitor-backend 'rabbit' is unknown; expected one of: celery, vector, redis_bus, kafka_bus"),
+    (["--sleep-time", "0"], "error: --sleep-time 0.0: expected seconds > 0"),
+    (["--clickhouse-url", "http://127.0.0.1:8123"],
+     "error: ClickHouse URL 'http://127.0.0.1:8123' is not clickhouse://user[:password]@host[:port]/database"),
+])
+def test_bad_options_are_one_line_errors(args, message):
+    out = Output(locust(["--run-time", "1s", *args]))
+    assert out.wait() != 0
+    assert message in out.lines and "Traceback" not in out.text
+
+
+def test_clickhouse_outage_mid_run_loses_no_sample(tmp_path):
+    own = Stack(tmp_path / "stack", free_ports=True)
+    try:
+        ch_url = own.start("clickhouse")["clickhouse"].url
+        from monitors import chclient
+
+        client = chclient.connect(ch_url)
+        out = Output(locust(["--run-time", "12s", "--sleep-time", "0.5", "--clickhouse-url", ch_url,
+                             "--spill-dir", str(tmp_path / "spill")], env={"LOCUST_RUN_ID": "t-outage-1"}))
+
+        def stored() -> int:
+            try:
+                return client.execute("SELECT count() FROM event_sink.load_test_stats WHERE run_id = 't-outage-1'")[0][0]
+            except Exception:  # noqa: BLE001 - the table may not exist yet
+                return 0
+
+        wait_for(lambda: stored() >= 2, timeout=60, what="first samples in ClickHouse")
+        client.disconnect()
+        own.stop("clickhouse")
+        wait_for(lambda: out.has("unreachable"), timeout=30, what="the monitor noticing the outage")
+        missed_from = out.count(r"monitor t-outage-1")
+        wait_for(lambda: out.count(r"monitor t-outage-1") >= missed_from + 4, timeout=30, what="samples during outage")
+        own.start("clickhouse")
+        assert out.wait() == 0, out.text[-3000:]
+        logged = out.count(r"monitor t-outage-1(?: \(draining\))?: ")
+        assert out.has("is back after")
+        assert stored() == logged  # every sample taken, including those during the outage
+    finally:
+        own.stop()
+
+
+def test_unreachable_clickhouse_spills_and_the_next_run_replays(clickhouse, ch, tmp_path):
+    dead = Sink("clickhouse://default@127.0.0.1:1/default", "event_sink", tmp_path, name="run-a", retry_interval=0.01)
+    for i in range(3):
+        dead.add("load_test_runs", {"run_id": "t-spill-1", "timestamp": time.time(), "event_type": f"e{i}",
+                                    "extra": "{}"})
+    assert dead.close(timeout=0.2) is False
+    assert (tmp_path / "run-a.spill.jsonl").exists()
+    alive = Sink(clickhouse.url, "event_sink", tmp_path, name="run-b")
+    assert alive.flush(force=True)
+    assert ch.execute("SELECT count() FROM event_sink.load_test_runs WHERE run_id = 't-spill-1'")[0][0] == 3
+    assert not list(tmp_path.glob("*.jsonl"))
+
+
+def test_memory_bound_spills_to_disk_before_clickhouse_returns(tmp_path):
+    sink = Sink("clickhouse://default@127.0.0.1:1/default", "event_sink", tmp_path, name="bounded", max_rows=10)
+    for i in range(25):
+        sink.add("load_test_stats", {"run_id": "x", "timestamp": i, "stats": "{}"})
+    assert sink.pending_rows() <= 10
+    assert len((tmp_path / "bounded.spill.jsonl").read_text().splitlines()) >= 15
+
+
+def test_standalone_monitor_follows_a_run_until_it_drains(clickhouse, redis_server, ch, rds, tmp_path):
+    from monitors import schema
+
+    schema.ensure(ch, "event_sink")
+    proc = subprocess.Popen([sys.executable, "-m", "monitors", "--clickhouse-url", clickhouse.url, "--sleep-time",
+                             "0.3", "--monitor-backend", "celery", "--celery-broker-url", redis_server.url,
+                             "--spill-dir", str(tmp_path), "--drain-timeout", "60"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = Output(proc)
+    rid = f"t-standalone-{int(time.time())}"
+    now = time.time()
+    ch.execute("INSERT INTO event_sink.load_test_runs (run_id, timestamp, event_type, extra) VALUES",
+               [(rid, int(now), "start", "{}")])
+    wait_for(lambda: out.has(f"monitoring run {rid}"), timeout=30, what="the monitor to pick up the run")
+    rds.lpush("edx.cms.core.default", "a", "b")
+    ch.execute("INSERT INTO event_sink.load_test_runs (run_id, timestamp, event_type, extra) VALUES",
+               [(rid, int(now) + 1, "end", "{}")])
+    wait_for(lambda: out.has("has ended"), timeout=30, what="the end row to be seen")
+    wait_for(lambda: out.count(r"\(draining\).*backlog 2") >= 2, timeout=30, what="draining samples")
+    assert proc.poll() is None
+    rds.delete("edx.cms.core.default")
+    assert out.wait(60) == 0, out.text[-3000:]
+    assert ch.execute("SELECT count() FROM event_sink.load_test_stats WHERE run_id = %(r)s", {"r": rid})[0][0] >= 3
