@@ -25,5 +25,15 @@ def run_blocking(fn: Callable[..., T], *args, **kwargs) -> T:
     if _gevent_patched():
         import gevent
 
-        return gevent.get_hub().threadpool.apply(fn, args, kwargs)
+        def guarded():
+            # Exceptions come back as values: gevent's pool would print a traceback for them.
+            try:
+                return True, fn(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller below
+                return False, exc
+
+        ok, value = gevent.get_hub().threadpool.apply(guarded)
+        if not ok:
+            raise value
+        return value
     return fn(*args, **kwargs)

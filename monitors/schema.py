@@ -28,6 +28,11 @@ COLUMNS: dict[str, dict[str, str]] = {
         "tags": "a", "options": "s", "versions": "s", "exit_code": "i", "drained": "u", "drain_seconds": "f",
         "max_backlog": "i", "extra": "s",
     },
+    "load_test_kafka_latency": {
+        "run_id": "s", "timestamp": "dt", "topic": "s", "stat_window": "s", "messages": "u", "avg_ms": "f",
+        "p50_ms": "f", "p95_ms": "f", "p99_ms": "f", "max_ms": "f", "msgs_per_s": "f", "negative": "u",
+        "in_seconds": "u", "invalid": "u", "duplicates": "u",
+    },
 }  # fmt: skip
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

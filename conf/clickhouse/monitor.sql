@@ -75,3 +75,24 @@ CREATE TABLE IF NOT EXISTS {db}.load_test_meta
     extra          String
 )
 ENGINE = ReplacingMergeTree(version) ORDER BY run_id;
+
+-- Rolling windows of the Kafka end-to-end latency consumer (monitors/kafka_latency.py).
+CREATE TABLE IF NOT EXISTS {db}.load_test_kafka_latency
+(
+    run_id      String,
+    timestamp   DateTime,
+    topic       String,
+    stat_window String,
+    messages    UInt64,
+    avg_ms      Float64,
+    p50_ms      Float64,
+    p95_ms      Float64,
+    p99_ms      Float64,
+    max_ms      Float64,
+    msgs_per_s  Float64,
+    negative    UInt64,
+    in_seconds  UInt64,
+    invalid     UInt64,
+    duplicates  UInt64
+)
+ENGINE = MergeTree PARTITION BY toYYYYMM(timestamp) ORDER BY (run_id, topic, timestamp);

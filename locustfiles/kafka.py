@@ -1,0 +1,147 @@
+"""Kafka producers for a stream pipeline, with optional end-to-end latency from its output topic.
+
+    locust -f locustfiles/kafka.py --config conf/kafka.conf --headless -u 10 -r 10 --kafka-messages 100000
+    locust -f locustfiles/kafka.py --headless --processes 2 --kafka-latency-topic performance-test-out …
+
+Each user produces records cycled from --kafka-data-file (a JSON array), keyed by
+--kafka-key-field; each delivery is a PRODUCE request timed from produce() to the broker's
+delivery report. With --kafka-messages N the run stops once N messages (split over processes,
+each counted once) are delivered. With --kafka-latency-topic, every output message is an E2E
+request (output timestamp − timestamp_start, ms), so percentiles aggregate across workers.
+Connection: KAFKA_BROKERS, KAFKA_APIKEY (+ KAFKA_SASL_MECHANISM), KAFKA_CERT, KAFKA_PROPERTIES.
+"""
+
+from __future__ import annotations
+
+import time
+
+from locust import User, events, task
+from locust.exception import StopUser
+from locust.runners import MasterRunner
+
+import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
+from locustfiles.common import OptionError, require
+from locustfiles.kafka_producer import KafkaLoad, LatencyReader, load_records
+from monitors.locust_plugin import add_run_extra
+
+REPO_DATA = "conf/kafka-data.json"
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser) -> None:
+    g = parser.add_argument_group("Kafka producers")
+    g.add_argument("--kafka-brokers", default=None, env_var="KAFKA_BROKERS",
+                   help="bootstrap servers (default 127.0.0.1:9092)")
+    g.add_argument("--kafka-topic", default="performance-test", env_var="LOCUST_KAFKA_TOPIC",
+                   help="input topic of the pipeline (default performance-test)")
+    g.add_argument("--kafka-messages", type=int, default=0, env_var="LOCUST_KAFKA_MESSAGES",
+                   help="total messages over all users and processes, then stop (default 0: until stopped)")
+    g.add_argument("--kafka-key-field", default="identifier", env_var="LOCUST_KAFKA_KEY_FIELD",
+                   help="record field used as the message key (default identifier)")
+    g.add_argument("--kafka-data-file", default=REPO_DATA, env_var="LOCUST_KAFKA_DATA_FILE",
+                   help="JSON array of records to cycle through (default conf/kafka-data.json)")
+    g.add_argument("--kafka-rate", type=float, default=0.0, env_var="LOCUST_KAFKA_RATE",
+                   help="messages per second per user (default 0: as fast as possible)")
+    g.add_argument("--kafka-linger-ms", type=float, default=5.0, env_var="LOCUST_KAFKA_LINGER_MS",
+                   help="librdkafka linger.ms: batching delay (default 5)")
+    g.add_argument("--kafka-acks", default="all", env_var="LOCUST_KAFKA_ACKS", help="acks: 0, 1 or all (default all)")
+    g.add_argument("--kafka-latency-topic", default="", env_var="LOCUST_KAFKA_LATENCY_TOPIC",
+                   help="read this output topic and report end-to-end latency as E2E requests")
+    g.add_argument("--kafka-e2e-timeout", type=float, default=60.0, env_var="LOCUST_KAFKA_E2E_TIMEOUT",
+                   help="after the last delivery, wait this long for the output messages (default 60)")
+    g.add_argument("--kafka-connect-timeout", type=float, default=10.0, env_var="LOCUST_KAFKA_CONNECT_TIMEOUT",
+                   help="seconds to reach the brokers at test start before giving up (default 10)")
+    g.add_argument("--kafka-processes", type=int, default=0, env_var="LOCUST_KAFKA_PROCESSES",
+                   help="number of worker processes sharing --kafka-messages with --master/--worker "
+                        "(--processes sets it by itself)")
+
+
+@events.init.add_listener
+def _check(environment, **_kw) -> None:
+    o = environment.parsed_options
+    if o is None:
+        return
+    require(o.kafka_messages >= 0, f"--kafka-messages {o.kafka_messages}: expected a count >= 0")
+    require(o.kafka_rate >= 0, f"--kafka-rate {o.kafka_rate}: expected messages per second >= 0")
+    require(str(o.kafka_acks) in ("0", "1", "all", "-1"), f"--kafka-acks {o.kafka_acks!r}: expected 0, 1 or all")
+    if isinstance(environment.runner, MasterRunner):
+        environment.runner.register_message("kafka_done", _worker_done)
+        environment.kafka_done = 0
+        return  # the master produces nothing
+    try:
+        environment.kafka_records = load_records(o.kafka_data_file)
+        from monitors import kafka_conf
+
+        conf = kafka_conf.client_config(o.kafka_brokers)
+    except ValueError as exc:
+        raise OptionError(str(exc)) from None
+    _check_brokers(conf, o.kafka_connect_timeout)
+
+
+def _worker_done(environment, msg, **_kw) -> None:
+    """A worker spent its share of --kafka-messages; the last one ends the run."""
+    import gevent
+    from locust.runners import WORKER_REPORT_INTERVAL
+
+    environment.kafka_done += 1
+    if environment.kafka_done >= environment.runner.worker_count:
+        def end() -> None:
+            gevent.sleep(WORKER_REPORT_INTERVAL + 0.5)  # the workers' last stats reports arrive first
+            environment.runner.quit()
+
+        gevent.spawn(end)
+
+
+def _check_brokers(conf: dict, timeout: float) -> None:
+    """Fail fast, in one line, when the brokers cannot be reached or refuse the credentials."""
+    from confluent_kafka.admin import AdminClient
+
+    from monitors.blocking import run_blocking
+
+    errors: list[str] = []
+    admin = AdminClient({**conf, "log_level": 0, "error_cb": lambda err: errors.append(str(err))})
+    try:
+        run_blocking(admin.list_topics, timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - KafkaException carries librdkafka's reason
+        reason = errors[-1] if errors else str(exc)
+        raise OptionError(f"Kafka brokers {conf['bootstrap.servers']!r} unreachable or refusing us: {reason}") \
+            from None
+
+
+@events.test_start.add_listener
+def _start(environment, **_kw) -> None:
+    if isinstance(environment.runner, MasterRunner):
+        return
+    o = environment.parsed_options
+    load = KafkaLoad(environment, o, environment.kafka_records)
+    if o.kafka_latency_topic:
+        load.reader = LatencyReader(environment, load.conf, o.kafka_latency_topic, load.index, load.count,
+                                    int(time.time() * 1000))
+    environment.kafka_load = load
+
+
+@events.quitting.add_listener
+def _quit(environment, **_kw) -> None:
+    load = getattr(environment, "kafka_load", None)
+    if load is None:
+        return
+    load.close()
+    extra = {"kafka_sent": load.sent, "kafka_delivered": load.delivered, "kafka_failed": load.failed}
+    if load.reader is not None:
+        extra["kafka_e2e"] = load.reader.stats.total()
+    add_run_extra(environment, **extra)
+
+
+class KafkaProducerUser(User):
+    """Produces records as fast as allowed (or at --kafka-rate per user)."""
+
+    def wait_time(self) -> float:
+        rate = self.environment.parsed_options.kafka_rate
+        return 1.0 / rate if rate else 0.0
+
+    @task
+    def produce(self) -> None:
+        load = getattr(self.environment, "kafka_load", None)
+        if load is None or not load.take():
+            raise StopUser()
+        load.send()

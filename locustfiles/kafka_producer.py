@@ -1,0 +1,223 @@
+"""Kafka machinery for locustfiles/kafka.py: one non-blocking producer per process, an optional
+end-to-end latency reader, and the message budget shared by all users.
+
+Nothing here blocks the gevent loop: `produce()` only queues (librdkafka sends from its own
+threads), delivery reports are drained by a greenlet calling `poll(0)`, the latency reader uses
+`consume(timeout=0)`, and calls that wait on the network (flush, offsets for a time, close) go
+to gevent's native thread pool.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+
+import gevent
+
+from monitors import kafka_conf
+from monitors.blocking import run_blocking
+from monitors.kafka_latency import LatencyStats, format_window, handle_message
+
+log = logging.getLogger("locustfiles.kafka")
+
+
+def load_records(path: str | Path) -> list[dict]:
+    """The data file: a JSON array of objects, cycled through by the producers."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise ValueError(f"--kafka-data-file {str(path)!r} cannot be read: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ValueError(f"--kafka-data-file {str(path)!r} is not JSON: {exc}") from None
+    if not isinstance(data, list) or not data or not all(isinstance(r, dict) for r in data):
+        raise ValueError(f"--kafka-data-file {str(path)!r}: expected a non-empty JSON array of objects")
+    return data
+
+
+def share(total: int, index: int, count: int) -> int:
+    """This process's part of `total` messages when `count` processes produce (each counted once)."""
+    return total // count + (1 if index < total % count else 0)
+
+
+class KafkaLoad:
+    """Per-process state: the producer, the budget, the delivery-report pump, the latency reader."""
+
+    def __init__(self, environment, options, records: list[dict]) -> None:
+        from confluent_kafka import Producer
+
+        self.env, self.o, self.records = environment, options, records
+        self.conf = kafka_conf.client_config(options.kafka_brokers)
+        self.errors: list[str] = []
+        self.producer = Producer({**self.conf, "linger.ms": options.kafka_linger_ms, "acks": options.kafka_acks,
+                                  "log_level": 0, "error_cb": self._error})
+        runner = environment.runner
+        index = getattr(runner, "worker_index", 0) or 0
+        count = max(1, options.kafka_processes or options.processes or 1) if hasattr(runner, "worker_index") else 1
+        self.index, self.count = index, count
+        self.budget = share(options.kafka_messages, index, count) if options.kafka_messages else None
+        self.sent = self.delivered = self.failed = 0
+        self.producer_id = f"{socket.gethostname()}-{os.getpid()}"
+        self._seq = itertools.count()
+        self._records = itertools.cycle(records)
+        self.finishing = False
+        self.reader: LatencyReader | None = None
+        self.pump = gevent.spawn(self._pump)
+
+    def _error(self, err) -> None:
+        # librdkafka retries by itself; say each distinct problem once instead of printing its log.
+        text = str(err)
+        if text not in self.errors:
+            log.warning("kafka: %s", text)
+        self.errors.append(text)
+
+    # -- producing ---------------------------------------------------------------------------
+    def take(self) -> bool:
+        """Reserve one message of the budget; False once it is spent."""
+        if self.budget is None:
+            return True
+        if self.sent >= self.budget:
+            return False
+        return True
+
+    def send(self) -> None:
+        record = dict(next(self._records))
+        seq = next(self._seq)
+        record.update({"_producer": self.producer_id, "_seq": seq, "_sent_ms": int(time.time() * 1000)})
+        value = json.dumps(record, separators=(",", ":")).encode()
+        key_value = record.get(self.o.kafka_key_field)
+        key = None if key_value is None else str(key_value).encode()
+        start_time, t0 = time.time(), time.perf_counter()
+        topic = self.o.kafka_topic
+        events = self.env.events
+
+        def delivered(err, msg) -> None:
+            ms = (time.perf_counter() - t0) * 1000
+            if err is None:
+                self.delivered += 1
+            else:
+                self.failed += 1
+            events.request.fire(request_type="PRODUCE", name=topic, response_time=ms, response_length=len(value),
+                                exception=None if err is None else RuntimeError(str(err)), context={},
+                                start_time=start_time)
+
+        while True:
+            try:
+                self.producer.produce(topic, value, key=key, on_delivery=delivered)
+                break
+            except BufferError:  # librdkafka's queue is full: let deliveries drain, without blocking
+                self.producer.poll(0)
+                gevent.sleep(0.001)
+        self.sent += 1
+        if self.budget is not None and self.sent >= self.budget and not self.finishing:
+            self.finishing = True
+            gevent.spawn(self.finish)
+
+    def _pump(self) -> None:
+        while True:
+            n = self.producer.poll(0)
+            gevent.sleep(0 if n else 0.002)
+
+    def outstanding(self) -> int:
+        return len(self.producer)
+
+    def flush(self, timeout: float = 30.0) -> int:
+        deadline = time.monotonic() + timeout
+        while self.outstanding() and time.monotonic() < deadline:
+            gevent.sleep(0.005)  # the pump greenlet fires the delivery reports meanwhile
+        return self.outstanding()
+
+    def finish(self) -> None:
+        """Budget spent: wait for deliveries (and end-to-end results), then end this process's run."""
+        left = self.flush()
+        log.info("kafka: %d messages sent, %d delivered, %d failed%s", self.sent, self.delivered, self.failed,
+                 f", {left} undelivered" if left else "")
+        if self.reader is not None:
+            self.reader.wait_for(self.delivered, self.o.kafka_e2e_timeout)
+        runner = self.env.runner
+        if hasattr(runner, "worker_index"):
+            # A worker tells the master, which ends the run once every worker is done.
+            runner.send_message("kafka_done", {"sent": self.sent, "delivered": self.delivered})
+            return
+        if runner is not None:
+            from locust.stats import CSV_STATS_INTERVAL_SEC
+
+            runner.stop()
+            # Locust writes its CSV files from a periodic greenlet: give it one more turn so the
+            # files hold the final counts before the process quits.
+            gevent.sleep(CSV_STATS_INTERVAL_SEC + 0.2)
+            runner.quit()
+
+    def close(self) -> None:
+        self.flush(10)
+        self.pump.kill(block=False)
+        if self.reader is not None:
+            self.reader.close()
+
+
+class LatencyReader:
+    """Reads the pipeline's output topic from the test's start time; each delta is an E2E request."""
+
+    def __init__(self, environment, conf: dict, topic: str, index: int, count: int, start_ms: int) -> None:
+        from confluent_kafka import Consumer
+
+        self.env, self.topic = environment, topic
+        self.consumer = Consumer({**conf, "group.id": f"kafka-latency-{topic}", "enable.auto.commit": False,
+                                  "auto.offset.reset": "latest", "log_level": 3})
+        self.stats = LatencyStats(on_window=lambda s: log.info(format_window(s)), on_total=log.info)
+        self.start_ms = start_ms
+        self.older = 0  # output messages from before the test (timestamp lookups may land early)
+        run_blocking(self._assign, index, count, start_ms)
+        self.greenlet = gevent.spawn(self._read)
+
+    def _assign(self, index: int, count: int, start_ms: int) -> None:
+        from confluent_kafka import TopicPartition
+
+        meta = self.consumer.list_topics(self.topic, timeout=10)
+        partitions = sorted(meta.topics[self.topic].partitions) if self.topic in meta.topics else []
+        if not partitions or meta.topics[self.topic].error is not None:
+            raise ValueError(f"--kafka-latency-topic {self.topic!r} does not exist")
+        # Each process reads its own share of the partitions, so every message is counted once.
+        mine = [TopicPartition(self.topic, p, start_ms) for p in partitions if p % count == index]
+        self.consumer.assign(self.consumer.offsets_for_times(mine, timeout=10) if mine else [])
+
+    def _read(self) -> None:
+        last_commit = time.monotonic()
+        fire = self.env.events.request.fire
+        while True:
+            batch = self.consumer.consume(num_messages=1000, timeout=0)
+            for msg in batch:
+                if msg.error():
+                    continue
+                if msg.timestamp()[1] < self.start_ms:
+                    self.older += 1
+                    continue
+                delta = handle_message(self.stats, msg)
+                if delta is not None:
+                    fire(request_type="E2E", name=self.topic, response_time=delta,
+                         response_length=len(msg.value() or b""), exception=None, context={})
+            if batch and time.monotonic() - last_commit > 1:
+                self.consumer.commit(asynchronous=True)
+                last_commit = time.monotonic()
+            gevent.sleep(0 if batch else 0.005)
+
+    def received(self) -> int:
+        s = self.stats
+        return s.count + s.negative + s.in_seconds + s.invalid + s.duplicates
+
+    def wait_for(self, expected: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.received() < expected and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        log.info("kafka e2e: %s", self.stats.total_line())
+        if self.received() < expected:
+            log.warning("kafka e2e: %d of %d messages came out of the pipeline within %.0f s",
+                        self.received(), expected, timeout)
+
+    def close(self) -> None:
+        self.greenlet.kill(block=False)
+        run_blocking(self.consumer.close)

@@ -1,0 +1,319 @@
+"""End-to-end latency of a Kafka stream pipeline: `python -m monitors.kafka_latency --topic OUT`.
+
+Reads the pipeline's output topic; each output message is JSON carrying `timestamp_start`, the
+input message's Kafka timestamp in milliseconds (the stream processor copies it, as in the seed
+tool). Latency = output message timestamp − timestamp_start, in ms. Prints the seed's rolling
+windows with correct averages plus percentiles and rate:
+
+    [STAT 100] - 100 msgs, avg 12.31 ms, p50 12 p95 17 p99 19 ms, 2310.5 msg/s
+    [STAT 1K] …   [STAT 10K] …   [STAT 100K] …
+    [TOTAL] - 1000 msgs read, avg 12.40 ms, p50 … , errors: 0 negative, 0 in seconds, 0 invalid; 0 duplicates
+
+It starts at the end of the topic (or --start committed|beginning|time:<epoch ms>), commits its
+offsets, reports the timestamp type it saw (LogAppendTime or CreateTime), refuses to mix a
+`timestamp_start` written in seconds into the figures, and counts negative deltas as errors.
+Inside Locust (`locustfiles/kafka.py --kafka-latency-topic`) each delta is a request of type E2E.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+log = logging.getLogger("monitors.kafka_latency")
+
+WINDOWS = ((100, "100"), (1_000, "1K"), (10_000, "10K"), (100_000, "100K"))
+SECONDS_LIMIT = 1e11  # an epoch below this is seconds (1e11 ms = 1973; 1e11 s = year 5138)
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_values:
+        return 0.0
+    k = max(0, min(len(sorted_values) - 1, math.ceil(p * len(sorted_values)) - 1))
+    return sorted_values[k]
+
+
+@dataclass
+class Window:
+    label: str
+    size: int
+    deltas: list[float] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def summary(self) -> dict:
+        d = sorted(self.deltas)
+        secs = max(time.monotonic() - self.started, 1e-9)
+        return {"window": self.label, "messages": len(d), "avg_ms": sum(d) / len(d) if d else 0.0,
+                "p50_ms": percentile(d, 0.50), "p95_ms": percentile(d, 0.95), "p99_ms": percentile(d, 0.99),
+                "max_ms": d[-1] if d else 0.0, "msgs_per_s": len(d) / secs}
+
+
+def format_window(s: dict) -> str:
+    return (f"[STAT {s['window']}] - {s['messages']} msgs, avg {s['avg_ms']:.2f} ms, p50 {s['p50_ms']:g} "
+            f"p95 {s['p95_ms']:g} p99 {s['p99_ms']:g} ms, {s['msgs_per_s']:.1f} msg/s")
+
+
+class LatencyStats:
+    """Rolling windows of 100/1K/10K/100K deltas; each window's figures are over exactly its deltas."""
+
+    def __init__(self, on_window: Callable[[dict], None] | None = None,
+                 on_total: Callable[[str], None] | None = None) -> None:
+        self.windows = [Window(label, size) for size, label in WINDOWS]
+        self.all: list[float] = []
+        self.count = 0
+        self.negative = self.in_seconds = self.invalid = self.duplicates = 0
+        self.timestamp_types: dict[str, int] = {}
+        self.on_window = on_window or (lambda s: print(format_window(s), flush=True))
+        self.on_total = on_total or (lambda line: print(line, flush=True))
+        self.started = time.monotonic()
+        self._seen: set = set()
+
+    def add(self, delta_ms: float) -> None:
+        self.count += 1
+        self.all.append(delta_ms)
+        for w in self.windows:
+            w.deltas.append(delta_ms)
+            if len(w.deltas) == w.size:
+                self.on_window(w.summary())
+                w.deltas, w.started = [], time.monotonic()
+        if self.count % 1000 == 0:
+            self.on_total(self.total_line())
+
+    def seen_before(self, message_id) -> bool:
+        if message_id is None:
+            return False
+        if message_id in self._seen:
+            self.duplicates += 1
+            return True
+        self._seen.add(message_id)
+        return False
+
+    def total(self) -> dict:
+        d = sorted(self.all)
+        secs = max(time.monotonic() - self.started, 1e-9)
+        return {"window": "TOTAL", "messages": len(d), "avg_ms": sum(d) / len(d) if d else 0.0,
+                "p50_ms": percentile(d, 0.5), "p95_ms": percentile(d, 0.95), "p99_ms": percentile(d, 0.99),
+                "max_ms": d[-1] if d else 0.0, "msgs_per_s": len(d) / secs, "negative": self.negative,
+                "in_seconds": self.in_seconds, "invalid": self.invalid, "duplicates": self.duplicates,
+                "timestamp_types": dict(self.timestamp_types)}
+
+    def total_line(self) -> str:
+        t = self.total()
+        types = ", ".join(f"{k} {v}" for k, v in t["timestamp_types"].items()) or "none"
+        return (f"[TOTAL] - {t['messages']} msgs read, avg {t['avg_ms']:.2f} ms, p50 {t['p50_ms']:g} "
+                f"p95 {t['p95_ms']:g} p99 {t['p99_ms']:g} ms; errors: {t['negative']} negative, "
+                f"{t['in_seconds']} in seconds, {t['invalid']} invalid; {t['duplicates']} duplicates; "
+                f"timestamps: {types}")
+
+
+TIMESTAMP_TYPES = {1: "CreateTime", 2: "LogAppendTime"}
+
+
+def handle_message(stats: LatencyStats, msg, id_fields=("_producer", "_seq")) -> float | None:
+    """Account one output message; returns its latency in ms when it counts."""
+    ts_type, ts = msg.timestamp()
+    name = TIMESTAMP_TYPES.get(ts_type, "NotAvailable")
+    stats.timestamp_types[name] = stats.timestamp_types.get(name, 0) + 1
+    try:
+        event = json.loads(msg.value())
+        start = float(event["timestamp_start"])
+    except (ValueError, TypeError, KeyError):
+        stats.invalid += 1
+        return None
+    if all(f in event for f in id_fields) and stats.seen_before(tuple(event[f] for f in id_fields)):
+        return None
+    if start < SECONDS_LIMIT:
+        stats.in_seconds += 1
+        if stats.in_seconds == 1:
+            log.error("timestamp_start %s is in seconds, not milliseconds (offset %s): such messages are "
+                      "counted as errors, not mixed into the latency", start, msg.offset())
+        return None
+    if ts_type not in TIMESTAMP_TYPES:
+        stats.invalid += 1
+        return None
+    delta = ts - start
+    if delta < 0:
+        stats.negative += 1
+        if stats.negative == 1:
+            log.warning("negative latency %.0f ms at offset %s: clocks or timestamp types disagree", delta,
+                        msg.offset())
+        return None
+    stats.add(delta)
+    return delta
+
+
+def consumer_config(brokers: str | None, group: str) -> dict:
+    from monitors import kafka_conf
+
+    conf = kafka_conf.client_config(brokers)
+    conf.update({"group.id": group, "enable.auto.commit": False, "auto.offset.reset": "latest",
+                 "enable.partition.eof": False, "log_level": 3})
+    return conf
+
+
+def make_on_assign(start: str):
+    """Where each assigned partition starts: end (default), committed, beginning, or time:<epoch ms>."""
+    from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
+
+    def on_assign(consumer, partitions) -> None:
+        if start == "committed":
+            committed = consumer.committed(partitions, timeout=10)
+            for p, c in zip(partitions, committed, strict=True):
+                p.offset = c.offset if c.offset >= 0 else OFFSET_END
+        elif start == "beginning":
+            for p in partitions:
+                p.offset = OFFSET_BEGINNING
+        elif start.startswith("time:"):
+            for p in partitions:
+                p.offset = int(start[5:])
+            partitions = consumer.offsets_for_times(partitions, timeout=10)
+        else:
+            for p in partitions:
+                p.offset = OFFSET_END
+        consumer.assign(partitions)
+
+    return on_assign
+
+
+def check_start(start: str) -> str:
+    if start in ("end", "committed", "beginning"):
+        return start
+    if start.startswith("time:") and start[5:].isdigit():
+        return start
+    raise ValueError(f"--start {start!r}: expected end, committed, beginning or time:<epoch ms>")
+
+
+class WindowWriter:
+    """Sends each window (and the total) to ClickHouse with the run id, batched by the sink."""
+
+    def __init__(self, url: str | None, run_id: str, topic: str, spill_dir: str | None) -> None:
+        self.sink = None
+        self.run_id, self.topic = run_id, topic
+        if url:
+            from monitors.sink import Sink
+
+            self.sink = Sink(url, "event_sink", spill_dir, name=f"kafka-latency-{run_id}")
+
+    def add(self, s: dict) -> None:
+        if self.sink:
+            self.sink.add("load_test_kafka_latency", {"run_id": self.run_id, "timestamp": time.time(),
+                                                      "topic": self.topic, "stat_window": s["window"], **s})
+
+    def flush(self) -> None:
+        if self.sink:
+            self.sink.flush()
+
+    def close(self) -> None:
+        if self.sink:
+            self.sink.close()
+
+
+def parser():
+    import configargparse
+
+    p = configargparse.ArgumentParser(prog="python -m monitors.kafka_latency",
+                                      description=__doc__, formatter_class=configargparse.RawDescriptionHelpFormatter)
+    p.add_argument("--topic", required=True, env_var="KAFKA_LATENCY_TOPIC", help="the pipeline's output topic")
+    p.add_argument("--brokers", default=None, env_var="KAFKA_BROKERS", help="bootstrap servers (default 127.0.0.1:9092)")
+    p.add_argument("--group", default="kafka-latency", env_var="KAFKA_LATENCY_GROUP",
+                   help="consumer group; instances in one group split the partitions (default kafka-latency)")
+    p.add_argument("--start", default="end", env_var="KAFKA_LATENCY_START",
+                   help="end (default), committed, beginning or time:<epoch ms>")
+    p.add_argument("--session-timeout-ms", type=int, default=45_000, env_var="KAFKA_LATENCY_SESSION_TIMEOUT_MS",
+                   help="consumer group session timeout (default 45000, librdkafka's)")
+    p.add_argument("--messages", type=int, default=0, env_var="KAFKA_LATENCY_MESSAGES",
+                   help="stop after this many messages (default 0: run until interrupted or idle)")
+    p.add_argument("--idle-timeout", type=float, default=0, env_var="KAFKA_LATENCY_IDLE_TIMEOUT",
+                   help="stop after this many seconds without a message (default 0: never)")
+    p.add_argument("--clickhouse-url", default=None, env_var="LOCUST_CLICKHOUSE_URL",
+                   help="store the windows in event_sink.load_test_kafka_latency (default: do not store)")
+    p.add_argument("--run-id", default=None, env_var="LOCUST_RUN_ID", help="run id stored with the windows")
+    p.add_argument("--spill-dir", default=".run/monitor-spill", env_var="LOCUST_SPILL_DIR")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = parser().parse_args(argv)
+    try:
+        start = check_start(args.start)
+        conf = consumer_config(args.brokers, args.group)
+        conf["session.timeout.ms"] = args.session_timeout_ms
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from confluent_kafka import Consumer, KafkaException
+
+    from monitors.runid import new_run_id
+
+    run_id = args.run_id or new_run_id()
+    writer = WindowWriter(args.clickhouse_url, run_id, args.topic, args.spill_dir)
+
+    def on_window(s: dict) -> None:
+        print(format_window(s), flush=True)
+        writer.add(s)
+
+    stats = LatencyStats(on_window)
+    errors: list[str] = []
+    conf["error_cb"] = lambda err: errors.append(str(err))
+    consumer = Consumer(conf)
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    consumer.subscribe([args.topic], on_assign=make_on_assign(start))
+    print(f"reading {args.topic} as group {args.group} from {start} (run {run_id})", flush=True)
+    last_msg, last_commit, last_flush = time.monotonic(), time.monotonic(), time.monotonic()
+    code = 0
+    try:
+        while not stop["now"]:
+            batch = consumer.consume(num_messages=1000, timeout=0.5)
+            now = time.monotonic()
+            for msg in batch:
+                if msg.error():
+                    log.warning("consumer: %s", msg.error())
+                    continue
+                handle_message(stats, msg)
+                last_msg = now
+            if errors and stats.count == 0 and now - last_msg > 10:
+                # Nothing ever arrived and the client keeps failing: say why, once, and stop.
+                print(f"error: cannot read {args.topic} from {conf['bootstrap.servers']}: {errors[-1]}",
+                      file=sys.stderr)
+                code = 1
+                break
+            if batch and now - last_commit > 1:
+                consumer.commit(asynchronous=True)
+                last_commit = now
+            if now - last_flush > 1:
+                writer.flush()
+                last_flush = now
+            if args.messages and stats.count + stats.negative + stats.in_seconds + stats.invalid + stats.duplicates >= args.messages:
+                break
+            if args.idle_timeout and now - last_msg > args.idle_timeout:
+                print(f"no message for {args.idle_timeout:g} s; stopping", flush=True)
+                break
+    except KeyboardInterrupt:
+        pass
+    except KafkaException as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        try:
+            consumer.commit(asynchronous=False)
+        except KafkaException:
+            pass  # nothing consumed yet
+        consumer.close()
+        total = stats.total()
+        writer.add(total)
+        writer.close()
+        print(stats.total_line(), flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

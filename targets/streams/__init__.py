@@ -1,0 +1,1 @@
+"""Reference stream processor for the Kafka end-to-end latency tests."""

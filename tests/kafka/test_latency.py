@@ -1,0 +1,158 @@
+"""Kafka end-to-end latency: windows, units, restarts, loss and duplicates, on real Tansu."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from monitors.kafka_latency import LatencyStats, check_start, percentile
+from tests.helpers import REPO, read_locust_stats, run_locust
+from tests.kafka.conftest import latency_cli, produce_output, producer
+
+
+def total(stdout: str) -> dict:
+    line = [x for x in stdout.splitlines() if x.startswith("[TOTAL]")][-1]
+    m = re.search(r"- (\d+) msgs read, avg ([\d.]+) ms, p50 ([\d.]+) p95 ([\d.]+) p99 ([\d.]+) ms; errors: "
+                  r"(\d+) negative, (\d+) in seconds, (\d+) invalid; (\d+) duplicates; timestamps: (.*)$", line)
+    keys = ("messages", "avg", "p50", "p95", "p99", "negative", "in_seconds", "invalid", "duplicates")
+    out = {k: float(v) for k, v in zip(keys, m.groups()[:9], strict=True)}
+    out["timestamps"] = m.group(10)
+    return out
+
+
+def test_stat_windows_are_exact_averages_of_their_deltas():
+    windows = []
+    stats = LatencyStats(on_window=windows.append, on_total=lambda _: None)
+    for d in range(1, 10_001):
+        stats.add(float(d))
+    by = {}
+    for w in windows:
+        by.setdefault(w["window"], []).append(w)
+    assert len(by["100"]) == 100 and len(by["1K"]) == 10 and len(by["10K"]) == 1
+    assert by["100"][0]["avg_ms"] == 50.5 and by["100"][-1]["avg_ms"] == 9950.5
+    # The seed's `delta1k =+ delta` made these 10x, 100x too small; each must be its own mean.
+    assert [w["avg_ms"] for w in by["1K"]] == [500.5 + 1000 * i for i in range(10)]
+    assert by["10K"][0]["avg_ms"] == 5000.5
+    assert (by["10K"][0]["p50_ms"], by["10K"][0]["p95_ms"], by["10K"][0]["p99_ms"]) == (5000, 9500, 9900)
+
+
+def test_percentile_is_nearest_rank():
+    assert percentile([1, 2, 3, 4], 0.5) == 2 and percentile([7], 0.99) == 7 and percentile([], 0.5) == 0.0
+
+
+def test_injected_delay_is_reported_within_1_ms_at_every_percentile(kafka, topics, processor):
+    processor("--delay-ms", "300")
+    t0 = int(time.time() * 1000)
+    p = producer(kafka)
+    for i in range(200):
+        p.produce(topics[0], f'{{"identifier": {i}}}'.encode())
+        p.flush(10)
+        time.sleep(0.003)  # pacing the input (not synchronisation): keeps the processor from queueing
+    done = latency_cli(kafka, "--topic", topics[1], "--start", f"time:{t0}", "--messages", "200", "--group", "d1")
+    t = total(done.stdout)
+    assert t["messages"] == 200, done.stdout[-2000:]
+    for key in ("avg", "p50", "p95", "p99"):
+        assert 300 <= t[key] <= 301, (key, t)
+    assert t["timestamps"] == "CreateTime 200"  # Tansu gives CreateTime only, and it is reported
+
+
+def test_every_produced_message_comes_out_once(kafka, topics, processor, tmp_path):
+    processor()
+    prefix = tmp_path / "run"
+    done = run_locust(["-f", str(REPO / "locustfiles" / "kafka.py"), "--headless", "-u", "5", "-r", "5", "-t", "90s",
+                       "--kafka-brokers", kafka.url, "--kafka-topic", topics[0], "--kafka-messages", "1000",
+                       "--kafka-latency-topic", topics[1], "--csv", str(prefix), "--no-monitor"], timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    stats = read_locust_stats(prefix)
+    assert topics[0] in stats, (list(stats), done.stderr[-3000:])
+    assert int(stats[topics[0]]["Request Count"]) == 1000 and int(stats[topics[0]]["Failure Count"]) == 0
+    assert int(stats[topics[1]]["Request Count"]) == 1000  # E2E: produced = consumed
+    assert "0 duplicates" in done.stderr
+
+
+def test_produced_once_per_message_across_two_processes(kafka, topics, tmp_path):
+    prefix = tmp_path / "run"
+    done = run_locust(["-f", str(REPO / "locustfiles" / "kafka.py"), "--headless", "-u", "4", "-r", "4", "-t", "60s",
+                       "--processes", "2", "--kafka-brokers", kafka.url, "--kafka-topic", topics[0],
+                       "--kafka-messages", "501", "--csv", str(prefix), "--no-monitor"], timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert int(read_locust_stats(prefix)[topics[0]]["Request Count"]) == 501
+
+
+def test_duplicates_are_counted_not_measured(kafka, topics):
+    now = int(time.time() * 1000)
+    events = [{"_producer": "p1", "_seq": i, "timestamp_start": now} for i in range(10)]
+    produce_output(kafka, topics[1], events + events[:3])
+    t = total(latency_cli(kafka, "--topic", topics[1], "--start", f"time:{now - 1000}", "--messages", "13").stdout)
+    assert (t["messages"], t["duplicates"]) == (10, 3)
+
+
+def test_timestamp_start_in_seconds_is_detected_not_mixed(kafka, topics):
+    now = time.time()
+    produce_output(kafka, topics[1], [{"timestamp_start": now}] * 5 + [{"timestamp_start": int(now * 1000)}] * 5)
+    done = latency_cli(kafka, "--topic", topics[1], "--start", f"time:{int(now * 1000) - 1000}", "--messages", "10")
+    t = total(done.stdout)
+    assert (t["messages"], t["in_seconds"]) == (5, 5)
+    assert t["avg"] < 60_000  # seconds were not mixed in as milliseconds
+    assert "is in seconds, not milliseconds" in done.stderr
+
+
+def test_negative_deltas_are_errors(kafka, topics):
+    future = int(time.time() * 1000) + 3_600_000
+    produce_output(kafka, topics[1], [{"timestamp_start": future}] * 4)
+    t = total(latency_cli(kafka, "--topic", topics[1], "--start", "beginning", "--messages", "4").stdout)
+    assert (t["messages"], t["negative"]) == (0, 4)
+
+
+def test_restarted_consumer_does_not_recount_old_messages(kafka, topics):
+    t0 = int(time.time() * 1000)
+    produce_output(kafka, topics[1], [{"timestamp_start": t0} for _ in range(50)])
+    first = total(latency_cli(kafka, "--topic", topics[1], "--group", "restart", "--start", f"time:{t0 - 1000}",
+                              "--messages", "50").stdout)
+    produce_output(kafka, topics[1], [{"timestamp_start": int(time.time() * 1000)} for _ in range(30)])
+    second = total(latency_cli(kafka, "--topic", topics[1], "--group", "restart", "--start", "committed",
+                               "--idle-timeout", "8").stdout)
+    assert (first["messages"], second["messages"]) == (50, 30)
+
+
+def test_bad_start_is_a_one_line_error(kafka):
+    done = latency_cli(kafka, "--topic", "x", "--start", "yesterday")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: --start 'yesterday': expected end, committed, beginning or time:<epoch ms>"
+    assert check_start("time:123") == "time:123"
+
+
+def run_kafka_locust(*args: str, env: dict | None = None):
+    return run_locust(["-f", str(REPO / "locustfiles" / "kafka.py"), "--headless", "-u", "1", "-r", "1", "-t", "30s",
+                       "--no-monitor", *args], env=env, timeout=120)
+
+
+def test_bad_broker_address_is_a_one_line_error():
+    done = run_kafka_locust("--kafka-brokers", "127.0.0.1:1", "--kafka-connect-timeout", "2")
+    assert done.returncode != 0
+    lines = [x for x in (done.stdout + done.stderr).splitlines() if x.startswith("error:")]
+    assert len(lines) == 1 and lines[0].startswith("error: Kafka brokers '127.0.0.1:1' unreachable"), lines
+    assert "Traceback" not in done.stderr
+
+
+def test_credentials_the_broker_refuses_are_a_one_line_error(kafka):
+    # Tansu here speaks plaintext without SASL: a SASL client is refused at the handshake.
+    done = run_kafka_locust("--kafka-brokers", kafka.url, "--kafka-connect-timeout", "3",
+                            env={"KAFKA_APIKEY": "token:wrong", "KAFKA_SSL": "0"})
+    lines = [x for x in (done.stdout + done.stderr).splitlines() if x.startswith("error:")]
+    assert done.returncode != 0 and len(lines) == 1 and "unreachable or refusing us" in lines[0], lines
+
+
+def test_malformed_credentials_are_a_one_line_error(kafka):
+    done = run_kafka_locust("--kafka-brokers", kafka.url, env={"KAFKA_APIKEY": "no-colon"})
+    assert done.returncode != 0 and "error: KAFKA_APIKEY is not user:password" in done.stderr
+
+
+def test_unreadable_data_file_is_a_one_line_error(kafka, tmp_path):
+    done = run_kafka_locust("--kafka-brokers", kafka.url, "--kafka-data-file", str(tmp_path / "nope.json"))
+    assert done.returncode != 0
+    assert f"error: --kafka-data-file '{tmp_path / 'nope.json'}' cannot be read: No such file or directory" in done.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"not": "an array"}')
+    done = run_kafka_locust("--kafka-brokers", kafka.url, "--kafka-data-file", str(bad))
+    assert f"error: --kafka-data-file '{bad}': expected a non-empty JSON array of objects" in done.stderr
