@@ -16,6 +16,7 @@ import logging
 import signal
 import sys
 import time
+from pathlib import Path
 
 import configargparse
 
@@ -44,6 +45,8 @@ def parser() -> configargparse.ArgumentParser:
                    help="where a new group starts reading (default earliest)")
     p.add_argument("--fetch-wait-ms", type=int, default=10, env_var="STREAMS_FETCH_WAIT_MS",
                    help="longest a fetch waits at the broker for data (default 10)")
+    p.add_argument("--ready-file", default=None, env_var="STREAMS_READY_FILE",
+                   help="touch this file once partitions are assigned (for scripts that wait for readiness)")
     p.add_argument("--session-timeout-ms", type=int, default=10_000, env_var="STREAMS_SESSION_TIMEOUT_MS")
     return p
 
@@ -68,7 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     producer = Producer({**base, "linger.ms": 0, "log_level": 3})
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-    consumer.subscribe([args.input_topic])
+    def on_assign(c, partitions) -> None:
+        if args.ready_file:
+            Path(args.ready_file).touch()
+        log.info("assigned %d partitions", len(partitions))
+
+    consumer.subscribe([args.input_topic], on_assign=on_assign)
     log.info("processing %s -> %s as group %s (delay %g ms, transform %s)", args.input_topic, args.output_topic,
              args.group, args.delay_ms, args.transform)
     processed, last_commit = 0, time.monotonic()

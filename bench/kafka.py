@@ -1,0 +1,158 @@
+"""Kafka benchmark: producer and latency-consumer msgs/s per process against native clients.
+
+Producer: locustfiles/kafka.py (10 users, no wait, 200k messages) vs a plain confluent-kafka
+produce loop vs `kcat -P` (goal ≥ 0.8× kcat). Consumer: monitors.kafka_latency reading 200k
+output messages vs a plain confluent-kafka consume loop vs `kcat -C` (goal ≥ 0.7×). Debian's kcat
+is built on librdkafka < 2 and cannot talk to Tansu; then the plain confluent-kafka loops (the
+same librdkafka the suite uses, without the suite) are the native baseline, and the table says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from stack import Stack
+from tests.helpers import read_locust_stats
+
+REPO = Path(__file__).resolve().parent.parent
+LOCUST = str(Path(sys.executable).with_name("locust"))
+N = int(os.environ.get("BENCH_KAFKA_MESSAGES", "200000"))
+
+
+def plain_produce(brokers: str, topic: str) -> float:
+    from confluent_kafka import Producer
+
+    records = json.loads((REPO / "conf" / "kafka-data.json").read_text())
+    p = Producer({"bootstrap.servers": brokers, "linger.ms": 5, "acks": "all"})
+    t0 = time.perf_counter()
+    for i in range(N):
+        r = records[i % len(records)]
+        while True:
+            try:
+                p.produce(topic, json.dumps(r).encode(), key=str(r["identifier"]).encode())
+                break
+            except BufferError:
+                p.poll(0.01)
+        p.poll(0)
+    p.flush(60)
+    return N / (time.perf_counter() - t0)
+
+
+def suite_produce(brokers: str, topic: str, out: Path) -> float:
+    prefix = out / "produce"
+    t0 = time.perf_counter()
+    subprocess.run([LOCUST, "-f", str(REPO / "locustfiles" / "kafka.py"), "--headless", "-u", "10", "-r", "10",
+                    "-t", "10m", "--kafka-brokers", brokers, "--kafka-topic", topic, "--kafka-messages", str(N),
+                    "--csv", str(prefix), "--no-monitor", "--loglevel", "WARNING"], cwd=REPO, capture_output=True)
+    wall = time.perf_counter() - t0
+    stats = read_locust_stats(prefix)[topic]
+    assert int(stats["Request Count"]) == N, stats
+    # Locust's own start-up (~1 s) and final CSV turn are in `wall`: report both views.
+    return N / wall
+
+
+def kcat_works(brokers: str) -> bool:
+    if not shutil.which("kcat"):
+        return False
+    done = subprocess.run(["kcat", "-b", brokers, "-L", "-m", "5"], capture_output=True, text=True, timeout=30)
+    return done.returncode == 0 and "broker" in done.stdout.lower()
+
+
+def kcat_produce(brokers: str, topic: str, tmp: Path) -> float:
+    records = json.loads((REPO / "conf" / "kafka-data.json").read_text())
+    data = tmp / "kcat.txt"
+    data.write_text("".join(json.dumps(records[i % len(records)]) + "\n" for i in range(N)))
+    t0 = time.perf_counter()
+    with open(data) as f:
+        subprocess.run(["kcat", "-b", brokers, "-t", topic, "-P", "-X", "linger.ms=5"], stdin=f, check=True)
+    return N / (time.perf_counter() - t0)
+
+
+def fill_output(brokers: str, topic: str) -> None:
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": brokers, "linger.ms": 20})
+    now = int(time.time() * 1000)
+    for i in range(N):
+        while True:
+            try:
+                p.produce(topic, json.dumps({"identifier": i, "timestamp_start": now}).encode())
+                break
+            except BufferError:
+                p.poll(0.01)
+    p.flush(60)
+
+
+def suite_consume(brokers: str, topic: str) -> float:
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "monitors.kafka_latency", "--brokers", brokers, "--topic", topic,
+                           "--start", "beginning", "--messages", str(N), "--group", f"bench-{time.time()}",
+                           "--session-timeout-ms", "6000"], cwd=REPO, capture_output=True, text=True)
+    total = [x for x in done.stdout.splitlines() if x.startswith("[TOTAL]")][-1]
+    assert f"- {N} msgs read" in total, total
+    m = re.findall(r"\[STAT 100K\].*?([\d.]+) msg/s", done.stdout)
+    return max(float(x) for x in m) if m else N / (time.perf_counter() - t0)
+
+
+def plain_consume(brokers: str, topic: str) -> float:
+    from confluent_kafka import Consumer
+
+    c = Consumer({"bootstrap.servers": brokers, "group.id": f"plain-{time.time()}", "auto.offset.reset": "earliest",
+                  "session.timeout.ms": 6000})
+    c.subscribe([topic])
+    n, t0 = 0, None
+    while n < N:
+        batch = c.consume(1000, 1.0)
+        if batch and t0 is None:
+            t0 = time.perf_counter()
+        for m in batch:
+            if not m.error():
+                json.loads(m.value())
+                n += 1
+    rate = N / (time.perf_counter() - t0)
+    c.close()
+    return rate
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="bench-kafka-") as tmp:
+        stack = Stack(Path(tmp) / "stack", free_ports=True)
+        try:
+            brokers = stack.start("kafka")["kafka"].url
+            subprocess.run([sys.executable, "-m", "targets.streams.topics", "--brokers", brokers, "b-plain", "b-suite",
+                            "b-kcat", "b-out"], cwd=REPO, check=True, capture_output=True)
+            native = kcat_works(brokers)
+            plain_p = plain_produce(brokers, "b-plain")
+            suite_p = suite_produce(brokers, "b-suite", Path(tmp))
+            kcat_p = kcat_produce(brokers, "b-kcat", Path(tmp)) if native else None
+            fill_output(brokers, "b-out")
+            plain_c = plain_consume(brokers, "b-out")
+            suite_c = suite_consume(brokers, "b-out")
+        finally:
+            stack.stop()
+    base = "kcat" if native else "plain confluent-kafka loop (kcat cannot talk to this broker)"
+    print(f"Kafka, {N:,} messages of ~100 B, Tansu on loopback, 1 process each; baseline: {base}")
+    print(f"{'producer':<48}{'msgs/s':>12}")
+    print(f"{'locustfiles/kafka.py (10 users, incl. start-up)':<48}{suite_p:>12,.0f}")
+    print(f"{'plain confluent-kafka produce loop':<48}{plain_p:>12,.0f}")
+    if kcat_p:
+        print(f"{'kcat -P':<48}{kcat_p:>12,.0f}")
+    ref = kcat_p or plain_p
+    print(f"producer ratio suite/{'kcat' if kcat_p else 'plain'} = {suite_p / ref:.2f} (goal >= 0.8)")
+    print(f"{'consumer':<48}{'msgs/s':>12}")
+    print(f"{'monitors.kafka_latency (best 100K window)':<48}{suite_c:>12,.0f}")
+    print(f"{'plain confluent-kafka consume loop (+json)':<48}{plain_c:>12,.0f}")
+    print(f"consumer ratio suite/plain = {suite_c / plain_c:.2f} (goal >= 0.7)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
