@@ -1,0 +1,213 @@
+"""LAMPI devices publishing to the MQTT broker, per loadtesting/mqtt-model.md.
+
+    locust -f locustfiles/mqtt.py --config conf/mqtt.conf                      # web UI
+    locust -f locustfiles/mqtt.py --headless -u 2000 -r 100 -t 5m --mqtt-profile worst
+
+Each Locust user is one LAMPI (a random fake device id per session, '%x' % (0x1e0000000000 + n)):
+it connects (CONNECT request, timed to CONNACK), publishes its connection state and association,
+then interacts per the profile: bursts of retained `lamp/changed` state updates. Requests are
+named by topic pattern; QoS 1 is timed to PUBACK, QoS 0 ("PUB0") only to the socket write.
+The broker's `$SYS/#` is recorded for the run; --mqtt-e2e also measures publish→delivery.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import gevent
+from locust import User, events, task
+from locust.runners import MasterRunner, WorkerRunner
+
+import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
+from locustfiles import mqtt_model as model
+from locustfiles.common import OptionError, require
+from locustfiles.lampi_data import device_id
+from locustfiles.mqtt_client import PAHO_MAX_INFLIGHT, Device, Settings, parse_payload, subscriber
+from monitors.locust_plugin import record_sample
+from monitors.mqtt_sys import SysRecorder, results_dir
+
+# Thousands of sockets per process: lift the soft descriptor limit to the hard one.
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if _soft < _hard:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser) -> None:
+    g = parser.add_argument_group("LAMPI MQTT devices")
+    g.add_argument("--mqtt-url", default=os.environ.get("LOCUST_MQTT_URL", "mqtt://127.0.0.1:1883"),
+                   env_var="LOCUST_MQTT_URL", help="broker: mqtt://host:port or mqtts://host:port (default loopback)")
+    g.add_argument("--mqtt-username", default=None, env_var="LOCUST_MQTT_USERNAME")
+    g.add_argument("--mqtt-password-file", default=None, env_var="LOCUST_MQTT_PASSWORD_FILE",
+                   help="file holding the password (or set LOCUST_MQTT_PASSWORD); never logged")
+    g.add_argument("--mqtt-ca-file", default=None, env_var="LOCUST_MQTT_CA_FILE", help="CA file for mqtts://")
+    g.add_argument("--mqtt-insecure", action="store_true", default=False, env_var="LOCUST_MQTT_INSECURE",
+                   help="mqtts:// without certificate verification (test brokers only)")
+    g.add_argument("--mqtt-profile", choices=sorted(model.PROFILES), default="worst", env_var="LOCUST_MQTT_PROFILE",
+                   help="interaction profile from the model (default worst: every user dragging a slider)")
+    g.add_argument("--fake-devices", type=int, default=10_000, env_var="LOCUST_FAKE_DEVICES",
+                   help="how many fake LAMPIs exist; each session picks one at random")
+    g.add_argument("--first-fake-device", type=int, default=0, env_var="LOCUST_FIRST_FAKE_DEVICE")
+    g.add_argument("--mqtt-keepalive", type=int, default=60, env_var="LOCUST_MQTT_KEEPALIVE")
+    g.add_argument("--mqtt-connect-timeout", type=float, default=10.0, env_var="LOCUST_MQTT_CONNECT_TIMEOUT",
+                   help="seconds to wait for CONNACK (default 10)")
+    g.add_argument("--mqtt-max-inflight", type=int, default=20, env_var="LOCUST_MQTT_MAX_INFLIGHT",
+                   help=f"QoS>0 messages in flight per device (at most {PAHO_MAX_INFLIGHT})")
+    g.add_argument("--mqtt-max-queued", type=int, default=1000, env_var="LOCUST_MQTT_MAX_QUEUED",
+                   help="messages queued per device beyond those in flight; more fail as 'queue full'")
+    g.add_argument("--mqtt-e2e", action="store_true", default=False, env_var="LOCUST_MQTT_E2E",
+                   help="subscribe to lamp/changed and report publish-to-delivery latency as E2E requests")
+    g.add_argument("--mqtt-no-sys", action="store_true", default=False, env_var="LOCUST_MQTT_NO_SYS",
+                   help="do not record the broker's $SYS topics")
+
+
+def settings_from(o) -> Settings:
+    parts = urlsplit(o.mqtt_url)
+    require(parts.scheme in ("mqtt", "mqtts") and bool(parts.hostname),
+            f"--mqtt-url {o.mqtt_url!r}: expected mqtt://host:port or mqtts://host:port")
+    try:
+        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+    except ValueError:
+        raise OptionError(f"--mqtt-url {o.mqtt_url!r}: the port is not a number 1-65535") from None
+    password = os.environ.get("LOCUST_MQTT_PASSWORD")
+    if o.mqtt_password_file:
+        try:
+            password = Path(o.mqtt_password_file).read_text().strip()
+        except OSError as exc:
+            raise OptionError(f"--mqtt-password-file {o.mqtt_password_file!r} cannot be read: {exc.strerror}") \
+                from None
+    require(1 <= o.mqtt_max_inflight <= PAHO_MAX_INFLIGHT,
+            f"--mqtt-max-inflight {o.mqtt_max_inflight}: expected 1 … {PAHO_MAX_INFLIGHT} (paho's limit)")
+    require(o.fake_devices >= 1, f"--fake-devices {o.fake_devices}: expected at least 1")
+    return Settings(host=parts.hostname, port=port, username=o.mqtt_username or parts.username,
+                    password=password or parts.password, tls=parts.scheme == "mqtts", ca_file=o.mqtt_ca_file,
+                    insecure=o.mqtt_insecure, keepalive=o.mqtt_keepalive, connect_timeout=o.mqtt_connect_timeout,
+                    max_inflight=o.mqtt_max_inflight, max_queued=o.mqtt_max_queued)
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    return url if parts.password is None else url.replace(f":{parts.password}@", ":***@")
+
+
+@events.init.add_listener
+def _check(environment, **_kw) -> None:
+    o = environment.parsed_options
+    if o is None:
+        return
+    s = settings_from(o)
+    environment.mqtt_settings = s
+    if isinstance(environment.runner, MasterRunner):
+        return
+    # One probe connection: an unreachable broker or refused credentials end the run in one line.
+    probe = Device(f"lampi-probe-{os.getpid()}", s, fire=lambda **_kw: None)
+    try:
+        probe.client.connect(s.host, s.port, keepalive=s.keepalive)
+    except (OSError, ValueError) as exc:
+        raise OptionError(f"MQTT broker {_redacted(o.mqtt_url)} unreachable: {exc}") from None
+    probe.driver = gevent.spawn(probe._drive)
+    got = probe.connected.wait(s.connect_timeout)
+    reason = probe.connack_reason
+    probe.close()
+    if not got:
+        raise OptionError(f"MQTT broker {_redacted(o.mqtt_url)} sent no CONNACK within {s.connect_timeout:g} s")
+    if reason:
+        raise OptionError(f"MQTT broker {_redacted(o.mqtt_url)} refused the connection: {reason}")
+
+
+@events.test_start.add_listener
+def _start(environment, **_kw) -> None:
+    o = environment.parsed_options
+    s = environment.mqtt_settings
+    if not isinstance(environment.runner, WorkerRunner) and not o.mqtt_no_sys:
+        rec = SysRecorder(results_dir())
+        environment.mqtt_sys = (rec, subscriber(f"lampi-sys-{os.getpid()}", s, [("$SYS/#", 0)], rec.on_message))
+
+        def sample_sys() -> None:
+            while True:
+                gevent.sleep(o.sleep_time)
+                record_sample(environment, "mosquitto", rec.sample())
+
+        environment.mqtt_sys_greenlet = gevent.spawn(sample_sys)
+    if o.mqtt_e2e and not isinstance(environment.runner, MasterRunner):
+        fire = environment.events.request.fire
+        name = model.topic(model.LAMP_CHANGED)
+
+        def on_message(msg) -> None:
+            body = parse_payload(msg.payload)
+            if body and "_ts" in body and not msg.retain:
+                fire(request_type="E2E", name=name, response_time=max(0.0, time.time() * 1000 - body["_ts"]),
+                     response_length=len(msg.payload), exception=None, context={})
+
+        pattern = model.LAMP_CHANGED.topic.replace("{device_id}", "+")
+        environment.mqtt_e2e = subscriber(f"lampi-e2e-{os.getpid()}", s, [(pattern, 1)], on_message)
+
+
+@events.test_stop.add_listener
+def _stop(environment, **_kw) -> None:
+    for attr in ("mqtt_sys", "mqtt_e2e"):
+        value = getattr(environment, attr, None)
+        if value is None:
+            continue
+        if attr == "mqtt_sys":
+            rec, dev = value
+            record_sample(environment, "mosquitto", rec.sample())
+            environment.mqtt_sys_greenlet.kill(block=False)
+            rec.close()
+        else:
+            dev = value
+        dev.close()
+        setattr(environment, attr, None)
+
+
+class LampiDevice(User):
+    """One LAMPI: connection state and association on connect, then bursts of lamp/changed."""
+
+    def wait_time(self) -> float:
+        p = model.PROFILES[self.environment.parsed_options.mqtt_profile]
+        return random.uniform(*p.interaction_gap)
+
+    def on_start(self) -> None:
+        o = self.environment.parsed_options
+        n = random.randrange(o.first_fake_device, o.first_fake_device + o.fake_devices)
+        self.device_id = device_id(n)
+        self.e2e = o.mqtt_e2e
+        conn = model.CONNECTION_STATE
+        will = (conn.topic.format(device_id=self.device_id), b"0", conn.qos, conn.retain)
+        self.dev = Device(f"lampi-{self.device_id}-{random.randrange(1 << 30):x}", self.environment.mqtt_settings,
+                          self.environment.events.request.fire, will=will)
+        self.dev.on_reconnect = self.announce
+        if self.dev.connect():
+            self.announce()
+
+    def announce(self) -> None:
+        for kind in (model.CONNECTION_STATE, model.ASSOCIATED):
+            self.send(kind, kind.payload())
+
+    def send(self, kind: model.MessageKind, payload: bytes) -> None:
+        self.dev.publish(kind.topic.format(device_id=self.device_id), model.topic(kind), payload, kind.qos,
+                         kind.retain)
+
+    @task
+    def interact(self) -> None:
+        if not self.dev.connected.is_set():
+            if not self.dev.running or self.dev.driver is None:
+                if self.dev.connect():
+                    self.announce()
+            return
+        p = model.PROFILES[self.environment.parsed_options.mqtt_profile]
+        for i in range(p.burst):
+            state = model.random_state()
+            if self.e2e:
+                state["_ts"] = time.time() * 1000
+            self.send(model.LAMP_CHANGED, model.LAMP_CHANGED.payload(**state))
+            if i < p.burst - 1:
+                gevent.sleep(p.burst_interval)
+
+    def on_stop(self) -> None:
+        self.dev.close()
