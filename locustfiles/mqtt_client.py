@@ -1,8 +1,8 @@
 """paho-mqtt 2.x clients driven by gevent, for thousands of devices per process.
 
 paho's own loop calls select(), which stops working near 1,024 sockets, and loop_start() gives
-every client a thread. Here each client gets one small greenlet that waits on its socket through
-gevent's hub (epoll, no descriptor limit) and calls paho's loop_read/loop_write/loop_misc. Every
+every client a thread. Here each client gets one small greenlet that waits on its socket with an
+io watcher of gevent's hub (epoll, no descriptor limit) and calls paho's loop_read/loop_write/loop_misc. Every
 publish is a Locust request: QoS 1/2 timed to PUBACK/PUBCOMP, QoS 0 ("PUB0") to the socket write.
 Connects wait for CONNACK on an event, with a timeout; disconnects, reconnects and refused
 publishes are reported.
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import gevent
 import gevent.event
-import gevent.select
+import gevent.socket
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -78,6 +78,7 @@ class Device:
         self.on_reconnect = None
         self._was_connected = False
         self.driver: gevent.Greenlet | None = None
+        self._loop = gevent.get_hub().loop
 
     # -- connection ----------------------------------------------------------------------------
     def connect(self) -> bool:
@@ -136,14 +137,19 @@ class Device:
                 gevent.spawn(self._await_reconnect, t0, wall)
                 continue
             backoff = self.s.reconnect_min
+            # Wait on the hub's epoll, not select(): select() (even gevent's, which tries the real one
+            # first) fails for descriptors above 1,023. Reads and writes are non-blocking: a spurious
+            # wake-up costs one EAGAIN.
+            watcher = self._loop.io(sock.fileno(), 1 | (2 if self.client.want_write() else 0))
             try:
-                readable, writable, _ = gevent.select.select([sock], [sock] if self.client.want_write() else [], [],
-                                                             1.0)
-            except (OSError, ValueError):
-                readable, writable = [sock], []
-            if readable:
+                gevent.socket.wait(watcher, timeout=1.0)
+            except TimeoutError:
+                pass
+            finally:
+                watcher.close()
+            if self.client.socket() is not None:
                 self.client.loop_read(max_packets=100)
-            if writable:
+            if self.client.want_write():
                 self.client.loop_write()
             now = time.monotonic()
             if now - last_misc >= 1.0:

@@ -1,0 +1,137 @@
+"""LAMPI devices on a real Mosquitto: the model on the wire, counts, connects, restarts, scale."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from locustfiles import mqtt_model as model
+from tests.helpers import REPO, read_locust_failures, read_locust_stats, wait_for
+from tests.mqtt.conftest import Recorder, run_devices
+
+CHANGED = model.topic(model.LAMP_CHANGED)
+
+
+def test_model_doc_shows_the_models_tables():
+    assert model.render_tables() in (REPO / "loadtesting" / "mqtt-model.md").read_text()
+
+
+def test_topics_payloads_and_qos_follow_the_model(mosquitto, tmp_path):
+    rec = Recorder(mosquitto.port)
+    done = run_devices(mosquitto.url, users=5, run_time="3s")
+    rec.close()
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = {}
+    for msg in rec.messages:
+        parts = msg.topic.split("/")
+        assert parts[0] == "devices" and parts[1].startswith("1e") and len(parts[1]) == 12, msg.topic
+        pattern = "/".join(["devices", "<device_id>", *parts[2:]])
+        seen.setdefault(pattern, set()).add(msg.qos)
+        if pattern == CHANGED:
+            body = json.loads(msg.payload)
+            assert set(body) == {"color", "brightness", "on", "client"} and set(body["color"]) == {"h", "s"}
+    # Subscribed at QoS 2, a message arrives at the QoS it was published with.
+    assert seen == {model.topic(k): {k.qos} for k in model.KINDS}
+
+
+def test_state_messages_are_retained(mosquitto):
+    done = run_devices(mosquitto.url, users=3, run_time="2s")
+    assert done.returncode == 0, done.stderr[-3000:]
+    late = Recorder(mosquitto.port)  # subscribes after the run: only retained messages arrive
+    wait_for(lambda: len({m.topic for m in late.messages}) >= 3, timeout=10, what="retained messages")
+    late.close()
+    retained = {"/".join(["devices", "<device_id>", *m.topic.split("/")[2:]]) for m in late.messages if m.retain}
+    assert retained == {model.topic(k) for k in model.KINDS if k.retain}
+
+
+def test_every_acknowledged_publish_reached_the_broker(mosquitto, tmp_path):
+    rec = Recorder(mosquitto.port, topic="devices/+/lamp/changed", qos=1)
+    done = run_devices(mosquitto.url, users=8, run_time="4s", csv=tmp_path / "run")
+    counted = int(read_locust_stats(tmp_path / "run")[CHANGED]["Request Count"])
+
+    def live() -> int:  # retained copies from earlier runs arrive on subscribe, flagged retain
+        return sum(1 for m in rec.messages if not m.retain)
+
+    wait_for(lambda: live() >= counted, timeout=10, what="deliveries")
+    rec.close()
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert counted > 100 and live() == counted
+
+
+def test_devices_connect_before_publishing(mosquitto, tmp_path):
+    done = run_devices(mosquitto.url, users=20, run_time="3s", csv=tmp_path / "run")
+    assert done.returncode == 0, done.stderr[-3000:]
+    stats = read_locust_stats(tmp_path / "run")
+    assert int(stats["connect"]["Request Count"]) == 20 and int(stats["connect"]["Failure Count"]) == 0
+    assert int(stats["Aggregated"]["Failure Count"]) == 0  # nothing was published before its CONNACK
+
+
+def test_broker_restart_mid_run_reconnects_and_counts_failures(own_broker, tmp_path):
+    stack, broker = own_broker
+    restarted = threading.Event()
+
+    def restart_when_running() -> None:
+        rec = Recorder(broker.port, topic="devices/+/lamp/changed", qos=0)
+        wait_for(lambda: len(rec.messages) > 200, timeout=60, what="devices publishing")
+        rec.close()
+        stack.restart("mosquitto")
+        restarted.set()
+
+    t = threading.Thread(target=restart_when_running)
+    t.start()
+    done = run_devices(broker.url, "--mqtt-connect-timeout", "5", users=10, run_time="12s", csv=tmp_path / "run")
+    t.join()
+    assert restarted.is_set()
+    assert "Traceback" not in done.stderr
+    stats = read_locust_stats(tmp_path / "run")
+    assert int(stats["reconnect"]["Request Count"]) - int(stats["reconnect"]["Failure Count"]) >= 10
+    failures = read_locust_failures(tmp_path / "run")
+    assert any(f["Name"] == "disconnect" for f in failures)
+    assert done.returncode == 1  # the disconnects are failures, so the run says so
+
+
+def test_two_thousand_devices_from_one_process(mosquitto, tmp_path):
+    done = run_devices(mosquitto.url, "--mqtt-profile", "normal", users=2000, run_time="15s", csv=tmp_path / "run",
+                       timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    stats = read_locust_stats(tmp_path / "run")
+    assert int(stats["connect"]["Request Count"]) == 2000 and int(stats["connect"]["Failure Count"]) == 0
+
+
+def test_sys_topics_are_recorded_in_the_run_folder(mosquitto, tmp_path):
+    done = run_devices(mosquitto.url, "--sleep-time", "1", users=3, run_time="3s",
+                       env={"LOCUST_RESULTS_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(x) for x in (tmp_path / "mqtt-sys.jsonl").read_text().splitlines()]
+    assert any(x["topic"] == "$SYS/broker/clients/connected" for x in lines)
+
+
+def test_unreachable_broker_is_a_one_line_error():
+    done = run_devices("mqtt://127.0.0.1:1", users=1, run_time="2s")
+    errors = [x for x in done.stderr.splitlines() if x.startswith("error:")]
+    assert done.returncode != 0 and len(errors) == 1
+    assert errors[0].startswith("error: MQTT broker mqtt://127.0.0.1:1 unreachable:")
+
+
+def test_unknown_host_is_a_one_line_error():
+    done = run_devices("mqtt://no-such-host.invalid:1883", users=1, run_time="2s")
+    assert "error: MQTT broker mqtt://no-such-host.invalid:1883 unreachable:" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_url_is_a_one_line_error():
+    done = run_devices("http://127.0.0.1:1883", users=1, run_time="2s")
+    assert "error: --mqtt-url 'http://127.0.0.1:1883': expected mqtt://host:port or mqtts://host:port" in done.stderr
+
+
+def test_refused_credentials_are_a_one_line_error(auth_broker, tmp_path):
+    done = run_devices(auth_broker, "--mqtt-username", "lampi", users=1, run_time="2s",
+                       env={"LOCUST_MQTT_PASSWORD": "wrong"})
+    assert done.returncode != 0
+    assert f"error: MQTT broker {auth_broker} refused the connection: Not authorized" in done.stderr
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret\n")
+    ok = run_devices(auth_broker, "--mqtt-username", "lampi", "--mqtt-password-file", str(secret), users=2,
+                     run_time="2s")
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "s3cret" not in ok.stderr + ok.stdout
