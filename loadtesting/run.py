@@ -1,6 +1,6 @@
 """Headless run with a results folder: ``python -m loadtesting.run KIND [locust options]``.
 
-KIND is a locustfile name (http, mqtt, kafka, tracking). The run gets a new run id and
+KIND is a locustfile name (http, mqtt, kafka, tracking) or the path of your own locustfile. The run gets a new run id and
 writes into ``results/<run-id>/``: Locust CSV (full history), the HTML report, the console
 log and ``run.json`` (command, times, exit code, versions). Any further options go to Locust
 unchanged, e.g. ``python -m loadtesting.run http --users 100 --spawn-rate 10 --run-time 60s``.
@@ -40,8 +40,16 @@ def versions() -> dict[str, str]:
     return out
 
 
+def locustfile_path(kind: str) -> Path | None:
+    """locustfiles/<kind>.py for a suite name, else an existing .py file given by path."""
+    if kind in locustfiles():
+        return REPO / "locustfiles" / f"{kind}.py"
+    path = Path(kind)
+    return path.resolve() if path.suffix == ".py" and path.is_file() else None
+
+
 def build_command(kind: str, out: Path, extra: list[str]) -> list[str]:
-    cmd = [str(Path(sys.executable).with_name("locust")), "-f", str(REPO / "locustfiles" / f"{kind}.py")]
+    cmd = [str(Path(sys.executable).with_name("locust")), "-f", str(locustfile_path(kind))]
     conf = REPO / "conf" / f"{kind}.conf"
     if conf.exists():
         cmd += ["--config", str(conf)]
@@ -55,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("kind", help="locustfile to run: " + ", ".join(locustfiles()))
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for run folders (default results/)")
     args, extra = parser.parse_known_args(argv)
-    if args.kind not in locustfiles():
-        print(f"error: unknown locustfile {args.kind!r}; expected one of: {', '.join(locustfiles())}", file=sys.stderr)
+    if locustfile_path(args.kind) is None:
+        print(f"error: unknown locustfile {args.kind!r}; expected one of: {', '.join(locustfiles())} "
+              "or the path of a .py locustfile", file=sys.stderr)
         return 2
 
     run_id = new_run_id()
@@ -66,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "LOCUST_RUN_ID": run_id, "LOCUST_RESULTS_DIR": str(out)}
     meta = {
         "run_id": run_id,
-        "kind": args.kind,
+        "kind": args.kind if args.kind in locustfiles() else Path(args.kind).stem,
         "command": cmd,
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": versions(),

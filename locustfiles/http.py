@@ -14,6 +14,7 @@ import re
 
 from locust import FastHttpUser, events, task
 
+import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from locustfiles.common import require, restore_stdlib_module
 from locustfiles.lampi_data import credentials

@@ -19,6 +19,7 @@ from locust import User, events, task
 from locust.exception import StopUser
 from locust.runners import MasterRunner
 
+import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from locustfiles.common import OptionError, require
 from locustfiles.kafka_producer import KafkaLoad, LatencyReader, load_records

@@ -23,6 +23,7 @@ import gevent
 from locust import User, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
+import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from locustfiles import mqtt_model as model
 from locustfiles.common import OptionError, require

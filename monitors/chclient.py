@@ -29,6 +29,10 @@ class ClickHouseURL:
                 "database": self.database, "secure": self.secure}
 
 
+# The local stack's ClickHouse (python -m stack up); every tool takes --clickhouse-url to point elsewhere.
+DEFAULT_URL = "clickhouse://default@127.0.0.1:19000/default"
+
+
 def parse_url(url: str) -> ClickHouseURL:
     """Parse `url`; a bad one raises ValueError naming it (redacted) and the expected form."""
     parts = urlsplit(url)

@@ -33,7 +33,7 @@ from monitors.sink import Sink
 log = logging.getLogger("monitors")
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_CLICKHOUSE_URL = "clickhouse://default@127.0.0.1:19000/default"
+DEFAULT_CLICKHOUSE_URL = chclient.DEFAULT_URL
 
 # Exit codes set in `quitting` when a check fails (the first failing check, in this order).
 EXIT_FAIL_RATIO, EXIT_P95, EXIT_MAX_LAG, EXIT_DRAIN, EXIT_MONITOR_CRASH = 3, 4, 5, 6, 7
@@ -103,6 +103,7 @@ class Monitor:
     started: float = field(default_factory=time.time)
     extras: dict = field(default_factory=dict)
     pushed: dict = field(default_factory=dict)  # source -> newest sample from record_sample
+    latest: dict = field(default_factory=dict)  # the newest sample, for the web UI's pipeline tab
     backlog: int | None = None
     max_backlog: int = 0
     stopping_at: float | None = None  # monotonic time the test stopped
@@ -141,6 +142,7 @@ class Monitor:
         self.backlog = None if not backlogs else (sum(known) if len(known) == len(backlogs) else -1)
         if known:
             self.max_backlog = max(self.max_backlog, sum(known))
+        self.latest = {"time": now, "stats": stats, "backlog": self.backlog}
         self._store_sample(now, stats)
         self._store_request_stats(now)
         log.info(console_line(self.run_id, stats, self.backlog, self.stopping_at is not None))
@@ -155,9 +157,13 @@ class Monitor:
                 for metric, value in flatten(sample):
                     self.sink.add("load_test_samples", {"run_id": self.run_id, "timestamp": now, "time_ms": ms,
                                                         "source": source, "metric": metric, "value": value})
+            if self.backlog is not None:
+                self.sink.add("load_test_samples", {"run_id": self.run_id, "timestamp": now, "time_ms": ms,
+                                                    "source": "monitor", "metric": "backlog",
+                                                    "value": float(self.backlog)})
         if self.results_dir:
             with open(self.results_dir / "samples.jsonl", "a") as f:
-                f.write(json.dumps({"run_id": self.run_id, "time": now, "stats": stats}) + "\n")
+                f.write(json.dumps({"run_id": self.run_id, "time": now, "stats": stats, "backlog": self.backlog}) + "\n")
 
     def _store_request_stats(self, now: float) -> None:
         env = self.environment
@@ -165,7 +171,8 @@ class Monitor:
         interval, self._last_tick = max(mono - self._last_tick, 1e-6), mono
         users = env.runner.user_count if env.runner else 0
         rows = []
-        for (name, method), entry in list(env.stats.entries.items()):
+        # The "Aggregated" row (request_type "") gives reports an exact overall p95 per interval.
+        for (name, method), entry in [*env.stats.entries.items(), (("Aggregated", ""), env.stats.total)]:
             key = (method, name)
             rt = dict(entry.response_times)
             delta = diff_response_time_dicts(rt, self._last_rt.get(key, {}))
@@ -259,6 +266,13 @@ def _versions() -> dict:
 
 def _monitor(environment) -> Monitor | None:
     return getattr(environment, "pipeline_monitor", None)
+
+
+@events.init.add_listener
+def _web_ui(environment, **_kw) -> None:
+    from monitors import webui
+
+    webui.install(environment)
 
 
 @events.test_start.add_listener
@@ -388,6 +402,13 @@ def record_sample(environment, source: str, sample: dict) -> None:
     mon = _monitor(environment)
     if mon is not None:
         mon.pushed[source] = sample
+
+
+def record_run_event(environment, event_type: str, extra: dict) -> None:
+    """A row of load_test_runs besides start/end (e.g. `phase`, `capacity`), stored with the run."""
+    mon = _monitor(environment)
+    if mon is not None:
+        mon.run_row(event_type, extra)
 
 
 def add_run_extra(environment, **fields) -> None:

@@ -61,3 +61,13 @@ def site(stack) -> Endpoint:
     endpoint = stack.start("site")["site"]
     load_site_users(endpoint, count=10_000)
     return endpoint
+
+
+@pytest.fixture(scope="session")
+def chdb_session(tmp_path_factory):
+    """Current ClickHouse (chDB, in process): every DDL and query also runs here."""
+    from chdb import session
+
+    s = session.Session(str(tmp_path_factory.mktemp("chdb")))
+    yield s
+    s.close()

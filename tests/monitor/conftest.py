@@ -21,15 +21,6 @@ def ch(clickhouse):
     client.disconnect()
 
 
-@pytest.fixture(scope="session")
-def chdb_session(tmp_path_factory):
-    from chdb import session
-
-    s = session.Session(str(tmp_path_factory.mktemp("chdb")))
-    yield s
-    s.close()
-
-
 @pytest.fixture
 def rds(redis_server):
     import redis

@@ -1,0 +1,115 @@
+"""Automatic capacity search: the highest user count the system serves without failures.
+
+The search's options and decisions (no Locust import, so they are testable on their own);
+the `LoadTestShape` that runs them is `loadtesting.capacity_shape.CapacitySearch`, which the
+HTTP and MQTT locustfiles switch on with ``--capacity-search``.
+It raises users (at --spawn-rate) in steps of --capacity-step until a step fails, then backs
+off by half a step, and keeps halving the step around the boundary ("hones in") until the
+step is below --capacity-resolution. A step fails when its measured window has a failure ratio
+above --capacity-fail-ratio (default 0: any failure) or a p95 above --capacity-slo-p95.
+
+Each step: ramp to the user count, wait --capacity-settle-time (so ramp effects and the
+recovery from a failed step do not count), then measure for --capacity-step-time. The result,
+every step and the three phases of the brief (minimal load, maximum sustainable load, the
+load causing failure) are printed, written to ``capacity.json`` and ``phases.jsonl`` in the run
+folder and stored with the run in ClickHouse.
+
+On a distributed run the master measures from the stats its workers report every few
+seconds, so a window's edges are as fine as that report interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def add_arguments(parser) -> None:
+    g = parser.add_argument_group("capacity search")
+    g.add_argument("--capacity-search", action="store_true", default=False, env_var="LOCUST_CAPACITY_SEARCH",
+                   help="find the highest user count with no failures (replaces --users/--run-time)")
+    g.add_argument("--capacity-start-users", type=int, default=10, env_var="LOCUST_CAPACITY_START_USERS",
+                   help="users of the first step, the minimal-load phase (default 10)")
+    g.add_argument("--capacity-step", type=int, default=100, env_var="LOCUST_CAPACITY_STEP",
+                   help="users added per step while no step has failed (default 100)")
+    g.add_argument("--capacity-resolution", type=int, default=10, env_var="LOCUST_CAPACITY_RESOLUTION",
+                   help="stop honing in when the step is below this many users (default 10)")
+    g.add_argument("--capacity-step-time", type=float, default=60.0, env_var="LOCUST_CAPACITY_STEP_TIME",
+                   help="seconds each step is measured (default 60)")
+    g.add_argument("--capacity-settle-time", type=float, default=10.0, env_var="LOCUST_CAPACITY_SETTLE_TIME",
+                   help="seconds after a step's ramp before its measurement starts (default 10)")
+    g.add_argument("--capacity-max-users", type=int, default=100_000, env_var="LOCUST_CAPACITY_MAX_USERS",
+                   help="never go above this many users (default 100000)")
+    g.add_argument("--capacity-fail-ratio", type=float, default=0.0, env_var="LOCUST_CAPACITY_FAIL_RATIO",
+                   help="a step fails above this failure ratio (default 0: any failure)")
+    g.add_argument("--capacity-slo-p95", type=float, default=None, env_var="LOCUST_CAPACITY_SLO_P95",
+                   help="a step also fails when its p95 response time (ms) is above this")
+
+
+def check_options(o) -> str | None:
+    """The first bad capacity option as a one-line message, or None."""
+    if not o.capacity_search:
+        return None
+    checks = [
+        (o.capacity_start_users >= 1, f"--capacity-start-users {o.capacity_start_users}: expected at least 1"),
+        (o.capacity_step >= 1, f"--capacity-step {o.capacity_step}: expected at least 1 user"),
+        (o.capacity_resolution >= 1, f"--capacity-resolution {o.capacity_resolution}: expected at least 1 user"),
+        (o.capacity_step_time > 0, f"--capacity-step-time {o.capacity_step_time}: expected seconds > 0"),
+        (o.capacity_settle_time >= 0, f"--capacity-settle-time {o.capacity_settle_time}: expected seconds >= 0"),
+        (o.capacity_max_users >= o.capacity_start_users,
+         f"--capacity-max-users {o.capacity_max_users}: expected at least --capacity-start-users"),
+        (0 <= o.capacity_fail_ratio < 1, f"--capacity-fail-ratio {o.capacity_fail_ratio}: expected 0 <= ratio < 1"),
+        (o.capacity_slo_p95 is None or o.capacity_slo_p95 > 0,
+         f"--capacity-slo-p95 {o.capacity_slo_p95}: expected milliseconds > 0"),
+        ((o.spawn_rate or 0) > 0, f"--spawn-rate {o.spawn_rate}: expected users per second > 0"),
+    ]
+    return next((msg for ok, msg in checks if not ok), None)
+
+
+@dataclass
+class Step:
+    users: int
+    start: float  # epoch seconds of the measured window
+    end: float
+    requests: int
+    failures: int
+    rps: float
+    fail_ratio: float
+    p95_ms: float
+    ok: bool
+    why: str = ""
+
+
+def decide(steps: list[Step], step: int, resolution: int, max_users: int) -> int | None:
+    """Users of the next step, or None when the search is over.
+
+    Pure so the search is testable without a load test: climb by `step` until a step fails,
+    then bisect between the best passing and the lowest failing count above it (each bisection
+    halves the step) until they are at most `resolution` apart.
+    """
+    lo = max((s.users for s in steps if s.ok), default=0)
+    above = [s.users for s in steps if not s.ok and s.users > lo]
+    if not above:  # still climbing (or a failure below a later pass: climb again from the pass)
+        top = max(s.users for s in steps)
+        return None if top >= max_users else min(max(top, lo) + step, max_users)
+    hi = min(above)
+    if hi - lo <= resolution:
+        return None
+    return (lo + hi) // 2
+
+
+def summary_text(result: dict) -> str:
+    lines = ["", "Capacity search", f"{'users':>8} {'rps':>10} {'requests':>9} {'failures':>9} {'p95 ms':>8}  result"]
+    for s in result["steps"]:
+        lines.append(f"{s['users']:>8} {s['rps']:>10.1f} {s['requests']:>9} {s['failures']:>9} {s['p95_ms']:>8.0f}  "
+                     + ("ok" if s["ok"] else f"failed: {s['why']}"))
+    if result["max_sustainable_users"]:
+        lines.append(f"maximum sustainable load: {result['max_sustainable_users']} users, "
+                     f"{result['max_sustainable_rps']:.1f} requests/s, p95 {result['p95_ms_at_max']:.0f} ms")
+    else:
+        lines.append("maximum sustainable load: none (the first step already failed)")
+    if result["first_failing_users"] is not None:
+        lines.append(f"failures start at {result['first_failing_users']} users ({result['failure_reason']}); "
+                     f"resolution {result['resolution']} users")
+    else:
+        lines.append("no step failed up to --capacity-max-users")
+    return "\n".join(lines)

@@ -1,0 +1,139 @@
+"""The capacity search as a Locust `LoadTestShape` (the search itself: `loadtesting.capacity`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from locust import LoadTestShape
+from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
+
+from loadtesting import phases
+from loadtesting.capacity import Step, decide, summary_text
+
+log = logging.getLogger("loadtesting.capacity")
+
+
+@dataclass
+class _Snapshot:
+    requests: int
+    failures: int
+    times: dict
+
+
+class CapacitySearch(LoadTestShape):
+    use_common_options = True  # --spawn-rate sets the ramp speed
+
+    def __init__(self, environment, results_dir: Path | None = None, on_phase=None, on_done=None) -> None:
+        super().__init__()
+        o = environment.parsed_options
+        self.environment = environment
+        self.results_dir = results_dir
+        self.on_phase, self.on_done = on_phase, on_done
+        self.spawn_rate = float(o.spawn_rate or 10)
+        self.start_users, self.step = o.capacity_start_users, o.capacity_step
+        self.resolution, self.max_users = o.capacity_resolution, o.capacity_max_users
+        self.step_time, self.settle_time = o.capacity_step_time, o.capacity_settle_time
+        self.fail_ratio, self.slo_p95 = o.capacity_fail_ratio, o.capacity_slo_p95
+        self.steps: list[Step] = []
+        self.result: dict | None = None
+        self._target = self.start_users
+        self._reached_at: float | None = None
+        self._window: tuple[float, _Snapshot] | None = None
+
+    def reset_time(self) -> None:
+        super().reset_time()
+        self.steps, self.result, self._target = [], None, self.start_users
+        self._reached_at, self._window = None, None
+
+    # -- measuring -------------------------------------------------------------------------
+    def _snapshot(self) -> _Snapshot:
+        total = self.environment.stats.total
+        return _Snapshot(total.num_requests, total.num_failures, dict(total.response_times))
+
+    def _measure(self, since: _Snapshot, start: float, end: float) -> Step:
+        now = self._snapshot()
+        requests = now.requests - since.requests
+        failures = now.failures - since.failures
+        delta = diff_response_time_dicts(now.times, since.times)
+        timed = sum(delta.values())
+        p95 = float(calculate_response_time_percentile(delta, timed, 0.95)) if timed else 0.0
+        ratio = failures / requests if requests else 0.0
+        why = ""
+        if requests == 0:
+            why = "no requests in the window"
+        elif ratio > self.fail_ratio:
+            why = f"failure ratio {ratio:.4f} > {self.fail_ratio}"
+        elif self.slo_p95 is not None and p95 > self.slo_p95:
+            why = f"p95 {p95:.0f} ms > SLO {self.slo_p95:.0f} ms"
+        return Step(self._target, round(start, 3), round(end, 3), requests, failures,
+                    round(requests / max(end - start, 1e-9), 2), round(ratio, 6), p95, not why, why)
+
+    # -- the shape ---------------------------------------------------------------------------
+    def tick(self):
+        if self.result is not None:
+            return None
+        runner = self.environment.runner
+        now = time.time()
+        # Locust blocks in start() until a ramp is done, so the first tick at the target is "reached";
+        # a master's user count comes from worker reports and may lag a moment.
+        if self._reached_at is None:
+            if runner is not None and runner.user_count == self._target and runner.state == "running":
+                self._reached_at = now
+                log.info("capacity search: %d users reached; measuring after %.0f s", self._target, self.settle_time)
+            return self._target, self.spawn_rate
+        if self._window is None:
+            if now - self._reached_at >= self.settle_time:
+                self._window = (now, self._snapshot())
+            return self._target, self.spawn_rate
+        started, snap = self._window
+        if now - started < self.step_time:
+            return self._target, self.spawn_rate
+        step = self._measure(snap, started, now)
+        self.steps.append(step)
+        log.info("capacity search: %d users → %.1f rps, %d failures, p95 %.0f ms: %s", step.users, step.rps,
+                 step.failures, step.p95_ms, "ok" if step.ok else f"FAILED ({step.why})")
+        nxt = decide(self.steps, self.step, self.resolution, self.max_users)
+        if nxt is None:
+            self._finish()
+            return None
+        self._target, self._reached_at, self._window = nxt, None, None
+        return self._target, self.spawn_rate
+
+    def _finish(self) -> None:
+        passing = [s for s in self.steps if s.ok]
+        failing = [s for s in self.steps if not s.ok]
+        best = max(passing, key=lambda s: s.users, default=None)
+        worst = min((s for s in failing if best is None or s.users > best.users), key=lambda s: s.users, default=None)
+        found = [(phases.MINIMAL, self.steps[0]), (phases.MAX_SUSTAINABLE, best), (phases.FAILURE, worst)]
+        marked = []
+        for name, step in found:
+            if step is None:
+                continue
+            phase = phases.Phase(name, step.start, step.end, "capacity-search",
+                                 {"users": step.users, "rps": step.rps, "requests": step.requests,
+                                  "failures": step.failures,
+                                  "p95_ms": step.p95_ms})
+            marked.append(phase)
+            phases.record_phase(self.results_dir, phase)
+            if self.on_phase:
+                self.on_phase(phase)
+        self.result = {
+            "max_sustainable_users": best.users if best else 0,
+            "max_sustainable_rps": best.rps if best else 0.0,
+            "p95_ms_at_max": best.p95_ms if best else None,
+            "first_failing_users": worst.users if worst else None,
+            "failure_reason": worst.why if worst else None,
+            "resolution": self.resolution,
+            "reached_max_users": worst is None,
+            "steps": [asdict(s) for s in self.steps],
+            "phases": [asdict(p) for p in marked],
+        }
+        print(summary_text(self.result), flush=True)
+        if self.results_dir:
+            (Path(self.results_dir) / "capacity.json").write_text(json.dumps(self.result, indent=1))
+        if self.on_done:
+            self.on_done(self.result)

@@ -1,0 +1,143 @@
+"""The results workflow inside Locust; locustfiles get it with `import loadtesting.locust_plugin`.
+
+- ``--capacity-search`` replaces the user count with `loadtesting.capacity.CapacitySearch`.
+- While a run lasts in a run folder (``python -m loadtesting.run``), sysstat records the
+  machine's activity into ``sar.data`` there (``--no-sar`` turns it off).
+- Phases are marked by the capacity search, or by hand from the web UI:
+  ``POST /phases/start?name=peak``, ``POST /phases/end?name=peak``, ``GET /phases``.
+Phases and the capacity result are also stored with the run in ClickHouse (load_test_runs rows).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from locust import events
+from locust.runners import WorkerRunner
+
+from loadtesting import capacity, phases, sar
+from loadtesting.capacity_shape import CapacitySearch
+from locustfiles.common import OptionError
+from monitors.locust_plugin import add_run_extra, record_run_event
+
+log = logging.getLogger("loadtesting")
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser) -> None:
+    capacity.add_arguments(parser)
+    g = parser.add_argument_group("system activity (sar)")
+    g.add_argument("--no-sar", action="store_true", default=False, env_var="LOCUST_NO_SAR",
+                   help="do not record sar figures into the run folder")
+    g.add_argument("--sar-interval", type=int, default=1, env_var="LOCUST_SAR_INTERVAL",
+                   help="seconds between sar records (default 1)")
+
+
+def results_dir() -> Path | None:
+    value = os.environ.get("LOCUST_RESULTS_DIR")
+    return Path(value) if value else None
+
+
+@events.init.add_listener
+def _init(environment, runner=None, web_ui=None, **_kw) -> None:
+    o = environment.parsed_options
+    if o is None:
+        return
+    message = capacity.check_options(o)
+    if message is None and o.sar_interval < 1:
+        message = f"--sar-interval {o.sar_interval}: expected whole seconds >= 1"
+    if message:
+        raise OptionError(message)
+    if o.capacity_search and not isinstance(runner, WorkerRunner):
+        shape = CapacitySearch(
+            environment, results_dir(),
+            on_phase=lambda p: record_run_event(environment, "phase", asdict(p)),
+            on_done=lambda result: _capacity_done(environment, result))
+        shape.runner = runner
+        environment.shape_class = shape
+    if web_ui is not None:
+        _phase_routes(environment, web_ui)
+
+
+def _capacity_done(environment, result: dict) -> None:
+    summary = {k: v for k, v in result.items() if k not in ("steps", "phases")}
+    add_run_extra(environment, capacity=summary)
+    if environment.process_exit_code is None:
+        environment.process_exit_code = 0  # failures were the search's probe, not a failed run
+    record_run_event(environment, "capacity", result)
+
+
+# -- sar ------------------------------------------------------------------------------------
+@events.test_start.add_listener
+def _start_sar(environment, **_kw) -> None:
+    o = environment.parsed_options
+    out = results_dir()
+    if o is None or o.no_sar or out is None or isinstance(environment.runner, WorkerRunner):
+        return
+    if getattr(environment, "sar_process", None) is not None:
+        return  # one recording per Locust process, across tests started from the web UI
+    try:
+        environment.sar_process = sar.start(out / "sar.data", o.sar_interval)
+        log.info("recording system activity every %d s into %s", o.sar_interval, out / "sar.data")
+    except sar.SarError as exc:
+        log.warning("no sar recording: %s", exc)
+        environment.sar_process = None
+
+
+@events.quitting.add_listener
+def _stop_sar(environment, **_kw) -> None:
+    proc = getattr(environment, "sar_process", None)
+    if proc is not None:
+        sar.stop(proc)
+
+
+@events.quitting.add_listener
+def _final_stats(environment, **_kw) -> None:
+    """Write the run's final figures to ``stats.json``: Locust rewrites its CSV files once a second
+    and not at exit, so the requests of the last second are missing there."""
+    out = results_dir()
+    if out is None or isinstance(environment.runner, WorkerRunner) or not out.is_dir():
+        return
+    stats = environment.stats
+    rows = []
+    for entry in [*sorted(stats.entries.values(), key=lambda e: (e.method or "", e.name)), stats.total]:
+        rows.append({"type": entry.method or "", "name": entry.name, "requests": entry.num_requests,
+                     "failures": entry.num_failures, "avg_ms": entry.avg_response_time,
+                     "p50_ms": entry.get_response_time_percentile(0.5) if entry.num_requests else 0,
+                     "p95_ms": entry.get_response_time_percentile(0.95) if entry.num_requests else 0,
+                     "p99_ms": entry.get_response_time_percentile(0.99) if entry.num_requests else 0,
+                     "max_ms": entry.max_response_time or 0, "rps": entry.total_rps})
+    failures = [{"method": e.method, "name": e.name, "error": e.error if isinstance(e.error, str) else repr(e.error),
+                 "occurrences": e.occurrences} for e in stats.errors.values()]
+    (out / "stats.json").write_text(json.dumps({"requests": rows, "failures": failures}, indent=1, default=str))
+
+
+# -- phases by hand ------------------------------------------------------------------------------
+def _phase_routes(environment, web_ui) -> None:
+    from flask import jsonify, request
+
+    manual: list[dict] = []  # marks when there is no run folder
+
+    @web_ui.app.route("/phases", methods=["GET"])
+    @web_ui.auth_required_if_enabled
+    def list_phases():
+        out = results_dir()
+        found = phases.read(out) if out else phases.from_records(manual)
+        return jsonify([asdict(p) for p in found])
+
+    @web_ui.app.route("/phases/<action>", methods=["POST"])
+    @web_ui.auth_required_if_enabled
+    def mark_phase(action: str):
+        name = request.values.get("name", "")
+        try:
+            rec = phases.mark(results_dir(), action, name)
+        except ValueError as exc:
+            return jsonify({"error": str(exc)}), 400
+        if results_dir() is None:
+            manual.append(rec)
+        record_run_event(environment, "phase_mark", rec)
+        return jsonify(rec)

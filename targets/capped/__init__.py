@@ -1,0 +1,1 @@
+"""An HTTP endpoint with a hard concurrency cap: the known limit the capacity search must find."""
