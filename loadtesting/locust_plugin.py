@@ -102,6 +102,12 @@ def _final_stats(environment, **_kw) -> None:
     out = results_dir()
     if out is None or isinstance(environment.runner, WorkerRunner) or not out.is_dir():
         return
+    mon = getattr(environment, "pipeline_monitor", None)
+    if mon is not None and not mon.finished and not getattr(environment, "_final_stats_deferred", False):
+        # Quitting listeners run in reverse order, before the monitor's drain: write after it instead.
+        environment._final_stats_deferred = True
+        environment.run_end_hooks = [*getattr(environment, "run_end_hooks", []), lambda: _final_stats(environment)]
+        return
     stats = environment.stats
     rows = []
     for entry in [*sorted(stats.entries.values(), key=lambda e: (e.method or "", e.name)), stats.total]:

@@ -153,7 +153,7 @@ def load_clickhouse(run_id: str, url: str, database: str) -> RunData | None:
     from monitors import chclient
 
     try:
-        client = chclient.connect(url, connect_timeout=3)
+        client = chclient.connect(url)
         q = {k: v.format(db=database) for k, v in QUERIES.items()}
         meta = client.execute(q["meta"], {"run": run_id})
     except Exception:  # noqa: BLE001 - unreachable or no tables: the folder is the fallback

@@ -131,7 +131,7 @@ def _start(environment, **_kw) -> None:
 
         def sample_sys() -> None:
             while True:
-                gevent.sleep(o.sleep_time)
+                gevent.sleep(o.monitor_interval)
                 record_sample(environment, "mosquitto", rec.sample())
 
         environment.mqtt_sys_greenlet = gevent.spawn(sample_sys)

@@ -1,8 +1,8 @@
 """The pipeline monitor inside Locust; every locustfile gets it with `import monitors.locust_plugin`.
 
 On test start (master or local runner, never a worker) a run id is recorded as a `start` row
-and a greenlet samples the chosen backends, the host and Locust's stats every --sleep-time
-seconds, logging the key figures and writing them to ClickHouse in batches. On test stop it
+and a greenlet samples the chosen backends, the host and Locust's stats every
+--monitor-interval seconds, logging the key figures and writing them to ClickHouse in batches. On test stop it
 keeps sampling until every backlog is 0 or --drain-timeout passes (the drain, or recovery,
 time). When Locust quits it flushes, writes the `end` row and applies the --check-* thresholds.
 
@@ -53,7 +53,7 @@ def _options(parser) -> None:
                         "(password better in CLICKHOUSE_PASSWORD or CLICKHOUSE_PASSWORD_FILE)")
     g.add_argument("--monitor-database", default="event_sink", env_var="LOCUST_MONITOR_DATABASE",
                    help="database of load_test_runs / load_test_stats and the typed tables (default event_sink)")
-    g.add_argument("--sleep-time", type=float, default=5.0, env_var="LOCUST_SLEEP_TIME",
+    g.add_argument("--monitor-interval", type=float, default=5.0, env_var="LOCUST_MONITOR_INTERVAL",
                    help="seconds between monitor samples (default 5)")
     g.add_argument("--drain-timeout", type=float, default=300.0, env_var="LOCUST_DRAIN_TIMEOUT",
                    help="after the test stops, sample until every backlog is 0 or this many seconds pass")
@@ -83,8 +83,8 @@ def _check_options(environment, **_kw) -> None:
         check_database_name(o.monitor_database)
     except ValueError as exc:
         raise OptionError(str(exc)) from None
-    if not o.sleep_time > 0:
-        raise OptionError(f"--sleep-time {o.sleep_time}: expected seconds > 0")
+    if not o.monitor_interval > 0:
+        raise OptionError(f"--monitor-interval {o.monitor_interval}: expected seconds > 0")
     if o.drain_timeout < 0:
         raise OptionError(f"--drain-timeout {o.drain_timeout}: expected seconds >= 0")
     if o.check_fail_ratio is not None and not 0 <= o.check_fail_ratio <= 1:
@@ -122,7 +122,7 @@ class Monitor:
         now = time.time()
         stats: dict = {}
         backlogs: list[int] = []
-        for name, sampler in self.samplers.items():
+        for name, sampler in list(self.samplers.items()):  # others may add a sampler meanwhile
             try:
                 sample = sampler.sample()
                 b = sampler.backlog(sample)
@@ -295,17 +295,17 @@ def _start(environment, **_kw) -> None:
     results = os.environ.get("LOCUST_RESULTS_DIR")
     sink = Sink(o.clickhouse_url, o.monitor_database, o.spill_dir, name=rid)
     samplers = backends.build_samplers(o)
-    mon = Monitor(environment, rid, sink, samplers, o.sleep_time, o.drain_timeout,
+    mon = Monitor(environment, rid, sink, samplers, o.monitor_interval, o.drain_timeout,
                   Path(results) if results else None)
     environment.pipeline_monitor = mon
     tags = [t.strip() for t in (o.run_tags or "").split(",") if t.strip()]
     mon.run_row("start", {"tags": tags or None, "locustfile": o.locustfile, "host": o.host,
                           "backends": backends.parse_backends(o.monitor_backend), "users": o.num_users,
-                          "spawn_rate": o.spawn_rate})
+                          "spawn_rate": o.spawn_rate, **getattr(environment, "run_start_extra", {})})
     mon.meta_row(1, locustfile=str(o.locustfile), host=o.host or "", tags=tags,
                  options=json.dumps(_options_for_storage(o), default=str), versions=json.dumps(_versions()),
                  exit_code=-1)
-    log.info("monitor: run %s, sampling %s every %.1f s into %s/%s", rid, ", ".join(samplers), o.sleep_time,
+    log.info("monitor: run %s, sampling %s every %.1f s into %s/%s", rid, ", ".join(samplers), o.monitor_interval,
              chclient.redact(o.clickhouse_url), o.monitor_database)
     mon.greenlet = gevent.spawn(mon.run)
 
@@ -352,6 +352,11 @@ def _finish(environment) -> None:
         mon.greenlet.join(timeout=mon.drain_timeout + mon.sleep_time + 30)
         if not mon.greenlet.dead:
             mon.greenlet.kill()
+    for hook in getattr(environment, "run_end_hooks", []):  # e.g. the tracking run's end-to-end summary
+        try:
+            hook()
+        except Exception:  # noqa: BLE001 - the end row is written whatever a hook does
+            log.exception("monitor: end-of-run hook failed")
     code = None
     if environment.parsed_options is not None:
         code = _thresholds(environment, mon)

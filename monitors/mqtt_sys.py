@@ -1,7 +1,7 @@
 """Broker health from Mosquitto's `$SYS/#` topics, for the length of a run.
 
 Every `$SYS` message is appended to `$LOCUST_RESULTS_DIR/mqtt-sys.jsonl` (the brief's "pipe
-$SYS to a file"), and every --sleep-time seconds the key figures — clients connected, messages
+$SYS to a file"), and every --monitor-interval seconds the key figures — clients connected, messages
 and bytes received/sent per second, the broker's own 1-minute load averages — become a monitor
 sample under the key `mosquitto` (ClickHouse and samples.jsonl).
 """

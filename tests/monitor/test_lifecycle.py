@@ -52,7 +52,7 @@ def run_rows(ch, run_id: str, db: str = "event_sink") -> dict:
 
 
 def test_a_run_writes_start_end_stats_samples_and_request_stats(clickhouse, redis_server, ch, rds, tmp_path):
-    out = Output(locust(["--run-time", "3s", "--sleep-time", "0.5", "--clickhouse-url", clickhouse.url,
+    out = Output(locust(["--run-time", "3s", "--monitor-interval", "0.5", "--clickhouse-url", clickhouse.url,
                          "--monitor-backend", "celery", "--celery-broker-url", redis_server.url,
                          "--run-tags", "ci,smoke", "--spill-dir", str(tmp_path)],
                         env={"LOCUST_RUN_ID": "t-lifecycle-1", "LOCUST_RESULTS_DIR": str(tmp_path)}))
@@ -81,7 +81,7 @@ def test_a_run_writes_start_end_stats_samples_and_request_stats(clickhouse, redi
 
 def test_drain_waits_for_the_backlog_and_records_its_time(clickhouse, redis_server, ch, rds, tmp_path):
     rds.lpush("edx.lms.core.default", *range(5))
-    out = Output(locust(["--run-time", "2s", "--sleep-time", "0.3", "--clickhouse-url", clickhouse.url,
+    out = Output(locust(["--run-time", "2s", "--monitor-interval", "0.3", "--clickhouse-url", clickhouse.url,
                          "--monitor-backend", "celery", "--celery-broker-url", redis_server.url,
                          "--spill-dir", str(tmp_path)], env={"LOCUST_RUN_ID": "t-drain-1"}))
     # The pipeline "works off" its backlog only after a few draining samples have seen it.
@@ -95,7 +95,7 @@ def test_drain_waits_for_the_backlog_and_records_its_time(clickhouse, redis_serv
 
 def test_drain_gives_up_after_the_timeout_and_check_fails(clickhouse, redis_server, ch, rds, tmp_path):
     rds.lpush("events_router_queue_xapi", "stuck")  # ERB's batch buffer never flushed
-    out = Output(locust(["--run-time", "1s", "--sleep-time", "0.3", "--clickhouse-url", clickhouse.url,
+    out = Output(locust(["--run-time", "1s", "--monitor-interval", "0.3", "--clickhouse-url", clickhouse.url,
                          "--monitor-backend", "celery", "--celery-broker-url", redis_server.url,
                          "--drain-timeout", "1", "--check-drain-time", "10", "--spill-dir", str(tmp_path)],
                         env={"LOCUST_RUN_ID": "t-drain-2"}))
@@ -105,7 +105,7 @@ def test_drain_gives_up_after_the_timeout_and_check_fails(clickhouse, redis_serv
 
 
 def test_fail_ratio_check_sets_its_exit_code(clickhouse, ch, tmp_path):
-    out = Output(locust(["--run-time", "2s", "--sleep-time", "1", "--clickhouse-url", clickhouse.url,
+    out = Output(locust(["--run-time", "2s", "--monitor-interval", "1", "--clickhouse-url", clickhouse.url,
                          "--fail-every", "3", "--check-fail-ratio", "0.1", "--spill-dir", str(tmp_path)],
                         env={"LOCUST_RUN_ID": "t-check-1"}))
     assert out.wait() == 3, out.text[-3000:]
@@ -116,7 +116,7 @@ def test_fail_ratio_check_sets_its_exit_code(clickhouse, ch, tmp_path):
 @pytest.mark.parametrize(("args", "message"), [
     (["--monitor-backend", "rabbit"],
      "error: --monitor-backend 'rabbit' is unknown; expected one of: celery, vector, redis_bus, kafka_bus"),
-    (["--sleep-time", "0"], "error: --sleep-time 0.0: expected seconds > 0"),
+    (["--monitor-interval", "0"], "error: --monitor-interval 0.0: expected seconds > 0"),
     (["--clickhouse-url", "http://127.0.0.1:8123"],
      "error: ClickHouse URL 'http://127.0.0.1:8123' is not clickhouse://user[:password]@host[:port]/database"),
 ])
@@ -133,7 +133,7 @@ def test_clickhouse_outage_mid_run_loses_no_sample(tmp_path):
         from monitors import chclient
 
         client = chclient.connect(ch_url)
-        out = Output(locust(["--run-time", "12s", "--sleep-time", "0.5", "--clickhouse-url", ch_url,
+        out = Output(locust(["--run-time", "12s", "--monitor-interval", "0.5", "--clickhouse-url", ch_url,
                              "--spill-dir", str(tmp_path / "spill")], env={"LOCUST_RUN_ID": "t-outage-1"}))
 
         def stored() -> int:

@@ -99,7 +99,7 @@ def test_two_thousand_devices_from_one_process(mosquitto, tmp_path):
 
 
 def test_sys_topics_are_recorded_in_the_run_folder(mosquitto, tmp_path):
-    done = run_devices(mosquitto.url, "--sleep-time", "1", users=3, run_time="3s",
+    done = run_devices(mosquitto.url, "--monitor-interval", "1", users=3, run_time="3s",
                        env={"LOCUST_RESULTS_DIR": str(tmp_path)})
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [json.loads(x) for x in (tmp_path / "mqtt-sys.jsonl").read_text().splitlines()]

@@ -1,0 +1,363 @@
+"""Open edX tracking events into an analytics pipeline, with a per-event end-to-end check.
+
+    locust -f locustfiles/tracking.py --headless -u 20 -r 20 --pipeline-backend redis_bus --num-events 10000
+    locust -f locustfiles/tracking.py --headless --pipeline-backend celery --events-per-second 500 --run-until-killed
+
+Options mirror `load_test_tracking_events` (--num-users, --username-prefix, --num-events,
+--run-until-killed, --sleep-time; its --tags is Locust's --run-tags here, since Locust's own
+--tags selects tasks) and add an open-model --events-per-second, --course-id, --users-file and
+--event-mix. Events enter where --pipeline-backend says, in that pipeline's wire format; each
+send is an EVENT request named by event name. Every stored xAPI statement is matched to its event
+in ClickHouse (E2E requests: event time → first seen in the xAPI table), and the run ends with
+sent, stored, missing, duplicates, latency percentiles and the storage runway.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+import uuid
+
+import gevent
+from locust import User, events, task
+from locust.exception import StopUser
+from locust.runners import MasterRunner, WorkerRunner
+
+import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
+import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
+from locustfiles.common import OptionError, require
+from locustfiles.tracking_events import MIXES, Clock, EventFactory, Learner, load_users
+from locustfiles.tracking_send import BACKENDS, REQUEST_TYPE, KafkaSender, RedisSender, VectorSender
+from monitors import redis_util
+from monitors.locust_plugin import add_run_extra, run_id
+
+log = logging.getLogger("tracking")
+E2E_NAME = "tracking event → xAPI in ClickHouse"
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser) -> None:
+    g = parser.add_argument_group("tracking events (load_test_tracking_events)")
+    g.add_argument("--pipeline-backend", default="redis_bus", env_var="LOCUST_PIPELINE_BACKEND",
+                   help=f"where events enter: {', '.join(BACKENDS)} (default redis_bus)")
+    # dest differs: Locust's own -u/--users is stored as num_users.
+    g.add_argument("--num-users", type=int, default=100, dest="learners", env_var="LOCUST_TRACKING_NUM_USERS",
+                   help="learners the events are about (default 100; --users-file gives real ones)")
+    g.add_argument("--username-prefix", default="lt_", env_var="LOCUST_USERNAME_PREFIX",
+                   help="prefix of generated learner names (default lt_)")
+    g.add_argument("--users-file", default="", env_var="LOCUST_USERS_FILE",
+                   help="CSV of user_id,username that exist in your Open edX (instead of generated learners)")
+    g.add_argument("--num-events", type=int, default=1000, env_var="LOCUST_NUM_EVENTS",
+                   help="events to send over all users and processes, then stop (default 1000)")
+    g.add_argument("--run-until-killed", action="store_true", default=False, env_var="LOCUST_RUN_UNTIL_KILLED",
+                   help="ignore --num-events: send until Ctrl-C, SIGTERM or --run-time")
+    g.add_argument("--sleep-time", type=float, default=0.75, env_var="LOCUST_SLEEP_TIME",
+                   help="seconds each user waits between events (default 0.75, as the reference)")
+    g.add_argument("--events-per-second", type=float, default=0.0, env_var="LOCUST_EVENTS_PER_SECOND",
+                   help="open model: target events/s over all processes (replaces --sleep-time); a missed "
+                        "target is reported")
+    g.add_argument("--course-id", default="", env_var="LOCUST_COURSE_ID",
+                   help="course the events name (default: a new course-v1:OEX+<6 hex>+2024-1 per run)")
+    g.add_argument("--event-mix", default="enrollment", env_var="LOCUST_EVENT_MIX",
+                   help="enrollment (activated/deactivated toggling, as the reference) or realistic "
+                        "(video, problem, navigation, completion and enrollment)")
+    g.add_argument("--celery-queue", default="edx.lms.core.default", env_var="LOCUST_CELERY_QUEUE",
+                   help="celery: queue the send_event tasks go to (default edx.lms.core.default)")
+    g.add_argument("--redis-stream-maxlen", type=int, default=10_000, env_var="LOCUST_REDIS_STREAM_MAXLEN",
+                   help="redis_bus: XADD MAXLEN ~ (EVENT_BUS_REDIS_STREAM_MAX_LEN, default 10000; 0: none)")
+    g.add_argument("--kafka-key", default="user", env_var="LOCUST_KAFKA_KEY",
+                   help="kafka_bus message key: user (spreads partitions) or name (Open edX's tracking_log.name, "
+                        "the two-partition hot spot)")
+    g.add_argument("--kafka-value-schema-id", type=int, default=1, env_var="LOCUST_KAFKA_VALUE_SCHEMA_ID",
+                   help="kafka_bus: Schema Registry id of the TrackingLogData schema in the messages (default 1)")
+    g.add_argument("--kafka-key-schema-id", type=int, default=2, env_var="LOCUST_KAFKA_KEY_SCHEMA_ID",
+                   help="kafka_bus: Schema Registry id of the key schema (default 2)")
+    g.add_argument("--vector-log-file", default=".run/tracking.log", env_var="LOCUST_VECTOR_LOG_FILE",
+                   help="vector: the log file Vector tails (default .run/tracking.log)")
+    g.add_argument("--vector-lines", default="xapi", env_var="LOCUST_VECTOR_LINES",
+                   help="vector: xapi ([xapi_tracking] lines, what Aspects stores), tracking, or both")
+    g.add_argument("--e2e-poll-interval", type=float, default=1.0, env_var="LOCUST_E2E_POLL_INTERVAL",
+                   help="seconds between looks for stored events; the latency resolution (default 1)")
+    g.add_argument("--no-e2e", action="store_true", default=False, env_var="LOCUST_NO_E2E",
+                   help="do not match stored statements (e.g. no read access to the xAPI table)")
+    g.add_argument("--e2e-timestamp-sql", default="visitParamExtractString(event, 'timestamp')",
+                   env_var="LOCUST_E2E_TIMESTAMP_SQL",
+                   help="SQL giving a stored statement's timestamp (Ralph's spaced JSON: JSONExtractString(event, "
+                        "'timestamp'))")
+    g.add_argument("--clickhouse-data-path", default="", env_var="LOCUST_CLICKHOUSE_DATA_PATH",
+                   help="ClickHouse's data folder on this machine, for the free-disk runway (default: none)")
+    g.add_argument("--tracking-processes", type=int, default=0, env_var="LOCUST_TRACKING_PROCESSES",
+                   help="worker processes sharing --num-events / --events-per-second with --master/--worker "
+                        "(--processes sets it by itself)")
+
+
+# -- checks and per-process state ------------------------------------------------------------------
+@events.init.add_listener
+def _init(environment, runner=None, **_kw) -> None:
+    o = environment.parsed_options
+    if o is None:
+        return
+    require(o.pipeline_backend in BACKENDS,
+            f"--pipeline-backend {o.pipeline_backend!r}: expected one of {', '.join(BACKENDS)}")
+    require(o.event_mix in MIXES, f"--event-mix {o.event_mix!r}: expected one of {', '.join(MIXES)}")
+    require(o.learners >= 1, f"--num-users {o.learners}: expected at least 1")
+    require(o.num_events >= 1 or o.run_until_killed, f"--num-events {o.num_events}: expected at least 1")
+    require(o.sleep_time >= 0, f"--sleep-time {o.sleep_time}: expected seconds >= 0")
+    require(o.events_per_second >= 0, f"--events-per-second {o.events_per_second}: expected events/s >= 0")
+    require(o.e2e_poll_interval > 0, f"--e2e-poll-interval {o.e2e_poll_interval}: expected seconds > 0")
+    require(o.kafka_key in ("user", "name"), f"--kafka-key {o.kafka_key!r}: expected user or name")
+    require(o.vector_lines in ("xapi", "tracking", "both"),
+            f"--vector-lines {o.vector_lines!r}: expected xapi, tracking or both")
+    if o.course_id:
+        require(o.course_id.startswith("course-v1:") and o.course_id.count("+") == 2,
+                f"--course-id {o.course_id!r}: expected course-v1:ORG+COURSE+RUN")
+    else:
+        # One course per run as the reference creates; the master passes it on to its workers.
+        o.course_id = f"course-v1:OEX+{uuid.uuid4().hex[:6]}+2024-1"
+    if o.users_file:
+        try:
+            environment.tracking_users = load_users(o.users_file)
+        except OSError as exc:
+            raise OptionError(f"--users-file {o.users_file!r}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise OptionError(str(exc)) from None
+    else:
+        environment.tracking_users = [(n + 1, f"{o.username_prefix}_{n:06d}") for n in range(o.learners)]
+    environment.run_start_extra = {"course_id": o.course_id, "num_users": len(environment.tracking_users),
+                                   "username_prefix": o.username_prefix, "backend": o.pipeline_backend,
+                                   "num_events": None if o.run_until_killed else o.num_events,
+                                   "events_per_second": o.events_per_second or None}
+    if not isinstance(runner, MasterRunner):
+        _check_reachable(o)
+    if isinstance(runner, MasterRunner):
+        runner.register_message("tracking_done", _worker_done)
+        environment.tracking_done = 0
+        return
+    if isinstance(runner, WorkerRunner):
+        # The master's course (sent before its spawn message, so it arrives before test_start here).
+        runner.register_message("tracking_course", lambda env, msg, **_k: setattr(env.parsed_options, "course_id",
+                                                                                   msg.data))
+
+
+def _check_reachable(o) -> None:
+    """Fail before the run, in one line, when the pipeline's entry point cannot be reached."""
+    if o.pipeline_backend in ("celery", "redis_bus"):
+        import redis
+
+        url = (o.celery_broker_url if o.pipeline_backend == "celery" else o.event_bus_redis_url) \
+            or redis_util.default_url()
+        try:
+            client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+            client.ping()
+            client.close()
+        except (redis.RedisError, ValueError) as exc:
+            raise OptionError(f"{o.pipeline_backend}: Redis {redis_util.redact(url)} unreachable: {exc}") from None
+    elif o.pipeline_backend == "kafka_bus":
+        from confluent_kafka.admin import AdminClient
+
+        from monitors import kafka_conf
+        from monitors.blocking import run_blocking
+
+        try:
+            conf = kafka_conf.client_config(o.kafka_bus_brokers)
+            run_blocking(AdminClient({**conf, "log_level": 0}).list_topics, timeout=10)
+        except Exception as exc:  # noqa: BLE001 - ValueError (settings) or KafkaException (reason)
+            raise OptionError(f"kafka_bus: brokers unreachable or refusing us: {exc}") from None
+    else:
+        folder = os.path.dirname(os.path.abspath(o.vector_log_file))
+        if not os.path.isdir(folder) and not os.access(os.path.dirname(folder) or "/", os.W_OK):
+            raise OptionError(f"--vector-log-file {o.vector_log_file!r}: folder {folder} cannot be created")
+
+
+def _processes(environment) -> tuple[int, int]:
+    o = environment.parsed_options
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        return runner.worker_index, max(1, o.tracking_processes or o.processes or 1)
+    return 0, 1
+
+
+def _share(total: float, index: int, count: int) -> float:
+    if isinstance(total, int):
+        return total // count + (1 if index < total % count else 0)
+    return total / count
+
+
+class Generator:
+    """Per-process state: learners, the event factory, the sender, the budget and the pacing."""
+
+    def __init__(self, environment) -> None:
+        o = environment.parsed_options
+        self.env, self.o = environment, o
+        self.index, self.count = _processes(environment)
+        self.learners = [Learner(uid, name) for uid, name in environment.tracking_users]
+        self.factory = EventFactory(o.course_id, o.event_mix, Clock(slot=self.index))
+        self.budget = None if o.run_until_killed else _share(o.num_events, self.index, self.count)
+        self.rate = _share(o.events_per_second, self.index, self.count) if o.events_per_second else 0.0
+        self.sent = 0
+        self.started = time.monotonic()
+        self.finishing = False
+        self.finished_at: float | None = None
+        self.sender = self._sender()
+
+    def _sender(self):
+        o, env = self.o, self.env
+        stream = o.event_bus_stream or f"{o.event_bus_prefix}-analytics"
+        if o.pipeline_backend == "celery":
+            return RedisSender(env, "celery", url=o.celery_broker_url or redis_util.default_url(), queue=o.celery_queue)
+        if o.pipeline_backend == "redis_bus":
+            return RedisSender(env, "redis_bus", url=o.event_bus_redis_url or redis_util.default_url(), stream=stream,
+                               maxlen=o.redis_stream_maxlen)
+        if o.pipeline_backend == "kafka_bus":
+            from monitors import kafka_conf
+
+            return KafkaSender(env, "kafka_bus", conf=kafka_conf.client_config(o.kafka_bus_brokers),
+                               topic=o.kafka_bus_topic or f"{o.event_bus_prefix}-analytics", key=o.kafka_key,
+                               value_schema_id=o.kafka_value_schema_id, key_schema_id=o.kafka_key_schema_id)
+        return VectorSender(env, "vector", path=o.vector_log_file, lines=o.vector_lines)
+
+    def take(self) -> bool:
+        return self.budget is None or self.sent < self.budget
+
+    def send_one(self) -> None:
+        learner = random.choice(self.learners)  # with replacement, as the reference
+        self.sender.send(self.factory.next_event(learner))
+        self.sent += 1
+        if self.budget is not None and self.sent >= self.budget and not self.finishing:
+            self.finishing, self.finished_at = True, time.monotonic()
+            gevent.spawn(self.finish)
+
+    def achieved_rate(self) -> float:
+        end = self.finished_at or time.monotonic()
+        return self.sent / max(end - self.started, 1e-9)
+
+    def finish(self) -> None:
+        deadline = time.monotonic() + 30
+        while self.sender.outstanding() and time.monotonic() < deadline:
+            gevent.sleep(0.01)
+        log.info("tracking: %d events sent by this process (%.0f/s)", self.sent, self.achieved_rate())
+        runner = self.env.runner
+        if isinstance(runner, WorkerRunner):
+            runner.send_message("tracking_done", {"sent": self.sent})
+        elif runner is not None:
+            runner.stop()  # the monitor and the E2E check drain, then quitting writes the end row
+            gevent.spawn_later(1.5, runner.quit)
+
+
+def _worker_done(environment, msg, **_kw) -> None:
+    from locust.runners import WORKER_REPORT_INTERVAL
+
+    environment.tracking_done += 1
+    if environment.tracking_done >= environment.runner.worker_count:
+        gevent.spawn_later(WORKER_REPORT_INTERVAL + 0.5, environment.runner.quit)
+
+
+def _sent_total(environment) -> int:
+    return sum(e.num_requests - e.num_failures for (_n, m), e in environment.stats.entries.items()
+               if m == REQUEST_TYPE)
+
+
+@events.test_start.add_listener
+def _start(environment, **_kw) -> None:
+    o = environment.parsed_options
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        runner.send_message("tracking_course", o.course_id)
+    if not isinstance(runner, MasterRunner):
+        try:
+            environment.tracking = Generator(environment)
+        except Exception as exc:  # noqa: BLE001 - a bad URL or unreachable broker: one line
+            raise OptionError(f"--pipeline-backend {o.pipeline_backend}: {exc}") from None
+    if isinstance(runner, WorkerRunner) or o.no_e2e:
+        return
+    _start_e2e(environment)
+
+
+def _start_e2e(environment) -> None:
+    from monitors.xapi_e2e import EndToEnd
+
+    o = environment.parsed_options
+
+    def latency(ms: float) -> None:
+        environment.events.request.fire(request_type="E2E", name=E2E_NAME, response_time=ms, response_length=0,
+                                        exception=None, context={})
+
+    e2e = EndToEnd(o.xapi_clickhouse_url or o.clickhouse_url, o.xapi_database, o.xapi_table, time.time() - 1,
+                   lambda: _sent_total(environment), o.e2e_poll_interval, o.course_id, o.xapi_time_column,
+                   o.e2e_timestamp_sql, o.clickhouse_data_path, latency)
+    environment.tracking_e2e = e2e
+
+    def loop() -> None:
+        while True:
+            e2e.poll()
+            gevent.sleep(o.e2e_poll_interval)
+
+    environment.tracking_e2e_greenlet = gevent.spawn(loop)
+    mon = getattr(environment, "pipeline_monitor", None)
+    if mon is not None:
+        mon.samplers["e2e"] = e2e  # its "missing" is a backlog: the monitor drains until it is 0
+
+
+def _e2e_summary(environment) -> None:
+    """After the drain: the run's sent/stored/missing/duplicates/latency, logged and stored with the end row."""
+    from monitors.xapi_e2e import summary_line
+
+    e2e = environment.tracking_e2e
+    e2e.poll()
+    summary = e2e.summary(with_runway=True)
+    environment.tracking_e2e_greenlet.kill(block=False)
+    environment.tracking_summary = summary
+    log.info(summary_line(run_id(environment), summary))
+    add_run_extra(environment, sent_event_count=summary["sent"], e2e=summary)
+
+
+@events.quitting.add_listener
+def _quit(environment, **_kw) -> None:
+    # Locust calls quitting listeners in reverse order: this runs before the monitor's, which
+    # drains (the E2E check's "missing" is a backlog) and then calls the run_end_hooks.
+    gen = getattr(environment, "tracking", None)
+    if gen is not None:
+        gen.sender.close()
+        if gen.rate and gen.achieved_rate() < 0.95 * gen.rate:
+            log.warning("tracking: target %.0f events/s for this process missed: achieved %.0f/s "
+                        "(the generator is the limit: add --processes)", gen.rate, gen.achieved_rate())
+    e2e = getattr(environment, "tracking_e2e", None)
+    if e2e is None:
+        if gen is not None:
+            add_run_extra(environment, sent_event_count=_sent_total(environment))
+        return
+    if getattr(environment, "pipeline_monitor", None) is not None:
+        environment.run_end_hooks = [*getattr(environment, "run_end_hooks", []), lambda: _e2e_summary(environment)]
+        return
+    # No monitor (--no-monitor): drain here, bounded like the monitor's drain.
+    deadline = time.monotonic() + float(getattr(environment.parsed_options, "drain_timeout", 60) or 60)
+    while e2e.summary()["missing"] and time.monotonic() < deadline:
+        gevent.sleep(e2e.poll_interval)
+    _e2e_summary(environment)
+
+
+class TrackingUser(User):
+    """Sends tracking events: every --sleep-time seconds, or at its share of --events-per-second."""
+
+    def on_start(self) -> None:
+        self._next = time.monotonic()
+
+    def wait_time(self) -> float:
+        gen = getattr(self.environment, "tracking", None)
+        if gen is None or not gen.rate:
+            return self.environment.parsed_options.sleep_time
+        # Open model: users share the process's rate; each keeps its own schedule and never
+        # catches up in a burst after falling behind (the shortfall shows as a missed target).
+        users = max(self.environment.runner.user_count, 1)
+        self._next = max(self._next + users / gen.rate, time.monotonic())
+        return max(self._next - time.monotonic(), 0.0)
+
+    @task
+    def emit(self) -> None:
+        gen = getattr(self.environment, "tracking", None)
+        if gen is None or not gen.take():
+            raise StopUser()
+        gen.send_one()
+

@@ -1,0 +1,158 @@
+"""Senders: put one tracking event into a pipeline, without blocking the gevent loop.
+
+Each sender's `send(event)` fires one Locust request (type EVENT, named by event name): timed
+from the call to the broker's answer (Redis reply, Kafka delivery report, the write).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import gevent
+
+from locustfiles import tracking_wire as wire
+
+BACKENDS = ("celery", "redis_bus", "kafka_bus", "vector")
+REQUEST_TYPE = "EVENT"
+
+
+@dataclass
+class Sender:
+    environment: object
+    backend: str
+
+    def _fire(self, name: str, start: float, t0: float, size: int, exc: Exception | None) -> None:
+        self.environment.events.request.fire(request_type=REQUEST_TYPE, name=name,
+                                             response_time=(time.perf_counter() - t0) * 1000, response_length=size,
+                                             exception=exc, context={}, start_time=start)
+
+    def outstanding(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class RedisSender(Sender):
+    """celery (LPUSH a task message onto the queue) and redis_bus (XADD to the stream)."""
+
+    url: str = ""
+    queue: str = "edx.lms.core.default"
+    stream: str = "dev-analytics"
+    maxlen: int = 10_000
+    source: str = "openedx/lms/web"
+    _client: object = None
+
+    def __post_init__(self) -> None:
+        import redis
+
+        self._client = redis.Redis.from_url(self.url, socket_timeout=10, health_check_interval=30)
+
+    def send(self, event: dict) -> None:
+        start, t0 = time.time(), time.perf_counter()
+        try:
+            if self.backend == "celery":
+                payload = wire.celery_message(["event_transformer", event], self.queue)
+                self._client.lpush(self.queue, payload)
+            else:
+                fields = wire.redis_bus_fields(event, self.source)
+                payload = fields["event_data"]
+                self._client.xadd(self.stream, fields, maxlen=self.maxlen or None, approximate=True)
+        except Exception as exc:  # noqa: BLE001 - a failed send is a failed request, never a crash
+            self._fire(event["name"], start, t0, 0, exc)
+            return
+        self._fire(event["name"], start, t0, len(payload), None)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+@dataclass
+class KafkaSender(Sender):
+    """kafka_bus: Avro in Confluent framing, event-bus-kafka's headers; delivery reports via poll(0)."""
+
+    conf: dict = field(default_factory=dict)
+    topic: str = "dev-analytics"
+    key: str = "user"
+    value_schema_id: int = 1
+    key_schema_id: int = 2
+    source: str = "openedx/lms/web"
+    _producer: object = None
+    _pump: object = None
+
+    def __post_init__(self) -> None:
+        from confluent_kafka import Producer
+
+        self._producer = Producer({**self.conf, "linger.ms": 5, "acks": "all", "log_level": 0})
+        self._pump = gevent.spawn(self._poll)
+
+    def _poll(self) -> None:
+        while True:
+            n = self._producer.poll(0)
+            gevent.sleep(0 if n else 0.002)
+
+    def send(self, event: dict) -> None:
+        value = wire.confluent_wire(self.value_schema_id, wire.tracking_log_avro(event))
+        key_text = event["name"] if self.key == "name" else event["context"].get("username", "")
+        key = wire.confluent_wire(self.key_schema_id, wire.avro_string(key_text))
+        start, t0 = time.time(), time.perf_counter()
+        name = event["name"]
+
+        def delivered(err, _msg) -> None:
+            self._fire(name, start, t0, len(value), None if err is None else RuntimeError(str(err)))
+
+        while True:
+            try:
+                self._producer.produce(self.topic, value, key=key, headers=wire.kafka_headers(self.source),
+                                       on_delivery=delivered)
+                return
+            except BufferError:  # librdkafka's queue is full: let deliveries drain without blocking
+                gevent.sleep(0.001)
+
+    def outstanding(self) -> int:
+        return len(self._producer)
+
+    def close(self) -> None:
+        deadline = time.monotonic() + 30
+        while len(self._producer) and time.monotonic() < deadline:
+            gevent.sleep(0.01)
+        self._pump.kill(block=False)
+
+
+@dataclass
+class VectorSender(Sender):
+    """vector: append `[xapi_tracking]` (and optionally `[tracking]`) lines to the log Vector tails."""
+
+    path: str = ".run/tracking.log"
+    lines: str = "xapi"
+    _fd: int = -1
+
+    def __post_init__(self) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        # O_APPEND: one write() per line keeps lines whole with several writer processes.
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def send(self, event: dict) -> None:
+        from targets.pipeline.xapi import transform
+
+        start, t0 = time.time(), time.perf_counter()
+        text = ""
+        if self.lines in ("tracking", "both"):
+            text += wire.tracking_line(event)
+        if self.lines in ("xapi", "both"):
+            text += wire.xapi_line(transform(event))
+        data = text.encode()
+        try:
+            os.write(self._fd, data)
+        except OSError as exc:
+            self._fire(event["name"], start, t0, 0, exc)
+            return
+        self._fire(event["name"], start, t0, len(data), None)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

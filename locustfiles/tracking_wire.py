@@ -1,0 +1,144 @@
+"""Wire formats where tracking events enter an Open edX pipeline, byte for byte.
+
+- celery: the Celery (protocol 2, JSON) message of task ``eventtracking.tasks.send_event``
+  as kombu's Redis transport stores it in the queue's list;
+- redis_bus: the stream entry event-bus-redis writes — CloudEvent headers plus ``event_data``,
+  the Avro encoding of openedx-events' TrackingLogData signal data;
+- kafka_bus: event-bus-kafka's message — the same Avro data in Confluent's wire format
+  (magic byte, schema id) with ``ce_*`` headers;
+- vector: log lines in the formatter layout that Vector's Aspects configuration parses.
+
+Encoding is done here, by hand, because it is the generator's hot path; the tests decode every
+format with the libraries the real consumers use (Celery, openedx-events).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import struct
+import uuid
+from datetime import UTC, datetime
+
+SIGNAL_TYPE = "org.openedx.analytics.tracking.event.emitted.v1"
+TASK = "eventtracking.tasks.send_event"
+SOURCELIB = "10.5.0"  # openedx-events version a current LMS reports
+# The signal's Avro schema exactly as openedx-events generates it (AvroSignalSerializer(TRACKING_EVENT_EMITTED)).
+TRACKING_SCHEMA = {
+    "name": "CloudEvent", "type": "record",
+    "doc": "Avro Event Format for CloudEvents created with openedx_events/schema",
+    "fields": [{"name": "tracking_log", "type": {"name": "TrackingLogData", "type": "record", "fields": [
+        {"name": "name", "type": "string"}, {"name": "timestamp", "type": "string"},
+        {"name": "data", "type": "string"}, {"name": "context", "type": "string"}]}}],
+    "namespace": SIGNAL_TYPE,
+}
+KEY_SCHEMA = {"name": "name", "type": "string"}  # event-bus-kafka's key sub-schema for tracking_log.name
+HOST = socket.gethostname()
+ORIGIN = f"gen{os.getpid()}@{HOST}"
+
+
+def _json(obj) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+# -- Avro ---------------------------------------------------------------------------------------
+def _avro_long(n: int) -> bytes:
+    n = (n << 1) ^ (n >> 63)  # zigzag
+    out = bytearray()
+    while n & ~0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def avro_string(text: str) -> bytes:
+    raw = text.encode()
+    return _avro_long(len(raw)) + raw
+
+
+def tracking_log_avro(event: dict) -> bytes:
+    """TrackingLogData(name, timestamp, data=json string, context=json string), Avro binary."""
+    return b"".join(avro_string(v) for v in (event["name"], event["timestamp"], _json(event["data"]),
+                                             _json(event["context"])))
+
+
+def confluent_wire(schema_id: int, payload: bytes) -> bytes:
+    """Confluent Schema Registry framing: magic byte 0, 4-byte schema id, Avro binary."""
+    return b"\x00" + struct.pack(">I", schema_id) + payload
+
+
+# -- CloudEvent metadata (openedx-events EventsMetadata as headers) -----------------------------
+def metadata(source: str) -> dict[str, str]:
+    return {
+        "type": SIGNAL_TYPE,
+        "id": str(uuid.uuid1()),
+        "source": source,
+        "time": datetime.now(UTC).isoformat(),
+        "minorversion": "0",
+        "sourcehost": HOST,
+        "sourcelib": SOURCELIB,
+    }
+
+
+def redis_bus_fields(event: dict, source: str = "openedx/lms/web") -> dict[str, bytes]:
+    """Fields of the stream entry (XADD) that event-bus-redis's consumer parses."""
+    fields = {k: v.encode() for k, v in metadata(source).items()}
+    fields["event_data"] = tracking_log_avro(event)
+    return fields
+
+
+def kafka_headers(source: str = "openedx/lms/web") -> list[tuple[str, bytes]]:
+    """event-bus-kafka's headers: CloudEvent attributes prefixed `ce_`, plus content type."""
+    meta = metadata(source)
+    headers = [("ce_" + k if k not in ("sourcehost", "sourcelib") else k, v.encode()) for k, v in meta.items()]
+    headers.append(("ce_specversion", b"1.0"))
+    headers.append(("content-type", b"application/avro"))
+    return headers
+
+
+# -- Celery ---------------------------------------------------------------------------------------
+def celery_message(args: list, queue: str, task: str = TASK) -> bytes:
+    """A Celery protocol-2 task message as kombu's Redis transport LPUSHes it."""
+    task_id = str(uuid.uuid4())
+    body = _json([args, {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}])
+    message = {
+        "body": base64.b64encode(body.encode()).decode(),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {
+            "lang": "py", "task": task, "id": task_id, "shadow": None, "eta": None, "expires": None,
+            "group": None, "group_index": None, "retries": 0, "timelimit": [None, None], "root_id": task_id,
+            "parent_id": None, "argsrepr": repr(args)[:1024], "kwargsrepr": "{}", "origin": ORIGIN,
+            "ignore_result": False,
+        },
+        "properties": {
+            "correlation_id": task_id, "reply_to": "", "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": queue}, "priority": 0,
+            "body_encoding": "base64", "delivery_tag": str(uuid.uuid4()),
+        },
+    }
+    return _json(message).encode()
+
+
+# -- Vector ---------------------------------------------------------------------------------------
+def log_line(logger: str, message: dict, filename: str) -> str:
+    """edx-platform's `standard` formatter layout, which Vector's `[xapi_tracking]`/`[tracking]` regexes accept."""
+    now = datetime.now(UTC)
+    stamp = now.strftime("%Y-%m-%d %H:%M:%S") + f",{now.microsecond // 1000:03d}"
+    return f"{stamp} INFO {os.getpid()} [{logger}] [user None] [ip None] {filename} - {_json(message)}\n"
+
+
+def tracking_line(event: dict) -> str:
+    """The legacy tracking-log line (`[tracking]`): eventtracking's shim moves fields to the top level."""
+    ctx = event["context"]
+    legacy = {"name": event["name"], "context": ctx, "username": ctx.get("username", ""), "session": "",
+              "ip": "", "agent": "", "host": "", "referer": "", "accept_language": "", "event": event["data"],
+              "time": event["timestamp"], "event_type": event["name"], "event_source": "server", "page": None}
+    return log_line("tracking", legacy, "logger.py:41")
+
+
+def xapi_line(statement: dict) -> str:
+    return log_line("xapi_tracking", statement, "transformer_processor.py:45")

@@ -1,0 +1,22 @@
+## make capacity     HTTP capacity search on the local site (PROFILE=baseline|tuned) or HOST=…, then its report; STEP=, STEP_TIME=, RESOLUTION=
+## make report       markdown report with charts of RUN=<run-id> (default: the newest run in results/)
+STEP       ?= 500
+STEP_TIME  ?= 30
+RESOLUTION ?= 100
+RUN        ?=
+
+.PHONY: capacity report
+capacity: setup
+	@set -e; if [ -z "$(HOST)" ]; then \
+	  trap '$(PY) -m stack down >/dev/null' EXIT; \
+	  $(PY) -m stack up --site-profile $(PROFILE); \
+	  source $(RUN_DIR)/stack/stack.env; \
+	  LAMPISITE_PROFILE=$(PROFILE) LAMPISITE_DATA_DIR=$(RUN_DIR)/stack/site $(PY) targets/lampisite/manage.py loadtestingdata; \
+	  host=$$LOCUST_HOST; else host="$(HOST)"; fi; \
+	$(PY) -m loadtesting.run http --host "$$host" --run-tags capacity,$(PROFILE) --capacity-search \
+	  --capacity-start-users 10 --capacity-step $(STEP) --capacity-step-time $(STEP_TIME) \
+	  --capacity-resolution $(RESOLUTION) --spawn-rate $(SPAWN_RATE); \
+	$(PY) -m loadtesting.report
+
+report: venv
+	$(PY) -m loadtesting.report $(RUN)

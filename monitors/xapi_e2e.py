@@ -1,0 +1,227 @@
+"""Per-event end-to-end check of a tracking-event run: sent vs stored, duplicates, latency, runway.
+
+Every generated event has a unique timestamp, and event-routing-backends copies it into the
+xAPI statement's `timestamp`, so each stored statement names the event it came from. Every
+--e2e-poll-interval seconds this reads, per second of event time, how many rows the xAPI table
+holds for the run (a cheap scan of the primary-key column), and fetches the statements only of
+seconds whose count changed. A timestamp seen for the first time is an event stored: its latency
+is the poll time minus the event time, so the resolution is the poll interval (±interval/2 on
+average). A timestamp seen on more than one row is a duplicate (counted before
+ReplacingMergeTree merges them away). Missing = sent − stored.
+
+Storage runway: bytes per stored row from `system.parts`, the run's ingest rate, and the free
+space of the disk holding ClickHouse's data (measured on this machine with statvfs, as 18.16 has
+no `system.disks`) give the hours until that disk is full at this rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from monitors import chclient
+from monitors.schema import check_database_name
+
+log = logging.getLogger("monitors.e2e")
+
+# Every statement sent (tests run them on ClickHouse 18.16 and on chDB).
+SQL_PER_SECOND = ("SELECT toUInt32({col}) AS s, count() FROM {db}.{table} WHERE {col} >= toDateTime(%(start)s) "
+                  "{course} GROUP BY s")
+SQL_TIMESTAMPS = "SELECT {ts} AS ts, count() FROM {db}.{table} WHERE ({ranges}) {course} GROUP BY ts"
+SQL_PARTS = ("SELECT sum(bytes_on_disk), sum(rows) FROM system.parts WHERE active AND database = %(d)s "
+             "AND table = %(t)s")
+DEFAULT_TS_SQL = "visitParamExtractString(event, 'timestamp')"
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile of sorted `values`."""
+    if not values:
+        return 0.0
+    k = max(0, min(len(values) - 1, int(-(-q * len(values) // 1)) - 1))
+    return values[k]
+
+
+def _epoch(ts: str) -> float | None:
+    try:
+        return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _ranges(seconds: list[int]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for s in sorted(seconds):
+        if out and s == out[-1][1] + 1:
+            out[-1] = (out[-1][0], s)
+        else:
+            out.append((s, s))
+    return out
+
+
+@dataclass
+class EndToEnd:
+    url: str
+    database: str
+    table: str
+    start: float  # epoch seconds: the run's first possible event time
+    sent: Callable[[], int]
+    poll_interval: float = 1.0
+    course_id: str = ""
+    time_column: str = "emission_time"
+    ts_sql: str = DEFAULT_TS_SQL
+    data_path: str = ""
+    on_latency: Callable[[float], None] | None = None
+    name: str = "e2e"
+    drains: bool = True
+    seen: dict[str, int] = field(default_factory=dict)  # event timestamp -> most rows seen at once
+    latencies: list[float] = field(default_factory=list)  # ms, in arrival order
+    first_seen: float | None = None
+    last_seen: float | None = None
+    errors: int = 0
+    last_error: str = ""
+    _per_second: dict[int, int] = field(default_factory=dict)
+    _client: object = None
+
+    def __post_init__(self) -> None:
+        for ident in (self.database, self.table, self.time_column):
+            check_database_name(ident)
+        chclient.parse_url(self.url)
+
+    # -- polling -------------------------------------------------------------------------------
+    def _c(self):
+        if self._client is None:
+            self._client = chclient.connect(self.url)
+        return self._client
+
+    def _course(self) -> tuple[str, dict]:
+        return ("AND position(event, %(course)s) > 0", {"course": self.course_id}) if self.course_id else ("", {})
+
+    def queries(self) -> dict[str, tuple[str, dict]]:
+        """The statements poll() sends, with example parameters (for tests on both servers)."""
+        course, params = self._course()
+        return {
+            "per_second": (SQL_PER_SECOND.format(col=self.time_column, db=self.database, table=self.table,
+                                                 course=course), {"start": int(self.start), **params}),
+            "timestamps": (SQL_TIMESTAMPS.format(ts=self.ts_sql, db=self.database, table=self.table, course=course,
+                                                 ranges=self._range_sql([(int(self.start), int(self.start) + 2)])),
+                           params),
+            "parts": (SQL_PARTS, {"d": self.database, "t": self.table}),
+        }
+
+    def _range_sql(self, ranges: list[tuple[int, int]]) -> str:
+        col = self.time_column
+        return " OR ".join(f"({col} >= toDateTime({a}) AND {col} < toDateTime({b + 1}))" for a, b in ranges)
+
+    def poll(self) -> int:
+        """One look at ClickHouse; returns how many events were seen for the first time."""
+        course, params = self._course()
+        try:
+            client = self._c()
+            counts = client.execute(SQL_PER_SECOND.format(col=self.time_column, db=self.database, table=self.table,
+                                                          course=course), {"start": int(self.start), **params})
+            changed = [s for s, n in counts if self._per_second.get(s) != n]
+            if not changed:
+                return 0
+            sql = SQL_TIMESTAMPS.format(ts=self.ts_sql, db=self.database, table=self.table, course=course,
+                                        ranges=self._range_sql(_ranges(changed)))
+            rows = client.execute(sql, params)
+        except Exception as exc:  # noqa: BLE001 - a dead ClickHouse is retried at the next poll
+            self.errors += 1
+            self.last_error = str(exc).splitlines()[0][:200]
+            if self._client is not None:
+                self._client.disconnect()
+            self._client = None
+            return 0
+        now = time.time()
+        new = 0
+        for ts, n in rows:
+            if ts in self.seen:
+                self.seen[ts] = max(self.seen[ts], n)
+                continue
+            t = _epoch(ts)
+            if t is None:
+                continue  # not one of ours (another writer's odd timestamp)
+            self.seen[ts] = n
+            new += 1
+            ms = max(0.0, (now - t) * 1000)
+            self.latencies.append(ms)
+            if self.on_latency:
+                self.on_latency(ms)
+        if new:
+            self.first_seen = self.first_seen or now
+            self.last_seen = now
+        for s, n in counts:
+            self._per_second[s] = n
+        return new
+
+    # -- figures -------------------------------------------------------------------------------
+    def runway(self) -> dict:
+        out: dict = {}
+        try:
+            size, rows = self._c().execute(SQL_PARTS, {"d": self.database, "t": self.table})[0]
+        except Exception:  # noqa: BLE001
+            return out
+        if rows:
+            out["bytes_per_event"] = round(size / rows, 1)
+        stored = len(self.seen)
+        if self.first_seen and self.last_seen and self.last_seen > self.first_seen and stored > 1:
+            out["ingest_events_per_s"] = round(stored / (self.last_seen - self.first_seen), 1)
+        if self.data_path and Path(self.data_path).exists():
+            out["free_disk_bytes"] = shutil.disk_usage(self.data_path).free
+            rate = out.get("ingest_events_per_s")
+            if rate and out.get("bytes_per_event"):
+                out["hours_until_disk_full"] = round(out["free_disk_bytes"] / (out["bytes_per_event"] * rate) / 3600, 1)
+        return out
+
+    def summary(self, with_runway: bool = False) -> dict:
+        sent = self.sent()
+        stored = len(self.seen)
+        lat = sorted(self.latencies)
+        out = {
+            "sent": sent,
+            "stored": stored,
+            "missing": max(sent - stored, 0),
+            "duplicates": sum(n - 1 for n in self.seen.values() if n > 1),
+            "p50_ms": round(percentile(lat, 0.50), 1),
+            "p95_ms": round(percentile(lat, 0.95), 1),
+            "p99_ms": round(percentile(lat, 0.99), 1),
+            "max_ms": round(lat[-1], 1) if lat else 0.0,
+            "resolution_ms": round(self.poll_interval * 1000),
+            "poll_errors": self.errors,
+        }
+        if with_runway:
+            out["runway"] = self.runway()
+        return out
+
+    # the monitor's sampler interface
+    def sample(self) -> dict:
+        s = self.summary()
+        if self.last_error and self.errors:
+            s["last_error"] = self.last_error
+        return s
+
+    def backlog(self, sample: dict) -> int | None:
+        return sample.get("missing")
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.disconnect()
+            self._client = None
+
+
+def summary_line(run_id: str, s: dict) -> str:
+    line = (f"tracking run {run_id}: sent {s['sent']:,}, stored {s['stored']:,}, missing {s['missing']:,}, "
+            f"duplicates {s['duplicates']:,}; event→ClickHouse latency p50 {s['p50_ms']:.0f} ms, "
+            f"p95 {s['p95_ms']:.0f} ms, p99 {s['p99_ms']:.0f} ms (resolution {s['resolution_ms']} ms)")
+    r = s.get("runway") or {}
+    if r.get("bytes_per_event"):
+        line += f"; {r['bytes_per_event']:.0f} bytes/event on disk"
+    if r.get("hours_until_disk_full") is not None:
+        line += (f", {r['ingest_events_per_s']:.0f} events/s fill the {r['free_disk_bytes'] / 1e9:.1f} GB free in "
+                 f"{r['hours_until_disk_full']:.1f} h")
+    return line

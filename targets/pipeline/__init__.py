@@ -1,0 +1,1 @@
+"""Reference Open edX analytics pipeline: one consumer per backend, xAPI into ClickHouse."""

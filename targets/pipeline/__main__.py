@@ -1,0 +1,144 @@
+"""Run the reference pipeline for one backend until SIGTERM/Ctrl-C.
+
+    python -m targets.pipeline celery    --broker-url redis://… --clickhouse-url clickhouse://… --workers 2
+    python -m targets.pipeline redis_bus --redis-url redis://… --workers 2 --batch-size 100
+    python -m targets.pipeline kafka_bus --kafka-brokers 127.0.0.1:9092 --workers 2
+    python -m targets.pipeline vector    --log-file .run/tracking.log --metrics-port 9598
+
+Workers: Celery threads for celery, consumer processes in one group for redis_bus/kafka_bus;
+vector has one tailer (one Vector instance). Every backend inserts into --xapi-database.--xapi-table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from monitors import chclient
+from monitors.kafka_conf import client_config
+from targets.pipeline import consumers
+from targets.pipeline.router import Router, Store
+
+BACKENDS = ("celery", "redis_bus", "kafka_bus", "vector")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m targets.pipeline", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("backend", help="one of " + ", ".join(BACKENDS))
+    p.add_argument("--workers", type=int, default=1, help="Celery threads / consumer processes (default 1)")
+    p.add_argument("--batch-size", type=int, default=100, help="events per ClickHouse insert (default 100)")
+    p.add_argument("--batch-interval", type=float, default=5.0, help="seconds before a partial batch goes (default 5)")
+    p.add_argument("--clickhouse-url", default=chclient.DEFAULT_URL)
+    p.add_argument("--xapi-database", default="xapi")
+    p.add_argument("--xapi-table", default="xapi_events_all")
+    p.add_argument("--backend-name", default="xapi",
+                   help="ERB backend name: batch lists events_router_queue_<name>, dead_queue_<name> (default xapi)")
+    p.add_argument("--redis-url", default="redis://127.0.0.1:16379/0",
+                   help="ERB's batch lists, and the stream for redis_bus")
+    p.add_argument("--broker-url", default=None, help="Celery broker (default: --redis-url)")
+    p.add_argument("--queues", default="edx.lms.core.default,edx.cms.core.default", help="Celery queues")
+    p.add_argument("--topic-prefix", default="dev", help="EVENT_BUS_TOPIC_PREFIX: stream/topic <prefix>-analytics")
+    p.add_argument("--group", default="event_routing_backends", help="consumer group")
+    p.add_argument("--kafka-brokers", default=os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092"))
+    p.add_argument("--session-timeout-ms", type=int, default=None)
+    p.add_argument("--log-file", type=Path, default=Path(".run/tracking.log"), help="vector: the log to tail")
+    p.add_argument("--checkpoint", type=Path, default=None, help="vector: read position (default <log>.offset)")
+    p.add_argument("--metrics-port", type=int, default=0, help="vector: serve sink counters (Prometheus) here")
+    p.add_argument("--ready-file", type=Path, default=None, help="touched once consuming")
+    return p
+
+
+def _router(a) -> Router:
+    store = Store(a.clickhouse_url, a.xapi_database, a.xapi_table)
+    return Router(a.redis_url, store, a.batch_size, a.batch_interval, a.backend_name)
+
+
+def _bus_worker(a, index: int) -> None:
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s pipeline[{a.backend}#{index}] %(message)s")
+    stop = consumers.stop_event()
+    router = _router(a)
+    router.start_timer()
+    try:
+        topic = f"{a.topic_prefix}-analytics"
+        if a.backend == "redis_bus":
+            consumers.run_redis_bus(router, a.redis_url, topic, a.group, stop)
+        else:
+            conf = client_config(a.kafka_brokers)
+            if a.session_timeout_ms:
+                conf["session.timeout.ms"] = a.session_timeout_ms
+            consumers.run_kafka_bus(router, conf, topic, a.group, stop)
+    finally:
+        router.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parser().parse_args(argv)
+    checks = [
+        (a.backend in BACKENDS, f"backend {a.backend!r}: expected one of {', '.join(BACKENDS)}"),
+        (a.workers >= 1, f"--workers {a.workers}: expected at least 1"),
+        (a.batch_size >= 1, f"--batch-size {a.batch_size}: expected at least 1"),
+        (a.batch_interval > 0, f"--batch-interval {a.batch_interval}: expected seconds > 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            print(f"error: {message}", file=sys.stderr)
+            return 2
+    try:
+        chclient.parse_url(a.clickhouse_url)
+        Store(a.clickhouse_url, a.xapi_database, a.xapi_table).ensure_table()
+    except Exception as exc:  # noqa: BLE001 - one line: what is wrong with the ClickHouse given
+        print(f"error: ClickHouse {chclient.redact(a.clickhouse_url)}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s pipeline[{a.backend}] %(message)s")
+
+    if a.backend == "celery":
+        env = {**os.environ, "PIPELINE_BROKER_URL": a.broker_url or a.redis_url, "PIPELINE_REDIS_URL": a.redis_url,
+               "PIPELINE_CLICKHOUSE_URL": a.clickhouse_url, "PIPELINE_XAPI_DATABASE": a.xapi_database,
+               "PIPELINE_XAPI_TABLE": a.xapi_table, "PIPELINE_BATCH_SIZE": str(a.batch_size),
+               "PIPELINE_BATCH_INTERVAL": str(a.batch_interval), "PIPELINE_BACKEND_NAME": a.backend_name}
+        if a.ready_file:
+            env["PIPELINE_READY_FILE"] = str(a.ready_file)
+        cmd = [sys.executable, "-m", "celery", "-A", "targets.pipeline.celery_app", "worker", "-Q", a.queues,
+               "-P", "threads", "-c", str(a.workers), "--without-gossip", "--without-mingle", "--without-heartbeat",
+               "-l", "WARNING", "-n", f"pipeline-{os.getpid()}@%h"]
+        proc = subprocess.Popen(cmd, env=env)
+        stop = consumers.stop_event()
+        stop.wait()
+        proc.terminate()
+        return proc.wait()
+
+    if a.backend == "vector":
+        stop = consumers.stop_event()
+        counters = consumers.VectorCounters()
+        if a.metrics_port:
+            counters.serve(a.metrics_port)
+        if a.ready_file:
+            a.ready_file.touch()
+        consumers.run_vector(Store(a.clickhouse_url, a.xapi_database, a.xapi_table), a.log_file,
+                             a.checkpoint or a.log_file.with_name(a.log_file.name + ".offset"), a.batch_size,
+                             a.batch_interval, stop, counters)
+        return 0
+
+    procs = [multiprocessing.Process(target=_bus_worker, args=(a, i), daemon=False) for i in range(a.workers)]
+    for p in procs:
+        p.start()
+    if a.ready_file:
+        a.ready_file.touch()
+    stop = consumers.stop_event()
+    stop.wait()
+    for p in procs:
+        if p.pid:
+            os.kill(p.pid, 15)
+    for p in procs:
+        p.join(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""ERB's batching ("this many or this long") in Redis, then xAPI statements into ClickHouse.
+
+As in event-routing-backends, raw events wait in the Redis list ``events_router_queue_xapi``
+and a batch is popped when it holds --batch-size events or --batch-interval seconds passed since
+the last flush; a failed insert goes to ``dead_queue_xapi``. Unlike ERB, a timer thread also
+flushes, so the last partial batch of a test never waits for an event that is not coming.
+Several workers share the list: RPOP with a count hands each event to exactly one batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis
+
+from monitors import chclient
+from targets.pipeline.xapi import UnknownEvent, transform
+
+log = logging.getLogger("pipeline")
+DDL = Path(__file__).resolve().parents[2] / "conf" / "clickhouse" / "xapi.sql"
+
+
+def ddl_statements(database: str = "xapi", table: str = "xapi_events_all") -> list[str]:
+    text = DDL.read_text().format(db=database, table=table)
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]
+
+
+def emission_time(timestamp: str) -> datetime:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).astimezone(UTC)
+
+
+@dataclass
+class Store:
+    """Inserts statements into the xAPI table, retrying a dead ClickHouse before giving up a batch."""
+
+    url: str
+    database: str = "xapi"
+    table: str = "xapi_events_all"
+    attempts: int = 5
+    _local: threading.local = field(default_factory=threading.local)
+
+    def ensure_table(self) -> None:
+        client = chclient.connect(self.url)
+        for statement in ddl_statements(self.database, self.table):
+            client.execute(statement)
+        client.disconnect()
+
+    def insert(self, statements: list[dict]) -> None:
+        rows = [(s["id"], emission_time(s["timestamp"]), json.dumps(s, separators=(",", ":"))) for s in statements]
+        delay = 0.5
+        for attempt in range(1, self.attempts + 1):
+            try:
+                client = getattr(self._local, "client", None) or chclient.connect(self.url)
+                self._local.client = client
+                client.execute(f"INSERT INTO {self.database}.{self.table} (event_id, emission_time, event) VALUES",
+                               rows)
+                return
+            except Exception as exc:  # noqa: BLE001 - retried, then reported by the caller
+                self._local.client = None
+                if attempt == self.attempts:
+                    raise
+                log.warning("insert of %d statements failed (%s); retry %d in %.1f s", len(rows), exc, attempt, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10)
+
+
+@dataclass
+class Router:
+    redis_url: str
+    store: Store
+    batch_size: int = 100
+    batch_interval: float = 5.0
+    backend_name: str = "xapi"
+    flushed: int = 0
+    _redis: redis.Redis | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _timer: threading.Thread | None = None
+
+    @property
+    def queue(self) -> str:
+        return f"events_router_queue_{self.backend_name}"
+
+    @property
+    def dead_queue(self) -> str:
+        return f"dead_queue_{self.backend_name}"
+
+    @property
+    def last_sent_key(self) -> str:
+        return f"last_sent_{self.backend_name}"
+
+    def r(self) -> redis.Redis:
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(self.redis_url)
+        return self._redis
+
+    def start_timer(self) -> None:
+        self._timer = threading.Thread(target=self._tick, name="batch-timer", daemon=True)
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._timer is not None:
+            self._timer.join(timeout=self.batch_interval + 5)
+        self.flush()  # what is left goes now, not at some later event
+
+    def queue_events(self, events: list[dict]) -> None:
+        """Queue raw events; flush if the batch is full or the interval has passed (ERB's rule)."""
+        if not events:
+            return
+        size = self.r().lpush(self.queue, *[json.dumps(e, separators=(",", ":")) for e in events])
+        if size >= self.batch_size or self._interval_passed():
+            self.flush()
+
+    def _interval_passed(self) -> bool:
+        last = self.r().get(self.last_sent_key)
+        return last is None or time.time() - float(last) >= self.batch_interval
+
+    def _tick(self) -> None:
+        while not self._stop.wait(min(self.batch_interval / 2, 1.0)):
+            try:
+                if self._interval_passed() and self.r().llen(self.queue):
+                    self.flush()
+            except Exception as exc:  # noqa: BLE001 - Redis away: the next tick tries again
+                log.warning("batch timer: %s", exc)
+
+    def flush(self) -> int:
+        """Pop up to a batch (several if the list is long), transform, insert. Returns events flushed."""
+        total = 0
+        while True:
+            raw = self.r().rpop(self.queue, self.batch_size)
+            if not raw:
+                break
+            self.r().set(self.last_sent_key, time.time())
+            statements, seen = [], set()
+            for item in raw:
+                try:
+                    st = transform(json.loads(item))
+                except (UnknownEvent, ValueError, KeyError) as exc:
+                    log.warning("dropping an event that cannot be transformed: %s", exc)
+                    continue
+                if st["id"] in seen:  # ERB de-duplicates a batch by statement id
+                    continue
+                seen.add(st["id"])
+                statements.append(st)
+            try:
+                self.store.insert(statements)
+            except Exception as exc:  # noqa: BLE001
+                log.error("batch of %d events to %s: %s", len(raw), self.dead_queue, exc)
+                self.r().lpush(self.dead_queue, *raw)
+                continue
+            total += len(raw)
+            self.flushed += len(raw)
+            if len(raw) < self.batch_size:
+                break
+        return total

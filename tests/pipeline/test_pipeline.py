@@ -1,0 +1,176 @@
+"""Tracking events end to end through the reference pipeline, on real Redis, Tansu, ClickHouse, Celery."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+
+import pytest
+
+from monitors import chclient
+from monitors.xapi_e2e import EndToEnd
+from tests.helpers import LOCUST, REPO, wait_for
+from tests.pipeline.conftest import LOCUSTFILE, generate, stored, summary_line
+
+
+def create_topic(kafka, topic: str) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": kafka.url})
+    admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])[topic].result(30)
+
+
+@pytest.mark.parametrize("backend", ["celery", "redis_bus", "kafka_bus", "vector"])
+def test_n_events_in_give_exactly_n_statements_out(backend, pipeline, clickhouse, redis_server, request, tmp_path):
+    kafka = request.getfixturevalue("kafka") if backend == "kafka_bus" else None
+    p = pipeline(backend, "--batch-size", "50", "--batch-interval", "1")
+    if kafka is not None:
+        create_topic(kafka, f"{p.prefix}-analytics")
+    done, end = generate(p, clickhouse, redis_server, kafka, "--num-events", "400", "--events-per-second", "400",
+                         "--event-mix", "realistic", results=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    e2e = end["e2e"]
+    assert (e2e["sent"], e2e["stored"], e2e["missing"], e2e["duplicates"]) == (400, 400, 0, 0), e2e
+    rows, distinct = stored(clickhouse, p.db)
+    assert distinct == 400
+    assert 0 < e2e["p50_ms"] <= e2e["p95_ms"] <= e2e["p99_ms"] and e2e["resolution_ms"] == 1000
+    assert end["drained"] is True
+    assert "sent 400, stored 400, missing 0, duplicates 0" in summary_line(done.stderr)
+
+
+def test_e2e_latency_is_a_locust_request_type(pipeline, clickhouse, redis_server, tmp_path):
+    p = pipeline("redis_bus", "--batch-size", "20", "--batch-interval", "0.5")
+    done, end = generate(p, clickhouse, redis_server, None, "--num-events", "100", "--events-per-second", "200",
+                         "--csv", str(tmp_path / "run"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    import csv
+
+    with open(tmp_path / "run_stats.csv", newline="") as f:
+        rows = {(r["Type"], r["Name"]): r for r in csv.DictReader(f)}
+    assert int(rows[("E2E", "tracking event → xAPI in ClickHouse")]["Request Count"]) == 100
+    assert sum(int(r["Request Count"]) for (t, _n), r in rows.items() if t == "EVENT") == 100
+
+
+def test_the_monitor_sees_the_batch_list_rise_and_drain(pipeline, clickhouse, redis_server, tmp_path):
+    # Batches of 1000 never fill with 300 events: only the batch timer can flush them.
+    p = pipeline("celery", "--batch-size", "1000", "--batch-interval", "4")
+    done, end = generate(p, clickhouse, redis_server, None, "--num-events", "300", "--events-per-second", "300",
+                         results=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    batch = [s["stats"]["celery"]["batch_queue_length"] for s in samples if "celery" in s["stats"]]
+    assert max(batch) > 0 and batch[-1] == 0, batch
+    assert end["drained"] is True and end["e2e"]["stored"] == 300
+
+
+def test_a_stopped_consumer_shows_growing_lag_and_drains_after_restart(pipeline, clickhouse, redis_server, tmp_path):
+    p = pipeline("redis_bus", "--batch-size", "50", "--batch-interval", "1")
+    p.stop()  # the consumer group exists; nobody reads
+    result: dict = {}
+
+    def run() -> None:
+        result["done"], result["end"] = generate(p, clickhouse, redis_server, None, "--num-events", "300",
+                                                 "--events-per-second", "300", results=tmp_path)
+
+    t = threading.Thread(target=run)
+    t.start()
+
+    def lags() -> list[int]:
+        path = tmp_path / "samples.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line)["stats"].get("redis_bus", {}).get("lag") or 0 for line in path.read_text().splitlines()]
+
+    wait_for(lambda: max(lags(), default=0) >= 300, timeout=60, what="the stream's lag reaching 300")
+    pipeline("redis_bus", p=p)  # restart: its pending and new entries are read
+    t.join(timeout=180)
+    done, end = result["done"], result["end"]
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert end["drained"] is True and end["e2e"]["stored"] == 300 and end["e2e"]["missing"] == 0
+    assert lags()[-1] == 0
+
+
+def test_two_processes_count_each_event_once(pipeline, clickhouse, redis_server, tmp_path):
+    p = pipeline("redis_bus", "--batch-size", "100", "--batch-interval", "1", "--workers", "2")
+    done, end = generate(p, clickhouse, redis_server, None, "--num-events", "501", "--events-per-second", "500",
+                         processes=2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (end["e2e"]["sent"], end["e2e"]["stored"], end["e2e"]["duplicates"]) == (501, 501, 0)
+    assert stored(clickhouse, p.db)[1] == 501
+
+
+def test_duplicates_are_counted(clickhouse):
+    client = chclient.connect(clickhouse.url)
+    client.execute("CREATE DATABASE IF NOT EXISTS xapi_dups")
+    client.execute("DROP TABLE IF EXISTS xapi_dups.xapi_events_all")
+    from targets.pipeline.router import ddl_statements, emission_time
+
+    for sql in ddl_statements("xapi_dups"):
+        client.execute(sql)
+    import uuid
+
+    now = time.time()
+    stamps = [time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - 2)) + f".{i:06d}+00:00" for i in range(5)]
+    rows = [(uuid.uuid4(), emission_time(ts), json.dumps({"timestamp": ts}, separators=(",", ":"))) for ts in stamps]
+    rows += rows[:2]  # the same statements delivered twice
+    client.execute("INSERT INTO xapi_dups.xapi_events_all (event_id, emission_time, event) VALUES", rows)
+    e2e = EndToEnd(clickhouse.url, "xapi_dups", "xapi_events_all", now - 10, lambda: 6)
+    assert e2e.poll() == 5
+    s = e2e.summary()
+    assert (s["sent"], s["stored"], s["missing"], s["duplicates"]) == (6, 5, 1, 2)
+
+
+def test_e2e_queries_run_on_current_clickhouse(chdb_session):
+    from targets.pipeline.router import ddl_statements
+    from tests.monitor.conftest import chdb_render
+
+    for sql in ddl_statements("xapi_chdb"):
+        chdb_session.query(sql)
+    e2e = EndToEnd("clickhouse://default@127.0.0.1:9/default", "xapi_chdb", "xapi_events_all", time.time(),
+                   lambda: 0, course_id="course-v1:OEX+abc+2024-1")
+    for sql, params in e2e.queries().values():
+        chdb_session.query(chdb_render(sql, params))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--pipeline-backend", "nope"], "--pipeline-backend 'nope': expected one of celery, redis_bus, kafka_bus, vector"),
+    (["--event-mix", "x"], "--event-mix 'x': expected one of enrollment, realistic"),
+    (["--course-id", "DemoX"], "--course-id 'DemoX': expected course-v1:ORG+COURSE+RUN"),
+    (["--users-file", "/nonexistent.csv"], "--users-file '/nonexistent.csv': No such file or directory"),
+    (["--num-events", "0"], "--num-events 0: expected at least 1"),
+])
+def test_bad_options_are_one_line_errors(args, message):
+    done = subprocess.run([LOCUST, "-f", LOCUSTFILE, "--headless", "-t", "1s", "--no-monitor", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert f"error: {message}" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_unreachable_broker_is_a_one_line_error():
+    done = subprocess.run([LOCUST, "-f", LOCUSTFILE, "--headless", "-t", "3s", "--no-monitor", "--no-e2e",
+                           "--pipeline-backend", "redis_bus", "--event-bus-redis-url", "redis://127.0.0.1:9/0"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "error: redis_bus: Redis redis://127.0.0.1:9/0 unreachable" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_open_model_reaches_its_target_rate(pipeline, clickhouse, redis_server):
+    p = pipeline("redis_bus", "--batch-size", "100", "--batch-interval", "1")
+    done, end = generate(p, clickhouse, redis_server, None, "--num-events", "600", "--events-per-second", "200")
+    assert done.returncode == 0, done.stderr[-3000:]
+    import re
+
+    rate = float(re.search(r"600 events sent by this process \((\d+)/s\)", done.stderr).group(1))
+    assert 170 <= rate <= 230, rate
+    assert "missed" not in done.stderr
+
+
+def test_an_unreachable_target_rate_is_reported_as_missed(pipeline, clickhouse, redis_server):
+    p = pipeline("redis_bus", "--batch-size", "1000", "--batch-interval", "1")
+    done, end = generate(p, clickhouse, redis_server, None, "--num-events", "300", "--events-per-second", "10000000",
+                         users=1)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "target 10000000 events/s for this process missed" in done.stderr

@@ -1,0 +1,102 @@
+"""The generator's wire formats decode with the libraries Open edX's consumers use."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+from locustfiles import tracking_wire as wire
+from locustfiles.tracking_events import Clock, EventFactory, Learner, load_users
+from targets.pipeline import decode
+from targets.pipeline.consumers import XAPI_LINE
+from targets.pipeline.xapi import statement_id, transform
+
+
+def event(name_mix: str = "realistic") -> dict:
+    return EventFactory("course-v1:OEX+abc123+2024-1", name_mix).next_event(Learner(7, "lt__000007"))
+
+
+def test_redis_bus_event_data_decodes_with_openedx_events():
+    e = event()
+    fields = wire.redis_bus_fields(e)
+    back = decode.tracking_event(fields["event_data"])  # openedx-events' AvroSignalDeserializer
+    assert back["name"] == e["name"] and back["data"] == e["data"] and back["context"] == e["context"]
+    assert back["timestamp"] == e["timestamp"]
+    assert fields["type"] == b"org.openedx.analytics.tracking.event.emitted.v1" and fields["minorversion"] == b"0"
+
+
+def test_our_avro_is_byte_identical_to_openedx_events_serializer():
+    from datetime import datetime
+
+    from openedx_events.analytics.data import TrackingLogData
+    from openedx_events.analytics.signals import TRACKING_EVENT_EMITTED
+    from openedx_events.event_bus.avro.serializer import AvroSignalSerializer, serialize_event_data_to_bytes
+
+    e = event()
+    data = {"tracking_log": TrackingLogData(name=e["name"], timestamp=datetime.fromisoformat(e["timestamp"]),
+                                            data=json.dumps(e["data"], separators=(",", ":")),
+                                            context=json.dumps(e["context"], separators=(",", ":")))}
+    assert wire.tracking_log_avro(e) == serialize_event_data_to_bytes(data, TRACKING_EVENT_EMITTED)
+    assert AvroSignalSerializer(TRACKING_EVENT_EMITTED).schema == wire.TRACKING_SCHEMA
+
+
+def test_kafka_value_is_confluent_framed_avro():
+    e = event()
+    value = wire.confluent_wire(5, wire.tracking_log_avro(e))
+    assert value[:5] == b"\x00\x00\x00\x00\x05"
+    assert decode.tracking_event(decode.confluent_payload(value))["name"] == e["name"]
+    headers = dict(wire.kafka_headers())
+    assert headers["ce_type"] == b"org.openedx.analytics.tracking.event.emitted.v1" and headers["ce_specversion"] == b"1.0"
+
+
+def test_celery_message_is_what_kombu_and_celery_read():
+    from kombu.transport.virtual import Message  # noqa: F401 - the transport's message class exists
+
+    msg = json.loads(wire.celery_message(["event_transformer", event()], "edx.lms.core.default"))
+    args, kwargs, embed = json.loads(base64.b64decode(msg["body"]))
+    assert msg["headers"]["task"] == "eventtracking.tasks.send_event" and args[0] == "event_transformer"
+    assert kwargs == {} and embed["chain"] is None
+    assert msg["properties"]["delivery_info"]["routing_key"] == "edx.lms.core.default"
+
+
+def test_vector_xapi_line_matches_the_aspects_regex():
+    st = transform(event())
+    line = wire.xapi_line(st).rstrip("\n")
+    m = XAPI_LINE.match(line)
+    assert m and json.loads(m.group("tracking_message")) == st
+    # The tracking line is not taken for an xAPI line.
+    assert not XAPI_LINE.match(wire.tracking_line(event()).rstrip("\n"))
+    assert re.match(r"^.* \[tracking\] [^{}]* (?P<m>\{.*\})$", wire.tracking_line(event()).rstrip("\n"))
+
+
+def test_enrollment_mix_toggles_each_learner_starting_with_a_deactivation():
+    f = EventFactory("course-v1:OEX+abc123+2024-1", "enrollment")
+    learner = Learner(1, "lt__000001")
+    names = [f.next_event(learner)["name"] for _ in range(4)]
+    assert names == ["edx.course.enrollment.deactivated", "edx.course.enrollment.activated"] * 2
+
+
+def test_event_times_are_unique_per_process_slot():
+    a, b = Clock(slot=0), Clock(slot=1)
+    times = [a.next_us() for _ in range(1000)] + [b.next_us() for _ in range(1000)]
+    assert len(set(times)) == 2000 and all(t % 64 in (0, 1) for t in times)
+
+
+def test_statement_ids_are_deterministic_and_follow_the_verb():
+    e = event("enrollment")
+    s1, s2 = transform(e), transform(dict(e))
+    assert s1["id"] == s2["id"] == statement_id(s1["verb"], s1["actor"], e["timestamp"])
+    assert s1["verb"]["id"] == "http://id.tincanapi.com/verb/unregistered"
+
+
+def test_users_file_rows_and_errors(tmp_path):
+    good = tmp_path / "users.csv"
+    good.write_text("user_id,username\n3,edx\n4,staff\n")
+    assert load_users(good) == [(3, "edx"), (4, "staff")]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("3,edx\nx\n")
+    import pytest
+
+    with pytest.raises(ValueError, match="line 2: 'x': expected user_id,username"):
+        load_users(bad)
