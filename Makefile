@@ -25,7 +25,7 @@ BACKEND    ?= redis_bus
 .PHONY: help setup apt venv demo test lint http-test bench stack-up stack-down stack-status clean
 
 help:
-	@echo "make demo        start the local stack, load 10,000 LAMPI users, run a 60 s headless HTTP test"
+	@echo "make demo        local stack, 10,000 LAMPI users, a 60 s headless HTTP test, 5,000 tracking events via redis_bus"
 	@echo "make test        run the test suite (real servers on free loopback ports)"
 	@echo "make http-test   headless HTTP run against HOST (default: the local site; USERS, SPAWN_RATE, RUN_TIME)"
 	@echo "make bench       generator benchmarks against native tools (ratios)"
@@ -69,7 +69,8 @@ demo: setup
 	$(PY) -m stack up --site-profile $(PROFILE); \
 	source $(RUN_DIR)/stack/stack.env; \
 	LAMPISITE_PROFILE=$(PROFILE) LAMPISITE_DATA_DIR=$(RUN_DIR)/stack/site $(PY) targets/lampisite/manage.py loadtestingdata; \
-	$(PY) -m loadtesting.run http --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME)
+	$(PY) -m loadtesting.run http --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME); \
+	$(PY) -m loadtesting.pipeline_test redis_bus --events 5000 --eps 500
 
 test: setup
 	$(VENV)/bin/ruff check .

@@ -51,7 +51,8 @@ def suite_produce(brokers: str, topic: str, out: Path) -> float:
     t0 = time.perf_counter()
     subprocess.run([LOCUST, "-f", str(REPO / "locustfiles" / "kafka.py"), "--headless", "-u", "10", "-r", "10",
                     "-t", "10m", "--kafka-brokers", brokers, "--kafka-topic", topic, "--kafka-messages", str(N),
-                    "--csv", str(prefix), "--no-monitor", "--loglevel", "WARNING"], cwd=REPO, capture_output=True)
+                    "--csv", str(prefix), "--no-monitor", "--no-sar", "--loglevel", "WARNING"], cwd=REPO,
+                   capture_output=True, timeout=900)
     wall = time.perf_counter() - t0
     stats = read_locust_stats(prefix)[topic]
     assert int(stats["Request Count"]) == N, stats
@@ -95,7 +96,8 @@ def suite_consume(brokers: str, topic: str) -> float:
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "monitors.kafka_latency", "--brokers", brokers, "--topic", topic,
                            "--start", "beginning", "--messages", str(N), "--group", f"bench-{time.time()}",
-                           "--session-timeout-ms", "6000"], cwd=REPO, capture_output=True, text=True)
+                           "--session-timeout-ms", "6000", "--idle-timeout", "30"], cwd=REPO, capture_output=True,
+                          text=True, timeout=900)
     total = [x for x in done.stdout.splitlines() if x.startswith("[TOTAL]")][-1]
     assert f"- {N} msgs read" in total, total
     m = re.findall(r"\[STAT 100K\].*?([\d.]+) msg/s", done.stdout)
@@ -109,7 +111,10 @@ def plain_consume(brokers: str, topic: str) -> float:
                   "session.timeout.ms": 6000})
     c.subscribe([topic])
     n, t0 = 0, None
+    deadline = time.monotonic() + 600
     while n < N:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"plain consumer read {n} of {N} messages in 600 s")
         batch = c.consume(1000, 1.0)
         if batch and t0 is None:
             t0 = time.perf_counter()
@@ -130,6 +135,7 @@ def main() -> int:
             subprocess.run([sys.executable, "-m", "targets.streams.topics", "--brokers", brokers, "b-plain", "b-suite",
                             "b-kcat", "b-out"], cwd=REPO, check=True, capture_output=True)
             native = kcat_works(brokers)
+            print(f"kcat usable: {native}; producing {N:,} messages per producer", file=sys.stderr, flush=True)
             plain_p = plain_produce(brokers, "b-plain")
             suite_p = suite_produce(brokers, "b-suite", Path(tmp))
             kcat_p = kcat_produce(brokers, "b-kcat", Path(tmp)) if native else None

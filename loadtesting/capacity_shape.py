@@ -43,11 +43,12 @@ class CapacitySearch(LoadTestShape):
         self._target = self.start_users
         self._reached_at: float | None = None
         self._window: tuple[float, _Snapshot] | None = None
+        self._recovery: dict | None = None
 
     def reset_time(self) -> None:
         super().reset_time()
         self.steps, self.result, self._target = [], None, self.start_users
-        self._reached_at, self._window = None, None
+        self._reached_at, self._window, self._recovery = None, None, None
 
     # -- measuring -------------------------------------------------------------------------
     def _snapshot(self) -> _Snapshot:
@@ -78,6 +79,8 @@ class CapacitySearch(LoadTestShape):
             return None
         runner = self.environment.runner
         now = time.time()
+        if self._recovery is not None:
+            return self._recover(runner, now)
         # Locust blocks in start() until a ramp is done, so the first tick at the target is "reached";
         # a master's user count comes from worker reports and may lag a moment.
         if self._reached_at is None:
@@ -100,7 +103,34 @@ class CapacitySearch(LoadTestShape):
         if nxt is None:
             self._finish()
             return None
+        if not step.ok:
+            # An overloaded system can stay degraded (queues of abandoned requests, re-logins) at a load
+            # it would carry if approached from below: recover at the best passing load first, so every
+            # probe starts from a healthy system.
+            best = max((s.users for s in self.steps if s.ok), default=0)
+            self._recovery = {"users": max(min(best, nxt), 1), "next": nxt, "since": None, "quiet_from": None,
+                              "failures": None}
+            self._target = self._recovery["users"]
+            return self._target, self.spawn_rate
         self._target, self._reached_at, self._window = nxt, None, None
+        return self._target, self.spawn_rate
+
+    def _recover(self, runner, now: float):
+        """Hold the recovery load until --capacity-settle-time passes without a failure (at most 5× longer)."""
+        rec = self._recovery
+        if rec["since"] is None:
+            if runner is None or runner.user_count != rec["users"] or runner.state != "running":
+                return rec["users"], self.spawn_rate
+            rec["since"] = rec["quiet_from"] = now
+            rec["failures"] = self.environment.stats.total.num_failures
+        failures = self.environment.stats.total.num_failures
+        if failures != rec["failures"]:
+            rec["failures"], rec["quiet_from"] = failures, now
+        quiet = now - rec["quiet_from"] >= self.settle_time
+        if quiet or now - rec["since"] >= 5 * max(self.settle_time, 10):
+            log.info("capacity search: %s at %d users after %.0f s; probing %d users",
+                     "recovered" if quiet else "still failing", rec["users"], now - rec["since"], rec["next"])
+            self._target, self._reached_at, self._window, self._recovery = rec["next"], None, None, None
         return self._target, self.spawn_rate
 
     def _finish(self) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from loadtesting import phases as phase_mod
 from loadtesting import sar
+from monitors.chclient import DEFAULT_URL
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results"
@@ -381,15 +382,7 @@ def charts(data: RunData, out: Path) -> list[Path]:
         for name, series in data.lag.items():
             ax.plot([t - t0 for t, _ in series], [v for _, v in series], label=name, linewidth=1.2)
         _shade(ax, data, t0)
-        ax.set_xlabel("seconds since start")
-        ax.set_ylabel("lag")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = out / "lag.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        made.append(path)
+        made.append(_finish(fig, ax, "seconds since start", "lag", out / "lag.png"))
 
     if data.capacity and data.capacity.get("steps"):
         steps = data.capacity["steps"]
@@ -400,16 +393,21 @@ def charts(data: RunData, out: Path) -> list[Path]:
             ax.annotate("ok" if s["ok"] else "fail", (s["users"], s["rps"]), fontsize=7,
                         color="#2ca02c" if s["ok"] else "#d62728", textcoords="offset points", xytext=(0, 6))
         ax.axvline(data.capacity["max_sustainable_users"], color="#2ca02c", linestyle="--", label="max sustainable")
-        ax.set_xlabel("users")
-        ax.set_ylabel("requests/s")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = out / "capacity.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        made.append(path)
+        made.append(_finish(fig, ax, "users", "requests/s", out / "capacity.png"))
     return made
+
+
+def _finish(fig, ax, xlabel: str, ylabel: str, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
 
 
 # -- markdown ----------------------------------------------------------------------------------------
@@ -515,8 +513,6 @@ def latest_run(results: Path) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     import os
-
-    from monitors.chclient import DEFAULT_URL
 
     parser = argparse.ArgumentParser(prog="python -m loadtesting.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

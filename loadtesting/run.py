@@ -57,11 +57,29 @@ def build_command(kind: str, out: Path, extra: list[str]) -> list[str]:
     return cmd + extra
 
 
+def _redact(arg: str) -> str:
+    from monitors.redis_util import redact
+
+    return redact(arg) if "://" in arg else arg
+
+
+def _report(run_id: str, results: Path) -> None:
+    """The run's markdown report; a run whose report cannot be written still keeps its exit code."""
+    from loadtesting import report
+
+    try:
+        data = report.load(run_id, results, "auto", os.environ.get("LOCUST_CLICKHOUSE_URL", report.DEFAULT_URL))
+        report.render(data, results / run_id)
+    except Exception as exc:  # noqa: BLE001 - e.g. the run died before writing any stats
+        print(f"warning: no report for run {run_id}: {exc}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtesting.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("kind", help="locustfile to run: " + ", ".join(locustfiles()))
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for run folders (default results/)")
+    parser.add_argument("--no-report", action="store_true", help="do not write <kind>-results.md after the run")
     args, extra = parser.parse_known_args(argv)
     if locustfile_path(args.kind) is None:
         print(f"error: unknown locustfile {args.kind!r}; expected one of: {', '.join(locustfiles())} "
@@ -76,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "run_id": run_id,
         "kind": args.kind if args.kind in locustfiles() else Path(args.kind).stem,
-        "command": cmd,
+        "command": [_redact(arg) for arg in cmd],  # a URL's password never reaches run.json or a report
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": versions(),
     }
@@ -99,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     meta.update(ended=datetime.now(UTC).isoformat(timespec="seconds"),
                 duration_s=round(time.monotonic() - t0, 1), exit_code=code)
     (out / "run.json").write_text(json.dumps(meta, indent=1))
+    if not args.no_report:
+        _report(run_id, args.results)
     rel = out.relative_to(REPO) if out.is_relative_to(REPO) else out
     print(f"\nresults of run {run_id} (exit code {code}): {rel}/")
     for name in sorted(p.name for p in out.iterdir()):

@@ -196,7 +196,7 @@ class Generator:
         self.factory = EventFactory(o.course_id, o.event_mix, Clock(slot=self.index))
         self.budget = None if o.run_until_killed else _share(o.num_events, self.index, self.count)
         self.rate = _share(o.events_per_second, self.index, self.count) if o.events_per_second else 0.0
-        self.sent = 0
+        self.sent = self.reserved = 0
         self.started = time.monotonic()
         self.finishing = False
         self.finished_at: float | None = None
@@ -219,7 +219,12 @@ class Generator:
         return VectorSender(env, "vector", path=o.vector_log_file, lines=o.vector_lines)
 
     def take(self) -> bool:
-        return self.budget is None or self.sent < self.budget
+        """Reserve one event of the budget. Reserving before sending matters: a send yields to the
+        other users, and checking `sent` instead would let several of them pass the last slot."""
+        if self.budget is not None and self.reserved >= self.budget:
+            return False
+        self.reserved += 1
+        return True
 
     def send_one(self) -> None:
         learner = random.choice(self.learners)  # with replacement, as the reference

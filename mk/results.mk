@@ -15,8 +15,7 @@ capacity: setup
 	  host=$$LOCUST_HOST; else host="$(HOST)"; fi; \
 	$(PY) -m loadtesting.run http --host "$$host" --run-tags capacity,$(PROFILE) --capacity-search \
 	  --capacity-start-users 10 --capacity-step $(STEP) --capacity-step-time $(STEP_TIME) \
-	  --capacity-resolution $(RESOLUTION) --spawn-rate $(SPAWN_RATE); \
-	$(PY) -m loadtesting.report
+	  --capacity-resolution $(RESOLUTION) --spawn-rate $(SPAWN_RATE)
 
 report: venv
 	$(PY) -m loadtesting.report $(RUN)

@@ -169,8 +169,8 @@ class EndToEnd:
         if rows:
             out["bytes_per_event"] = round(size / rows, 1)
         stored = len(self.seen)
-        if self.first_seen and self.last_seen and self.last_seen > self.first_seen and stored > 1:
-            out["ingest_events_per_s"] = round(stored / (self.last_seen - self.first_seen), 1)
+        if self.last_seen and stored:  # from the run's start to the last event stored
+            out["ingest_events_per_s"] = round(stored / max(self.last_seen - self.start, 1e-3), 1)
         if self.data_path and Path(self.data_path).exists():
             out["free_disk_bytes"] = shutil.disk_usage(self.data_path).free
             rate = out.get("ingest_events_per_s")

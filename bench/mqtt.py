@@ -1,0 +1,127 @@
+"""MQTT benchmark: publish msgs/s per process at QoS 0 and 1 against native publishers, and the most
+devices one process keeps connected at the model's normal rate.
+
+Publishers, each one process against the same local Mosquitto: (a) `mosquitto_pub -l` (C,
+libmosquitto) sending N lines, (b) a plain paho-mqtt loop (loop_start thread, window of in-flight
+messages), (c) the suite: 10 Locust users, each a locustfiles/mqtt_client.Device publishing
+lamp/changed with 100 in flight, every publish a Locust request timed to PUBACK (QoS 1) or to the
+socket write (QoS 0). Goals: QoS0 >= 20,000/s and QoS1 >= 9,000/s for (c).
+Devices: locustfiles/mqtt.py, profile normal, BENCH_MQTT_DEVICES users (default 2000,5000) at
+spawn rate 500; counts devices connected and failures.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from stack import Stack
+
+REPO = Path(__file__).resolve().parent.parent
+LOCUST = str(Path(sys.executable).with_name("locust"))
+N = int(os.environ.get("BENCH_MQTT_MESSAGES", "200000"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
+DEVICES = [int(x) for x in os.environ.get("BENCH_MQTT_DEVICES", "2000,5000").split(",") if x]
+
+
+def mosquitto_pub(host: str, port: int, qos: int, tmp: Path) -> float:
+    data = tmp / "lines.txt"
+    if not data.exists():
+        data.write_text('{"on":true,"color":{"h":0.5,"s":1.0},"brightness":0.8,"client":"bench"}\n' * N)
+    t0 = time.perf_counter()
+    with open(data) as f:
+        subprocess.run(["mosquitto_pub", "-h", host, "-p", str(port), "-t", "devices/bench/lamp/changed", "-l",
+                        "-q", str(qos)], stdin=f, check=True, timeout=600)
+    return N / (time.perf_counter() - t0)
+
+
+def plain_paho(host: str, port: int, qos: int) -> float:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    done = threading.Semaphore(0)
+    window = threading.Semaphore(1000)
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"plain-{os.getpid()}")
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    c.on_publish = lambda *_a: (window.release(), done.release())
+    c.connect(host, port)
+    c.loop_start()
+    payload = b'{"on":true,"color":{"h":0.5,"s":1.0},"brightness":0.8,"client":"bench"}'
+    t0 = time.perf_counter()
+    for _ in range(N):
+        window.acquire()
+        c.publish("devices/bench/lamp/changed", payload, qos=qos)
+    for _ in range(N):
+        done.acquire()
+    rate = N / (time.perf_counter() - t0)
+    c.loop_stop()
+    c.disconnect()
+    return rate
+
+
+def suite(host: str, port: int, qos: int, tmp: Path) -> float:
+    prefix = tmp / f"flood{qos}"
+    env = {**os.environ, "BENCH_MQTT_QOS": str(qos), "BENCH_MQTT_HOST": host, "BENCH_MQTT_PORT": str(port)}
+    subprocess.run([LOCUST, "-f", str(REPO / "bench" / "locustfiles" / "mqtt_flood.py"), "--headless", "-u", "10",
+                    "-r", "10", "-t", f"{SECONDS}s", "--csv", str(prefix), "--csv-full-history",
+                    "--loglevel", "WARNING"], cwd=REPO, env=env, capture_output=True, timeout=SECONDS + 120)
+    # Rate over the steady part: history rows after the ramp, the last row's total vs the first's.
+    with open(f"{prefix}_stats_history.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["Name"] == "Aggregated" and r["User Count"] == "10"]
+    a, b = rows[2], rows[-1]
+    return (int(b["Total Request Count"]) - int(a["Total Request Count"])) / max(float(b["Timestamp"]) -
+                                                                                  float(a["Timestamp"]), 1)
+
+
+def devices(url: str, n: int, tmp: Path) -> tuple[int, int, int]:
+    prefix = tmp / f"devices{n}"
+    subprocess.run([LOCUST, "-f", str(REPO / "locustfiles" / "mqtt.py"), "--headless", "-u", str(n), "-r", "500",
+                    "-t", f"{n // 500 + 20}s", "--mqtt-url", url, "--mqtt-profile", "normal", "--no-monitor",
+                    "--no-sar", "--mqtt-no-sys", "--csv", str(prefix), "--loglevel", "WARNING"], cwd=REPO,
+                   capture_output=True, timeout=n // 500 + 180)
+    with open(f"{prefix}_stats.csv", newline="") as f:
+        rows = {(r["Type"], r["Name"]): r for r in csv.DictReader(f)}
+    conn = rows.get(("CONNECT", "connect"), {})
+    pubs = sum(int(r["Request Count"]) for (t, _n), r in rows.items() if t.startswith("PUB"))
+    return int(conn.get("Request Count", 0)) - int(conn.get("Failure Count", 0)), int(conn.get("Failure Count", 0)), pubs
+
+
+def main() -> int:
+    if not shutil.which("mosquitto_pub"):
+        print("error: mosquitto_pub is not installed (make setup installs mosquitto-clients)", file=sys.stderr)
+        return 2
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="bench-mqtt-") as tmp:
+        stack = Stack(Path(tmp) / "stack", free_ports=True)
+        try:
+            ep = stack.start("mosquitto")["mosquitto"]
+            for qos in (0, 1):
+                results[qos] = (mosquitto_pub(ep.host, ep.port, qos, Path(tmp)), plain_paho(ep.host, ep.port, qos),
+                                suite(ep.host, ep.port, qos, Path(tmp)))
+            held = [(n, *devices(ep.url, n, Path(tmp))) for n in DEVICES]
+        finally:
+            stack.stop()
+    print(f"MQTT publishers, 1 process each, local Mosquitto 2.0, ~80 B lamp/changed payloads ({os.cpu_count()} cores)")
+    print(f"{'publisher':<46}{'QoS 0 msg/s':>14}{'QoS 1 msg/s':>14}")
+    labels = ("(a) mosquitto_pub -l", "(b) plain paho loop", "(c) suite Device, 10 users (Locust)")
+    for i, label in enumerate(labels):
+        print(f"{label:<46}{results[0][i]:>14,.0f}{results[1][i]:>14,.0f}")
+    for qos, goal in ((0, 20_000), (1, 9_000)):
+        a, b, c = results[qos]
+        print(f"QoS {qos}: c/a = {c / a:.2f}, c/b = {c / b:.2f}; goal c >= {goal:,}/s: {'met' if c >= goal else 'NOT met'}")
+    print(f"{'devices (profile normal)':<30}{'connected':>12}{'failed':>10}{'publishes':>12}")
+    for n, ok, failed, pubs in held:
+        print(f"{n:<30,}{ok:>12,}{failed:>10,}{pubs:>12,}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""Tracking pipeline benchmark: generator events/s per backend, and the reference pipeline's capacity.
+
+Generator: locustfiles/tracking.py, 1 process, 20 users without waits, no consumer, no E2E check,
+BENCH_SECONDS (15) per backend, against a native client doing the same writes in the same run
+(redis-benchmark for LPUSH/XADD with 20 connections, a plain confluent-kafka loop, a plain write()
+loop). Goal: >= 5,000 events/s for redis_bus and kafka_bus.
+Pipeline: BENCH_PIPELINE_EVENTS (20,000) events are put into the entry point first, then the
+reference pipeline starts and the time until all are in ClickHouse gives its events/s, for 1 and 2
+workers and batches of 100 and 1000 — the throughput a sustained load must stay under for the lag
+to stay bounded. All on this machine's loopback (2 cores shared by everything).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from monitors import chclient
+from stack import Stack
+
+REPO = Path(__file__).resolve().parent.parent
+LOCUST = str(Path(sys.executable).with_name("locust"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
+EVENTS = int(os.environ.get("BENCH_PIPELINE_EVENTS", "20000"))
+BACKENDS = ("celery", "redis_bus", "kafka_bus", "vector")
+
+
+def generator_rate(backend: str, ep: dict, tmp: Path) -> float:
+    prefix = tmp / f"gen-{backend}"
+    args = [LOCUST, "-f", str(REPO / "locustfiles" / "tracking.py"), "--headless", "-u", "20", "-r", "20",
+            "-t", f"{SECONDS}s", "--pipeline-backend", backend, "--run-until-killed", "--sleep-time", "0",
+            "--no-e2e", "--no-monitor", "--no-sar", "--event-mix", "realistic", "--csv", str(prefix),
+            "--csv-full-history", "--loglevel", "WARNING", "--celery-broker-url", ep["redis"],
+            "--event-bus-redis-url", ep["redis"], "--kafka-bus-brokers", ep["kafka"],
+            "--vector-log-file", str(tmp / "gen.log"), "--event-bus-prefix", f"gen{uuid.uuid4().hex[:6]}"]
+    subprocess.run(args, cwd=REPO, capture_output=True, timeout=SECONDS + 120)
+    with open(f"{prefix}_stats_history.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["Name"] == "Aggregated" and r["User Count"] == "20"]
+    a, b = rows[2], rows[-1]
+    return (int(b["Total Request Count"]) - int(a["Total Request Count"])) / max(float(b["Timestamp"]) -
+                                                                                  float(a["Timestamp"]), 1)
+
+
+def native_rate(backend: str, ep: dict, tmp: Path) -> tuple[str, float]:
+    from locustfiles import tracking_wire as wire
+    from locustfiles.tracking_events import EventFactory, Learner
+
+    e = EventFactory("course-v1:OEX+bench+2024-1", "realistic").next_event(Learner(1, "lt__000001"))
+    n = 200_000
+    if backend in ("celery", "redis_bus"):
+        port = ep["redis"].rsplit(":", 1)[1].split("/")[0]
+        if backend == "celery":
+            cmd = ["LPUSH", "bench-native", wire.celery_message(["event_transformer", e], "q").decode()]
+        else:
+            cmd = ["XADD", "bench-native-s", "MAXLEN", "~", "10000", "*", "event_data", wire.tracking_log_avro(e).hex()]
+        out = subprocess.run(["redis-benchmark", "-p", port, "-c", "20", "-n", str(n), "-q", *cmd],
+                             capture_output=True, text=True, timeout=300).stdout
+        rate = float(out.replace("\r", "\n").strip().splitlines()[-1].split(":")[1].split()[0])
+        return "redis-benchmark -c 20", rate
+    if backend == "kafka_bus":
+        from confluent_kafka import Producer
+
+        value = wire.confluent_wire(1, wire.tracking_log_avro(e))
+        p = Producer({"bootstrap.servers": ep["kafka"], "linger.ms": 5, "acks": "all"})
+        t0 = time.perf_counter()
+        for _ in range(n):
+            while True:
+                try:
+                    p.produce("bench-native", value, headers=wire.kafka_headers())
+                    break
+                except BufferError:
+                    p.poll(0.01)
+            p.poll(0)
+        p.flush(60)
+        return "plain confluent-kafka loop", n / (time.perf_counter() - t0)
+    from targets.pipeline.xapi import transform
+
+    line = wire.xapi_line(transform(e)).encode()
+    fd = os.open(tmp / "native.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        os.write(fd, line)
+    os.close(fd)
+    return "plain write() loop", n / (time.perf_counter() - t0)
+
+
+def fill(backend: str, ep: dict, prefix: str, log_file: Path) -> None:
+    """Put EVENTS events into the entry point, as the generator would, before the pipeline runs."""
+    import redis
+
+    from locustfiles import tracking_wire as wire
+    from locustfiles.tracking_events import EventFactory, Learner
+    from targets.pipeline.xapi import transform
+
+    f = EventFactory("course-v1:OEX+bench+2024-1", "realistic")
+    learners = [Learner(i, f"lt__{i:06d}") for i in range(100)]
+    events = [f.next_event(learners[i % 100]) for i in range(EVENTS)]
+    if backend in ("celery", "redis_bus"):
+        r = redis.Redis.from_url(ep["redis"])
+        pipe = r.pipeline(transaction=False)
+        for i, e in enumerate(events):
+            if backend == "celery":
+                pipe.lpush(f"{prefix}.lms", wire.celery_message(["event_transformer", e], f"{prefix}.lms"))
+            else:
+                pipe.xadd(f"{prefix}-analytics", wire.redis_bus_fields(e))
+            if i % 1000 == 999:
+                pipe.execute()
+        pipe.execute()
+        if backend == "redis_bus":  # the group must exist from the stream's start, as if it had been running
+            r.xgroup_create(f"{prefix}-analytics", "event_routing_backends", id="0")
+    elif backend == "kafka_bus":
+        from confluent_kafka import Producer
+
+        p = Producer({"bootstrap.servers": ep["kafka"], "linger.ms": 20})
+        for e in events:
+            while True:
+                try:
+                    p.produce(f"{prefix}-analytics", wire.confluent_wire(1, wire.tracking_log_avro(e)),
+                              key=wire.confluent_wire(2, wire.avro_string(e["context"]["username"])),
+                              headers=wire.kafka_headers())
+                    break
+                except BufferError:
+                    p.poll(0.01)
+        p.flush(60)
+    else:
+        with open(log_file, "w") as out:
+            for e in events:
+                out.write(wire.xapi_line(transform(e)))
+
+
+def pipeline_rate(backend: str, workers: int, batch: int, ep: dict, tmp: Path) -> float:
+    prefix = f"b{uuid.uuid4().hex[:6]}"
+    db = f"xapi_{prefix}"
+    log_file = tmp / f"{prefix}.log"
+    if backend == "kafka_bus":
+        subprocess.run([sys.executable, "-m", "targets.streams.topics", "--brokers", ep["kafka"], f"{prefix}-analytics"],
+                       cwd=REPO, check=True, capture_output=True)
+    fill(backend, ep, prefix, log_file)
+    ready = tmp / f"{prefix}.ready"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "targets.pipeline", backend, "--workers", str(workers),
+                             "--batch-size", str(batch), "--batch-interval", "1", "--clickhouse-url", ep["clickhouse"],
+                             "--xapi-database", db, "--redis-url", ep["redis"], "--topic-prefix", prefix,
+                             "--queues", f"{prefix}.lms", "--backend-name", prefix, "--kafka-brokers", ep["kafka"],
+                             "--session-timeout-ms", "6000", "--log-file", str(log_file), "--ready-file", str(ready)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    client = chclient.connect(ep["clickhouse"])
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            try:
+                n = client.execute(f"SELECT count() FROM {db}.xapi_events_all")[0][0]
+            except Exception:  # noqa: BLE001 - the table is created by the pipeline on start
+                n = 0
+            if n >= EVENTS:
+                break
+            time.sleep(0.2)
+        return n / (time.perf_counter() - t0)
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=60)
+        client.disconnect()
+
+
+def main() -> int:
+    if not shutil.which("redis-benchmark"):
+        print("error: redis-benchmark is not installed (Debian redis-tools; make setup installs it)", file=sys.stderr)
+        return 2
+    gen: dict = {}
+    cap: dict = {}
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        home = Path(tmp)
+        stack = Stack(home / "stack", free_ports=True)
+        try:
+            eps = stack.start("clickhouse", "redis", "kafka")
+            ep = {"clickhouse": eps["clickhouse"].url, "redis": eps["redis"].url, "kafka": eps["kafka"].url}
+            for backend in BACKENDS:
+                gen[backend] = (generator_rate(backend, ep, home), *native_rate(backend, ep, home))
+            for backend in BACKENDS:
+                for workers in ((1,) if backend == "vector" else (1, 2)):
+                    for batch in (100, 1000):
+                        cap[(backend, workers, batch)] = pipeline_rate(backend, workers, batch, ep, home)
+        finally:
+            stack.stop()
+    print(f"Tracking generator, 1 process, 20 users, no waits, {SECONDS} s ({os.cpu_count()} cores, loopback)")
+    print(f"{'backend':<12}{'suite ev/s':>12}{'native ev/s':>13}{'ratio':>8}  native tool")
+    for b, (suite, tool, native) in gen.items():
+        goal = "  (goal >= 5,000: " + ("met)" if suite >= 5000 else "NOT met)") if b in ("redis_bus", "kafka_bus") else ""
+        print(f"{b:<12}{suite:>12,.0f}{native:>13,.0f}{suite / native:>8.2f}  {tool}{goal}")
+    print(f"\nReference pipeline capacity: {EVENTS:,} queued events to ClickHouse 18.16, events/s")
+    print(f"{'backend':<12}{'workers':>8}{'batch 100':>12}{'batch 1000':>12}")
+    for backend in BACKENDS:
+        for workers in ((1,) if backend == "vector" else (1, 2)):
+            print(f"{backend:<12}{workers:>8}{cap[(backend, workers, 100)]:>12,.0f}{cap[(backend, workers, 1000)]:>12,.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

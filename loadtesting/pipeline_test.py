@@ -1,0 +1,76 @@
+"""``python -m loadtesting.pipeline_test BACKEND``: the reference pipeline around one generator run.
+
+Starts ``python -m targets.pipeline BACKEND`` against the local stack (its URLs come from the
+environment that ``.run/stack/stack.env`` sets), waits until it consumes, runs
+``python -m loadtesting.run tracking`` with the monitor on that backend, stops the pipeline and
+exits with the run's exit code. ``make pipeline-test`` and ``make demo`` use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from monitors import chclient, redis_util
+
+REPO = Path(__file__).resolve().parent.parent
+BACKENDS = ("celery", "redis_bus", "kafka_bus", "vector")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loadtesting.pipeline_test", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("backend")
+    p.add_argument("--events", type=int, default=20_000)
+    p.add_argument("--eps", type=float, default=1000.0, help="events per second")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--run-dir", type=Path, default=REPO / ".run")
+    p.add_argument("--kafka-monitor", action="store_true",
+                   help="also sample the Kafka group's lag (Tansu's high watermark is off by a batch)")
+    a, extra = p.parse_known_args(argv)
+    if a.backend not in BACKENDS:
+        print(f"error: backend {a.backend!r}: expected one of {', '.join(BACKENDS)}", file=sys.stderr)
+        return 2
+    ch = os.environ.get("LOCUST_CLICKHOUSE_URL", chclient.DEFAULT_URL)
+    redis_url = redis_util.default_url()
+    brokers = os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092")
+    log_file = a.run_dir / "tracking.log"
+    ready = a.run_dir / "pipeline.ready"
+    for f in (log_file, log_file.with_name("tracking.log.offset"), ready):
+        f.unlink(missing_ok=True)
+    a.run_dir.mkdir(parents=True, exist_ok=True)
+    metrics_port = 19598
+    pipeline = subprocess.Popen([sys.executable, "-m", "targets.pipeline", a.backend, "--workers", str(a.workers),
+                                 "--batch-size", str(a.batch), "--clickhouse-url", ch, "--redis-url", redis_url,
+                                 "--kafka-brokers", brokers, "--log-file", str(log_file),
+                                 "--metrics-port", str(metrics_port), "--ready-file", str(ready)],
+                                cwd=REPO, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            if pipeline.poll() is not None or time.monotonic() > deadline:
+                print(f"error: the {a.backend} reference pipeline did not start (exit {pipeline.poll()})",
+                      file=sys.stderr)
+                return 1
+            time.sleep(0.1)
+        monitor = [] if a.backend == "kafka_bus" and not a.kafka_monitor else ["--monitor-backend", a.backend]
+        data = REPO / ".run" / "stack" / "clickhouse"
+        cmd = [sys.executable, "-m", "loadtesting.run", "tracking", "--pipeline-backend", a.backend, *monitor,
+               "--num-events", str(a.events), "--events-per-second", str(a.eps), "--vector-log-file", str(log_file),
+               "--vector-metrics-url", f"http://127.0.0.1:{metrics_port}/metrics", "--kafka-bus-brokers", brokers,
+               "--run-tags", f"pipeline,{a.backend},{a.workers}-workers,batch{a.batch}",
+               *(["--clickhouse-data-path", str(data)] if data.is_dir() else []), *extra]
+        return subprocess.run(cmd, cwd=REPO).returncode
+    finally:
+        os.killpg(pipeline.pid, signal.SIGTERM)
+        pipeline.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
