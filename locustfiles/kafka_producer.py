@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 
 import gevent
+from locust.runners import WorkerRunner
 
+from locustfiles.bulk_stats import BulkRequests
 from monitors import kafka_conf
 from monitors.blocking import run_blocking
 from monitors.kafka_latency import LatencyStats, format_window, handle_message
@@ -39,6 +41,13 @@ def load_records(path: str | Path) -> list[dict]:
     return data
 
 
+def encode_record(record: dict, key_field: str) -> tuple[str, bytes | None]:
+    """The record's JSON without its closing brace (ready for per-message fields) and its key."""
+    body = json.dumps(record, separators=(",", ":"))[:-1]
+    key_value = record.get(key_field)
+    return body + ("," if record else ""), None if key_value is None else str(key_value).encode()
+
+
 def share(total: int, index: int, count: int) -> int:
     """This process's part of `total` messages when `count` processes produce (each counted once)."""
     return total // count + (1 if index < total % count else 0)
@@ -53,17 +62,23 @@ class KafkaLoad:
         self.env, self.o, self.records = environment, options, records
         self.conf = kafka_conf.client_config(options.kafka_brokers)
         self.errors: list[str] = []
+        # One producer-wide delivery callback: a callback per produce() costs an allocation each.
         self.producer = Producer({**self.conf, "linger.ms": options.kafka_linger_ms, "acks": options.kafka_acks,
-                                  "log_level": 0, "error_cb": self._error})
+                                  "log_level": 0, "error_cb": self._error, "on_delivery": self._delivered})
         runner = environment.runner
-        index = getattr(runner, "worker_index", 0) or 0
-        count = max(1, options.kafka_processes or options.processes or 1) if hasattr(runner, "worker_index") else 1
+        worker = isinstance(runner, WorkerRunner)  # LocalRunner has a worker_index too (always 0)
+        index = runner.worker_index if worker else 0
+        count = max(1, options.kafka_processes or options.processes or 1) if worker else 1
         self.index, self.count = index, count
         self.budget = share(options.kafka_messages, index, count) if options.kafka_messages else None
-        self.sent = self.delivered = self.failed = 0
+        self.sent = self.failed = 0
+        self._delivered_events = 0  # deliveries reported one event each (--kafka-request-events)
         self.producer_id = f"{socket.gethostname()}-{os.getpid()}"
         self._seq = itertools.count()
-        self._records = itertools.cycle(records)
+        self.topic = options.kafka_topic
+        self._encoded = itertools.cycle([encode_record(r, options.kafka_key_field) for r in records])
+        self.bulk = None if options.kafka_request_events else BulkRequests(environment, "PRODUCE", self.topic)
+        self._ok = None if self.bulk is None else self.bulk.pending.append
         self.finishing = False
         self.reader: LatencyReader | None = None
         self.pump = gevent.spawn(self._pump)
@@ -77,49 +92,74 @@ class KafkaLoad:
 
     # -- producing ---------------------------------------------------------------------------
     def take(self) -> bool:
-        """Reserve one message of the budget; False once it is spent."""
-        if self.budget is None:
-            return True
-        if self.sent >= self.budget:
-            return False
-        return True
+        """True while this process's budget has messages left."""
+        return self.budget is None or self.sent < self.budget
 
-    def send(self) -> None:
-        record = dict(next(self._records))
-        seq = next(self._seq)
-        record.update({"_producer": self.producer_id, "_seq": seq, "_sent_ms": int(time.time() * 1000)})
-        value = json.dumps(record, separators=(",", ":")).encode()
-        key_value = record.get(self.o.kafka_key_field)
-        key = None if key_value is None else str(key_value).encode()
-        start_time, t0 = time.time(), time.perf_counter()
-        topic = self.o.kafka_topic
-        events = self.env.events
-
-        def delivered(err, msg) -> None:
-            ms = (time.perf_counter() - t0) * 1000
-            if err is None:
-                self.delivered += 1
-            else:
-                self.failed += 1
-            events.request.fire(request_type="PRODUCE", name=topic, response_time=ms, response_length=len(value),
-                                exception=None if err is None else RuntimeError(str(err)), context={},
-                                start_time=start_time)
-
-        while True:
+    def send_many(self, limit: int) -> int:
+        """Produce up to `limit` messages (fewer when the budget ends); returns how many."""
+        n = limit if self.budget is None else min(limit, self.budget - self.sent)
+        # The hot loop of the generator: locals only, the record's JSON encoded once, each message
+        # only appending its identity and send time.
+        produce, topic = self.producer.produce, self.topic
+        encoded, seq, head = self._encoded, self._seq, f'"_producer":"{self.producer_id}","_seq":'
+        size = 0
+        tail = f',"_sent_ms":{int(time.time() * 1000)}}}'  # a burst takes well under a millisecond
+        for _ in range(n):
+            prefix, key = next(encoded)
+            value = f'{prefix}{head}{next(seq)}{tail}'.encode()
+            size += len(value)
             try:
-                self.producer.produce(topic, value, key=key, on_delivery=delivered)
-                break
-            except BufferError:  # librdkafka's queue is full: let deliveries drain, without blocking
-                self.producer.poll(0)
-                gevent.sleep(0.001)
-        self.sent += 1
+                produce(topic, value, key)
+            except BufferError:
+                self._produce_when_room(value, key)
+        self.sent += n
+        if self.bulk is not None:
+            self.bulk.bytes += size  # failures take theirs back in _delivered
         if self.budget is not None and self.sent >= self.budget and not self.finishing:
             self.finishing = True
             gevent.spawn(self.finish)
+        return n
+
+    def send(self) -> None:
+        self.send_many(1)
+
+    def _produce_when_room(self, value: bytes, key: bytes | None) -> None:
+        while True:  # librdkafka's queue is full: let deliveries drain, without blocking the loop
+            self.producer.poll(0)
+            gevent.sleep(0.001)
+            try:
+                self.producer.produce(self.topic, value, key)
+                return
+            except BufferError:
+                continue
+
+    def _delivered(self, err, msg) -> None:
+        # msg.latency(): librdkafka's own produce() → delivery report time, so no closure per message.
+        if err is None and self._ok is not None:
+            self._ok(msg.latency() or 0.0)
+            return
+        ms = (msg.latency() or 0.0) * 1000
+        if err is None:
+            self._delivered_events += 1
+            exc = None
+        else:
+            self.failed += 1
+            if self.bulk is not None:
+                self.bulk.bytes -= len(msg)
+            exc = RuntimeError(str(err))
+        self.env.events.request.fire(request_type="PRODUCE", name=self.topic, response_time=ms,
+                                     response_length=len(msg), exception=exc, context={})
+
+    @property
+    def delivered(self) -> int:
+        bulk = self.bulk
+        return self._delivered_events + (bulk.count + len(bulk.pending) if bulk is not None else 0)
 
     def _pump(self) -> None:
         while True:
             n = self.producer.poll(0)
+            if self.bulk is not None:
+                self.bulk.flush()
             gevent.sleep(0 if n else 0.002)
 
     def outstanding(self) -> int:
@@ -129,6 +169,9 @@ class KafkaLoad:
         deadline = time.monotonic() + timeout
         while self.outstanding() and time.monotonic() < deadline:
             gevent.sleep(0.005)  # the pump greenlet fires the delivery reports meanwhile
+        self.producer.poll(0)
+        if self.bulk is not None:
+            self.bulk.flush()
         return self.outstanding()
 
     def finish(self) -> None:
@@ -139,7 +182,7 @@ class KafkaLoad:
         if self.reader is not None:
             self.reader.wait_for(self.delivered, self.o.kafka_e2e_timeout)
         runner = self.env.runner
-        if hasattr(runner, "worker_index"):
+        if isinstance(runner, WorkerRunner):
             # A worker tells the master, which ends the run once every worker is done.
             runner.send_message("kafka_done", {"sent": self.sent, "delivered": self.delivered})
             return

@@ -7,7 +7,7 @@ windows with correct averages plus percentiles and rate:
 
     [STAT 100] - 100 msgs, avg 12.31 ms, p50 12 p95 17 p99 19 ms, 2310.5 msg/s
     [STAT 1K] …   [STAT 10K] …   [STAT 100K] …
-    [TOTAL] - 1000 msgs read, avg 12.40 ms, p50 … , errors: 0 negative, 0 in seconds, 0 invalid; 0 duplicates
+    [TOTAL] - 1000 msgs read, avg 12.40 ms, p50 … ms, 2290.3 msg/s; errors: 0 negative, 0 in seconds, 0 invalid; 0 duplicates
 
 It starts at the end of the topic (or --start committed|beginning|time:<epoch ms>), commits its
 offsets, reports the timestamp type it saw (LogAppendTime or CreateTime), refuses to mix a
@@ -45,11 +45,11 @@ class Window:
     label: str
     size: int
     deltas: list[float] = field(default_factory=list)
-    started: float = field(default_factory=time.monotonic)
+    started: float = 0.0  # set by the window's first delta, so waiting for traffic is not counted
 
     def summary(self) -> dict:
         d = sorted(self.deltas)
-        secs = max(time.monotonic() - self.started, 1e-9)
+        secs = max(time.monotonic() - self.started, 1e-9) if self.started else 1e-9
         return {"window": self.label, "messages": len(d), "avg_ms": sum(d) / len(d) if d else 0.0,
                 "p50_ms": percentile(d, 0.50), "p95_ms": percentile(d, 0.95), "p99_ms": percentile(d, 0.99),
                 "max_ms": d[-1] if d else 0.0, "msgs_per_s": len(d) / secs}
@@ -72,18 +72,25 @@ class LatencyStats:
         self.timestamp_types: dict[str, int] = {}
         self.on_window = on_window or (lambda s: print(format_window(s), flush=True))
         self.on_total = on_total or (lambda line: print(line, flush=True))
-        self.started = time.monotonic()
+        self.started = 0.0  # first delta: msg/s is the rate of reading, not of waiting for traffic
+        self.last_total = 0.0
         self._seen: set = set()
 
     def add(self, delta_ms: float) -> None:
         self.count += 1
         self.all.append(delta_ms)
         for w in self.windows:
+            if not w.deltas:
+                w.started = time.monotonic()
             w.deltas.append(delta_ms)
             if len(w.deltas) == w.size:
                 self.on_window(w.summary())
-                w.deltas, w.started = [], time.monotonic()
-        if self.count % 1000 == 0:
+                w.deltas = []
+        if self.count == 1:
+            self.started = time.monotonic()
+        # A running total every 1,000 messages, at most once a second: it sorts every delta so far.
+        if self.count % 1000 == 0 and time.monotonic() - self.last_total >= 1.0:
+            self.last_total = time.monotonic()
             self.on_total(self.total_line())
 
     def seen_before(self, message_id) -> bool:
@@ -97,7 +104,7 @@ class LatencyStats:
 
     def total(self) -> dict:
         d = sorted(self.all)
-        secs = max(time.monotonic() - self.started, 1e-9)
+        secs = max(time.monotonic() - self.started, 1e-9) if self.started else 1e-9
         return {"window": "TOTAL", "messages": len(d), "avg_ms": sum(d) / len(d) if d else 0.0,
                 "p50_ms": percentile(d, 0.5), "p95_ms": percentile(d, 0.95), "p99_ms": percentile(d, 0.99),
                 "max_ms": d[-1] if d else 0.0, "msgs_per_s": len(d) / secs, "negative": self.negative,
@@ -108,7 +115,8 @@ class LatencyStats:
         t = self.total()
         types = ", ".join(f"{k} {v}" for k, v in t["timestamp_types"].items()) or "none"
         return (f"[TOTAL] - {t['messages']} msgs read, avg {t['avg_ms']:.2f} ms, p50 {t['p50_ms']:g} "
-                f"p95 {t['p95_ms']:g} p99 {t['p99_ms']:g} ms; errors: {t['negative']} negative, "
+                f"p95 {t['p95_ms']:g} p99 {t['p99_ms']:g} ms, {t['msgs_per_s']:.1f} msg/s; "
+                f"errors: {t['negative']} negative, "
                 f"{t['in_seconds']} in seconds, {t['invalid']} invalid; {t['duplicates']} duplicates; "
                 f"timestamps: {types}")
 

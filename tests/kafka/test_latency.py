@@ -14,7 +14,7 @@ from tests.kafka.conftest import latency_cli, produce_output, producer
 
 def total(stdout: str) -> dict:
     line = [x for x in stdout.splitlines() if x.startswith("[TOTAL]")][-1]
-    m = re.search(r"- (\d+) msgs read, avg ([\d.]+) ms, p50 ([\d.]+) p95 ([\d.]+) p99 ([\d.]+) ms; errors: "
+    m = re.search(r"- (\d+) msgs read, avg ([\d.]+) ms, p50 ([\d.]+) p95 ([\d.]+) p99 ([\d.]+) ms, [\d.]+ msg/s; errors: "
                   r"(\d+) negative, (\d+) in seconds, (\d+) invalid; (\d+) duplicates; timestamps: (.*)$", line)
     keys = ("messages", "avg", "p50", "p95", "p99", "negative", "in_seconds", "invalid", "duplicates")
     out = {k: float(v) for k, v in zip(keys, m.groups()[:9], strict=True)}
@@ -66,9 +66,10 @@ def test_injected_delay_is_reported_within_1_ms_at_every_percentile(kafka, topic
 
 
 def test_every_produced_message_comes_out_once(kafka, topics, processor, tmp_path):
+    # -t 10m with a 180 s timeout: the run must end by itself once --kafka-messages are delivered.
     processor()
     prefix = tmp_path / "run"
-    done = run_locust(["-f", str(REPO / "locustfiles" / "kafka.py"), "--headless", "-u", "5", "-r", "5", "-t", "90s",
+    done = run_locust(["-f", str(REPO / "locustfiles" / "kafka.py"), "--headless", "-u", "5", "-r", "5", "-t", "10m",
                        "--kafka-brokers", kafka.url, "--kafka-topic", topics[0], "--kafka-messages", "1000",
                        "--kafka-latency-topic", topics[1], "--csv", str(prefix), "--no-monitor"], timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -81,7 +82,7 @@ def test_every_produced_message_comes_out_once(kafka, topics, processor, tmp_pat
 
 def test_produced_once_per_message_across_two_processes(kafka, topics, tmp_path):
     prefix = tmp_path / "run"
-    done = run_locust(["-f", str(REPO / "locustfiles" / "kafka.py"), "--headless", "-u", "4", "-r", "4", "-t", "60s",
+    done = run_locust(["-f", str(REPO / "locustfiles" / "kafka.py"), "--headless", "-u", "4", "-r", "4", "-t", "10m",
                        "--processes", "2", "--kafka-brokers", kafka.url, "--kafka-topic", topics[0],
                        "--kafka-messages", "501", "--csv", str(prefix), "--no-monitor"], timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
