@@ -175,6 +175,10 @@ class Device:
                    mqtt.MQTT_ERR_NO_CONN: "not connected"}.get(info.rc, mqtt.error_string(info.rc))
             self._fire(request_type(qos), name, t0, wall, len(payload), RuntimeError(why))
             return
+        if info.is_published():
+            # QoS 0 written at once: paho ran on_publish inside publish(), before we knew the mid.
+            self._fire(request_type(qos), name, t0, wall, len(payload), None)
+            return
         self.pending[info.mid] = (name, qos, t0, wall, len(payload))
         if self.client.want_write():
             self.client.loop_write()  # send now; the driver finishes a partial write

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 
 from locustfiles import mqtt_model as model
@@ -135,3 +137,36 @@ def test_refused_credentials_are_a_one_line_error(auth_broker, tmp_path):
                      run_time="2s")
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "s3cret" not in ok.stderr + ok.stdout
+
+
+QOS0_PUBLISHER = r"""
+import sys
+import gevent
+from locustfiles.mqtt_client import Device, Settings
+
+fired = []
+dev = Device("qos0-test", Settings("127.0.0.1", int(sys.argv[1]), max_inflight=20, max_queued=1000),
+             lambda **kw: fired.append(kw))
+assert dev.connect()
+for i in range(500):
+    dev.publish("devices/qos0/lamp/changed", "devices/+/lamp/changed", b"{}", 0, False)
+    if i % 50 == 0:
+        gevent.sleep(0)
+while dev.pending:
+    gevent.sleep(0.01)
+pubs = [f for f in fired if f["request_type"] == "PUB0"]
+print(len(pubs), sum(1 for f in pubs if f["exception"] is None))
+dev.close()
+"""
+
+
+def test_qos0_publishes_are_each_reported_once_as_send_only(mosquitto):
+    rec = Recorder(mosquitto.port, topic="devices/qos0/#", qos=0)
+    try:
+        done = subprocess.run([sys.executable, "-c", QOS0_PUBLISHER, str(mosquitto.port)], cwd=REPO,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.split() == ["500", "500"]  # one PUB0 request per publish, none failed
+        wait_for(lambda: len(rec.messages) == 500, timeout=30, what="500 QoS 0 messages at the subscriber")
+    finally:
+        rec.close()
