@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -62,7 +63,8 @@ def native_rate(backend: str, ep: dict, tmp: Path) -> tuple[str, float]:
             cmd = ["XADD", "bench-native-s", "MAXLEN", "~", "10000", "*", "event_data", wire.tracking_log_avro(e).hex()]
         out = subprocess.run(["redis-benchmark", "-p", port, "-c", "20", "-n", str(n), "-q", *cmd],
                              capture_output=True, text=True, timeout=300).stdout
-        rate = float(out.replace("\r", "\n").strip().splitlines()[-1].split(":")[1].split()[0])
+        # -q prints "<command>: <n> requests per second" (the command holds the whole message).
+        rate = float(re.findall(r"([\d.]+) requests per second", out)[-1])
         return "redis-benchmark -c 20", rate
     if backend == "kafka_bus":
         from confluent_kafka import Producer
