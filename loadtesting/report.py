@@ -19,10 +19,11 @@ import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from loadtesting import phases as phase_mod
 from loadtesting import sar
-from monitors.chclient import DEFAULT_URL
+from monitors.chclient import DEFAULT_URL, redact
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results"
@@ -260,6 +261,7 @@ def findings(data: RunData, figures: dict[str, dict]) -> list[str]:
     """Plain-language paragraphs drawn from the figures (at least two)."""
     paras = []
     total = next((r for r in data.requests if r["name"] == "Aggregated"), None)
+    events = [r for r in data.requests if r["type"] == "EVENT"]  # tracking runs: one request per event
     top_failure = max(data.failures, key=lambda f: f["occurrences"], default=None)
     cap = data.capacity
     if cap and cap.get("steps"):
@@ -271,6 +273,17 @@ def findings(data: RunData, figures: dict[str, dict]) -> list[str]:
                      f"limit lies between the two, known to within {cap['resolution']} users.")
         else:
             text += " No step failed up to the search's user ceiling: the limit is higher than what was tried."
+        paras.append(text)
+    elif events:
+        sent = sum(r["requests"] for r in events)
+        failed = sum(r["failures"] for r in events)
+        text = (f"The generator sent {sent:,} tracking events at {_fmt(sum(r['rps'] for r in events))} events/s "
+                f"on average ({failed:,} failed to send).")
+        stored = sum(r["requests"] - r["failures"] for r in data.requests if r["type"] == "E2E")
+        if any(r["type"] == "E2E" for r in data.requests):
+            missing = sent - failed - stored
+            text += (f" {stored:,} of them were found in ClickHouse as xAPI statements"
+                     + (f"; {missing:,} never arrived." if missing > 0 else ", none lost."))
         paras.append(text)
     elif total:
         peak = max((p["users"] for p in data.timeline), default=0)
@@ -301,6 +314,7 @@ def findings(data: RunData, figures: dict[str, dict]) -> list[str]:
                         "throughput still grew, so failures came from a hard limit (a cap, a pool, a timeout) "
                         "rather than from saturation."))
         paras.append(text)
+    limit_found = bool((cap and cap.get("first_failing_users") is not None) or (total and total["failures"]))
     s = (fail or high or {}).get("sar") if (fail or high) else None
     if s is None and data.sar:
         s = sar.summarize(data.sar)
@@ -311,9 +325,11 @@ def findings(data: RunData, figures: dict[str, dict]) -> list[str]:
             verdict = "the machine's CPU was the bottleneck: more capacity needs more cores or cheaper requests"
         elif (s.get("cpu_iowait") or 0) >= 20:
             verdict = "the machine waited on its disk: faster storage or fewer writes per request would help"
-        else:
+        elif limit_found:
             verdict = ("the CPU had headroom, so the limit is a configured one (worker processes, connection "
                        "pools, queue sizes) or on another machine; raising it is the cheapest gain")
+        else:
+            verdict = "the CPU had headroom at this load, so the machine itself was not what limited the run"
         paras.append(f"During {where} the CPU was {busy:.0f}% busy ({_fmt(s['cpu_user'])}% user, "
                      f"{_fmt(s['cpu_system'])}% system, {_fmt(s['cpu_iowait'])}% iowait), memory "
                      f"{_fmt(s['mem_used_pct'])}% used and the disks wrote {_fmt(s['disk_write_kBps'])} kB/s: {verdict}.")
@@ -421,6 +437,43 @@ def _when(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S")
 
 
+def options_from_command(command: list[str]) -> dict:
+    """`--some-option value` pairs of a recorded command line (run.json), keyed as Locust's dests."""
+    opts: dict = {}
+    for i, arg in enumerate(command):
+        if arg.startswith("--") and i + 1 < len(command) and not command[i + 1].startswith("--"):
+            opts[arg[2:].replace("-", "_")] = command[i + 1]
+    return opts
+
+
+def _where(url: str | None) -> str:
+    """host[:port] of a URL or broker list: credentials in a URL never reach a report."""
+    if not url:
+        return ""
+    hosts = []
+    for part in str(url).split(","):
+        u = urlsplit(part if "://" in part else f"//{part}")
+        if u.hostname:
+            hosts.append(u.hostname + (f":{u.port}" if u.port else ""))
+    return ",".join(hosts)
+
+
+def target(kind: str, meta: dict, opts: dict) -> str:
+    """What the run loaded: the pipeline entry point, brokers and topic, or the site."""
+    if kind == "tracking" and opts.get("pipeline_backend"):
+        backend = opts["pipeline_backend"]
+        entry = {"celery": _where(opts.get("celery_broker_url")), "redis_bus": _where(opts.get("event_bus_redis_url")),
+                 "kafka_bus": _where(opts.get("kafka_bus_brokers")),
+                 "vector": opts.get("vector_log_file") or ""}.get(backend, "")
+        return f"{backend} pipeline" + (f" at {entry}" if entry else "")
+    if kind == "kafka" and opts.get("kafka_topic"):
+        return f"topic {opts['kafka_topic']} on {_where(opts.get('kafka_brokers')) or 'the default brokers'}"
+    if kind == "mqtt" and opts.get("mqtt_url"):
+        return f"MQTT broker {_where(opts['mqtt_url'])}"
+    host = meta.get("host") or opts.get("host")
+    return redact(host) if host else "–"
+
+
 def render(data: RunData, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     made = charts(data, folder / "charts")
@@ -428,12 +481,12 @@ def render(data: RunData, folder: Path) -> Path:
     md = [f"# {data.kind.upper()} load test results — run {data.run_id}", ""]
     md += ["## What was tested", ""]
     meta = data.meta
-    opts = meta.get("options") or {}
+    opts = meta.get("options") or options_from_command(meta.get("command") or [])
     facts = [
         ("Started / ended (UTC)", f"{meta.get('started') or '–'} / {meta.get('ended') or '–'}"),
-        ("Target", meta.get("host") or opts.get("host") or "–"),
+        ("Target", target(data.kind, meta, opts)),
         ("Command", " ".join(meta["command"][1:]) if meta.get("command") else "–"),
-        ("Tags", ", ".join(meta.get("tags") or []) or "–"),
+        ("Tags", ", ".join(meta.get("tags") or str(opts.get("run_tags") or "").split(",")).strip(", ") or "–"),
         ("Exit code", _fmt(meta.get("exit_code"))),
         ("Versions", ", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items()) or "–"),
         ("Data source", "ClickHouse (monitor tables)" if data.source == "clickhouse" else "run folder CSV files"),
