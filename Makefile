@@ -22,7 +22,7 @@ RUN_TIME   ?= 60s
 PROFILE    ?= baseline
 BACKEND    ?= redis_bus
 
-.PHONY: help setup apt venv demo test lint http-test bench stack-up stack-down stack-status clean
+.PHONY: help setup apt venv venv-ralph demo test lint http-test bench stack-up stack-down stack-status clean
 
 help:
 	@echo "make demo        local stack, 10,000 LAMPI users, a 60 s headless HTTP test, 5,000 tracking events via redis_bus"
@@ -33,7 +33,7 @@ help:
 	@echo "make lint        ruff"
 	@for f in mk/*.mk; do [ -e "$$f" ] && grep -h '^## ' "$$f" | sed 's/^## //'; done; true
 
-setup: apt venv
+setup: apt venv venv-ralph
 
 apt:
 	@missing=""; for p in $(APT_PROGRAMS); do \
@@ -53,6 +53,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	@# The checkout itself goes on the venv's path, so `locust -f locustfiles/…` imports the suite from anywhere.
 	$(PY) -c 'import site, sys; open(site.getsitepackages()[0] + "/pipeline-loadtest.pth", "w").write(sys.argv[1])' "$(CURDIR)"
 	@touch $@
+
+# Ralph (the reference LRS of --pipeline-backend ralph) pins its own click/pydantic: its own venv.
+venv-ralph: venv
+	@$(PY) -c 'from targets.ralph.stack_services import ensure_venv; ensure_venv()'
 
 stack-up: setup
 	$(PY) -m stack up --site-profile $(PROFILE)

@@ -29,7 +29,7 @@ import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, 
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from locustfiles.common import OptionError, require
 from locustfiles.tracking_events import MIXES, Clock, EventFactory, Learner, load_users
-from locustfiles.tracking_send import BACKENDS, REQUEST_TYPE, KafkaSender, RedisSender, VectorSender
+from locustfiles.tracking_send import BACKENDS, REQUEST_TYPE, KafkaSender, RalphSender, RedisSender, VectorSender
 from monitors import redis_util
 from monitors.locust_plugin import add_run_extra, run_id
 
@@ -78,6 +78,20 @@ def _options(parser) -> None:
                    help="vector: the log file Vector tails (default .run/tracking.log)")
     g.add_argument("--vector-lines", default="xapi", env_var="LOCUST_VECTOR_LINES",
                    help="vector: xapi ([xapi_tracking] lines, what Aspects stores), tracking, or both")
+    g.add_argument("--ralph-url", default="http://127.0.0.1:8100", env_var="LOCUST_RALPH_URL",
+                   help="ralph: the LRS base URL; statements go to <url>/xAPI/statements (default "
+                        "http://127.0.0.1:8100)")
+    g.add_argument("--ralph-username", default="loadtest", env_var="LOCUST_RALPH_USERNAME",
+                   help="ralph: LRS basic-auth user (default loadtest); the password comes from "
+                        "LOCUST_RALPH_PASSWORD or --ralph-password-file")
+    g.add_argument("--ralph-password-file", default="", env_var="LOCUST_RALPH_PASSWORD_FILE",
+                   help="ralph: file holding the LRS password")
+    g.add_argument("--ralph-batch-size", type=int, default=100, env_var="LOCUST_RALPH_BATCH_SIZE",
+                   help="ralph: statements per POST (default 100, event-routing-backends' batch)")
+    g.add_argument("--ralph-batch-interval", type=float, default=1.0, env_var="LOCUST_RALPH_BATCH_INTERVAL",
+                   help="ralph: seconds a partial batch waits before it is sent anyway (default 1)")
+    g.add_argument("--ralph-concurrency", type=int, default=4, env_var="LOCUST_RALPH_CONCURRENCY",
+                   help="ralph: POSTs in flight per process (default 4)")
     g.add_argument("--e2e-poll-interval", type=float, default=1.0, env_var="LOCUST_E2E_POLL_INTERVAL",
                    help="seconds between looks for stored events; the latency resolution (default 1)")
     g.add_argument("--no-e2e", action="store_true", default=False, env_var="LOCUST_NO_E2E",
@@ -108,6 +122,9 @@ def _init(environment, runner=None, **_kw) -> None:
     require(o.events_per_second >= 0, f"--events-per-second {o.events_per_second}: expected events/s >= 0")
     require(o.e2e_poll_interval > 0, f"--e2e-poll-interval {o.e2e_poll_interval}: expected seconds > 0")
     require(o.kafka_key in ("user", "name"), f"--kafka-key {o.kafka_key!r}: expected user or name")
+    require(o.ralph_batch_size >= 1, f"--ralph-batch-size {o.ralph_batch_size}: expected at least 1")
+    require(o.ralph_batch_interval > 0, f"--ralph-batch-interval {o.ralph_batch_interval}: expected seconds > 0")
+    require(o.ralph_concurrency >= 1, f"--ralph-concurrency {o.ralph_concurrency}: expected at least 1")
     require(o.vector_lines in ("xapi", "tracking", "both"),
             f"--vector-lines {o.vector_lines!r}: expected xapi, tracking or both")
     if o.course_id:
@@ -165,10 +182,47 @@ def _check_reachable(o) -> None:
             run_blocking(AdminClient({**conf, "log_level": 0}).list_topics, timeout=10)
         except Exception as exc:  # noqa: BLE001 - ValueError (settings) or KafkaException (reason)
             raise OptionError(f"kafka_bus: brokers unreachable or refusing us: {exc}") from None
+    elif o.pipeline_backend == "ralph":
+        _check_lrs(o)
     else:
         folder = os.path.dirname(os.path.abspath(o.vector_log_file))
         if not os.path.isdir(folder) and not os.access(os.path.dirname(folder) or "/", os.W_OK):
             raise OptionError(f"--vector-log-file {o.vector_log_file!r}: folder {folder} cannot be created")
+
+
+def ralph_password(o) -> str:
+    """The LRS password: LOCUST_RALPH_PASSWORD, else --ralph-password-file (never an option value)."""
+    if os.environ.get("LOCUST_RALPH_PASSWORD"):
+        return os.environ["LOCUST_RALPH_PASSWORD"]
+    if not o.ralph_password_file:
+        return ""
+    try:
+        with open(o.ralph_password_file) as f:
+            return f.read().strip()
+    except OSError as exc:
+        raise OptionError(f"--ralph-password-file {o.ralph_password_file!r}: {exc.strerror}") from None
+
+
+def _check_lrs(o) -> None:
+    """GET /whoami with the credentials: unreachable and refused are different one-line errors."""
+    import base64
+    import urllib.error
+    import urllib.request
+
+    from monitors.chclient import redact
+
+    token = base64.b64encode(f"{o.ralph_username}:{ralph_password(o)}".encode()).decode()
+    url = o.ralph_url.rstrip("/")
+    req = urllib.request.Request(f"{url}/whoami", headers={"Authorization": f"Basic {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=5):
+            return
+    except urllib.error.HTTPError as exc:
+        raise OptionError(f"ralph: LRS {redact(url)} refused user {o.ralph_username!r}: HTTP {exc.code} "
+                          "(check --ralph-username and the password)") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise OptionError(f"ralph: LRS {redact(url)} unreachable: {reason}") from None
 
 
 def _processes(environment) -> tuple[int, int]:
@@ -216,6 +270,10 @@ class Generator:
             return KafkaSender(env, "kafka_bus", conf=kafka_conf.client_config(o.kafka_bus_brokers),
                                topic=o.kafka_bus_topic or f"{o.event_bus_prefix}-analytics", key=o.kafka_key,
                                value_schema_id=o.kafka_value_schema_id, key_schema_id=o.kafka_key_schema_id)
+        if o.pipeline_backend == "ralph":
+            return RalphSender(env, "ralph", url=o.ralph_url, username=o.ralph_username, password=ralph_password(o),
+                               batch_size=o.ralph_batch_size, batch_interval=o.ralph_batch_interval,
+                               concurrency=o.ralph_concurrency)
         return VectorSender(env, "vector", path=o.vector_log_file, lines=o.vector_lines)
 
     def take(self) -> bool:

@@ -6,6 +6,8 @@ from the call to the broker's answer (Redis reply, Kafka delivery report, the wr
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -14,7 +16,7 @@ import gevent
 
 from locustfiles import tracking_wire as wire
 
-BACKENDS = ("celery", "redis_bus", "kafka_bus", "vector")
+BACKENDS = ("celery", "redis_bus", "kafka_bus", "vector", "ralph")
 REQUEST_TYPE = "EVENT"
 
 
@@ -156,3 +158,87 @@ class VectorSender(Sender):
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+@dataclass
+class RalphSender(Sender):
+    """ralph: xAPI statements (event-routing-backends' transformation) POSTed to an LRS in batches,
+    "this many or this long" as event-routing-backends batches them, several POSTs in flight.
+
+    Each event is an EVENT request timed from its creation to the LRS's answer for its batch
+    (batching wait included: that is what the pipeline adds); each POST is also an LRS request.
+    """
+
+    url: str = "http://127.0.0.1:8100"
+    username: str = ""
+    password: str = ""
+    batch_size: int = 100
+    batch_interval: float = 1.0
+    concurrency: int = 4
+    _client: object = None
+    _buffer: list = field(default_factory=list)
+    _pool: object = None
+    _timer: object = None
+    _oldest: float = 0.0
+
+    def __post_init__(self) -> None:
+        import gevent.pool
+        from geventhttpclient import URL, HTTPClient
+
+        url = URL(self.url.rstrip("/"))
+        self._path = url.path.rstrip("/") + "/xAPI/statements"
+        self._client = HTTPClient.from_url(url, concurrency=self.concurrency, connection_timeout=10,
+                                           network_timeout=60)
+        token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        self._headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json",
+                         "X-Experience-API-Version": "1.0.3"}
+        self._pool = gevent.pool.Pool(self.concurrency)
+        self._timer = gevent.spawn(self._tick)
+
+    def send(self, event: dict) -> None:
+        from targets.pipeline.xapi import transform
+
+        if not self._buffer:
+            self._oldest = time.monotonic()
+        self._buffer.append((event["name"], time.time(), time.perf_counter(), transform(event)))
+        if len(self._buffer) >= self.batch_size:
+            self._flush()
+
+    def _tick(self) -> None:
+        # The timer: a partial batch never waits for the next event longer than batch_interval.
+        while True:
+            gevent.sleep(min(self.batch_interval, 0.1))
+            if self._buffer and time.monotonic() - self._oldest >= self.batch_interval:
+                self._flush()
+
+    def _flush(self) -> None:
+        batch, self._buffer = self._buffer, []
+        if batch:
+            self._pool.spawn(self._post, batch)  # waits for a free slot: back-pressure on the users
+
+    def _post(self, batch: list) -> None:
+        body = json.dumps([b[3] for b in batch], separators=(",", ":")).encode()
+        start, t0 = time.time(), time.perf_counter()
+        exc: Exception | None = None
+        try:
+            resp = self._client.post(self._path, body=body, headers=self._headers)
+            answer = resp.read()
+            if resp.status_code != 200:
+                exc = RuntimeError(f"LRS answered {resp.status_code}: {answer[:200].decode(errors='replace')}")
+        except Exception as err:  # noqa: BLE001 - a failed POST fails its events, never the run
+            exc = err
+        self.environment.events.request.fire(request_type="LRS", name="POST /xAPI/statements",
+                                             response_time=(time.perf_counter() - t0) * 1000,
+                                             response_length=len(body), exception=exc, context={}, start_time=start)
+        size = len(body) // len(batch)
+        for name, ev_start, ev_t0, _statement in batch:
+            self._fire(name, ev_start, ev_t0, 0 if exc else size, exc)
+
+    def outstanding(self) -> int:
+        return len(self._buffer) + len(self._pool)
+
+    def close(self) -> None:
+        self._flush()
+        self._pool.join(timeout=60)
+        self._timer.kill(block=False)
+        self._client.close()

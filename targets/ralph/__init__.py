@@ -1,0 +1,1 @@
+"""Reference LRS for `--pipeline-backend ralph`: Ralph (the LRS Open edX Aspects uses), fs backend."""
