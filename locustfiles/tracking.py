@@ -74,6 +74,9 @@ def _options(parser) -> None:
                    help="kafka_bus: Schema Registry id of the TrackingLogData schema in the messages (default 1)")
     g.add_argument("--kafka-key-schema-id", type=int, default=2, env_var="LOCUST_KAFKA_KEY_SCHEMA_ID",
                    help="kafka_bus: Schema Registry id of the key schema (default 2)")
+    g.add_argument("--schema-registry-url", default="", env_var="LOCUST_SCHEMA_REGISTRY_URL",
+                   help="kafka_bus: register the schemas in this Confluent Schema Registry (subjects <topic>-value "
+                        "and <topic>-key) and use its ids instead of the two options above")
     g.add_argument("--vector-log-file", default=".run/tracking.log", env_var="LOCUST_VECTOR_LOG_FILE",
                    help="vector: the log file Vector tails (default .run/tracking.log)")
     g.add_argument("--vector-lines", default="xapi", env_var="LOCUST_VECTOR_LINES",
@@ -148,6 +151,8 @@ def _init(environment, runner=None, **_kw) -> None:
                                    "events_per_second": o.events_per_second or None}
     if not isinstance(runner, MasterRunner):
         _check_reachable(o)
+        if o.pipeline_backend == "kafka_bus" and o.schema_registry_url:
+            _register_schemas(o)
     if isinstance(runner, MasterRunner):
         runner.register_message("tracking_done", _worker_done)
         environment.tracking_done = 0
@@ -188,6 +193,18 @@ def _check_reachable(o) -> None:
         folder = os.path.dirname(os.path.abspath(o.vector_log_file))
         if not os.path.isdir(folder) and not os.access(os.path.dirname(folder) or "/", os.W_OK):
             raise OptionError(f"--vector-log-file {o.vector_log_file!r}: folder {folder} cannot be created")
+
+
+def _register_schemas(o) -> None:
+    from locustfiles.schema_registry import register_tracking_schemas
+
+    topic = o.kafka_bus_topic or f"{o.event_bus_prefix}-analytics"
+    try:
+        o.kafka_value_schema_id, o.kafka_key_schema_id = register_tracking_schemas(o.schema_registry_url, topic)
+    except ValueError as exc:
+        raise OptionError(f"kafka_bus: {exc}") from None
+    log.info("kafka_bus: schemas registered for %s: value id %d, key id %d", topic, o.kafka_value_schema_id,
+             o.kafka_key_schema_id)
 
 
 def ralph_password(o) -> str:

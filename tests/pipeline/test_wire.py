@@ -100,3 +100,57 @@ def test_users_file_rows_and_errors(tmp_path):
 
     with pytest.raises(ValueError, match="line 2: 'x': expected user_id,username"):
         load_users(bad)
+
+
+def test_kafka_bus_messages_carry_the_schema_ids_the_registry_gave(kafka, tmp_path):
+    import io
+    import struct
+    import uuid
+
+    import fastavro
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from tests.helpers import REPO, run_locust
+    from tests.pipeline.schema_registry_fake import SchemaRegistry
+
+    registry = SchemaRegistry()
+    prefix = f"sr{uuid.uuid4().hex[:6]}"
+    topic = f"{prefix}-analytics"
+    try:
+        done = run_locust(["-f", str(REPO / "locustfiles" / "tracking.py"), "--headless", "-u", "2", "-r", "2",
+                           "-t", "60s", "--pipeline-backend", "kafka_bus", "--kafka-bus-brokers", kafka.url,
+                           "--event-bus-prefix", prefix, "--schema-registry-url", registry.url, "--num-events", "20",
+                           "--no-e2e", "--no-monitor", "--no-sar"],
+                          env={"SCHEMA_REGISTRY_API_KEY": "k", "SCHEMA_REGISTRY_API_SECRET": "s"}, timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+        value_id, key_id = registry.subjects[f"{topic}-value"], registry.subjects[f"{topic}-key"]
+        assert value_id != key_id and all(a == "Basic " + base64.b64encode(b"k:s").decode() for a in registry.auth)
+        consumer = Consumer({"bootstrap.servers": kafka.url, "group.id": prefix, "enable.auto.commit": False})
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(4)])
+        messages = []
+        while len(messages) < 20:
+            batch = consumer.consume(20, 10)
+            assert batch, f"only {len(messages)} of 20 messages on {topic}"
+            messages += [m for m in batch if not m.error()]
+        consumer.close()
+        schema = fastavro.parse_schema(registry.schema(value_id))  # what a consumer fetches by id
+        for m in messages:
+            magic, framed_id = struct.unpack(">bI", m.value()[:5])
+            assert (magic, framed_id) == (0, value_id) and struct.unpack(">bI", m.key()[:5]) == (0, key_id)
+            record = fastavro.schemaless_reader(io.BytesIO(m.value()[5:]), schema)
+            assert record["tracking_log"]["name"] and json.loads(record["tracking_log"]["context"])
+    finally:
+        registry.close()
+
+
+def test_an_unreachable_schema_registry_is_a_one_line_error(kafka):
+    from stack import free_port
+    from tests.helpers import REPO, run_locust
+
+    done = run_locust(["-f", str(REPO / "locustfiles" / "tracking.py"), "--headless", "-u", "1", "-t", "5s",
+                       "--pipeline-backend", "kafka_bus", "--kafka-bus-brokers", kafka.url,
+                       "--schema-registry-url", f"http://127.0.0.1:{free_port()}", "--no-e2e", "--no-monitor",
+                       "--no-sar"], timeout=60)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert last.startswith("error: kafka_bus: schema registry http://127.0.0.1:") and "unreachable" in last
