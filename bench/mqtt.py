@@ -6,7 +6,7 @@ libmosquitto) sending N lines, (b) a plain paho-mqtt loop (loop_start thread, wi
 messages), (c) the suite: 10 Locust users, each a locustfiles/mqtt_client.Device publishing
 lamp/changed with 100 in flight, every publish a Locust request timed to PUBACK (QoS 1) or to the
 socket write (QoS 0). Goals: QoS0 >= 20,000/s and QoS1 >= 9,000/s for (c).
-Devices: locustfiles/mqtt.py, profile normal, BENCH_MQTT_DEVICES users (default 2000,5000) at
+Devices: locustfiles/mqtt.py, profile normal, BENCH_MQTT_DEVICES users (default 2000,5000,10000) at
 spawn rate 500; counts devices connected and failures.
 """
 
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 LOCUST = str(Path(sys.executable).with_name("locust"))
 N = int(os.environ.get("BENCH_MQTT_MESSAGES", "200000"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
-DEVICES = [int(x) for x in os.environ.get("BENCH_MQTT_DEVICES", "2000,5000").split(",") if x]
+DEVICES = [int(x) for x in os.environ.get("BENCH_MQTT_DEVICES", "2000,5000,10000").split(",") if x]
 
 
 class Counter:
