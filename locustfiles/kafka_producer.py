@@ -62,9 +62,6 @@ class KafkaLoad:
         self.env, self.o, self.records = environment, options, records
         self.conf = kafka_conf.client_config(options.kafka_brokers)
         self.errors: list[str] = []
-        # One producer-wide delivery callback: a callback per produce() costs an allocation each.
-        self.producer = Producer({**self.conf, "linger.ms": options.kafka_linger_ms, "acks": options.kafka_acks,
-                                  "log_level": 0, "error_cb": self._error, "on_delivery": self._delivered})
         runner = environment.runner
         worker = isinstance(runner, WorkerRunner)  # LocalRunner has a worker_index too (always 0)
         index = runner.worker_index if worker else 0
@@ -74,11 +71,16 @@ class KafkaLoad:
         self.sent = self.failed = 0
         self._delivered_events = 0  # deliveries reported one event each (--kafka-request-events)
         self.producer_id = f"{socket.gethostname()}-{os.getpid()}"
-        self._seq = itertools.count()
+        self._next_seq = 0
         self.topic = options.kafka_topic
-        self._encoded = itertools.cycle([encode_record(r, options.kafka_key_field) for r in records])
+        # Each record's JSON up to the per-message fields, with this producer's id, encoded once.
+        self._encoded = itertools.cycle([((body + f'"_producer":"{self.producer_id}","_seq":').encode(), key)
+                                         for body, key in (encode_record(r, options.kafka_key_field)
+                                                           for r in records)])
         self.bulk = None if options.kafka_request_events else BulkRequests(environment, "PRODUCE", self.topic)
-        self._ok = None if self.bulk is None else self.bulk.pending.append
+        # One producer-wide delivery callback: a callback per produce() costs an allocation each.
+        self.producer = Producer({**self.conf, "linger.ms": options.kafka_linger_ms, "acks": options.kafka_acks,
+                                  "log_level": 0, "error_cb": self._error, "on_delivery": self._delivery_callback()})
         self.finishing = False
         self.reader: LatencyReader | None = None
         self.pump = gevent.spawn(self._pump)
@@ -100,21 +102,22 @@ class KafkaLoad:
         n = limit if self.budget is None else min(limit, self.budget - self.sent)
         # The hot loop of the generator: locals only, the record's JSON encoded once, each message
         # only appending its identity and send time.
-        produce, topic = self.producer.produce, self.topic
-        encoded, seq, head = self._encoded, self._seq, f'"_producer":"{self.producer_id}","_seq":'
-        size = 0
-        tail = f',"_sent_ms":{int(time.time() * 1000)}}}'  # a burst takes well under a millisecond
+        produce, topic, encoded = self.producer.produce, self.topic, self._encoded
+        tail = b',"_sent_ms":%d}' % int(time.time() * 1000)  # a burst takes well under a millisecond
+        seq, size = self._next_seq, 0
         for _ in range(n):
-            prefix, key = next(encoded)
-            value = f'{prefix}{head}{next(seq)}{tail}'.encode()
+            head, key = next(encoded)
+            value = b"%b%d%b" % (head, seq, tail)
+            seq += 1
             size += len(value)
             try:
                 produce(topic, value, key)
             except BufferError:
                 self._produce_when_room(value, key)
+        self._next_seq = seq
         self.sent += n
         if self.bulk is not None:
-            self.bulk.bytes += size  # failures take theirs back in _delivered
+            self.bulk.bytes += size  # failures take theirs back in _report_one
         if self.budget is not None and self.sent >= self.budget and not self.finishing:
             self.finishing = True
             gevent.spawn(self.finish)
@@ -133,11 +136,20 @@ class KafkaLoad:
             except BufferError:
                 continue
 
-    def _delivered(self, err, msg) -> None:
-        # msg.latency(): librdkafka's own produce() → delivery report time, so no closure per message.
-        if err is None and self._ok is not None:
-            self._ok(msg.latency() or 0.0)
-            return
+    def _delivery_callback(self):
+        """The delivery report handler; successes only append librdkafka's own produce() → delivery
+        latency to the bulk statistics (the hot path, kept to a closure over locals)."""
+        ok = None if self.bulk is None else self.bulk.pending.append
+
+        def delivered(err, msg) -> None:
+            if err is None and ok is not None:
+                ok(msg.latency() or 0.0)
+            else:
+                self._report_one(err, msg)
+
+        return delivered
+
+    def _report_one(self, err, msg) -> None:
         ms = (msg.latency() or 0.0) * 1000
         if err is None:
             self._delivered_events += 1
