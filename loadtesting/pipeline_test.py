@@ -68,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
                *(["--clickhouse-data-path", str(data)] if data.is_dir() else []), *extra]
         return subprocess.run(cmd, cwd=REPO).returncode
     finally:
-        os.killpg(pipeline.pid, signal.SIGTERM)
+        if pipeline.poll() is None:
+            try:
+                os.killpg(pipeline.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass  # it ended meanwhile
         pipeline.wait(timeout=60)
 
 

@@ -169,7 +169,8 @@ def load_clickhouse(run_id: str, url: str, database: str) -> RunData | None:
                  "ended": ended.replace(tzinfo=UTC).isoformat(timespec="seconds") if ended.year > 1971 else None,
                  "host": host, "tags": list(tags), "options": json.loads(options or "{}"),
                  "versions": json.loads(versions or "{}"), "exit_code": exit_code,
-                 "drained": bool(drained), "drain_seconds": drain_s, "max_backlog": max_backlog}
+                 "drained": bool(drained), "drain_seconds": drain_s, "max_backlog": max_backlog,
+                 "extra": json.loads(extra or "{}")}
     for t, users, rps, fail_rps, p95 in client.execute(q["timeline"], {"run": run_id}):
         data.timeline.append({"time": t / 1000, "users": users, "rps": rps, "fail_rps": fail_rps, "p95": p95})
     for rtype, name, n, f, avg, p95w, p95max, mx in client.execute(q["requests"], {"run": run_id}):
@@ -277,8 +278,13 @@ def findings(data: RunData, figures: dict[str, dict]) -> list[str]:
     elif events:
         sent = sum(r["requests"] for r in events)
         failed = sum(r["failures"] for r in events)
-        text = (f"The generator sent {sent:,} tracking events at {_fmt(sum(r['rps'] for r in events))} events/s "
-                f"on average ({failed:,} failed to send).")
+        achieved = (data.meta.get("extra") or {}).get("events_per_second_achieved")
+        target = float((data.meta.get("options") or {}).get("events_per_second") or 0)
+        if achieved:
+            rate = f"at {_fmt(achieved)} events/s" + (f" (target {target:g})" if target else "")
+        else:
+            rate = f"({_fmt(sum(r['rps'] for r in events))} events/s averaged over the whole run, drain included)"
+        text = f"The generator sent {sent:,} tracking events {rate}; {failed:,} failed to send."
         stored = sum(r["requests"] - r["failures"] for r in data.requests if r["type"] == "E2E")
         if any(r["type"] == "E2E" for r in data.requests):
             missing = sent - failed - stored

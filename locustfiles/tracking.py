@@ -400,6 +400,8 @@ def _quit(environment, **_kw) -> None:
     gen = getattr(environment, "tracking", None)
     if gen is not None:
         gen.sender.close()
+        if not isinstance(environment.runner, WorkerRunner):  # a worker's extras do not reach the master
+            add_run_extra(environment, events_per_second_achieved=round(gen.achieved_rate(), 1))
         if gen.rate and gen.achieved_rate() < 0.95 * gen.rate:
             log.warning("tracking: target %.0f events/s for this process missed: achieved %.0f/s "
                         "(the generator is the limit: add --processes)", gen.rate, gen.achieved_rate())

@@ -27,6 +27,11 @@ from targets.pipeline.router import Router, Store
 BACKENDS = ("celery", "redis_bus", "kafka_bus", "vector")
 
 
+
+def quiet_client_logs() -> None:
+    """clickhouse-driver logs every refused connection with a traceback; our one-line errors say it."""
+    logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m targets.pipeline", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,6 +66,7 @@ def _router(a) -> Router:
 
 def _bus_worker(a, index: int) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s pipeline[{a.backend}#{index}] %(message)s")
+    quiet_client_logs()
     stop = consumers.stop_event()
     router = _router(a)
     router.start_timer()
@@ -89,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         if not ok:
             print(f"error: {message}", file=sys.stderr)
             return 2
+    quiet_client_logs()
     try:
         chclient.parse_url(a.clickhouse_url)
         Store(a.clickhouse_url, a.xapi_database, a.xapi_table).ensure_table()
@@ -96,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: ClickHouse {chclient.redact(a.clickhouse_url)}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s pipeline[{a.backend}] %(message)s")
+    quiet_client_logs()
 
     if a.backend == "celery":
         env = {**os.environ, "PIPELINE_BROKER_URL": a.broker_url or a.redis_url, "PIPELINE_REDIS_URL": a.redis_url,
