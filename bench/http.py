@@ -2,7 +2,7 @@
 
 (a) wrk, one thread — the native ceiling; (b) a bare FastHttpUser GETting `/` with no wait;
 (c) the suite's learner (locustfiles/http.py) with waits set to zero, its login and three pages
-answered by the same nginx with 1 KB bodies. Reported: each rate and the ratios c/b (goal ≥ 1.0:
+answered by the same nginx with 1 KB bodies, and (d) the same learner with the monitor and sar on. Reported: each rate and the ratios c/b (goal ≥ 1.0:
 the suite adds no overhead to Locust) and b/a (what Locust costs against a C client).
 """
 
@@ -75,11 +75,14 @@ def main() -> int:
             a = wrk_rate(url)
             # Alternate (b) and (c) and keep each one's best, so a burst of other load on the
             # machine does not decide the ratio.
-            b = c = 0.0
+            b = c = d = 0.0
+            learner = ("--wait-min", "0", "--wait-max", "0", "--fake-users", "10000")
             for _ in range(ROUNDS):
                 b = max(b, locust_rate(REPO / "bench" / "locustfiles" / "bare_http.py", url, home))
-                c = max(c, locust_rate(REPO / "locustfiles" / "http.py", url, home, "--wait-min", "0",
-                                       "--wait-max", "0", "--fake-users", "10000"))
+                c = max(c, locust_rate(REPO / "locustfiles" / "http.py", url, home, *learner, "--no-monitor",
+                                       "--no-sar"))
+                # The same with the host monitor and sar capture on (sadc shares the cores).
+                d = max(d, locust_rate(REPO / "locustfiles" / "http.py", url, home, *learner))
         finally:
             stop_pid(nginx.pid)
     print(f"HTTP generators, 1 process each, {USERS} connections/users, {DURATION} s, 1 KB responses "
@@ -88,7 +91,9 @@ def main() -> int:
     print(f"{'(a) wrk -t1':<42}{a:>10.0f}")
     print(f"{'(b) bare FastHttpUser':<42}{b:>10.0f}")
     print(f"{'(c) learner, waits 0 (locustfiles/http.py)':<42}{c:>10.0f}")
+    print(f"{'(d) learner + monitor + sar capture':<42}{d:>10.0f}")
     print(f"ratio c/b = {c / b:.2f}  (goal >= 1.00: the learner adds no overhead)")
+    print(f"ratio d/c = {d / c:.2f}  (what watching the run costs the generator)")
     print(f"ratio b/a = {b / a:.2f}  (Locust's FastHttpUser against a C client)")
     return 0
 
