@@ -56,7 +56,7 @@ def _options(parser) -> None:
     g.add_argument("--first-fake-device", type=int, default=0, env_var="LOCUST_FIRST_FAKE_DEVICE")
     g.add_argument("--mqtt-keepalive", type=int, default=60, env_var="LOCUST_MQTT_KEEPALIVE")
     g.add_argument("--mqtt-connect-timeout", type=float, default=10.0, env_var="LOCUST_MQTT_CONNECT_TIMEOUT",
-                   help="seconds to wait for CONNACK (default 10)")
+                   help="seconds to wait for CONNACK, and at the end of a run for the acks still in flight (default 10)")
     g.add_argument("--mqtt-max-inflight", type=int, default=20, env_var="LOCUST_MQTT_MAX_INFLIGHT",
                    help=f"QoS>0 messages in flight per device (at most {PAHO_MAX_INFLIGHT})")
     g.add_argument("--mqtt-max-queued", type=int, default=1000, env_var="LOCUST_MQTT_MAX_QUEUED",

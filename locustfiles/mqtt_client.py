@@ -79,6 +79,7 @@ class Device:
         self._was_connected = False
         self.driver: gevent.Greenlet | None = None
         self._loop = gevent.get_hub().loop
+        self._settled: gevent.event.Event | None = None  # set by close() to wait for the last acks
 
     # -- connection ----------------------------------------------------------------------------
     def connect(self) -> bool:
@@ -116,6 +117,8 @@ class Device:
         for _mid, (name, qos, t0, wall, size) in list(self.pending.items()):
             self._fire(request_type(qos), name, t0, wall, size, ConnectionError("disconnected before PUBACK"))
         self.pending.clear()
+        if self._settled is not None:
+            self._settled.set()
 
     def _drive(self) -> None:
         """Serve the socket: read when readable, write when paho has data, keepalive each second."""
@@ -190,12 +193,22 @@ class Device:
         name, qos, t0, wall, size = entry
         failed = reason_code is not None and getattr(reason_code, "is_failure", False)
         self._fire(request_type(qos), name, t0, wall, size, RuntimeError(str(reason_code)) if failed else None)
+        if self._settled is not None and not self.pending:
+            self._settled.set()
 
     def _fire(self, rtype: str, name: str, t0: float, wall: float, size: int, exc) -> None:
         self.fire(request_type=rtype, name=name, response_time=(time.perf_counter() - t0) * 1000,
                   response_length=size, exception=exc, context={}, start_time=wall)
 
     def close(self) -> None:
+        """Disconnect, after the acks of messages still in flight (at most `connect_timeout` s).
+
+        A run that stops mid-publish would otherwise report its last messages as failed
+        ("disconnected before PUBACK") though the broker was about to acknowledge them.
+        """
+        if self.pending and self.connected.is_set():
+            self._settled = gevent.event.Event()
+            self._settled.wait(self.s.connect_timeout)
         self.running = False
         try:
             self.client.disconnect()

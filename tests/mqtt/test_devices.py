@@ -170,3 +170,29 @@ def test_qos0_publishes_are_each_reported_once_as_send_only(mosquitto):
         wait_for(lambda: len(rec.messages) == 500, timeout=30, what="500 QoS 0 messages at the subscriber")
     finally:
         rec.close()
+
+
+CLOSING_PUBLISHER = r"""
+import sys
+from locustfiles.mqtt_client import Device, Settings
+
+fired = []
+dev = Device("closing-test", Settings("127.0.0.1", int(sys.argv[1]), max_inflight=20, max_queued=1000),
+             lambda **kw: fired.append(kw))
+assert dev.connect()
+for i in range(500):  # 20 in flight, the rest queued in paho: all pending when close() starts
+    dev.publish("devices/closing/lamp/changed", "devices/+/lamp/changed", b"{}", 1, False)
+pending_at_close = len(dev.pending)
+dev.close()
+pubs = [f for f in fired if f["request_type"] == "PUB1"]
+print(pending_at_close, len(pubs), sum(1 for f in pubs if f["exception"] is None))
+"""
+
+
+def test_closing_waits_for_the_acks_of_messages_in_flight(mosquitto):
+    done = subprocess.run([sys.executable, "-c", CLOSING_PUBLISHER, str(mosquitto.port)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    pending_at_close, reported, acked = map(int, done.stdout.split())
+    assert pending_at_close > 400  # the test really closes with messages outstanding
+    assert (reported, acked) == (500, 500)  # each reported once, as acknowledged, none failed
