@@ -470,7 +470,7 @@ def target(kind: str, meta: dict, opts: dict) -> str:
         backend = opts["pipeline_backend"]
         entry = {"celery": _where(opts.get("celery_broker_url")), "redis_bus": _where(opts.get("event_bus_redis_url")),
                  "kafka_bus": _where(opts.get("kafka_bus_brokers")),
-                 "vector": opts.get("vector_log_file") or ""}.get(backend, "")
+                 "vector": opts.get("vector_log_file") or "", "ralph": _where(opts.get("ralph_url"))}.get(backend, "")
         return f"{backend} pipeline" + (f" at {entry}" if entry else "")
     if kind == "kafka" and opts.get("kafka_topic"):
         return f"topic {opts['kafka_topic']} on {_where(opts.get('kafka_brokers')) or 'the default brokers'}"

@@ -103,7 +103,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: ClickHouse {chclient.redact(a.clickhouse_url)}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s pipeline[{a.backend}] %(message)s")
-    quiet_client_logs()
 
     if a.backend == "celery":
         env = {**os.environ, "PIPELINE_BROKER_URL": a.broker_url or a.redis_url, "PIPELINE_REDIS_URL": a.redis_url,
