@@ -19,25 +19,18 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import signal
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from monitors.percentile import percentile
+
 log = logging.getLogger("monitors.kafka_latency")
 
 WINDOWS = ((100, "100"), (1_000, "1K"), (10_000, "10K"), (100_000, "100K"))
 SECONDS_LIMIT = 1e11  # an epoch below this is seconds (1e11 ms = 1973; 1e11 s = year 5138)
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    """Nearest-rank percentile of an ascending list."""
-    if not sorted_values:
-        return 0.0
-    k = max(0, min(len(sorted_values) - 1, math.ceil(p * len(sorted_values)) - 1))
-    return sorted_values[k]
 
 
 @dataclass

@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from monitors import chclient
+from monitors.percentile import percentile
 from monitors.schema import check_database_name
 
 log = logging.getLogger("monitors.e2e")
@@ -36,14 +37,6 @@ SQL_TIMESTAMPS = "SELECT {ts} AS ts, count() FROM {db}.{table} WHERE ({ranges}) 
 SQL_PARTS = ("SELECT sum(bytes_on_disk), sum(rows) FROM system.parts WHERE active AND database = %(d)s "
              "AND table = %(t)s")
 DEFAULT_TS_SQL = "visitParamExtractString(event, 'timestamp')"
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile of sorted `values`."""
-    if not values:
-        return 0.0
-    k = max(0, min(len(values) - 1, int(-(-q * len(values) // 1)) - 1))
-    return values[k]
 
 
 def _epoch(ts: str) -> float | None:

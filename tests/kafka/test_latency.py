@@ -7,7 +7,8 @@ import subprocess
 import sys
 import time
 
-from monitors.kafka_latency import LatencyStats, check_start, percentile
+from monitors.kafka_latency import LatencyStats, check_start
+from monitors.percentile import percentile
 from tests.helpers import REPO, read_locust_stats, run_locust
 from tests.kafka.conftest import latency_cli, produce_output, producer
 
@@ -40,6 +41,7 @@ def test_stat_windows_are_exact_averages_of_their_deltas():
 
 def test_percentile_is_nearest_rank():
     assert percentile([1, 2, 3, 4], 0.5) == 2 and percentile([7], 0.99) == 7 and percentile([], 0.5) == 0.0
+    assert percentile([1] * 99 + [9], 0.99) == 1  # exactly 99 % at or below 1: the boundary stays at 1
 
 
 def test_injected_delay_is_reported_within_1_ms_at_every_percentile(kafka, topics, processor):
