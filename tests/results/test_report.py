@@ -1,0 +1,141 @@
+"""Markdown reports with charts, from ClickHouse and from the run folder's CSV files."""
+
+from __future__ import annotations
+
+import csv
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from loadtesting.report import QUERIES
+from monitors import schema
+from tests.helpers import REPO
+from tests.monitor.conftest import chdb_render
+
+
+def report(run, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "loadtesting.report", run.run_id, "--results", str(run.results),
+                           *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", path
+    return struct.unpack(">II", data[16:24])
+
+
+def findings(md: str) -> list[str]:
+    section = md.split("## Findings", 1)[1].split("\n## ", 1)[0]
+    return [p for p in section.strip().split("\n\n") if p.strip()]
+
+
+@pytest.fixture(scope="module")
+def csv_report(capacity_run):
+    done = report(capacity_run, "--source", "csv")
+    assert done.returncode == 0, done.stderr
+    return (capacity_run.folder / "capped_locustfile-results.md").read_text()
+
+
+def test_report_from_csv_states_the_capacity_found(capacity_run, csv_report):
+    cap = capacity_run.json("capacity.json")
+    assert f"Maximum sustainable load: **{cap['max_sustainable_users']} users**" in csv_report
+    assert "| Data source | run folder CSV files |" in csv_report
+    assert len(findings(csv_report)) >= 2
+
+
+def test_report_has_per_phase_locust_and_sar_tables(csv_report):
+    for name in ("minimal-load", "max-sustainable-load", "failure-load"):
+        assert csv_report.count(f"| {name} |") == 2, name  # the phase table and the sar table
+    assert "CPU user %" in csv_report and "net rx kB/s" in csv_report
+
+
+def test_report_names_the_failure_that_appeared(csv_report):
+    assert "LocustBadStatusCode(code=503)" in csv_report
+
+
+def test_charts_are_valid_pngs_linked_from_the_report(capacity_run, csv_report):
+    for name in ("load", "capacity"):
+        path = capacity_run.folder / "charts" / f"{name}.png"
+        width, height = png_size(path)
+        assert width >= 600 and height >= 200
+        assert f"(charts/{name}.png)" in csv_report
+
+
+def test_report_from_clickhouse_has_the_same_request_count_as_the_csv(capacity_run):
+    done = report(capacity_run, "--source", "clickhouse", "--clickhouse-url",
+                  capacity_run.clickhouse_url, "--out", str(capacity_run.folder / "from-ch"))
+    assert done.returncode == 0, done.stderr
+    md = (capacity_run.folder / "from-ch" / "capped_locustfile-results.md").read_text()
+    assert "| Data source | ClickHouse (monitor tables) |" in md
+    final = {r["name"]: r for r in capacity_run.json("stats.json")["requests"]}["/work"]["requests"]
+    # Every interval the monitor stored adds up to Locust's own final count: no measurement lost.
+    assert f"| GET | /work | {final:,} |" in md
+    assert "Maximum sustainable load" in md and len(findings(md)) >= 2
+
+
+def test_final_stats_hold_at_least_what_locusts_csv_holds(capacity_run):
+    # Locust rewrites its CSV once a second and not at exit; stats.json is written at exit.
+    final = {r["name"]: r for r in capacity_run.json("stats.json")["requests"]}
+    with open(capacity_run.folder / "locust_stats.csv", newline="") as f:
+        csv_rows = {r["Name"]: r for r in csv.DictReader(f)}
+    assert final["/work"]["requests"] >= int(csv_rows["/work"]["Request Count"]) > 0
+    assert final["Aggregated"]["requests"] == final["/work"]["requests"]
+
+
+def test_an_unknown_run_is_a_one_line_error(capacity_run):
+    done = subprocess.run([sys.executable, "-m", "loadtesting.report", "no-such-run", "--results",
+                           str(capacity_run.results), "--source", "csv"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("error: run 'no-such-run': no folder") and "\n" not in done.stderr.strip()
+
+
+@pytest.mark.parametrize("name", sorted(QUERIES))
+def test_report_queries_run_on_current_clickhouse(chdb_session, name):
+    for statement in schema.statements("event_sink"):
+        chdb_session.query(statement)
+    chdb_session.query(chdb_render(QUERIES[name].format(db="event_sink"), {"run": "no-run"}))
+
+
+def test_a_url_password_never_reaches_run_json_or_the_report():
+    from loadtesting.run import _redact
+
+    assert _redact("clickhouse://lt:s3cret@db:9000/default") == "clickhouse://lt:***@db:9000/default"
+    assert _redact("redis://:s3cret@cache:6379/0") == "redis://:***@cache:6379/0"
+    assert _redact("--capacity-search") == "--capacity-search"
+
+
+def _row(rtype: str, name: str, requests: int, failures: int = 0) -> dict:
+    return {"type": rtype, "name": name, "requests": requests, "failures": failures, "rps": requests / 10,
+            "avg_ms": 5.0, "p95_ms": 9.0, "max_ms": 12.0}
+
+
+def test_a_tracking_report_says_how_many_events_were_sent_and_found():
+    from loadtesting.report import RunData, findings as report_findings
+
+    data = RunData(run_id="r", source="csv", kind="tracking",
+                   requests=[_row("EVENT", "play_video", 60), _row("EVENT", "problem_check", 40, failures=2),
+                             _row("E2E", "tracking event → xAPI in ClickHouse", 95), _row("", "Aggregated", 195, 2)])
+    first = report_findings(data, {})[0]
+    assert "sent 100 tracking events" in first and "; 2 failed to send" in first
+    assert "95 of them were found in ClickHouse" in first and "3 never arrived" in first
+
+
+def test_a_tracking_report_gives_the_achieved_sending_rate_against_its_target():
+    from loadtesting.report import RunData, findings as report_findings
+
+    data = RunData(run_id="r", source="clickhouse", kind="tracking", requests=[_row("EVENT", "play_video", 100)],
+                   meta={"extra": {"events_per_second_achieved": 480.5}, "options": {"events_per_second": 500}})
+    assert "sent 100 tracking events at 480.5 events/s (target 500)" in report_findings(data, {})[0]
+
+
+def test_the_target_names_the_pipeline_entry_point_without_credentials():
+    from loadtesting.report import target
+
+    opts = {"pipeline_backend": "redis_bus", "event_bus_redis_url": "redis://app:s3cret@redis.example:6380/0"}
+    assert target("tracking", {}, opts) == "redis_bus pipeline at redis.example:6380"
+    lrs = {"pipeline_backend": "ralph", "ralph_url": "https://lrs.example/ralph"}
+    assert target("tracking", {}, lrs) == "ralph pipeline at lrs.example"
+    assert target("kafka", {}, {"kafka_topic": "in", "kafka_brokers": "k1:9092,k2:9092"}) == "topic in on k1:9092,k2:9092"
+    assert "s3cret" not in target("http", {"host": "http://u:s3cret@site:8000"}, {})
