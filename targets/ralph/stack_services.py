@@ -64,8 +64,11 @@ def ralph(stack: Stack) -> Service:
             password_file.write_text(password)
         if auth.exists():
             auth.unlink()  # one user, with the current password
-        done = subprocess.run([str(venv / "bin" / "ralph"), "auth", "-u", USERNAME, f"--password={password_file.read_text()}",
-                               "-s", "all", "-M", f"mailto:{USERNAME}@example.com", "-w"],
+        # The password goes to ralph's prompt (and its confirmation) on stdin, not into argv, which
+        # any local user can read in the process list.
+        password = password_file.read_text()
+        done = subprocess.run([str(venv / "bin" / "ralph"), "auth", "-u", USERNAME, "-s", "all",
+                               "-M", f"mailto:{USERNAME}@example.com", "-w"], input=f"{password}\n{password}\n",
                               env={**os.environ, **env}, capture_output=True, text=True)
         if done.returncode:
             raise StackError(f"ralph: creating the LRS user failed: {(done.stderr or done.stdout).strip()[-200:]}")
