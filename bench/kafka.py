@@ -147,8 +147,11 @@ def suite_consume(brokers: str, topic: str) -> float:
 def plain_consume(brokers: str, topic: str) -> float:
     from confluent_kafka import Consumer
 
-    c = Consumer({"bootstrap.servers": brokers, "group.id": f"plain-{time.time()}", "auto.offset.reset": "earliest",
-                  "session.timeout.ms": 6000})
+    from monitors.kafka_conf import READER_DEFAULTS
+
+    # The same librdkafka settings as the suite's reader, so the ratio measures only the suite's work.
+    c = Consumer({**READER_DEFAULTS, "bootstrap.servers": brokers, "group.id": f"plain-{time.time()}",
+                  "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
     c.subscribe([topic])
     n, t0 = 0, None
     deadline = time.monotonic() + 600

@@ -221,7 +221,7 @@ class LatencyReader:
         from confluent_kafka import Consumer
 
         self.env, self.topic = environment, topic
-        self.consumer = Consumer({**conf, "group.id": f"kafka-latency-{topic}", "enable.auto.commit": False,
+        self.consumer = Consumer({**kafka_conf.READER_DEFAULTS, **conf, "group.id": f"kafka-latency-{topic}", "enable.auto.commit": False,
                                   "auto.offset.reset": "latest", "log_level": 3})
         self.stats = LatencyStats(on_window=lambda s: log.info(format_window(s)), on_total=log.info)
         self.start_ms = start_ms

@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from monitors.percentile import percentile
 
 log = logging.getLogger("monitors.kafka_latency")
 
 WINDOWS = ((100, "100"), (1_000, "1K"), (10_000, "10K"), (100_000, "100K"))
+WINDOW_STEP = math.gcd(*(size for size, _ in WINDOWS), 1000)  # 1000: the running total's period
 SECONDS_LIMIT = 1e11  # an epoch below this is seconds (1e11 ms = 1973; 1e11 s = year 5138)
 
 
@@ -37,11 +39,10 @@ SECONDS_LIMIT = 1e11  # an epoch below this is seconds (1e11 ms = 1973; 1e11 s =
 class Window:
     label: str
     size: int
-    deltas: list[float] = field(default_factory=list)
     started: float = 0.0  # set by the window's first delta, so waiting for traffic is not counted
 
-    def summary(self) -> dict:
-        d = sorted(self.deltas)
+    def summary(self, deltas: list[float]) -> dict:
+        d = sorted(deltas)
         secs = max(time.monotonic() - self.started, 1e-9) if self.started else 1e-9
         return {"window": self.label, "messages": len(d), "avg_ms": sum(d) / len(d) if d else 0.0,
                 "p50_ms": percentile(d, 0.50), "p95_ms": percentile(d, 0.95), "p99_ms": percentile(d, 0.99),
@@ -68,22 +69,30 @@ class LatencyStats:
         self.started = 0.0  # first delta: msg/s is the rate of reading, not of waiting for traffic
         self.last_total = 0.0
         self._seen: set = set()
+        self._sorted: list[float] = []
 
     def add(self, delta_ms: float) -> None:
-        self.count += 1
-        self.all.append(delta_ms)
+        # The hot path: one append and one modulo per message. Windows are the last `size` deltas
+        # of `all`; every window size is a multiple of WINDOW_STEP, so their first and last
+        # messages fall where count % WINDOW_STEP is 1 or 0, and only there is there work to do.
+        deltas = self.all
+        deltas.append(delta_ms)
+        n = self.count = len(deltas)
+        if n % WINDOW_STEP <= 1:
+            self._window_edge(n)
+
+    def _window_edge(self, n: int) -> None:
+        now = time.monotonic()
+        if n == 1:
+            self.started = now
         for w in self.windows:
-            if not w.deltas:
-                w.started = time.monotonic()
-            w.deltas.append(delta_ms)
-            if len(w.deltas) == w.size:
-                self.on_window(w.summary())
-                w.deltas = []
-        if self.count == 1:
-            self.started = time.monotonic()
+            if n % w.size == 1 or w.size == 1:
+                w.started = now
+            if n % w.size == 0:
+                self.on_window(w.summary(self.all[-w.size:]))
         # A running total every 1,000 messages, at most once a second: it sorts every delta so far.
-        if self.count % 1000 == 0 and time.monotonic() - self.last_total >= 1.0:
-            self.last_total = time.monotonic()
+        if n % 1000 == 0 and now - self.last_total >= 1.0:
+            self.last_total = now
             self.on_total(self.total_line())
 
     def seen_before(self, message_id) -> bool:
@@ -96,7 +105,13 @@ class LatencyStats:
         return False
 
     def total(self) -> dict:
-        d = sorted(self.all)
+        # `_sorted` holds the deltas of earlier totals in order: sorting only the new ones and
+        # letting timsort merge the two runs costs ~25 ms at 1M deltas instead of ~170 ms.
+        new = self.all[len(self._sorted):]
+        new.sort()
+        self._sorted += new
+        self._sorted.sort()
+        d = self._sorted
         secs = max(time.monotonic() - self.started, 1e-9) if self.started else 1e-9
         return {"window": "TOTAL", "messages": len(d), "avg_ms": sum(d) / len(d) if d else 0.0,
                 "p50_ms": percentile(d, 0.5), "p95_ms": percentile(d, 0.95), "p99_ms": percentile(d, 0.99),
@@ -115,6 +130,9 @@ class LatencyStats:
 
 
 TIMESTAMP_TYPES = {1: "CreateTime", 2: "LogAppendTime"}
+# json.loads on bytes first sniffs their encoding; Kafka JSON is UTF-8, and decoding it ourselves
+# then parsing the str costs ~1.3 µs instead of ~2 µs a message (same strictness).
+_decode = json.JSONDecoder().decode
 
 
 def handle_message(stats: LatencyStats, msg, id_fields=("_producer", "_seq")) -> float | None:
@@ -122,13 +140,20 @@ def handle_message(stats: LatencyStats, msg, id_fields=("_producer", "_seq")) ->
     ts_type, ts = msg.timestamp()
     name = TIMESTAMP_TYPES.get(ts_type, "NotAvailable")
     stats.timestamp_types[name] = stats.timestamp_types.get(name, 0) + 1
+    value = msg.value()
     try:
-        event = json.loads(msg.value())
+        event = _decode(value.decode() if value is not None else "")
         start = float(event["timestamp_start"])
     except (ValueError, TypeError, KeyError):
         stats.invalid += 1
         return None
-    if all(f in event for f in id_fields) and stats.seen_before(tuple(event[f] for f in id_fields)):
+    # A message without the producer's identity cannot be checked for duplicates (and raising
+    # KeyError for each such message would cost more than the rest of this function).
+    try:
+        message_id = tuple([event[f] for f in id_fields]) if id_fields[0] in event else None
+    except KeyError:
+        message_id = None
+    if stats.seen_before(message_id):
         return None
     if start < SECONDS_LIMIT:
         stats.in_seconds += 1
@@ -153,7 +178,7 @@ def handle_message(stats: LatencyStats, msg, id_fields=("_producer", "_seq")) ->
 def consumer_config(brokers: str | None, group: str) -> dict:
     from monitors import kafka_conf
 
-    conf = kafka_conf.client_config(brokers)
+    conf = {**kafka_conf.READER_DEFAULTS, **kafka_conf.client_config(brokers)}
     conf.update({"group.id": group, "enable.auto.commit": False, "auto.offset.reset": "latest",
                  "enable.partition.eof": False, "log_level": 3})
     return conf

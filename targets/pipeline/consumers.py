@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+from monitors import kafka_conf
 from targets.pipeline import decode
 from targets.pipeline.router import Router, Store
 
@@ -69,7 +70,8 @@ def run_redis_bus(router: Router, url: str, stream: str, group: str, stop: threa
 def run_kafka_bus(router: Router, conf: dict, topic: str, group: str, stop: threading.Event) -> None:
     from confluent_kafka import Consumer, KafkaException
 
-    consumer = Consumer({**conf, "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer = Consumer({**kafka_conf.READER_DEFAULTS, **conf, "group.id": group, "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest"})
     consumer.subscribe([topic])
     try:
         while not stop.is_set():

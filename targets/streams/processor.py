@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from confluent_kafka import Consumer, KafkaException, Producer
 
-    consumer = Consumer({**base, "group.id": args.group, "enable.auto.commit": False,
+    consumer = Consumer({**kafka_conf.READER_DEFAULTS, **base, "group.id": args.group, "enable.auto.commit": False,
                          "auto.offset.reset": args.start, "session.timeout.ms": args.session_timeout_ms,
                          # A stream processor answers in ms: do not let a fetch idle at the broker.
                          "fetch.wait.max.ms": args.fetch_wait_ms, "log_level": 3})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -37,6 +38,17 @@ def test_stat_windows_are_exact_averages_of_their_deltas():
     assert [w["avg_ms"] for w in by["1K"]] == [500.5 + 1000 * i for i in range(10)]
     assert by["10K"][0]["avg_ms"] == 5000.5
     assert (by["10K"][0]["p50_ms"], by["10K"][0]["p95_ms"], by["10K"][0]["p99_ms"]) == (5000, 9500, 9900)
+
+
+def test_running_totals_stay_exact_as_deltas_arrive_out_of_order():
+    stats = LatencyStats(on_window=lambda _: None, on_total=lambda _: None)
+    deltas = [float((i * 7919) % 5003) for i in range(1, 12_001)]  # a permutation-like, unordered stream
+    for upto in (1, 999, 5_000, 12_000):
+        for d in deltas[stats.count:upto]:
+            stats.add(d)
+        t, expected = stats.total(), sorted(deltas[:upto])
+        assert (t["messages"], t["p50_ms"], t["p99_ms"], t["max_ms"]) == (
+            upto, percentile(expected, 0.5), percentile(expected, 0.99), expected[-1])
 
 
 def test_percentile_is_nearest_rank():
@@ -107,6 +119,19 @@ def test_timestamp_start_in_seconds_is_detected_not_mixed(kafka, topics):
     assert (t["messages"], t["in_seconds"]) == (5, 5)
     assert t["avg"] < 60_000  # seconds were not mixed in as milliseconds
     assert "is in seconds, not milliseconds" in done.stderr
+
+
+def test_unreadable_messages_are_counted_invalid_not_raised(kafka, topics):
+    now = int(time.time() * 1000)
+    p = producer(kafka)
+    for value in (None, b"", b"\xff\xfe not utf-8", b"[1, 2]", b'{"no_start": 1}', b'{"timestamp_start": 1} trailing',
+                  json.dumps({"timestamp_start": now}).encode()):
+        p.produce(topics[1], value)
+    p.flush(30)
+    done = latency_cli(kafka, "--topic", topics[1], "--start", f"time:{now - 1000}", "--messages", "7")
+    assert done.returncode == 0, done.stderr[-2000:]
+    t = total(done.stdout)
+    assert (t["messages"], t["invalid"]) == (1, 6)
 
 
 def test_negative_deltas_are_errors(kafka, topics):
