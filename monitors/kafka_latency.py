@@ -61,7 +61,6 @@ class LatencyStats:
                  on_total: Callable[[str], None] | None = None) -> None:
         self.windows = [Window(label, size) for size, label in WINDOWS]
         self.all: list[float] = []
-        self.count = 0
         self.negative = self.in_seconds = self.invalid = self.duplicates = 0
         self.timestamp_types: dict[str, int] = {}
         self.on_window = on_window or (lambda s: print(format_window(s), flush=True))
@@ -77,20 +76,25 @@ class LatencyStats:
         # messages fall where count % WINDOW_STEP is 1 or 0, and only there is there work to do.
         deltas = self.all
         deltas.append(delta_ms)
-        n = self.count = len(deltas)
+        n = len(deltas)
         if n % WINDOW_STEP <= 1:
             self._window_edge(n)
+
+    @property
+    def count(self) -> int:
+        """Deltas measured so far."""
+        return len(self.all)
 
     def _window_edge(self, n: int) -> None:
         now = time.monotonic()
         if n == 1:
             self.started = now
         for w in self.windows:
-            if n % w.size == 1 or w.size == 1:
+            if (n - 1) % w.size == 0:  # the window's first delta
                 w.started = now
             if n % w.size == 0:
                 self.on_window(w.summary(self.all[-w.size:]))
-        # A running total every 1,000 messages, at most once a second: it sorts every delta so far.
+        # A running total every 1,000 messages, at most once a second (percentiles of every delta so far).
         if n % 1000 == 0 and now - self.last_total >= 1.0:
             self.last_total = now
             self.on_total(self.total_line())
