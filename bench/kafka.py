@@ -77,8 +77,9 @@ def suite_produce(brokers: str, topic: str, out: Path) -> tuple[float, float]:
     return float(stats["Requests/s"]), N / wall
 
 
-def kcat_env(brokers: str, tmp: Path) -> tuple[dict, str] | None:
-    """An environment in which kcat reaches `brokers`, and kcat's librdkafka version; None if none."""
+def kcat_env(brokers: str, tmp: Path) -> tuple[dict, str, bool] | None:
+    """An environment in which kcat reaches `brokers`, kcat's librdkafka version, and whether that is the
+    wheel's copy; None if no kcat can."""
     if not shutil.which("kcat"):
         return None
     import confluent_kafka
@@ -89,13 +90,13 @@ def kcat_env(brokers: str, tmp: Path) -> tuple[dict, str] | None:
     for lib in sorted((Path(confluent_kafka.__file__).parent.parent / "confluent_kafka.libs").glob("librdkafka*.so*")):
         (libdir / "librdkafka.so.1").unlink(missing_ok=True)
         (libdir / "librdkafka.so.1").symlink_to(lib)
-    for env in (dict(os.environ), {**os.environ, "LD_LIBRARY_PATH": str(libdir)}):
+    for bundled, env in ((False, dict(os.environ)), (True, {**os.environ, "LD_LIBRARY_PATH": str(libdir)})):
         done = subprocess.run(["kcat", "-b", brokers, "-L", "-m", "5"], capture_output=True, text=True, timeout=30,
                               env=env)
         if done.returncode == 0 and "broker" in done.stdout.lower():
             version = subprocess.run(["kcat", "-V"], capture_output=True, text=True, env=env).stdout
             found = re.search(r"librdkafka ([\d.]+)", version)
-            return env, found.group(1) if found else "?"
+            return env, found.group(1) if found else "?", bundled
     return None
 
 
@@ -193,7 +194,7 @@ def main() -> int:
         finally:
             stack.stop()
     if native:
-        how = " (run on confluent-kafka's bundled library)" if "LD_LIBRARY_PATH" in native[0] else ""
+        how = " (run on confluent-kafka's bundled library)" if native[2] else ""
         base = f"kcat with librdkafka {native[1]}{how}"
     else:
         base = "plain confluent-kafka loop (no kcat can talk to this broker)"
