@@ -23,7 +23,7 @@ from locust.runners import WorkerRunner
 from locustfiles.bulk_stats import BulkRequests
 from monitors import kafka_conf
 from monitors.blocking import run_blocking
-from monitors.kafka_latency import LatencyStats, format_window, handle_message
+from monitors.kafka_latency import LatencyStats, consumer_config, format_window, handle_message
 
 log = logging.getLogger("locustfiles.kafka")
 
@@ -221,8 +221,7 @@ class LatencyReader:
         from confluent_kafka import Consumer
 
         self.env, self.topic = environment, topic
-        self.consumer = Consumer({**kafka_conf.READER_DEFAULTS, **conf, "group.id": f"kafka-latency-{topic}", "enable.auto.commit": False,
-                                  "auto.offset.reset": "latest", "log_level": 3})
+        self.consumer = Consumer(consumer_config(conf, f"kafka-latency-{topic}"))
         self.stats = LatencyStats(on_window=lambda s: log.info(format_window(s)), on_total=log.info)
         self.start_ms = start_ms
         self.older = 0  # output messages from before the test (timestamp lookups may land early)

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from monitors import kafka_conf
 from monitors.percentile import percentile
 
 log = logging.getLogger("monitors.kafka_latency")
@@ -179,13 +180,11 @@ def handle_message(stats: LatencyStats, msg, id_fields=("_producer", "_seq")) ->
     return delta
 
 
-def consumer_config(brokers: str | None, group: str) -> dict:
-    from monitors import kafka_conf
-
-    conf = {**kafka_conf.READER_DEFAULTS, **kafka_conf.client_config(brokers)}
-    conf.update({"group.id": group, "enable.auto.commit": False, "auto.offset.reset": "latest",
-                 "enable.partition.eof": False, "log_level": 3})
-    return conf
+def consumer_config(client: dict, group: str) -> dict:
+    """A latency consumer's settings on top of `client` (kafka_conf.client_config): the CLI's and
+    the one inside a Locust run (locustfiles/kafka_producer.LatencyReader)."""
+    return {**kafka_conf.READER_DEFAULTS, **client, "group.id": group, "enable.auto.commit": False,
+            "auto.offset.reset": "latest", "enable.partition.eof": False, "log_level": 3}
 
 
 def make_on_assign(start: str):
@@ -274,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         start = check_start(args.start)
-        conf = consumer_config(args.brokers, args.group)
+        conf = consumer_config(kafka_conf.client_config(args.brokers), args.group)
         conf["session.timeout.ms"] = args.session_timeout_ms
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
