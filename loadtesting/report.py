@@ -482,11 +482,11 @@ def planned_finding(data: RunData) -> str | None:
             f"{_fmt(planned['p95_ms'], 0)} ms (p50 {_fmt(planned['p50_ms'], 0)}, p99 {_fmt(planned['p99_ms'], 0)}, "
             f"max {_fmt(planned['max_ms'], 0)} ms)")
     if svc is None or svc.get("p95_ms") is None:
-        return text + "."
+        return text + "; the table of response times from the planned start compares them per request name."
     gap = planned["p95_ms"] - svc["p95_ms"]
-    text += (f", against a p95 service time (from sending) of {_fmt(svc['p95_ms'], 0)} ms: "
-             f"{_fmt(gap, 0)} ms at p95 ({_fmt(planned['p99_ms'] - svc['p99_ms'], 0)} ms at p99) were spent waiting "
-             "to be sent. ")
+    text += (f", against a p95 service time (from sending) of {_fmt(svc['p95_ms'], 0)} ms: the difference, "
+             f"{_fmt(gap, 0)} ms at p95 ({_fmt(planned['p99_ms'] - svc['p99_ms'], 0)} ms at p99), is time spent "
+             "waiting to be sent. ")
     if gap > max(1.0, 0.1 * svc["p95_ms"]):
         text += ("Requests started late, so service time alone understates what users waited (coordinated "
                  "omission): the generator or its users could not keep up with the planned rate, and the "
@@ -703,7 +703,7 @@ def render(data: RunData, folder: Path) -> Path:
         md += ["## Response time from the planned start", "",
                "Open-model requests timed twice: *service* from sending (as above), *from planned* from the instant "
                "the arrival-rate plan gave the request, so a late start counts (coordinated omission). "
-               "*Waiting* is the difference at p95.", ""]
+               "*Difference* is from planned minus service, at p95.", ""]
         rows = []
         for r in data.planned:
             s = service.get((r["type"], r["name"]), {})
@@ -713,7 +713,7 @@ def render(data: RunData, folder: Path) -> Path:
                          r["p50_ms"], r["p95_ms"], r["p99_ms"], r["max_ms"], wait])
         md += _table(["type", "name", "requests", "service p50 ms", "service p95 ms", "service p99 ms",
                       "from planned p50 ms", "from planned p95 ms", "from planned p99 ms", "from planned max ms",
-                      "waiting at p95 ms"], rows) + [""]
+                      "difference at p95 ms"], rows) + [""]
     if data.failures:
         md += ["## Failures", ""]
         md += _table(["method", "name", "error", "occurrences"],
