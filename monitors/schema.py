@@ -90,10 +90,14 @@ def ensure(client, database: str = "event_sink") -> None:
                 raise
 
 
+# Values of columns a row written by an older version lacks (e.g. replayed from a spill file).
+DEFAULTS = {"timing": "service"}
+
+
 def to_tuple(table: str, row: dict) -> tuple:
     out = []
     for col, kind in COLUMNS[table].items():
-        v = row.get(col)
+        v = row.get(col, DEFAULTS.get(col))
         if kind == "s":
             out.append("" if v is None else str(v))
         elif kind == "dt":
