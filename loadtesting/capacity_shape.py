@@ -62,6 +62,8 @@ class CapacitySearch(LoadTestShape):
         delta = diff_response_time_dicts(now.times, since.times)
         timed = sum(delta.values())
         p95 = float(calculate_response_time_percentile(delta, timed, 0.95)) if timed else 0.0
+        # Buckets round up to 5 %: never name more than the slowest request so far (locust#1563).
+        p95 = min(p95, float(self.environment.stats.total.max_response_time or p95))
         ratio = failures / requests if requests else 0.0
         why = ""
         if requests == 0:

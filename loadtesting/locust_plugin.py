@@ -23,6 +23,7 @@ from loadtesting import capacity, phases, sar
 from loadtesting.capacity_shape import CapacitySearch
 from locustfiles.common import OptionError
 from monitors.locust_plugin import add_run_extra, record_run_event
+from monitors.planned import planned_stats
 
 log = logging.getLogger("loadtesting")
 
@@ -108,18 +109,29 @@ def _final_stats(environment, **_kw) -> None:
         environment._final_stats_deferred = True
         environment.run_end_hooks = [*getattr(environment, "run_end_hooks", []), lambda: _final_stats(environment)]
         return
-    stats = environment.stats
+    rows = _final_rows(environment.stats)
+    planned = _final_rows(planned_stats(environment)) if planned_stats(environment).total.num_requests else []
+    failures = [{"method": e.method, "name": e.name, "error": e.error if isinstance(e.error, str) else repr(e.error),
+                 "occurrences": e.occurrences} for e in environment.stats.errors.values()]
+    final = {"requests": rows, "failures": failures}
+    if planned:
+        final["from_planned_start"] = planned  # open-model requests timed from their planned start
+    (out / "stats.json").write_text(json.dumps(final, indent=1, default=str))
+
+
+def _final_rows(stats) -> list[dict]:
+    """Per request name and Aggregated: Locust's final figures, percentiles at most the maximum
+    (Locust's buckets round up to 5 %, so its own percentile can exceed the slowest request, locust#1563)."""
     rows = []
     for entry in [*sorted(stats.entries.values(), key=lambda e: (e.method or "", e.name)), stats.total]:
+        top = entry.max_response_time or 0
+        timed = entry.num_requests - entry.num_none_requests
+        pct = {p: min(entry.get_response_time_percentile(p), top) if timed else 0 for p in (0.5, 0.95, 0.99)}
         rows.append({"type": entry.method or "", "name": entry.name, "requests": entry.num_requests,
                      "failures": entry.num_failures, "avg_ms": entry.avg_response_time,
-                     "p50_ms": entry.get_response_time_percentile(0.5) if entry.num_requests else 0,
-                     "p95_ms": entry.get_response_time_percentile(0.95) if entry.num_requests else 0,
-                     "p99_ms": entry.get_response_time_percentile(0.99) if entry.num_requests else 0,
-                     "max_ms": entry.max_response_time or 0, "rps": entry.total_rps})
-    failures = [{"method": e.method, "name": e.name, "error": e.error if isinstance(e.error, str) else repr(e.error),
-                 "occurrences": e.occurrences} for e in stats.errors.values()]
-    (out / "stats.json").write_text(json.dumps({"requests": rows, "failures": failures}, indent=1, default=str))
+                     "p50_ms": pct[0.5], "p95_ms": pct[0.95], "p99_ms": pct[0.99], "max_ms": top,
+                     "rps": entry.total_rps})
+    return rows
 
 
 # -- phases by hand ------------------------------------------------------------------------------

@@ -6,8 +6,14 @@ Locust figures and sar CPU/memory/disk/network, pipeline lag and end-to-end late
 has them, and findings in plain language.
 
 Data comes from ClickHouse (the monitor's tables) when the run is there, else from the run
-folder's files (Locust CSV, samples.jsonl, capacity.json, phases.jsonl); the sar file and the
-failure messages always come from the folder (ClickHouse holds neither).
+folder's files (stats.json or Locust CSV, request_stats.jsonl, samples.jsonl, capacity.json,
+phases.jsonl); the sar file and the failure messages always come from the folder (ClickHouse
+holds neither).
+
+Percentiles of the whole run and of each phase merge the sampling intervals' histograms (in SQL
+on ClickHouse, in Python on the folder's request_stats.jsonl): the whole run's equal Locust's
+final figures (stats.json). Open-model runs also have the response time from each request's
+planned start (`timing = 'planned'` rows): the report gives both and the difference.
 """
 
 from __future__ import annotations
@@ -23,22 +29,26 @@ from urllib.parse import urlsplit
 
 from loadtesting import phases as phase_mod
 from loadtesting import sar
+from monitors import histogram
 from monitors.chclient import DEFAULT_URL, redact
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results"
+
+REQUEST_STATS_FILE = "request_stats.jsonl"  # the monitor's interval rows, histograms included
+TIMINGS = ("service", "planned")
+AGGREGATED = "AND request_type = '' AND name = 'Aggregated'"
 
 # Every query the report runs; tests execute each on ClickHouse 18.16 and on chDB.
 QUERIES = {
     "meta": "SELECT started, ended, locustfile, host, tags, options, versions, exit_code, drained, drain_seconds, "
             "max_backlog, extra FROM {db}.load_test_meta FINAL WHERE run_id = %(run)s",
     "timeline": "SELECT time_ms, users, rps, fail_rps, p95_ms FROM {db}.load_test_request_stats "
-                "WHERE run_id = %(run)s AND request_type = '' AND name = 'Aggregated' ORDER BY time_ms",
-    "requests": "SELECT request_type, name, sum(requests) AS n, sum(failures) AS f, "
-                "sum(avg_ms * requests) / greatest(sum(requests), 1) AS avg_ms, "
-                "sum(p95_ms * requests) / greatest(sum(requests), 1) AS p95_w, max(p95_ms) AS p95_max, "
-                "max(max_ms) AS max_ms FROM {db}.load_test_request_stats WHERE run_id = %(run)s "
-                "GROUP BY request_type, name ORDER BY request_type, name",
+                f"WHERE run_id = %(run)s {AGGREGATED} AND timing = 'service' ORDER BY time_ms",
+    # The whole run per timing and request name: the intervals' histograms merged.
+    "requests": histogram.merged_sql("{db}"),
+    # A phase or capacity step: the Aggregated histograms of the intervals ending in (t0, t1] (ms).
+    "window": histogram.merged_sql("{db}", f"{AGGREGATED} AND time_ms > %(t0)s AND time_ms <= %(t1)s", "timing"),
     "lag": "SELECT time_ms, source, metric, value FROM {db}.load_test_samples WHERE run_id = %(run)s "
            "AND ((source = 'monitor' AND metric = 'backlog') OR metric = 'lag_seconds' OR metric = 'lag') "
            "ORDER BY time_ms",
@@ -55,6 +65,9 @@ class RunData:
     meta: dict = field(default_factory=dict)
     timeline: list[dict] = field(default_factory=list)  # time, users, rps, fail_rps, p95
     requests: list[dict] = field(default_factory=list)  # per request name, the whole run
+    planned: list[dict] = field(default_factory=list)  # the same, timed from the planned start (open model)
+    intervals: list[dict] = field(default_factory=list)  # Aggregated interval rows with histograms (folder)
+    clickhouse: tuple[str, str] | None = None  # (url, database) the run was loaded from
     failures: list[dict] = field(default_factory=list)
     lag: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # series name -> (time, value)
     capacity: dict | None = None
@@ -118,7 +131,13 @@ def load_csv(run_id: str, folder: Path) -> RunData:
     data.meta = {"started": run.get("started"), "ended": run.get("ended"), "command": run.get("command"),
                  "versions": run.get("versions", {}), "exit_code": run.get("exit_code"),
                  "duration_s": run.get("duration_s")}
-    if history.exists():
+    rows = read_request_stats(folder)
+    data.intervals = [r for r in rows if r["request_type"] == "" and r["name"] == "Aggregated"]
+    if data.intervals:  # the monitor's intervals: the same timeline as in ClickHouse
+        data.timeline = [{"time": r["time_ms"] / 1000, "users": r["users"], "rps": r["rps"],
+                          "fail_rps": r["fail_rps"], "p95": r["p95_ms"]}
+                         for r in data.intervals if r.get("timing", "service") == "service"]
+    elif history.exists():
         with open(history, newline="") as f:
             for r in csv.DictReader(f):
                 if r["Name"] == "Aggregated":
@@ -126,8 +145,13 @@ def load_csv(run_id: str, folder: Path) -> RunData:
                                           "rps": _num(r["Requests/s"]), "fail_rps": _num(r["Failures/s"]),
                                           "p95": _num(r.get("95%"))})
     final = folder / "stats.json"  # complete; Locust's CSV misses the run's last second
+    merged = merge_rows(rows, data.timeline)
     if final.exists():
-        data.requests = json.loads(final.read_text())["requests"]
+        body = json.loads(final.read_text())
+        data.requests = body["requests"]
+        data.planned = body.get("from_planned_start") or merged.get("planned", [])
+    elif merged.get("service"):
+        data.requests, data.planned = merged["service"], merged.get("planned", [])
     else:
         _requests_from_csv(data, stats)
     samples = folder / "samples.jsonl"
@@ -150,6 +174,45 @@ def load_csv(run_id: str, folder: Path) -> RunData:
     return data
 
 
+def _ms(v: float) -> float | int:
+    """A percentile as Locust gives it: its bucket (an int), or the maximum when that is lower."""
+    return int(v) if float(v).is_integer() else v
+
+
+def read_request_stats(folder: Path) -> list[dict]:
+    """The monitor's interval rows kept in the run folder (request_stats.jsonl), histograms included."""
+    path = folder / REQUEST_STATS_FILE
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash: the rest still counts
+    return rows
+
+
+def _merged_row(rtype: str, name: str, group: list[dict], duration: float) -> dict:
+    n = sum(r["requests"] for r in group)
+    top = max((r["max_ms"] for r in group), default=0)
+    hist = histogram.merge((r.get("buckets") or [], r.get("counts") or []) for r in group)
+    return {"type": rtype, "name": name, "requests": n, "failures": sum(r["failures"] for r in group),
+            "avg_ms": sum(r["avg_ms"] * r["requests"] for r in group) / max(n, 1), "max_ms": top,
+            **histogram.summary(hist, top), "rps": n / duration if duration else 0.0}
+
+
+def merge_rows(rows: list[dict], timeline: list[dict]) -> dict[str, list[dict]]:
+    """Per timing, the whole run per request name: the folder's interval histograms merged in Python."""
+    duration = (timeline[-1]["time"] - timeline[0]["time"]) if len(timeline) > 1 else 0
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r.get("timing", "service"), r["request_type"], r["name"]), []).append(r)
+    out: dict[str, list[dict]] = {}
+    for (timing, rtype, name), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "~", kv[0][2])):
+        out.setdefault(timing, []).append(_merged_row(rtype, name, group, duration))
+    return out
+
+
 def load_clickhouse(run_id: str, url: str, database: str) -> RunData | None:
     """The run from ClickHouse, or None when ClickHouse is unreachable or does not know the run."""
     from monitors import chclient
@@ -164,7 +227,7 @@ def load_clickhouse(run_id: str, url: str, database: str) -> RunData | None:
         return None
     (started, ended, locustfile, host, tags, options, versions, exit_code, drained, drain_s, max_backlog,
      extra) = meta[0]
-    data = RunData(run_id, "clickhouse", kind=_kind(locustfile))
+    data = RunData(run_id, "clickhouse", kind=_kind(locustfile), clickhouse=(url, database))
     data.meta = {"started": started.replace(tzinfo=UTC).isoformat(timespec="seconds"),
                  "ended": ended.replace(tzinfo=UTC).isoformat(timespec="seconds") if ended.year > 1971 else None,
                  "host": host, "tags": list(tags), "options": json.loads(options or "{}"),
@@ -173,11 +236,15 @@ def load_clickhouse(run_id: str, url: str, database: str) -> RunData | None:
                  "extra": json.loads(extra or "{}")}
     for t, users, rps, fail_rps, p95 in client.execute(q["timeline"], {"run": run_id}):
         data.timeline.append({"time": t / 1000, "users": users, "rps": rps, "fail_rps": fail_rps, "p95": p95})
-    for rtype, name, n, f, avg, p95w, p95max, mx in client.execute(q["requests"], {"run": run_id}):
-        duration = (data.timeline[-1]["time"] - data.timeline[0]["time"]) if len(data.timeline) > 1 else 0
-        data.requests.append({"type": rtype or "", "name": name, "requests": n, "failures": f, "avg_ms": avg,
-                              "p50_ms": None, "p95_ms": p95w, "p95_max_ms": p95max, "p99_ms": None, "max_ms": mx,
-                              "rps": n / duration if duration else 0.0})
+    duration = (data.timeline[-1]["time"] - data.timeline[0]["time"]) if len(data.timeline) > 1 else 0
+    merged = sorted(client.execute(q["requests"], {"run": run_id}), key=lambda r: (r[0], r[1] or "~", r[2]))
+    for timing, rtype, name, n, f, avg, mx, timed, p50, p95, p99 in merged:
+        row = {"type": rtype or "", "name": name, "requests": n, "failures": f, "avg_ms": avg,
+               # No histogram (a run stored before they were): no percentile rather than a wrong one.
+               "p50_ms": _ms(p50) if timed else None, "p95_ms": _ms(p95) if timed else None,
+               "p99_ms": _ms(p99) if timed else None,
+               "max_ms": mx, "rps": n / duration if duration else 0.0}
+        (data.planned if timing == "planned" else data.requests).append(row)
     for t, source, metric, value in client.execute(q["lag"], {"run": run_id}):
         name = "backlog (events)" if source == "monitor" else f"{source} {metric}"
         data.lag.setdefault(name, []).append((t / 1000, value))
@@ -223,8 +290,42 @@ def load(run_id: str, results: Path = RESULTS, source: str = "auto", clickhouse_
 
 
 # -- analysis --------------------------------------------------------------------------------------
+def window_latency(data: RunData, start: float, end: float | None) -> dict[str, dict]:
+    """Per timing (service, planned): requests and merged percentiles of the intervals ending in (start, end].
+
+    Intervals are the monitor's (--monitor-interval), so a window's edges are as fine as that.
+    """
+    t0, t1 = int(round(start * 1000)), int(round(end * 1000)) if end is not None else 2**63 - 1
+    out: dict[str, dict] = {}
+    if data.clickhouse:
+        from monitors import chclient
+
+        url, database = data.clickhouse
+        try:
+            client = chclient.connect(url)
+            rows = client.execute(QUERIES["window"].format(db=database), {"run": data.run_id, "t0": t0, "t1": t1})
+            client.disconnect()
+        except Exception as exc:  # noqa: BLE001 - the report is still written, without these figures
+            print(f"warning: no phase percentiles from ClickHouse: {exc}", file=sys.stderr)
+            return out
+        for timing, n, f, _avg, mx, timed, p50, p95, p99 in rows:
+            if timed:
+                out[timing] = {"requests": n, "failures": f, "max_ms": mx, "p50_ms": _ms(p50), "p95_ms": _ms(p95),
+                               "p99_ms": _ms(p99)}
+        return out
+    for timing in TIMINGS:
+        group = [r for r in data.intervals if r.get("timing", "service") == timing and t0 < r["time_ms"] <= t1]
+        hist = histogram.merge((r.get("buckets") or [], r.get("counts") or []) for r in group)
+        if sum(hist.values()):
+            top = max(r["max_ms"] for r in group)
+            out[timing] = {"requests": sum(r["requests"] for r in group),
+                           "failures": sum(r["failures"] for r in group), "max_ms": top,
+                           **histogram.summary(hist, top)}
+    return out
+
+
 def phase_figures(data: RunData, phase: phase_mod.Phase) -> dict:
-    """Locust and sar figures averaged over a phase's window."""
+    """Locust and sar figures over a phase's window: rates averaged, percentiles of the merged histograms."""
     end = phase.end if phase.end is not None else float("inf")
     points = [p for p in data.timeline if phase.start <= p["time"] <= end]
     out: dict = {}
@@ -232,7 +333,11 @@ def phase_figures(data: RunData, phase: phase_mod.Phase) -> dict:
         out["users"] = max(p["users"] for p in points)
         out["rps"] = sum(p["rps"] for p in points) / len(points)
         out["fail_rps"] = sum(p["fail_rps"] for p in points) / len(points)
-        out["p95_ms"] = max(p["p95"] for p in points)
+    latency = window_latency(data, phase.start, phase.end)
+    if "service" in latency:
+        out["p95_ms"] = latency["service"]["p95_ms"]
+    if "planned" in latency:
+        out["p95_planned_ms"] = latency["planned"]["p95_ms"]
     for key in ("users", "rps", "requests", "failures", "p95_ms"):
         if key in phase.figures:
             out[key] = phase.figures[key]  # the capacity search measured its window exactly
@@ -346,6 +451,9 @@ def findings(data: RunData, figures: dict[str, dict]) -> list[str]:
         paras.append(f"The pipeline's backlog peaked at {peak:,.0f} events and was {last:,.0f} at the last sample"
                      + (f"; it drained {data.meta.get('drain_seconds')} s after the load stopped."
                         if data.meta.get("drained") else "."))
+    text = planned_finding(data)
+    if text:
+        paras.append(text)
     e2e = [r for r in data.requests if r["type"] == "E2E"]
     for r in e2e:
         paras.append(f"End-to-end latency of {r['name']} over {r['requests']:,} events: p95 {_fmt(r['p95_ms'], 0)} ms, "
@@ -354,6 +462,38 @@ def findings(data: RunData, figures: dict[str, dict]) -> list[str]:
         paras.append("Too little was recorded for more findings: run longer, or with `--capacity-search`, "
                      "so each phase has figures.")
     return paras
+
+
+def planned_finding(data: RunData) -> str | None:
+    """Service time against response time from the planned start, for open-model requests."""
+    planned = next((r for r in data.planned if r["name"] == "Aggregated"), None)
+    if not planned or planned.get("p95_ms") is None:
+        return None
+    open_model = [r for r in data.planned if r["name"] != "Aggregated"]
+    names = {(r["type"], r["name"]) for r in open_model}
+    service = [r for r in data.requests if (r["type"], r["name"]) in names]
+    if len(service) == 1:
+        svc = service[0]
+    else:  # several names: compare with the service time of the same requests only when all are open-model
+        svc = next((r for r in data.requests if r["name"] == "Aggregated"), None)
+        if svc is None or svc["requests"] != planned["requests"]:
+            svc = None
+    text = (f"{planned['requests']:,} open-model requests were also timed from their planned start: p95 "
+            f"{_fmt(planned['p95_ms'], 0)} ms (p50 {_fmt(planned['p50_ms'], 0)}, p99 {_fmt(planned['p99_ms'], 0)}, "
+            f"max {_fmt(planned['max_ms'], 0)} ms)")
+    if svc is None or svc.get("p95_ms") is None:
+        return text + "; the table of response times from the planned start compares them per request name."
+    gap = planned["p95_ms"] - svc["p95_ms"]
+    text += (f", against a p95 service time (from sending) of {_fmt(svc['p95_ms'], 0)} ms: the difference, "
+             f"{_fmt(gap, 0)} ms at p95 ({_fmt(planned['p99_ms'] - svc['p99_ms'], 0)} ms at p99), is time spent "
+             "waiting to be sent. ")
+    if gap > max(1.0, 0.1 * svc["p95_ms"]):
+        text += ("Requests started late, so service time alone understates what users waited (coordinated "
+                 "omission): the generator or its users could not keep up with the planned rate, and the "
+                 "response time from the planned start is the figure to hold against an SLO.")
+    else:
+        text += "Requests left close to their planned instants: service time tells the whole story here."
+    return text
 
 
 # -- charts ---------------------------------------------------------------------------------------
@@ -509,18 +649,32 @@ def render(data: RunData, folder: Path) -> Path:
                f"Maximum sustainable load: **{cap['max_sustainable_users']} users**, "
                f"{_fmt(cap['max_sustainable_rps'])} requests/s, p95 {_fmt(cap['p95_ms_at_max'], 0)} ms "
                f"(resolution {cap['resolution']} users).", ""]
-        md += _table(["step", "users", "requests/s", "requests", "failures", "p95 ms", "result"],
-                     [[i + 1, s["users"], s["rps"], s["requests"], s["failures"], s["p95_ms"],
-                       "ok" if s["ok"] else f"failed: {s['why']}"] for i, s in enumerate(cap["steps"])]) + [""]
+        header = ["step", "users", "requests/s", "requests", "failures", "p95 ms", "result"]
+        rows = [[i + 1, s["users"], s["rps"], s["requests"], s["failures"], s["p95_ms"],
+                 "ok" if s["ok"] else f"failed: {s['why']}"] for i, s in enumerate(cap["steps"])]
+        if data.planned:  # each step's window, from the merged interval histograms
+            header[6:6] = ["p95 from planned start ms"]
+            for row, s in zip(rows, cap["steps"], strict=True):
+                row[6:6] = [window_latency(data, s["start"], s["end"]).get("planned", {}).get("p95_ms")]
+        md += ["A step's p95 is Locust's percentile of the requests in its measured window (the difference of "
+               "Locust's cumulative histogram over the window)."
+               + (" The p95 from the planned start merges the monitor's intervals ending in the window." if
+                  data.planned else ""), ""]
+        md += _table(header, rows) + [""]
     if data.phases:
         md += ["## Phases", "", "Windows on the timeline where the figures below were taken "
                "(the brief's sar capture points when the capacity search marked them).", ""]
         rows = []
+        planned = any("p95_planned_ms" in figures[p.name] for p in data.phases)
         for p in data.phases:
             f = figures[p.name]
             rows.append([p.name, f"{_when(p.start)}–{_when(p.end) if p.end else 'open'}", f.get("users"),
-                         f.get("rps"), f.get("failures", f.get("fail_rps")), f.get("p95_ms"), p.source])
-        md += _table(["phase", "window (UTC)", "users", "requests/s", "failures", "p95 ms", "marked by"], rows) + [""]
+                         f.get("rps"), f.get("failures", f.get("fail_rps")), f.get("p95_ms"),
+                         *([f.get("p95_planned_ms")] if planned else []), p.source])
+        md += ["Percentiles merge the histograms of the monitor's intervals in the window (a capacity step's "
+               "are its own window's).", ""]
+        md += _table(["phase", "window (UTC)", "users", "requests/s", "failures", "p95 ms",
+                      *(["p95 from planned start ms"] if planned else []), "marked by"], rows) + [""]
         if data.sar:
             md += ["### System activity (sar) per phase", ""]
             keys = [("cpu_user", "CPU user %"), ("cpu_system", "CPU system %"), ("cpu_iowait", "iowait %"),
@@ -535,18 +689,31 @@ def render(data: RunData, folder: Path) -> Path:
         md += _table(["figure", "average"], [[k, v] for k, v in s.items()]) + [""]
 
     md += ["## Requests", ""]
-    has_pct = any(r.get("p50_ms") is not None for r in data.requests)
-    if has_pct:
-        md += _table(["type", "name", "requests", "failures", "requests/s", "avg ms", "p50 ms", "p95 ms", "p99 ms",
-                      "max ms"], [[r["type"], r["name"], r["requests"], r["failures"], r["rps"], r["avg_ms"],
-                                   r["p50_ms"], r["p95_ms"], r["p99_ms"], r["max_ms"]] for r in data.requests])
-    else:
-        md += ["Percentiles from ClickHouse are per sampling interval: *p95* is the request-weighted mean of the "
-               "intervals' p95, *worst p95* the highest interval.", ""]
-        md += _table(["type", "name", "requests", "failures", "requests/s", "avg ms", "p95 ms", "worst p95 ms",
-                      "max ms"], [[r["type"], r["name"], r["requests"], r["failures"], r["rps"], r["avg_ms"],
-                                   r["p95_ms"], r.get("p95_max_ms"), r["max_ms"]] for r in data.requests])
+    if data.source == "clickhouse" and any(r.get("p50_ms") is None for r in data.requests):
+        md += ["This run was stored without interval histograms: its percentiles are not known from ClickHouse "
+               "(`--source csv` uses stats.json when the run folder has it).", ""]
+    md += ["Response time is Locust's (from sending to the response). Percentiles are Locust's, of the whole run: "
+           "the merged histograms of every interval, equal to Locust's final figures and at most the maximum.", ""]
+    md += _table(["type", "name", "requests", "failures", "requests/s", "avg ms", "p50 ms", "p95 ms", "p99 ms",
+                  "max ms"], [[r["type"], r["name"], r["requests"], r["failures"], r["rps"], r["avg_ms"],
+                               r["p50_ms"], r["p95_ms"], r["p99_ms"], r["max_ms"]] for r in data.requests])
     md += [""]
+    if data.planned:
+        service = {(r["type"], r["name"]): r for r in data.requests}
+        md += ["## Response time from the planned start", "",
+               "Open-model requests timed twice: *service* from sending (as above), *from planned* from the instant "
+               "the arrival-rate plan gave the request, so a late start counts (coordinated omission). "
+               "*Difference* is from planned minus service, at p95.", ""]
+        rows = []
+        for r in data.planned:
+            s = service.get((r["type"], r["name"]), {})
+            wait = (r["p95_ms"] - s["p95_ms"]) if r.get("p95_ms") is not None and s.get("p95_ms") is not None \
+                else None
+            rows.append([r["type"], r["name"], r["requests"], s.get("p50_ms"), s.get("p95_ms"), s.get("p99_ms"),
+                         r["p50_ms"], r["p95_ms"], r["p99_ms"], r["max_ms"], wait])
+        md += _table(["type", "name", "requests", "service p50 ms", "service p95 ms", "service p99 ms",
+                      "from planned p50 ms", "from planned p95 ms", "from planned p99 ms", "from planned max ms",
+                      "difference at p95 ms"], rows) + [""]
     if data.failures:
         md += ["## Failures", ""]
         md += _table(["method", "name", "error", "occurrences"],

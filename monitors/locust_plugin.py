@@ -25,8 +25,9 @@ from locust.runners import WorkerRunner
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
 from locustfiles.common import OptionError
-from monitors import backends, chclient
+from monitors import backends, chclient, histogram
 from monitors.figures import console_line, error_text, flatten
+from monitors.planned import planned_stats
 from monitors.runid import new_run_id
 from monitors.sink import Sink
 
@@ -34,6 +35,8 @@ log = logging.getLogger("monitors")
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CLICKHOUSE_URL = chclient.DEFAULT_URL
+
+REQUEST_STATS_FILE = "request_stats.jsonl"  # in the run folder: the rows of load_test_request_stats
 
 # Exit codes set in `quitting` when a check fails (the first failing check, in this order).
 EXIT_FAIL_RATIO, EXIT_P95, EXIT_MAX_LAG, EXIT_DRAIN, EXIT_MONITOR_CRASH = 3, 4, 5, 6, 7
@@ -170,39 +173,60 @@ class Monitor:
         mono = time.monotonic()
         interval, self._last_tick = max(mono - self._last_tick, 1e-6), mono
         users = env.runner.user_count if env.runner else 0
-        rows = []
-        # The "Aggregated" row (request_type "") gives reports an exact overall p95 per interval.
-        for (name, method), entry in [*env.stats.entries.items(), (("Aggregated", ""), env.stats.total)]:
-            key = (method, name)
-            rt = dict(entry.response_times)
-            delta = diff_response_time_dicts(rt, self._last_rt.get(key, {}))
-            req0, fail0, sum0 = self._last_counts.get(key, (0, 0, 0.0))
-            self._last_rt[key] = rt
-            self._last_counts[key] = (entry.num_requests, entry.num_failures, entry.total_response_time)
-            n, fails = entry.num_requests - req0, entry.num_failures - fail0
-            if n <= 0 and fails <= 0:
-                continue
-            timed = sum(delta.values())
-            rows.append({
-                "run_id": self.run_id, "timestamp": now, "time_ms": int(now * 1000), "interval_s": interval,
-                "request_type": method, "name": name, "requests": n, "failures": fails,
-                "rps": n / interval, "fail_rps": fails / interval,
-                "avg_ms": (entry.total_response_time - sum0) / n if n else 0.0,
-                "p50_ms": calculate_response_time_percentile(delta, timed, 0.50) if timed else 0,
-                "p95_ms": calculate_response_time_percentile(delta, timed, 0.95) if timed else 0,
-                "p99_ms": calculate_response_time_percentile(delta, timed, 0.99) if timed else 0,
-                "max_ms": max(delta) if delta else 0, "users": users,
-            })
+        # Stamped when the stats are read (no gevent switch in between): every request fired before
+        # this instant is in this interval or an earlier one, every later one in a later interval.
+        snap = time.time()
+        rows = [*self._interval_rows("service", env.stats, snap, interval, users),
+                *self._interval_rows("planned", planned_stats(env), snap, interval, users)]
         if self.sink:
             for row in rows:
                 self.sink.add("load_test_request_stats", row)
+        if self.results_dir and rows:
+            # The histograms also go to the run folder: Locust's CSV history has none, and the
+            # report falls back to the folder when ClickHouse is unreachable.
+            with open(self.results_dir / REQUEST_STATS_FILE, "a") as f:
+                f.writelines(json.dumps(row) + "\n" for row in rows)
+
+    def _interval_rows(self, timing: str, stats, snap: float, interval: float, users: int) -> list[dict]:
+        """One row per request name (and "Aggregated", request_type "") that had requests since the last call."""
+        rows = []
+        for (name, method), entry in [*stats.entries.items(), (("Aggregated", ""), stats.total)]:
+            key = (timing, method, name)
+            rt = dict(entry.response_times)
+            delta = diff_response_time_dicts(rt, self._last_rt.get(key, {}))
+            req0, fail0, sum0, max0 = self._last_counts.get(key, (0, 0, 0.0, 0))
+            top = entry.max_response_time or 0
+            self._last_rt[key] = rt
+            self._last_counts[key] = (entry.num_requests, entry.num_failures, entry.total_response_time, top)
+            n, fails = entry.num_requests - req0, entry.num_failures - fail0
+            if n <= 0 and fails <= 0:
+                continue
+            buckets, counts = histogram.arrays(delta)
+            # Locust keeps only the maximum so far: it is this interval's when it rose here; else the
+            # interval's slowest bucket, never above the maximum so far (buckets round up to 5 %).
+            slowest = top if top > max0 else min(buckets[-1], max0) if buckets else 0
+            timed = sum(counts)
+            pct = {p: min(calculate_response_time_percentile(delta, timed, p), slowest) if timed else 0
+                   for p in (0.50, 0.95, 0.99)}
+            rows.append({
+                "run_id": self.run_id, "timestamp": snap, "time_ms": int(snap * 1000), "interval_s": interval,
+                "request_type": method, "name": name, "requests": n, "failures": fails,
+                "rps": n / interval, "fail_rps": fails / interval,
+                "avg_ms": (entry.total_response_time - sum0) / n if n else 0.0,
+                "p50_ms": pct[0.50], "p95_ms": pct[0.95], "p99_ms": pct[0.99], "max_ms": slowest, "users": users,
+                "timing": timing, "buckets": buckets, "counts": counts,
+            })
+        return rows
 
     def run(self) -> None:
         try:
             next_t = time.monotonic()
             while True:
+                # A test that stops while a tick is under way (its sink flush yields) gets one more
+                # tick: the requests logged after that tick's snapshot are in no interval otherwise.
+                stopped = self.stopping_at is not None
                 self.tick()
-                if self.stopping_at is not None and self._drain_finished():
+                if stopped and self._drain_finished():
                     return
                 next_t += self.sleep_time
                 now = time.monotonic()

@@ -22,7 +22,9 @@ CREATE TABLE IF NOT EXISTS {db}.load_test_stats
 )
 ENGINE = MergeTree ORDER BY (run_id, timestamp) SETTINGS index_granularity = 8192;
 
--- One row per request name and sampling interval: counts in the interval, its percentiles.
+-- One row per request name, timing and sampling interval: counts in the interval, its percentiles
+-- and its histogram in Locust's response-time buckets (merged for exact percentiles of any span).
+-- timing: 'service' (Locust's response time) or 'planned' (open model: from the planned start).
 CREATE TABLE IF NOT EXISTS {db}.load_test_request_stats
 (
     run_id       String,
@@ -40,9 +42,18 @@ CREATE TABLE IF NOT EXISTS {db}.load_test_request_stats
     p95_ms       Float64,
     p99_ms       Float64,
     max_ms       Float64,
-    users        UInt32
+    users        UInt32,
+    timing       String DEFAULT 'service',
+    buckets      Array(UInt32),
+    counts       Array(UInt64)
 )
 ENGINE = MergeTree PARTITION BY toYYYYMM(timestamp) ORDER BY (run_id, timestamp, request_type, name);
+
+-- Columns added since the first release. ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS:
+-- monitors.schema.ensure runs each of these only on a table that lacks the column.
+ALTER TABLE {db}.load_test_request_stats ADD COLUMN timing String DEFAULT 'service';
+ALTER TABLE {db}.load_test_request_stats ADD COLUMN buckets Array(UInt32);
+ALTER TABLE {db}.load_test_request_stats ADD COLUMN counts Array(UInt64);
 
 -- One row per numeric figure of a monitor sample (source = clickhouse, redis_bus, host, …).
 CREATE TABLE IF NOT EXISTS {db}.load_test_samples

@@ -64,6 +64,45 @@ def test_sampler_query_runs_on_both_engines(ch, chdb_session, index):
     chdb_session.query(chdb_render(sql, params))
 
 
+# load_test_request_stats as first released, before timing and the histogram columns.
+OLD_REQUEST_STATS = (
+    "CREATE TABLE {db}.load_test_request_stats (run_id String, timestamp DateTime, time_ms UInt64, "
+    "interval_s Float64, request_type String, name String, requests UInt64, failures UInt64, rps Float64, "
+    "fail_rps Float64, avg_ms Float64, p50_ms Float64, p95_ms Float64, p99_ms Float64, max_ms Float64, "
+    "users UInt32) ENGINE = MergeTree PARTITION BY toYYYYMM(timestamp) ORDER BY (run_id, timestamp, request_type, name)"
+)
+
+
+def test_an_older_table_gets_the_new_columns_on_clickhouse_18(ch):
+    ch.execute("DROP DATABASE IF EXISTS monitor_upgrade_test")
+    ch.execute("CREATE DATABASE monitor_upgrade_test")
+    ch.execute(OLD_REQUEST_STATS.format(db="monitor_upgrade_test"))
+    ch.execute("INSERT INTO monitor_upgrade_test.load_test_request_stats (run_id, name, requests) VALUES",
+               [("old-run", "Aggregated", 3)])
+    schema.ensure(ch, "monitor_upgrade_test")
+    schema.ensure(ch, "monitor_upgrade_test")  # idempotent
+    got = [r[0] for r in ch.execute("DESCRIBE TABLE monitor_upgrade_test.load_test_request_stats")]
+    assert got == list(schema.COLUMNS["load_test_request_stats"])
+    # Rows written before keep their figures and count as service time, without a histogram.
+    assert ch.execute("SELECT requests, timing, buckets FROM monitor_upgrade_test.load_test_request_stats") == [
+        (3, "service", [])]
+
+
+def test_an_older_table_gets_the_new_columns_on_current_clickhouse(chdb_session):
+    chdb_session.query("DROP DATABASE IF EXISTS monitor_upgrade_test")
+    chdb_session.query("CREATE DATABASE monitor_upgrade_test")
+    chdb_session.query(OLD_REQUEST_STATS.format(db="monitor_upgrade_test"))
+    out = chdb_session.query(chdb_render(schema.SQL_COLUMNS, {"d": "monitor_upgrade_test"}), "CSV")
+    existing = {tuple(line.replace('"', "").split(",")) for line in str(out).split()}
+    needed = schema.upgrades(existing, "monitor_upgrade_test")
+    assert [sql.split()[5] for sql in needed] == ["timing", "buckets", "counts"]
+    for sql in needed:
+        chdb_session.query(sql)
+    out = chdb_session.query("SELECT name FROM system.columns WHERE database = 'monitor_upgrade_test' "
+                             "AND table = 'load_test_request_stats' ORDER BY position", "CSV")
+    assert [line.strip('"') for line in str(out).split()] == list(schema.COLUMNS["load_test_request_stats"])
+
+
 def test_bad_database_name_is_refused():
     with pytest.raises(ValueError, match="database name 'x; DROP' is not a plain identifier"):
         schema.statements("x; DROP")

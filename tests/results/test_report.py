@@ -95,7 +95,7 @@ def test_an_unknown_run_is_a_one_line_error(capacity_run):
 def test_report_queries_run_on_current_clickhouse(chdb_session, name):
     for statement in schema.statements("event_sink"):
         chdb_session.query(statement)
-    chdb_session.query(chdb_render(QUERIES[name].format(db="event_sink"), {"run": "no-run"}))
+    chdb_session.query(chdb_render(QUERIES[name].format(db="event_sink"), {"run": "no-run", "t0": 0, "t1": 1}))
 
 
 def test_a_url_password_never_reaches_run_json_or_the_report():
