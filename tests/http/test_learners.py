@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -48,6 +49,70 @@ def test_zero_failures_at_moderate_load(site, tmp_path):
     assert int(agg["Request Count"]) > 300
     assert int(agg["Failure Count"]) == 0, read_locust_failures(prefix)
     assert int(read_locust_stats(prefix)["/login/ (POST)"]["Request Count"]) == 60
+
+
+def access_log_lines(path: Path, offset: int) -> list[tuple[str, int]]:
+    """(request line, status) of each nginx access log line written after `offset` bytes."""
+    if not path.exists():
+        return []
+    with open(path, "rb") as f:
+        f.seek(offset)
+        text = f.read().decode()
+    found = (re.search(r'"([^"]*)" (\d{3}) ', line) for line in text.splitlines())
+    return [(m.group(1), int(m.group(2))) for m in found if m]
+
+
+def test_lampi_follows_the_sites_301_and_the_access_log_shows_it(site, tmp_path):
+    log = Path(site.extra["access_log"])
+    offset = log.stat().st_size if log.exists() else 0
+    users = 5
+    done, prefix = headless(site, tmp_path, "--wait-min", "0", "--wait-max", "0.1", users=users, run_time="5s")
+    assert done.returncode == 0, done.stderr[-2000:]
+    stats = read_locust_stats(prefix)
+    assert int(stats["Aggregated"]["Failure Count"]) == 0, read_locust_failures(prefix)
+    lampi = int(stats["/lampi"]["Request Count"])
+    assert lampi > 0
+
+    def lampi_lines() -> tuple[list[int], list[int]] | None:
+        lines = access_log_lines(log, offset)
+        bare = [status for req, status in lines if req.startswith("GET /lampi ")]
+        slash = [status for req, status in lines if req.startswith("GET /lampi/ ")]
+        return (bare, slash) if len(bare) >= lampi and len(slash) >= lampi else None
+
+    bare, slash = wait_for(lampi_lines, timeout=30, what="/lampi in the access log")  # nginx flushes every 1 s
+    assert set(bare) == {301} and set(slash) == {200}
+    # One 301 and one 200 per /lampi Locust counted; a learner stopped mid-request adds at most one.
+    assert lampi <= len(bare) <= lampi + users and lampi <= len(slash) <= lampi + users
+
+
+def test_redirect_to_the_login_form_is_a_lost_session_and_logs_in_again(fake_site, tmp_path):
+    site = fake_site({"/lampi/": (302, "/login/?next=/lampi/")})
+    done, prefix = headless(site, tmp_path, "--wait-min", "0", "--wait-max", "0.05", users=1, run_time="3s")
+    assert done.returncode == 1, done.stderr[-2000:]  # Locust exits 1 when any request failed
+    failures = read_locust_failures(prefix)
+    assert {f["Name"] for f in failures} == {"/lampi"} and all("session lost" in f["Error"] for f in failures)
+    lost = sum(int(f["Occurrences"]) for f in failures)
+    stats = read_locust_stats(prefix)
+    assert int(stats["/lampi"]["Request Count"]) == lost >= 1
+    assert int(stats["/"]["Failure Count"]) == 0 and int(stats["/"]["Request Count"]) > 0
+    # One login to start, then one after each lost session (the last may have had no next task).
+    posts = site.count("POST", "/login/")
+    assert posts >= 2 and lost <= posts <= lost + 1
+
+
+def test_server_error_fails_the_request_and_keeps_the_session(fake_site, tmp_path):
+    site = fake_site({"/lampi/device/*": (500, None)})
+    done, prefix = headless(site, tmp_path, "--wait-min", "0", "--wait-max", "0.05", users=1, run_time="3s")
+    assert done.returncode == 1, done.stderr[-2000:]
+    failures = read_locust_failures(prefix)
+    assert {f["Name"] for f in failures} == {"/lampi/device/<device_id>"}
+    assert all("500" in f["Error"] and "session lost" not in f["Error"] for f in failures)
+    stats = read_locust_stats(prefix)
+    device = stats["/lampi/device/<device_id>"]
+    assert int(device["Failure Count"]) == int(device["Request Count"]) >= 1
+    # The fake site's /lampi is a 301 to /lampi/ too: followed, a success.
+    assert int(stats["/lampi"]["Failure Count"]) == 0 and site.count("GET", "/lampi") >= 1
+    assert site.count("POST", "/login/") == 1
 
 
 def test_device_requests_are_grouped_under_one_name(site, tmp_path):
