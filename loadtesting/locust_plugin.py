@@ -104,9 +104,9 @@ def _final_stats(environment, **_kw) -> None:
     if out is None or isinstance(environment.runner, WorkerRunner) or not out.is_dir():
         return
     mon = getattr(environment, "pipeline_monitor", None)
-    if mon is not None and not mon.finished and not getattr(environment, "_final_stats_deferred", False):
+    if mon is not None and not mon.finished and not getattr(environment, "final_stats_deferred", False):
         # Quitting listeners run in reverse order, before the monitor's drain: write after it instead.
-        environment._final_stats_deferred = True
+        environment.final_stats_deferred = True
         environment.run_end_hooks = [*getattr(environment, "run_end_hooks", []), lambda: _final_stats(environment)]
         return
     rows = _final_rows(environment.stats)

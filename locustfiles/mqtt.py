@@ -3,10 +3,12 @@
     locust -f locustfiles/mqtt.py --config conf/mqtt.conf                      # web UI
     locust -f locustfiles/mqtt.py --headless -u 2000 -r 100 -t 5m --mqtt-profile worst
 
-Each Locust user is one LAMPI (a random fake device id per session, '%x' % (0x1e0000000000 + n)):
-it connects (CONNECT request, timed to CONNACK), publishes its connection state and association,
-then interacts per the profile: bursts of retained `lamp/changed` state updates. Requests are
-named by topic pattern; QoS 1 is timed to PUBACK, QoS 0 ("PUB0") only to the socket write.
+Each Locust user is one LAMPI as the cloud broker sees it, i.e. its Mosquitto bridge (a random fake
+device id per session, '%x' % (0x1e0000000000 + n)): it connects (CONNECT request, timed to
+CONNACK) with the bridge's last will, announces itself as the bridge does (its bridge state, both
+services' connection states, the lamp's current state), then interacts per the profile: bursts of
+retained `lamp/changed` state updates. Requests are named by topic pattern; QoS 1 is timed to
+PUBACK, QoS 0 ("PUB0") only to the socket write.
 The broker's `$SYS/#` is recorded for the run; --mqtt-e2e also measures publish→delivery.
 """
 
@@ -167,7 +169,7 @@ def _stop(environment, **_kw) -> None:
 
 
 class LampiDevice(User):
-    """One LAMPI: connection state and association on connect, then bursts of lamp/changed."""
+    """One LAMPI: the bridge's announcement on connect, then bursts of lamp/changed."""
 
     def wait_time(self) -> float:
         p = model.PROFILES[self.environment.parsed_options.mqtt_profile]
@@ -178,17 +180,20 @@ class LampiDevice(User):
         n = random.randrange(o.first_fake_device, o.first_fake_device + o.fake_devices)
         self.device_id = device_id(n)
         self.e2e = o.mqtt_e2e
-        conn = model.CONNECTION_STATE
-        will = (conn.topic.format(device_id=self.device_id), b"0", conn.qos, conn.retain)
-        self.dev = Device(f"lampi-{self.device_id}-{random.randrange(1 << 30):x}", self.environment.mqtt_settings,
+        self.state = model.random_state()
+        kind, payload = model.WILL
+        will = (kind.topic.format(device_id=self.device_id), payload, kind.qos, kind.retain)
+        # The bridge's client id is `<device_id>_broker`; the suffix keeps two sessions that drew the
+        # same fake device from taking over each other's connection.
+        self.dev = Device(f"{self.device_id}_broker-{random.randrange(1 << 30):x}", self.environment.mqtt_settings,
                           self.environment.events.request.fire, will=will)
         self.dev.on_reconnect = self.announce
         if self.dev.connect():
             self.announce()
 
     def announce(self) -> None:
-        for kind in (model.CONNECTION_STATE, model.ASSOCIATED):
-            self.send(kind, kind.payload())
+        for kind in model.ANNOUNCE:
+            self.send(kind, kind.payload(**self.state) if kind is model.LAMP_CHANGED else kind.payload())
 
     def send(self, kind: model.MessageKind, payload: bytes) -> None:
         self.dev.publish(kind.topic.format(device_id=self.device_id), model.topic(kind), payload, kind.qos,
@@ -203,9 +208,9 @@ class LampiDevice(User):
             return
         p = model.PROFILES[self.environment.parsed_options.mqtt_profile]
         for i in range(p.burst):
-            state = model.random_state()
+            self.state = state = model.random_state()
             if self.e2e:
-                state["_ts"] = time.time() * 1000
+                state = {**state, "_ts": time.time() * 1000}
             self.send(model.LAMP_CHANGED, model.LAMP_CHANGED.payload(**state))
             if i < p.burst - 1:
                 gevent.sleep(p.burst_interval)

@@ -1,5 +1,8 @@
 """The LAMPI upstream MQTT interaction model: the one place its numbers live.
 
+What a LAMPI of the course sends to the cloud broker, as the cloud broker receives it: the lamp's
+own Mosquitto bridges its local topics to the cloud under `devices/<device_id>/` at the bridge's
+QoS (1), and announces itself on `$SYS/broker/connection/<device_id>_broker/state`.
 locustfiles/mqtt.py publishes exactly these messages; loadtesting/mqtt-model.md holds the tables
 `render_tables()` makes from them (a test checks the two agree).
 """
@@ -14,9 +17,10 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class MessageKind:
     name: str
-    topic: str  # pattern; {device_id} is filled in per device
-    qos: int
+    topic: str  # at the cloud broker; {device_id} is filled in per device
+    qos: int  # as the cloud broker receives it (the bridge's QoS caps the lamp's)
     retain: bool
+    on_lamp: str  # who publishes it on the lamp, and how
     when: str
     why: str
     example: dict | str
@@ -24,41 +28,63 @@ class MessageKind:
     def payload(self, **values) -> bytes:
         if isinstance(self.example, str):
             return self.example.encode()
-        return json.dumps({**self.example, **values}, separators=(",", ":")).encode()
+        # json.dumps with its default separators, as the course's lamp service writes it.
+        return json.dumps({**self.example, **values}).encode()
 
     def size(self) -> int:
         return len(self.payload())
 
 
+BRIDGE_STATE = MessageKind(
+    name="bridge_state",
+    topic="$SYS/broker/connection/{device_id}_broker/state",
+    qos=1,
+    retain=True,
+    on_lamp="the lamp's Mosquitto bridge (`notifications`, on by default); its last will is `0`, QoS 1, retained",
+    when="on every (re)connect of the lamp to the cloud; '0' as the broker-sent last will when the lamp vanishes",
+    why="the cloud's mqtt-daemon watches it to register a new lamp; the only state that turns 0 when a lamp "
+        "loses power or network",
+    example="1",
+)
+SERVICE_STATE = MessageKind(
+    name="lamp_service_state",
+    topic="devices/{device_id}/lamp/connection/lamp_service/state",
+    qos=1,
+    retain=True,
+    on_lamp="lamp_service: `lamp/connection/lamp_service/state` `1`, QoS 2, retained, last will `0` (QoS 2, "
+            "retained) on the lamp's broker; bridged out at QoS 1",
+    when="on every (re)connect (the bridge re-sends the retained copy)",
+    why="whether the lamp's hardware service runs; its '0' comes from the lamp's own broker, so only a "
+        "service crash on a living lamp sends it",
+    example="1",
+)
+UI_STATE = MessageKind(
+    name="lamp_ui_state",
+    topic="devices/{device_id}/lamp/connection/lamp_ui/state",
+    qos=1,
+    retain=True,
+    on_lamp="lamp_ui (touchscreen app): the same as lamp_service, under its own client id",
+    when="on every (re)connect (the bridge re-sends the retained copy)",
+    why="whether the touchscreen app runs",
+    example="1",
+)
 LAMP_CHANGED = MessageKind(
     name="lamp_changed",
     topic="devices/{device_id}/lamp/changed",
     qos=1,
     retain=True,
-    when="every state change on the lamp: touchscreen slider steps, power toggles",
-    why="QoS 1: a lost state update leaves the web UI wrong, a duplicate is harmless (idempotent state); "
-        "retained so a new subscriber (web app, bridge) gets the current state at once",
+    on_lamp="lamp_service: `lamp/changed`, QoS 1, retained, after each applied `lamp/set_config` and on "
+            "connect; bridged out at QoS 1",
+    when="every state change on the lamp (touchscreen slider steps, power toggles), and on every (re)connect",
+    why="a lost state update leaves the web UI wrong, a duplicate is harmless (idempotent state); retained "
+        "so a new subscriber (web app) gets the current state at once",
     example={"color": {"h": 0.5, "s": 1.0}, "brightness": 0.8, "on": True, "client": "lamp_ui"},
 )
-CONNECTION_STATE = MessageKind(
-    name="connection_state",
-    topic="devices/{device_id}/lamp/connection/lamp_service/state",
-    qos=1,
-    retain=True,
-    when="on every (re)connect (and '0' as the broker-sent last will)",
-    why="QoS 1 and retained: the cloud must know whether a lamp is online, including after it vanished",
-    example="1",
-)
-ASSOCIATED = MessageKind(
-    name="associated",
-    topic="devices/{device_id}/lamp/associated",
-    qos=1,
-    retain=True,
-    when="once per session, after connecting",
-    why="QoS 1 and retained: the association state (and pairing code) must not be lost",
-    example={"associated": True, "code": ""},
-)
-KINDS = (LAMP_CHANGED, CONNECTION_STATE, ASSOCIATED)
+KINDS = (BRIDGE_STATE, SERVICE_STATE, UI_STATE, LAMP_CHANGED)
+# What the cloud receives when a lamp (re)connects, in this order: the bridge's state, then the
+# retained copies of the lamp's topics.
+ANNOUNCE = (BRIDGE_STATE, SERVICE_STATE, UI_STATE, LAMP_CHANGED)
+WILL = (BRIDGE_STATE, b"0")
 
 
 @dataclass(frozen=True)
@@ -85,8 +111,9 @@ PROFILES = {
 
 
 def random_state() -> dict:
-    return {"color": {"h": round(random.random(), 3), "s": round(random.random(), 3)},
-            "brightness": round(random.random(), 3), "on": random.random() > 0.1, "client": "lamp_ui"}
+    """A state as the lamp service reports it: values rounded to 2 digits, changed by the touchscreen."""
+    return {"color": {"h": round(random.random(), 2), "s": round(random.random(), 2)},
+            "brightness": round(random.random(), 2), "on": random.random() > 0.1, "client": "lamp_ui"}
 
 
 def topic(kind: MessageKind) -> str:
@@ -96,10 +123,11 @@ def topic(kind: MessageKind) -> str:
 
 def render_tables() -> str:
     """The model's tables, as loadtesting/mqtt-model.md shows them."""
-    rows = ["| message | topic | QoS | retain | payload bytes | sent | why |", "|---|---|---|---|---|---|---|"]
+    rows = ["| message | topic at the cloud | QoS | retain | payload bytes | on the lamp | sent | why |",
+            "|---|---|---|---|---|---|---|---|"]
     for k in KINDS:
         rows.append(f"| {k.name} | `{topic(k)}` | {k.qos} | {'yes' if k.retain else 'no'} | {k.size()} | "
-                    f"{k.when} | {k.why} |")
+                    f"{k.on_lamp} | {k.when} | {k.why} |")
     rows += ["", "| profile | interaction gap (s) | burst | burst spacing (s) | lamp_changed per device (msg/s) | meaning |",
              "|---|---|---|---|---|---|"]
     for p in PROFILES.values():

@@ -308,10 +308,10 @@ def _start(environment, **_kw) -> None:
     if previous is not None and not previous.finished:
         _finish(environment)
     given = (o.run_id if o is not None else "") or os.environ.get("LOCUST_RUN_ID", "")
-    used = getattr(environment, "_used_run_ids", set())
+    used = getattr(environment, "used_run_ids", set())
     rid = given if given and given not in used else new_run_id()  # a second test in the web UI gets a new id
     used.add(rid)
-    environment._used_run_ids = used
+    environment.used_run_ids = used
     environment.run_id = rid
     if o is None or o.no_monitor:
         environment.pipeline_monitor = None

@@ -28,6 +28,7 @@ FIGURES = {
     "$SYS/broker/heap/current": "heap_bytes",
 }
 RATES = ("messages_received", "messages_sent", "bytes_received", "bytes_sent")
+BRIDGE_STATES = "$SYS/broker/connection/"
 
 
 class SysRecorder:
@@ -40,6 +41,8 @@ class SysRecorder:
         self._file = open(path, "a") if path else None  # noqa: SIM115 - kept open for the run
 
     def on_message(self, msg) -> None:
+        if msg.topic.startswith(BRIDGE_STATES):
+            return  # one per (simulated) lamp bridge, retained: device state, not the broker's figures
         self.messages += 1
         text = msg.payload.decode(errors="replace")
         if self._file:

@@ -196,7 +196,8 @@ def site(stack: Stack) -> Service:
         argv=[_which("nginx"), "-c", str(nginx_conf), "-p", str(home / "nginx"), "-g", "daemon off;"],
         ready=lambda: _http_ok(f"http://127.0.0.1:{port}/login/"),
     )
-    endpoint = Endpoint("site", "127.0.0.1", port, f"http://127.0.0.1:{port}", {"profile": profile, "data_dir": str(home)})
+    endpoint = Endpoint("site", "127.0.0.1", port, f"http://127.0.0.1:{port}",
+                        {"profile": profile, "data_dir": str(home), "access_log": str(home / "nginx" / "access.log")})
     return Service("site", [gunicorn, nginx], endpoint, prepare=prepare)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -18,12 +20,17 @@ LOCUSTFILE = str(REPO / "locustfiles" / "http.py")
 TASK_WEIGHTS = {"/": 100, "/lampi": 80, "/lampi/device/<device_id>": 75}
 
 
-def headless(site, tmp_path: Path, *extra: str, users: int = 10, run_time: str = "8s") -> tuple:
+def headless(site, tmp_path: Path, *extra: str, users: int = 10, run_time: str = "8s", env=None) -> tuple:
     prefix = tmp_path / "run"
     args = ["-f", LOCUSTFILE, "--headless", "--host", site.url, "--users", str(users), "--spawn-rate", "50",
             "--run-time", run_time, "--csv", str(prefix), "--only-summary", *extra]
-    done = run_locust(args, timeout=240)
+    done = run_locust(args, env=env, timeout=240)
     return done, prefix
+
+
+def final_stats(results: Path) -> dict[str, dict]:
+    """Locust's final figures by request name (stats.json; its CSV is rewritten once a second, not at exit)."""
+    return {r["name"]: r for r in json.loads((results / "stats.json").read_text())["requests"]}
 
 
 def chi_square(observed: dict[str, int], weights: dict[str, int]) -> float:
@@ -50,6 +57,77 @@ def test_zero_failures_at_moderate_load(site, tmp_path):
     assert int(read_locust_stats(prefix)["/login/ (POST)"]["Request Count"]) == 60
 
 
+def access_log_lines(path: Path, offset: int) -> list[tuple[str, int]]:
+    """(request line, status) of each nginx access log line written after `offset` bytes."""
+    if not path.exists():
+        return []
+    with open(path, "rb") as f:
+        f.seek(offset)
+        text = f.read().decode()
+    found = (re.search(r'"([^"]*)" (\d{3}) ', line) for line in text.splitlines())
+    return [(m.group(1), int(m.group(2))) for m in found if m]
+
+
+def test_lampi_follows_the_sites_301_and_the_access_log_shows_it(site, tmp_path):
+    log = Path(site.extra["access_log"])
+    offset = log.stat().st_size if log.exists() else 0
+    users = 5
+    done, prefix = headless(site, tmp_path, "--wait-min", "0", "--wait-max", "0.1", "--no-sar", "--no-monitor",
+                            users=users, run_time="5s", env={"LOCUST_RESULTS_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    stats = final_stats(tmp_path)
+    assert int(stats["Aggregated"]["failures"]) == 0, read_locust_failures(prefix)
+    lampi = int(stats["/lampi"]["requests"])
+    assert lampi > 0
+
+    def lampi_lines() -> tuple[list[int], list[int]] | None:
+        lines = access_log_lines(log, offset)
+        bare = [status for req, status in lines if req.startswith("GET /lampi ")]
+        slash = [status for req, status in lines if req.startswith("GET /lampi/ ")]
+        return (bare, slash) if len(bare) >= lampi and len(slash) >= lampi else None
+
+    bare, slash = wait_for(lampi_lines, timeout=30, what="/lampi in the access log")  # nginx flushes every 1 s
+    assert set(bare) == {301} and set(slash) == {200}
+    # One 301 and one 200 per /lampi Locust counted; a learner stopped mid-request adds at most one.
+    assert lampi <= len(bare) <= lampi + users and lampi <= len(slash) <= lampi + users
+
+
+def run_on_fake_site(site, tmp_path: Path) -> tuple:
+    """One learner, no think time, 3 s; Locust's final figures: (exit code, requests by name, failures)."""
+    done, _ = headless(site, tmp_path, "--wait-min", "0", "--wait-max", "0.05", "--no-sar", "--no-monitor",
+                       users=1, run_time="3s", env={"LOCUST_RESULTS_DIR": str(tmp_path)})
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    failures = json.loads((tmp_path / "stats.json").read_text())["failures"]
+    return done.returncode, final_stats(tmp_path), failures
+
+
+def test_redirect_to_the_login_form_is_a_lost_session_and_logs_in_again(fake_site, tmp_path):
+    site = fake_site({"/lampi/": (302, "/login/?next=/lampi/")})
+    code, stats, failures = run_on_fake_site(site, tmp_path)
+    assert code == 1  # Locust exits 1 when any request failed
+    assert {f["name"] for f in failures} == {"/lampi"} and all("session lost" in f["error"] for f in failures)
+    lost = sum(f["occurrences"] for f in failures)
+    assert stats["/lampi"]["requests"] == stats["/lampi"]["failures"] == lost >= 1
+    assert stats["/"]["failures"] == 0 and stats["/"]["requests"] > 0
+    # One login to start, then one after each lost session (the last may have had no next task).
+    posts = site.count("POST", "/login/")
+    assert posts >= 2 and lost <= posts <= lost + 1
+    assert posts - 1 <= stats["/login/ (POST)"]["requests"] <= posts  # one may be cut off by the stop
+
+
+def test_server_error_fails_the_request_and_keeps_the_session(fake_site, tmp_path):
+    site = fake_site({"/lampi/device/*": (500, None)})
+    code, stats, failures = run_on_fake_site(site, tmp_path)
+    assert code == 1
+    assert {f["name"] for f in failures} == {"/lampi/device/<device_id>"}
+    assert all("500" in f["error"] and "session lost" not in f["error"] for f in failures)
+    device = stats["/lampi/device/<device_id>"]
+    assert device["failures"] == device["requests"] >= 1
+    # The fake site's /lampi is a 301 to /lampi/ too: followed, a success.
+    assert stats["/lampi"]["failures"] == 0 and stats["/lampi"]["requests"] >= 1 and site.count("GET", "/lampi/") >= 1
+    assert site.count("POST", "/login/") == 1
+
+
 def test_device_requests_are_grouped_under_one_name(site, tmp_path):
     done, prefix = headless(site, tmp_path, "--wait-min", "0", "--wait-max", "0.1", run_time="5s")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -61,7 +139,15 @@ def test_device_requests_are_grouped_under_one_name(site, tmp_path):
 def test_lost_session_counts_as_failure_and_logs_in_again(site, site_db, tmp_path):
     users = 5
     db = Path(site.extra["data_dir"]) / "db.sqlite3"
-    before = site_db.execute("SELECT count(*) FROM django_session").fetchone()[0]
+    sessions = [-1]
+
+    def settled() -> int | None:
+        # Requests of earlier runs still queued at the site may log in after they ended: count once idle.
+        count = site_db.execute("SELECT count(*) FROM django_session").fetchone()[0]
+        seen, sessions[0] = sessions[0], count
+        return (count,) if count == seen else None
+
+    (before,) = wait_for(settled, timeout=60, what="the site's sessions to settle", interval=0.5)
 
     def drop_sessions_once_logged_in() -> None:
         # Runs beside Locust: once every learner holds a session, invalidate them all.
@@ -72,12 +158,13 @@ def test_lost_session_counts_as_failure_and_logs_in_again(site, site_db, tmp_pat
 
     dropper = threading.Thread(target=drop_sessions_once_logged_in)
     dropper.start()
-    done, prefix = headless(site, tmp_path, "--wait-min", "0.05", "--wait-max", "0.1", users=users, run_time="8s")
+    done, _ = headless(site, tmp_path, "--wait-min", "0.05", "--wait-max", "0.1", "--no-sar", "--no-monitor",
+                       users=users, run_time="8s", env={"LOCUST_RESULTS_DIR": str(tmp_path)})
     dropper.join()
     assert done.returncode == 1  # Locust exits 1 when any request failed
-    lost = [f for f in read_locust_failures(prefix) if "session lost" in f["Error"]]
-    assert sum(int(f["Occurrences"]) for f in lost) >= users
-    assert int(read_locust_stats(prefix)["/login/ (POST)"]["Request Count"]) >= 2 * users
+    failures = json.loads((tmp_path / "stats.json").read_text())["failures"]
+    assert sum(f["occurrences"] for f in failures if "session lost" in f["error"]) >= users
+    assert final_stats(tmp_path)["/login/ (POST)"]["requests"] >= 2 * users
 
 
 def test_bad_option_is_a_one_line_error(site, tmp_path):
@@ -119,8 +206,9 @@ def test_web_ui_serves_the_start_page(site, tmp_path):
 
 
 def test_distributed_run_with_two_processes_completes(site, tmp_path):
-    done, prefix = headless(site, tmp_path, "--processes", "2", "--wait-min", "0.1", "--wait-max", "0.5",
-                            users=20, run_time="8s")
+    port = str(free_port())  # not Locust's default 5557: other runs on the machine may hold it
+    done, prefix = headless(site, tmp_path, "--processes", "2", "--master-bind-port", port, "--master-port", port,
+                            "--wait-min", "0.1", "--wait-max", "0.5", users=20, run_time="8s")
     assert done.returncode == 0, done.stderr[-2000:]
     stats = read_locust_stats(prefix)
     assert int(stats["/login/ (POST)"]["Request Count"]) == 20  # each user logged in once, counted once

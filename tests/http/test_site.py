@@ -26,9 +26,24 @@ def test_wrong_password_is_refused(site):
 
 
 def test_pages_require_login(site):
-    for path in ("/", "/lampi", "/lampi/", "/lampi/device/1e0000000001"):
+    for path in ("/", "/lampi/", "/lampi/device/1e0000000001"):
         resp = requests.get(f"{site.url}{path}", allow_redirects=False, timeout=10)
         assert resp.status_code == 302 and resp.headers["Location"].startswith("/login/"), path
+
+
+def test_lampi_without_slash_is_a_301_to_lampi_slash(site):
+    # Django's APPEND_SLASH, as on a course site: before the login check, for anyone.
+    username, password, _ = credentials(3)
+    session, _ = login(site.url, username, password)
+    for client in (requests, session):
+        resp = client.get(f"{site.url}/lampi", allow_redirects=False, timeout=10)
+        assert (resp.status_code, resp.headers["Location"]) == (301, "/lampi/")
+
+
+def test_device_page_with_a_trailing_slash_is_404(site):
+    username, password, device = credentials(3)
+    session, _ = login(site.url, username, password)
+    assert session.get(f"{site.url}/lampi/device/{device}/", allow_redirects=False, timeout=10).status_code == 404
 
 
 def test_owner_sees_own_device_page(site):
@@ -49,9 +64,8 @@ def test_device_page_of_another_user_is_404(site):
 def test_lampi_list_shows_the_users_device(site):
     username, password, device = credentials(9_999)
     session, _ = login(site.url, username, password)
-    for path in ("/lampi", "/lampi/"):
-        resp = session.get(f"{site.url}{path}", allow_redirects=False, timeout=10)
-        assert resp.status_code == 200 and device in resp.text, path
+    resp = session.get(f"{site.url}/lampi/", allow_redirects=False, timeout=10)
+    assert resp.status_code == 200 and device in resp.text
 
 
 def test_unknown_path_is_404(site):

@@ -1,15 +1,19 @@
-"""LAMPI devices on a real Mosquitto: the model on the wire, counts, connects, restarts, scale."""
+"""LAMPI devices on a real Mosquitto: the model on the wire (next to a course lamp behind a real bridge), counts,
+connects, restarts, scale."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
 
 from locustfiles import mqtt_model as model
-from tests.helpers import REPO, read_locust_failures, read_locust_stats, wait_for
-from tests.mqtt.conftest import Recorder, run_devices
+from locustfiles.lampi_data import device_id
+from tests.helpers import LOCUST, REPO, read_locust_failures, read_locust_stats, wait_for
+from tests.mqtt.conftest import CourseLamp, Recorder, pattern, retained_view, run_devices
 
 CHANGED = model.topic(model.LAMP_CHANGED)
 
@@ -19,19 +23,19 @@ def test_model_doc_shows_the_models_tables():
 
 
 def test_topics_payloads_and_qos_follow_the_model(mosquitto, tmp_path):
-    rec = Recorder(mosquitto.port)
+    rec = Recorder(mosquitto.port, topic=["devices/#", "$SYS/broker/connection/#"])
     done = run_devices(mosquitto.url, users=5, run_time="3s")
     rec.close()
     assert done.returncode == 0, done.stderr[-3000:]
     seen = {}
     for msg in rec.messages:
-        parts = msg.topic.split("/")
-        assert parts[0] == "devices" and parts[1].startswith("1e") and len(parts[1]) == 12, msg.topic
-        pattern = "/".join(["devices", "<device_id>", *parts[2:]])
-        seen.setdefault(pattern, set()).add(msg.qos)
-        if pattern == CHANGED:
+        name = pattern(msg.topic)
+        assert "<device_id>" in name, msg.topic
+        seen.setdefault(name, set()).add(msg.qos)
+        if name == CHANGED:
             body = json.loads(msg.payload)
             assert set(body) == {"color", "brightness", "on", "client"} and set(body["color"]) == {"h", "s"}
+            assert msg.payload == json.dumps(body).encode()  # json.dumps' own separators, as the lamp writes
     # Subscribed at QoS 2, a message arrives at the QoS it was published with.
     assert seen == {model.topic(k): {k.qos} for k in model.KINDS}
 
@@ -39,17 +43,62 @@ def test_topics_payloads_and_qos_follow_the_model(mosquitto, tmp_path):
 def test_state_messages_are_retained(mosquitto):
     done = run_devices(mosquitto.url, users=3, run_time="2s")
     assert done.returncode == 0, done.stderr[-3000:]
-    late = Recorder(mosquitto.port)  # subscribes after the run: only retained messages arrive
-    wait_for(lambda: len({m.topic for m in late.messages}) >= 3, timeout=10, what="retained messages")
-    late.close()
-    retained = {"/".join(["devices", "<device_id>", *m.topic.split("/")[2:]]) for m in late.messages if m.retain}
-    assert retained == {model.topic(k) for k in model.KINDS if k.retain}
+    view = retained_view(mosquitto.port, count=len(model.KINDS))  # subscribed after the run
+    assert {name for name, (_, _, retain) in view.items() if retain} == {model.topic(k) for k in model.KINDS if k.retain}
+
+
+def test_the_cloud_sees_a_simulated_lamp_as_it_sees_a_course_lamp(two_clouds, tmp_path):
+    course_cloud, sim_cloud = two_clouds
+    lamp = CourseLamp(tmp_path / "lamp", course_cloud, device_id=device_id(7))
+    try:
+        course = retained_view(course_cloud.port, count=len(model.KINDS))
+    finally:
+        lamp.close()
+    done = run_devices(sim_cloud.url, "--fake-devices", "1", "--first-fake-device", "7", users=1, run_time="2s")
+    assert done.returncode == 0, done.stderr[-3000:]
+    sim = retained_view(sim_cloud.port, count=len(model.KINDS))
+
+    def shape(view: dict) -> dict:  # lamp states differ in value, not in form
+        return {name: (sorted(json.loads(body)) if name == CHANGED else body, qos, retain)
+                for name, (body, qos, retain) in view.items()}
+
+    assert shape(sim) == shape(course)
+    # The lamp publishes its connection states at QoS 2; the course's bridge carries them at QoS 1.
+    assert course[model.topic(model.SERVICE_STATE)] == (b"1", 1, True)
+
+
+def test_a_vanished_lamp_leaves_its_bridge_state_0_as_a_course_lamp_does(two_clouds, tmp_path):
+    course_cloud, sim_cloud = two_clouds
+    lamp = CourseLamp(tmp_path / "lamp", course_cloud, device_id=device_id(8))
+    retained_view(course_cloud.port, count=len(model.KINDS))
+    lamp.vanish()
+    cmd = [LOCUST, "-f", str(REPO / "locustfiles" / "mqtt.py"), "--headless", "-u", "1", "-r", "1", "-t", "60s",
+           "--mqtt-url", sim_cloud.url, "--no-monitor", "--fake-devices", "1", "--first-fake-device", "8"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        retained_view(sim_cloud.port, count=len(model.KINDS))  # the device has announced itself
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # no DISCONNECT: the broker sends the last will
+        proc.wait(timeout=30)
+    bridge = model.topic(model.BRIDGE_STATE)
+
+    def after_will(port: int) -> dict:
+        view = retained_view(port, count=len(model.KINDS))
+        return view if view[bridge][0] == b"0" else {}
+
+    course = wait_for(lambda: after_will(course_cloud.port), timeout=30, what="the course lamp's will")
+    sim = wait_for(lambda: after_will(sim_cloud.port), timeout=30, what="the simulated lamp's will")
+    states = [model.topic(k) for k in (model.BRIDGE_STATE, model.SERVICE_STATE, model.UI_STATE)]
+    # Only the bridge's state turns 0; the services' retained '1' stays, as their broker died with them.
+    assert [sim[t] for t in states] == [course[t] for t in states] == [(b"0", 1, True), (b"1", 1, True), (b"1", 1, True)]
 
 
 def test_every_acknowledged_publish_reached_the_broker(mosquitto, tmp_path):
     rec = Recorder(mosquitto.port, topic="devices/+/lamp/changed", qos=1)
-    done = run_devices(mosquitto.url, users=8, run_time="4s", csv=tmp_path / "run")
-    counted = int(read_locust_stats(tmp_path / "run")[CHANGED]["Request Count"])
+    done = run_devices(mosquitto.url, users=8, run_time="4s", env={"LOCUST_RESULTS_DIR": str(tmp_path)})
+    # Locust's final figures (stats.json): its CSV is rewritten once a second and misses the last one.
+    final = {r["name"]: r for r in json.loads((tmp_path / "stats.json").read_text())["requests"]}
+    counted = int(final[CHANGED]["requests"])
 
     def live() -> int:  # retained copies from earlier runs arrive on subscribe, flagged retain
         return sum(1 for m in rec.messages if not m.retain)
