@@ -155,11 +155,11 @@ def main() -> int:
         client = chclient.connect(ep["clickhouse"].url)
         minute = 0
         while any(p.poll() is None for p in procs.values()):
-            minute += 1
-            while time.time() < started + 60 * minute and any(p.poll() is None for p in procs.values()):
-                time.sleep(1)
-            t1 = min(time.time(), started + 60 * minute)
-            print(line(minute, folder, minute_rows(client, run_ids, t1 - 60, t1)), flush=True)
+            time.sleep(1)
+            if time.time() >= started + 60 * (minute + 1):
+                minute += 1
+                t1 = started + 60 * minute
+                print(line(minute, folder, minute_rows(client, run_ids, t1 - 60, t1)), flush=True)
         codes = {k: p.wait() for k, p in procs.items()}
         ended = time.time()
         summary = {"duration": duration, "seconds": round(ended - started), "warmup_s": WARMUP, "exit_codes": codes,
@@ -187,7 +187,7 @@ def main() -> int:
 def report(summary: dict, total: int) -> None:
     print(f"\nsoak summary ({summary['seconds']} s of {total} s; after a {summary['warmup_s']:.0f} s warm-up; "
           f"exit codes {summary['exit_codes']})")
-    print(f"{'run':<10}{'RSS MB first→last (max)':>26}{'growth':>9}{'fds':>16}{'greenlets':>18}{'threads':>12}"
+    print(f"{'run':<10}{'RSS MB first→last (max)':>26}{'growth':>9}{'fds':>20}{'greenlets':>22}{'threads':>12}"
           f"{'intervals':>11}{'missing':>9}{'requests':>11}")
     ok = True
     for kind in KINDS:
@@ -198,7 +198,7 @@ def report(summary: dict, total: int) -> None:
             continue
         rss = f"{g['rss_mb'][0]}→{g['rss_mb'][1]} ({g['rss_max_mb']})"
         fds, greenlets, threads = (f"{g[k][0]}→{g[k][1]} ({g[k][2]})" for k in ("fds", "greenlets", "threads"))
-        print(f"{kind:<10}{rss:>26}{g['rss_growth_pct']:>8.2f}%{fds:>16}{greenlets:>18}"
+        print(f"{kind:<10}{rss:>26}{g['rss_growth_pct']:>8.2f}%{fds:>20}{greenlets:>22}"
               f"{threads:>12}{iv['samples']:>11}{iv['missing']:>9}"
               f"{summary['requests'][kind]:>11,}")
         ok = ok and g["rss_growth_pct"] < 5 and g["fds"][1] <= g["fds"][0] and g["greenlets"][1] <= g["greenlets"][0] \
