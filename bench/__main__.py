@@ -12,6 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+# Run only when named (`make bench BENCH=soak`): the soak lasts 30 minutes by default.
+ON_REQUEST = {"soak"}
+
 
 def available() -> list[str]:
     here = Path(__file__).parent
@@ -19,7 +22,7 @@ def available() -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    names = argv or available()
+    names = argv or [n for n in available() if n not in ON_REQUEST]
     unknown = [n for n in names if n not in available()]
     if unknown:
         print(f"error: unknown benchmark {unknown[0]!r}; expected one of: {', '.join(available())}", file=sys.stderr)

@@ -31,7 +31,9 @@ class Sampler:
 
         self.topic, self.group, self.timeout = topic, group, timeout
         conf = kafka_conf.client_config(brokers)
-        conf.update({"group.id": group, "enable.auto.commit": False, "log_level": 3})
+        # log_level 0: librdkafka would print a line per reconnect attempt (every 50 ms) while the broker
+        # is down; a failed sample is reported by the monitor instead.
+        conf.update({"group.id": group, "enable.auto.commit": False, "log_level": 0})
         self.consumer = Consumer(conf)
 
     def _read(self) -> dict:

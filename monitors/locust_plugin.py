@@ -21,7 +21,7 @@ from pathlib import Path
 
 import gevent
 from locust import events
-from locust.runners import WorkerRunner
+from locust.runners import STATE_MISSING, WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
 from locustfiles.common import OptionError
@@ -37,6 +37,9 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CLICKHOUSE_URL = chclient.DEFAULT_URL
 
 REQUEST_STATS_FILE = "request_stats.jsonl"  # in the run folder: the rows of load_test_request_stats
+# How long a master's first sample after the stop waits for the workers' last reports: a worker
+# reports every WORKER_REPORT_INTERVAL s, and after a web UI stop the next periodic one is its last.
+FINAL_REPORT_WAIT = 3 * WORKER_REPORT_INTERVAL
 
 # Exit codes set in `quitting` when a check fails (the first failing check, in this order).
 EXIT_FAIL_RATIO, EXIT_P95, EXIT_MAX_LAG, EXIT_DRAIN, EXIT_MONITOR_CRASH = 3, 4, 5, 6, 7
@@ -110,6 +113,7 @@ class Monitor:
     backlog: int | None = None
     max_backlog: int = 0
     stopping_at: float | None = None  # monotonic time the test stopped
+    awaiting_reports: set = field(default_factory=set)  # workers whose last report (0 users) is still due
     drained: bool | None = None
     drain_seconds: float | None = None
     crashed: bool = False
@@ -222,6 +226,8 @@ class Monitor:
         try:
             next_t = time.monotonic()
             while True:
+                if self.stopping_at is not None and self.awaiting_reports:
+                    self._await_final_reports()
                 # A test that stops while a tick is under way (its sink flush yields) gets one more
                 # tick: the requests logged after that tick's snapshot are in no interval otherwise.
                 stopped = self.stopping_at is not None
@@ -239,6 +245,21 @@ class Monitor:
             self.crashed = True
             log.exception("monitor: sampling crashed; the run goes on, exit code will be %d", EXIT_MONITOR_CRASH)
             self.environment.process_exit_code = EXIT_MONITOR_CRASH
+
+    def _await_final_reports(self) -> None:
+        """Hold the first sample after the stop until each worker's last report is in: a worker sends
+        the requests of its last seconds only once its users have stopped, after the master's stop."""
+        runner = self.environment.runner
+        deadline = self.stopping_at + FINAL_REPORT_WAIT
+        while self.awaiting_reports and time.monotonic() < deadline:
+            if isinstance(runner, MasterRunner):  # a worker lost (no heartbeat) never reports again
+                self.awaiting_reports -= {c.id for c in runner.clients.values() if c.state == STATE_MISSING}
+            gevent.sleep(0.05)
+        if self.awaiting_reports:
+            log.warning("monitor: no last report from %d worker(s) within %.0f s of the stop; their last "
+                        "requests go into a final interval if they arrive before the end",
+                        len(self.awaiting_reports), FINAL_REPORT_WAIT)
+            self.awaiting_reports = set()
 
     def _drain_finished(self) -> bool:
         waited = time.monotonic() - self.stopping_at
@@ -299,6 +320,32 @@ def _web_ui(environment, **_kw) -> None:
     webui.install(environment)
 
 
+@events.init.add_listener
+def _track_worker_reports(environment, runner=None, **_kw) -> None:
+    if isinstance(runner, MasterRunner):
+        environment.worker_users = {}  # worker id -> running users in its latest report
+        environment.events.worker_report.add_listener(
+            lambda client_id, data, **_: _worker_report(environment, client_id, data))
+
+
+def _worker_report(environment, client_id: str, data: dict) -> None:
+    """A report with 0 users running is complete: every request of that worker's users is in it."""
+    users = data.get("user_count", 0)
+    environment.worker_users[client_id] = users
+    mon = _monitor(environment)
+    if mon is not None and not users:
+        mon.awaiting_reports.discard(client_id)
+
+
+def workers_with_users(environment) -> set[str]:
+    """On a master: the workers that ran users according to their latest report or spawn message."""
+    runner = environment.runner
+    if not isinstance(runner, MasterRunner):
+        return set()
+    reported = {cid for cid, users in getattr(environment, "worker_users", {}).items() if users}
+    return reported | {c.id for c in runner.clients.values() if c.user_count and c.state != STATE_MISSING}
+
+
 @events.test_start.add_listener
 def _start(environment, **_kw) -> None:
     o = environment.parsed_options
@@ -338,6 +385,7 @@ def _start(environment, **_kw) -> None:
 def _stop(environment, **_kw) -> None:
     mon = _monitor(environment)
     if mon is not None and mon.stopping_at is None:
+        mon.awaiting_reports = workers_with_users(environment)
         mon.stopping_at = time.monotonic()
         if any(s.name != "host" for s in mon.samplers.values()):
             log.info("monitor: test stopped; sampling until drained (at most %.0f s)", mon.drain_timeout)
@@ -376,6 +424,8 @@ def _finish(environment) -> None:
         mon.greenlet.join(timeout=mon.drain_timeout + mon.sleep_time + 30)
         if not mon.greenlet.dead:
             mon.greenlet.kill()
+    if not mon.crashed:  # requests reported after the last sample (a late worker report) form a last interval
+        mon._store_request_stats(time.time())
     for hook in getattr(environment, "run_end_hooks", []):  # e.g. the tracking run's end-to-end summary
         try:
             hook()
