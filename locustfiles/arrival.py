@@ -127,6 +127,7 @@ class Plan:
     arrival: str = EVEN
     seed: int | None = None
     limit: int | None = None  # instants of this process (e.g. its share of --num-events)
+    limit_total: int | None = None  # instants over all processes, when `limit` is a share of them
 
     def __post_init__(self) -> None:
         if self.arrival not in (EVEN, POISSON):
@@ -149,8 +150,9 @@ class Plan:
                 u += 1.0
 
     def duration(self, instants: int) -> float:
-        """The planned window holding the first `instants` instants when the plan ran out after them."""
-        t = self.mine.time_of(instants)
+        """The planned window holding the first `instants` instants when the plan ran out after them
+        (with a shared limit: the window of all processes' instants, the same in each)."""
+        t = self.mine.time_of(instants if self.limit_total is None else self.limit_total / self.processes)
         return t if t != math.inf else self.mine.segments[-1].start
 
 
@@ -283,7 +285,7 @@ class Scheduler:
         """planned = started + dropped; the target is the plan's mean rate over the elapsed time."""
         elapsed = self.elapsed()
         return {"planned": self.planned, "started": self.started, "dropped": self.dropped,
-                "duration_s": round(elapsed, 3),
+                "duration_s": round(elapsed, 6), "start_wall": self.start_wall,
                 "target_rate": round(self.planned / elapsed, 3) if elapsed > 0 else 0.0,
                 "achieved_rate": round(self.started / elapsed, 3) if elapsed > 0 else 0.0,
                 "scheduler_lateness_max_ms": round(self.lateness_max * 1000, 3)}

@@ -158,20 +158,58 @@ def test_an_unreachable_broker_is_a_one_line_error():
     assert "Traceback" not in done.stderr
 
 
-def test_open_model_reaches_its_target_rate(pipeline, clickhouse, redis_server):
+def stream_ms(redis_server, stream: str) -> list[int]:
+    """Arrival times (ms) of the stream's entries: Redis stamps each id with its own clock."""
+    import redis
+
+    r = redis.Redis.from_url(redis_server.url)
+    ids = [i.decode() for i, _f in r.xrange(stream)]
+    r.close()
+    return sorted(int(i.split("-")[0]) for i in ids)
+
+
+def test_open_model_sends_each_planned_event_or_counts_it_dropped(pipeline, clickhouse, redis_server, tmp_path):
     p = pipeline("redis_bus", "--batch-size", "100", "--batch-interval", "1")
-    done, end = generate(p, clickhouse, redis_server, None, "--num-events", "600", "--events-per-second", "200")
+    done, end = generate(p, clickhouse, redis_server, None, "--num-events", "600", "--events-per-second", "200",
+                         results=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    import re
+    om = end["open_model"]
+    # The plan's own numbers: 600 instants 5 ms apart are a 3 s window at 200/s, whatever the machine.
+    assert (om["planned"], om["started"] + om["dropped"]) == (600, 600)
+    assert (om["duration_s"], om["target_rate"]) == (3.0, 200.0)
+    received = stream_ms(redis_server, f"{p.prefix}-analytics")
+    assert len(received) == om["started"] == end["e2e"]["sent"]
+    rows = {(r["type"], r["name"]): r for r in json.loads((tmp_path / "stats.json").read_text())["requests"]}
+    assert rows.get(("DROPPED", "tracking events"), {"requests": 0})["requests"] == om["dropped"]
 
-    rate = float(re.search(r"600 events sent by this process \((\d+)/s\)", done.stderr).group(1))
-    assert 170 <= rate <= 230, rate
-    assert "missed" not in done.stderr
+
+def test_open_model_never_runs_ahead_of_its_plan(pipeline, clickhouse, redis_server):
+    # The k-th event to reach Redis cannot arrive before the k-th planned instant: no catching up in
+    # bursts, no early start before spawning is complete (Redis and the generator share the clock).
+    p = pipeline("redis_bus", "--batch-size", "100", "--batch-interval", "1")
+    done, end = generate(p, clickhouse, redis_server, None, "--num-events", "400", "--events-per-second", "200")
+    assert done.returncode == 0, done.stderr[-3000:]
+    om = end["open_model"]
+    received = stream_ms(redis_server, f"{p.prefix}-analytics")
+    start_ms = om["start_wall"] * 1000
+    assert len(received) == om["started"] > 0
+    assert all(ms >= start_ms + k * 5 - 1 for k, ms in enumerate(received))  # ids have 1 ms resolution
 
 
-def test_an_unreachable_target_rate_is_reported_as_missed(pipeline, clickhouse, redis_server):
+def test_an_unreachable_rate_drops_events_and_names_the_generator_as_the_limit(pipeline, clickhouse, redis_server):
     p = pipeline("redis_bus", "--batch-size", "1000", "--batch-interval", "1")
     done, end = generate(p, clickhouse, redis_server, None, "--num-events", "300", "--events-per-second", "10000000",
                          users=1)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "target 10000000 events/s for this process missed" in done.stderr
+    om = end["open_model"]
+    assert om["planned"] == 300 and om["started"] + om["dropped"] == 300 and om["dropped"] > 0
+    assert len(stream_ms(redis_server, f"{p.prefix}-analytics")) == om["started"]
+    assert f"dropped {om['dropped']:,}" in done.stderr and "the generator is the limit" in done.stderr
+
+
+def test_check_min_rate_fails_the_run_when_events_are_dropped(pipeline, clickhouse, redis_server):
+    p = pipeline("redis_bus", "--batch-size", "1000", "--batch-interval", "1")
+    done, end = generate(p, clickhouse, redis_server, None, "--num-events", "300", "--events-per-second", "10000000",
+                         "--check-min-rate", "0.01", users=1)
+    assert done.returncode == 8, done.stderr[-3000:]
+    assert "check failed: achieved" in done.stderr and end["exit_code"] == 8
