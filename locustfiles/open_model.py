@@ -116,6 +116,24 @@ class OpenModel:
         return self.scheduler.acquire()
 
 
+def for_users(environment, name: str, rate: float) -> OpenModel | None:
+    """At test start: this process's OpenModel when the open model is on (None on the master)."""
+    if isinstance(environment.runner, MasterRunner) or not enabled(environment, rate):
+        return None
+    return OpenModel(environment, name, rate)
+
+
+def attach(user, model: OpenModel | None) -> None:
+    """From on_start: pace `user` by the plan (wait_time takes instants; every request's context gets
+    the iteration's planned instant through User.context()) and wait for its first instant.
+    Nothing happens in the closed model (model None)."""
+    if model is None:
+        return
+    user.wait_time = lambda: wait_for_ticket(user, model)
+    user.context = lambda: context_of(user.ticket)
+    first_ticket(user, model)
+
+
 def wait_for_ticket(user, model: OpenModel) -> float:
     """A user's wait_time() in the open model: block (in Locust's waiting state, so a stopping run
     kills it cleanly) until the scheduler hands over an instant, keep it as `user.ticket`, return 0.

@@ -32,12 +32,13 @@ def test_n_events_in_give_exactly_n_statements_out(backend, pipeline, clickhouse
                          "--event-mix", "realistic", results=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     e2e = end["e2e"]
-    assert (e2e["sent"], e2e["stored"], e2e["missing"], e2e["duplicates"]) == (400, 400, 0, 0), e2e
+    n = 400 - end["open_model"]["dropped"]  # open model: an event no user was free for is dropped, not sent
+    assert (e2e["sent"], e2e["stored"], e2e["missing"], e2e["duplicates"]) == (n, n, 0, 0), e2e
     rows, distinct = stored(clickhouse, p.db)
-    assert distinct == 400
+    assert distinct == n
     assert 0 < e2e["p50_ms"] <= e2e["p95_ms"] <= e2e["p99_ms"] and e2e["resolution_ms"] == 1000
     assert end["drained"] is True
-    assert "sent 400, stored 400, missing 0, duplicates 0" in summary_line(done.stderr)
+    assert f"sent {n}, stored {n}, missing 0, duplicates 0" in summary_line(done.stderr)
 
 
 def test_e2e_latency_is_a_locust_request_type(pipeline, clickhouse, redis_server, tmp_path):
@@ -50,8 +51,9 @@ def test_e2e_latency_is_a_locust_request_type(pipeline, clickhouse, redis_server
     assert "fill the" in summary_line(done.stderr)
     # Locust's final figures (stats.json: its CSV misses the last second) hold one E2E request per event.
     rows = {(r["type"], r["name"]): r for r in json.loads((tmp_path / "stats.json").read_text())["requests"]}
-    assert rows[("E2E", "tracking event → xAPI in ClickHouse")]["requests"] == 100
-    assert sum(r["requests"] for (t, _n), r in rows.items() if t == "EVENT") == 100
+    n = 100 - end["open_model"]["dropped"]
+    assert rows[("E2E", "tracking event → xAPI in ClickHouse")]["requests"] == n
+    assert sum(r["requests"] for (t, _n), r in rows.items() if t == "EVENT") == n
 
 
 def test_the_monitor_sees_the_batch_list_rise_and_drain(pipeline, clickhouse, redis_server, tmp_path):
@@ -63,7 +65,7 @@ def test_the_monitor_sees_the_batch_list_rise_and_drain(pipeline, clickhouse, re
     samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
     batch = [s["stats"]["celery"]["batch_queue_length"] for s in samples if "celery" in s["stats"]]
     assert max(batch) > 0 and batch[-1] == 0, batch
-    assert end["drained"] is True and end["e2e"]["stored"] == 300
+    assert end["drained"] is True and end["e2e"]["stored"] == 300 - end["open_model"]["dropped"]
 
 
 def test_a_stopped_consumer_shows_growing_lag_and_drains_after_restart(pipeline, clickhouse, redis_server, tmp_path):
@@ -72,8 +74,9 @@ def test_a_stopped_consumer_shows_growing_lag_and_drains_after_restart(pipeline,
     result: dict = {}
 
     def run() -> None:
+        # Closed model, no pauses: every one of the 300 events is sent (the lag must reach 300).
         result["done"], result["end"] = generate(p, clickhouse, redis_server, None, "--num-events", "300",
-                                                 "--events-per-second", "300", results=tmp_path)
+                                                 "--sleep-time", "0", results=tmp_path)
 
     t = threading.Thread(target=run)
     t.start()
@@ -98,8 +101,10 @@ def test_two_processes_count_each_event_once(pipeline, clickhouse, redis_server,
     done, end = generate(p, clickhouse, redis_server, None, "--num-events", "501", "--events-per-second", "500",
                          processes=2)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (end["e2e"]["sent"], end["e2e"]["stored"], end["e2e"]["duplicates"]) == (501, 501, 0)
-    assert stored(clickhouse, p.db)[1] == 501
+    n = 501 - end["open_model"]["dropped"]
+    assert end["open_model"]["planned"] == 501 and end["open_model"]["processes"] == 2
+    assert (end["e2e"]["sent"], end["e2e"]["stored"], end["e2e"]["duplicates"]) == (n, n, 0)
+    assert stored(clickhouse, p.db)[1] == n
 
 
 def test_duplicates_are_counted(clickhouse):
