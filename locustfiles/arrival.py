@@ -10,12 +10,12 @@ phase index/count, so the processes' instants interleave into the single-process
 
 The scheduler sleeps until each instant and hands it to a user waiting for one; when no user is
 waiting the iteration is dropped and counted (k6's dropped_iterations), never delayed. A late
-wake-up dispatches every instant already due, so none is lost: started + dropped = planned.
+wake-up dispatches every instant already due, so none is lost: started + dropped = planned. A
+stopped plan's window ends at the first instant the scheduler had not reached.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import random
 import re
@@ -238,17 +238,12 @@ class Scheduler:
         if self._greenlet is not None and not self._greenlet.dead:
             self._greenlet.kill()
         if self.start_mono is not None:
-            self.stopped_at = max(time.monotonic() - self.start_mono, 0.0)
-            # Instants already due that a starved scheduler had not reached: planned, and dropped.
-            pending = [] if self._pending is None else [self._pending]
-            for offset in itertools.chain(pending, self._instants or ()):
-                if offset > self.stopped_at:
-                    break
-                ticket = Ticket(self.planned, self.start_mono + offset, self.start_wall + offset)
-                self.planned += 1
-                self.dropped += 1
-                if self.on_drop is not None:
-                    self.on_drop(ticket)
+            # The run's window ends now, or at the first instant the scheduler had not reached if that
+            # is earlier: a loop busy stopping the run (or starved just before) does not turn the
+            # instants of those last milliseconds into drops. Late instants reached before are counted.
+            elapsed = max(time.monotonic() - self.start_mono, 0.0)
+            upcoming = self._pending if self._pending is not None else next(self._instants or iter(()), None)
+            self.stopped_at = elapsed if upcoming is None else min(elapsed, upcoming)
         self._end()
 
     # -- the users' side -----------------------------------------------------------------------

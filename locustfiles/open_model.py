@@ -260,7 +260,8 @@ def summary_line(s: dict) -> str:
             f"{s['duration_s']:.1f} s: achieved {s['achieved_rate']:,.1f}/s of a target {s['target_rate']:,.1f}/s")
     if s["dropped"]:
         line += (f"; the generator is the limit: {s['dropped']:,} iterations found no free user "
-                 "(raise -u, or add --processes if the CPU is saturated)")
+                 f"(raise -u, or add --processes if the CPU is saturated; the scheduler woke up to "
+                 f"{s['scheduler_lateness_max_ms']:,.0f} ms late)")
     return line
 
 
