@@ -74,13 +74,14 @@ def arrivals_redis(url: str, stream: str) -> list[int]:
 
 
 def arrivals_kafka(brokers: str, topic: str, expected: int) -> list[int]:
-    from confluent_kafka import Consumer
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     from monitors.kafka_latency import consumer_config
 
-    c = Consumer({**consumer_config({"bootstrap.servers": brokers}, f"bench-{uuid.uuid4().hex[:6]}"),
-                  "auto.offset.reset": "earliest"})
-    c.subscribe([topic])
+    c = Consumer(consumer_config({"bootstrap.servers": brokers}, f"bench-{uuid.uuid4().hex[:6]}"))
+    # Partitions assigned, not subscribed: no group join to wait for (Tansu's takes session.timeout.ms/2).
+    parts = sorted(c.list_topics(topic, timeout=10).topics[topic].partitions)
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
     out: list[int] = []
     deadline = time.monotonic() + 120
     idle_since = time.monotonic()
@@ -118,7 +119,7 @@ def main() -> int:
         try:
             eps = stack.start("redis", "kafka")
             ep = {"redis": eps["redis"].url, "kafka": eps["kafka"].url}
-            for backend in ("redis_bus", "kafka_bus"):
+            for backend in os.environ.get("BENCH_ARRIVAL_BACKENDS", "redis_bus,kafka_bus").split(","):
                 for rate, ceiling in [*((r, False) for r in RATES), (CEILING_TARGET, True)]:
                     stream, om, _log = run_generator(backend, ep, rate, ceiling)
                     ms = arrivals_redis(ep["redis"], stream) if backend == "redis_bus" else \
@@ -128,9 +129,13 @@ def main() -> int:
                           flush=True)
         finally:
             stack.stop()
-        idle_cpu, _ = pacing_cpu("idle")
-        sched_cpu, sched_n = pacing_cpu("scheduler")
-        old_cpu, old_n = pacing_cpu("wait_time")
+        if os.environ.get("BENCH_ARRIVAL_NO_PACING"):
+            idle_cpu = sched_cpu = old_cpu = 0.0
+            sched_n = old_n = 1
+        else:
+            idle_cpu, _ = pacing_cpu("idle")
+            sched_cpu, sched_n = pacing_cpu("scheduler")
+            old_cpu, old_n = pacing_cpu("wait_time")
     print(f"\nOpen model, tracking generator, 1 process, {USERS} users, {SECONDS} s plans ({os.cpu_count()} cores, "
           "loopback; machine shared and noisy)")
     print(f"{'backend':<10}{'target/s':>10}{'planned':>10}{'sent':>9}{'dropped':>9}{'received':>10}"
@@ -139,6 +144,8 @@ def main() -> int:
         label = f"{rate:,}" + (" ceil" if ceiling else "")
         print(f"{backend:<10}{label:>10}{om['planned']:>10,}{om['started']:>9,}{om['dropped']:>9,}{n:>10,}"
               f"{recv:>13,.1f}{recv / rate:>17.4f}")
+    if os.environ.get("BENCH_ARRIVAL_NO_PACING"):
+        return 0
     per = {}
     for name, cpu, n in (("scheduler", sched_cpu, sched_n), ("wait_time (former)", old_cpu, old_n)):
         per[name] = (cpu - idle_cpu) * 1e6 / max(n, 1)

@@ -265,7 +265,6 @@ class Generator:
         self.learners = [Learner(uid, name) for uid, name in environment.tracking_users]
         self.factory = EventFactory(o.course_id, o.event_mix, Clock(slot=self.index))
         self.budget = None if o.run_until_killed else _share(o.num_events, self.index, self.count)
-        self.rate = _share(o.events_per_second, self.index, self.count) if o.events_per_second else 0.0
         self.sent = self.reserved = 0
         self.started = time.monotonic()
         self.finishing = False
