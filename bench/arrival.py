@@ -119,7 +119,7 @@ def main() -> int:
         try:
             eps = stack.start("redis", "kafka")
             ep = {"redis": eps["redis"].url, "kafka": eps["kafka"].url}
-            for backend in os.environ.get("BENCH_ARRIVAL_BACKENDS", "redis_bus,kafka_bus").split(","):
+            for backend in filter(None, os.environ.get("BENCH_ARRIVAL_BACKENDS", "redis_bus,kafka_bus").split(",")):
                 for rate, ceiling in [*((r, False) for r in RATES), (CEILING_TARGET, True)]:
                     stream, om, _log = run_generator(backend, ep, rate, ceiling)
                     ms = arrivals_redis(ep["redis"], stream) if backend == "redis_bus" else \

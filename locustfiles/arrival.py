@@ -8,10 +8,10 @@ t_i = N⁻¹(u_i), with u_i = i + phase (evenly spaced) or the running sum of Ex
 process of intensity r(t)). A process that is one of `count` shares the load with rate r/count and
 phase index/count, so the processes' instants interleave into the single-process plan.
 
-The scheduler sleeps until each instant and hands it to a user waiting for one; when no user is
-waiting the iteration is dropped and counted (k6's dropped_iterations), never delayed. A late
-wake-up dispatches every instant already due, so none is lost: started + dropped = planned. A
-stopped plan's window ends at the first instant the scheduler had not reached.
+The scheduler gives each idle user the next instant, which it sleeps until; an instant that comes
+while no user is idle is dropped and counted (k6's dropped_iterations), never delayed. A late
+wake-up keeps its instant, so none is lost: started + dropped = planned. A stopped plan's window
+ends at the stop, or at the earliest instant claimed but not started if that is earlier.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import gevent
-from gevent.event import AsyncResult, Event
+from gevent.event import Event
 
 EVEN, POISSON = "even", "poisson"
 _STAGE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*:\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h)?\s*$")
@@ -136,18 +137,25 @@ class Plan:
 
     def instants(self) -> Iterator[float]:
         rng = random.Random(None if self.seed is None else self.seed * 1_000_003 + self.process)
-        u = self.process / self.processes if self.arrival == EVEN else 0.0
-        i = 0
-        while self.limit is None or i < self.limit:
-            if self.arrival == POISSON:
-                u += rng.expovariate(1.0)
-            t = self.mine.time_of(u)
-            if t == math.inf:
-                return
-            yield t
-            i += 1
-            if self.arrival == EVEN:
-                u += 1.0
+        poisson = self.arrival == POISSON
+        draw = rng.expovariate
+        u = draw(1.0) if poisson else self.process / self.processes
+        left = math.inf if self.limit is None else self.limit
+        # Segment by segment (u only grows), a constant rate as a fast path: this runs once per
+        # iteration of the generator.
+        for seg in self.mine.segments:
+            end_u = math.inf if seg.end == math.inf else seg.count(seg.end)
+            if seg.slope == 0 and seg.rate0 == 0:
+                if end_u == math.inf:
+                    return  # the rate stays 0: the plan is over
+                continue
+            start, before, rate, constant = seg.start, seg.before, seg.rate0, seg.slope == 0
+            while u < end_u:
+                if left <= 0:
+                    return
+                yield start + (u - before) / rate if constant else seg.inverse(u)
+                left -= 1
+                u += draw(1.0) if poisson else 1.0
 
     def duration(self, instants: int) -> float:
         """The planned window holding the first `instants` instants when the plan ran out after them
@@ -156,8 +164,7 @@ class Plan:
         return t if t != math.inf else self.mine.segments[-1].start
 
 
-@dataclass(frozen=True)
-class Ticket:
+class Ticket(NamedTuple):
     """One iteration's planned instant: `at` on the monotonic clock, `wall` as time.time()."""
 
     index: int
@@ -165,110 +172,159 @@ class Ticket:
     wall: float
 
 
+SWEEP_INTERVAL = 0.25  # s between counts of the instants that passed while every user was busy
+
+
 @dataclass
 class Scheduler:
-    """Hands the plan's instants to idle users; counts planned, started and dropped iterations."""
+    """Hands the plan's instants to idle users; counts planned, started and dropped iterations.
+
+    Users pull: a user that becomes idle claims the earliest instant not yet claimed and sleeps
+    until it (one timer per iteration, as a wait_time would cost). An instant that came while no
+    user was idle (before the claiming user became idle) is dropped and counted; so is one a
+    sweeper greenlet finds past and unclaimed, so drops show while every user is busy. A user idle
+    since before its instant keeps it even when it wakes late (a busy loop), so none is lost.
+    """
 
     plan: Plan
     on_drop: Callable[[Ticket], None] | None = None
-    planned: int = 0
-    started: int = 0  # tickets a user took (given back ones excluded)
+    planned: int = 0  # instants whose time came: started + dropped
+    started: int = 0  # instants a user took at (or after) their time
     dropped: int = 0
-    lateness_max: float = 0.0  # the scheduler's own worst wake-up delay, s
+    lateness_max: float = 0.0  # worst delay between an instant and its user's wake-up, s
     start_mono: float | None = None
     start_wall: float | None = None
-    stopped_at: float | None = None  # elapsed s at stop
+    stopped_at: float | None = None  # the window's end, s from the start
     finished: Event = field(default_factory=Event)  # the plan ran out (a limit) or the scheduler stopped
     exhausted: bool = False  # the plan ran out before the run stopped
-    _idle: deque = field(default_factory=deque)
-    _greenlet: object = None
+    _begun: Event = field(default_factory=Event)  # the start instant came
     _instants: Iterator[float] | None = None
-    _pending: float | None = None  # the instant the scheduler sleeps for
+    _next: int = 0  # index of the next instant to pull from the plan
+    _claims: dict = field(default_factory=dict)  # index -> offset of instants claimed, not yet started
+    _no_more: bool = False  # the plan's iterator is spent
+    _pending: deque = field(default_factory=deque)  # claimed by the sweeper for the next idle user
+    _greenlet: object = None
 
-    # -- the scheduler's side ------------------------------------------------------------------
+    # -- start, stop ---------------------------------------------------------------------------
     def start(self, at_wall: float | None = None) -> None:
         """Start the plan now, or at the wall-clock time `at_wall` (a shared start across processes)."""
-        if self._greenlet is not None:
+        if self.start_mono is not None:
             return
         now_mono, now_wall = time.monotonic(), time.time()
         delay = 0.0 if at_wall is None else max(at_wall - now_wall, 0.0)
         self.start_mono, self.start_wall = now_mono + delay, now_wall + delay
         self._instants = self.plan.instants()
-        self._greenlet = gevent.spawn(self._run)
+        self._greenlet = gevent.spawn(self._sweep, delay)
 
-    def _run(self) -> None:
-        mono0, wall0 = self.start_mono, self.start_wall
-        idle, clock = self._idle, time.monotonic
-        for offset in self._instants:
-            at = mono0 + offset
-            now = clock()
-            if at > now:
-                self._pending = offset
-                gevent.sleep(at - now)
-                self._pending = None
-                now = clock()
-            self.lateness_max = max(self.lateness_max, now - at)
-            ticket = Ticket(self.planned, at, wall0 + offset)
-            self.planned += 1
-            while idle:
-                waiter = idle.popleft()
-                if not waiter.ready():
-                    self.started += 1
-                    waiter.set(ticket)
-                    break
-            else:
-                self.dropped += 1
-                if self.on_drop is not None:
-                    self.on_drop(ticket)
-        self.exhausted = True
-        self.stopped_at = self.plan.duration(self.planned)
-        self._end()
-
-    def _end(self) -> None:
-        self.finished.set()
-        while self._idle:  # users still waiting: the plan is over for them
-            waiter = self._idle.popleft()
-            if not waiter.ready():
-                waiter.set(None)
+    def _sweep(self, delay: float) -> None:
+        if delay:
+            gevent.sleep(delay)
+        self._begun.set()
+        while not self.finished.is_set():
+            gevent.sleep(SWEEP_INTERVAL)
+            self._drop_until(time.monotonic())
+            self._check_exhausted()
 
     def stop(self) -> None:
-        """Plan no more instants (the run ends); waiting users get None."""
+        """Plan no more instants (the run ends); waiting users get None. The window ends now, or at
+        the earliest instant claimed but not started if that is earlier: a loop busy stopping the run
+        turns no instant into a drop, and claimed instants beyond the window are not planned."""
         if self.finished.is_set():
             return
         if self._greenlet is not None and not self._greenlet.dead:
             self._greenlet.kill()
         if self.start_mono is not None:
-            # The run's window ends now, or at the first instant the scheduler had not reached if that
-            # is earlier: a loop busy stopping the run (or starved just before) does not turn the
-            # instants of those last milliseconds into drops. Late instants reached before are counted.
             elapsed = max(time.monotonic() - self.start_mono, 0.0)
-            upcoming = self._pending if self._pending is not None else next(self._instants or iter(()), None)
-            self.stopped_at = elapsed if upcoming is None else min(elapsed, upcoming)
+            self.stopped_at = min([elapsed, *self._claims.values()])
         self._end()
+
+    def _end(self) -> None:
+        self.finished.set()
+        self._begun.set()  # users waiting for the start get None
+
+    # -- the plan ------------------------------------------------------------------------------
+    def _pull(self) -> float | None:
+        offset = next(self._instants, None) if not self._no_more else None
+        if offset is None:
+            self._no_more = True
+        return offset
+
+    def _drop(self, index: int, offset: float) -> None:
+        self.planned += 1
+        self.dropped += 1
+        if self.on_drop is not None:
+            self.on_drop(Ticket(index, self.start_mono + offset, self.start_wall + offset))
+
+    def _drop_until(self, before: float) -> None:
+        """Drop the unclaimed instants earlier than the monotonic time `before`."""
+        while self._pending and self.start_mono + self._claims[self._pending[0]] < before:
+            index = self._pending.popleft()
+            self._drop(index, self._claims.pop(index))
+        if self._pending:
+            return
+        while not self._no_more:
+            offset = self._pull()
+            if offset is None:
+                return
+            index, self._next = self._next, self._next + 1
+            if self.start_mono + offset >= before:
+                self._claims[index] = offset  # not due: kept for the next idle user
+                self._pending.append(index)
+                return
+            self._drop(index, offset)
+
+    def _check_exhausted(self) -> None:
+        if self._no_more and not self._claims and not self.finished.is_set():
+            self.exhausted = True
+            self.stopped_at = self.plan.duration(self.planned)
+            self._end()
 
     # -- the users' side -----------------------------------------------------------------------
     def acquire(self) -> Ticket | None:
-        """Wait until an instant is handed to this caller; None when the plan is over."""
+        """Wait until this caller's instant comes; None when the plan is over."""
+        idle_since = time.monotonic()
+        if not self._begun.is_set():
+            self._begun.wait()
+            idle_since = self.start_mono  # idle since before the start: every instant is theirs to take
         if self.finished.is_set():
             return None
-        waiter = AsyncResult()
-        self._idle.append(waiter)
-        try:
-            return waiter.get()
-        except BaseException:
-            # Killed while waiting (the run stops): leave the queue; a ticket already handed over is
-            # given back as dropped, as it was never started.
-            if waiter.ready() and waiter.successful() and waiter.value is not None:
-                self.started -= 1
-                self.dropped += 1
-                if self.on_drop is not None:
-                    self.on_drop(waiter.value)
+        while True:
+            if self._pending:  # an instant the sweeper pulled before its time
+                index = self._pending.popleft()
+                offset = self._claims.pop(index)
             else:
-                try:
-                    self._idle.remove(waiter)
-                except ValueError:
-                    pass
+                offset = self._pull()
+                if offset is None:
+                    self._check_exhausted()
+                    return None
+                index, self._next = self._next, self._next + 1
+            if self.start_mono + offset >= idle_since - 1e-9:
+                break
+            self._drop(index, offset)  # it came while this user (and every other) was busy
+        self._claims[index] = offset
+        at = self.start_mono + offset
+        try:
+            # libev starts timers from the loop's cached time, older than the clock: refresh it, or the
+            # timer fires early and a second sleep is needed (a busy loop's cache can be far behind).
+            loop = gevent.get_hub().loop
+            while (now := time.monotonic()) < at:
+                loop.update_now()
+                gevent.sleep(at - now)
+        except BaseException:
+            # Killed before its instant (the run stops, or the user count shrinks): a stopped run's
+            # window ends before it; otherwise the instant is lost to the plan, so it counts as dropped.
+            self._claims.pop(index, None)
+            if not self.finished.is_set():
+                self._drop(index, offset)
+                self._check_exhausted()
             raise
+        self._claims.pop(index, None)
+        if self.finished.is_set() and self.stopped_at is not None and offset >= self.stopped_at:
+            return None  # the run stopped while this user slept: its instant is outside the window
+        self.lateness_max = max(self.lateness_max, time.monotonic() - at)
+        self.planned += 1
+        self.started += 1
+        return Ticket(index, at, self.start_wall + offset)
 
     # -- figures -------------------------------------------------------------------------------
     def elapsed(self) -> float:

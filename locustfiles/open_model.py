@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import gevent
 from locust import events
+from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
 import monitors.locust_plugin  # noqa: F401  - its quitting listener runs after ours (the end row)
@@ -138,8 +139,6 @@ def wait_for_ticket(user, model: OpenModel) -> float:
     """A user's wait_time() in the open model: block (in Locust's waiting state, so a stopping run
     kills it cleanly) until the scheduler hands over an instant, keep it as `user.ticket`, return 0.
     No instant left (the plan is over): the user stops."""
-    from locust.exception import StopUser
-
     ticket = model.acquire()
     if ticket is None:
         raise StopUser()
@@ -150,8 +149,6 @@ def wait_for_ticket(user, model: OpenModel) -> float:
 def first_ticket(user, model: OpenModel) -> None:
     """From on_start: wait (killable) for the first iteration's instant; `user.ticket` is None when
     the plan is already over (the task then stops the user: StopUser from on_start logs an error)."""
-    from locust.exception import StopUser
-
     user.ticket = None
     try:
         user.wait()
@@ -173,6 +170,7 @@ def _test_start(environment, **_kw) -> None:
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         # Before the spawn messages, so every worker knows the count when its test_start runs.
+        environment.open_model_expected = runner.worker_count
         runner.send_message("open_model_workers", runner.worker_count)
 
 
@@ -236,6 +234,11 @@ def _worker_summary(environment, msg, **_kw) -> None:
 def total(environment) -> dict | None:
     """This run's open-model figures over all processes (on the master: the workers' reports)."""
     if isinstance(environment.runner, MasterRunner):
+        # Each worker reports at its test stop; the master may get to quitting first.
+        deadline = time.monotonic() + 5
+        while len(environment.open_model_reports) < getattr(environment, "open_model_expected", 0) \
+                and time.monotonic() < deadline:
+            gevent.sleep(0.05)
         reports = list(getattr(environment, "open_model_reports", {}).values())
         if not reports:
             return None

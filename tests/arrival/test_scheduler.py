@@ -73,15 +73,17 @@ def test_a_late_wake_up_dispatches_every_instant_already_due():
 
 def test_a_stopped_plan_ends_its_window_at_the_first_instant_not_reached():
     s = Scheduler(Plan(RateProfile(1000)))  # no limit: runs until stopped
-    run_users(s, 5)
+    seen: list = []
+    run_users(s, 100, record=seen)  # claims 100 ms ahead: a stall of the machine drops nothing
     s.start()
     gevent.sleep(0.1)
+    before = s.dropped
     time.sleep(0.3)  # the loop is busy stopping the run: the scheduler cannot wake before the stop
     s.stop()
-    summary = s.summary()
-    # The window holds exactly the instants planned; the blocked 300 ms are not turned into drops.
-    assert s.planned == round(summary["duration_s"] * 1000) and summary["duration_s"] < 0.3
-    assert s.started + s.dropped == s.planned
+    # The blocked 300 ms are not turned into drops: the window ends at the first instant not started.
+    assert s.dropped == before and s.started == len(seen) > 0 and s.started + s.dropped == s.planned
+    window = s.summary()["duration_s"]
+    assert all(t.at - s.start_mono < window for t, _ in seen)
 
 
 def test_a_user_killed_while_waiting_leaves_the_queue_and_its_instant_is_not_lost():
@@ -89,7 +91,7 @@ def test_a_user_killed_while_waiting_leaves_the_queue_and_its_instant_is_not_los
     doomed = run_users(s, 3)
     gevent.sleep(0)  # all three wait for a ticket
     gevent.killall(doomed)
-    survivors = run_users(s, 3)
+    survivors = run_users(s, 50)  # a pool that absorbs a stall of the machine of up to 0.5 s
     s.start()
     assert s.finished.wait(60)
     gevent.joinall(survivors, timeout=10)
