@@ -14,6 +14,7 @@ process's CPU time minus an idle run's, divided by the iterations. All on this m
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -35,7 +36,7 @@ PACE_RATE, PACE_SECONDS = 2000, 10
 _OPEN = re.compile(r"open model: planned ([\d,]+), started ([\d,]+), dropped ([\d,]+)")
 
 
-def run_generator(backend: str, ep: dict, rate: float, ceiling: bool) -> tuple[str, dict, str]:
+def run_generator(backend: str, ep: dict, rate: float, ceiling: bool, tmp: Path) -> tuple[str, dict, str]:
     prefix = f"arr{uuid.uuid4().hex[:6]}"
     if backend == "kafka_bus":
         subprocess.run([sys.executable, "-m", "targets.streams.topics", "--brokers", ep["kafka"],
@@ -46,13 +47,16 @@ def run_generator(backend: str, ep: dict, rate: float, ceiling: bool) -> tuple[s
             str(USERS), "--pipeline-backend", backend, "--events-per-second", str(rate), "--no-e2e", "--no-monitor",
             "--no-sar", "--event-mix", "realistic", "--redis-stream-maxlen", "0", "--event-bus-redis-url",
             ep["redis"], "--kafka-bus-brokers", ep["kafka"], "--event-bus-prefix", prefix, "--only-summary",
-            *budget]
+            "--json-file", str(tmp / prefix), *budget]
     done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=SECONDS + 180)
     m = _OPEN.search(done.stderr)
     if not m:
         raise RuntimeError(f"no open-model summary from the {backend} run: {done.stderr[-2000:]}")
     planned, started, dropped = (int(g.replace(",", "")) for g in m.groups())
-    return f"{prefix}-analytics", {"planned": planned, "started": started, "dropped": dropped}, done.stderr
+    rows = json.loads((tmp / f"{prefix}.json").read_text())
+    failed = sum(r["num_failures"] for r in rows if r["method"] == "EVENT")
+    return f"{prefix}-analytics", {"planned": planned, "started": started, "dropped": dropped, "failed": failed}, \
+        done.stderr
 
 
 def arrivals_redis(url: str, stream: str) -> list[int]:
@@ -121,7 +125,7 @@ def main() -> int:
             ep = {"redis": eps["redis"].url, "kafka": eps["kafka"].url}
             for backend in filter(None, os.environ.get("BENCH_ARRIVAL_BACKENDS", "redis_bus,kafka_bus").split(",")):
                 for rate, ceiling in [*((r, False) for r in RATES), (CEILING_TARGET, True)]:
-                    stream, om, _log = run_generator(backend, ep, rate, ceiling)
+                    stream, om, _log = run_generator(backend, ep, rate, ceiling, Path(tmp))
                     ms = arrivals_redis(ep["redis"], stream) if backend == "redis_bus" else \
                         arrivals_kafka(ep["kafka"], stream, om["started"])
                     rows.append((backend, rate, ceiling, om, len(ms), received_rate(ms)))
@@ -138,12 +142,12 @@ def main() -> int:
             old_cpu, old_n = pacing_cpu("wait_time")
     print(f"\nOpen model, tracking generator, 1 process, {USERS} users, {SECONDS} s plans ({os.cpu_count()} cores, "
           "loopback; machine shared and noisy)")
-    print(f"{'backend':<10}{'target/s':>10}{'planned':>10}{'sent':>9}{'dropped':>9}{'received':>10}"
+    print(f"{'backend':<10}{'target/s':>11}{'planned':>10}{'started':>9}{'dropped':>9}{'failed':>8}{'received':>10}"
           f"{'recv rate/s':>13}{'achieved/target':>17}")
     for backend, rate, ceiling, om, n, recv in rows:
         label = f"{rate:,}" + (" ceil" if ceiling else "")
-        print(f"{backend:<10}{label:>10}{om['planned']:>10,}{om['started']:>9,}{om['dropped']:>9,}{n:>10,}"
-              f"{recv:>13,.1f}{recv / rate:>17.4f}")
+        print(f"{backend:<10}{label:>11}{om['planned']:>10,}{om['started']:>9,}{om['dropped']:>9,}{om['failed']:>8,}"
+              f"{n:>10,}{recv:>13,.1f}{recv / rate:>17.4f}")
     if os.environ.get("BENCH_ARRIVAL_NO_PACING"):
         return 0
     per = {}
