@@ -55,7 +55,10 @@ class RedisSender(Sender):
     def __post_init__(self) -> None:
         import redis
 
-        self._client = redis.Redis.from_url(self.url, socket_timeout=10, health_check_interval=30)
+        # One connection per user sending at once: redis-py 8's pool stops at 100 by default, and the
+        # open model's pool of users is often larger (MaxConnectionsError, a failed send).
+        self._client = redis.Redis.from_url(self.url, socket_timeout=10, health_check_interval=30,
+                                            max_connections=100_000)
 
     def send(self, event: dict, planned: float | None = None) -> None:
         start, t0 = time.time(), time.perf_counter()
