@@ -363,6 +363,25 @@ def _served(f: dict) -> float | None:
     return max(f["rps"] - (f.get("fail_rps") or 0.0), 0.0)
 
 
+def open_model_finding(data: RunData) -> str | None:
+    """Open-model runs: the plan against what was started; drops mean the generator was the limit."""
+    om = (data.meta.get("extra") or {}).get("open_model")
+    dropped = sum(r["requests"] for r in data.requests if r["type"] == "DROPPED")
+    if om:
+        dropped = max(dropped, om["dropped"])  # the DROPPED rows may miss a worker's last report
+        text = (f"Open model: {om['planned']:,} iterations were planned over {_fmt(om['duration_s'])} s (target "
+                f"{_fmt(om['target_rate'])}/s) and {om['started']:,} started ({_fmt(om['achieved_rate'])}/s)")
+    elif dropped:
+        text = "Open model"
+    else:
+        return None
+    if not dropped:
+        return text + "; none was dropped."
+    return (text + f"; **{dropped:,} iterations were dropped** because no user was free at their planned instant: "
+            "the generator was the limit, not the system under test. Raise the users (-u) so the pool covers "
+            "rate × latency, or add processes when the generator's CPU is saturated.")
+
+
 def findings(data: RunData, figures: dict[str, dict]) -> list[str]:
     """Plain-language paragraphs drawn from the figures (at least two)."""
     paras = []
@@ -451,6 +470,9 @@ def findings(data: RunData, figures: dict[str, dict]) -> list[str]:
         paras.append(f"The pipeline's backlog peaked at {peak:,.0f} events and was {last:,.0f} at the last sample"
                      + (f"; it drained {data.meta.get('drain_seconds')} s after the load stopped."
                         if data.meta.get("drained") else "."))
+    arrival = open_model_finding(data)
+    if arrival:
+        paras.append(arrival)
     text = planned_finding(data)
     if text:
         paras.append(text)

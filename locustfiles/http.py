@@ -18,6 +18,7 @@ from locust import FastHttpUser, events, task
 
 import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
+from locustfiles import open_model
 from locustfiles.common import require, restore_stdlib_module
 from locustfiles.lampi_data import credentials
 
@@ -37,6 +38,10 @@ def _options(parser) -> None:
                        help="longest think time between tasks, seconds")
     group.add_argument("--login-path", default="/login/", env_var="LOCUST_LOGIN_PATH",
                        help="path of the Django login form")
+    group.add_argument("--arrival-rate", type=float, default=0.0, env_var="LOCUST_ARRIVAL_RATE",
+                       help="open model: tasks per second over all processes, each started at its planned instant "
+                            "by a free logged-in learner or dropped and counted (default 0: the closed model of "
+                            "think times; docs/open-model.md)")
 
 
 @events.init.add_listener
@@ -49,6 +54,13 @@ def _check_options(environment, **_kw) -> None:
             f"--first-fake-user {o.first_fake_user}: expected 0 … {1_000_000 - o.fake_users}")
     require(0 <= o.wait_min <= o.wait_max,
             f"--wait-min {o.wait_min} / --wait-max {o.wait_max}: expected 0 <= min <= max")
+    require(o.arrival_rate >= 0, f"--arrival-rate {o.arrival_rate}: expected tasks per second >= 0")
+
+
+@events.test_start.add_listener
+def _open_model(environment, **_kw) -> None:
+    o = environment.parsed_options
+    environment.http_open_model = open_model.for_users(environment, "learner tasks", o.arrival_rate) if o else None
 
 
 class SessionLost(ConnectionError):
@@ -77,6 +89,7 @@ class Learner(FastHttpUser):
         self.device_path = f"/lampi/device/{self.device_id}"
         self.login_path = urlsplit(o.login_path).path.rstrip("/")
         self.logged_in = self.login()
+        open_model.attach(self, getattr(self.environment, "http_open_model", None))  # closed model: no-op
 
     def login(self) -> bool:
         """Log in through the CSRF-protected form; a failure is recorded and retried next task."""

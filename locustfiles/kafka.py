@@ -21,6 +21,7 @@ from locust.runners import MasterRunner
 
 import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
+from locustfiles import open_model
 from locustfiles.common import OptionError, require
 from locustfiles.kafka_producer import KafkaLoad, LatencyReader, load_records
 from monitors.locust_plugin import add_run_extra
@@ -43,7 +44,9 @@ def _options(parser) -> None:
     g.add_argument("--kafka-data-file", default=REPO_DATA, env_var="LOCUST_KAFKA_DATA_FILE",
                    help="JSON array of records to cycle through (default conf/kafka-data.json)")
     g.add_argument("--kafka-rate", type=float, default=0.0, env_var="LOCUST_KAFKA_RATE",
-                   help="messages per second per user (default 0: as fast as possible)")
+                   help="open model: messages per second over all processes, each started at its planned "
+                        "instant by a free user or dropped and counted (default 0: as fast as possible, in "
+                        "bursts; docs/open-model.md)")
     g.add_argument("--kafka-request-events", action="store_true", default=False,
                    env_var="LOCUST_KAFKA_REQUEST_EVENTS",
                    help="fire events.request for every delivered message (for request listeners; "
@@ -139,19 +142,30 @@ def _quit(environment, **_kw) -> None:
 
 
 class KafkaProducerUser(User):
-    """Produces records as fast as allowed (or at --kafka-rate per user)."""
+    """Produces records as fast as allowed, or one at each planned instant of --kafka-rate."""
+
+    ticket = None
+
+    def on_start(self) -> None:
+        load = getattr(self.environment, "kafka_load", None)
+        if load is not None and load.model is not None:
+            open_model.first_ticket(self, load.model)  # Locust runs the first task before any wait
 
     def wait_time(self) -> float:
-        rate = self.environment.parsed_options.kafka_rate
-        return 1.0 / rate if rate else 0.0
+        load = getattr(self.environment, "kafka_load", None)
+        if load is not None and load.model is not None:
+            return open_model.wait_for_ticket(self, load.model)
+        return 0.0
 
     @task
     def produce(self) -> None:
         load = getattr(self.environment, "kafka_load", None)
         if load is None or not load.take():
             raise StopUser()
-        if self.environment.parsed_options.kafka_rate:
-            load.send()
+        if load.model is not None:
+            if self.ticket is None:
+                raise StopUser()
+            load.send_planned(self.ticket)
         else:
             # Flat out: a burst per task call, so Locust's per-task overhead is paid once per burst.
             load.send_many(BURST)

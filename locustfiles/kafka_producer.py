@@ -20,6 +20,7 @@ from pathlib import Path
 import gevent
 from locust.runners import WorkerRunner
 
+from locustfiles import open_model
 from locustfiles.bulk_stats import BulkRequests
 from monitors import kafka_conf
 from monitors.blocking import run_blocking
@@ -62,10 +63,8 @@ class KafkaLoad:
         self.env, self.o, self.records = environment, options, records
         self.conf = kafka_conf.client_config(options.kafka_brokers)
         self.errors: list[str] = []
-        runner = environment.runner
-        worker = isinstance(runner, WorkerRunner)  # LocalRunner has a worker_index too (always 0)
-        index = runner.worker_index if worker else 0
-        count = max(1, options.kafka_processes or options.processes or 1) if worker else 1
+        # LocalRunner has a worker_index too (always 0); a worker learns the count from the master.
+        index, count = open_model.process_share(environment, options.kafka_processes)
         self.index, self.count = index, count
         self.budget = share(options.kafka_messages, index, count) if options.kafka_messages else None
         self.sent = self.failed = 0
@@ -84,6 +83,12 @@ class KafkaLoad:
         self.finishing = False
         self.reader: LatencyReader | None = None
         self.pump = gevent.spawn(self._pump)
+        self.model: open_model.OpenModel | None = None
+        if open_model.enabled(environment, options.kafka_rate):
+            # The plan holds this process's share of --kafka-messages: each is produced or dropped.
+            self.model = open_model.OpenModel(environment, self.topic, options.kafka_rate,
+                                              options.kafka_messages or None)
+            gevent.spawn(self._finish_when_planned)
 
     def _error(self, err) -> None:
         # librdkafka retries by itself; say each distinct problem once instead of printing its log.
@@ -125,6 +130,45 @@ class KafkaLoad:
 
     def send(self) -> None:
         self.send_many(1)
+
+    def send_planned(self, ticket) -> None:
+        """Open model: one message for one planned instant; its delivery is a PRODUCE request whose
+        context holds the instant (`planned_start`), so it is reported one by one, not in bulk."""
+        head, key = next(self._encoded)
+        value = b"%b%d%b" % (head, self._next_seq, b',"_sent_ms":%d}' % int(time.time() * 1000))
+        self._next_seq += 1
+        context = open_model.context_of(ticket)
+        fire, topic = self.env.events.request.fire, self.topic
+
+        def delivered(err, msg) -> None:
+            if err is None:
+                self._delivered_events += 1
+            else:
+                self.failed += 1
+            fire(request_type="PRODUCE", name=topic, response_time=(msg.latency() or 0.0) * 1000,
+                 response_length=len(value), exception=None if err is None else RuntimeError(str(err)),
+                 context=context)
+
+        while True:
+            try:
+                self.producer.produce(topic, value, key, on_delivery=delivered)
+                break
+            except BufferError:  # librdkafka's queue is full: let deliveries drain, without blocking
+                self.producer.poll(0)
+                gevent.sleep(0.001)
+        self.sent += 1
+
+    def _finish_when_planned(self) -> None:
+        """Open model: the plan ran out (every message of the budget produced or dropped) -> finish."""
+        sch = self.model.scheduler
+        sch.finished.wait()
+        if not sch.exhausted:
+            return  # the run stopped first
+        while self.sent < sch.started:  # the last messages taken are still being produced
+            gevent.sleep(0.005)
+        if not self.finishing:
+            self.finishing = True
+            self.finish()
 
     def _produce_when_room(self, value: bytes, key: bytes | None) -> None:
         while True:  # librdkafka's queue is full: let deliveries drain, without blocking the loop

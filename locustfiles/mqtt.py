@@ -23,11 +23,13 @@ from urllib.parse import urlsplit
 
 import gevent
 from locust import User, events, task
+from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
 import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from locustfiles import mqtt_model as model
+from locustfiles import open_model
 from locustfiles.common import OptionError, require
 from locustfiles.lampi_data import device_id
 from locustfiles.mqtt_client import PAHO_MAX_INFLIGHT, Device, Settings, parse_payload, subscriber
@@ -67,6 +69,10 @@ def _options(parser) -> None:
                    help="subscribe to lamp/changed and report publish-to-delivery latency as E2E requests")
     g.add_argument("--mqtt-no-sys", action="store_true", default=False, env_var="LOCUST_MQTT_NO_SYS",
                    help="do not record the broker's $SYS topics")
+    g.add_argument("--mqtt-message-rate", type=float, default=0.0, env_var="LOCUST_MQTT_MESSAGE_RATE",
+                   help="open model: lamp/changed messages per second over all processes, each published at its "
+                        "planned instant by a free connected device or dropped and counted (replaces the "
+                        "profile's bursts and gaps; default 0: the profile; docs/open-model.md)")
 
 
 def settings_from(o) -> Settings:
@@ -87,6 +93,7 @@ def settings_from(o) -> Settings:
     require(1 <= o.mqtt_max_inflight <= PAHO_MAX_INFLIGHT,
             f"--mqtt-max-inflight {o.mqtt_max_inflight}: expected 1 … {PAHO_MAX_INFLIGHT} (paho's limit)")
     require(o.fake_devices >= 1, f"--fake-devices {o.fake_devices}: expected at least 1")
+    require(o.mqtt_message_rate >= 0, f"--mqtt-message-rate {o.mqtt_message_rate}: expected messages per second >= 0")
     return Settings(host=parts.hostname, port=port, username=o.mqtt_username or parts.username,
                     password=password or parts.password, tls=parts.scheme == "mqtts", ca_file=o.mqtt_ca_file,
                     insecure=o.mqtt_insecure, keepalive=o.mqtt_keepalive, connect_timeout=o.mqtt_connect_timeout,
@@ -137,6 +144,8 @@ def _start(environment, **_kw) -> None:
                 record_sample(environment, "mosquitto", rec.sample())
 
         environment.mqtt_sys_greenlet = gevent.spawn(sample_sys)
+    environment.mqtt_open_model = open_model.for_users(environment, model.topic(model.LAMP_CHANGED),
+                                                       o.mqtt_message_rate)
     if o.mqtt_e2e and not isinstance(environment.runner, MasterRunner):
         fire = environment.events.request.fire
         name = model.topic(model.LAMP_CHANGED)
@@ -169,9 +178,15 @@ def _stop(environment, **_kw) -> None:
 
 
 class LampiDevice(User):
-    """One LAMPI: the bridge's announcement on connect, then bursts of lamp/changed."""
+    """One LAMPI: the bridge's announcement on connect, then bursts of lamp/changed (or, in the open
+    model, one lamp/changed at each planned instant it takes)."""
+
+    ticket = None
 
     def wait_time(self) -> float:
+        om = getattr(self.environment, "mqtt_open_model", None)
+        if om is not None:
+            return open_model.wait_for_ticket(self, om)
         p = model.PROFILES[self.environment.parsed_options.mqtt_profile]
         return random.uniform(*p.interaction_gap)
 
@@ -190,6 +205,9 @@ class LampiDevice(User):
         self.dev.on_reconnect = self.announce
         if self.dev.connect():
             self.announce()
+        om = getattr(self.environment, "mqtt_open_model", None)
+        if om is not None:
+            open_model.first_ticket(self, om)  # Locust runs the first task before any wait
 
     def announce(self) -> None:
         for kind in model.ANNOUNCE:
@@ -201,6 +219,9 @@ class LampiDevice(User):
 
     @task
     def interact(self) -> None:
+        if getattr(self.environment, "mqtt_open_model", None) is not None:
+            self.planned_message()
+            return
         if not self.dev.connected.is_set():
             if not self.dev.running or self.dev.driver is None:
                 if self.dev.connect():
@@ -214,6 +235,21 @@ class LampiDevice(User):
             self.send(model.LAMP_CHANGED, model.LAMP_CHANGED.payload(**state))
             if i < p.burst - 1:
                 gevent.sleep(p.burst_interval)
+
+    def planned_message(self) -> None:
+        """Open model: one lamp/changed for the instant taken (a device that lost its connection
+        reconnects first; a failed reconnect fails the message: a failed request, not a drop)."""
+        if self.ticket is None:
+            raise StopUser()
+        if not self.dev.connected.is_set() and (not self.dev.running or self.dev.driver is None):
+            if self.dev.connect():
+                self.announce()
+        state = model.random_state()
+        if self.e2e:
+            state["_ts"] = time.time() * 1000
+        kind = model.LAMP_CHANGED
+        self.dev.publish(kind.topic.format(device_id=self.device_id), model.topic(kind), kind.payload(**state),
+                         kind.qos, kind.retain, open_model.context_of(self.ticket))
 
     def on_stop(self) -> None:
         self.dev.close()

@@ -72,7 +72,8 @@ class Device:
         self.client.on_publish = self._on_publish
         self.connected = gevent.event.Event()
         self.connack_reason: str | None = None
-        self.pending: dict[int, tuple[str, int, float, float, int]] = {}  # mid -> name, qos, t0, wall, size
+        # mid -> name, qos, t0, wall, size, request context (open model: the planned instant)
+        self.pending: dict[int, tuple[str, int, float, float, int, dict]] = {}
         self.running = True
         self.reconnects = 0
         self.on_reconnect = None
@@ -114,8 +115,8 @@ class Device:
                       exception=ConnectionError(f"disconnected: {reason_code}"), context={})
         self._was_connected = False
         # Messages that were in flight get no PUBACK now: report them as failed, not as lost silently.
-        for _mid, (name, qos, t0, wall, size) in list(self.pending.items()):
-            self._fire(request_type(qos), name, t0, wall, size, ConnectionError("disconnected before PUBACK"))
+        for _mid, (name, qos, t0, wall, size, context) in list(self.pending.items()):
+            self._fire(request_type(qos), name, t0, wall, size, ConnectionError("disconnected before PUBACK"), context)
         self.pending.clear()
         if self._settled is not None:
             self._settled.set()
@@ -170,19 +171,19 @@ class Device:
                 self.on_reconnect()
 
     # -- publishing ----------------------------------------------------------------------------
-    def publish(self, topic: str, name: str, payload: bytes, qos: int, retain: bool) -> None:
+    def publish(self, topic: str, name: str, payload: bytes, qos: int, retain: bool, context: dict | None = None) -> None:
         t0, wall = time.perf_counter(), time.time()
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             why = {mqtt.MQTT_ERR_QUEUE_SIZE: "outgoing queue full (--mqtt-max-queued)",
                    mqtt.MQTT_ERR_NO_CONN: "not connected"}.get(info.rc, mqtt.error_string(info.rc))
-            self._fire(request_type(qos), name, t0, wall, len(payload), RuntimeError(why))
+            self._fire(request_type(qos), name, t0, wall, len(payload), RuntimeError(why), context)
             return
         if info.is_published():
             # QoS 0 written at once: paho ran on_publish inside publish(), before we knew the mid.
-            self._fire(request_type(qos), name, t0, wall, len(payload), None)
+            self._fire(request_type(qos), name, t0, wall, len(payload), None, context)
             return
-        self.pending[info.mid] = (name, qos, t0, wall, len(payload))
+        self.pending[info.mid] = (name, qos, t0, wall, len(payload), context)
         if self.client.want_write():
             self.client.loop_write()  # send now; the driver finishes a partial write
 
@@ -190,15 +191,16 @@ class Device:
         entry = self.pending.pop(mid, None)
         if entry is None:
             return
-        name, qos, t0, wall, size = entry
+        name, qos, t0, wall, size, context = entry
         failed = reason_code is not None and getattr(reason_code, "is_failure", False)
-        self._fire(request_type(qos), name, t0, wall, size, RuntimeError(str(reason_code)) if failed else None)
+        self._fire(request_type(qos), name, t0, wall, size, RuntimeError(str(reason_code)) if failed else None,
+                   context)
         if self._settled is not None and not self.pending:
             self._settled.set()
 
-    def _fire(self, rtype: str, name: str, t0: float, wall: float, size: int, exc) -> None:
+    def _fire(self, rtype: str, name: str, t0: float, wall: float, size: int, exc, context: dict | None = None) -> None:
         self.fire(request_type=rtype, name=name, response_time=(time.perf_counter() - t0) * 1000,
-                  response_length=size, exception=exc, context={}, start_time=wall)
+                  response_length=size, exception=exc, context=context or {}, start_time=wall)
 
     def close(self) -> None:
         """Disconnect, after the acks of messages still in flight (at most `connect_timeout` s).

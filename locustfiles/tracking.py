@@ -27,6 +27,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
+from locustfiles import open_model
 from locustfiles.common import OptionError, require
 from locustfiles.tracking_events import MIXES, Clock, EventFactory, Learner, load_users
 from locustfiles.tracking_send import BACKENDS, REQUEST_TYPE, KafkaSender, RalphSender, RedisSender, VectorSender
@@ -56,8 +57,9 @@ def _options(parser) -> None:
     g.add_argument("--sleep-time", type=float, default=0.75, env_var="LOCUST_SLEEP_TIME",
                    help="seconds each user waits between events (default 0.75, as the reference)")
     g.add_argument("--events-per-second", type=float, default=0.0, env_var="LOCUST_EVENTS_PER_SECOND",
-                   help="open model: target events/s over all processes (replaces --sleep-time); a missed "
-                        "target is reported")
+                   help="open model: target events/s over all processes (replaces --sleep-time); events are "
+                        "started at planned instants, one a free user takes or dropped and counted "
+                        "(docs/open-model.md)")
     g.add_argument("--course-id", default="", env_var="LOCUST_COURSE_ID",
                    help="course the events name (default: a new course-v1:OEX+<6 hex>+2024-1 per run)")
     g.add_argument("--event-mix", default="enrollment", env_var="LOCUST_EVENT_MIX",
@@ -159,8 +161,9 @@ def _init(environment, runner=None, **_kw) -> None:
         return
     if isinstance(runner, WorkerRunner):
         # The master's course (sent before its spawn message, so it arrives before test_start here).
-        runner.register_message("tracking_course", lambda env, msg, **_k: setattr(env.parsed_options, "course_id",
-                                                                                   msg.data))
+        # Locust passes the handler's arguments by keyword (environment=, msg=).
+        runner.register_message("tracking_course", lambda environment, msg, **_k: setattr(
+            environment.parsed_options, "course_id", msg.data))
 
 
 def _check_reachable(o) -> None:
@@ -243,11 +246,7 @@ def _check_lrs(o) -> None:
 
 
 def _processes(environment) -> tuple[int, int]:
-    o = environment.parsed_options
-    runner = environment.runner
-    if isinstance(runner, WorkerRunner):
-        return runner.worker_index, max(1, o.tracking_processes or o.processes or 1)
-    return 0, 1
+    return open_model.process_share(environment, environment.parsed_options.tracking_processes)
 
 
 def _share(total: float, index: int, count: int) -> float:
@@ -266,12 +265,17 @@ class Generator:
         self.learners = [Learner(uid, name) for uid, name in environment.tracking_users]
         self.factory = EventFactory(o.course_id, o.event_mix, Clock(slot=self.index))
         self.budget = None if o.run_until_killed else _share(o.num_events, self.index, self.count)
-        self.rate = _share(o.events_per_second, self.index, self.count) if o.events_per_second else 0.0
         self.sent = self.reserved = 0
         self.started = time.monotonic()
         self.finishing = False
         self.finished_at: float | None = None
         self.sender = self._sender()
+        self.model: open_model.OpenModel | None = None
+        if open_model.enabled(environment, o.events_per_second):
+            # The plan holds this process's share of --num-events: each is sent or dropped.
+            self.model = open_model.OpenModel(environment, "tracking events", o.events_per_second,
+                                              None if o.run_until_killed else o.num_events)
+            gevent.spawn(self._finish_when_planned)
 
     def _sender(self):
         o, env = self.o, self.env
@@ -301,15 +305,29 @@ class Generator:
         self.reserved += 1
         return True
 
-    def send_one(self) -> None:
+    def send_one(self, ticket=None) -> None:
         learner = random.choice(self.learners)  # with replacement, as the reference
-        self.sender.send(self.factory.next_event(learner))
+        self.sender.send(self.factory.next_event(learner), None if ticket is None else ticket.wall)
         self.sent += 1
-        if self.budget is not None and self.sent >= self.budget and not self.finishing:
+        if self.model is None and self.budget is not None and self.sent >= self.budget and not self.finishing:
             self.finishing, self.finished_at = True, time.monotonic()
             gevent.spawn(self.finish)
 
+    def _finish_when_planned(self) -> None:
+        """Open model: the plan ran out (every event of the budget sent or dropped) -> finish."""
+        sch = self.model.scheduler
+        sch.finished.wait()
+        if not sch.exhausted:
+            return  # the run stopped first
+        while self.sent < sch.started:  # the last events taken are still being sent
+            gevent.sleep(0.005)
+        if not self.finishing:
+            self.finishing, self.finished_at = True, time.monotonic()
+            self.finish()
+
     def achieved_rate(self) -> float:
+        if self.model is not None:
+            return self.model.scheduler.summary()["achieved_rate"]
         end = self.finished_at or time.monotonic()
         return self.sent / max(end - self.started, 1e-9)
 
@@ -317,7 +335,8 @@ class Generator:
         deadline = time.monotonic() + 30
         while self.sender.outstanding() and time.monotonic() < deadline:
             gevent.sleep(0.01)
-        log.info("tracking: %d events sent by this process (%.0f/s)", self.sent, self.achieved_rate())
+        log.info("tracking: %d events sent by this process (%.0f/s)%s", self.sent, self.achieved_rate(),
+                 f", {self.model.scheduler.dropped} dropped" if self.model is not None else "")
         runner = self.env.runner
         if isinstance(runner, WorkerRunner):
             runner.send_message("tracking_done", {"sent": self.sent})
@@ -402,9 +421,7 @@ def _quit(environment, **_kw) -> None:
         gen.sender.close()
         if not isinstance(environment.runner, WorkerRunner):  # a worker's extras do not reach the master
             add_run_extra(environment, events_per_second_achieved=round(gen.achieved_rate(), 1))
-        if gen.rate and gen.achieved_rate() < 0.95 * gen.rate:
-            log.warning("tracking: target %.0f events/s for this process missed: achieved %.0f/s "
-                        "(the generator is the limit: add --processes)", gen.rate, gen.achieved_rate())
+        # Open model: the rate achieved and the drops are logged and stored by locustfiles.open_model.
     e2e = getattr(environment, "tracking_e2e", None)
     if e2e is None:
         if gen is not None:
@@ -421,25 +438,26 @@ def _quit(environment, **_kw) -> None:
 
 
 class TrackingUser(User):
-    """Sends tracking events: every --sleep-time seconds, or at its share of --events-per-second."""
+    """Sends tracking events: every --sleep-time seconds, or at the planned instants of
+    --events-per-second (open model: a pool of users taking instants from the scheduler)."""
+
+    ticket = None
 
     def on_start(self) -> None:
-        self._next = time.monotonic()
+        gen = getattr(self.environment, "tracking", None)
+        if gen is not None and gen.model is not None:
+            open_model.first_ticket(self, gen.model)  # Locust runs the first task before any wait
 
     def wait_time(self) -> float:
         gen = getattr(self.environment, "tracking", None)
-        if gen is None or not gen.rate:
+        if gen is None or gen.model is None:
             return self.environment.parsed_options.sleep_time
-        # Open model: users share the process's rate; each keeps its own schedule and never
-        # catches up in a burst after falling behind (the shortfall shows as a missed target).
-        users = max(self.environment.runner.user_count, 1)
-        self._next = max(self._next + users / gen.rate, time.monotonic())
-        return max(self._next - time.monotonic(), 0.0)
+        return open_model.wait_for_ticket(self, gen.model)
 
     @task
     def emit(self) -> None:
         gen = getattr(self.environment, "tracking", None)
-        if gen is None or not gen.take():
+        if gen is None or (gen.model is not None and self.ticket is None) or not gen.take():
             raise StopUser()
-        gen.send_one()
+        gen.send_one(self.ticket)
 

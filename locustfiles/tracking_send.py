@@ -21,6 +21,7 @@ log = logging.getLogger("tracking")
 
 BACKENDS = ("celery", "redis_bus", "kafka_bus", "vector", "ralph")
 REQUEST_TYPE = "EVENT"
+PLANNED_START = "planned_start"  # as locustfiles.open_model.PLANNED_START (this module stays Locust-free)
 
 
 @dataclass
@@ -28,10 +29,13 @@ class Sender:
     environment: object
     backend: str
 
-    def _fire(self, name: str, start: float, t0: float, size: int, exc: Exception | None) -> None:
+    def _fire(self, name: str, start: float, t0: float, size: int, exc: Exception | None,
+              planned: float | None = None) -> None:
+        # Open model: the event's planned instant, for latency measured from it (coordinated omission).
+        context = {} if planned is None else {PLANNED_START: planned}
         self.environment.events.request.fire(request_type=REQUEST_TYPE, name=name,
                                              response_time=(time.perf_counter() - t0) * 1000, response_length=size,
-                                             exception=exc, context={}, start_time=start)
+                                             exception=exc, context=context, start_time=start)
 
     def outstanding(self) -> int:
         return 0
@@ -54,9 +58,12 @@ class RedisSender(Sender):
     def __post_init__(self) -> None:
         import redis
 
-        self._client = redis.Redis.from_url(self.url, socket_timeout=10, health_check_interval=30)
+        # One connection per user sending at once: redis-py 8's pool stops at 100 by default, and the
+        # open model's pool of users is often larger (MaxConnectionsError, a failed send).
+        self._client = redis.Redis.from_url(self.url, socket_timeout=10, health_check_interval=30,
+                                            max_connections=100_000)
 
-    def send(self, event: dict) -> None:
+    def send(self, event: dict, planned: float | None = None) -> None:
         start, t0 = time.time(), time.perf_counter()
         try:
             if self.backend == "celery":
@@ -67,9 +74,9 @@ class RedisSender(Sender):
                 payload = fields["event_data"]
                 self._client.xadd(self.stream, fields, maxlen=self.maxlen or None, approximate=True)
         except Exception as exc:  # noqa: BLE001 - a failed send is a failed request, never a crash
-            self._fire(event["name"], start, t0, 0, exc)
+            self._fire(event["name"], start, t0, 0, exc, planned)
             return
-        self._fire(event["name"], start, t0, len(payload), None)
+        self._fire(event["name"], start, t0, len(payload), None, planned)
 
     def close(self) -> None:
         self._client.close()
@@ -102,7 +109,7 @@ class KafkaSender(Sender):
             n = self._producer.poll(0)
             gevent.sleep(0 if n else 0.002)
 
-    def send(self, event: dict) -> None:
+    def send(self, event: dict, planned: float | None = None) -> None:
         value = wire.confluent_wire(self.value_schema_id, wire.tracking_log_avro(event))
         key_text = event["name"] if self.key == "name" else event["context"].get("username", "")
         key = wire.confluent_wire(self.key_schema_id, wire.avro_string(key_text))
@@ -110,7 +117,7 @@ class KafkaSender(Sender):
         name = event["name"]
 
         def delivered(err, _msg) -> None:
-            self._fire(name, start, t0, len(value), None if err is None else RuntimeError(str(err)))
+            self._fire(name, start, t0, len(value), None if err is None else RuntimeError(str(err)), planned)
 
         while True:
             try:
@@ -150,7 +157,7 @@ class VectorSender(Sender):
         # O_APPEND: one write() per line keeps lines whole with several writer processes.
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
-    def send(self, event: dict) -> None:
+    def send(self, event: dict, planned: float | None = None) -> None:
         from targets.pipeline.xapi import transform
 
         start, t0 = time.time(), time.perf_counter()
@@ -163,9 +170,9 @@ class VectorSender(Sender):
         try:
             os.write(self._fd, data)
         except OSError as exc:
-            self._fire(event["name"], start, t0, 0, exc)
+            self._fire(event["name"], start, t0, 0, exc, planned)
             return
-        self._fire(event["name"], start, t0, len(data), None)
+        self._fire(event["name"], start, t0, len(data), None, planned)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -208,12 +215,12 @@ class RalphSender(Sender):
         self._pool = gevent.pool.Pool(self.concurrency)
         self._timer = gevent.spawn(self._tick)
 
-    def send(self, event: dict) -> None:
+    def send(self, event: dict, planned: float | None = None) -> None:
         from targets.pipeline.xapi import transform
 
         if not self._buffer:
             self._oldest = time.monotonic()
-        self._buffer.append((event["name"], time.time(), time.perf_counter(), transform(event)))
+        self._buffer.append((event["name"], time.time(), time.perf_counter(), transform(event), planned))
         if len(self._buffer) >= self.batch_size:
             self._flush()
 
@@ -244,8 +251,8 @@ class RalphSender(Sender):
                                              response_time=(time.perf_counter() - t0) * 1000,
                                              response_length=len(body), exception=exc, context={}, start_time=start)
         size = len(body) // len(batch)
-        for name, ev_start, ev_t0, _statement in batch:
-            self._fire(name, ev_start, ev_t0, 0 if exc else size, exc)
+        for name, ev_start, ev_t0, _statement, planned in batch:
+            self._fire(name, ev_start, ev_t0, 0 if exc else size, exc, planned)
 
     def outstanding(self) -> int:
         return len(self._buffer) + len(self._pool)

@@ -232,3 +232,15 @@ def test_master_and_worker_run_completes(site, tmp_path):
     finally:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
+
+
+def test_arrival_rate_starts_one_task_per_planned_instant(site, tmp_path):
+    done, prefix = headless(site, tmp_path, "--arrival-rate", "20", users=10, run_time="5s")
+    assert done.returncode == 0, done.stderr[-3000:]
+    m = re.search(r"open model: planned (\d+), started (\d+), dropped (\d+)", done.stderr)
+    assert m, done.stderr[-3000:]
+    planned, started, dropped = map(int, m.groups())
+    assert planned > 0 and started + dropped == planned
+    stats = read_locust_stats(prefix)
+    # Logins happen once per learner in on_start; every other request is one planned task.
+    assert sum(int(stats[name]["Request Count"]) for name in TASK_WEIGHTS if name in stats) == started

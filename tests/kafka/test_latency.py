@@ -193,3 +193,19 @@ def test_unreadable_data_file_is_a_one_line_error(kafka, tmp_path):
     bad.write_text('{"not": "an array"}')
     done = run_kafka_locust("--kafka-brokers", kafka.url, "--kafka-data-file", str(bad))
     assert f"error: --kafka-data-file '{bad}': expected a non-empty JSON array of objects" in done.stderr
+
+
+def test_kafka_rate_produces_each_planned_message_once_or_drops_it(kafka, topics, tmp_path):
+    # Open model: 300 planned messages at 150/s; the run ends by itself when the plan is spent.
+    prefix = tmp_path / "run"
+    done = run_locust(["-f", str(REPO / "locustfiles" / "kafka.py"), "--headless", "-u", "20", "-r", "20", "-t", "10m",
+                       "--kafka-brokers", kafka.url, "--kafka-topic", topics[0], "--kafka-messages", "300",
+                       "--kafka-rate", "150", "--csv", str(prefix), "--no-monitor"], timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    m = re.search(r"open model: planned (\d+), started (\d+), dropped (\d+) over 2.0 s", done.stderr)
+    assert m, done.stderr[-3000:]
+    planned, started, dropped = map(int, m.groups())
+    assert planned == 300 and started + dropped == 300
+    stats = read_locust_stats(prefix)
+    assert int(stats[topics[0]]["Request Count"]) == started  # PRODUCE rows; a DROPPED row has the rest
+    assert int(stats.get("Aggregated")["Request Count"]) == started

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -245,3 +246,15 @@ def test_closing_waits_for_the_acks_of_messages_in_flight(mosquitto):
     pending_at_close, reported, acked = map(int, done.stdout.split())
     assert pending_at_close > 400  # the test really closes with messages outstanding
     assert (reported, acked) == (500, 500)  # each reported once, as acknowledged, none failed
+
+
+def test_message_rate_publishes_one_lamp_changed_per_planned_instant(mosquitto, tmp_path):
+    done = run_devices(mosquitto.url, "--mqtt-message-rate", "40", users=10, run_time="4s", csv=tmp_path / "run")
+    assert done.returncode == 0, done.stderr[-3000:]
+    m = re.search(r"open model: planned (\d+), started (\d+), dropped (\d+)", done.stderr)
+    assert m, done.stderr[-3000:]
+    planned, started, dropped = map(int, m.groups())
+    assert planned > 0 and started + dropped == planned
+    stats = read_locust_stats(tmp_path / "run")
+    # Every instant taken is one lamp/changed, acknowledged before the devices disconnect.
+    assert int(stats[CHANGED]["Request Count"]) == started

@@ -82,7 +82,7 @@ def pipeline(request, clickhouse, redis_server, tmp_path):
         p.stop()
 
 
-def generate(pipeline: Pipeline, clickhouse, redis_server, kafka, *extra: str, users: int = 10,
+def generate(pipeline: Pipeline, clickhouse, redis_server, kafka, *extra: str, users: int = 50,
              processes: int = 0, timeout: float = 180, results: Path | None = None) -> tuple[subprocess.CompletedProcess, dict]:
     """Run the tracking locustfile headless to its end; returns the process and its end row's extra."""
     run_id = f"t-{uuid.uuid4().hex[:10]}"

@@ -32,12 +32,13 @@ def test_n_events_in_give_exactly_n_statements_out(backend, pipeline, clickhouse
                          "--event-mix", "realistic", results=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     e2e = end["e2e"]
-    assert (e2e["sent"], e2e["stored"], e2e["missing"], e2e["duplicates"]) == (400, 400, 0, 0), e2e
+    n = 400 - end["open_model"]["dropped"]  # open model: an event no user was free for is dropped, not sent
+    assert (e2e["sent"], e2e["stored"], e2e["missing"], e2e["duplicates"]) == (n, n, 0, 0), e2e
     rows, distinct = stored(clickhouse, p.db)
-    assert distinct == 400
+    assert distinct == n
     assert 0 < e2e["p50_ms"] <= e2e["p95_ms"] <= e2e["p99_ms"] and e2e["resolution_ms"] == 1000
     assert end["drained"] is True
-    assert "sent 400, stored 400, missing 0, duplicates 0" in summary_line(done.stderr)
+    assert f"sent {n}, stored {n}, missing 0, duplicates 0" in summary_line(done.stderr)
 
 
 def test_e2e_latency_is_a_locust_request_type(pipeline, clickhouse, redis_server, tmp_path):
@@ -50,8 +51,9 @@ def test_e2e_latency_is_a_locust_request_type(pipeline, clickhouse, redis_server
     assert "fill the" in summary_line(done.stderr)
     # Locust's final figures (stats.json: its CSV misses the last second) hold one E2E request per event.
     rows = {(r["type"], r["name"]): r for r in json.loads((tmp_path / "stats.json").read_text())["requests"]}
-    assert rows[("E2E", "tracking event → xAPI in ClickHouse")]["requests"] == 100
-    assert sum(r["requests"] for (t, _n), r in rows.items() if t == "EVENT") == 100
+    n = 100 - end["open_model"]["dropped"]
+    assert rows[("E2E", "tracking event → xAPI in ClickHouse")]["requests"] == n
+    assert sum(r["requests"] for (t, _n), r in rows.items() if t == "EVENT") == n
 
 
 def test_the_monitor_sees_the_batch_list_rise_and_drain(pipeline, clickhouse, redis_server, tmp_path):
@@ -63,7 +65,7 @@ def test_the_monitor_sees_the_batch_list_rise_and_drain(pipeline, clickhouse, re
     samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
     batch = [s["stats"]["celery"]["batch_queue_length"] for s in samples if "celery" in s["stats"]]
     assert max(batch) > 0 and batch[-1] == 0, batch
-    assert end["drained"] is True and end["e2e"]["stored"] == 300
+    assert end["drained"] is True and end["e2e"]["stored"] == 300 - end["open_model"]["dropped"]
 
 
 def test_a_stopped_consumer_shows_growing_lag_and_drains_after_restart(pipeline, clickhouse, redis_server, tmp_path):
@@ -72,8 +74,9 @@ def test_a_stopped_consumer_shows_growing_lag_and_drains_after_restart(pipeline,
     result: dict = {}
 
     def run() -> None:
+        # Closed model, no pauses: every one of the 300 events is sent (the lag must reach 300).
         result["done"], result["end"] = generate(p, clickhouse, redis_server, None, "--num-events", "300",
-                                                 "--events-per-second", "300", results=tmp_path)
+                                                 "--sleep-time", "0", results=tmp_path)
 
     t = threading.Thread(target=run)
     t.start()
@@ -98,8 +101,10 @@ def test_two_processes_count_each_event_once(pipeline, clickhouse, redis_server,
     done, end = generate(p, clickhouse, redis_server, None, "--num-events", "501", "--events-per-second", "500",
                          processes=2)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (end["e2e"]["sent"], end["e2e"]["stored"], end["e2e"]["duplicates"]) == (501, 501, 0)
-    assert stored(clickhouse, p.db)[1] == 501
+    n = 501 - end["open_model"]["dropped"]
+    assert end["open_model"]["planned"] == 501 and end["open_model"]["processes"] == 2
+    assert (end["e2e"]["sent"], end["e2e"]["stored"], end["e2e"]["duplicates"]) == (n, n, 0)
+    assert stored(clickhouse, p.db)[1] == n
 
 
 def test_duplicates_are_counted(clickhouse):
@@ -158,20 +163,58 @@ def test_an_unreachable_broker_is_a_one_line_error():
     assert "Traceback" not in done.stderr
 
 
-def test_open_model_reaches_its_target_rate(pipeline, clickhouse, redis_server):
+def stream_ms(redis_server, stream: str) -> list[int]:
+    """Arrival times (ms) of the stream's entries: Redis stamps each id with its own clock."""
+    import redis
+
+    r = redis.Redis.from_url(redis_server.url)
+    ids = [i.decode() for i, _f in r.xrange(stream)]
+    r.close()
+    return sorted(int(i.split("-")[0]) for i in ids)
+
+
+def test_open_model_sends_each_planned_event_or_counts_it_dropped(pipeline, clickhouse, redis_server, tmp_path):
     p = pipeline("redis_bus", "--batch-size", "100", "--batch-interval", "1")
-    done, end = generate(p, clickhouse, redis_server, None, "--num-events", "600", "--events-per-second", "200")
+    done, end = generate(p, clickhouse, redis_server, None, "--num-events", "600", "--events-per-second", "200",
+                         results=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    import re
+    om = end["open_model"]
+    # The plan's own numbers: 600 instants 5 ms apart are a 3 s window at 200/s, whatever the machine.
+    assert (om["planned"], om["started"] + om["dropped"]) == (600, 600)
+    assert (om["duration_s"], om["target_rate"]) == (3.0, 200.0)
+    received = stream_ms(redis_server, f"{p.prefix}-analytics")
+    assert len(received) == om["started"] == end["e2e"]["sent"]
+    rows = {(r["type"], r["name"]): r for r in json.loads((tmp_path / "stats.json").read_text())["requests"]}
+    assert rows.get(("DROPPED", "tracking events"), {"requests": 0})["requests"] == om["dropped"]
 
-    rate = float(re.search(r"600 events sent by this process \((\d+)/s\)", done.stderr).group(1))
-    assert 170 <= rate <= 230, rate
-    assert "missed" not in done.stderr
+
+def test_open_model_never_runs_ahead_of_its_plan(pipeline, clickhouse, redis_server):
+    # The k-th event to reach Redis cannot arrive before the k-th planned instant: no catching up in
+    # bursts, no early start before spawning is complete (Redis and the generator share the clock).
+    p = pipeline("redis_bus", "--batch-size", "100", "--batch-interval", "1")
+    done, end = generate(p, clickhouse, redis_server, None, "--num-events", "400", "--events-per-second", "200")
+    assert done.returncode == 0, done.stderr[-3000:]
+    om = end["open_model"]
+    received = stream_ms(redis_server, f"{p.prefix}-analytics")
+    start_ms = om["start_wall"] * 1000
+    assert len(received) == om["started"] > 0
+    assert all(ms >= start_ms + k * 5 - 1 for k, ms in enumerate(received))  # ids have 1 ms resolution
 
 
-def test_an_unreachable_target_rate_is_reported_as_missed(pipeline, clickhouse, redis_server):
+def test_an_unreachable_rate_drops_events_and_names_the_generator_as_the_limit(pipeline, clickhouse, redis_server):
     p = pipeline("redis_bus", "--batch-size", "1000", "--batch-interval", "1")
     done, end = generate(p, clickhouse, redis_server, None, "--num-events", "300", "--events-per-second", "10000000",
                          users=1)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "target 10000000 events/s for this process missed" in done.stderr
+    om = end["open_model"]
+    assert om["planned"] == 300 and om["started"] + om["dropped"] == 300 and om["dropped"] > 0
+    assert len(stream_ms(redis_server, f"{p.prefix}-analytics")) == om["started"]
+    assert f"dropped {om['dropped']:,}" in done.stderr and "the generator is the limit" in done.stderr
+
+
+def test_check_min_rate_fails_the_run_when_events_are_dropped(pipeline, clickhouse, redis_server):
+    p = pipeline("redis_bus", "--batch-size", "1000", "--batch-interval", "1")
+    done, end = generate(p, clickhouse, redis_server, None, "--num-events", "300", "--events-per-second", "10000000",
+                         "--check-min-rate", "0.01", users=1)
+    assert done.returncode == 8, done.stderr[-3000:]
+    assert "check failed: achieved" in done.stderr and end["exit_code"] == 8

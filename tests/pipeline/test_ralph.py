@@ -27,7 +27,7 @@ def ralph(stack):
 def send(ralph, tmp_path, *extra: str, password_file: str | None = None):
     args = ["-f", LOCUSTFILE, "--headless", "-u", "5", "-r", "5", "-t", "60s", "--pipeline-backend", "ralph",
             "--ralph-url", ralph.url, "--ralph-password-file", password_file or ralph.extra["password_file"],
-            "--no-e2e", "--no-monitor", "--no-sar", "--events-per-second", "200", "--event-mix", "realistic",
+            "--no-e2e", "--no-monitor", "--no-sar", "--sleep-time", "0", "--event-mix", "realistic",
             "--csv", str(tmp_path / "run"), *extra]
     return run_locust(args, timeout=120)
 

@@ -139,3 +139,26 @@ def test_the_target_names_the_pipeline_entry_point_without_credentials():
     assert target("tracking", {}, lrs) == "ralph pipeline at lrs.example"
     assert target("kafka", {}, {"kafka_topic": "in", "kafka_brokers": "k1:9092,k2:9092"}) == "topic in on k1:9092,k2:9092"
     assert "s3cret" not in target("http", {"host": "http://u:s3cret@site:8000"}, {})
+
+
+def test_an_open_model_report_says_the_generator_was_the_limit_when_it_dropped_iterations():
+    from loadtesting.report import RunData, findings as report_findings
+
+    om = {"planned": 1000, "started": 900, "dropped": 100, "duration_s": 2.0, "target_rate": 500.0,
+          "achieved_rate": 450.0}
+    data = RunData(run_id="r", source="clickhouse", kind="tracking",
+                   requests=[_row("EVENT", "play_video", 900), _row("DROPPED", "tracking events", 100)],
+                   meta={"extra": {"open_model": om}})
+    text = " ".join(report_findings(data, {}))
+    assert "1,000 iterations were planned over 2.0 s (target 500.0/s) and 900 started (450.0/s)" in text
+    assert "100 iterations were dropped" in text and "the generator was the limit" in text
+
+
+def test_an_open_model_report_without_drops_says_so():
+    from loadtesting.report import RunData, findings as report_findings
+
+    om = {"planned": 600, "started": 600, "dropped": 0, "duration_s": 3.0, "target_rate": 200.0,
+          "achieved_rate": 200.0}
+    data = RunData(run_id="r", source="clickhouse", kind="tracking", requests=[_row("EVENT", "play_video", 600)],
+                   meta={"extra": {"open_model": om}})
+    assert any(p.endswith("600 started (200.0/s); none was dropped.") for p in report_findings(data, {}))

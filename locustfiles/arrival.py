@@ -1,0 +1,342 @@
+"""Open-model arrivals: a plan of instants fixed by the target rate, and a scheduler handing them out.
+
+Pure Python + gevent (no Locust), so the plan and the scheduler are unit-tested in-process.
+
+The plan is exact: the target rate r(t) is piecewise linear (stages, k6 `ramping-arrival-rate`
+semantics), its integral N(t) is the number of iterations due by t, and instant i is at
+t_i = N⁻¹(u_i), with u_i = i + phase (evenly spaced) or the running sum of Exp(1) draws (a Poisson
+process of intensity r(t)). A process that is one of `count` shares the load with rate r/count and
+phase index/count, so the processes' instants interleave into the single-process plan.
+
+The scheduler gives each idle user the next instant, which it sleeps until; an instant that comes
+while no user is idle is dropped and counted (k6's dropped_iterations), never delayed. A late
+wake-up keeps its instant, so none is lost: started + dropped = planned. A stopped plan's window
+ends at the stop, or at the earliest instant claimed but not started if that is earlier.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import gevent
+from gevent.event import Event
+
+EVEN, POISSON = "even", "poisson"
+_STAGE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*:\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+@dataclass(frozen=True)
+class Stage:
+    rate: float  # iterations/s reached at the end of the stage (a linear ramp from the previous rate)
+    duration: float  # seconds
+
+
+def parse_stages(text: str) -> list[Stage]:
+    """`100:30s,1000:60s` -> stages; a rate is reached linearly over its duration (0s: a step)."""
+    stages = []
+    for part in text.split(","):
+        m = _STAGE.match(part)
+        if not m:
+            raise ValueError(f"--rate-stages {text!r}: expected RATE:DURATION[,…] such as 100:30s,1000:1m")
+        stages.append(Stage(float(m.group(1)), float(m.group(2)) * _UNITS[m.group(3)]))
+    return stages
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float  # s from the plan's start
+    end: float  # math.inf for the hold after the last stage
+    rate0: float  # rate at start
+    slope: float  # rate change per second
+    before: float  # N(start)
+
+    def count(self, t: float) -> float:
+        dt = min(t, self.end) - self.start
+        return self.before + self.rate0 * dt + 0.5 * self.slope * dt * dt
+
+    def inverse(self, u: float) -> float:
+        """The time at which N reaches u (u within this segment)."""
+        d = u - self.before
+        if d <= 0:
+            return self.start
+        # 2d / (r0 + sqrt(r0² + 2·a·d)): the quadratic's root without cancellation for either sign of a.
+        root = math.sqrt(max(self.rate0 * self.rate0 + 2 * self.slope * d, 0.0))
+        return self.start + 2 * d / (self.rate0 + root)
+
+
+class RateProfile:
+    """r(t): `start_rate` ramped through `stages`, then held at the last rate for ever."""
+
+    def __init__(self, start_rate: float, stages: list[Stage] | None = None) -> None:
+        self.segments: list[Segment] = []
+        t, rate, n = 0.0, float(start_rate), 0.0
+        for s in stages or []:
+            if s.duration > 0:
+                seg = Segment(t, t + s.duration, rate, (s.rate - rate) / s.duration, n)
+                self.segments.append(seg)
+                n = seg.count(seg.end)
+                t = seg.end
+            rate = s.rate
+        self.segments.append(Segment(t, math.inf, rate, 0.0, n))
+        self.final_rate = rate
+
+    def scaled(self, factor: float) -> RateProfile:
+        out = RateProfile.__new__(RateProfile)
+        out.segments = [Segment(s.start, s.end, s.rate0 * factor, s.slope * factor, s.before * factor)
+                        for s in self.segments]
+        out.final_rate = self.final_rate * factor
+        return out
+
+    def rate(self, t: float) -> float:
+        for s in self.segments:
+            if t < s.end:
+                return s.rate0 + s.slope * (t - s.start)
+        return self.final_rate
+
+    def count(self, t: float) -> float:
+        """N(t): iterations due in [0, t]."""
+        for s in self.segments:
+            if t <= s.end:
+                return s.count(t)
+        return self.segments[-1].count(t)
+
+    def time_of(self, u: float) -> float:
+        """N⁻¹(u), or math.inf when the rate never reaches that many iterations."""
+        for s in self.segments:
+            if s.end == math.inf:
+                return s.inverse(u) if s.rate0 > 0 else math.inf
+            if s.before <= u < s.count(s.end):
+                return s.inverse(u)
+        return math.inf
+
+
+@dataclass
+class Plan:
+    """This process's instants: offsets in seconds from the plan's start, at most `limit` of them."""
+
+    profile: RateProfile  # the rate over all processes
+    process: int = 0
+    processes: int = 1
+    arrival: str = EVEN
+    seed: int | None = None
+    limit: int | None = None  # instants of this process (e.g. its share of --num-events)
+    limit_total: int | None = None  # instants over all processes, when `limit` is a share of them
+
+    def __post_init__(self) -> None:
+        if self.arrival not in (EVEN, POISSON):
+            raise ValueError(f"arrival {self.arrival!r}: expected {EVEN} or {POISSON}")
+        self.mine = self.profile.scaled(1 / self.processes)
+
+    def instants(self) -> Iterator[float]:
+        rng = random.Random(None if self.seed is None else self.seed * 1_000_003 + self.process)
+        poisson = self.arrival == POISSON
+        draw = rng.expovariate
+        u = draw(1.0) if poisson else self.process / self.processes
+        left = math.inf if self.limit is None else self.limit
+        # Segment by segment (u only grows), a constant rate as a fast path: this runs once per
+        # iteration of the generator.
+        for seg in self.mine.segments:
+            end_u = math.inf if seg.end == math.inf else seg.count(seg.end)
+            if seg.slope == 0 and seg.rate0 == 0:
+                if end_u == math.inf:
+                    return  # the rate stays 0: the plan is over
+                continue
+            start, before, rate, constant = seg.start, seg.before, seg.rate0, seg.slope == 0
+            while u < end_u:
+                if left <= 0:
+                    return
+                yield start + (u - before) / rate if constant else seg.inverse(u)
+                left -= 1
+                u += draw(1.0) if poisson else 1.0
+
+    def duration(self, instants: int) -> float:
+        """The planned window holding the first `instants` instants when the plan ran out after them
+        (with a shared limit: the window of all processes' instants, the same in each)."""
+        t = self.mine.time_of(instants if self.limit_total is None else self.limit_total / self.processes)
+        return t if t != math.inf else self.mine.segments[-1].start
+
+
+class Ticket(NamedTuple):
+    """One iteration's planned instant: `at` on the monotonic clock, `wall` as time.time()."""
+
+    index: int
+    at: float
+    wall: float
+
+
+SWEEP_INTERVAL = 0.25  # s between counts of the instants that passed while every user was busy
+
+
+@dataclass
+class Scheduler:
+    """Hands the plan's instants to idle users; counts planned, started and dropped iterations.
+
+    Users pull: a user that becomes idle claims the earliest instant not yet claimed and sleeps
+    until it (one timer per iteration, as a wait_time would cost). An instant that came while no
+    user was idle (before the claiming user became idle) is dropped and counted; so is one a
+    sweeper greenlet finds past and unclaimed, so drops show while every user is busy. A user idle
+    since before its instant keeps it even when it wakes late (a busy loop), so none is lost.
+    """
+
+    plan: Plan
+    on_drop: Callable[[Ticket], None] | None = None
+    planned: int = 0  # instants whose time came: started + dropped
+    started: int = 0  # instants a user took at (or after) their time
+    dropped: int = 0
+    lateness_max: float = 0.0  # worst delay between an instant and its user's wake-up, s
+    start_mono: float | None = None
+    start_wall: float | None = None
+    stopped_at: float | None = None  # the window's end, s from the start
+    finished: Event = field(default_factory=Event)  # the plan ran out (a limit) or the scheduler stopped
+    exhausted: bool = False  # the plan ran out before the run stopped
+    _begun: Event = field(default_factory=Event)  # the start instant came
+    _instants: Iterator[float] | None = None
+    _next: int = 0  # index of the next instant to pull from the plan
+    _claims: dict = field(default_factory=dict)  # index -> offset of instants claimed, not yet started
+    _no_more: bool = False  # the plan's iterator is spent
+    _pending: deque = field(default_factory=deque)  # claimed by the sweeper for the next idle user
+    _greenlet: object = None
+
+    # -- start, stop ---------------------------------------------------------------------------
+    def start(self, at_wall: float | None = None) -> None:
+        """Start the plan now, or at the wall-clock time `at_wall` (a shared start across processes)."""
+        if self.start_mono is not None:
+            return
+        now_mono, now_wall = time.monotonic(), time.time()
+        delay = 0.0 if at_wall is None else max(at_wall - now_wall, 0.0)
+        self.start_mono, self.start_wall = now_mono + delay, now_wall + delay
+        self._instants = self.plan.instants()
+        self._greenlet = gevent.spawn(self._sweep, delay)
+
+    def _sweep(self, delay: float) -> None:
+        if delay:
+            gevent.sleep(delay)
+        self._begun.set()
+        while not self.finished.is_set():
+            gevent.sleep(SWEEP_INTERVAL)
+            self._drop_until(time.monotonic())
+            self._check_exhausted()
+
+    def stop(self) -> None:
+        """Plan no more instants (the run ends); waiting users get None. The window ends now, or at
+        the earliest instant claimed but not started if that is earlier: a loop busy stopping the run
+        turns no instant into a drop, and claimed instants beyond the window are not planned."""
+        if self.finished.is_set():
+            return
+        if self._greenlet is not None and not self._greenlet.dead:
+            self._greenlet.kill()
+        if self.start_mono is not None:
+            elapsed = max(time.monotonic() - self.start_mono, 0.0)
+            self.stopped_at = min([elapsed, *self._claims.values()])
+        self._end()
+
+    def _end(self) -> None:
+        self.finished.set()
+        self._begun.set()  # users waiting for the start get None
+
+    # -- the plan ------------------------------------------------------------------------------
+    def _pull(self) -> float | None:
+        offset = next(self._instants, None) if not self._no_more else None
+        if offset is None:
+            self._no_more = True
+        return offset
+
+    def _drop(self, index: int, offset: float) -> None:
+        self.planned += 1
+        self.dropped += 1
+        if self.on_drop is not None:
+            self.on_drop(Ticket(index, self.start_mono + offset, self.start_wall + offset))
+
+    def _drop_until(self, before: float) -> None:
+        """Drop the unclaimed instants earlier than the monotonic time `before`."""
+        while self._pending and self.start_mono + self._claims[self._pending[0]] < before:
+            index = self._pending.popleft()
+            self._drop(index, self._claims.pop(index))
+        if self._pending:
+            return
+        while not self._no_more:
+            offset = self._pull()
+            if offset is None:
+                return
+            index, self._next = self._next, self._next + 1
+            if self.start_mono + offset >= before:
+                self._claims[index] = offset  # not due: kept for the next idle user
+                self._pending.append(index)
+                return
+            self._drop(index, offset)
+
+    def _check_exhausted(self) -> None:
+        if self._no_more and not self._claims and not self.finished.is_set():
+            self.exhausted = True
+            self.stopped_at = self.plan.duration(self.planned)
+            self._end()
+
+    # -- the users' side -----------------------------------------------------------------------
+    def acquire(self) -> Ticket | None:
+        """Wait until this caller's instant comes; None when the plan is over."""
+        idle_since = time.monotonic()
+        if not self._begun.is_set():
+            self._begun.wait()
+            idle_since = self.start_mono  # idle since before the start: every instant is theirs to take
+        if self.finished.is_set():
+            return None
+        while True:
+            if self._pending:  # an instant the sweeper pulled before its time
+                index = self._pending.popleft()
+                offset = self._claims.pop(index)
+            else:
+                offset = self._pull()
+                if offset is None:
+                    self._check_exhausted()
+                    return None
+                index, self._next = self._next, self._next + 1
+            if self.start_mono + offset >= idle_since - 1e-9:
+                break
+            self._drop(index, offset)  # it came while this user (and every other) was busy
+        self._claims[index] = offset
+        at = self.start_mono + offset
+        try:
+            # libev starts timers from the loop's cached time, older than the clock: refresh it, or the
+            # timer fires early and a second sleep is needed (a busy loop's cache can be far behind).
+            loop = gevent.get_hub().loop
+            while (now := time.monotonic()) < at:
+                loop.update_now()
+                gevent.sleep(at - now)
+        except BaseException:
+            # Killed before its instant (the run stops, or the user count shrinks): a stopped run's
+            # window ends before it; otherwise the instant is lost to the plan, so it counts as dropped.
+            self._claims.pop(index, None)
+            if not self.finished.is_set():
+                self._drop(index, offset)
+                self._check_exhausted()
+            raise
+        self._claims.pop(index, None)
+        if self.finished.is_set() and self.stopped_at is not None and offset >= self.stopped_at:
+            return None  # the run stopped while this user slept: its instant is outside the window
+        self.lateness_max = max(self.lateness_max, time.monotonic() - at)
+        self.planned += 1
+        self.started += 1
+        return Ticket(index, at, self.start_wall + offset)
+
+    # -- figures -------------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        if self.start_mono is None:
+            return 0.0
+        return self.stopped_at if self.stopped_at is not None else max(time.monotonic() - self.start_mono, 0.0)
+
+    def summary(self) -> dict:
+        """planned = started + dropped; the target is the plan's mean rate over the elapsed time."""
+        elapsed = self.elapsed()
+        return {"planned": self.planned, "started": self.started, "dropped": self.dropped,
+                "duration_s": round(elapsed, 6), "start_wall": self.start_wall,
+                "target_rate": round(self.planned / elapsed, 3) if elapsed > 0 else 0.0,
+                "achieved_rate": round(self.started / elapsed, 3) if elapsed > 0 else 0.0,
+                "scheduler_lateness_max_ms": round(self.lateness_max * 1000, 3)}

@@ -1,0 +1,287 @@
+"""Open-model load in Locust: the arrival options, one scheduler per generator and process, dropped
+iterations as a Locust stat, and the --check-min-rate exit code. See docs/open-model.md.
+
+A locustfile makes an `OpenModel` at test start with its target rate (over all processes); its
+users call `open_model.wait_for_ticket(user)` from wait_time() (and once from on_start, as Locust
+runs the first task before any wait). The plan starts when spawning is complete (k6 pre-allocates
+its users the same way), on every worker at one wall-clock instant sent by the master, so the
+workers' instants interleave. Each iteration's planned instant is `ticket.wall` (time.time()),
+put into its requests' context as `planned_start`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import gevent
+from locust import events
+from locust.exception import StopUser
+from locust.runners import MasterRunner, WorkerRunner
+
+import monitors.locust_plugin  # noqa: F401  - its quitting listener runs after ours (the end row)
+from locustfiles.arrival import EVEN, POISSON, Plan, RateProfile, Scheduler, Ticket, parse_stages
+from locustfiles.common import OptionError, require
+from monitors.locust_plugin import add_run_extra
+
+log = logging.getLogger("open_model")
+
+EXIT_MIN_RATE = 8  # monitors.locust_plugin uses 3-7
+DROPPED = "DROPPED"  # request type of the dropped-iterations row, named by generator
+PLANNED_START = "planned_start"  # the request context key holding an iteration's planned instant
+START_DELAY = 0.2  # s between the master's start message and the plan's start on the workers
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser) -> None:
+    g = parser.add_argument_group("open model (arrival rate)")
+    g.add_argument("--rate-stages", default="", env_var="LOCUST_RATE_STAGES",
+                   help="ramp the arrival rate: RATE:DURATION,… (e.g. 100:30s,1000:60s), each rate reached "
+                        "linearly from the previous one (the first from the generator's rate option, or 0), "
+                        "the last held until the run ends (k6 ramping-arrival-rate)")
+    g.add_argument("--arrival", default=EVEN, choices=(EVEN, POISSON), env_var="LOCUST_ARRIVAL",
+                   help="instants evenly spaced (default) or a Poisson process")
+    g.add_argument("--arrival-seed", type=int, default=None, env_var="LOCUST_ARRIVAL_SEED",
+                   help="seed of the Poisson instants (default: a new plan each run)")
+    g.add_argument("--check-min-rate", type=float, default=None, env_var="LOCUST_CHECK_MIN_RATE",
+                   help=f"exit {EXIT_MIN_RATE} if any iteration was dropped or the achieved arrival rate is "
+                        "short of the target by more than this fraction (e.g. 0.01)")
+
+
+@events.init.add_listener
+def _init(environment, runner=None, **_kw) -> None:
+    o = environment.parsed_options
+    if o is None:
+        return
+    try:
+        environment.open_model_stages = parse_stages(o.rate_stages) if o.rate_stages else []
+    except ValueError as exc:
+        raise OptionError(str(exc)) from None
+    require(all(s.rate >= 0 for s in environment.open_model_stages),
+            f"--rate-stages {o.rate_stages!r}: expected rates >= 0")
+    if o.check_min_rate is not None:
+        require(0 <= o.check_min_rate < 1, f"--check-min-rate {o.check_min_rate}: expected a fraction 0 … <1")
+    environment.open_models = []
+    environment.open_model_reports = {}
+    # spawning_complete passes no environment: bind it here.
+    environment.events.spawning_complete.add_listener(lambda **_k: _spawned(environment))
+    if isinstance(runner, MasterRunner):
+        runner.register_message("open_model_summary", _worker_summary)
+    elif isinstance(runner, WorkerRunner):
+        runner.register_message("open_model_workers", _workers)
+        runner.register_message("open_model_start", _start_at)
+
+
+def enabled(environment, rate: float) -> bool:
+    """True when a generator with this rate option runs the open model (a rate or --rate-stages)."""
+    return rate > 0 or bool(getattr(environment, "open_model_stages", None))
+
+
+def process_share(environment, fallback: int = 0) -> tuple[int, int]:
+    """(index, count) of this process among the load-generating ones (the master sends the count)."""
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        o = environment.parsed_options
+        count = getattr(environment, "open_model_worker_count", 0) or fallback or (o.processes if o else 0) or 1
+        return runner.worker_index, max(1, count)
+    return 0, 1
+
+
+@dataclass
+class OpenModel:
+    """One generator's plan and scheduler in this process; drops are a DROPPED row named `name`."""
+
+    environment: object
+    name: str
+    rate: float  # over all processes: the constant rate, or where --rate-stages starts
+    limit_total: int | None = None  # iterations over all processes (e.g. --num-events)
+
+    def __post_init__(self) -> None:
+        env, o = self.environment, self.environment.parsed_options
+        self.index, self.count = process_share(env)
+        limit = None
+        if self.limit_total is not None:
+            limit = self.limit_total // self.count + (1 if self.index < self.limit_total % self.count else 0)
+        profile = RateProfile(self.rate, getattr(env, "open_model_stages", []))
+        self.plan = Plan(profile, self.index, self.count, o.arrival, o.arrival_seed, limit, self.limit_total)
+        # Only the DROPPED row counts a drop (made at the first one): the Aggregated total stays the
+        # requests really sent.
+        self.scheduler = Scheduler(self.plan, on_drop=lambda _t: env.stats.get(self.name, DROPPED).log(0, 0))
+        env.open_models.append(self)
+        start = getattr(env, "open_model_start_at", None)
+        if start is not None:  # the start message came first (a generator made at spawn)
+            self.scheduler.start(start)
+
+    def acquire(self) -> Ticket | None:
+        return self.scheduler.acquire()
+
+
+def for_users(environment, name: str, rate: float) -> OpenModel | None:
+    """At test start: this process's OpenModel when the open model is on (None on the master)."""
+    if isinstance(environment.runner, MasterRunner) or not enabled(environment, rate):
+        return None
+    return OpenModel(environment, name, rate)
+
+
+def attach(user, model: OpenModel | None) -> None:
+    """From on_start: pace `user` by the plan (wait_time takes instants; every request's context gets
+    the iteration's planned instant through User.context()) and wait for its first instant.
+    Nothing happens in the closed model (model None)."""
+    if model is None:
+        return
+    user.wait_time = lambda: wait_for_ticket(user, model)
+    user.context = lambda: context_of(user.ticket)
+    first_ticket(user, model)
+
+
+def wait_for_ticket(user, model: OpenModel) -> float:
+    """A user's wait_time() in the open model: block (in Locust's waiting state, so a stopping run
+    kills it cleanly) until the scheduler hands over an instant, keep it as `user.ticket`, return 0.
+    No instant left (the plan is over): the user stops."""
+    ticket = model.acquire()
+    if ticket is None:
+        raise StopUser()
+    user.ticket = ticket
+    return 0.0
+
+
+def first_ticket(user, model: OpenModel) -> None:
+    """From on_start: wait (killable) for the first iteration's instant; `user.ticket` is None when
+    the plan is already over (the task then stops the user: StopUser from on_start logs an error)."""
+    user.ticket = None
+    try:
+        user.wait()
+    except StopUser:
+        user.ticket = None
+
+
+def context_of(ticket: Ticket | None) -> dict:
+    """A request context holding the iteration's planned instant (empty in the closed model)."""
+    return {} if ticket is None else {PLANNED_START: ticket.wall}
+
+
+# -- start, stop, figures --------------------------------------------------------------------------
+@events.test_start.add_listener
+def _test_start(environment, **_kw) -> None:
+    environment.open_models = []
+    environment.open_model_reports = {}
+    environment.open_model_start_at = None
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        # Before the spawn messages, so every worker knows the count when its test_start runs.
+        environment.open_model_expected = runner.worker_count
+        runner.send_message("open_model_workers", runner.worker_count)
+
+
+def _workers(environment, msg, **_kw) -> None:
+    environment.open_model_worker_count = int(msg.data)
+
+
+def _spawned(environment) -> None:
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner) or getattr(environment, "open_model_start_at", None) is not None:
+        return  # workers start on the master's message; a later spawn (a shape, the web UI) changes nothing
+    at = time.time() + (START_DELAY if isinstance(runner, MasterRunner) else 0.0)
+    environment.open_model_start_at = at
+    if isinstance(runner, MasterRunner):
+        runner.send_message("open_model_start", at)
+    for m in environment.open_models:
+        m.scheduler.start(at)
+
+
+def _start_at(environment, msg, **_kw) -> None:
+    environment.open_model_start_at = float(msg.data)
+    for m in getattr(environment, "open_models", []):
+        m.scheduler.start(float(msg.data))
+
+
+@events.test_stopping.add_listener
+def _stopping(environment, **_kw) -> None:
+    for m in getattr(environment, "open_models", []):
+        m.scheduler.stop()
+
+
+def summary(models: list[OpenModel]) -> dict | None:
+    """The figures of this process's generators, summed."""
+    if not models:
+        return None
+    parts = [m.scheduler.summary() for m in models]
+    return {"planned": sum(p["planned"] for p in parts), "started": sum(p["started"] for p in parts),
+            "dropped": sum(p["dropped"] for p in parts), "duration_s": max(p["duration_s"] for p in parts),
+            "start_wall": min((p["start_wall"] for p in parts if p["start_wall"] is not None), default=None),
+            "scheduler_lateness_max_ms": max(p["scheduler_lateness_max_ms"] for p in parts)}
+
+
+@events.test_stop.add_listener
+def _test_stop(environment, **_kw) -> None:
+    models = getattr(environment, "open_models", [])
+    for m in models:
+        m.scheduler.stop()
+    mine = summary(models)
+    if mine is None:
+        return
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        runner.send_message("open_model_summary", {"index": runner.worker_index, **mine})
+        gevent.sleep(0)
+
+
+def _worker_summary(environment, msg, **_kw) -> None:
+    environment.open_model_reports[msg.data["index"]] = msg.data
+
+
+def total(environment) -> dict | None:
+    """This run's open-model figures over all processes (on the master: the workers' reports)."""
+    if isinstance(environment.runner, MasterRunner):
+        # Each worker reports at its test stop; the master may get to quitting first.
+        deadline = time.monotonic() + 5
+        while len(environment.open_model_reports) < getattr(environment, "open_model_expected", 0) \
+                and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        reports = list(getattr(environment, "open_model_reports", {}).values())
+        if not reports:
+            return None
+        s = {k: sum(r[k] for r in reports) for k in ("planned", "started", "dropped")}
+        s["duration_s"] = max(r["duration_s"] for r in reports)
+        s["start_wall"] = min((r["start_wall"] for r in reports if r["start_wall"] is not None), default=None)
+        s["scheduler_lateness_max_ms"] = max(r["scheduler_lateness_max_ms"] for r in reports)
+        s["processes"] = len(reports)
+    else:
+        s = summary(getattr(environment, "open_models", []))
+        if s is None:
+            return None
+        s["processes"] = 1
+    d = s["duration_s"]
+    s["target_rate"] = round(s["planned"] / d, 3) if d > 0 else 0.0
+    s["achieved_rate"] = round(s["started"] / d, 3) if d > 0 else 0.0
+    return s
+
+
+def summary_line(s: dict) -> str:
+    line = (f"open model: planned {s['planned']:,}, started {s['started']:,}, dropped {s['dropped']:,} over "
+            f"{s['duration_s']:.1f} s: achieved {s['achieved_rate']:,.1f}/s of a target {s['target_rate']:,.1f}/s")
+    if s["dropped"]:
+        line += (f"; the generator is the limit: {s['dropped']:,} iterations found no free user "
+                 f"(raise -u, or add --processes if the CPU is saturated; the scheduler woke up to "
+                 f"{s['scheduler_lateness_max_ms']:,.0f} ms late)")
+    return line
+
+
+@events.quitting.add_listener
+def _quitting(environment, **_kw) -> None:
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    s = total(environment)
+    if s is None:
+        return
+    (log.warning if s["dropped"] else log.info)(summary_line(s))
+    add_run_extra(environment, open_model=s)
+    tol = environment.parsed_options.check_min_rate if environment.parsed_options else None
+    if tol is None:
+        return
+    short = s["target_rate"] > 0 and s["achieved_rate"] < (1 - tol) * s["target_rate"]
+    if s["dropped"] or short:
+        log.error("check failed: achieved %.1f/s of a target %.1f/s, %d dropped (--check-min-rate %g)",
+                  s["achieved_rate"], s["target_rate"], s["dropped"], tol)
+        environment.process_exit_code = EXIT_MIN_RATE
