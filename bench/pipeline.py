@@ -82,9 +82,9 @@ def native_rate(backend: str, ep: dict, tmp: Path) -> tuple[str, float]:
             p.poll(0)
         p.flush(60)
         return "plain confluent-kafka loop", n / (time.perf_counter() - t0)
-    from targets.pipeline.xapi import transform
+    import openedx_erb
 
-    line = wire.xapi_line(transform(e)).encode()
+    line = "".join(wire.xapi_line(s) for s in openedx_erb.statements(e)).encode()
     fd = os.open(tmp / "native.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     t0 = time.perf_counter()
     for _ in range(n):
@@ -97,9 +97,9 @@ def fill(backend: str, ep: dict, prefix: str, log_file: Path) -> None:
     """Put EVENTS events into the entry point, as the generator would, before the pipeline runs."""
     import redis
 
+    import openedx_erb
     from locustfiles import tracking_wire as wire
     from locustfiles.tracking_events import EventFactory, Learner
-    from targets.pipeline.xapi import transform
 
     f = EventFactory("course-v1:OEX+bench+2024-1", "realistic")
     learners = [Learner(i, f"lt__{i:06d}") for i in range(100)]
@@ -134,7 +134,7 @@ def fill(backend: str, ep: dict, prefix: str, log_file: Path) -> None:
     else:
         with open(log_file, "w") as out:
             for e in events:
-                out.write(wire.xapi_line(transform(e)))
+                out.write("".join(wire.xapi_line(s) for s in openedx_erb.statements(e)))
 
 
 def pipeline_rate(backend: str, workers: int, batch: int, ep: dict, tmp: Path) -> float:
