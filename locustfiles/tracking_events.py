@@ -3,7 +3,8 @@
 Two mixes: ``enrollment`` — each learner toggles between enrollment activated/deactivated,
 as the reference `load_test_tracking_events` does (every learner starts enrolled, so its first
 event is a deactivation) — and ``realistic``, where video, problem, navigation and completion
-events dominate as they do on a real course.
+events dominate as they do on a real course. Each event carries the fields the LMS puts in it
+(those of event-routing-backends' test fixture for its name), so the real ERB transforms every one.
 
 Every event's timestamp is unique within a run, because the end-to-end check matches stored
 xAPI statements to events by it (ERB copies the event time into the statement's `timestamp`):
@@ -21,7 +22,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
+
+from openedx_erb import LMS_ROOT_URL
 
 TIME_SLOTS = 64  # processes that can generate at once with distinct timestamps
 
@@ -89,8 +92,7 @@ def load_users(path: Path | str) -> list[tuple[int, str]]:
 # What the LMS puts in each event, per event-routing-backends' fixtures (one JSON per event name,
 # processors/tests/fixtures/current/): browser events come from the courseware page through
 # /event, problem_check from the problem's XBlock handler, enrollment and grade events from the server.
-LMS_HOST = "lms.loadtest.invalid"
-LMS_ROOT_URL = f"http://{LMS_HOST}"
+LMS_HOST = urlsplit(LMS_ROOT_URL).netloc  # the LMS that ERB's statements name
 AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
 BLOCKS = {"chapter": 5, "sequential": 20, "video": 40, "problem": 60}  # per course
 
