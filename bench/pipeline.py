@@ -106,19 +106,22 @@ def bench_events(n: int) -> list[dict]:
 
 
 def erb_cost(n: int = 5000) -> tuple[float, dict[str, float]]:
-    """Microseconds per event in event-routing-backends alone (this process, warm caches): mean, and per name."""
+    """CPU microseconds per event in event-routing-backends alone (this process, warm caches): mean, per name.
+
+    CPU time, not wall time: on a shared machine the wall clock also counts other jobs' turns.
+    """
     import openedx_erb
 
     events = bench_events(n)
     for e in events[:500]:
         openedx_erb.statement_texts(e)
     per: dict[str, list[float]] = {}
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for e in events:
-        t = time.perf_counter()
+        t = time.process_time()
         openedx_erb.statement_texts(e)
-        per.setdefault(e["name"], []).append(time.perf_counter() - t)
-    mean = (time.perf_counter() - t0) / n * 1e6
+        per.setdefault(e["name"], []).append(time.process_time() - t)
+    mean = (time.process_time() - t0) / n * 1e6
     return mean, {name: sum(v) / len(v) * 1e6 for name, v in per.items()}
 
 
@@ -163,7 +166,23 @@ def fill(backend: str, ep: dict, prefix: str, log_file: Path) -> None:
                 out.write("".join(wire.xapi_line(s) for s in openedx_erb.statements(e)))
 
 
-def pipeline_rate(backend: str, workers: int, batch: int, ep: dict, tmp: Path) -> float:
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children so far (the pipeline and its workers)."""
+    import psutil
+
+    total = 0.0
+    root = psutil.Process(pid)
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def pipeline_rate(backend: str, workers: int, batch: int, ep: dict, tmp: Path) -> tuple[float, float]:
+    """(events/s into ClickHouse, the pipeline's CPU microseconds per event, start-up included)."""
     prefix = f"b{uuid.uuid4().hex[:6]}"
     db = f"xapi_{prefix}"
     log_file = tmp / f"{prefix}.log"
@@ -190,7 +209,8 @@ def pipeline_rate(backend: str, workers: int, batch: int, ep: dict, tmp: Path) -
             if n >= EVENTS:
                 break
             time.sleep(0.2)
-        return n / (time.perf_counter() - t0)
+        # CPU per event holds still on a busy machine, where events/s depends on what else runs.
+        return n / (time.perf_counter() - t0), tree_cpu_seconds(proc.pid) / max(n, 1) * 1e6
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=60)
@@ -228,16 +248,19 @@ def main() -> int:
     for b, (suite, tool, native) in gen.items():
         goal = "  (goal >= 5,000: " + ("met)" if suite >= 5000 else "NOT met)") if b in ("redis_bus", "kafka_bus") else ""
         print(f"{b:<12}{suite:>12,.0f}{native:>13,.0f}{suite / native:>8.2f}  {tool}{goal}")
-    print(f"\nevent-routing-backends alone: {erb_us:,.0f} us/event = {1e6 / erb_us:,.0f} events/s per core "
+    print(f"\nevent-routing-backends alone: {erb_us:,.0f} CPU us/event = {1e6 / erb_us:,.0f} events/s per core "
           f"(realistic mix, {USERS} learners; " + ", ".join(f"{n} {us:,.0f}" for n, us in sorted(erb_names.items())) + ")")
-    print(f"\nReference pipeline capacity: {EVENTS:,} queued events to ClickHouse 18.16, events/s (per worker)")
-    print(f"{'backend':<12}{'workers':>8}{'batch 100':>20}{'batch 1000':>20}  goal >= 1,000/s per worker")
+    print(f"\nReference pipeline capacity: {EVENTS:,} queued events to ClickHouse 18.16, events/s (per worker); "
+          "its CPU per event (all its processes, start-up included)")
+    print(f"{'backend':<12}{'workers':>8}{'batch 100':>20}{'batch 1000':>20}{'CPU us/event':>16}"
+          "  goal >= 1,000/s per worker")
     for backend in BACKENDS:
         for workers in ((1,) if backend == "vector" else (1, 2)):
-            cells = "".join(f"{cap[(backend, workers, b)]:>11,.0f} ({cap[(backend, workers, b)] / workers:>5,.0f})"
-                            for b in (100, 1000))
-            worst = min(cap[(backend, workers, b)] / workers for b in (100, 1000))
-            print(f"{backend:<12}{workers:>8}{cells}  {'met' if worst >= 1000 else 'NOT met'}")
+            rates = [cap[(backend, workers, b)][0] for b in (100, 1000)]
+            cpu = "/".join(f"{cap[(backend, workers, b)][1]:,.0f}" for b in (100, 1000))
+            cells = "".join(f"{r:>11,.0f} ({r / workers:>5,.0f})" for r in rates)
+            verdict = "met" if min(rates) / workers >= 1000 else "NOT met"
+            print(f"{backend:<12}{workers:>8}{cells}{cpu:>16}  {verdict}")
     return 0
 
 
