@@ -7,7 +7,10 @@ loop). Goal: >= 5,000 events/s for redis_bus and kafka_bus.
 Pipeline: BENCH_PIPELINE_EVENTS (20,000) events are put into the entry point first, then the
 reference pipeline starts and the time until all are in ClickHouse gives its events/s, for 1 and 2
 workers and batches of 100 and 1000 — the throughput a sustained load must stay under for the lag
-to stay bounded. All on this machine's loopback (2 cores shared by everything).
+to stay bounded. It transforms with the real event-routing-backends (openedx_erb), whose cost per
+event is measured alone too (one process, the same events). Goal: >= 1,000 events/s per worker.
+BENCH_BACKENDS (comma-separated) limits the backends. All on this machine's loopback (2 cores
+shared by everything).
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 LOCUST = str(Path(sys.executable).with_name("locust"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
 EVENTS = int(os.environ.get("BENCH_PIPELINE_EVENTS", "20000"))
-BACKENDS = ("celery", "redis_bus", "kafka_bus", "vector")
+BACKENDS = tuple(b for b in os.environ.get("BENCH_BACKENDS", "celery,redis_bus,kafka_bus,vector").split(",") if b)
+USERS = 100  # learners in the queued events; ERB caches 128 actors, so every actor lookup after the first hits
 
 
 def generator_rate(backend: str, ep: dict, tmp: Path) -> float:
@@ -82,9 +86,9 @@ def native_rate(backend: str, ep: dict, tmp: Path) -> tuple[str, float]:
             p.poll(0)
         p.flush(60)
         return "plain confluent-kafka loop", n / (time.perf_counter() - t0)
-    from targets.pipeline.xapi import transform
+    import openedx_erb
 
-    line = wire.xapi_line(transform(e)).encode()
+    line = "".join(wire.xapi_line(s) for s in openedx_erb.statements(e)).encode()
     fd = os.open(tmp / "native.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     t0 = time.perf_counter()
     for _ in range(n):
@@ -93,17 +97,42 @@ def native_rate(backend: str, ep: dict, tmp: Path) -> tuple[str, float]:
     return "plain write() loop", n / (time.perf_counter() - t0)
 
 
+def bench_events(n: int) -> list[dict]:
+    from locustfiles.tracking_events import EventFactory, Learner
+
+    f = EventFactory("course-v1:OEX+bench+2024-1", "realistic")
+    learners = [Learner(i, f"lt__{i:06d}") for i in range(USERS)]
+    return [f.next_event(learners[i % USERS]) for i in range(n)]
+
+
+def erb_cost(n: int = 5000) -> tuple[float, dict[str, float]]:
+    """CPU microseconds per event in event-routing-backends alone (this process, warm caches): mean, per name.
+
+    CPU time, not wall time: on a shared machine the wall clock also counts other jobs' turns.
+    """
+    import openedx_erb
+
+    events = bench_events(n)
+    for e in events[:500]:
+        openedx_erb.statement_texts(e)
+    per: dict[str, list[float]] = {}
+    t0 = time.process_time()
+    for e in events:
+        t = time.process_time()
+        openedx_erb.statement_texts(e)
+        per.setdefault(e["name"], []).append(time.process_time() - t)
+    mean = (time.process_time() - t0) / n * 1e6
+    return mean, {name: sum(v) / len(v) * 1e6 for name, v in per.items()}
+
+
 def fill(backend: str, ep: dict, prefix: str, log_file: Path) -> None:
     """Put EVENTS events into the entry point, as the generator would, before the pipeline runs."""
     import redis
 
+    import openedx_erb
     from locustfiles import tracking_wire as wire
-    from locustfiles.tracking_events import EventFactory, Learner
-    from targets.pipeline.xapi import transform
 
-    f = EventFactory("course-v1:OEX+bench+2024-1", "realistic")
-    learners = [Learner(i, f"lt__{i:06d}") for i in range(100)]
-    events = [f.next_event(learners[i % 100]) for i in range(EVENTS)]
+    events = bench_events(EVENTS)
     if backend in ("celery", "redis_bus"):
         r = redis.Redis.from_url(ep["redis"])
         pipe = r.pipeline(transaction=False)
@@ -134,10 +163,26 @@ def fill(backend: str, ep: dict, prefix: str, log_file: Path) -> None:
     else:
         with open(log_file, "w") as out:
             for e in events:
-                out.write(wire.xapi_line(transform(e)))
+                out.write("".join(wire.xapi_line(s) for s in openedx_erb.statements(e)))
 
 
-def pipeline_rate(backend: str, workers: int, batch: int, ep: dict, tmp: Path) -> float:
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children so far (the pipeline and its workers)."""
+    import psutil
+
+    total = 0.0
+    root = psutil.Process(pid)
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def pipeline_rate(backend: str, workers: int, batch: int, ep: dict, tmp: Path) -> tuple[float, float]:
+    """(events/s into ClickHouse, the pipeline's CPU microseconds per event, start-up included)."""
     prefix = f"b{uuid.uuid4().hex[:6]}"
     db = f"xapi_{prefix}"
     log_file = tmp / f"{prefix}.log"
@@ -164,7 +209,8 @@ def pipeline_rate(backend: str, workers: int, batch: int, ep: dict, tmp: Path) -
             if n >= EVENTS:
                 break
             time.sleep(0.2)
-        return n / (time.perf_counter() - t0)
+        # CPU per event holds still on a busy machine, where events/s depends on what else runs.
+        return n / (time.perf_counter() - t0), tree_cpu_seconds(proc.pid) / max(n, 1) * 1e6
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=60)
@@ -175,8 +221,14 @@ def main() -> int:
     if not shutil.which("redis-benchmark"):
         print("error: redis-benchmark is not installed (Debian redis-tools; make setup installs it)", file=sys.stderr)
         return 2
+    unknown = [b for b in BACKENDS if b not in ("celery", "redis_bus", "kafka_bus", "vector")]
+    if unknown or not BACKENDS:
+        print(f"error: BENCH_BACKENDS {','.join(BACKENDS)!r}: expected some of celery,redis_bus,kafka_bus,vector",
+              file=sys.stderr)
+        return 2
     gen: dict = {}
     cap: dict = {}
+    erb_us, erb_names = erb_cost()
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         home = Path(tmp)
         stack = Stack(home / "stack", free_ports=True)
@@ -196,11 +248,19 @@ def main() -> int:
     for b, (suite, tool, native) in gen.items():
         goal = "  (goal >= 5,000: " + ("met)" if suite >= 5000 else "NOT met)") if b in ("redis_bus", "kafka_bus") else ""
         print(f"{b:<12}{suite:>12,.0f}{native:>13,.0f}{suite / native:>8.2f}  {tool}{goal}")
-    print(f"\nReference pipeline capacity: {EVENTS:,} queued events to ClickHouse 18.16, events/s")
-    print(f"{'backend':<12}{'workers':>8}{'batch 100':>12}{'batch 1000':>12}")
+    print(f"\nevent-routing-backends alone: {erb_us:,.0f} CPU us/event = {1e6 / erb_us:,.0f} events/s per core "
+          f"(realistic mix, {USERS} learners; " + ", ".join(f"{n} {us:,.0f}" for n, us in sorted(erb_names.items())) + ")")
+    print(f"\nReference pipeline capacity: {EVENTS:,} queued events to ClickHouse 18.16, events/s (per worker); "
+          "its CPU per event (all its processes, start-up included)")
+    print(f"{'backend':<12}{'workers':>8}{'batch 100':>20}{'batch 1000':>20}{'CPU us/event':>16}"
+          "  goal >= 1,000/s per worker")
     for backend in BACKENDS:
         for workers in ((1,) if backend == "vector" else (1, 2)):
-            print(f"{backend:<12}{workers:>8}{cap[(backend, workers, 100)]:>12,.0f}{cap[(backend, workers, 1000)]:>12,.0f}")
+            rates = [cap[(backend, workers, b)][0] for b in (100, 1000)]
+            cpu = "/".join(f"{cap[(backend, workers, b)][1]:,.0f}" for b in (100, 1000))
+            cells = "".join(f"{r:>11,.0f} ({r / workers:>5,.0f})" for r in rates)
+            verdict = "met" if min(rates) / workers >= 1000 else "NOT met"
+            print(f"{backend:<12}{workers:>8}{cells}{cpu:>16}  {verdict}")
     return 0
 
 

@@ -3,7 +3,8 @@
 Two mixes: ``enrollment`` — each learner toggles between enrollment activated/deactivated,
 as the reference `load_test_tracking_events` does (every learner starts enrolled, so its first
 event is a deactivation) — and ``realistic``, where video, problem, navigation and completion
-events dominate as they do on a real course.
+events dominate as they do on a real course. Each event carries the fields the LMS puts in it
+(those of event-routing-backends' test fixture for its name), so the real ERB transforms every one.
 
 Every event's timestamp is unique within a run, because the end-to-end check matches stored
 xAPI statements to events by it (ERB copies the event time into the statement's `timestamp`):
@@ -17,9 +18,13 @@ import csv
 import json
 import random
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from openedx_erb import LMS_ROOT_URL
 
 TIME_SLOTS = 64  # processes that can generate at once with distinct timestamps
 
@@ -84,6 +89,39 @@ def load_users(path: Path | str) -> list[tuple[int, str]]:
     return rows
 
 
+# What the LMS puts in each event, per event-routing-backends' fixtures (one JSON per event name,
+# processors/tests/fixtures/current/): browser events come from the courseware page through
+# /event, problem_check from the problem's XBlock handler, enrollment and grade events from the server.
+LMS_HOST = urlsplit(LMS_ROOT_URL).netloc  # the LMS that ERB's statements name
+AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
+BLOCKS = {"chapter": 5, "sequential": 20, "video": 40, "problem": 60}  # per course
+
+
+@dataclass
+class Course:
+    """One course's blocks: usage keys with 32-hex block ids, as Studio makes them."""
+
+    course_id: str
+    org: str = ""
+    hex: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.org = self.org or _org(self.course_id)
+        self.hex = {kind: [uuid.uuid5(uuid.NAMESPACE_URL, f"{self.course_id}/{kind}/{i}").hex for i in range(n)]
+                    for kind, n in BLOCKS.items()}
+        self._prefix = "block-v1:" + self.course_id.split(":", 1)[-1] + "+type@"
+
+    def usage_key(self, kind: str, i: int) -> str:
+        return f"{self._prefix}{kind}+block@{self.hex[kind][i]}"
+
+    def courseware_url(self, seq: int) -> str:
+        """The unit page a learner is on; ERB takes a browser event's block from activate_block_id."""
+        chapter = self.hex["chapter"][seq * BLOCKS["chapter"] // BLOCKS["sequential"]]
+        key = quote(self.usage_key("sequential", seq), safe="")
+        return (f"{LMS_ROOT_URL}/courses/{self.course_id}/courseware/{chapter}/{self.hex['sequential'][seq]}/"
+                f"?activate_block_id={key}")
+
+
 @dataclass
 class EventFactory:
     """Builds the tracking events of one generator process."""
@@ -96,40 +134,98 @@ class EventFactory:
     def __post_init__(self) -> None:
         if self.mix not in MIXES:
             raise ValueError(f"--event-mix {self.mix!r}: expected one of {', '.join(MIXES)}")
-        self.org = self.org or _org(self.course_id)
+        self.course = Course(self.course_id, self.org)
+        self.org = self.course.org
         self._names = list(REALISTIC_MIX)
         self._weights = list(REALISTIC_MIX.values())
+        self._contexts: dict[int, dict] = {}
 
     def next_event(self, learner: Learner) -> dict:
         kind = "enrollment" if self.mix == "enrollment" else random.choices(self._names, self._weights)[0]
         us = self.clock.next_us()
+        base = self._base_context(learner)
         if kind == "enrollment":
-            name = "edx.course.enrollment.deactivated" if learner.enrolled else "edx.course.enrollment.activated"
+            # Learners unenroll from the dashboard and enroll from the course's about page.
+            if learner.enrolled:
+                name, referer = "edx.course.enrollment.deactivated", f"{LMS_ROOT_URL}/dashboard"
+            else:
+                name, referer = "edx.course.enrollment.activated", f"{LMS_ROOT_URL}/courses/{self.course_id}/about"
             learner.enrolled = not learner.enrolled
-            data = {"user_id": learner.user_id, "course_id": self.course_id, "mode": "audit"}
+            data = {"course_id": self.course_id, "mode": "audit", "user_id": learner.user_id}
+            context = {**base, "client_id": None, "path": "/change_enrollment", "referer": referer}
+        elif kind == "edx.course.grade.passed.first_time":
+            name = kind
+            data = {"course_id": self.course_id, "user_id": learner.user_id}
+            seq = random.randrange(BLOCKS["sequential"])
+            context = {**base, "client_id": None, "path": self._handler_path("problem", seq * 3, "problem_check"),
+                       "referer": self.course.courseware_url(seq)}
+        elif kind == "problem_check":
+            name = kind
+            data, context = self._problem_check(base)
         else:
             name = kind
-            data = self._data(name, learner)
-        return {
-            "name": name,
-            "timestamp": iso(us),
-            "data": data,
-            "context": {"course_id": self.course_id, "org_id": self.org, "enterprise_uuid": "",
-                        "user_id": learner.user_id, "username": learner.username},
-        }
+            data, context = self._browser(name, base)
+        return {"name": name, "timestamp": iso(us), "data": data, "context": context}
 
-    def _data(self, name: str, learner: Learner) -> dict:
-        block = f"block-v1:{self.course_id[len('course-v1:'):]}+type@"
-        if name in ("play_video", "pause_video"):
-            return {"id": f"{block}video+block@{random.randrange(40):04x}", "currentTime": round(random.uniform(0, 600), 3),
-                    "code": "html5", "duration": 600.0}
-        if name == "problem_check":
-            return {"problem_id": f"{block}problem+block@{random.randrange(60):04x}", "attempts": 1,
-                    "grade": random.randint(0, 1), "max_grade": 1, "success": "correct", "answers": {}}
+    def _base_context(self, learner: Learner) -> dict:
+        base = self._contexts.get(learner.user_id)
+        if base is None:
+            n = learner.user_id
+            base = {"accept_language": "en-US,en;q=0.9", "agent": AGENT, "course_id": self.course_id,
+                    "host": LMS_HOST, "ip": f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}", "org_id": self.org,
+                    "session": uuid.uuid5(uuid.NAMESPACE_OID, f"session/{n}").hex, "user_id": n,
+                    "username": learner.username}
+            self._contexts[learner.user_id] = base
+        return base
+
+    def _handler_path(self, kind: str, i: int, handler: str) -> str:
+        return (f"/courses/{self.course_id}/xblock/{self.course.usage_key(kind, i % BLOCKS[kind])}"
+                f"/handler/xmodule_handler/{handler}")
+
+    def _browser(self, name: str, base: dict) -> tuple[dict, dict]:
+        """play_video, pause_video, edx.ui.lms.sequence.next_selected: sent by the page to /event."""
         if name == "edx.ui.lms.sequence.next_selected":
-            return {"id": f"{block}sequential+block@{random.randrange(20):04x}", "current_tab": 1, "tab_count": 5,
-                    "target_tab": 2}
-        return {"user_id": learner.user_id, "course_id": self.course_id}  # grade.passed.first_time
+            seq = random.randrange(BLOCKS["sequential"])
+            tabs = random.randint(2, 10)
+            data = {"current_tab": random.randint(1, tabs - 1), "id": self.course.usage_key("sequential", seq),
+                    "tab_count": tabs, "widget_placement": random.choice(("top", "bottom"))}
+        else:
+            video = random.randrange(BLOCKS["video"])
+            seq = video % BLOCKS["sequential"]
+            duration = 60 * (2 + video % 9)
+            # The video player sends the bare block id, not the usage key.
+            data = {"code": "html5", "currentTime": round(random.uniform(0, duration), 3), "duration": duration,
+                    "id": self.course.hex["video"][video]}
+        page = self.course.courseware_url(seq)
+        context = {**base, "client_id": f"{base['user_id']}.1700000000", "event_source": "browser", "page": page,
+                   "path": "/event", "referer": page}
+        return data, context
+
+    def _problem_check(self, base: dict) -> tuple[dict, dict]:
+        """The server's problem_check (graded), from the problem's XBlock handler: one question."""
+        problem = random.randrange(BLOCKS["problem"])
+        hexid = self.course.hex["problem"][problem]
+        usage = self.course.usage_key("problem", problem)
+        answer_id = f"{hexid}_2_1"
+        grade = random.randint(0, 1)
+        correctness = "correct" if grade else "incorrect"
+        choice = f"choice_{random.randrange(4)}"
+        correct_map = {answer_id: {"answervariable": None, "correctness": correctness, "hint": "", "hintmode": None,
+                                   "msg": "", "npoints": None, "queuestate": None}}
+        data = {"answers": {answer_id: choice}, "attempts": random.randint(1, 3), "correct_map": correct_map,
+                "grade": grade, "max_grade": 1, "problem_id": usage,
+                "state": {"correct_map": correct_map, "done": True, "has_saved_answers": False,
+                          "input_state": {answer_id: {}}, "seed": 1, "student_answers": {answer_id: choice}},
+                "submission": {answer_id: {"answer": f"answer {choice[-1]}", "correct": bool(grade),
+                                           "group_label": "", "input_type": "choicegroup",
+                                           "question": f"Question {problem + 1}", "response_type": "multiplechoiceresponse",
+                                           "variant": ""}},
+                "success": correctness}
+        context = {**base, "asides": {}, "client_id": None, "course_user_tags": {}, "event_source": "server",
+                   "module": {"display_name": f"Problem {problem + 1}", "usage_key": usage}, "page": "x_module",
+                   "path": self._handler_path("problem", problem, "problem_check"),
+                   "referer": self.course.courseware_url(problem % BLOCKS["sequential"])}
+        return data, context
 
 
 def _org(course_id: str) -> str:

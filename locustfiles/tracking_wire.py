@@ -134,9 +134,12 @@ def log_line(logger: str, message: dict, filename: str) -> str:
 def tracking_line(event: dict) -> str:
     """The legacy tracking-log line (`[tracking]`): eventtracking's shim moves fields to the top level."""
     ctx = event["context"]
-    legacy = {"name": event["name"], "context": ctx, "username": ctx.get("username", ""), "session": "",
-              "ip": "", "agent": "", "host": "", "referer": "", "accept_language": "", "event": event["data"],
-              "time": event["timestamp"], "event_type": event["name"], "event_source": "server", "page": None}
+    legacy = {"name": event["name"], "context": ctx, "username": ctx.get("username", ""),
+              "session": ctx.get("session", ""), "ip": ctx.get("ip", ""), "agent": ctx.get("agent", ""),
+              "host": ctx.get("host", ""), "referer": ctx.get("referer", ""),
+              "accept_language": ctx.get("accept_language", ""), "event": event["data"], "time": event["timestamp"],
+              "event_type": event["name"], "event_source": ctx.get("event_source", "server"),
+              "page": ctx.get("page")}
     return log_line("tracking", legacy, "logger.py:41")
 
 

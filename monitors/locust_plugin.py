@@ -370,7 +370,7 @@ def _start(environment, **_kw) -> None:
                   Path(results) if results else None)
     environment.pipeline_monitor = mon
     tags = [t.strip() for t in (o.run_tags or "").split(",") if t.strip()]
-    mon.run_row("start", {"tags": tags or None, "locustfile": o.locustfile, "host": o.host,
+    mon.run_row("start", {"tags": tags, "locustfile": o.locustfile, "host": o.host,
                           "backends": backends.parse_backends(o.monitor_backend), "users": o.num_users,
                           "spawn_rate": o.spawn_rate, **getattr(environment, "run_start_extra", {})})
     mon.meta_row(1, locustfile=str(o.locustfile), host=o.host or "", tags=tags,

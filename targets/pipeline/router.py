@@ -1,10 +1,11 @@
-"""ERB's batching ("this many or this long") in Redis, then xAPI statements into ClickHouse.
+"""ERB's batching ("this many or this long") in Redis, then ERB's xAPI statements into ClickHouse.
 
 As in event-routing-backends, raw events wait in the Redis list ``events_router_queue_xapi``
 and a batch is popped when it holds --batch-size events or --batch-interval seconds passed since
 the last flush; a failed insert goes to ``dead_queue_xapi``. Unlike ERB, a timer thread also
 flushes, so the last partial batch of a test never waits for an event that is not coming.
 Several workers share the list: RPOP with a count hands each event to exactly one batch.
+Statements are the real event-routing-backends' (openedx_erb): ids, verbs and bodies as the LMS's.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from pathlib import Path
 
 import redis
 
+import openedx_erb
 from monitors import chclient
-from targets.pipeline.xapi import UnknownEvent, transform
 
 log = logging.getLogger("pipeline")
 DDL = Path(__file__).resolve().parents[2] / "conf" / "clickhouse" / "xapi.sql"
@@ -95,6 +96,9 @@ class Router:
     def last_sent_key(self) -> str:
         return f"last_sent_{self.backend_name}"
 
+    def __post_init__(self) -> None:
+        openedx_erb.setup()  # Django for ERB, once per process, before the first batch
+
     def r(self) -> redis.Redis:
         if self._redis is None:
             self._redis = redis.Redis.from_url(self.redis_url)
@@ -141,16 +145,19 @@ class Router:
             statements, seen = [], set()
             for item in raw:
                 try:
-                    st = transform(json.loads(item))
-                except (UnknownEvent, ValueError, KeyError) as exc:
+                    produced = openedx_erb.statements(json.loads(item))
+                except (openedx_erb.NotTransformable, ValueError) as exc:
+                    # ERB logs and skips an event it cannot transform; the rest of the batch goes on.
                     log.warning("dropping an event that cannot be transformed: %s", exc)
                     continue
-                if st["id"] in seen:  # ERB de-duplicates a batch by statement id
-                    continue
-                seen.add(st["id"])
-                statements.append(st)
+                for st in produced:
+                    if st["id"] in seen:  # ERB de-duplicates a batch by statement id
+                        continue
+                    seen.add(st["id"])
+                    statements.append(st)
             try:
-                self.store.insert(statements)
+                if statements:
+                    self.store.insert(statements)
             except Exception as exc:  # noqa: BLE001
                 log.error("batch of %d events to %s: %s", len(raw), self.dead_queue, exc)
                 self.r().lpush(self.dead_queue, *raw)
