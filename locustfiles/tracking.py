@@ -14,6 +14,7 @@ sent, stored, missing, duplicates, latency percentiles and the storage runway.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
@@ -32,6 +33,7 @@ from locustfiles.tracking_events import MIXES, Clock, EventFactory, Learner, loa
 from locustfiles.tracking_send import BACKENDS, REQUEST_TYPE, KafkaSender, RalphSender, RedisSender, VectorSender
 from monitors import redis_util
 from monitors.locust_plugin import add_run_extra, run_id
+from monitors.redaction import redact
 
 log = logging.getLogger("tracking")
 E2E_NAME = "tracking event → xAPI in ClickHouse"
@@ -175,7 +177,7 @@ def _check_reachable(o) -> None:
             client.ping()
             client.close()
         except (redis.RedisError, ValueError) as exc:
-            raise OptionError(f"{o.pipeline_backend}: Redis {redis_util.redact(url)} unreachable: {exc}") from None
+            raise OptionError(f"{o.pipeline_backend}: Redis {redact(url)} unreachable: {exc}") from None
     elif o.pipeline_backend == "kafka_bus":
         from confluent_kafka.admin import AdminClient
 
@@ -190,9 +192,20 @@ def _check_reachable(o) -> None:
     elif o.pipeline_backend == "ralph":
         _check_lrs(o)
     else:
-        folder = os.path.dirname(os.path.abspath(o.vector_log_file))
-        if not os.path.isdir(folder) and not os.access(os.path.dirname(folder) or "/", os.W_OK):
-            raise OptionError(f"--vector-log-file {o.vector_log_file!r}: folder {folder} cannot be created")
+        # What the sender does at test start (make the folder, open for append), done now so a
+        # bad path is one line before the run instead of an error inside the test_start handler.
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(o.vector_log_file)), exist_ok=True)
+            os.close(os.open(o.vector_log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+        except OSError as exc:
+            why = exc.strerror
+            if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+                blocker = os.path.dirname(os.path.abspath(o.vector_log_file))
+                while blocker != "/" and not os.path.exists(blocker):
+                    blocker = os.path.dirname(blocker)
+                why = f"{blocker} is a file, not a folder"
+            raise OptionError(f"--vector-log-file {o.vector_log_file!r}: {why}; "
+                              "expected a file path in a folder that can be written") from None
 
 
 def _register_schemas(o) -> None:
@@ -225,8 +238,6 @@ def _check_lrs(o) -> None:
     import base64
     import urllib.error
     import urllib.request
-
-    from monitors.chclient import redact
 
     token = base64.b64encode(f"{o.ralph_username}:{ralph_password(o)}".encode()).decode()
     url = o.ralph_url.rstrip("/")
