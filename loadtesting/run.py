@@ -31,7 +31,7 @@ RESULTS = REPO / "results"
 USER_BASES = {"User", "HttpUser", "FastHttpUser"}
 
 # A run stopped by a signal before its planned end (Locust: monitors.locust_plugin).
-EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EXIT_INTERRUPTED = (130, 143)  # SIGINT, SIGTERM: 128 + the signal number
 
 
 def defines_users(path: Path) -> bool:
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Locust's plugin decides (130/143: stopped before the planned end); a signal that came
     # while the run was already ending (e.g. draining) does not make it an interrupted run.
-    interrupted = code in EXIT_INTERRUPTED.values()
+    interrupted = code in EXIT_INTERRUPTED
     meta.update(ended=datetime.now(UTC).isoformat(timespec="seconds"),
                 duration_s=round(time.monotonic() - t0, 1), exit_code=code, interrupted=interrupted)
     (out / "run.json").write_text(json.dumps(meta, indent=1))
