@@ -305,10 +305,10 @@ def _start(environment, **_kw) -> None:
                   Path(results) if results else None)
     environment.pipeline_monitor = mon
     tags = [t.strip() for t in (o.run_tags or "").split(",") if t.strip()]
-    mon.run_row("start", {"tags": tags or None, "locustfile": o.locustfile, "host": o.host,
+    mon.run_row("start", {"tags": tags or None, "locustfile": o.locustfile, "host": redact(o.host or ""),
                           "backends": backends.parse_backends(o.monitor_backend), "users": o.num_users,
                           "spawn_rate": o.spawn_rate, **getattr(environment, "run_start_extra", {})})
-    mon.meta_row(1, locustfile=str(o.locustfile), host=o.host or "", tags=tags,
+    mon.meta_row(1, locustfile=str(o.locustfile), host=redact(o.host or ""), tags=tags,
                  options=json.dumps(_options_for_storage(o), default=str), versions=json.dumps(_versions()),
                  exit_code=-1)
     log.info("monitor: run %s, sampling %s every %.1f s into %s/%s", rid, ", ".join(samplers), o.monitor_interval,
@@ -378,7 +378,8 @@ def _finish(environment) -> None:
     mon.run_row("end", extra)
     o = environment.parsed_options
     tags = [t.strip() for t in (o.run_tags or "").split(",") if t.strip()] if o else []
-    mon.meta_row(2, ended=time.time(), locustfile=str(getattr(o, "locustfile", "")), host=getattr(o, "host", "") or "",
+    mon.meta_row(2, ended=time.time(), locustfile=str(getattr(o, "locustfile", "")),
+                 host=redact(getattr(o, "host", "") or ""),
                  tags=tags, options=json.dumps(_options_for_storage(o), default=str) if o else "{}",
                  versions=json.dumps(_versions()), exit_code=exit_code, drained=1 if mon.drained else 0,
                  drain_seconds=mon.drain_seconds or 0.0, max_backlog=mon.max_backlog, extra=json.dumps(mon.extras))
