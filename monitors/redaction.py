@@ -57,6 +57,8 @@ def redact(url: str) -> str:
         password = parts.password
     except ValueError:  # not a URL after all (e.g. a bad port): mask what looks like userinfo
         return redact_text(url)
+    if not parts.scheme or not parts.netloc:  # a URL inside other text, e.g. --opt=redis://…
+        return redact_text(url)
     netloc = parts.netloc
     if password is not None:
         userinfo, host = netloc.rsplit("@", 1)
@@ -100,13 +102,16 @@ def redact_args(args: Iterable[str]) -> list[str]:
             hide_next = False
             continue
         if arg.startswith("-"):
-            name, eq, _value = arg.partition("=")
+            name, eq, value = arg.partition("=")
             if is_secret_name(name.lstrip("-")):
                 if eq:
                     out.append(f"{name}={MASK}")
                 else:
                     out.append(arg)
                     hide_next = True
+                continue
+            if eq:
+                out.append(f"{name}={redact(value)}")
                 continue
         out.append(redact(arg))
     return out
