@@ -15,7 +15,6 @@ import re
 
 from locust import FastHttpUser, events, task
 from locust.contrib.fasthttp import LocustBadStatusCode, LocustUserAgent
-from locust.runners import WorkerRunner
 
 import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
@@ -50,8 +49,9 @@ def _check_options(environment, **_kw) -> None:
             f"--first-fake-user {o.first_fake_user}: expected 0 … {1_000_000 - o.fake_users}")
     require(0 <= o.wait_min <= o.wait_max,
             f"--wait-min {o.wait_min} / --wait-max {o.wait_max}: expected 0 <= min <= max")
-    # Once per run, by the process started by hand (local or master), not by each worker.
-    if o.host and not isinstance(environment.runner, WorkerRunner):
+    # Once per process before the run (workers too: they send the load, and with --processes a
+    # master that quit alone would leave its workers behind).
+    if o.host:
         check_http_host(o.host)
 
 
