@@ -86,3 +86,33 @@ def test_run_offers_only_locustfiles_that_define_users():
 
     assert locustfiles() == ["http", "kafka", "mqtt", "tracking"]
     assert "http, kafka, mqtt, tracking" in run(python("loadtesting.run", "--help")).stdout
+
+
+def test_a_host_that_goes_away_mid_run_is_measured_as_failures(tmp_path):
+    """The start check does not stop a run whose host dies later: its requests fail and are counted."""
+    from tests.helpers import read_locust_failures, read_locust_stats, wait_for
+    from tests.monitor.test_lifecycle import Output
+
+    (tmp_path / "login").mkdir()  # a login page for http.server: GET /login/ serves login/index.html
+    (tmp_path / "login" / "index.html").write_text('<input name="csrfmiddlewaretoken" value="t">')
+    port = free_port()
+    server = Output(subprocess.Popen([sys.executable, "-u", "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                                     cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    try:
+        wait_for(lambda: server.has("Serving HTTP"), timeout=30, what="the server")
+        proc = subprocess.Popen(locust("http", "--host", f"http://127.0.0.1:{port}", "--run-time", "6s",
+                                       "--no-monitor", "--wait-min", "0.1", "--wait-max", "0.2",
+                                       "--csv", str(tmp_path / "run")),
+                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wait_for(lambda: server.has("GET /login/"), timeout=30, what="a first request")
+        server.proc.terminate()
+        server.wait(timeout=10)
+        output = proc.communicate(timeout=120)[0]
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+    assert proc.returncode == 1, output[-3000:]  # failed requests: Locust's usual code
+    assert not [line for line in output.splitlines() if line.startswith("error:")]
+    errors = [row["Error"] for row in read_locust_failures(tmp_path / "run")]
+    assert any("status 0" in e or "refused" in e.lower() for e in errors), errors  # after the host went away
+    assert int(read_locust_stats(tmp_path / "run")["Aggregated"]["Failure Count"]) > 0
