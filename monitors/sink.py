@@ -46,7 +46,6 @@ class Sink:
         self.spilled = 0
         self.replayed = 0
         self.last_error = ""
-        self.outages = 0
         self._down_since: float | None = None  # monotonic start of the current outage
         self._reminded = 0.0
         self._spilled_before = 0  # `spilled` when the outage began
@@ -132,9 +131,8 @@ class Sink:
         if self._down_since is None:
             self._down_since = self._reminded = now
             self._spilled_before, self._replayed_before = self.spilled, self.replayed
-            self.outages += 1
-            log.warning("ClickHouse %s unreachable (%s); keeping rows (in memory, then in %s) and retrying",
-                        redact(self.url), self.last_error, self.spill_path or "memory only")
+            log.warning("ClickHouse %s unreachable (%s); keeping rows in memory%s and retrying",
+                        redact(self.url), self.last_error, f", then in {self.spill_path}" if self.spill_path else "")
         elif now - self._reminded >= REMIND_EVERY:
             self._reminded = now
             log.warning("ClickHouse %s still unreachable after %.0f s (%s): %d rows in memory, %d spilled to disk",
