@@ -31,7 +31,7 @@ from locustfiles.lampi_data import device_id
 from locustfiles.mqtt_client import PAHO_MAX_INFLIGHT, Device, Settings, parse_payload, subscriber
 from monitors.locust_plugin import record_sample
 from monitors.mqtt_sys import SysRecorder, results_dir
-from monitors.redaction import redact
+from monitors.redaction import redact, remember
 
 # Thousands of sockets per process: lift the soft descriptor limit to the hard one.
 _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -83,6 +83,7 @@ def settings_from(o) -> Settings:
         except OSError as exc:
             raise OptionError(f"--mqtt-password-file {o.mqtt_password_file!r} cannot be read: {exc.strerror}") \
                 from None
+    remember(password or parts.password)  # masked in anything logged from now on
     require(1 <= o.mqtt_max_inflight <= PAHO_MAX_INFLIGHT,
             f"--mqtt-max-inflight {o.mqtt_max_inflight}: expected 1 … {PAHO_MAX_INFLIGHT} (paho's limit)")
     require(o.fake_devices >= 1, f"--fake-devices {o.fake_devices}: expected at least 1")

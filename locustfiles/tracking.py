@@ -33,7 +33,7 @@ from locustfiles.tracking_events import MIXES, Clock, EventFactory, Learner, loa
 from locustfiles.tracking_send import BACKENDS, REQUEST_TYPE, KafkaSender, RalphSender, RedisSender, VectorSender
 from monitors import redis_util
 from monitors.locust_plugin import add_run_extra, run_id
-from monitors.redaction import redact
+from monitors.redaction import redact, remember
 
 log = logging.getLogger("tracking")
 E2E_NAME = "tracking event → xAPI in ClickHouse"
@@ -228,9 +228,11 @@ def ralph_password(o) -> str:
         return ""
     try:
         with open(o.ralph_password_file) as f:
-            return f.read().strip()
+            password = f.read().strip()
     except OSError as exc:
         raise OptionError(f"--ralph-password-file {o.ralph_password_file!r}: {exc.strerror}") from None
+    remember(password)  # masked in anything logged from now on
+    return password
 
 
 def _check_lrs(o) -> None:
