@@ -28,7 +28,8 @@ REMIND_EVERY = 30.0  # seconds between "still unreachable" lines during an outag
 
 class Sink:
     def __init__(self, url: str, database: str = "event_sink", spill_dir: Path | str | None = None,
-                 name: str = "monitor", max_rows: int = 100_000, retry_interval: float = 2.0) -> None:
+                 name: str = "monitor", max_rows: int = 100_000, retry_interval: float = 2.0,
+                 remind_every: float = REMIND_EVERY) -> None:
         """`spill_dir` holds `<name>.spill.jsonl` files; every file there is replayed once ClickHouse answers,
         so rows spilled by an earlier run are written by the next one that reaches it."""
         schema.check_database_name(database)
@@ -36,7 +37,7 @@ class Sink:
         self.url, self.database = url, database
         self.spill_dir = Path(spill_dir) if spill_dir else None
         self.spill_path = self.spill_dir / f"{name}.spill.jsonl" if self.spill_dir else None
-        self.max_rows, self.retry_interval = max_rows, retry_interval
+        self.max_rows, self.retry_interval, self.remind_every = max_rows, retry_interval, remind_every
         self._pending: OrderedDict[str, list[dict]] = OrderedDict((t, []) for t in schema.COLUMNS)
         self._client = None
         self._ready = False
@@ -133,7 +134,7 @@ class Sink:
             self._spilled_before, self._replayed_before = self.spilled, self.replayed
             log.warning("ClickHouse %s unreachable (%s); keeping rows in memory%s and retrying",
                         redact(self.url), self.last_error, f", then in {self.spill_path}" if self.spill_path else "")
-        elif now - self._reminded >= REMIND_EVERY:
+        elif now - self._reminded >= self.remind_every:
             self._reminded = now
             log.warning("ClickHouse %s still unreachable after %.0f s (%s): %d rows in memory, %d spilled to disk",
                         redact(self.url), now - self._down_since, self.last_error, self.pending_rows(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -190,6 +191,24 @@ def test_unreachable_clickhouse_spills_and_the_next_run_replays(clickhouse, ch, 
     assert alive.flush(force=True)
     assert ch.execute("SELECT count() FROM event_sink.load_test_runs WHERE run_id = 't-spill-1'")[0][0] == 3
     assert not list(tmp_path.glob("*.jsonl"))
+
+
+def test_an_outage_is_recalled_at_most_every_remind_interval(tmp_path, caplog):
+    sink = Sink("clickhouse://default@127.0.0.1:1/default", "event_sink", tmp_path, name="quiet", retry_interval=0,
+                remind_every=0.3)
+
+    def lines() -> list[logging.LogRecord]:
+        sink.add("load_test_stats", {"run_id": "x", "timestamp": 0, "stats": "{}"})
+        sink.flush(force=True)
+        return [r for r in caplog.records if r.name == "monitors.sink"]
+
+    with caplog.at_level(logging.WARNING, logger="monitors.sink"):
+        said = wait_for(lambda: (lambda got: got if len(got) >= 3 else None)(lines()), timeout=30,
+                        what="two reminders")
+    assert "unreachable (" in said[0].getMessage() and sink.failures > len(said)  # not one line per attempt
+    assert all("still unreachable after" in r.getMessage() for r in said[1:])
+    gaps = [b.created - a.created for a, b in zip(said, said[1:], strict=False)]
+    assert min(gaps) >= 0.29  # the throttle runs on the monotonic clock, records carry wall time
 
 
 def test_memory_bound_spills_to_disk_before_clickhouse_returns(tmp_path):
