@@ -147,6 +147,8 @@ def _init(environment, runner=None, **_kw) -> None:
             raise OptionError(str(exc)) from None
     else:
         environment.tracking_users = [(n + 1, f"{o.username_prefix}_{n:06d}") for n in range(o.learners)]
+    # Aspects' mode: sent until killed, so a signal is the planned end, not an interruption.
+    environment.ends_by_signal = o.run_until_killed and not o.run_time
     environment.run_start_extra = {"course_id": o.course_id, "num_users": len(environment.tracking_users),
                                    "username_prefix": o.username_prefix, "backend": o.pipeline_backend,
                                    "num_events": None if o.run_until_killed else o.num_events,

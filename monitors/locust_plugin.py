@@ -417,8 +417,8 @@ def _interrupted(environment, **_kw) -> None:
     runner = environment.runner
     if runner is None or isinstance(runner, WorkerRunner) or getattr(environment, "interrupted", None):
         return
-    if runner.state not in (STATE_SPAWNING, STATE_RUNNING):
-        return
+    if runner.state not in (STATE_SPAWNING, STATE_RUNNING) or getattr(environment, "ends_by_signal", False):
+        return  # ends_by_signal: a locustfile whose planned end is a signal (tracking --run-until-killed)
     gevent.sleep(0)  # the SIGTERM watcher's greenlet, spawned beside Locust's handler, runs now
     name = "SIGTERM" if getattr(environment, "sigterm_received", False) else "SIGINT"
     environment.interrupted = name
