@@ -30,7 +30,8 @@ from urllib.parse import urlsplit
 from loadtesting import phases as phase_mod
 from loadtesting import sar
 from monitors import histogram
-from monitors.chclient import DEFAULT_URL, redact
+from monitors.chclient import DEFAULT_URL
+from monitors.redaction import redact
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results"

@@ -9,6 +9,7 @@ unchanged, e.g. ``python -m loadtesting.run http --users 100 --spawn-rate 10 --r
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import platform
@@ -26,8 +27,32 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results"
 
 
+# Base classes of a Locust user; a module defining none is a helper, not a runnable kind.
+USER_BASES = {"User", "HttpUser", "FastHttpUser"}
+
+# A run stopped by a signal before its planned end (Locust: monitors.locust_plugin).
+EXIT_INTERRUPTED = (130, 143)  # SIGINT, SIGTERM: 128 + the signal number
+
+
+def defines_users(path: Path) -> bool:
+    """True if the file defines a class derived from a Locust user class (read, not imported:
+    importing a locustfile would import locust, and gevent's patching, into this CLI)."""
+    try:
+        tree = ast.parse(path.read_text(), str(path))
+    except (OSError, SyntaxError, ValueError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for base in node.bases:
+                name = base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", "")
+                if name in USER_BASES:
+                    return True
+    return False
+
+
 def locustfiles() -> list[str]:
-    return sorted(p.stem for p in (REPO / "locustfiles").glob("*.py") if p.stem not in ("__init__", "common"))
+    """The suite's runnable kinds: locustfiles/<kind>.py that define Locust users."""
+    return sorted(p.stem for p in (REPO / "locustfiles").glob("*.py") if defines_users(p))
 
 
 def versions() -> dict[str, str]:
@@ -57,21 +82,28 @@ def build_command(kind: str, out: Path, extra: list[str]) -> list[str]:
     return cmd + extra
 
 
-def _redact(arg: str) -> str:
-    from monitors.redis_util import redact
+def _option(extra: list[str], name: str) -> str | None:
+    """The value of `name` among the options passed on to Locust (last one wins, as in Locust)."""
+    value = None
+    for i, arg in enumerate(extra):
+        if arg == name and i + 1 < len(extra):
+            value = extra[i + 1]
+        elif arg.startswith(name + "="):
+            value = arg.split("=", 1)[1]
+    return value
 
-    return redact(arg) if "://" in arg else arg
 
-
-def _report(run_id: str, results: Path) -> None:
+def _report(run_id: str, results: Path, clickhouse_url: str | None) -> None:
     """The run's markdown report; a run whose report cannot be written still keeps its exit code."""
     from loadtesting import report
+    from monitors.redaction import redact_text
 
+    url = clickhouse_url or os.environ.get("LOCUST_CLICKHOUSE_URL", report.DEFAULT_URL)
     try:
-        data = report.load(run_id, results, "auto", os.environ.get("LOCUST_CLICKHOUSE_URL", report.DEFAULT_URL))
+        data = report.load(run_id, results, "auto", url)
         report.render(data, results / run_id)
     except Exception as exc:  # noqa: BLE001 - e.g. the run died before writing any stats
-        print(f"warning: no report for run {run_id}: {exc}", file=sys.stderr)
+        print(f"warning: no report for run {run_id}: {redact_text(str(exc))}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,8 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for run folders (default results/)")
     parser.add_argument("--no-report", action="store_true", help="do not write <kind>-results.md after the run")
     args, extra = parser.parse_known_args(argv)
+    from monitors import logs
+    from monitors.redaction import redact_args
+
+    logs.setup()
     if locustfile_path(args.kind) is None:
-        print(f"error: unknown locustfile {args.kind!r}; expected one of: {', '.join(locustfiles())} "
+        print(f"error: {args.kind}: expected a kind ({', '.join(locustfiles())}) "
               "or the path of a .py locustfile", file=sys.stderr)
         return 2
 
@@ -94,12 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "run_id": run_id,
         "kind": args.kind if args.kind in locustfiles() else Path(args.kind).stem,
-        "command": [_redact(arg) for arg in cmd],  # a URL's password never reaches run.json or a report
+        "command": redact_args(cmd),  # no password reaches the console, run.json or a report
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": versions(),
     }
     (out / "run.json").write_text(json.dumps(meta, indent=1))
-    print(f"run {run_id}: {' '.join(cmd)}", flush=True)
+    print(f"run {run_id}: {' '.join(meta['command'])}", flush=True)
 
     t0 = time.monotonic()
     with open(out / "locust.log", "wb") as log:
@@ -114,13 +150,17 @@ def main(argv: list[str] | None = None) -> int:
             log.write(line)
         code = proc.wait()
 
+    # Locust's plugin decides (130/143: stopped before the planned end); a signal that came
+    # while the run was already ending (e.g. draining) does not make it an interrupted run.
+    interrupted = code in EXIT_INTERRUPTED
     meta.update(ended=datetime.now(UTC).isoformat(timespec="seconds"),
-                duration_s=round(time.monotonic() - t0, 1), exit_code=code)
+                duration_s=round(time.monotonic() - t0, 1), exit_code=code, interrupted=interrupted)
     (out / "run.json").write_text(json.dumps(meta, indent=1))
     if not args.no_report:
-        _report(run_id, args.results)
+        _report(run_id, args.results, _option(extra, "--clickhouse-url"))
     rel = out.relative_to(REPO) if out.is_relative_to(REPO) else out
-    print(f"\nresults of run {run_id} (exit code {code}): {rel}/")
+    note = ", interrupted" if interrupted else ""
+    print(f"\nresults of run {run_id} (exit code {code}{note}): {rel}/")
     for name in sorted(p.name for p in out.iterdir()):
         print(f"  {rel}/{name}")
     return code

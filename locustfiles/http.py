@@ -19,7 +19,7 @@ from locust import FastHttpUser, events, task
 import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from locustfiles import open_model
-from locustfiles.common import require, restore_stdlib_module
+from locustfiles.common import check_http_host, require, restore_stdlib_module
 from locustfiles.lampi_data import credentials
 
 _CSRF_INPUT = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
@@ -55,6 +55,10 @@ def _check_options(environment, **_kw) -> None:
     require(0 <= o.wait_min <= o.wait_max,
             f"--wait-min {o.wait_min} / --wait-max {o.wait_max}: expected 0 <= min <= max")
     require(o.arrival_rate >= 0, f"--arrival-rate {o.arrival_rate}: expected tasks per second >= 0")
+    # Once per process before the run (workers too: they send the load, and with --processes a
+    # master that quit alone would leave its workers behind).
+    if o.host:
+        check_http_host(o.host)
 
 
 @events.test_start.add_listener

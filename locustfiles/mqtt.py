@@ -35,6 +35,7 @@ from locustfiles.lampi_data import device_id
 from locustfiles.mqtt_client import PAHO_MAX_INFLIGHT, Device, Settings, parse_payload, subscriber
 from monitors.locust_plugin import record_sample
 from monitors.mqtt_sys import SysRecorder, results_dir
+from monitors.redaction import redact, remember
 
 # Thousands of sockets per process: lift the soft descriptor limit to the hard one.
 _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -90,19 +91,23 @@ def settings_from(o) -> Settings:
         except OSError as exc:
             raise OptionError(f"--mqtt-password-file {o.mqtt_password_file!r} cannot be read: {exc.strerror}") \
                 from None
+    remember(password or parts.password)  # masked in anything logged from now on
     require(1 <= o.mqtt_max_inflight <= PAHO_MAX_INFLIGHT,
             f"--mqtt-max-inflight {o.mqtt_max_inflight}: expected 1 … {PAHO_MAX_INFLIGHT} (paho's limit)")
     require(o.fake_devices >= 1, f"--fake-devices {o.fake_devices}: expected at least 1")
     require(o.mqtt_message_rate >= 0, f"--mqtt-message-rate {o.mqtt_message_rate}: expected messages per second >= 0")
+    if o.mqtt_ca_file:
+        import ssl
+
+        try:  # the same load the devices do, once, so a bad file is one line and not a traceback per device
+            ssl.create_default_context(cafile=o.mqtt_ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            why = str(exc.reason or exc).lower().replace("_", " ") if isinstance(exc, ssl.SSLError) else exc.strerror
+            raise OptionError(f"--mqtt-ca-file {o.mqtt_ca_file!r}: {why}; expected a readable PEM CA file") from None
     return Settings(host=parts.hostname, port=port, username=o.mqtt_username or parts.username,
                     password=password or parts.password, tls=parts.scheme == "mqtts", ca_file=o.mqtt_ca_file,
                     insecure=o.mqtt_insecure, keepalive=o.mqtt_keepalive, connect_timeout=o.mqtt_connect_timeout,
                     max_inflight=o.mqtt_max_inflight, max_queued=o.mqtt_max_queued)
-
-
-def _redacted(url: str) -> str:
-    parts = urlsplit(url)
-    return url if parts.password is None else url.replace(f":{parts.password}@", ":***@")
 
 
 @events.init.add_listener
@@ -119,15 +124,15 @@ def _check(environment, **_kw) -> None:
     try:
         probe.client.connect(s.host, s.port, keepalive=s.keepalive)
     except (OSError, ValueError) as exc:
-        raise OptionError(f"MQTT broker {_redacted(o.mqtt_url)} unreachable: {exc}") from None
+        raise OptionError(f"MQTT broker {redact(o.mqtt_url)} unreachable: {exc}") from None
     probe.driver = gevent.spawn(probe._drive)
     got = probe.connected.wait(s.connect_timeout)
     reason = probe.connack_reason
     probe.close()
     if not got:
-        raise OptionError(f"MQTT broker {_redacted(o.mqtt_url)} sent no CONNACK within {s.connect_timeout:g} s")
+        raise OptionError(f"MQTT broker {redact(o.mqtt_url)} sent no CONNACK within {s.connect_timeout:g} s")
     if reason:
-        raise OptionError(f"MQTT broker {_redacted(o.mqtt_url)} refused the connection: {reason}")
+        raise OptionError(f"MQTT broker {redact(o.mqtt_url)} refused the connection: {reason}")
 
 
 @events.test_start.add_listener

@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 
 from locustfiles.tracking_wire import KEY_SCHEMA, TRACKING_SCHEMA
-from monitors.chclient import redact
+from monitors.redaction import redact
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 

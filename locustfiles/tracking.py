@@ -14,6 +14,7 @@ sent, stored, missing, duplicates, latency percentiles and the storage runway.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
@@ -33,6 +34,7 @@ from locustfiles.tracking_events import MIXES, Clock, EventFactory, Learner, loa
 from locustfiles.tracking_send import BACKENDS, REQUEST_TYPE, KafkaSender, RalphSender, RedisSender, VectorSender
 from monitors import redis_util
 from monitors.locust_plugin import add_run_extra, run_id
+from monitors.redaction import redact, remember
 
 log = logging.getLogger("tracking")
 E2E_NAME = "tracking event → xAPI in ClickHouse"
@@ -147,6 +149,8 @@ def _init(environment, runner=None, **_kw) -> None:
             raise OptionError(str(exc)) from None
     else:
         environment.tracking_users = [(n + 1, f"{o.username_prefix}_{n:06d}") for n in range(o.learners)]
+    # Aspects' mode: sent until killed, so a signal is the planned end, not an interruption.
+    environment.ends_by_signal = o.run_until_killed and not o.run_time
     environment.run_start_extra = {"course_id": o.course_id, "num_users": len(environment.tracking_users),
                                    "username_prefix": o.username_prefix, "backend": o.pipeline_backend,
                                    "num_events": None if o.run_until_killed else o.num_events,
@@ -178,7 +182,7 @@ def _check_reachable(o) -> None:
             client.ping()
             client.close()
         except (redis.RedisError, ValueError) as exc:
-            raise OptionError(f"{o.pipeline_backend}: Redis {redis_util.redact(url)} unreachable: {exc}") from None
+            raise OptionError(f"{o.pipeline_backend}: Redis {redact(url)} unreachable: {exc}") from None
     elif o.pipeline_backend == "kafka_bus":
         from confluent_kafka.admin import AdminClient
 
@@ -193,9 +197,20 @@ def _check_reachable(o) -> None:
     elif o.pipeline_backend == "ralph":
         _check_lrs(o)
     else:
-        folder = os.path.dirname(os.path.abspath(o.vector_log_file))
-        if not os.path.isdir(folder) and not os.access(os.path.dirname(folder) or "/", os.W_OK):
-            raise OptionError(f"--vector-log-file {o.vector_log_file!r}: folder {folder} cannot be created")
+        # What the sender does at test start (make the folder, open for append), done now so a
+        # bad path is one line before the run instead of an error inside the test_start handler.
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(o.vector_log_file)), exist_ok=True)
+            os.close(os.open(o.vector_log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+        except OSError as exc:
+            why = exc.strerror
+            if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+                blocker = os.path.dirname(os.path.abspath(o.vector_log_file))
+                while blocker != "/" and not os.path.exists(blocker):
+                    blocker = os.path.dirname(blocker)
+                why = f"{blocker} is a file, not a folder"
+            raise OptionError(f"--vector-log-file {o.vector_log_file!r}: {why}; "
+                              "expected a file path in a folder that can be written") from None
 
 
 def _register_schemas(o) -> None:
@@ -218,9 +233,11 @@ def ralph_password(o) -> str:
         return ""
     try:
         with open(o.ralph_password_file) as f:
-            return f.read().strip()
+            password = f.read().strip()
     except OSError as exc:
         raise OptionError(f"--ralph-password-file {o.ralph_password_file!r}: {exc.strerror}") from None
+    remember(password)  # masked in anything logged from now on
+    return password
 
 
 def _check_lrs(o) -> None:
@@ -228,8 +245,6 @@ def _check_lrs(o) -> None:
     import base64
     import urllib.error
     import urllib.request
-
-    from monitors.chclient import redact
 
     token = base64.b64encode(f"{o.ralph_username}:{ralph_password(o)}".encode()).decode()
     url = o.ralph_url.rstrip("/")

@@ -17,14 +17,16 @@ import time
 
 import configargparse
 
-from monitors import backends, chclient
+from monitors import backends, chclient, logs
 from monitors.figures import console_line, error_text, flatten
+from monitors.redaction import redact
 from monitors.schema import check_database_name
 from monitors.sink import Sink
 
 log = logging.getLogger("monitors")
 
-EXIT_NOT_DRAINED = 6
+EXIT_NO_RUN, EXIT_BAD_OPTION, EXIT_NOT_DRAINED = 1, 2, 6
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 
 
 def parser() -> configargparse.ArgumentParser:
@@ -54,27 +56,48 @@ FIND_RUN = (
 HAS_ENDED = "SELECT count() FROM {db}.load_test_runs WHERE run_id = %(r)s AND event_type = 'end'"
 
 
+class Unreachable(Exception):
+    """ClickHouse did not answer for the whole --wait-timeout."""
+
+
 def wait_for_run(sink: Sink, database: str, timeout: float) -> str | None:
-    t0, last_log = time.monotonic(), 0.0
+    """The newest unfinished run; None after `timeout` s (0: never) without one.
+
+    Raises Unreachable when the timeout passes while ClickHouse does not answer: the run may
+    well have started, the monitor cannot tell.
+    """
+    t0, last_log, down_since, error = time.monotonic(), 0.0, None, ""
     while True:
+        now = time.monotonic()
         try:
             rows = sink.query(FIND_RUN.format(db=database))
             if rows:
                 return rows[0][0]
+            if down_since is not None:
+                log.info("ClickHouse %s is back after %.0f s", redact(sink.url), now - down_since)
+                down_since, last_log = None, 0.0
+            if now - last_log > 60:
+                log.info("no unfinished run started in the last 60 s yet; waiting")
+                last_log = now
         except Exception as exc:  # noqa: BLE001 - ClickHouse not up yet: keep waiting
-            rows = None
-            if time.monotonic() - last_log > 60:
-                log.warning("waiting for ClickHouse: %s", error_text(exc))
-        if time.monotonic() - last_log > 60:
-            log.info("no unfinished run started in the last 60 s yet; waiting")
-            last_log = time.monotonic()
+            error = error_text(exc)
+            if down_since is None:
+                down_since = last_log = now
+                log.warning("ClickHouse %s unreachable (%s); waiting for it", redact(sink.url), error)
+            elif now - last_log >= 30:
+                last_log = now
+                log.warning("ClickHouse %s still unreachable after %.0f s (%s)", redact(sink.url), now - down_since,
+                            error)
         if timeout and time.monotonic() - t0 > timeout:
+            if down_since is not None:
+                raise Unreachable(error)
             return None
-        time.sleep(2)
+        time.sleep(min(2.0, max(0.1, timeout - (time.monotonic() - t0))) if timeout else 2.0)
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logs.setup()
     args = parser().parse_args(argv)
     try:
         backends.parse_backends(args.monitor_backend)
@@ -82,20 +105,34 @@ def main(argv: list[str] | None = None) -> int:
         check_database_name(args.monitor_database)
         if not args.sleep_time > 0:
             raise ValueError(f"--sleep-time {args.sleep_time}: expected seconds > 0")
+        if args.wait_timeout < 0:
+            raise ValueError(f"--wait-timeout {args.wait_timeout}: expected seconds >= 0 (0: wait forever)")
+        samplers = backends.build_samplers(args)  # bad sampler URLs fail here, before any waiting
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_OPTION
     sink = Sink(args.clickhouse_url, args.monitor_database, args.spill_dir, name=f"standalone-{int(time.time())}")
-    run_id = args.run_id or wait_for_run(sink, args.monitor_database, args.wait_timeout)
+    try:
+        run_id = args.run_id or wait_for_run(sink, args.monitor_database, args.wait_timeout)
+        if not run_id:
+            print(f"error: no run started within --wait-timeout {args.wait_timeout:g} s", file=sys.stderr)
+    except Unreachable as exc:
+        print(f"error: --clickhouse-url {redact(args.clickhouse_url)}: ClickHouse unreachable for the whole "
+              f"--wait-timeout {args.wait_timeout:g} s ({exc})", file=sys.stderr)
+        run_id = None
+    except KeyboardInterrupt:
+        for s in samplers.values():
+            s.close()
+        return EXIT_SIGINT
     if not run_id:
-        print(f"error: no run started within --wait-timeout {args.wait_timeout} s", file=sys.stderr)
-        return 1
-    samplers = backends.build_samplers(args)
+        for s in samplers.values():
+            s.close()
+        return EXIT_NO_RUN
     log.info("monitoring run %s: %s every %.1f s", run_id, ", ".join(samplers), args.sleep_time)
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     ended_at = None
-    drained = False
+    drained = interrupted = check_failed = False
     t_start = time.time()
     next_t = time.monotonic()
     try:
@@ -123,8 +160,11 @@ def main(argv: list[str] | None = None) -> int:
                     if sink.query(HAS_ENDED.format(db=args.monitor_database), {"r": run_id})[0][0]:
                         ended_at = time.monotonic()
                         log.info("run %s has ended; waiting for the pipeline to drain (Ctrl-C to stop)", run_id)
-                except Exception as exc:  # noqa: BLE001
-                    log.warning("cannot check the end of the run: %s", error_text(exc))
+                    check_failed = False
+                except Exception as exc:  # noqa: BLE001 - said once per outage; the sink reports the outage
+                    if not check_failed:
+                        log.warning("cannot check the end of the run: %s", error_text(exc))
+                    check_failed = True
             if ended_at is not None:
                 if not unknown and backlog == 0:
                     drained = True
@@ -137,12 +177,15 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(max(0.0, next_t - time.monotonic()))
     except KeyboardInterrupt:
         log.info("interrupted")
+        interrupted = True
     finally:
         for s in samplers.values():
             s.close()
         sink.close()
     log.info("monitored run %s from %s for %.0f s", run_id, time.strftime("%H:%M:%S", time.gmtime(t_start)),
              time.time() - t_start)
+    if interrupted or stop["now"]:
+        return EXIT_SIGINT if interrupted else EXIT_SIGTERM
     return 0 if drained else EXIT_NOT_DRAINED
 
 

@@ -3,7 +3,7 @@
 URL form: ``clickhouse://user[:password]@host[:port]/database`` (native protocol, default
 port 9000); ``clickhouses://`` for TLS. The password may instead come from the environment
 (``CLICKHOUSE_PASSWORD``) or a file (``CLICKHOUSE_PASSWORD_FILE``) so it never sits in a
-command line, a log or a report: use `redact` before printing a URL.
+command line, a log or a report: `monitors.redaction.redact` before printing a URL.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
+
+from monitors.redaction import redact, remember
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,12 @@ def parse_url(url: str) -> ClickHouseURL:
     if not password and os.environ.get("CLICKHOUSE_PASSWORD"):
         password = os.environ["CLICKHOUSE_PASSWORD"]
     elif not password and os.environ.get("CLICKHOUSE_PASSWORD_FILE"):
-        password = Path(os.environ["CLICKHOUSE_PASSWORD_FILE"]).read_text().strip()
+        try:
+            password = Path(os.environ["CLICKHOUSE_PASSWORD_FILE"]).read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"CLICKHOUSE_PASSWORD_FILE {os.environ['CLICKHOUSE_PASSWORD_FILE']!r} cannot be read: "
+                             f"{exc.strerror}") from None
+    remember(password)
     return ClickHouseURL(
         host=parts.hostname,
         port=port,
@@ -55,16 +62,6 @@ def parse_url(url: str) -> ClickHouseURL:
         database=parts.path.lstrip("/") or "default",
         secure=parts.scheme == "clickhouses",
     )
-
-
-def redact(url: str) -> str:
-    """`url` with any password replaced by ***, safe for logs and reports."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    userinfo = netloc[0].split(":", 1)[0] + ":***"
-    return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[1]}"))
 
 
 def connect(url: str, **settings):

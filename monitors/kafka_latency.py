@@ -269,9 +269,18 @@ def parser():
 
 
 def main(argv: list[str] | None = None) -> int:
+    from monitors import chclient, logs
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logs.setup()
     args = parser().parse_args(argv)
     try:
+        if args.messages < 0:
+            raise ValueError(f"--messages {args.messages}: expected a count >= 0 (0: no limit)")
+        if args.idle_timeout < 0:
+            raise ValueError(f"--idle-timeout {args.idle_timeout:g}: expected seconds >= 0 (0: never)")
+        if args.clickhouse_url:
+            chclient.parse_url(args.clickhouse_url)
         start = check_start(args.start)
         conf = consumer_config(kafka_conf.client_config(args.brokers), args.group)
         conf["session.timeout.ms"] = args.session_timeout_ms

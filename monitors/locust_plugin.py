@@ -15,19 +15,28 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import gevent
 from locust import events
-from locust.runners import STATE_MISSING, WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
+from locust.runners import (
+    STATE_MISSING,
+    STATE_RUNNING,
+    STATE_SPAWNING,
+    WORKER_REPORT_INTERVAL,
+    MasterRunner,
+    WorkerRunner,
+)
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
 from locustfiles.common import OptionError
-from monitors import backends, chclient, histogram
+from monitors import backends, chclient, histogram, logs
 from monitors.figures import console_line, error_text, flatten
 from monitors.planned import planned_stats
+from monitors.redaction import redact, redact_options, redact_text
 from monitors.runid import new_run_id
 from monitors.sink import Sink
 
@@ -43,6 +52,8 @@ FINAL_REPORT_WAIT = 3 * WORKER_REPORT_INTERVAL
 
 # Exit codes set in `quitting` when a check fails (the first failing check, in this order).
 EXIT_FAIL_RATIO, EXIT_P95, EXIT_MAX_LAG, EXIT_DRAIN, EXIT_MONITOR_CRASH = 3, 4, 5, 6, 7
+# A run stopped by a signal before its planned end (128 + the signal's number, as shells report it).
+EXIT_INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
 
 
 @events.init_command_line_parser.add_listener
@@ -77,7 +88,8 @@ def _options(parser) -> None:
 
 
 @events.init.add_listener
-def _check_options(environment, **_kw) -> None:
+def _check_options(environment, runner=None, **_kw) -> None:
+    logs.setup()  # Locust has set up logging by now: quiet client libraries, redact every line
     o = environment.parsed_options
     if o is None or o.no_monitor:
         return
@@ -89,6 +101,14 @@ def _check_options(environment, **_kw) -> None:
         check_database_name(o.monitor_database)
     except ValueError as exc:
         raise OptionError(str(exc)) from None
+    if not isinstance(runner, WorkerRunner):
+        # The samplers are built at test start; build them once now so a bad sampler option
+        # (e.g. a Redis URL) is a one-line error before the run, not a traceback in test_start.
+        try:
+            for sampler in backends.build_samplers(o).values():
+                sampler.close()
+        except Exception as exc:  # noqa: BLE001 - ValueError, or a client library's config error
+            raise OptionError(redact_text(str(exc))) from None
     if not o.monitor_interval > 0:
         raise OptionError(f"--monitor-interval {o.monitor_interval}: expected seconds > 0")
     if o.drain_timeout < 0:
@@ -287,14 +307,7 @@ class Monitor:
 
 def _options_for_storage(o) -> dict:
     """Options as stored with the run: secrets redacted."""
-    out = {}
-    for k, v in sorted(vars(o).items()):
-        if isinstance(v, str) and "://" in v:
-            v = chclient.redact(v)
-        if any(s in k for s in ("password", "apikey", "secret", "token")):
-            v = "***" if v else v
-        out[k] = v
-    return out
+    return redact_options(dict(sorted(vars(o).items())))
 
 
 def _versions() -> dict:
@@ -370,14 +383,14 @@ def _start(environment, **_kw) -> None:
                   Path(results) if results else None)
     environment.pipeline_monitor = mon
     tags = [t.strip() for t in (o.run_tags or "").split(",") if t.strip()]
-    mon.run_row("start", {"tags": tags, "locustfile": o.locustfile, "host": o.host,
+    mon.run_row("start", {"tags": tags, "locustfile": o.locustfile, "host": redact(o.host or ""),
                           "backends": backends.parse_backends(o.monitor_backend), "users": o.num_users,
                           "spawn_rate": o.spawn_rate, **getattr(environment, "run_start_extra", {})})
-    mon.meta_row(1, locustfile=str(o.locustfile), host=o.host or "", tags=tags,
+    mon.meta_row(1, locustfile=str(o.locustfile), host=redact(o.host or ""), tags=tags,
                  options=json.dumps(_options_for_storage(o), default=str), versions=json.dumps(_versions()),
                  exit_code=-1)
     log.info("monitor: run %s, sampling %s every %.1f s into %s/%s", rid, ", ".join(samplers), o.monitor_interval,
-             chclient.redact(o.clickhouse_url), o.monitor_database)
+             redact(o.clickhouse_url), o.monitor_database)
     mon.greenlet = gevent.spawn(mon.run)
 
 
@@ -434,18 +447,20 @@ def _finish(environment) -> None:
     code = None
     if environment.parsed_options is not None:
         code = _thresholds(environment, mon)
-        if code is not None and not mon.crashed:
+        if code is not None and not mon.crashed and not getattr(environment, "interrupted", None):
             environment.process_exit_code = code
     exit_code = environment.process_exit_code
     if exit_code is None:
         runner = environment.runner
         exit_code = 1 if runner is not None and (runner.errors or runner.exceptions) else 0
     extra = {**mon.extras, "drained": mon.drained, "drain_seconds": mon.drain_seconds,
-             "max_backlog": mon.max_backlog, "exit_code": exit_code, "sample_errors": mon.sample_errors}
+             "max_backlog": mon.max_backlog, "exit_code": exit_code, "sample_errors": mon.sample_errors,
+             "interrupted": bool(getattr(environment, "interrupted", None))}
     mon.run_row("end", extra)
     o = environment.parsed_options
     tags = [t.strip() for t in (o.run_tags or "").split(",") if t.strip()] if o else []
-    mon.meta_row(2, ended=time.time(), locustfile=str(getattr(o, "locustfile", "")), host=getattr(o, "host", "") or "",
+    mon.meta_row(2, ended=time.time(), locustfile=str(getattr(o, "locustfile", "")),
+                 host=redact(getattr(o, "host", "") or ""),
                  tags=tags, options=json.dumps(_options_for_storage(o), default=str) if o else "{}",
                  versions=json.dumps(_versions()), exit_code=exit_code, drained=1 if mon.drained else 0,
                  drain_seconds=mon.drain_seconds or 0.0, max_backlog=mon.max_backlog, extra=json.dumps(mon.extras))
@@ -463,6 +478,38 @@ def _finish(environment) -> None:
 @events.quitting.add_listener
 def _quitting(environment, **_kw) -> None:
     _finish(environment)
+
+
+# -- interrupted runs ---------------------------------------------------------------------------
+@events.init.add_listener
+def _note_sigterm(environment, **_kw) -> None:
+    """Note SIGTERM as it arrives: Locust ends SIGTERM and Ctrl-C alike in `quitting`.
+
+    A second watcher beside Locust's own handler (libev runs every watcher of a signal). Ctrl-C
+    needs none: Python raises KeyboardInterrupt, the only other way to quit while users run.
+    """
+    environment.sigterm_received = False
+    gevent.signal_handler(signal.SIGTERM, setattr, environment, "sigterm_received", True)
+
+
+def _interrupted(environment, **_kw) -> None:
+    """Quitting while users still run: a signal stopped the run before its planned end
+    (--run-time, a shape or an event budget stop the users first). Say so; exit 130/143."""
+    runner = environment.runner
+    if runner is None or isinstance(runner, WorkerRunner) or getattr(environment, "interrupted", None):
+        return
+    if runner.state not in (STATE_SPAWNING, STATE_RUNNING) or getattr(environment, "ends_by_signal", False):
+        return  # ends_by_signal: a locustfile whose planned end is a signal (tracking --run-until-killed)
+    gevent.sleep(0)  # the SIGTERM watcher's greenlet, spawned beside Locust's handler, runs now
+    name = "SIGTERM" if getattr(environment, "sigterm_received", False) else "SIGINT"
+    environment.interrupted = name
+    environment.process_exit_code = EXIT_INTERRUPTED[name]
+    log.warning("run stopped by %s before its planned end; exit code %d", name, EXIT_INTERRUPTED[name])
+
+
+# Registered after _quitting so it runs before it (Locust fires quitting in reverse), while the
+# users still run: the monitor's finish stops them.
+events.quitting.add_listener(_interrupted)
 
 
 # -- API for the rest of the suite --------------------------------------------------------------

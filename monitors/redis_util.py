@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+from monitors.redaction import redact
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 
 def default_url() -> str:
     return os.environ.get("LOCUST_REDIS_URL") or DEFAULT_URL
-
-
-def redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user, host = parts.netloc.rsplit("@", 1)
-    return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}"))
 
 
 def connect(url: str):

@@ -4,6 +4,9 @@
 once a second) sends one INSERT per table. When ClickHouse is unreachable the rows stay in
 memory up to `max_rows`, then go to a JSONL spill file; when it answers again the spill file is
 replayed first, then memory, in order. A run never stops because its ClickHouse is down.
+
+An outage is logged as one line when it starts, a reminder at most every REMIND_EVERY seconds,
+and one line when ClickHouse is back, with the outage's length and the rows spilled and replayed.
 """
 
 from __future__ import annotations
@@ -16,13 +19,17 @@ from collections import OrderedDict
 from pathlib import Path
 
 from monitors import chclient, schema
+from monitors.redaction import redact
 
 log = logging.getLogger("monitors.sink")
+
+REMIND_EVERY = 30.0  # seconds between "still unreachable" lines during an outage
 
 
 class Sink:
     def __init__(self, url: str, database: str = "event_sink", spill_dir: Path | str | None = None,
-                 name: str = "monitor", max_rows: int = 100_000, retry_interval: float = 2.0) -> None:
+                 name: str = "monitor", max_rows: int = 100_000, retry_interval: float = 2.0,
+                 remind_every: float = REMIND_EVERY) -> None:
         """`spill_dir` holds `<name>.spill.jsonl` files; every file there is replayed once ClickHouse answers,
         so rows spilled by an earlier run are written by the next one that reaches it."""
         schema.check_database_name(database)
@@ -30,7 +37,7 @@ class Sink:
         self.url, self.database = url, database
         self.spill_dir = Path(spill_dir) if spill_dir else None
         self.spill_path = self.spill_dir / f"{name}.spill.jsonl" if self.spill_dir else None
-        self.max_rows, self.retry_interval = max_rows, retry_interval
+        self.max_rows, self.retry_interval, self.remind_every = max_rows, retry_interval, remind_every
         self._pending: OrderedDict[str, list[dict]] = OrderedDict((t, []) for t in schema.COLUMNS)
         self._client = None
         self._ready = False
@@ -38,7 +45,12 @@ class Sink:
         self.failures = 0  # consecutive failed flushes
         self.written = 0
         self.spilled = 0
+        self.replayed = 0
         self.last_error = ""
+        self._down_since: float | None = None  # monotonic start of the current outage
+        self._reminded = 0.0
+        self._spilled_before = 0  # `spilled` when the outage began
+        self._replayed_before = 0
 
     # -- public ---------------------------------------------------------------------------
     def add(self, table: str, row: dict) -> None:
@@ -55,19 +67,23 @@ class Sink:
         """Write everything buffered; False (rows kept) if ClickHouse cannot be reached now."""
         if not force and time.monotonic() < self._next_try:
             return False
+        buffered = 0
         try:
             client = self._connect()
             self._replay_spill(client)
             for table, rows in self._pending.items():
                 if rows:
                     self._insert(client, table, rows)
+                    buffered += len(rows)
                     self._pending[table] = []
         except Exception as exc:  # noqa: BLE001 - any failure means "keep the rows, retry later"
             self._failed(exc)
             return False
-        if self.failures:
-            log.warning("ClickHouse %s is back after %d failed flushes; buffered rows written",
-                        chclient.redact(self.url), self.failures)
+        if self._down_since is not None:
+            log.warning("ClickHouse %s is back after %.1f s: %d rows spilled to disk and %d replayed, "
+                        "%d buffered rows written", redact(self.url), time.monotonic() - self._down_since,
+                        self.spilled - self._spilled_before, self.replayed - self._replayed_before, buffered)
+            self._down_since = None
         self.failures = 0
         return True
 
@@ -82,7 +98,7 @@ class Sink:
             time.sleep(min(self.retry_interval, max(0.0, deadline - time.monotonic())))
         self._spill()
         log.error("ClickHouse %s unreachable at exit (%s); %d rows kept in %s — they are written "
-                  "on the next run that reaches it", chclient.redact(self.url), self.last_error,
+                  "on the next run that reaches it", redact(self.url), self.last_error,
                   self.spilled, self.spill_path)
         return False
 
@@ -112,9 +128,17 @@ class Sink:
             except Exception:  # noqa: BLE001
                 pass
         self._ready = False
-        if self.failures == 1 or self.failures % 30 == 0:
-            log.warning("ClickHouse %s unreachable (%s); %d rows buffered, retrying every %.0f s",
-                        chclient.redact(self.url), self.last_error, self.pending_rows(), self.retry_interval)
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = self._reminded = now
+            self._spilled_before, self._replayed_before = self.spilled, self.replayed
+            log.warning("ClickHouse %s unreachable (%s); keeping rows in memory%s and retrying",
+                        redact(self.url), self.last_error, f", then in {self.spill_path}" if self.spill_path else "")
+        elif now - self._reminded >= self.remind_every:
+            self._reminded = now
+            log.warning("ClickHouse %s still unreachable after %.0f s (%s): %d rows in memory, %d spilled to disk",
+                        redact(self.url), now - self._down_since, self.last_error, self.pending_rows(),
+                        self.spilled - self._spilled_before)
 
     def _spill(self) -> None:
         if not self.spill_path or not self.pending_rows():
@@ -144,6 +168,7 @@ class Sink:
                     schema.ensure(client, database)
                 client.execute(schema.insert_sql(table, database), [schema.to_tuple(table, r) for r in rows])
                 self.written += len(rows)
+                self.replayed += len(rows)
                 del by_table[(database, table)]
                 # Rewrite what is left, so a failure on the next table never re-inserts this one.
                 tmp = path.with_suffix(".tmp")
@@ -153,4 +178,5 @@ class Sink:
                             f.write(json.dumps({"table": t, "database": db, "row": row}) + "\n")
                 os.replace(tmp, path)
             os.unlink(path)
-            log.warning("replayed %d spilled rows from %s", total, path)
+            if self._down_since is None:  # rows of an earlier run; an outage's own are in its "back" line
+                log.warning("replayed %d spilled rows from %s", total, path)

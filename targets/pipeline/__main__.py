@@ -21,6 +21,7 @@ from pathlib import Path
 
 from monitors import chclient
 from monitors.kafka_conf import client_config
+from monitors.redaction import redact
 from targets.pipeline import consumers
 from targets.pipeline.router import Router, Store
 
@@ -30,7 +31,9 @@ BACKENDS = ("celery", "redis_bus", "kafka_bus", "vector")
 
 def quiet_client_logs() -> None:
     """clickhouse-driver logs every refused connection with a traceback; our one-line errors say it."""
-    logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
+    from monitors import logs
+
+    logs.setup()
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m targets.pipeline", description=__doc__,
@@ -100,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         chclient.parse_url(a.clickhouse_url)
         Store(a.clickhouse_url, a.xapi_database, a.xapi_table).ensure_table()
     except Exception as exc:  # noqa: BLE001 - one line: what is wrong with the ClickHouse given
-        print(f"error: ClickHouse {chclient.redact(a.clickhouse_url)}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        print(f"error: ClickHouse {redact(a.clickhouse_url)}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s pipeline[{a.backend}] %(message)s")
+    quiet_client_logs()  # again, now that the root logger has its handler to redact
 
     if a.backend == "celery":
         env = {**os.environ, "PIPELINE_BROKER_URL": a.broker_url or a.redis_url, "PIPELINE_REDIS_URL": a.redis_url,

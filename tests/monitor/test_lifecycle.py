@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -126,7 +127,11 @@ def test_bad_options_are_one_line_errors(args, message):
     assert message in out.lines and "Traceback" not in out.text
 
 
-def test_clickhouse_outage_mid_run_loses_no_sample(tmp_path):
+@pytest.fixture(scope="module")
+def outage(tmp_path_factory):
+    """A 12 s run whose ClickHouse is stopped after two samples and started again four samples later:
+    (the run's output, the samples stored, the samples logged)."""
+    tmp_path = tmp_path_factory.mktemp("outage")
     own = Stack(tmp_path / "stack", free_ports=True)
     try:
         ch_url = own.start("clickhouse")["clickhouse"].url
@@ -150,11 +155,29 @@ def test_clickhouse_outage_mid_run_loses_no_sample(tmp_path):
         wait_for(lambda: out.count(r"monitor t-outage-1") >= missed_from + 4, timeout=30, what="samples during outage")
         own.start("clickhouse")
         assert out.wait() == 0, out.text[-3000:]
-        logged = out.count(r"monitor t-outage-1(?: \(draining\))?: ")
-        assert out.has("is back after")
-        assert stored() == logged  # every sample taken, including those during the outage
+        yield out, stored(), out.count(r"monitor t-outage-1(?: \(draining\))?: ")
     finally:
         own.stop()
+
+
+def test_clickhouse_outage_mid_run_loses_no_sample(outage):
+    _out, stored, logged = outage
+    assert stored == logged  # every sample taken, including those during the outage
+
+
+def test_an_outage_is_one_line_when_it_starts_and_one_when_it_ends(outage):
+    out = outage[0]
+    assert "Traceback" not in out.text  # clickhouse-driver's per-attempt tracebacks are quieted
+    said = "\n".join(line for line in out.lines if "ClickHouse" in line)
+    assert out.count(r"ClickHouse clickhouse://\S+ unreachable \(\w+: ") == 1, said
+    back = [line for line in out.lines if "is back after" in line]
+    assert len(back) == 1, out.text[-3000:]
+    figures = re.search(r"is back after [0-9.]+ s: (\d+) rows spilled to disk and (\d+) replayed, "
+                        r"(\d+) buffered rows written", back[0])
+    assert figures, back[0]
+    spilled, replayed, buffered = map(int, figures.groups())
+    assert spilled == replayed  # nothing spilled stays behind
+    assert buffered > 0  # the samples taken during the outage
 
 
 def test_unreachable_clickhouse_spills_and_the_next_run_replays(clickhouse, ch, tmp_path):
@@ -168,6 +191,24 @@ def test_unreachable_clickhouse_spills_and_the_next_run_replays(clickhouse, ch, 
     assert alive.flush(force=True)
     assert ch.execute("SELECT count() FROM event_sink.load_test_runs WHERE run_id = 't-spill-1'")[0][0] == 3
     assert not list(tmp_path.glob("*.jsonl"))
+
+
+def test_an_outage_is_recalled_at_most_every_remind_interval(tmp_path, caplog):
+    sink = Sink("clickhouse://default@127.0.0.1:1/default", "event_sink", tmp_path, name="quiet", retry_interval=0,
+                remind_every=0.3)
+
+    def lines() -> list[logging.LogRecord]:
+        sink.add("load_test_stats", {"run_id": "x", "timestamp": 0, "stats": "{}"})
+        sink.flush(force=True)
+        return [r for r in caplog.records if r.name == "monitors.sink"]
+
+    with caplog.at_level(logging.WARNING, logger="monitors.sink"):
+        said = wait_for(lambda: (lambda got: got if len(got) >= 3 else None)(lines()), timeout=30,
+                        what="two reminders")
+    assert "unreachable (" in said[0].getMessage() and sink.failures > len(said)  # not one line per attempt
+    assert all("still unreachable after" in r.getMessage() for r in said[1:])
+    gaps = [b.created - a.created for a, b in zip(said, said[1:], strict=False)]
+    assert min(gaps) >= 0.29  # the throttle runs on the monotonic clock, records carry wall time
 
 
 def test_memory_bound_spills_to_disk_before_clickhouse_returns(tmp_path):

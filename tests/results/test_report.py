@@ -98,12 +98,15 @@ def test_report_queries_run_on_current_clickhouse(chdb_session, name):
     chdb_session.query(chdb_render(QUERIES[name].format(db="event_sink"), {"run": "no-run", "t0": 0, "t1": 1}))
 
 
-def test_a_url_password_never_reaches_run_json_or_the_report():
-    from loadtesting.run import _redact
+def test_a_command_line_is_printed_and_stored_without_its_secrets():
+    from monitors.redaction import redact_args
 
-    assert _redact("clickhouse://lt:s3cret@db:9000/default") == "clickhouse://lt:***@db:9000/default"
-    assert _redact("redis://:s3cret@cache:6379/0") == "redis://:***@cache:6379/0"
-    assert _redact("--capacity-search") == "--capacity-search"
+    assert redact_args(["--clickhouse-url", "clickhouse://lt:s3cret@db:9000/default", "--capacity-search",
+                        "--event-bus-redis-url=redis://:s3cret@cache:6379/0", "--ralph-password", "s3cret",
+                        "--mqtt-password-file", "/run/secrets/mqtt"]) == [
+        "--clickhouse-url", "clickhouse://lt:***@db:9000/default", "--capacity-search",
+        "--event-bus-redis-url=redis://:***@cache:6379/0", "--ralph-password", "***",
+        "--mqtt-password-file", "/run/secrets/mqtt"]
 
 
 def _row(rtype: str, name: str, requests: int, failures: int = 0) -> dict:
