@@ -15,15 +15,18 @@ REPO = Path(__file__).resolve().parent.parent
 LOCUST = str(Path(sys.executable).with_name("locust"))
 
 
-def wait_for(cond: Callable[[], object], timeout: float = 30.0, what: str = "condition", interval: float = 0.05):
-    """Poll `cond` until truthy and return its value; fail the test naming `what` on timeout."""
+def wait_for(cond: Callable[[], object], timeout: float = 30.0, what: str = "condition", interval: float = 0.05,
+             on_timeout: Callable[[], str] | None = None):
+    """Poll `cond` until truthy and return its value; fail the test naming `what` (and what
+    `on_timeout` tells, e.g. a process's last output) on timeout."""
     deadline = time.monotonic() + timeout
     while True:
         value = cond()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what} (last value: {value!r})")
+            detail = f"\n{on_timeout()}" if on_timeout else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {what} (last value: {value!r}){detail}")
         time.sleep(interval)
 
 
