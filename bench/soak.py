@@ -87,7 +87,7 @@ def minute_rows(client, run_ids: dict, t0: float, t1: float) -> dict:
         "AND metric = 'cpu_percent' AND time_ms >= %(a)s AND time_ms < %(b)s GROUP BY run_id", window))
     requests = dict(client.execute(
         "SELECT run_id, sum(requests) FROM event_sink.load_test_request_stats WHERE run_id IN %(runs)s "
-        "AND name = 'Aggregated' AND time_ms >= %(a)s AND time_ms < %(b)s GROUP BY run_id", window))
+        "AND name = 'Aggregated' AND timing = 'service' AND time_ms >= %(a)s AND time_ms < %(b)s GROUP BY run_id", window))
     rows = {t: client.execute(f"SELECT count() FROM event_sink.{t} WHERE run_id IN %(runs)s "
                               "AND time_ms >= %(a)s AND time_ms < %(b)s", window)[0][0]
             for t in ("load_test_samples", "load_test_request_stats")}
@@ -170,7 +170,7 @@ def main() -> int:
             summary["intervals"][kind] = {"samples": n, "missing": missing}
         totals = dict(client.execute(
             "SELECT run_id, sum(requests) FROM event_sink.load_test_request_stats WHERE run_id IN %(runs)s "
-            "AND name = 'Aggregated' GROUP BY run_id", {"runs": tuple(run_ids.values())}))
+            "AND name = 'Aggregated' AND timing = 'service' GROUP BY run_id", {"runs": tuple(run_ids.values())}))
         summary["requests"] = {k: totals.get(r, 0) for k, r in run_ids.items()}
         client.disconnect()
     finally:
