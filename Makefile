@@ -56,7 +56,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 # Ralph (the reference LRS of --pipeline-backend ralph) pins its own click/pydantic: its own venv.
 venv-ralph: venv
-	@$(PY) -c 'from targets.ralph.stack_services import ensure_venv; ensure_venv()'
+	@$(PY) -c 'from stack.ralph import ensure_venv; ensure_venv()'
 
 stack-up: setup
 	$(PY) -m stack up --site-profile $(PROFILE)

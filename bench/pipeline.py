@@ -26,7 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
-from monitors import chclient
+from plumbing import chclient
 from stack import Stack
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,8 +54,8 @@ def generator_rate(backend: str, ep: dict, tmp: Path) -> float:
 
 
 def native_rate(backend: str, ep: dict, tmp: Path) -> tuple[str, float]:
-    from locustfiles import tracking_wire as wire
-    from locustfiles.tracking_events import EventFactory, Learner
+    from openedx_erb import wire
+    from openedx_erb.events import EventFactory, Learner
 
     e = EventFactory("course-v1:OEX+bench+2024-1", "realistic").next_event(Learner(1, "lt__000001"))
     n = 200_000
@@ -98,7 +98,7 @@ def native_rate(backend: str, ep: dict, tmp: Path) -> tuple[str, float]:
 
 
 def bench_events(n: int) -> list[dict]:
-    from locustfiles.tracking_events import EventFactory, Learner
+    from openedx_erb.events import EventFactory, Learner
 
     f = EventFactory("course-v1:OEX+bench+2024-1", "realistic")
     learners = [Learner(i, f"lt__{i:06d}") for i in range(USERS)]
@@ -130,7 +130,7 @@ def fill(backend: str, ep: dict, prefix: str, log_file: Path) -> None:
     import redis
 
     import openedx_erb
-    from locustfiles import tracking_wire as wire
+    from openedx_erb import wire
 
     events = bench_events(EVENTS)
     if backend in ("celery", "redis_bus"):

@@ -21,9 +21,9 @@ from locust.runners import WorkerRunner
 
 from loadtesting import capacity, phases, sar
 from loadtesting.capacity_shape import CapacitySearch
-from locustfiles.common import OptionError
 from monitors.locust_plugin import add_run_extra, record_run_event
 from monitors.planned import planned_stats
+from plumbing.options import OptionError
 
 log = logging.getLogger("loadtesting")
 

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from monitors import chclient, redis_util
+from plumbing import chclient, redis_util
 
 REPO = Path(__file__).resolve().parent.parent
 BACKENDS = ("celery", "redis_bus", "kafka_bus", "vector")

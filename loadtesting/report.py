@@ -29,9 +29,9 @@ from urllib.parse import urlsplit
 
 from loadtesting import phases as phase_mod
 from loadtesting import sar
-from monitors import histogram
-from monitors.chclient import DEFAULT_URL
-from monitors.redaction import redact
+from plumbing import histogram
+from plumbing.chclient import DEFAULT_URL
+from plumbing.redaction import redact
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results"
@@ -216,7 +216,7 @@ def merge_rows(rows: list[dict], timeline: list[dict]) -> dict[str, list[dict]]:
 
 def load_clickhouse(run_id: str, url: str, database: str) -> RunData | None:
     """The run from ClickHouse, or None when ClickHouse is unreachable or does not know the run."""
-    from monitors import chclient
+    from plumbing import chclient
 
     try:
         client = chclient.connect(url)
@@ -299,7 +299,7 @@ def window_latency(data: RunData, start: float, end: float | None) -> dict[str, 
     t0, t1 = int(round(start * 1000)), int(round(end * 1000)) if end is not None else 2**63 - 1
     out: dict[str, dict] = {}
     if data.clickhouse:
-        from monitors import chclient
+        from plumbing import chclient
 
         url, database = data.clickhouse
         try:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from monitors.runid import new_run_id
+from plumbing.runid import new_run_id
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results"
@@ -96,7 +96,7 @@ def _option(extra: list[str], name: str) -> str | None:
 def _report(run_id: str, results: Path, clickhouse_url: str | None) -> None:
     """The run's markdown report; a run whose report cannot be written still keeps its exit code."""
     from loadtesting import report
-    from monitors.redaction import redact_text
+    from plumbing.redaction import redact_text
 
     url = clickhouse_url or os.environ.get("LOCUST_CLICKHOUSE_URL", report.DEFAULT_URL)
     try:
@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for run folders (default results/)")
     parser.add_argument("--no-report", action="store_true", help="do not write <kind>-results.md after the run")
     args, extra = parser.parse_known_args(argv)
-    from monitors import logs
-    from monitors.redaction import redact_args
+    from plumbing import logs
+    from plumbing.redaction import redact_args
 
     logs.setup()
     if locustfile_path(args.kind) is None:

@@ -29,12 +29,12 @@ from locust.runners import MasterRunner, WorkerRunner
 import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from locustfiles import open_model
-from locustfiles.common import OptionError, require
-from locustfiles.tracking_events import MIXES, Clock, EventFactory, Learner, load_users
 from locustfiles.tracking_send import BACKENDS, REQUEST_TYPE, KafkaSender, RalphSender, RedisSender, VectorSender
-from monitors import redis_util
 from monitors.locust_plugin import add_run_extra, run_id
-from monitors.redaction import redact, remember
+from openedx_erb.events import MIXES, Clock, EventFactory, Learner, load_users
+from plumbing import redis_util
+from plumbing.options import OptionError, require
+from plumbing.redaction import redact, remember
 
 log = logging.getLogger("tracking")
 E2E_NAME = "tracking event → xAPI in ClickHouse"
@@ -186,8 +186,8 @@ def _check_reachable(o) -> None:
     elif o.pipeline_backend == "kafka_bus":
         from confluent_kafka.admin import AdminClient
 
-        from monitors import kafka_conf
-        from monitors.blocking import run_blocking
+        from plumbing import kafka_conf
+        from plumbing.blocking import run_blocking
 
         try:
             conf = kafka_conf.client_config(o.kafka_bus_brokers)
@@ -301,7 +301,7 @@ class Generator:
             return RedisSender(env, "redis_bus", url=o.event_bus_redis_url or redis_util.default_url(), stream=stream,
                                maxlen=o.redis_stream_maxlen)
         if o.pipeline_backend == "kafka_bus":
-            from monitors import kafka_conf
+            from plumbing import kafka_conf
 
             return KafkaSender(env, "kafka_bus", conf=kafka_conf.client_config(o.kafka_bus_brokers),
                                topic=o.kafka_bus_topic or f"{o.event_bus_prefix}-analytics", key=o.kafka_key,

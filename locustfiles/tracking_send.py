@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import gevent
 
 import openedx_erb
-from locustfiles import tracking_wire as wire
+from openedx_erb import wire
 
 log = logging.getLogger("tracking")
 

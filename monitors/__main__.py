@@ -17,11 +17,12 @@ import time
 
 import configargparse
 
-from monitors import backends, chclient, logs
+from monitors import backends
 from monitors.figures import console_line, error_text, flatten
-from monitors.redaction import redact
 from monitors.schema import check_database_name
 from monitors.sink import Sink
+from plumbing import chclient, logs
+from plumbing.redaction import redact
 
 log = logging.getLogger("monitors")
 

@@ -7,7 +7,7 @@ queue and list counts toward the backlog, read in one pipelined round trip.
 
 from __future__ import annotations
 
-from monitors import redis_util
+from plumbing import redis_util
 
 DEFAULT_QUEUES = ("edx.lms.core.default", "edx.cms.core.default", "edx.lms.core.high", "edx.lms.core.high_mem",
                   "edx.cms.core.high", "edx.cms.core.low")

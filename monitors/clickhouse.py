@@ -13,8 +13,8 @@ import os
 import time
 from datetime import UTC, datetime
 
-from monitors import chclient
 from monitors.schema import check_database_name
+from plumbing import chclient
 
 DEFAULT_URL = "clickhouse://default@127.0.0.1:19000/default"
 WINDOWS = (300, 3600, 86400)  # seconds searched for the newest event, narrowest first

@@ -4,13 +4,13 @@ Standard Kafka only: the group's committed offsets and each partition's high wat
 by one long-lived client that never joins the group. The reference monitor built a new client
 per sample and asked about group `analytics-service`, which the Aspects consumer does not use
 (it is `event_routing_backends`), so its lag never drained. librdkafka calls block, so they
-run off the gevent loop (monitors.blocking).
+run off the gevent loop (plumbing.blocking).
 """
 
 from __future__ import annotations
 
-from monitors import kafka_conf
-from monitors.blocking import run_blocking
+from plumbing import kafka_conf
+from plumbing.blocking import run_blocking
 
 
 def add_arguments(group) -> None:

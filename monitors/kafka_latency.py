@@ -26,8 +26,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from monitors import kafka_conf
-from monitors.percentile import percentile
+from plumbing import kafka_conf
+from plumbing.percentile import percentile
 
 log = logging.getLogger("monitors.kafka_latency")
 
@@ -269,7 +269,7 @@ def parser():
 
 
 def main(argv: list[str] | None = None) -> int:
-    from monitors import chclient, logs
+    from plumbing import chclient, logs
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logs.setup()
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from confluent_kafka import Consumer, KafkaException
 
-    from monitors.runid import new_run_id
+    from plumbing.runid import new_run_id
 
     run_id = args.run_id or new_run_id()
     writer = WindowWriter(args.clickhouse_url, run_id, args.topic, args.spill_dir)

@@ -32,13 +32,14 @@ from locust.runners import (
 )
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
-from locustfiles.common import OptionError
-from monitors import backends, chclient, histogram, logs
+from monitors import backends
 from monitors.figures import console_line, error_text, flatten
 from monitors.planned import planned_stats
-from monitors.redaction import redact, redact_options, redact_text
-from monitors.runid import new_run_id
 from monitors.sink import Sink
+from plumbing import chclient, histogram, logs
+from plumbing.options import OptionError
+from plumbing.redaction import redact, redact_options, redact_text
+from plumbing.runid import new_run_id
 
 log = logging.getLogger("monitors")
 

@@ -8,7 +8,7 @@ beyond that the figure is marked inexact). Backlog = lag + pending (delivered, n
 
 from __future__ import annotations
 
-from monitors import redis_util
+from plumbing import redis_util
 
 
 def add_arguments(group) -> None:

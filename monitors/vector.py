@@ -14,7 +14,7 @@ import json
 import re
 import urllib.request
 
-from monitors.blocking import run_blocking
+from plumbing.blocking import run_blocking
 
 GRAPHQL_QUERY = """{
   sinks(filter:{componentId:{equals:"%s"}}) {

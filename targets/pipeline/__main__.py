@@ -19,9 +19,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from monitors import chclient
-from monitors.kafka_conf import client_config
-from monitors.redaction import redact
+from plumbing import chclient
+from plumbing.kafka_conf import client_config
+from plumbing.redaction import redact
 from targets.pipeline import consumers
 from targets.pipeline.router import Router, Store
 
@@ -31,7 +31,7 @@ BACKENDS = ("celery", "redis_bus", "kafka_bus", "vector")
 
 def quiet_client_logs() -> None:
     """clickhouse-driver logs every refused connection with a traceback; our one-line errors say it."""
-    from monitors import logs
+    from plumbing import logs
 
     logs.setup()
 

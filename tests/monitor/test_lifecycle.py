@@ -135,7 +135,7 @@ def outage(tmp_path_factory):
     own = Stack(tmp_path / "stack", free_ports=True)
     try:
         ch_url = own.start("clickhouse")["clickhouse"].url
-        from monitors import chclient
+        from plumbing import chclient
 
         client = chclient.connect(ch_url)
         out = Output(locust(["--run-time", "12s", "--monitor-interval", "0.5", "--clickhouse-url", ch_url,

@@ -7,8 +7,8 @@ import json
 import re
 
 import openedx_erb
-from locustfiles import tracking_wire as wire
-from locustfiles.tracking_events import Clock, EventFactory, Learner, load_users
+from openedx_erb import wire
+from openedx_erb.events import Clock, EventFactory, Learner, load_users
 from targets.pipeline import decode
 from targets.pipeline.consumers import XAPI_LINE
 

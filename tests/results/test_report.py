@@ -99,7 +99,7 @@ def test_report_queries_run_on_current_clickhouse(chdb_session, name):
 
 
 def test_a_command_line_is_printed_and_stored_without_its_secrets():
-    from monitors.redaction import redact_args
+    from plumbing.redaction import redact_args
 
     assert redact_args(["--clickhouse-url", "clickhouse://lt:s3cret@db:9000/default", "--capacity-search",
                         "--event-bus-redis-url=redis://:s3cret@cache:6379/0", "--ralph-password", "s3cret",

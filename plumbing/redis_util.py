@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit
 
-from monitors.redaction import redact
+from plumbing.redaction import redact
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
