@@ -26,6 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
+import backends
 from plumbing import chclient
 from stack import Stack
 
@@ -33,7 +34,8 @@ REPO = Path(__file__).resolve().parent.parent
 LOCUST = str(Path(sys.executable).with_name("locust"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
 EVENTS = int(os.environ.get("BENCH_PIPELINE_EVENTS", "20000"))
-BACKENDS = tuple(b for b in os.environ.get("BENCH_BACKENDS", "celery,redis_bus,kafka_bus,vector").split(",") if b)
+REFERENCED = backends.having("REFERENCE_CONSUMER")  # the backends with a reference pipeline of ours
+BACKENDS = tuple(b for b in os.environ.get("BENCH_BACKENDS", ",".join(REFERENCED)).split(",") if b)
 USERS = 100  # learners in the queued events; ERB caches 128 actors, so every actor lookup after the first hits
 
 
@@ -221,9 +223,9 @@ def main() -> int:
     if not shutil.which("redis-benchmark"):
         print("error: redis-benchmark is not installed (Debian redis-tools; make setup installs it)", file=sys.stderr)
         return 2
-    unknown = [b for b in BACKENDS if b not in ("celery", "redis_bus", "kafka_bus", "vector")]
+    unknown = [b for b in BACKENDS if b not in REFERENCED]
     if unknown or not BACKENDS:
-        print(f"error: BENCH_BACKENDS {','.join(BACKENDS)!r}: expected some of celery,redis_bus,kafka_bus,vector",
+        print(f"error: BENCH_BACKENDS {','.join(BACKENDS)!r}: expected some of {','.join(REFERENCED)}",
               file=sys.stderr)
         return 2
     gen: dict = {}

@@ -16,10 +16,11 @@ import sys
 import time
 from pathlib import Path
 
+import backends
 from plumbing import chclient, redis_util
 
 REPO = Path(__file__).resolve().parent.parent
-BACKENDS = ("celery", "redis_bus", "kafka_bus", "vector")
+BACKENDS = backends.having("REFERENCE_CONSUMER")  # the backends with a reference pipeline of ours
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         f.unlink(missing_ok=True)
     a.run_dir.mkdir(parents=True, exist_ok=True)
     metrics_port = 19598
-    pipeline = subprocess.Popen([sys.executable, "-m", "targets.pipeline", a.backend, "--workers", str(a.workers),
+    pipeline = subprocess.Popen([sys.executable, "-m", backends.get(a.backend).REFERENCE_CONSUMER, a.backend, "--workers", str(a.workers),
                                  "--batch-size", str(a.batch), "--clickhouse-url", ch, "--redis-url", redis_url,
                                  "--kafka-brokers", brokers, "--log-file", str(log_file),
                                  "--metrics-port", str(metrics_port), "--ready-file", str(ready)],

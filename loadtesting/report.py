@@ -25,13 +25,13 @@ import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
+import backends
 from loadtesting import phases as phase_mod
 from loadtesting import sar
 from plumbing import histogram
 from plumbing.chclient import DEFAULT_URL
-from plumbing.redaction import redact
+from plumbing.redaction import redact, where
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results"
@@ -615,30 +615,16 @@ def options_from_command(command: list[str]) -> dict:
     return opts
 
 
-def _where(url: str | None) -> str:
-    """host[:port] of a URL or broker list: credentials in a URL never reach a report."""
-    if not url:
-        return ""
-    hosts = []
-    for part in str(url).split(","):
-        u = urlsplit(part if "://" in part else f"//{part}")
-        if u.hostname:
-            hosts.append(u.hostname + (f":{u.port}" if u.port else ""))
-    return ",".join(hosts)
-
-
 def target(kind: str, meta: dict, opts: dict) -> str:
     """What the run loaded: the pipeline entry point, brokers and topic, or the site."""
     if kind == "tracking" and opts.get("pipeline_backend"):
         backend = opts["pipeline_backend"]
-        entry = {"celery": _where(opts.get("celery_broker_url")), "redis_bus": _where(opts.get("event_bus_redis_url")),
-                 "kafka_bus": _where(opts.get("kafka_bus_brokers")),
-                 "vector": opts.get("vector_log_file") or "", "ralph": _where(opts.get("ralph_url"))}.get(backend, "")
+        entry = backends.get(backend).entry(opts) if backend in backends.NAMES else ""
         return f"{backend} pipeline" + (f" at {entry}" if entry else "")
     if kind == "kafka" and opts.get("kafka_topic"):
-        return f"topic {opts['kafka_topic']} on {_where(opts.get('kafka_brokers')) or 'the default brokers'}"
+        return f"topic {opts['kafka_topic']} on {where(opts.get('kafka_brokers')) or 'the default brokers'}"
     if kind == "mqtt" and opts.get("mqtt_url"):
-        return f"MQTT broker {_where(opts['mqtt_url'])}"
+        return f"MQTT broker {where(opts['mqtt_url'])}"
     host = meta.get("host") or opts.get("host")
     return redact(host) if host else "–"
 

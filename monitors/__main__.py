@@ -17,7 +17,7 @@ import time
 
 import configargparse
 
-from monitors import backends
+from monitors import samplers as sampling
 from monitors.figures import console_line, error_text, flatten
 from monitors.schema import check_database_name
 from monitors.sink import Sink
@@ -45,7 +45,7 @@ def parser() -> configargparse.ArgumentParser:
     p.add_argument("--wait-timeout", type=float, default=0.0, env_var="LOCUST_WAIT_TIMEOUT",
                    help="give up waiting for a run after this many seconds (default 0: wait forever)")
     p.add_argument("--spill-dir", default=".run/monitor-spill", env_var="LOCUST_SPILL_DIR")
-    backends.add_arguments(p)
+    sampling.add_arguments(p)
     return p
 
 
@@ -101,14 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup()
     args = parser().parse_args(argv)
     try:
-        backends.parse_backends(args.monitor_backend)
+        sampling.parse_backends(args.monitor_backend)
         chclient.parse_url(args.clickhouse_url)
         check_database_name(args.monitor_database)
         if not args.sleep_time > 0:
             raise ValueError(f"--sleep-time {args.sleep_time}: expected seconds > 0")
         if args.wait_timeout < 0:
             raise ValueError(f"--wait-timeout {args.wait_timeout}: expected seconds >= 0 (0: wait forever)")
-        samplers = backends.build_samplers(args)  # bad sampler URLs fail here, before any waiting
+        samplers = sampling.build_samplers(args)  # bad sampler URLs fail here, before any waiting
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_OPTION

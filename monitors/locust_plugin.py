@@ -32,7 +32,7 @@ from locust.runners import (
 )
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
-from monitors import backends
+from monitors import samplers as sampling
 from monitors.figures import console_line, error_text, flatten
 from monitors.planned import planned_stats
 from monitors.sink import Sink
@@ -85,7 +85,7 @@ def _options(parser) -> None:
                    help=f"exit {EXIT_MAX_LAG} if any sampled backlog (events) was above this")
     g.add_argument("--check-drain-time", type=float, default=None, env_var="LOCUST_CHECK_DRAIN_TIME",
                    help=f"exit {EXIT_DRAIN} if draining took longer than this many seconds (or never ended)")
-    backends.add_arguments(parser)
+    sampling.add_arguments(parser)
 
 
 @events.init.add_listener
@@ -95,7 +95,7 @@ def _check_options(environment, runner=None, **_kw) -> None:
     if o is None or o.no_monitor:
         return
     try:
-        backends.parse_backends(o.monitor_backend)
+        sampling.parse_backends(o.monitor_backend)
         chclient.parse_url(o.clickhouse_url)
         from monitors.schema import check_database_name
 
@@ -106,7 +106,7 @@ def _check_options(environment, runner=None, **_kw) -> None:
         # The samplers are built at test start; build them once now so a bad sampler option
         # (e.g. a Redis URL) is a one-line error before the run, not a traceback in test_start.
         try:
-            for sampler in backends.build_samplers(o).values():
+            for sampler in sampling.build_samplers(o).values():
                 sampler.close()
         except Exception as exc:  # noqa: BLE001 - ValueError, or a client library's config error
             raise OptionError(redact_text(str(exc))) from None
@@ -379,13 +379,13 @@ def _start(environment, **_kw) -> None:
         return
     results = os.environ.get("LOCUST_RESULTS_DIR")
     sink = Sink(o.clickhouse_url, o.monitor_database, o.spill_dir, name=rid)
-    samplers = backends.build_samplers(o)
+    samplers = sampling.build_samplers(o)
     mon = Monitor(environment, rid, sink, samplers, o.monitor_interval, o.drain_timeout,
                   Path(results) if results else None)
     environment.pipeline_monitor = mon
     tags = [t.strip() for t in (o.run_tags or "").split(",") if t.strip()]
     mon.run_row("start", {"tags": tags, "locustfile": o.locustfile, "host": redact(o.host or ""),
-                          "backends": backends.parse_backends(o.monitor_backend), "users": o.num_users,
+                          "backends": sampling.parse_backends(o.monitor_backend), "users": o.num_users,
                           "spawn_rate": o.spawn_rate, **getattr(environment, "run_start_extra", {})})
     mon.meta_row(1, locustfile=str(o.locustfile), host=redact(o.host or ""), tags=tags,
                  options=json.dumps(_options_for_storage(o), default=str), versions=json.dumps(_versions()),
