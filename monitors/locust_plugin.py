@@ -33,7 +33,8 @@ from locust.runners import (
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
 from monitors import samplers as sampling
-from monitors.figures import console_line, error_text, flatten
+from monitors.figures import console_line
+from monitors.loop import Sampling, drained, store_sample
 from monitors.planned import planned_stats
 from monitors.sink import Sink
 from plumbing import chclient, histogram, logs
@@ -130,68 +131,42 @@ class Monitor:
     started: float = field(default_factory=time.time)
     extras: dict = field(default_factory=dict)
     pushed: dict = field(default_factory=dict)  # source -> newest sample from record_sample
-    latest: dict = field(default_factory=dict)  # the newest sample, for the web UI's pipeline tab
     backlog: int | None = None
-    max_backlog: int = 0
     stopping_at: float | None = None  # monotonic time the test stopped
     awaiting_reports: set = field(default_factory=set)  # workers whose last report (0 users) is still due
     drained: bool | None = None
     drain_seconds: float | None = None
     crashed: bool = False
     finished: bool = False
-    sample_errors: int = 0
     greenlet: object = None
     _last_rt: dict = field(default_factory=dict)
     _last_counts: dict = field(default_factory=dict)
     _last_tick: float = field(default_factory=time.monotonic)
 
-    # -- sampling ----------------------------------------------------------------------------
+    # -- sampling (monitors.loop: the same loop body as `python -m monitors`) ------------------
+    def __post_init__(self) -> None:
+        self.sampling = Sampling(self.samplers)  # the same dict: samplers added later are sampled
+
+    @property
+    def max_backlog(self) -> int:
+        return self.sampling.max_backlog
+
+    @property
+    def sample_errors(self) -> int:
+        return self.sampling.errors
+
+    @property
+    def latest(self) -> dict:
+        return self.sampling.latest
+
     def tick(self) -> None:
-        now = time.time()
-        stats: dict = {}
-        backlogs: list[int] = []
-        for name, sampler in list(self.samplers.items()):  # others may add a sampler meanwhile
-            try:
-                sample = sampler.sample()
-                b = sampler.backlog(sample)
-                if b is not None:
-                    backlogs.append(int(b))
-            except Exception as exc:  # noqa: BLE001 - a dead dependency is reported and retried
-                self.sample_errors += 1
-                sample = {"error": error_text(exc)}
-                if self.sample_errors == 1 or self.sample_errors % 20 == 0:
-                    log.warning("monitor: %s sampler failed (%s); retrying every sample", name, sample["error"])
-                if getattr(sampler, "drains", True):
-                    backlogs.append(-1)  # unknown: not drained
-            stats[name] = sample
-        stats.update(self.pushed)
+        now, stats, self.backlog = self.sampling.take(self.pushed)
         self.pushed = {}
-        known = [b for b in backlogs if b >= 0]
-        self.backlog = None if not backlogs else (sum(known) if len(known) == len(backlogs) else -1)
-        if known:
-            self.max_backlog = max(self.max_backlog, sum(known))
-        self.latest = {"time": now, "stats": stats, "backlog": self.backlog}
-        self._store_sample(now, stats)
+        store_sample(self.sink, self.run_id, now, stats, self.backlog, self.results_dir)
         self._store_request_stats(now)
         log.info(console_line(self.run_id, stats, self.backlog, self.stopping_at is not None))
         if self.sink:
             self.sink.flush()
-
-    def _store_sample(self, now: float, stats: dict) -> None:
-        ms = int(now * 1000)
-        if self.sink:
-            self.sink.add("load_test_stats", {"run_id": self.run_id, "timestamp": now, "stats": json.dumps(stats)})
-            for source, sample in stats.items():
-                for metric, value in flatten(sample):
-                    self.sink.add("load_test_samples", {"run_id": self.run_id, "timestamp": now, "time_ms": ms,
-                                                        "source": source, "metric": metric, "value": value})
-            if self.backlog is not None:
-                self.sink.add("load_test_samples", {"run_id": self.run_id, "timestamp": now, "time_ms": ms,
-                                                    "source": "monitor", "metric": "backlog",
-                                                    "value": float(self.backlog)})
-        if self.results_dir:
-            with open(self.results_dir / "samples.jsonl", "a") as f:
-                f.write(json.dumps({"run_id": self.run_id, "time": now, "stats": stats, "backlog": self.backlog}) + "\n")
 
     def _store_request_stats(self, now: float) -> None:
         env = self.environment
@@ -284,7 +259,7 @@ class Monitor:
 
     def _drain_finished(self) -> bool:
         waited = time.monotonic() - self.stopping_at
-        if self.backlog is None or self.backlog == 0:
+        if drained(self.backlog):
             self.drained, self.drain_seconds = True, round(waited, 3)
             log.info("monitor: drained %.1f s after the test stopped", waited)
             return True
