@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import backends
-from plumbing import chclient, redis_util
+from plumbing import redis_util, settings
 
 REPO = Path(__file__).resolve().parent.parent
 BACKENDS = backends.having("REFERENCE_CONSUMER")  # the backends with a reference pipeline of ours
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.backend not in BACKENDS:
         print(f"error: backend {a.backend!r}: expected one of {', '.join(BACKENDS)}", file=sys.stderr)
         return 2
-    ch = os.environ.get("LOCUST_CLICKHOUSE_URL", chclient.DEFAULT_URL)
+    ch = settings.CLICKHOUSE_URL.resolve()
     redis_url = redis_util.default_url()
     brokers = os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092")
     log_file = a.run_dir / "tracking.log"

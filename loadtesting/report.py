@@ -29,8 +29,7 @@ from pathlib import Path
 import backends
 from loadtesting import phases as phase_mod
 from loadtesting import sar
-from plumbing import histogram
-from plumbing.chclient import DEFAULT_URL
+from plumbing import histogram, settings
 from plumbing.redaction import redact, where
 
 REPO = Path(__file__).resolve().parent.parent
@@ -747,7 +746,6 @@ def latest_run(results: Path) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
 
     parser = argparse.ArgumentParser(prog="python -m loadtesting.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -755,8 +753,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder of run folders (default results/)")
     parser.add_argument("--source", choices=("auto", "clickhouse", "csv"), default="auto",
                         help="where figures come from (auto: ClickHouse when it has the run, else the folder)")
-    parser.add_argument("--clickhouse-url", default=os.environ.get("LOCUST_CLICKHOUSE_URL", DEFAULT_URL))
-    parser.add_argument("--monitor-database", default=os.environ.get("LOCUST_MONITOR_DATABASE", "event_sink"))
+    parser.add_argument("--clickhouse-url", default=settings.CLICKHOUSE_URL.resolve())
+    parser.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.resolve())
     parser.add_argument("--sar-file", type=Path, help="sar file of the system under test, recorded on its host")
     parser.add_argument("--out", type=Path, help="folder for the report (default: the run folder)")
     args = parser.parse_args(argv)

@@ -22,7 +22,7 @@ from monitors.figures import console_line, error_text
 from monitors.loop import store_sample
 from monitors.schema import check_database_name
 from monitors.sink import Sink
-from plumbing import chclient, logs
+from plumbing import chclient, logs, settings
 from plumbing.redaction import redact
 
 log = logging.getLogger("monitors")
@@ -36,9 +36,9 @@ def parser() -> configargparse.ArgumentParser:
                                       formatter_class=configargparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", is_config_file=True, help="a config file with the options below (key = value)")
     p.add_argument("--run-id", default="", env_var="LOCUST_RUN_ID", help="monitor this run (default: wait for one)")
-    p.add_argument("--clickhouse-url", default="clickhouse://default@127.0.0.1:19000/default",
+    p.add_argument("--clickhouse-url", default=settings.CLICKHOUSE_URL.default,
                    env_var="LOCUST_CLICKHOUSE_URL", help="ClickHouse holding the run tables")
-    p.add_argument("--monitor-database", default="event_sink", env_var="LOCUST_MONITOR_DATABASE")
+    p.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.default, env_var="LOCUST_MONITOR_DATABASE")
     p.add_argument("--sleep-time", type=float, default=5.0, env_var="LOCUST_SLEEP_TIME",
                    help="seconds between samples (default 5)")
     p.add_argument("--drain-timeout", type=float, default=300.0, env_var="LOCUST_DRAIN_TIMEOUT",

@@ -37,15 +37,16 @@ from monitors.figures import console_line
 from monitors.loop import Sampling, drained, store_sample
 from monitors.planned import planned_stats
 from monitors.sink import Sink
-from plumbing import chclient, histogram, logs
+from plumbing import chclient, histogram, logs, settings
 from plumbing.options import OptionError
 from plumbing.redaction import redact, redact_options, redact_text
 from plumbing.runid import new_run_id
+from plumbing.versions import versions
 
 log = logging.getLogger("monitors")
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_CLICKHOUSE_URL = chclient.DEFAULT_URL
+DEFAULT_CLICKHOUSE_URL = settings.CLICKHOUSE_URL.default
 
 REQUEST_STATS_FILE = "request_stats.jsonl"  # in the run folder: the rows of load_test_request_stats
 # How long a master's first sample after the stop waits for the workers' last reports: a worker
@@ -70,7 +71,7 @@ def _options(parser) -> None:
     g.add_argument("--clickhouse-url", default=DEFAULT_CLICKHOUSE_URL, env_var="LOCUST_CLICKHOUSE_URL",
                    help="where run rows, stats and samples go: clickhouse://user[:password]@host:port/db "
                         "(password better in CLICKHOUSE_PASSWORD or CLICKHOUSE_PASSWORD_FILE)")
-    g.add_argument("--monitor-database", default="event_sink", env_var="LOCUST_MONITOR_DATABASE",
+    g.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.default, env_var="LOCUST_MONITOR_DATABASE",
                    help="database of load_test_runs / load_test_stats and the typed tables (default event_sink)")
     g.add_argument("--monitor-interval", type=float, default=5.0, env_var="LOCUST_MONITOR_INTERVAL",
                    help="seconds between monitor samples (default 5)")
@@ -286,18 +287,6 @@ def _options_for_storage(o) -> dict:
     return redact_options(dict(sorted(vars(o).items())))
 
 
-def _versions() -> dict:
-    from importlib import metadata
-
-    out = {}
-    for dist in ("locust", "gevent", "clickhouse-driver", "paho-mqtt", "confluent-kafka", "redis"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
 def _monitor(environment) -> Monitor | None:
     return getattr(environment, "pipeline_monitor", None)
 
@@ -363,7 +352,7 @@ def _start(environment, **_kw) -> None:
                           "backends": sampling.parse_backends(o.monitor_backend), "users": o.num_users,
                           "spawn_rate": o.spawn_rate, **getattr(environment, "run_start_extra", {})})
     mon.meta_row(1, locustfile=str(o.locustfile), host=redact(o.host or ""), tags=tags,
-                 options=json.dumps(_options_for_storage(o), default=str), versions=json.dumps(_versions()),
+                 options=json.dumps(_options_for_storage(o), default=str), versions=json.dumps(versions()),
                  exit_code=-1)
     log.info("monitor: run %s, sampling %s every %.1f s into %s/%s", rid, ", ".join(samplers), o.monitor_interval,
              redact(o.clickhouse_url), o.monitor_database)
@@ -438,7 +427,7 @@ def _finish(environment) -> None:
     mon.meta_row(2, ended=time.time(), locustfile=str(getattr(o, "locustfile", "")),
                  host=redact(getattr(o, "host", "") or ""),
                  tags=tags, options=json.dumps(_options_for_storage(o), default=str) if o else "{}",
-                 versions=json.dumps(_versions()), exit_code=exit_code, drained=1 if mon.drained else 0,
+                 versions=json.dumps(versions()), exit_code=exit_code, drained=1 if mon.drained else 0,
                  drain_seconds=mon.drain_seconds or 0.0, max_backlog=mon.max_backlog, extra=json.dumps(mon.extras))
     for sampler in mon.samplers.values():
         try:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from plumbing import settings
 from plumbing.redaction import redact, remember
 
 
@@ -32,7 +33,7 @@ class ClickHouseURL:
 
 
 # The local stack's ClickHouse (python -m stack up); every tool takes --clickhouse-url to point elsewhere.
-DEFAULT_URL = "clickhouse://default@127.0.0.1:19000/default"
+DEFAULT_URL = settings.CLICKHOUSE_URL.default
 
 
 def parse_url(url: str) -> ClickHouseURL:

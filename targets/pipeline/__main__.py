@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from plumbing import chclient
+from plumbing import chclient, settings
 from plumbing.kafka_conf import client_config
 from plumbing.redaction import redact
 from targets.pipeline import consumers
@@ -40,12 +40,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="Celery threads / consumer processes (default 1)")
     p.add_argument("--batch-size", type=int, default=100, help="events per ClickHouse insert (default 100)")
     p.add_argument("--batch-interval", type=float, default=5.0, help="seconds before a partial batch goes (default 5)")
-    p.add_argument("--clickhouse-url", default=chclient.DEFAULT_URL)
+    p.add_argument("--clickhouse-url", default=settings.CLICKHOUSE_URL.default)
     p.add_argument("--xapi-database", default="xapi")
     p.add_argument("--xapi-table", default="xapi_events_all")
     p.add_argument("--backend-name", default="xapi",
                    help="ERB backend name: batch lists events_router_queue_<name>, dead_queue_<name> (default xapi)")
-    p.add_argument("--redis-url", default="redis://127.0.0.1:16379/0",
+    p.add_argument("--redis-url", default=settings.REDIS_URL.default,
                    help="ERB's batch lists, and the stream for redis_bus")
     p.add_argument("--broker-url", default=None, help="Celery broker (default: --redis-url)")
     p.add_argument("--queues", default="edx.lms.core.default,edx.cms.core.default", help="Celery queues")
