@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from monitors.schema import check_database_name
 from plumbing import chclient, settings
 
-DEFAULT_URL = settings.CLICKHOUSE_URL.default
 WINDOWS = (300, 3600, 86400)  # seconds searched for the newest event, narrowest first
 
 # Every statement the sampler sends (tests run each on ClickHouse 18.16 and on chDB).
@@ -47,7 +46,7 @@ class Sampler:
     name = "clickhouse"
     drains = False  # nothing to drain: never holds up the end of a run
 
-    def __init__(self, url: str = DEFAULT_URL, database: str = "xapi", table: str = "xapi_events_all",
+    def __init__(self, url: str = settings.CLICKHOUSE_URL.default, database: str = "xapi", table: str = "xapi_events_all",
                  time_column: str = "emission_time") -> None:
         for ident in (database, table, time_column):
             check_database_name(ident)

@@ -46,7 +46,6 @@ from plumbing.versions import versions
 log = logging.getLogger("monitors")
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_CLICKHOUSE_URL = settings.CLICKHOUSE_URL.default
 
 REQUEST_STATS_FILE = "request_stats.jsonl"  # in the run folder: the rows of load_test_request_stats
 # How long a master's first sample after the stop waits for the workers' last reports: a worker
@@ -68,7 +67,7 @@ def _options(parser) -> None:
                    help="comma-separated tags stored with the run (e.g. baseline,2-workers)")
     g.add_argument("--no-monitor", action="store_true", default=False, env_var="LOCUST_NO_MONITOR",
                    help="do not sample or store anything (e.g. a standalone `python -m monitors` runs)")
-    g.add_argument("--clickhouse-url", default=DEFAULT_CLICKHOUSE_URL, env_var="LOCUST_CLICKHOUSE_URL",
+    g.add_argument("--clickhouse-url", default=settings.CLICKHOUSE_URL.default, env_var="LOCUST_CLICKHOUSE_URL",
                    help="where run rows, stats and samples go: clickhouse://user[:password]@host:port/db "
                         "(password better in CLICKHOUSE_PASSWORD or CLICKHOUSE_PASSWORD_FILE)")
     g.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.default, env_var="LOCUST_MONITOR_DATABASE",

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from plumbing import settings
 from plumbing.redaction import redact, remember
 
 
@@ -30,10 +29,6 @@ class ClickHouseURL:
         """Keyword arguments for `clickhouse_driver.Client`."""
         return {"host": self.host, "port": self.port, "user": self.user, "password": self.password,
                 "database": self.database, "secure": self.secure}
-
-
-# The local stack's ClickHouse (python -m stack up); every tool takes --clickhouse-url to point elsewhere.
-DEFAULT_URL = settings.CLICKHOUSE_URL.default
 
 
 def parse_url(url: str) -> ClickHouseURL:

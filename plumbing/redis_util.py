@@ -7,8 +7,6 @@ from urllib.parse import urlsplit
 from plumbing import settings
 from plumbing.redaction import redact
 
-DEFAULT_URL = settings.REDIS_URL.default
-
 
 def default_url() -> str:
     """LOCUST_REDIS_URL, else the local stack's Redis."""
