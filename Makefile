@@ -74,7 +74,7 @@ demo: setup
 	source $(RUN_DIR)/stack/stack.env; \
 	LAMPISITE_PROFILE=$(PROFILE) LAMPISITE_DATA_DIR=$(RUN_DIR)/stack/site $(PY) targets/lampisite/manage.py loadtestingdata; \
 	$(PY) -m loadtesting.run http --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME); \
-	$(PY) -m loadtesting.pipeline_test redis_bus --events 5000 --eps 500
+	$(PY) -m loadtesting.pipeline_run redis_bus --events 5000 --eps 500
 
 test: setup
 	$(VENV)/bin/ruff check .

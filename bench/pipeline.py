@@ -57,9 +57,9 @@ def generator_rate(backend: str, ep: dict, tmp: Path) -> float:
 
 def native_rate(backend: str, ep: dict, tmp: Path) -> tuple[str, float]:
     from openedx_erb import wire
-    from openedx_erb.events import EventFactory, Learner
+    from openedx_erb.events import EventFactory, TrackedLearner
 
-    e = EventFactory("course-v1:OEX+bench+2024-1", "realistic").next_event(Learner(1, "lt__000001"))
+    e = EventFactory("course-v1:OEX+bench+2024-1", "realistic").next_event(TrackedLearner(1, "lt__000001"))
     n = 200_000
     if backend in ("celery", "redis_bus"):
         port = ep["redis"].rsplit(":", 1)[1].split("/")[0]
@@ -100,10 +100,10 @@ def native_rate(backend: str, ep: dict, tmp: Path) -> tuple[str, float]:
 
 
 def bench_events(n: int) -> list[dict]:
-    from openedx_erb.events import EventFactory, Learner
+    from openedx_erb.events import EventFactory, TrackedLearner
 
     f = EventFactory("course-v1:OEX+bench+2024-1", "realistic")
-    learners = [Learner(i, f"lt__{i:06d}") for i in range(USERS)]
+    learners = [TrackedLearner(i, f"lt__{i:06d}") for i in range(USERS)]
     return [f.next_event(learners[i % USERS]) for i in range(n)]
 
 

@@ -1,4 +1,4 @@
-"""LAMPI devices publishing to the MQTT broker, per loadtesting/mqtt-model.md.
+"""LAMPI devices publishing to the MQTT broker, per docs/mqtt-model.md.
 
     locust -f locustfiles/mqtt.py --config conf/mqtt.conf                      # web UI
     locust -f locustfiles/mqtt.py --headless -u 2000 -r 100 -t 5m --mqtt-profile worst

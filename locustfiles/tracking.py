@@ -30,7 +30,7 @@ import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink
 from backends.base import REQUEST_TYPE
 from locustfiles import open_model
 from monitors.locust_plugin import add_run_extra, run_id
-from openedx_erb.events import MIXES, Clock, EventFactory, Learner, load_users
+from openedx_erb.events import MIXES, Clock, EventFactory, TrackedLearner, load_users
 from plumbing.options import OptionError, require
 
 log = logging.getLogger("tracking")
@@ -150,7 +150,7 @@ class Generator:
         o = environment.parsed_options
         self.env, self.o = environment, o
         self.index, self.count = _processes(environment)
-        self.learners = [Learner(uid, name) for uid, name in environment.tracking_users]
+        self.learners = [TrackedLearner(uid, name) for uid, name in environment.tracking_users]
         self.factory = EventFactory(o.course_id, o.event_mix, Clock(slot=self.index))
         self.budget = None if o.run_until_killed else _share(o.num_events, self.index, self.count)
         self.sent = self.reserved = 0
@@ -275,7 +275,6 @@ def _e2e_summary(environment) -> None:
     e2e.poll()
     summary = e2e.summary(with_runway=True)
     environment.tracking_e2e_greenlet.kill(block=False)
-    environment.tracking_summary = summary
     log.info(summary_line(run_id(environment), summary))
     add_run_extra(environment, sent_event_count=summary["sent"], e2e=summary)
 

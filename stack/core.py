@@ -60,12 +60,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex((host, port)) == 0
-
-
 def poll_until(cond: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
     """Call `cond` until it returns something truthy; raise StackError naming `what` on timeout.
 

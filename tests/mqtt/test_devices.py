@@ -21,7 +21,7 @@ CHANGED = model.topic(model.LAMP_CHANGED)
 
 
 def test_model_doc_shows_the_models_tables():
-    assert model.render_tables() in (REPO / "loadtesting" / "mqtt-model.md").read_text()
+    assert model.render_tables() in (REPO / "docs" / "mqtt-model.md").read_text()
 
 
 def test_topics_payloads_and_qos_follow_the_model(mosquitto, tmp_path):

@@ -16,7 +16,7 @@ import pytest
 
 import openedx_erb
 from openedx_erb import wire
-from openedx_erb.events import LMS_ROOT_URL, MIXES, REALISTIC_MIX, EventFactory, Learner
+from openedx_erb.events import LMS_ROOT_URL, MIXES, REALISTIC_MIX, EventFactory, TrackedLearner
 from plumbing import chclient
 from tests.helpers import REPO, wait_for
 
@@ -61,7 +61,7 @@ ERB_VERB_AND_OBJECT = {
 
 def events(mix: str, n: int, learners: int = 200) -> list[dict]:
     factory = EventFactory(COURSE, mix)
-    pool = [Learner(i, f"lt__{i:06d}") for i in range(1, learners + 1)]
+    pool = [TrackedLearner(i, f"lt__{i:06d}") for i in range(1, learners + 1)]
     return [factory.next_event(pool[i % learners]) for i in range(n)]
 
 

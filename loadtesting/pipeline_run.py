@@ -1,4 +1,4 @@
-"""``python -m loadtesting.pipeline_test BACKEND``: the reference pipeline around one generator run.
+"""``python -m loadtesting.pipeline_run BACKEND``: the reference pipeline around one generator run.
 
 Starts ``python -m targets.pipeline BACKEND`` against the local stack (its URLs come from the
 environment that ``.run/stack/stack.env`` sets), waits until it consumes, runs
@@ -24,7 +24,7 @@ BACKENDS = backends.having("REFERENCE_CONSUMER")  # the backends with a referenc
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m loadtesting.pipeline_test", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m loadtesting.pipeline_run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("backend")
     p.add_argument("--events", type=int, default=20_000)
