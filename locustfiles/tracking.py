@@ -29,7 +29,7 @@ import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, 
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from backends.base import REQUEST_TYPE
 from locustfiles import open_model
-from monitors.locust_plugin import add_run_extra, run_id
+from monitors.locust_plugin import add_run_extra, pipeline_drained, run_id
 from openedx_erb.events import MIXES, Clock, EventFactory, TrackedLearner, load_users
 from plumbing.options import OptionError, require
 
@@ -279,10 +279,16 @@ def _e2e_summary(environment) -> None:
     add_run_extra(environment, sent_event_count=summary["sent"], e2e=summary)
 
 
+@pipeline_drained.add_listener
+def _drained(environment, **_kw) -> None:
+    if getattr(environment, "tracking_e2e", None) is not None:
+        _e2e_summary(environment)
+
+
 @events.quitting.add_listener
 def _quit(environment, **_kw) -> None:
     # Locust calls quitting listeners in reverse order: this runs before the monitor's, which
-    # drains (the E2E check's "missing" is a backlog) and then calls the run_end_hooks.
+    # drains (the E2E check's "missing" is a backlog) and then fires pipeline_drained.
     gen = getattr(environment, "tracking", None)
     if gen is not None:
         gen.sender.close()
@@ -295,8 +301,7 @@ def _quit(environment, **_kw) -> None:
             add_run_extra(environment, sent_event_count=_sent_total(environment))
         return
     if getattr(environment, "pipeline_monitor", None) is not None:
-        environment.run_end_hooks = [*getattr(environment, "run_end_hooks", []), lambda: _e2e_summary(environment)]
-        return
+        return  # the summary is taken on pipeline_drained
     # No monitor (--no-monitor): drain here, bounded like the monitor's drain.
     deadline = time.monotonic() + float(getattr(environment.parsed_options, "drain_timeout", 60) or 60)
     while e2e.summary()["missing"] and time.monotonic() < deadline:

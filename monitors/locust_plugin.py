@@ -22,6 +22,7 @@ from pathlib import Path
 
 import gevent
 from locust import events
+from locust.event import EventHook
 from locust.runners import (
     STATE_MISSING,
     STATE_RUNNING,
@@ -286,6 +287,14 @@ def _options_for_storage(o) -> dict:
     return redact_options(dict(sorted(vars(o).items())))
 
 
+# The end of a monitored run, as Locust event hooks (listeners take `environment`), fired by the
+# monitor's quitting listener after its drain and before the end row:
+#   pipeline_drained: the pipeline drained (or the drain gave up): take the last measurements;
+#   run_measured: every measurement is in: write the run's final figures.
+pipeline_drained = EventHook()
+run_measured = EventHook()
+
+
 def _monitor(environment) -> Monitor | None:
     return getattr(environment, "pipeline_monitor", None)
 
@@ -403,11 +412,8 @@ def _finish(environment) -> None:
             mon.greenlet.kill()
     if not mon.crashed:  # requests reported after the last sample (a late worker report) form a last interval
         mon._store_request_stats(time.time())
-    for hook in getattr(environment, "run_end_hooks", []):  # e.g. the tracking run's end-to-end summary
-        try:
-            hook()
-        except Exception:  # noqa: BLE001 - the end row is written whatever a hook does
-            log.exception("monitor: end-of-run hook failed")
+    pipeline_drained.fire(environment=environment)  # e.g. the tracking run's end-to-end summary
+    run_measured.fire(environment=environment)  # e.g. loadtesting's stats.json
     code = None
     if environment.parsed_options is not None:
         code = _thresholds(environment, mon)
