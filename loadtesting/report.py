@@ -628,11 +628,19 @@ def target(kind: str, meta: dict, opts: dict) -> str:
     return redact(host) if host else "–"
 
 
-def render(data: RunData, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    made = charts(data, folder / "charts")
-    figures = {p.name: phase_figures(data, p) for p in data.phases}
-    md = [f"# {data.kind.upper()} load test results — run {data.run_id}", ""]
+@dataclass
+class Page:
+    """What every report section reads: the run's data, each phase's figures, the charts drawn."""
+
+    data: RunData
+    figures: dict[str, dict]
+    charts: list[Path]
+
+
+def section_tested(page: Page) -> list[str]:
+    """What was tested: when, the target, the command, tags, exit code, versions, data source."""
+    data = page.data
+    md: list[str] = []
     md += ["## What was tested", ""]
     meta = data.meta
     opts = meta.get("options") or options_from_command(meta.get("command") or [])
@@ -646,11 +654,24 @@ def render(data: RunData, folder: Path) -> Path:
         ("Data source", "ClickHouse (monitor tables)" if data.source == "clickhouse" else "run folder CSV files"),
     ]
     md += _table(["", ""], [[k, str(v).replace("|", "\\|")] for k, v in facts]) + [""]
+    return md
 
+
+def section_findings(page: Page) -> list[str]:
+    """The findings, in words."""
+    data = page.data
+    figures = page.figures
+    md: list[str] = []
     md += ["## Findings", ""]
     for para in findings(data, figures):
         md += [para, ""]
+    return md
 
+
+def section_capacity(page: Page) -> list[str]:
+    """The capacity search's steps and its maximum sustainable load."""
+    data = page.data
+    md: list[str] = []
     if data.capacity and data.capacity.get("steps"):
         cap = data.capacity
         md += ["## Capacity", "",
@@ -669,6 +690,14 @@ def render(data: RunData, folder: Path) -> Path:
                + (" The p95 from the planned start merges the monitor's intervals ending in the window." if
                   data.planned else ""), ""]
         md += _table(header, rows) + [""]
+    return md
+
+
+def section_phases(page: Page) -> list[str]:
+    """The phases' figures (and sar per phase), or sar over the whole run."""
+    data = page.data
+    figures = page.figures
+    md: list[str] = []
     if data.phases:
         md += ["## Phases", "", "Windows on the timeline where the figures below were taken "
                "(the brief's sar capture points when the capacity search marked them).", ""]
@@ -695,7 +724,13 @@ def render(data: RunData, folder: Path) -> Path:
         s = sar.summarize(data.sar)
         md += ["## System activity (sar), whole run", ""]
         md += _table(["figure", "average"], [[k, v] for k, v in s.items()]) + [""]
+    return md
 
+
+def section_requests(page: Page) -> list[str]:
+    """Every request name's figures over the whole run."""
+    data = page.data
+    md: list[str] = []
     md += ["## Requests", ""]
     if data.source == "clickhouse" and any(r.get("p50_ms") is None for r in data.requests):
         md += ["This run was stored without interval histograms: its percentiles are not known from ClickHouse "
@@ -706,6 +741,13 @@ def render(data: RunData, folder: Path) -> Path:
                   "max ms"], [[r["type"], r["name"], r["requests"], r["failures"], r["rps"], r["avg_ms"],
                                r["p50_ms"], r["p95_ms"], r["p99_ms"], r["max_ms"]] for r in data.requests])
     md += [""]
+    return md
+
+
+def section_planned(page: Page) -> list[str]:
+    """Open model: response time from the planned start beside the service time."""
+    data = page.data
+    md: list[str] = []
     if data.planned:
         service = {(r["type"], r["name"]): r for r in data.requests}
         md += ["## Response time from the planned start", "",
@@ -722,19 +764,54 @@ def render(data: RunData, folder: Path) -> Path:
         md += _table(["type", "name", "requests", "service p50 ms", "service p95 ms", "service p99 ms",
                       "from planned p50 ms", "from planned p95 ms", "from planned p99 ms", "from planned max ms",
                       "difference at p95 ms"], rows) + [""]
+    return md
+
+
+def section_failures(page: Page) -> list[str]:
+    """The most frequent failures."""
+    data = page.data
+    md: list[str] = []
     if data.failures:
         md += ["## Failures", ""]
         md += _table(["method", "name", "error", "occurrences"],
                      [[f["method"], f["name"], f["error"][:200].replace("|", "\\|"), f["occurrences"]]
                       for f in sorted(data.failures, key=lambda f: -f["occurrences"])[:20]]) + [""]
+    return md
+
+
+def section_lag(page: Page) -> list[str]:
+    """The pipeline lag series: peak and last."""
+    data = page.data
+    md: list[str] = []
     if data.lag:
         md += ["## Pipeline lag", ""]
         md += _table(["series", "peak", "last"], [[k, max(v for _, v in s), s[-1][1]] for k, s in data.lag.items()])
         md += [""]
+    return md
+
+
+def section_charts(page: Page) -> list[str]:
+    """The charts, with the phases shaded."""
+    made = page.charts
+    md: list[str] = []
     if made:
         md += ["## Charts", ""]
         md += [f"![{p.stem}](charts/{p.name})" for p in made] + [""]
         md += ["Shaded bands are the phases (green minimal load, blue maximum sustainable, red failure).", ""]
+    return md
+
+
+# The report, top to bottom: adding a section is one function above and one entry here.
+SECTIONS = [section_tested, section_findings, section_capacity, section_phases, section_requests, section_planned,
+            section_failures, section_lag, section_charts]
+
+
+def render(data: RunData, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    page = Page(data, {p.name: phase_figures(data, p) for p in data.phases}, charts(data, folder / "charts"))
+    md = [f"# {data.kind.upper()} load test results — run {data.run_id}", ""]
+    for section in SECTIONS:
+        md += section(page)
     path = folder / f"{data.kind}-results.md"
     path.write_text("\n".join(md))
     return path
