@@ -56,7 +56,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 # Ralph (the reference LRS of --pipeline-backend ralph) pins its own click/pydantic: its own venv.
 venv-ralph: venv
-	@$(PY) -c 'from targets.ralph.stack_services import ensure_venv; ensure_venv()'
+	@$(PY) -c 'from stack.ralph import ensure_venv; ensure_venv()'
 
 stack-up: setup
 	$(PY) -m stack up --site-profile $(PROFILE)
@@ -74,7 +74,7 @@ demo: setup
 	source $(RUN_DIR)/stack/stack.env; \
 	LAMPISITE_PROFILE=$(PROFILE) LAMPISITE_DATA_DIR=$(RUN_DIR)/stack/site $(PY) targets/lampisite/manage.py loadtestingdata; \
 	$(PY) -m loadtesting.run http --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME); \
-	$(PY) -m loadtesting.pipeline_test redis_bus --events 5000 --eps 500
+	$(PY) -m loadtesting.pipeline_run redis_bus --events 5000 --eps 500
 
 test: setup
 	$(VENV)/bin/ruff check .

@@ -26,9 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from plumbing.locust_csv import read_locust_stats
 from stack import free_port
 from stack.core import poll_until, stop_pid
-from tests.helpers import read_locust_stats
 
 REPO = Path(__file__).resolve().parent.parent
 LOCUST = str(Path(sys.executable).with_name("locust"))

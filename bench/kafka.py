@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from plumbing.locust_csv import read_locust_stats
 from stack import Stack
-from tests.helpers import read_locust_stats
 
 REPO = Path(__file__).resolve().parent.parent
 LOCUST = str(Path(sys.executable).with_name("locust"))
@@ -148,7 +148,7 @@ def suite_consume(brokers: str, topic: str) -> float:
 def plain_consume(brokers: str, topic: str) -> float:
     from confluent_kafka import Consumer
 
-    from monitors.kafka_conf import READER_DEFAULTS
+    from plumbing.kafka_conf import READER_DEFAULTS
 
     # The same librdkafka settings as the suite's reader, so the ratio measures only the suite's work.
     c = Consumer({**READER_DEFAULTS, "bootstrap.servers": brokers, "group.id": f"plain-{time.time()}",

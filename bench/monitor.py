@@ -16,9 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from monitors import chclient, host, schema
 from monitors import clickhouse as ch_sampler
+from monitors import host, schema
 from monitors.sink import Sink
+from plumbing import chclient
 from stack import Stack
 
 SIZES = [int(x) for x in os.environ.get("BENCH_XAPI_ROWS", "100000,1000000,10000000").split(",")]

@@ -26,14 +26,16 @@ import time
 import uuid
 from pathlib import Path
 
-from monitors import chclient
+import backends
+from plumbing import chclient
 from stack import Stack
 
 REPO = Path(__file__).resolve().parent.parent
 LOCUST = str(Path(sys.executable).with_name("locust"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
 EVENTS = int(os.environ.get("BENCH_PIPELINE_EVENTS", "20000"))
-BACKENDS = tuple(b for b in os.environ.get("BENCH_BACKENDS", "celery,redis_bus,kafka_bus,vector").split(",") if b)
+REFERENCED = backends.having("REFERENCE_CONSUMER")  # the backends with a reference pipeline of ours
+BACKENDS = tuple(b for b in os.environ.get("BENCH_BACKENDS", ",".join(REFERENCED)).split(",") if b)
 USERS = 100  # learners in the queued events; ERB caches 128 actors, so every actor lookup after the first hits
 
 
@@ -54,10 +56,10 @@ def generator_rate(backend: str, ep: dict, tmp: Path) -> float:
 
 
 def native_rate(backend: str, ep: dict, tmp: Path) -> tuple[str, float]:
-    from locustfiles import tracking_wire as wire
-    from locustfiles.tracking_events import EventFactory, Learner
+    from openedx_erb import wire
+    from openedx_erb.events import EventFactory, TrackedLearner
 
-    e = EventFactory("course-v1:OEX+bench+2024-1", "realistic").next_event(Learner(1, "lt__000001"))
+    e = EventFactory("course-v1:OEX+bench+2024-1", "realistic").next_event(TrackedLearner(1, "lt__000001"))
     n = 200_000
     if backend in ("celery", "redis_bus"):
         port = ep["redis"].rsplit(":", 1)[1].split("/")[0]
@@ -98,10 +100,10 @@ def native_rate(backend: str, ep: dict, tmp: Path) -> tuple[str, float]:
 
 
 def bench_events(n: int) -> list[dict]:
-    from locustfiles.tracking_events import EventFactory, Learner
+    from openedx_erb.events import EventFactory, TrackedLearner
 
     f = EventFactory("course-v1:OEX+bench+2024-1", "realistic")
-    learners = [Learner(i, f"lt__{i:06d}") for i in range(USERS)]
+    learners = [TrackedLearner(i, f"lt__{i:06d}") for i in range(USERS)]
     return [f.next_event(learners[i % USERS]) for i in range(n)]
 
 
@@ -130,7 +132,7 @@ def fill(backend: str, ep: dict, prefix: str, log_file: Path) -> None:
     import redis
 
     import openedx_erb
-    from locustfiles import tracking_wire as wire
+    from openedx_erb import wire
 
     events = bench_events(EVENTS)
     if backend in ("celery", "redis_bus"):
@@ -221,9 +223,9 @@ def main() -> int:
     if not shutil.which("redis-benchmark"):
         print("error: redis-benchmark is not installed (Debian redis-tools; make setup installs it)", file=sys.stderr)
         return 2
-    unknown = [b for b in BACKENDS if b not in ("celery", "redis_bus", "kafka_bus", "vector")]
+    unknown = [b for b in BACKENDS if b not in REFERENCED]
     if unknown or not BACKENDS:
-        print(f"error: BENCH_BACKENDS {','.join(BACKENDS)!r}: expected some of celery,redis_bus,kafka_bus,vector",
+        print(f"error: BENCH_BACKENDS {','.join(BACKENDS)!r}: expected some of {','.join(REFERENCED)}",
               file=sys.stderr)
         return 2
     gen: dict = {}

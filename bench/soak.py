@@ -21,7 +21,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from monitors import chclient
+from plumbing import chclient
 from stack import Stack
 
 REPO = Path(__file__).resolve().parent.parent

@@ -21,9 +21,9 @@ from locust.runners import WorkerRunner
 
 from loadtesting import capacity, phases, sar
 from loadtesting.capacity_shape import CapacitySearch
-from locustfiles.common import OptionError
-from monitors.locust_plugin import add_run_extra, record_run_event
+from monitors.locust_plugin import add_run_extra, record_run_event, run_measured
 from monitors.planned import planned_stats
+from plumbing.options import OptionError
 
 log = logging.getLogger("loadtesting")
 
@@ -98,16 +98,18 @@ def _stop_sar(environment, **_kw) -> None:
 
 @events.quitting.add_listener
 def _final_stats(environment, **_kw) -> None:
+    mon = getattr(environment, "pipeline_monitor", None)
+    if mon is not None and not mon.finished:
+        return  # quitting listeners run in reverse order, before the monitor's drain: written on run_measured
+    _write_final_stats(environment)
+
+
+@run_measured.add_listener
+def _write_final_stats(environment, **_kw) -> None:
     """Write the run's final figures to ``stats.json``: Locust rewrites its CSV files once a second
     and not at exit, so the requests of the last second are missing there."""
     out = results_dir()
     if out is None or isinstance(environment.runner, WorkerRunner) or not out.is_dir():
-        return
-    mon = getattr(environment, "pipeline_monitor", None)
-    if mon is not None and not mon.finished and not getattr(environment, "final_stats_deferred", False):
-        # Quitting listeners run in reverse order, before the monitor's drain: write after it instead.
-        environment.final_stats_deferred = True
-        environment.run_end_hooks = [*getattr(environment, "run_end_hooks", []), lambda: _final_stats(environment)]
         return
     rows = _final_rows(environment.stats)
     planned = _final_rows(planned_stats(environment)) if planned_stats(environment).total.num_requests else []

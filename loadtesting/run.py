@@ -12,16 +12,16 @@ import argparse
 import ast
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
-from monitors.runid import new_run_id
+from plumbing import settings
+from plumbing.runid import new_run_id
+from plumbing.versions import versions
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results"
@@ -55,16 +55,6 @@ def locustfiles() -> list[str]:
     return sorted(p.stem for p in (REPO / "locustfiles").glob("*.py") if defines_users(p))
 
 
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for dist in ("locust", "gevent", "geventhttpclient", "paho-mqtt", "confluent-kafka", "clickhouse-driver"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
 def locustfile_path(kind: str) -> Path | None:
     """locustfiles/<kind>.py for a suite name, else an existing .py file given by path."""
     if kind in locustfiles():
@@ -93,14 +83,14 @@ def _option(extra: list[str], name: str) -> str | None:
     return value
 
 
-def _report(run_id: str, results: Path, clickhouse_url: str | None) -> None:
+def _report(run_id: str, results: Path, clickhouse_url: str | None, database: str | None) -> None:
     """The run's markdown report; a run whose report cannot be written still keeps its exit code."""
     from loadtesting import report
-    from monitors.redaction import redact_text
+    from plumbing.redaction import redact_text
 
-    url = clickhouse_url or os.environ.get("LOCUST_CLICKHOUSE_URL", report.DEFAULT_URL)
+    url, database = settings.CLICKHOUSE_URL.resolve(clickhouse_url), settings.MONITOR_DATABASE.resolve(database)
     try:
-        data = report.load(run_id, results, "auto", url)
+        data = report.load(run_id, results, "auto", url, database)
         report.render(data, results / run_id)
     except Exception as exc:  # noqa: BLE001 - e.g. the run died before writing any stats
         print(f"warning: no report for run {run_id}: {redact_text(str(exc))}", file=sys.stderr)
@@ -113,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for run folders (default results/)")
     parser.add_argument("--no-report", action="store_true", help="do not write <kind>-results.md after the run")
     args, extra = parser.parse_known_args(argv)
-    from monitors import logs
-    from monitors.redaction import redact_args
+    from plumbing import logs
+    from plumbing.redaction import redact_args
 
     logs.setup()
     if locustfile_path(args.kind) is None:
@@ -157,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                 duration_s=round(time.monotonic() - t0, 1), exit_code=code, interrupted=interrupted)
     (out / "run.json").write_text(json.dumps(meta, indent=1))
     if not args.no_report:
-        _report(run_id, args.results, _option(extra, "--clickhouse-url"))
+        _report(run_id, args.results, _option(extra, "--clickhouse-url"), _option(extra, "--monitor-database"))
     rel = out.relative_to(REPO) if out.is_relative_to(REPO) else out
     note = ", interrupted" if interrupted else ""
     print(f"\nresults of run {run_id} (exit code {code}{note}): {rel}/")

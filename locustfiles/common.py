@@ -1,4 +1,4 @@
-"""Plumbing shared by the locustfiles: one-line option errors and module-name hygiene."""
+"""Shared by the locustfiles: the --host check and module-name hygiene."""
 
 from __future__ import annotations
 
@@ -9,18 +9,7 @@ import sysconfig
 from pathlib import Path
 from urllib.parse import urlsplit
 
-
-class OptionError(SystemExit):
-    """A bad option: Locust exits with this one line (no traceback) and a non-zero code."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(f"error: {message}")
-
-
-def require(ok: bool, message: str) -> None:
-    """Exit with `message` (name the bad value and what was expected) unless `ok`."""
-    if not ok:
-        raise OptionError(message)
+from plumbing.options import OptionError, require
 
 
 def check_http_host(host: str, timeout: float = 5.0) -> None:
@@ -29,7 +18,7 @@ def check_http_host(host: str, timeout: float = 5.0) -> None:
     Checked once, before any user starts: otherwise every request of the run fails the same way.
     A host that goes away later is measured as failures, as any other outage.
     """
-    from monitors.redaction import redact
+    from plumbing.redaction import redact
 
     shown = redact(host)
     try:

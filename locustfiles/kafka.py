@@ -22,9 +22,9 @@ from locust.runners import MasterRunner
 import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from locustfiles import open_model
-from locustfiles.common import OptionError, require
 from locustfiles.kafka_producer import KafkaLoad, LatencyReader, load_records
 from monitors.locust_plugin import add_run_extra
+from plumbing.options import OptionError, require
 
 REPO_DATA = "conf/kafka-data.json"
 BURST = 64  # messages per task call when producing flat out
@@ -79,7 +79,7 @@ def _check(environment, **_kw) -> None:
         return  # the master produces nothing
     try:
         environment.kafka_records = load_records(o.kafka_data_file)
-        from monitors import kafka_conf
+        from plumbing import kafka_conf
 
         conf = kafka_conf.client_config(o.kafka_brokers)
     except ValueError as exc:
@@ -105,7 +105,7 @@ def _check_brokers(conf: dict, timeout: float) -> None:
     """Fail fast, in one line, when the brokers cannot be reached or refuse the credentials."""
     from confluent_kafka.admin import AdminClient
 
-    from monitors.blocking import run_blocking
+    from plumbing.blocking import run_blocking
 
     errors: list[str] = []
     admin = AdminClient({**conf, "log_level": 0, "error_cb": lambda err: errors.append(str(err))})

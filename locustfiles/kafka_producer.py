@@ -22,9 +22,9 @@ from locust.runners import WorkerRunner
 
 from locustfiles import open_model
 from locustfiles.bulk_stats import BulkRequests
-from monitors import kafka_conf
-from monitors.blocking import run_blocking
 from monitors.kafka_latency import LatencyStats, consumer_config, format_window, handle_message
+from plumbing import kafka_conf
+from plumbing.blocking import run_blocking
 
 log = logging.getLogger("locustfiles.kafka")
 

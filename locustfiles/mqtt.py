@@ -1,4 +1,4 @@
-"""LAMPI devices publishing to the MQTT broker, per loadtesting/mqtt-model.md.
+"""LAMPI devices publishing to the MQTT broker, per docs/mqtt-model.md.
 
     locust -f locustfiles/mqtt.py --config conf/mqtt.conf                      # web UI
     locust -f locustfiles/mqtt.py --headless -u 2000 -r 100 -t 5m --mqtt-profile worst
@@ -30,12 +30,12 @@ import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, 
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from locustfiles import mqtt_model as model
 from locustfiles import open_model
-from locustfiles.common import OptionError, require
 from locustfiles.lampi_data import device_id
 from locustfiles.mqtt_client import PAHO_MAX_INFLIGHT, Device, Settings, parse_payload, subscriber
 from monitors.locust_plugin import record_sample
 from monitors.mqtt_sys import SysRecorder, results_dir
-from monitors.redaction import redact, remember
+from plumbing.options import OptionError, require
+from plumbing.redaction import redact, remember
 
 # Thousands of sockets per process: lift the soft descriptor limit to the hard one.
 _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -3,7 +3,7 @@
 What a LAMPI of the course sends to the cloud broker, as the cloud broker receives it: the lamp's
 own Mosquitto bridges its local topics to the cloud under `devices/<device_id>/` at the bridge's
 QoS (1), and announces itself on `$SYS/broker/connection/<device_id>_broker/state`.
-locustfiles/mqtt.py publishes exactly these messages; loadtesting/mqtt-model.md holds the tables
+locustfiles/mqtt.py publishes exactly these messages; docs/mqtt-model.md holds the tables
 `render_tables()` makes from them (a test checks the two agree).
 """
 
@@ -122,7 +122,7 @@ def topic(kind: MessageKind) -> str:
 
 
 def render_tables() -> str:
-    """The model's tables, as loadtesting/mqtt-model.md shows them."""
+    """The model's tables, as docs/mqtt-model.md shows them."""
     rows = ["| message | topic at the cloud | QoS | retain | payload bytes | on the lamp | sent | why |",
             "|---|---|---|---|---|---|---|---|"]
     for k in KINDS:

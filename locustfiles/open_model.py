@@ -22,8 +22,8 @@ from locust.runners import MasterRunner, WorkerRunner
 
 import monitors.locust_plugin  # noqa: F401  - its quitting listener runs after ours (the end row)
 from locustfiles.arrival import EVEN, POISSON, Plan, RateProfile, Scheduler, Ticket, parse_stages
-from locustfiles.common import OptionError, require
 from monitors.locust_plugin import add_run_extra
+from plumbing.options import OptionError, require
 
 log = logging.getLogger("open_model")
 

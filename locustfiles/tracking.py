@@ -14,9 +14,7 @@ sent, stored, missing, duplicates, latency percentiles and the storage runway.
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
 import random
 import time
 import uuid
@@ -26,15 +24,14 @@ from locust import User, events, task
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
+import backends
 import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
+from backends.base import REQUEST_TYPE
 from locustfiles import open_model
-from locustfiles.common import OptionError, require
-from locustfiles.tracking_events import MIXES, Clock, EventFactory, Learner, load_users
-from locustfiles.tracking_send import BACKENDS, REQUEST_TYPE, KafkaSender, RalphSender, RedisSender, VectorSender
-from monitors import redis_util
-from monitors.locust_plugin import add_run_extra, run_id
-from monitors.redaction import redact, remember
+from monitors.locust_plugin import add_run_extra, pipeline_drained, run_id
+from openedx_erb.events import MIXES, Clock, EventFactory, TrackedLearner, load_users
+from plumbing.options import OptionError, require
 
 log = logging.getLogger("tracking")
 E2E_NAME = "tracking event → xAPI in ClickHouse"
@@ -44,7 +41,7 @@ E2E_NAME = "tracking event → xAPI in ClickHouse"
 def _options(parser) -> None:
     g = parser.add_argument_group("tracking events (load_test_tracking_events)")
     g.add_argument("--pipeline-backend", default="redis_bus", env_var="LOCUST_PIPELINE_BACKEND",
-                   help=f"where events enter: {', '.join(BACKENDS)} (default redis_bus)")
+                   help=f"where events enter: {', '.join(backends.NAMES)} (default redis_bus)")
     # dest differs: Locust's own -u/--users is stored as num_users.
     g.add_argument("--num-users", type=int, default=100, dest="learners", env_var="LOCUST_TRACKING_NUM_USERS",
                    help="learners the events are about (default 100; --users-file gives real ones)")
@@ -67,38 +64,6 @@ def _options(parser) -> None:
     g.add_argument("--event-mix", default="enrollment", env_var="LOCUST_EVENT_MIX",
                    help="enrollment (activated/deactivated toggling, as the reference) or realistic "
                         "(video, problem, navigation, completion and enrollment)")
-    g.add_argument("--celery-queue", default="edx.lms.core.default", env_var="LOCUST_CELERY_QUEUE",
-                   help="celery: queue the send_event tasks go to (default edx.lms.core.default)")
-    g.add_argument("--redis-stream-maxlen", type=int, default=10_000, env_var="LOCUST_REDIS_STREAM_MAXLEN",
-                   help="redis_bus: XADD MAXLEN ~ (EVENT_BUS_REDIS_STREAM_MAX_LEN, default 10000; 0: none)")
-    g.add_argument("--kafka-key", default="user", env_var="LOCUST_KAFKA_KEY",
-                   help="kafka_bus message key: user (spreads partitions) or name (Open edX's tracking_log.name, "
-                        "the two-partition hot spot)")
-    g.add_argument("--kafka-value-schema-id", type=int, default=1, env_var="LOCUST_KAFKA_VALUE_SCHEMA_ID",
-                   help="kafka_bus: Schema Registry id of the TrackingLogData schema in the messages (default 1)")
-    g.add_argument("--kafka-key-schema-id", type=int, default=2, env_var="LOCUST_KAFKA_KEY_SCHEMA_ID",
-                   help="kafka_bus: Schema Registry id of the key schema (default 2)")
-    g.add_argument("--schema-registry-url", default="", env_var="LOCUST_SCHEMA_REGISTRY_URL",
-                   help="kafka_bus: register the schemas in this Confluent Schema Registry (subjects <topic>-value "
-                        "and <topic>-key) and use its ids instead of the two options above")
-    g.add_argument("--vector-log-file", default=".run/tracking.log", env_var="LOCUST_VECTOR_LOG_FILE",
-                   help="vector: the log file Vector tails (default .run/tracking.log)")
-    g.add_argument("--vector-lines", default="xapi", env_var="LOCUST_VECTOR_LINES",
-                   help="vector: xapi ([xapi_tracking] lines, what Aspects stores), tracking, or both")
-    g.add_argument("--ralph-url", default="http://127.0.0.1:8100", env_var="LOCUST_RALPH_URL",
-                   help="ralph: the LRS base URL; statements go to <url>/xAPI/statements (default "
-                        "http://127.0.0.1:8100)")
-    g.add_argument("--ralph-username", default="loadtest", env_var="LOCUST_RALPH_USERNAME",
-                   help="ralph: LRS basic-auth user (default loadtest); the password comes from "
-                        "LOCUST_RALPH_PASSWORD or --ralph-password-file")
-    g.add_argument("--ralph-password-file", default="", env_var="LOCUST_RALPH_PASSWORD_FILE",
-                   help="ralph: file holding the LRS password")
-    g.add_argument("--ralph-batch-size", type=int, default=100, env_var="LOCUST_RALPH_BATCH_SIZE",
-                   help="ralph: statements per POST (default 100, event-routing-backends' batch)")
-    g.add_argument("--ralph-batch-interval", type=float, default=1.0, env_var="LOCUST_RALPH_BATCH_INTERVAL",
-                   help="ralph: seconds a partial batch waits before it is sent anyway (default 1)")
-    g.add_argument("--ralph-concurrency", type=int, default=4, env_var="LOCUST_RALPH_CONCURRENCY",
-                   help="ralph: POSTs in flight per process (default 4)")
     g.add_argument("--e2e-poll-interval", type=float, default=1.0, env_var="LOCUST_E2E_POLL_INTERVAL",
                    help="seconds between looks for stored events; the latency resolution (default 1)")
     g.add_argument("--no-e2e", action="store_true", default=False, env_var="LOCUST_NO_E2E",
@@ -112,6 +77,9 @@ def _options(parser) -> None:
     g.add_argument("--tracking-processes", type=int, default=0, env_var="LOCUST_TRACKING_PROCESSES",
                    help="worker processes sharing --num-events / --events-per-second with --master/--worker "
                         "(--processes sets it by itself)")
+    for backend in backends.modules():
+        if hasattr(backend, "add_arguments"):
+            backend.add_arguments(g)
 
 
 # -- checks and per-process state ------------------------------------------------------------------
@@ -120,20 +88,17 @@ def _init(environment, runner=None, **_kw) -> None:
     o = environment.parsed_options
     if o is None:
         return
-    require(o.pipeline_backend in BACKENDS,
-            f"--pipeline-backend {o.pipeline_backend!r}: expected one of {', '.join(BACKENDS)}")
+    require(o.pipeline_backend in backends.NAMES,
+            f"--pipeline-backend {o.pipeline_backend!r}: expected one of {', '.join(backends.NAMES)}")
     require(o.event_mix in MIXES, f"--event-mix {o.event_mix!r}: expected one of {', '.join(MIXES)}")
     require(o.learners >= 1, f"--num-users {o.learners}: expected at least 1")
     require(o.num_events >= 1 or o.run_until_killed, f"--num-events {o.num_events}: expected at least 1")
     require(o.sleep_time >= 0, f"--sleep-time {o.sleep_time}: expected seconds >= 0")
     require(o.events_per_second >= 0, f"--events-per-second {o.events_per_second}: expected events/s >= 0")
     require(o.e2e_poll_interval > 0, f"--e2e-poll-interval {o.e2e_poll_interval}: expected seconds > 0")
-    require(o.kafka_key in ("user", "name"), f"--kafka-key {o.kafka_key!r}: expected user or name")
-    require(o.ralph_batch_size >= 1, f"--ralph-batch-size {o.ralph_batch_size}: expected at least 1")
-    require(o.ralph_batch_interval > 0, f"--ralph-batch-interval {o.ralph_batch_interval}: expected seconds > 0")
-    require(o.ralph_concurrency >= 1, f"--ralph-concurrency {o.ralph_concurrency}: expected at least 1")
-    require(o.vector_lines in ("xapi", "tracking", "both"),
-            f"--vector-lines {o.vector_lines!r}: expected xapi, tracking or both")
+    for backend in backends.modules():
+        if hasattr(backend, "check_options"):
+            backend.check_options(o)
     if o.course_id:
         require(o.course_id.startswith("course-v1:") and o.course_id.count("+") == 2,
                 f"--course-id {o.course_id!r}: expected course-v1:ORG+COURSE+RUN")
@@ -156,9 +121,7 @@ def _init(environment, runner=None, **_kw) -> None:
                                    "num_events": None if o.run_until_killed else o.num_events,
                                    "events_per_second": o.events_per_second or None}
     if not isinstance(runner, MasterRunner):
-        _check_reachable(o)
-        if o.pipeline_backend == "kafka_bus" and o.schema_registry_url:
-            _register_schemas(o)
+        backends.get(o.pipeline_backend).check_reachable(o)
     if isinstance(runner, MasterRunner):
         runner.register_message("tracking_done", _worker_done)
         environment.tracking_done = 0
@@ -168,96 +131,6 @@ def _init(environment, runner=None, **_kw) -> None:
         # Locust passes the handler's arguments by keyword (environment=, msg=).
         runner.register_message("tracking_course", lambda environment, msg, **_k: setattr(
             environment.parsed_options, "course_id", msg.data))
-
-
-def _check_reachable(o) -> None:
-    """Fail before the run, in one line, when the pipeline's entry point cannot be reached."""
-    if o.pipeline_backend in ("celery", "redis_bus"):
-        import redis
-
-        url = (o.celery_broker_url if o.pipeline_backend == "celery" else o.event_bus_redis_url) \
-            or redis_util.default_url()
-        try:
-            client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
-            client.ping()
-            client.close()
-        except (redis.RedisError, ValueError) as exc:
-            raise OptionError(f"{o.pipeline_backend}: Redis {redact(url)} unreachable: {exc}") from None
-    elif o.pipeline_backend == "kafka_bus":
-        from confluent_kafka.admin import AdminClient
-
-        from monitors import kafka_conf
-        from monitors.blocking import run_blocking
-
-        try:
-            conf = kafka_conf.client_config(o.kafka_bus_brokers)
-            run_blocking(AdminClient({**conf, "log_level": 0}).list_topics, timeout=10)
-        except Exception as exc:  # noqa: BLE001 - ValueError (settings) or KafkaException (reason)
-            raise OptionError(f"kafka_bus: brokers unreachable or refusing us: {exc}") from None
-    elif o.pipeline_backend == "ralph":
-        _check_lrs(o)
-    else:
-        # What the sender does at test start (make the folder, open for append), done now so a
-        # bad path is one line before the run instead of an error inside the test_start handler.
-        try:
-            os.makedirs(os.path.dirname(os.path.abspath(o.vector_log_file)), exist_ok=True)
-            os.close(os.open(o.vector_log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
-        except OSError as exc:
-            why = exc.strerror
-            if exc.errno in (errno.EEXIST, errno.ENOTDIR):
-                blocker = os.path.dirname(os.path.abspath(o.vector_log_file))
-                while blocker != "/" and not os.path.exists(blocker):
-                    blocker = os.path.dirname(blocker)
-                why = f"{blocker} is a file, not a folder"
-            raise OptionError(f"--vector-log-file {o.vector_log_file!r}: {why}; "
-                              "expected a file path in a folder that can be written") from None
-
-
-def _register_schemas(o) -> None:
-    from locustfiles.schema_registry import register_tracking_schemas
-
-    topic = o.kafka_bus_topic or f"{o.event_bus_prefix}-analytics"
-    try:
-        o.kafka_value_schema_id, o.kafka_key_schema_id = register_tracking_schemas(o.schema_registry_url, topic)
-    except ValueError as exc:
-        raise OptionError(f"kafka_bus: {exc}") from None
-    log.info("kafka_bus: schemas registered for %s: value id %d, key id %d", topic, o.kafka_value_schema_id,
-             o.kafka_key_schema_id)
-
-
-def ralph_password(o) -> str:
-    """The LRS password: LOCUST_RALPH_PASSWORD, else --ralph-password-file (never an option value)."""
-    if os.environ.get("LOCUST_RALPH_PASSWORD"):
-        return os.environ["LOCUST_RALPH_PASSWORD"]
-    if not o.ralph_password_file:
-        return ""
-    try:
-        with open(o.ralph_password_file) as f:
-            password = f.read().strip()
-    except OSError as exc:
-        raise OptionError(f"--ralph-password-file {o.ralph_password_file!r}: {exc.strerror}") from None
-    remember(password)  # masked in anything logged from now on
-    return password
-
-
-def _check_lrs(o) -> None:
-    """GET /whoami with the credentials: unreachable and refused are different one-line errors."""
-    import base64
-    import urllib.error
-    import urllib.request
-
-    token = base64.b64encode(f"{o.ralph_username}:{ralph_password(o)}".encode()).decode()
-    url = o.ralph_url.rstrip("/")
-    req = urllib.request.Request(f"{url}/whoami", headers={"Authorization": f"Basic {token}"})
-    try:
-        with urllib.request.urlopen(req, timeout=5):
-            return
-    except urllib.error.HTTPError as exc:
-        raise OptionError(f"ralph: LRS {redact(url)} refused user {o.ralph_username!r}: HTTP {exc.code} "
-                          "(check --ralph-username and the password)") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise OptionError(f"ralph: LRS {redact(url)} unreachable: {reason}") from None
 
 
 def _processes(environment) -> tuple[int, int]:
@@ -277,40 +150,20 @@ class Generator:
         o = environment.parsed_options
         self.env, self.o = environment, o
         self.index, self.count = _processes(environment)
-        self.learners = [Learner(uid, name) for uid, name in environment.tracking_users]
+        self.learners = [TrackedLearner(uid, name) for uid, name in environment.tracking_users]
         self.factory = EventFactory(o.course_id, o.event_mix, Clock(slot=self.index))
         self.budget = None if o.run_until_killed else _share(o.num_events, self.index, self.count)
         self.sent = self.reserved = 0
         self.started = time.monotonic()
         self.finishing = False
         self.finished_at: float | None = None
-        self.sender = self._sender()
+        self.sender = backends.get(o.pipeline_backend).sender(environment, o)
         self.model: open_model.OpenModel | None = None
         if open_model.enabled(environment, o.events_per_second):
             # The plan holds this process's share of --num-events: each is sent or dropped.
             self.model = open_model.OpenModel(environment, "tracking events", o.events_per_second,
                                               None if o.run_until_killed else o.num_events)
             gevent.spawn(self._finish_when_planned)
-
-    def _sender(self):
-        o, env = self.o, self.env
-        stream = o.event_bus_stream or f"{o.event_bus_prefix}-analytics"
-        if o.pipeline_backend == "celery":
-            return RedisSender(env, "celery", url=o.celery_broker_url or redis_util.default_url(), queue=o.celery_queue)
-        if o.pipeline_backend == "redis_bus":
-            return RedisSender(env, "redis_bus", url=o.event_bus_redis_url or redis_util.default_url(), stream=stream,
-                               maxlen=o.redis_stream_maxlen)
-        if o.pipeline_backend == "kafka_bus":
-            from monitors import kafka_conf
-
-            return KafkaSender(env, "kafka_bus", conf=kafka_conf.client_config(o.kafka_bus_brokers),
-                               topic=o.kafka_bus_topic or f"{o.event_bus_prefix}-analytics", key=o.kafka_key,
-                               value_schema_id=o.kafka_value_schema_id, key_schema_id=o.kafka_key_schema_id)
-        if o.pipeline_backend == "ralph":
-            return RalphSender(env, "ralph", url=o.ralph_url, username=o.ralph_username, password=ralph_password(o),
-                               batch_size=o.ralph_batch_size, batch_interval=o.ralph_batch_interval,
-                               concurrency=o.ralph_concurrency)
-        return VectorSender(env, "vector", path=o.vector_log_file, lines=o.vector_lines)
 
     def take(self) -> bool:
         """Reserve one event of the budget. Reserving before sending matters: a send yields to the
@@ -422,15 +275,20 @@ def _e2e_summary(environment) -> None:
     e2e.poll()
     summary = e2e.summary(with_runway=True)
     environment.tracking_e2e_greenlet.kill(block=False)
-    environment.tracking_summary = summary
     log.info(summary_line(run_id(environment), summary))
     add_run_extra(environment, sent_event_count=summary["sent"], e2e=summary)
+
+
+@pipeline_drained.add_listener
+def _drained(environment, **_kw) -> None:
+    if getattr(environment, "tracking_e2e", None) is not None:
+        _e2e_summary(environment)
 
 
 @events.quitting.add_listener
 def _quit(environment, **_kw) -> None:
     # Locust calls quitting listeners in reverse order: this runs before the monitor's, which
-    # drains (the E2E check's "missing" is a backlog) and then calls the run_end_hooks.
+    # drains (the E2E check's "missing" is a backlog) and then fires pipeline_drained.
     gen = getattr(environment, "tracking", None)
     if gen is not None:
         gen.sender.close()
@@ -443,8 +301,7 @@ def _quit(environment, **_kw) -> None:
             add_run_extra(environment, sent_event_count=_sent_total(environment))
         return
     if getattr(environment, "pipeline_monitor", None) is not None:
-        environment.run_end_hooks = [*getattr(environment, "run_end_hooks", []), lambda: _e2e_summary(environment)]
-        return
+        return  # the summary is taken on pipeline_drained
     # No monitor (--no-monitor): drain here, bounded like the monitor's drain.
     deadline = time.monotonic() + float(getattr(environment.parsed_options, "drain_timeout", 60) or 60)
     while e2e.summary()["missing"] and time.monotonic() < deadline:

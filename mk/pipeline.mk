@@ -9,4 +9,4 @@ pipeline-test: setup
 	@set -e; services="clickhouse redis"; [ "$(BACKEND)" = kafka_bus ] && services="$$services kafka"; \
 	trap '$(PY) -m stack down >/dev/null' EXIT; \
 	$(PY) -m stack up $$services; source $(RUN_DIR)/stack/stack.env; \
-	$(PY) -m loadtesting.pipeline_test $(BACKEND) --events $(EVENTS) --eps $(EPS) --workers $(WORKERS) --batch $(BATCH)
+	$(PY) -m loadtesting.pipeline_run $(BACKEND) --events $(EVENTS) --eps $(EPS) --workers $(WORKERS) --batch $(BATCH)

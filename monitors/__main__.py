@@ -9,7 +9,6 @@ takes every host, stream, topic and group from options. Same options and env as 
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import sys
@@ -17,11 +16,14 @@ import time
 
 import configargparse
 
-from monitors import backends, chclient, logs
-from monitors.figures import console_line, error_text, flatten
-from monitors.redaction import redact
+from monitors import loop
+from monitors import samplers as sampling_options
+from monitors.figures import console_line, error_text
+from monitors.loop import store_sample
 from monitors.schema import check_database_name
 from monitors.sink import Sink
+from plumbing import chclient, logs, settings
+from plumbing.redaction import redact
 
 log = logging.getLogger("monitors")
 
@@ -34,9 +36,9 @@ def parser() -> configargparse.ArgumentParser:
                                       formatter_class=configargparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", is_config_file=True, help="a config file with the options below (key = value)")
     p.add_argument("--run-id", default="", env_var="LOCUST_RUN_ID", help="monitor this run (default: wait for one)")
-    p.add_argument("--clickhouse-url", default="clickhouse://default@127.0.0.1:19000/default",
+    p.add_argument("--clickhouse-url", default=settings.CLICKHOUSE_URL.default,
                    env_var="LOCUST_CLICKHOUSE_URL", help="ClickHouse holding the run tables")
-    p.add_argument("--monitor-database", default="event_sink", env_var="LOCUST_MONITOR_DATABASE")
+    p.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.default, env_var="LOCUST_MONITOR_DATABASE")
     p.add_argument("--sleep-time", type=float, default=5.0, env_var="LOCUST_SLEEP_TIME",
                    help="seconds between samples (default 5)")
     p.add_argument("--drain-timeout", type=float, default=300.0, env_var="LOCUST_DRAIN_TIMEOUT",
@@ -44,7 +46,7 @@ def parser() -> configargparse.ArgumentParser:
     p.add_argument("--wait-timeout", type=float, default=0.0, env_var="LOCUST_WAIT_TIMEOUT",
                    help="give up waiting for a run after this many seconds (default 0: wait forever)")
     p.add_argument("--spill-dir", default=".run/monitor-spill", env_var="LOCUST_SPILL_DIR")
-    backends.add_arguments(p)
+    sampling_options.add_arguments(p)
     return p
 
 
@@ -100,14 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup()
     args = parser().parse_args(argv)
     try:
-        backends.parse_backends(args.monitor_backend)
+        sampling_options.parse_backends(args.monitor_backend)
         chclient.parse_url(args.clickhouse_url)
         check_database_name(args.monitor_database)
         if not args.sleep_time > 0:
             raise ValueError(f"--sleep-time {args.sleep_time}: expected seconds > 0")
         if args.wait_timeout < 0:
             raise ValueError(f"--wait-timeout {args.wait_timeout}: expected seconds >= 0 (0: wait forever)")
-        samplers = backends.build_samplers(args)  # bad sampler URLs fail here, before any waiting
+        samplers = sampling_options.build_samplers(args)  # bad sampler URLs fail here, before any waiting
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_OPTION
@@ -129,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             s.close()
         return EXIT_NO_RUN
     log.info("monitoring run %s: %s every %.1f s", run_id, ", ".join(samplers), args.sleep_time)
+    sampling = loop.Sampling(samplers)
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     ended_at = None
@@ -137,24 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     next_t = time.monotonic()
     try:
         while not stop["now"]:
-            now = time.time()
-            stats, backlog, unknown = {}, 0, False
-            for name, s in samplers.items():
-                try:
-                    sample = s.sample()
-                    b = s.backlog(sample)
-                    backlog += b or 0
-                except Exception as exc:  # noqa: BLE001 - reported, retried next sample
-                    sample = {"error": error_text(exc)}
-                    unknown = unknown or getattr(s, "drains", True)
-                stats[name] = sample
-            sink.add("load_test_stats", {"run_id": run_id, "timestamp": now, "stats": json.dumps(stats)})
-            for source, sample in stats.items():
-                for metric, value in flatten(sample):
-                    sink.add("load_test_samples", {"run_id": run_id, "timestamp": now, "time_ms": int(now * 1000),
-                                                   "source": source, "metric": metric, "value": value})
+            now, stats, backlog = sampling.take()
+            store_sample(sink, run_id, now, stats, backlog)
             sink.flush()
-            log.info(console_line(run_id, stats, -1 if unknown else backlog, ended_at is not None))
+            log.info(console_line(run_id, stats, backlog, ended_at is not None))
             if ended_at is None:
                 try:
                     if sink.query(HAS_ENDED.format(db=args.monitor_database), {"r": run_id})[0][0]:
@@ -166,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                         log.warning("cannot check the end of the run: %s", error_text(exc))
                     check_failed = True
             if ended_at is not None:
-                if not unknown and backlog == 0:
+                if loop.drained(backlog):
                     drained = True
                     log.info("drained %.1f s after the run ended", time.monotonic() - ended_at)
                     break
@@ -179,8 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("interrupted")
         interrupted = True
     finally:
-        for s in samplers.values():
-            s.close()
+        sampling.close()
         sink.close()
     log.info("monitored run %s from %s for %.0f s", run_id, time.strftime("%H:%M:%S", time.gmtime(t_start)),
              time.time() - t_start)

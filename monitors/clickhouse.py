@@ -9,14 +9,12 @@ run's events exactly), and the newest event from a bounded window of the primary
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime
 
-from monitors import chclient
 from monitors.schema import check_database_name
+from plumbing import chclient, settings
 
-DEFAULT_URL = "clickhouse://default@127.0.0.1:19000/default"
 WINDOWS = (300, 3600, 86400)  # seconds searched for the newest event, narrowest first
 
 # Every statement the sampler sends (tests run each on ClickHouse 18.16 and on chDB).
@@ -48,7 +46,7 @@ class Sampler:
     name = "clickhouse"
     drains = False  # nothing to drain: never holds up the end of a run
 
-    def __init__(self, url: str = DEFAULT_URL, database: str = "xapi", table: str = "xapi_events_all",
+    def __init__(self, url: str = settings.CLICKHOUSE_URL.default, database: str = "xapi", table: str = "xapi_events_all",
                  time_column: str = "emission_time") -> None:
         for ident in (database, table, time_column):
             check_database_name(ident)
@@ -134,6 +132,6 @@ def _snake(name: str) -> str:
 
 
 def from_options(options) -> Sampler:
-    url = (getattr(options, "xapi_clickhouse_url", None) or getattr(options, "clickhouse_url", None)
-           or os.environ.get("LOCUST_CLICKHOUSE_URL") or DEFAULT_URL)
+    url = settings.CLICKHOUSE_URL.resolve(getattr(options, "xapi_clickhouse_url", None)
+                                          or getattr(options, "clickhouse_url", None))
     return Sampler(url, options.xapi_database, options.xapi_table, options.xapi_time_column)

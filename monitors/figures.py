@@ -50,7 +50,7 @@ def console_line(run_id: str, stats: dict, backlog: int | None, draining: bool) 
 
 def error_text(exc: BaseException) -> str:
     """One line naming what failed, e.g. `ServerException: Code: 81. DB::Exception: Database xapi doesn't exist`."""
-    from monitors.redaction import redact_text
+    from plumbing.redaction import redact_text
 
     text = " ".join(str(exc).split()).split(" Stack trace:")[0]  # ClickHouse appends its C++ stack
     return redact_text(f"{type(exc).__name__}: {text}")[:300]

@@ -26,8 +26,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from monitors import kafka_conf
-from monitors.percentile import percentile
+from monitors.schema import check_database_name
+from plumbing import kafka_conf, settings
+from plumbing.percentile import percentile
 
 log = logging.getLogger("monitors.kafka_latency")
 
@@ -222,13 +223,14 @@ def check_start(start: str) -> str:
 class WindowWriter:
     """Sends each window (and the total) to ClickHouse with the run id, batched by the sink."""
 
-    def __init__(self, url: str | None, run_id: str, topic: str, spill_dir: str | None) -> None:
+    def __init__(self, url: str | None, run_id: str, topic: str, spill_dir: str | None,
+                 database: str = settings.MONITOR_DATABASE.default) -> None:
         self.sink = None
         self.run_id, self.topic = run_id, topic
         if url:
             from monitors.sink import Sink
 
-            self.sink = Sink(url, "event_sink", spill_dir, name=f"kafka-latency-{run_id}")
+            self.sink = Sink(url, database, spill_dir, name=f"kafka-latency-{run_id}")
 
     def add(self, s: dict) -> None:
         if self.sink:
@@ -262,14 +264,16 @@ def parser():
     p.add_argument("--idle-timeout", type=float, default=0, env_var="KAFKA_LATENCY_IDLE_TIMEOUT",
                    help="stop after this many seconds without a message (default 0: never)")
     p.add_argument("--clickhouse-url", default=None, env_var="LOCUST_CLICKHOUSE_URL",
-                   help="store the windows in event_sink.load_test_kafka_latency (default: do not store)")
+                   help="store the windows in <monitor-database>.load_test_kafka_latency (default: do not store)")
+    p.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.default, env_var="LOCUST_MONITOR_DATABASE",
+                   help="database of the run tables (default event_sink)")
     p.add_argument("--run-id", default=None, env_var="LOCUST_RUN_ID", help="run id stored with the windows")
     p.add_argument("--spill-dir", default=".run/monitor-spill", env_var="LOCUST_SPILL_DIR")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from monitors import chclient, logs
+    from plumbing import chclient, logs
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logs.setup()
@@ -281,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--idle-timeout {args.idle_timeout:g}: expected seconds >= 0 (0: never)")
         if args.clickhouse_url:
             chclient.parse_url(args.clickhouse_url)
+            check_database_name(args.monitor_database)
         start = check_start(args.start)
         conf = consumer_config(kafka_conf.client_config(args.brokers), args.group)
         conf["session.timeout.ms"] = args.session_timeout_ms
@@ -289,10 +294,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from confluent_kafka import Consumer, KafkaException
 
-    from monitors.runid import new_run_id
+    from plumbing.runid import new_run_id
 
     run_id = args.run_id or new_run_id()
-    writer = WindowWriter(args.clickhouse_url, run_id, args.topic, args.spill_dir)
+    writer = WindowWriter(args.clickhouse_url, run_id, args.topic, args.spill_dir, args.monitor_database)
 
     def on_window(s: dict) -> None:
         print(format_window(s), flush=True)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import gevent
 from locust import events
+from locust.event import EventHook
 from locust.runners import (
     STATE_MISSING,
     STATE_RUNNING,
@@ -32,18 +33,20 @@ from locust.runners import (
 )
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
-from locustfiles.common import OptionError
-from monitors import backends, chclient, histogram, logs
-from monitors.figures import console_line, error_text, flatten
+from monitors import samplers as sampling
+from monitors.figures import console_line
+from monitors.loop import Sampling, drained, store_sample
 from monitors.planned import planned_stats
-from monitors.redaction import redact, redact_options, redact_text
-from monitors.runid import new_run_id
 from monitors.sink import Sink
+from plumbing import chclient, histogram, logs, settings
+from plumbing.options import OptionError
+from plumbing.redaction import redact, redact_options, redact_text
+from plumbing.runid import new_run_id
+from plumbing.versions import versions
 
 log = logging.getLogger("monitors")
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_CLICKHOUSE_URL = chclient.DEFAULT_URL
 
 REQUEST_STATS_FILE = "request_stats.jsonl"  # in the run folder: the rows of load_test_request_stats
 # How long a master's first sample after the stop waits for the workers' last reports: a worker
@@ -65,10 +68,10 @@ def _options(parser) -> None:
                    help="comma-separated tags stored with the run (e.g. baseline,2-workers)")
     g.add_argument("--no-monitor", action="store_true", default=False, env_var="LOCUST_NO_MONITOR",
                    help="do not sample or store anything (e.g. a standalone `python -m monitors` runs)")
-    g.add_argument("--clickhouse-url", default=DEFAULT_CLICKHOUSE_URL, env_var="LOCUST_CLICKHOUSE_URL",
+    g.add_argument("--clickhouse-url", default=settings.CLICKHOUSE_URL.default, env_var="LOCUST_CLICKHOUSE_URL",
                    help="where run rows, stats and samples go: clickhouse://user[:password]@host:port/db "
                         "(password better in CLICKHOUSE_PASSWORD or CLICKHOUSE_PASSWORD_FILE)")
-    g.add_argument("--monitor-database", default="event_sink", env_var="LOCUST_MONITOR_DATABASE",
+    g.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.default, env_var="LOCUST_MONITOR_DATABASE",
                    help="database of load_test_runs / load_test_stats and the typed tables (default event_sink)")
     g.add_argument("--monitor-interval", type=float, default=5.0, env_var="LOCUST_MONITOR_INTERVAL",
                    help="seconds between monitor samples (default 5)")
@@ -84,7 +87,7 @@ def _options(parser) -> None:
                    help=f"exit {EXIT_MAX_LAG} if any sampled backlog (events) was above this")
     g.add_argument("--check-drain-time", type=float, default=None, env_var="LOCUST_CHECK_DRAIN_TIME",
                    help=f"exit {EXIT_DRAIN} if draining took longer than this many seconds (or never ended)")
-    backends.add_arguments(parser)
+    sampling.add_arguments(parser)
 
 
 @events.init.add_listener
@@ -94,7 +97,7 @@ def _check_options(environment, runner=None, **_kw) -> None:
     if o is None or o.no_monitor:
         return
     try:
-        backends.parse_backends(o.monitor_backend)
+        sampling.parse_backends(o.monitor_backend)
         chclient.parse_url(o.clickhouse_url)
         from monitors.schema import check_database_name
 
@@ -105,7 +108,7 @@ def _check_options(environment, runner=None, **_kw) -> None:
         # The samplers are built at test start; build them once now so a bad sampler option
         # (e.g. a Redis URL) is a one-line error before the run, not a traceback in test_start.
         try:
-            for sampler in backends.build_samplers(o).values():
+            for sampler in sampling.build_samplers(o).values():
                 sampler.close()
         except Exception as exc:  # noqa: BLE001 - ValueError, or a client library's config error
             raise OptionError(redact_text(str(exc))) from None
@@ -129,68 +132,42 @@ class Monitor:
     started: float = field(default_factory=time.time)
     extras: dict = field(default_factory=dict)
     pushed: dict = field(default_factory=dict)  # source -> newest sample from record_sample
-    latest: dict = field(default_factory=dict)  # the newest sample, for the web UI's pipeline tab
     backlog: int | None = None
-    max_backlog: int = 0
     stopping_at: float | None = None  # monotonic time the test stopped
     awaiting_reports: set = field(default_factory=set)  # workers whose last report (0 users) is still due
     drained: bool | None = None
     drain_seconds: float | None = None
     crashed: bool = False
     finished: bool = False
-    sample_errors: int = 0
     greenlet: object = None
     _last_rt: dict = field(default_factory=dict)
     _last_counts: dict = field(default_factory=dict)
     _last_tick: float = field(default_factory=time.monotonic)
 
-    # -- sampling ----------------------------------------------------------------------------
+    # -- sampling (monitors.loop: the same loop body as `python -m monitors`) ------------------
+    def __post_init__(self) -> None:
+        self.sampling = Sampling(self.samplers)  # the same dict: samplers added later are sampled
+
+    @property
+    def max_backlog(self) -> int:
+        return self.sampling.max_backlog
+
+    @property
+    def sample_errors(self) -> int:
+        return self.sampling.errors
+
+    @property
+    def latest(self) -> dict:
+        return self.sampling.latest
+
     def tick(self) -> None:
-        now = time.time()
-        stats: dict = {}
-        backlogs: list[int] = []
-        for name, sampler in list(self.samplers.items()):  # others may add a sampler meanwhile
-            try:
-                sample = sampler.sample()
-                b = sampler.backlog(sample)
-                if b is not None:
-                    backlogs.append(int(b))
-            except Exception as exc:  # noqa: BLE001 - a dead dependency is reported and retried
-                self.sample_errors += 1
-                sample = {"error": error_text(exc)}
-                if self.sample_errors == 1 or self.sample_errors % 20 == 0:
-                    log.warning("monitor: %s sampler failed (%s); retrying every sample", name, sample["error"])
-                if getattr(sampler, "drains", True):
-                    backlogs.append(-1)  # unknown: not drained
-            stats[name] = sample
-        stats.update(self.pushed)
+        now, stats, self.backlog = self.sampling.take(self.pushed)
         self.pushed = {}
-        known = [b for b in backlogs if b >= 0]
-        self.backlog = None if not backlogs else (sum(known) if len(known) == len(backlogs) else -1)
-        if known:
-            self.max_backlog = max(self.max_backlog, sum(known))
-        self.latest = {"time": now, "stats": stats, "backlog": self.backlog}
-        self._store_sample(now, stats)
+        store_sample(self.sink, self.run_id, now, stats, self.backlog, self.results_dir)
         self._store_request_stats(now)
         log.info(console_line(self.run_id, stats, self.backlog, self.stopping_at is not None))
         if self.sink:
             self.sink.flush()
-
-    def _store_sample(self, now: float, stats: dict) -> None:
-        ms = int(now * 1000)
-        if self.sink:
-            self.sink.add("load_test_stats", {"run_id": self.run_id, "timestamp": now, "stats": json.dumps(stats)})
-            for source, sample in stats.items():
-                for metric, value in flatten(sample):
-                    self.sink.add("load_test_samples", {"run_id": self.run_id, "timestamp": now, "time_ms": ms,
-                                                        "source": source, "metric": metric, "value": value})
-            if self.backlog is not None:
-                self.sink.add("load_test_samples", {"run_id": self.run_id, "timestamp": now, "time_ms": ms,
-                                                    "source": "monitor", "metric": "backlog",
-                                                    "value": float(self.backlog)})
-        if self.results_dir:
-            with open(self.results_dir / "samples.jsonl", "a") as f:
-                f.write(json.dumps({"run_id": self.run_id, "time": now, "stats": stats, "backlog": self.backlog}) + "\n")
 
     def _store_request_stats(self, now: float) -> None:
         env = self.environment
@@ -283,7 +260,7 @@ class Monitor:
 
     def _drain_finished(self) -> bool:
         waited = time.monotonic() - self.stopping_at
-        if self.backlog is None or self.backlog == 0:
+        if drained(self.backlog):
             self.drained, self.drain_seconds = True, round(waited, 3)
             log.info("monitor: drained %.1f s after the test stopped", waited)
             return True
@@ -310,16 +287,12 @@ def _options_for_storage(o) -> dict:
     return redact_options(dict(sorted(vars(o).items())))
 
 
-def _versions() -> dict:
-    from importlib import metadata
-
-    out = {}
-    for dist in ("locust", "gevent", "clickhouse-driver", "paho-mqtt", "confluent-kafka", "redis"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+# The end of a monitored run, as Locust event hooks (listeners take `environment`), fired by the
+# monitor's quitting listener after its drain and before the end row:
+#   pipeline_drained: the pipeline drained (or the drain gave up): take the last measurements;
+#   run_measured: every measurement is in: write the run's final figures.
+pipeline_drained = EventHook()
+run_measured = EventHook()
 
 
 def _monitor(environment) -> Monitor | None:
@@ -378,16 +351,16 @@ def _start(environment, **_kw) -> None:
         return
     results = os.environ.get("LOCUST_RESULTS_DIR")
     sink = Sink(o.clickhouse_url, o.monitor_database, o.spill_dir, name=rid)
-    samplers = backends.build_samplers(o)
+    samplers = sampling.build_samplers(o)
     mon = Monitor(environment, rid, sink, samplers, o.monitor_interval, o.drain_timeout,
                   Path(results) if results else None)
     environment.pipeline_monitor = mon
     tags = [t.strip() for t in (o.run_tags or "").split(",") if t.strip()]
     mon.run_row("start", {"tags": tags, "locustfile": o.locustfile, "host": redact(o.host or ""),
-                          "backends": backends.parse_backends(o.monitor_backend), "users": o.num_users,
+                          "backends": sampling.parse_backends(o.monitor_backend), "users": o.num_users,
                           "spawn_rate": o.spawn_rate, **getattr(environment, "run_start_extra", {})})
     mon.meta_row(1, locustfile=str(o.locustfile), host=redact(o.host or ""), tags=tags,
-                 options=json.dumps(_options_for_storage(o), default=str), versions=json.dumps(_versions()),
+                 options=json.dumps(_options_for_storage(o), default=str), versions=json.dumps(versions()),
                  exit_code=-1)
     log.info("monitor: run %s, sampling %s every %.1f s into %s/%s", rid, ", ".join(samplers), o.monitor_interval,
              redact(o.clickhouse_url), o.monitor_database)
@@ -439,11 +412,8 @@ def _finish(environment) -> None:
             mon.greenlet.kill()
     if not mon.crashed:  # requests reported after the last sample (a late worker report) form a last interval
         mon._store_request_stats(time.time())
-    for hook in getattr(environment, "run_end_hooks", []):  # e.g. the tracking run's end-to-end summary
-        try:
-            hook()
-        except Exception:  # noqa: BLE001 - the end row is written whatever a hook does
-            log.exception("monitor: end-of-run hook failed")
+    pipeline_drained.fire(environment=environment)  # e.g. the tracking run's end-to-end summary
+    run_measured.fire(environment=environment)  # e.g. loadtesting's stats.json
     code = None
     if environment.parsed_options is not None:
         code = _thresholds(environment, mon)
@@ -462,7 +432,7 @@ def _finish(environment) -> None:
     mon.meta_row(2, ended=time.time(), locustfile=str(getattr(o, "locustfile", "")),
                  host=redact(getattr(o, "host", "") or ""),
                  tags=tags, options=json.dumps(_options_for_storage(o), default=str) if o else "{}",
-                 versions=json.dumps(_versions()), exit_code=exit_code, drained=1 if mon.drained else 0,
+                 versions=json.dumps(versions()), exit_code=exit_code, drained=1 if mon.drained else 0,
                  drain_seconds=mon.drain_seconds or 0.0, max_backlog=mon.max_backlog, extra=json.dumps(mon.extras))
     for sampler in mon.samplers.values():
         try:

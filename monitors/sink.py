@@ -18,8 +18,9 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from monitors import chclient, schema
-from monitors.redaction import redact
+from monitors import schema
+from plumbing import chclient
+from plumbing.redaction import redact
 
 log = logging.getLogger("monitors.sink")
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from monitors import chclient
-from monitors.percentile import percentile
 from monitors.schema import check_database_name
+from plumbing import chclient
+from plumbing.percentile import percentile
 
 log = logging.getLogger("monitors.e2e")
 

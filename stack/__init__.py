@@ -5,7 +5,8 @@ reference LAMPI site. `make demo` uses it through `python -m stack`, the tests t
 `tests/conftest.py`. Every process is started in its own session and stopped by PID.
 """
 
+from stack import ralph, services  # noqa: F401  - they register their services
 from stack.core import Endpoint, Stack, StackError, free_port
-from stack.services import SERVICES, register
+from stack.registry import SERVICES, register
 
 __all__ = ["Endpoint", "Stack", "StackError", "free_port", "SERVICES", "register"]

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from stack.core import REPO, Stack, StackError, stop_from_state
-from stack.services import SERVICES
+from stack.registry import SERVICES
 
 DEFAULT = ["clickhouse", "redis", "mosquitto", "kafka", "site"]
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:12} {e['url']:45} pids {' '.join(map(str, info['pids']))}")
         if args.command == "env":
             from stack.core import Endpoint
-            from stack.services import env_for
+            from stack.registry import env_for
 
             eps = {n: Endpoint(**i["endpoint"]) for n, i in state.items()}
             for key, value in env_for(eps).items():

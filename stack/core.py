@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from stack import registry
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -56,12 +58,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex((host, port)) == 0
 
 
 def poll_until(cond: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
@@ -125,7 +121,7 @@ class Stack:
     """Servers on loopback under `run_dir`.
 
     `ports` pins ports by key (e.g. ``{"clickhouse": 19000}``); keys not given get the
-    default ports of `stack.services.DEFAULT_PORTS`, or free ports when `free_ports` is set
+    default ports of `stack.registry.DEFAULT_PORTS`, or free ports when `free_ports` is set
     (the tests). `options` are service settings such as ``{"site_profile": "tuned"}``.
     """
 
@@ -137,15 +133,12 @@ class Stack:
         free_ports: bool = False,
         options: dict | None = None,
     ) -> None:
-        from stack import services  # late: services imports this module
-
         self.run_dir = Path(run_dir).resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "logs").mkdir(exist_ok=True)
         self._ports = dict(ports or {})
         self._free = free_ports
         self.options = dict(options or {})
-        self._services = services
         self._running: dict[str, tuple[Service, list[subprocess.Popen]]] = {}
         self._order: list[str] = []
 
@@ -158,7 +151,7 @@ class Stack:
             elif self._free:
                 self._ports[key] = free_port()
             else:
-                self._ports[key] = self._services.DEFAULT_PORTS[key]
+                self._ports[key] = registry.DEFAULT_PORTS[key]
         return self._ports[key]
 
     def dir(self, name: str) -> Path:
@@ -188,9 +181,9 @@ class Stack:
             return
         if name in chain:
             raise StackError(f"service dependency cycle: {' -> '.join(chain + (name,))}")
-        factory = self._services.SERVICES.get(name)
+        factory = registry.SERVICES.get(name)
         if factory is None:
-            choices = ", ".join(sorted(self._services.SERVICES))
+            choices = ", ".join(sorted(registry.SERVICES))
             raise StackError(f"unknown service {name!r}; expected one of: {choices}")
         service: Service = factory(self)
         for dep in service.requires:
@@ -253,7 +246,7 @@ class Stack:
 
     def env(self) -> dict[str, str]:
         """Environment variables pointing the suite at this stack."""
-        return self._services.env_for(self.endpoints)
+        return registry.env_for(self.endpoints)
 
     def _save_state(self) -> None:
         state = {

@@ -1,44 +1,20 @@
 """The servers of the local stack: how each is configured, started and checked for readiness.
 
-A service is a factory `f(stack) -> Service`, registered by name in `SERVICES`. Other parts
-of the suite add their own (the reference pipeline workers) with `register`.
+A service is a factory `f(stack) -> Service`, registered by name with `stack.registry.register`.
 """
 
 from __future__ import annotations
 
-import importlib
 import shutil
 import socket
 import sys
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 from stack.core import REPO, Endpoint, Proc, Service, Stack, StackError
-
-# Fixed ports of `make demo`'s stack, away from the servers' standard ports so a system
-# service on the same machine does not collide. Override with STACK_<KEY>_PORT.
-DEFAULT_PORTS = {
-    "clickhouse": 19000,
-    "clickhouse-http": 18123,
-    "redis": 16379,
-    "mosquitto": 11883,
-    "kafka": 19092,
-    "site": 18080,
-    "site-wsgi": 18081,
-}
-
-SERVICES: dict[str, Callable[[Stack], Service]] = {}
+from stack.registry import register
 
 CONF = REPO / "conf" / "stack"
-
-
-def register(name: str) -> Callable:
-    def deco(factory: Callable[[Stack], Service]) -> Callable[[Stack], Service]:
-        SERVICES[name] = factory
-        return factory
-
-    return deco
 
 
 def _which(program: str, *extra_dirs: str) -> str:
@@ -199,27 +175,3 @@ def site(stack: Stack) -> Service:
     endpoint = Endpoint("site", "127.0.0.1", port, f"http://127.0.0.1:{port}",
                         {"profile": profile, "data_dir": str(home), "access_log": str(home / "nginx" / "access.log")})
     return Service("site", [gunicorn, nginx], endpoint, prepare=prepare)
-
-
-# The suite's environment variable for each service's URL; plugins add theirs.
-ENV_NAMES = {
-    "clickhouse": "LOCUST_CLICKHOUSE_URL",
-    "redis": "LOCUST_REDIS_URL",
-    "mosquitto": "LOCUST_MQTT_URL",
-    "kafka": "KAFKA_BROKERS",
-    "site": "LOCUST_HOST",
-}
-
-
-def env_for(endpoints: dict[str, Endpoint]) -> dict[str, str]:
-    """The suite's environment variables for these endpoints (what `stack.env` holds)."""
-    return {ENV_NAMES[n]: e.url for n, e in endpoints.items() if n in ENV_NAMES}
-
-
-def _load_plugins() -> None:
-    """Reference systems under `targets/` add services in their own `stack_services.py`."""
-    for path in sorted((REPO / "targets").glob("*/stack_services.py")):
-        importlib.import_module(f"targets.{path.parent.name}.stack_services")
-
-
-_load_plugins()

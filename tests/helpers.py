@@ -44,17 +44,3 @@ def load_site_users(site: Endpoint, count: int) -> None:
     subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=300)
 
 
-def read_locust_stats(csv_prefix: Path) -> dict[str, dict[str, str]]:
-    """Rows of Locust's `<prefix>_stats.csv` keyed by request name ("Aggregated" included)."""
-    import csv
-
-    with open(f"{csv_prefix}_stats.csv", newline="") as f:
-        return {row["Name"]: row for row in csv.DictReader(f)}
-
-
-def read_locust_failures(csv_prefix: Path) -> list[dict[str, str]]:
-    """Rows of Locust's `<prefix>_failures.csv` (Method, Name, Error, Occurrences)."""
-    import csv
-
-    with open(f"{csv_prefix}_failures.csv", newline="") as f:
-        return list(csv.DictReader(f))

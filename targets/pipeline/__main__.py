@@ -19,21 +19,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-from monitors import chclient
-from monitors.kafka_conf import client_config
-from monitors.redaction import redact
+from plumbing import chclient, settings
+from plumbing.kafka_conf import client_config
+from plumbing.redaction import redact
 from targets.pipeline import consumers
 from targets.pipeline.router import Router, Store
-
-BACKENDS = ("celery", "redis_bus", "kafka_bus", "vector")
-
 
 
 def quiet_client_logs() -> None:
     """clickhouse-driver logs every refused connection with a traceback; our one-line errors say it."""
-    from monitors import logs
+    from plumbing import logs
 
     logs.setup()
+
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m targets.pipeline", description=__doc__,
@@ -42,12 +40,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="Celery threads / consumer processes (default 1)")
     p.add_argument("--batch-size", type=int, default=100, help="events per ClickHouse insert (default 100)")
     p.add_argument("--batch-interval", type=float, default=5.0, help="seconds before a partial batch goes (default 5)")
-    p.add_argument("--clickhouse-url", default=chclient.DEFAULT_URL)
+    p.add_argument("--clickhouse-url", default=settings.CLICKHOUSE_URL.default)
     p.add_argument("--xapi-database", default="xapi")
     p.add_argument("--xapi-table", default="xapi_events_all")
     p.add_argument("--backend-name", default="xapi",
                    help="ERB backend name: batch lists events_router_queue_<name>, dead_queue_<name> (default xapi)")
-    p.add_argument("--redis-url", default="redis://127.0.0.1:16379/0",
+    p.add_argument("--redis-url", default=settings.REDIS_URL.default,
                    help="ERB's batch lists, and the stream for redis_bus")
     p.add_argument("--broker-url", default=None, help="Celery broker (default: --redis-url)")
     p.add_argument("--queues", default="edx.lms.core.default,edx.cms.core.default", help="Celery queues")
@@ -86,6 +84,60 @@ def _bus_worker(a, index: int) -> None:
         router.stop()
 
 
+def _run_celery(a) -> int:
+    """A Celery worker (threads) on the queues: the LMS's event_transformer tasks, ERB's batching."""
+    env = {**os.environ, "PIPELINE_BROKER_URL": a.broker_url or a.redis_url, "PIPELINE_REDIS_URL": a.redis_url,
+           "PIPELINE_CLICKHOUSE_URL": a.clickhouse_url, "PIPELINE_XAPI_DATABASE": a.xapi_database,
+           "PIPELINE_XAPI_TABLE": a.xapi_table, "PIPELINE_BATCH_SIZE": str(a.batch_size),
+           "PIPELINE_BATCH_INTERVAL": str(a.batch_interval), "PIPELINE_BACKEND_NAME": a.backend_name}
+    if a.ready_file:
+        env["PIPELINE_READY_FILE"] = str(a.ready_file)
+    cmd = [sys.executable, "-m", "celery", "-A", "targets.pipeline.celery_app", "worker", "-Q", a.queues,
+           "-P", "threads", "-c", str(a.workers), "--without-gossip", "--without-mingle", "--without-heartbeat",
+           "-l", "WARNING", "-n", f"pipeline-{os.getpid()}@%h"]
+    proc = subprocess.Popen(cmd, env=env)
+    stop = consumers.stop_event()
+    stop.wait()
+    proc.terminate()
+    return proc.wait()
+
+
+def _run_vector(a) -> int:
+    """One tailer of the log file, as one Vector instance."""
+    stop = consumers.stop_event()
+    counters = consumers.VectorCounters()
+    if a.metrics_port:
+        counters.serve(a.metrics_port)
+    if a.ready_file:
+        a.ready_file.touch()
+    consumers.run_vector(Store(a.clickhouse_url, a.xapi_database, a.xapi_table), a.log_file,
+                         a.checkpoint or a.log_file.with_name(a.log_file.name + ".offset"), a.batch_size,
+                         a.batch_interval, stop, counters)
+    return 0
+
+
+def _run_bus(a) -> int:
+    """Consumer processes in one group (redis_bus, kafka_bus)."""
+    procs = [multiprocessing.Process(target=_bus_worker, args=(a, i), daemon=False) for i in range(a.workers)]
+    for p in procs:
+        p.start()
+    if a.ready_file:
+        a.ready_file.touch()
+    stop = consumers.stop_event()
+    stop.wait()
+    for p in procs:
+        if p.pid:
+            os.kill(p.pid, 15)
+    for p in procs:
+        p.join(timeout=30)
+    return 0
+
+
+# The backends this reference pipeline consumes, and how.
+RUNNERS = {"celery": _run_celery, "redis_bus": _run_bus, "kafka_bus": _run_bus, "vector": _run_vector}
+BACKENDS = tuple(RUNNERS)
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
     checks = [
@@ -108,47 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s pipeline[{a.backend}] %(message)s")
     quiet_client_logs()  # again, now that the root logger has its handler to redact
 
-    if a.backend == "celery":
-        env = {**os.environ, "PIPELINE_BROKER_URL": a.broker_url or a.redis_url, "PIPELINE_REDIS_URL": a.redis_url,
-               "PIPELINE_CLICKHOUSE_URL": a.clickhouse_url, "PIPELINE_XAPI_DATABASE": a.xapi_database,
-               "PIPELINE_XAPI_TABLE": a.xapi_table, "PIPELINE_BATCH_SIZE": str(a.batch_size),
-               "PIPELINE_BATCH_INTERVAL": str(a.batch_interval), "PIPELINE_BACKEND_NAME": a.backend_name}
-        if a.ready_file:
-            env["PIPELINE_READY_FILE"] = str(a.ready_file)
-        cmd = [sys.executable, "-m", "celery", "-A", "targets.pipeline.celery_app", "worker", "-Q", a.queues,
-               "-P", "threads", "-c", str(a.workers), "--without-gossip", "--without-mingle", "--without-heartbeat",
-               "-l", "WARNING", "-n", f"pipeline-{os.getpid()}@%h"]
-        proc = subprocess.Popen(cmd, env=env)
-        stop = consumers.stop_event()
-        stop.wait()
-        proc.terminate()
-        return proc.wait()
-
-    if a.backend == "vector":
-        stop = consumers.stop_event()
-        counters = consumers.VectorCounters()
-        if a.metrics_port:
-            counters.serve(a.metrics_port)
-        if a.ready_file:
-            a.ready_file.touch()
-        consumers.run_vector(Store(a.clickhouse_url, a.xapi_database, a.xapi_table), a.log_file,
-                             a.checkpoint or a.log_file.with_name(a.log_file.name + ".offset"), a.batch_size,
-                             a.batch_interval, stop, counters)
-        return 0
-
-    procs = [multiprocessing.Process(target=_bus_worker, args=(a, i), daemon=False) for i in range(a.workers)]
-    for p in procs:
-        p.start()
-    if a.ready_file:
-        a.ready_file.touch()
-    stop = consumers.stop_event()
-    stop.wait()
-    for p in procs:
-        if p.pid:
-            os.kill(p.pid, 15)
-    for p in procs:
-        p.join(timeout=30)
-    return 0
+    return RUNNERS[a.backend](a)
 
 
 if __name__ == "__main__":

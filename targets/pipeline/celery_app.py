@@ -14,16 +14,17 @@ import os
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
+from plumbing import settings
 from targets.pipeline.router import Router, Store
 
-BROKER = os.environ.get("PIPELINE_BROKER_URL", "redis://127.0.0.1:16379/0")
+BROKER = os.environ.get("PIPELINE_BROKER_URL", settings.REDIS_URL.default)
 app = Celery("lms", broker=BROKER)
 app.conf.update(task_serializer="json", accept_content=["json"], worker_prefetch_multiplier=1,
                 task_acks_late=False, broker_connection_retry_on_startup=True, worker_hijack_root_logger=False)
 
 router = Router(
     os.environ.get("PIPELINE_REDIS_URL", BROKER),
-    Store(os.environ.get("PIPELINE_CLICKHOUSE_URL", "clickhouse://default@127.0.0.1:19000/default"),
+    Store(os.environ.get("PIPELINE_CLICKHOUSE_URL", settings.CLICKHOUSE_URL.default),
           os.environ.get("PIPELINE_XAPI_DATABASE", "xapi"), os.environ.get("PIPELINE_XAPI_TABLE", "xapi_events_all")),
     batch_size=int(os.environ.get("PIPELINE_BATCH_SIZE", "100")),
     batch_interval=float(os.environ.get("PIPELINE_BATCH_INTERVAL", "5")),

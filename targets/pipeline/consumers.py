@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from monitors import kafka_conf
+from plumbing import kafka_conf
 from targets.pipeline import decode
 from targets.pipeline.router import Router, Store
 

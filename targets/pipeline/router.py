@@ -21,7 +21,7 @@ from pathlib import Path
 import redis
 
 import openedx_erb
-from monitors import chclient
+from plumbing import chclient
 
 log = logging.getLogger("pipeline")
 DDL = Path(__file__).resolve().parents[2] / "conf" / "clickhouse" / "xapi.sql"

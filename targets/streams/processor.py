@@ -20,7 +20,7 @@ from pathlib import Path
 
 import configargparse
 
-from monitors import kafka_conf
+from plumbing import kafka_conf
 
 log = logging.getLogger("streams")
 

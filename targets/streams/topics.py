@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from monitors import kafka_conf
+from plumbing import kafka_conf
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -90,7 +90,8 @@ def test_run_offers_only_locustfiles_that_define_users():
 
 def test_a_host_that_goes_away_mid_run_is_measured_as_failures(tmp_path):
     """The start check does not stop a run whose host dies later: its requests fail and are counted."""
-    from tests.helpers import read_locust_failures, read_locust_stats, wait_for
+    from plumbing.locust_csv import read_locust_failures, read_locust_stats
+    from tests.helpers import wait_for
     from tests.monitor.test_lifecycle import Output
 
     (tmp_path / "login").mkdir()  # a login page for http.server: GET /login/ serves login/index.html

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from monitors.redaction import RedactingFilter, redact, redact_options, redact_text, remember
+from plumbing.redaction import RedactingFilter, redact, redact_options, redact_text, remember
 
 
 @pytest.mark.parametrize(("url", "shown"), [

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from monitors import chclient
+from plumbing import chclient
 from stack import free_port
 from tests.helpers import REPO, wait_for
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from monitors import chclient
+from plumbing import chclient
 from tests.helpers import LOCUST, REPO, wait_for
 from tests.monitor.conftest import LOCUSTFILE
 from tests.monitor.test_lifecycle import Output

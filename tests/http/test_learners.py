@@ -13,8 +13,9 @@ from pathlib import Path
 
 import requests
 
+from plumbing.locust_csv import read_locust_failures, read_locust_stats
 from stack import free_port
-from tests.helpers import LOCUST, REPO, read_locust_failures, read_locust_stats, run_locust, wait_for
+from tests.helpers import LOCUST, REPO, run_locust, wait_for
 
 LOCUSTFILE = str(REPO / "locustfiles" / "http.py")
 TASK_WEIGHTS = {"/": 100, "/lampi": 80, "/lampi/device/<device_id>": 75}

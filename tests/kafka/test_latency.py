@@ -9,8 +9,9 @@ import sys
 import time
 
 from monitors.kafka_latency import LatencyStats, check_start
-from monitors.percentile import percentile
-from tests.helpers import REPO, read_locust_stats, run_locust
+from plumbing.locust_csv import read_locust_stats
+from plumbing.percentile import percentile
+from tests.helpers import REPO, run_locust
 from tests.kafka.conftest import latency_cli, produce_output, producer
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monitors import chclient
+from plumbing import chclient
 from tests.helpers import LOCUST, REPO
 
 LOCUSTFILE = str(Path(__file__).with_name("locustfile_monitor.py"))

@@ -120,7 +120,7 @@ def test_fail_ratio_check_sets_its_exit_code(clickhouse, ch, tmp_path):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--monitor-backend", "rabbit"],
-     "error: --monitor-backend 'rabbit' is unknown; expected one of: celery, vector, redis_bus, kafka_bus"),
+     "error: --monitor-backend 'rabbit' is unknown; expected one of: celery, redis_bus, kafka_bus, vector"),
     (["--monitor-interval", "0"], "error: --monitor-interval 0.0: expected seconds > 0"),
     (["--clickhouse-url", "http://127.0.0.1:8123"],
      "error: ClickHouse URL 'http://127.0.0.1:8123' is not clickhouse://user[:password]@host[:port]/database"),
@@ -139,7 +139,7 @@ def outage(tmp_path_factory):
     own = Stack(tmp_path / "stack", free_ports=True)
     try:
         ch_url = own.start("clickhouse")["clickhouse"].url
-        from monitors import chclient
+        from plumbing import chclient
 
         client = chclient.connect(ch_url)
         out = Output(locust(["--run-time", "12s", "--monitor-interval", "0.5", "--clickhouse-url", ch_url,

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from monitors import backends, celery, host, kafka_bus, redis_bus, vector
+from backends import celery, kafka_bus, redis_bus, vector
 from monitors import clickhouse as ch_sampler
+from monitors import host
+from monitors import samplers as sampling
 from tests.helpers import wait_for
 
 FIXTURES = Path(__file__).with_name("fixtures")
@@ -97,8 +99,8 @@ def test_redis_bus_stream_name_follows_the_prefix(redis_server, rds):
 
     opts = SimpleNamespace(event_bus_redis_url=redis_server.url, event_bus_prefix="prod", event_bus_stream=None,
                            redis_bus_count_limit=10)
-    assert redis_bus.from_options(opts).stream == "prod-analytics"
-    assert redis_bus.from_options(opts).sample() == {"stream": "prod-analytics", "total_events": 0, "lag": 0,
+    assert redis_bus.sampler(opts).stream == "prod-analytics"
+    assert redis_bus.sampler(opts).sample() == {"stream": "prod-analytics", "total_events": 0, "lag": 0,
                                                      "pending": 0, "groups": [], "exists": False}
 
 
@@ -229,11 +231,11 @@ def test_host_sampler_reports_rates():
 
 
 def test_backends_accept_repeated_and_comma_separated_names():
-    assert backends.parse_backends(["celery,redis_bus", "celery", "kafka_bus"]) == ["celery", "redis_bus", "kafka_bus"]
+    assert sampling.parse_backends(["celery,redis_bus", "celery", "kafka_bus"]) == ["celery", "redis_bus", "kafka_bus"]
 
 
 def test_unknown_backend_is_a_one_line_error():
     with pytest.raises(ValueError) as err:
-        backends.parse_backends(["rabbit"])
-    assert str(err.value) == ("--monitor-backend 'rabbit' is unknown; expected one of: celery, vector, "
-                              "redis_bus, kafka_bus")
+        sampling.parse_backends(["rabbit"])
+    assert str(err.value) == ("--monitor-backend 'rabbit' is unknown; expected one of: celery, redis_bus, "
+                              "kafka_bus, vector")

@@ -13,14 +13,15 @@ import threading
 
 from locustfiles import mqtt_model as model
 from locustfiles.lampi_data import device_id
-from tests.helpers import LOCUST, REPO, read_locust_failures, read_locust_stats, wait_for
+from plumbing.locust_csv import read_locust_failures, read_locust_stats
+from tests.helpers import LOCUST, REPO, wait_for
 from tests.mqtt.conftest import CourseLamp, Recorder, pattern, retained_view, run_devices
 
 CHANGED = model.topic(model.LAMP_CHANGED)
 
 
 def test_model_doc_shows_the_models_tables():
-    assert model.render_tables() in (REPO / "loadtesting" / "mqtt-model.md").read_text()
+    assert model.render_tables() in (REPO / "docs" / "mqtt-model.md").read_text()
 
 
 def test_topics_payloads_and_qos_follow_the_model(mosquitto, tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from monitors import chclient
+from plumbing import chclient
 from stack import free_port
 from tests.helpers import LOCUST, REPO, wait_for
 

@@ -13,7 +13,8 @@ import json
 import subprocess
 import uuid
 
-from monitors import chclient, schema
+from monitors import schema
+from plumbing import chclient
 from tests.helpers import LOCUST, REPO
 from tests.pipeline.conftest import generate
 

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from monitors import chclient
+from plumbing import chclient
+from plumbing.locust_csv import read_locust_stats
 from stack import Stack
-from tests.helpers import LOCUST, REPO, read_locust_stats, wait_for
+from tests.helpers import LOCUST, REPO, wait_for
 from tests.pipeline.conftest import LOCUSTFILE
 
 EVENTS = 3000

@@ -15,9 +15,9 @@ import sys
 import pytest
 
 import openedx_erb
-from locustfiles import tracking_wire as wire
-from locustfiles.tracking_events import LMS_ROOT_URL, MIXES, REALISTIC_MIX, EventFactory, Learner
-from monitors import chclient
+from openedx_erb import wire
+from openedx_erb.events import LMS_ROOT_URL, MIXES, REALISTIC_MIX, EventFactory, TrackedLearner
+from plumbing import chclient
 from tests.helpers import REPO, wait_for
 
 COURSE = "course-v1:OEX+erb123+2024-1"
@@ -61,7 +61,7 @@ ERB_VERB_AND_OBJECT = {
 
 def events(mix: str, n: int, learners: int = 200) -> list[dict]:
     factory = EventFactory(COURSE, mix)
-    pool = [Learner(i, f"lt__{i:06d}") for i in range(1, learners + 1)]
+    pool = [TrackedLearner(i, f"lt__{i:06d}") for i in range(1, learners + 1)]
     return [factory.next_event(pool[i % learners]) for i in range(n)]
 
 
@@ -142,7 +142,7 @@ def test_an_event_erb_has_no_transformer_for_is_refused():
 
 
 def test_the_generator_modules_import_without_locust():
-    code = ("import sys, openedx_erb, locustfiles.tracking_events, locustfiles.tracking_wire; openedx_erb.setup(); "
+    code = ("import sys, openedx_erb, openedx_erb.events, openedx_erb.wire; openedx_erb.setup(); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'locust'))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr[-2000:]

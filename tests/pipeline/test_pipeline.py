@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from monitors import chclient
 from monitors.xapi_e2e import EndToEnd
+from plumbing import chclient
 from tests.helpers import LOCUST, REPO, wait_for
 from tests.pipeline.conftest import LOCUSTFILE, generate, stored, summary_line
 

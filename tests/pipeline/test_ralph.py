@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, read_locust_stats, run_locust
+from plumbing.locust_csv import read_locust_stats
+from tests.helpers import REPO, run_locust
 
 LOCUSTFILE = str(REPO / "locustfiles" / "tracking.py")
 

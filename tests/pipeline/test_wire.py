@@ -7,14 +7,14 @@ import json
 import re
 
 import openedx_erb
-from locustfiles import tracking_wire as wire
-from locustfiles.tracking_events import Clock, EventFactory, Learner, load_users
+from openedx_erb import wire
+from openedx_erb.events import Clock, EventFactory, TrackedLearner, load_users
 from targets.pipeline import decode
 from targets.pipeline.consumers import XAPI_LINE
 
 
 def event(name_mix: str = "realistic") -> dict:
-    return EventFactory("course-v1:OEX+abc123+2024-1", name_mix).next_event(Learner(7, "lt__000007"))
+    return EventFactory("course-v1:OEX+abc123+2024-1", name_mix).next_event(TrackedLearner(7, "lt__000007"))
 
 
 def test_redis_bus_event_data_decodes_with_openedx_events():
@@ -72,7 +72,7 @@ def test_vector_xapi_line_matches_the_aspects_regex():
 
 def test_enrollment_mix_toggles_each_learner_starting_with_a_deactivation():
     f = EventFactory("course-v1:OEX+abc123+2024-1", "enrollment")
-    learner = Learner(1, "lt__000001")
+    learner = TrackedLearner(1, "lt__000001")
     names = [f.next_event(learner)["name"] for _ in range(4)]
     assert names == ["edx.course.enrollment.deactivated", "edx.course.enrollment.activated"] * 2
 

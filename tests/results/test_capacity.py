@@ -6,7 +6,7 @@ import json
 
 from loadtesting import phases
 from loadtesting.capacity import Step, decide
-from monitors import chclient
+from plumbing import chclient
 from tests.helpers import LOCUST, REPO
 from tests.results.conftest import CAP, LOCUSTFILE, RESOLUTION
 

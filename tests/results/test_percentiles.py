@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from loadtesting.phases import Phase
-from loadtesting.report import QUERIES, RunData, merge_rows, read_request_stats, window_latency
-from monitors import chclient, schema
+from loadtesting.report.data import QUERIES, RunData, merge_rows, read_request_stats, window_latency
+from monitors import schema
+from plumbing import chclient
 from stack import free_port
 from tests.helpers import LOCUST, REPO, run_locust
 from tests.monitor.conftest import chdb_render

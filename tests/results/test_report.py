@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from loadtesting.report import QUERIES
+from loadtesting.report.data import QUERIES
 from monitors import schema
 from tests.helpers import REPO
 from tests.monitor.conftest import chdb_render
@@ -99,7 +99,7 @@ def test_report_queries_run_on_current_clickhouse(chdb_session, name):
 
 
 def test_a_command_line_is_printed_and_stored_without_its_secrets():
-    from monitors.redaction import redact_args
+    from plumbing.redaction import redact_args
 
     assert redact_args(["--clickhouse-url", "clickhouse://lt:s3cret@db:9000/default", "--capacity-search",
                         "--event-bus-redis-url=redis://:s3cret@cache:6379/0", "--ralph-password", "s3cret",
@@ -115,7 +115,8 @@ def _row(rtype: str, name: str, requests: int, failures: int = 0) -> dict:
 
 
 def test_a_tracking_report_says_how_many_events_were_sent_and_found():
-    from loadtesting.report import RunData, findings as report_findings
+    from loadtesting.report.data import RunData
+    from loadtesting.report.findings import findings as report_findings
 
     data = RunData(run_id="r", source="csv", kind="tracking",
                    requests=[_row("EVENT", "play_video", 60), _row("EVENT", "problem_check", 40, failures=2),
@@ -126,7 +127,8 @@ def test_a_tracking_report_says_how_many_events_were_sent_and_found():
 
 
 def test_a_tracking_report_gives_the_achieved_sending_rate_against_its_target():
-    from loadtesting.report import RunData, findings as report_findings
+    from loadtesting.report.data import RunData
+    from loadtesting.report.findings import findings as report_findings
 
     data = RunData(run_id="r", source="clickhouse", kind="tracking", requests=[_row("EVENT", "play_video", 100)],
                    meta={"extra": {"events_per_second_achieved": 480.5}, "options": {"events_per_second": 500}})
@@ -134,7 +136,7 @@ def test_a_tracking_report_gives_the_achieved_sending_rate_against_its_target():
 
 
 def test_the_target_names_the_pipeline_entry_point_without_credentials():
-    from loadtesting.report import target
+    from loadtesting.report.markdown import target
 
     opts = {"pipeline_backend": "redis_bus", "event_bus_redis_url": "redis://app:s3cret@redis.example:6380/0"}
     assert target("tracking", {}, opts) == "redis_bus pipeline at redis.example:6380"
@@ -145,7 +147,8 @@ def test_the_target_names_the_pipeline_entry_point_without_credentials():
 
 
 def test_an_open_model_report_says_the_generator_was_the_limit_when_it_dropped_iterations():
-    from loadtesting.report import RunData, findings as report_findings
+    from loadtesting.report.data import RunData
+    from loadtesting.report.findings import findings as report_findings
 
     om = {"planned": 1000, "started": 900, "dropped": 100, "duration_s": 2.0, "target_rate": 500.0,
           "achieved_rate": 450.0}
@@ -158,7 +161,8 @@ def test_an_open_model_report_says_the_generator_was_the_limit_when_it_dropped_i
 
 
 def test_an_open_model_report_without_drops_says_so():
-    from loadtesting.report import RunData, findings as report_findings
+    from loadtesting.report.data import RunData
+    from loadtesting.report.findings import findings as report_findings
 
     om = {"planned": 600, "started": 600, "dropped": 0, "duration_s": 3.0, "target_rate": 200.0,
           "achieved_rate": 200.0}

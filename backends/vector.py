@@ -1,4 +1,6 @@
-"""Vector sampler: events received, sent and errors of one sink component (default clickhouse_xapi).
+"""vector: `[xapi_tracking]` lines appended to the log file Vector tails (Aspects' Vector pipeline).
+
+Sampler: events received, sent and errors of one sink component (default clickhouse_xapi).
 
 Read from Vector's Prometheus exporter (an `internal_metrics` source feeding a
 `prometheus_exporter` sink): `component_received_events_total`, `component_sent_events_total`
@@ -10,11 +12,22 @@ removed. lag = received - sent: events inside the sink, buffered or in flight.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import time
 import urllib.request
+from dataclasses import dataclass
 
-from monitors.blocking import run_blocking
+import openedx_erb
+from backends.base import Sender
+from openedx_erb import wire
+from plumbing.blocking import run_blocking
+from plumbing.options import OptionError, require
+
+NAME = "vector"
+REFERENCE_CONSUMER = "targets.pipeline"
 
 GRAPHQL_QUERY = """{
   sinks(filter:{componentId:{equals:"%s"}}) {
@@ -28,6 +41,13 @@ _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
 def add_arguments(group) -> None:
+    group.add_argument("--vector-log-file", default=".run/tracking.log", env_var="LOCUST_VECTOR_LOG_FILE",
+                       help="vector: the log file Vector tails (default .run/tracking.log)")
+    group.add_argument("--vector-lines", default="xapi", env_var="LOCUST_VECTOR_LINES",
+                       help="vector: xapi ([xapi_tracking] lines, what Aspects stores), tracking, or both")
+
+
+def add_monitor_arguments(group) -> None:
     group.add_argument("--vector-metrics-url", default="http://127.0.0.1:9598/metrics",
                        env_var="LOCUST_VECTOR_METRICS_URL",
                        help="Vector prometheus_exporter URL; comma-separate one per instance (default "
@@ -116,5 +136,78 @@ class Sampler:
         pass
 
 
-def from_options(options) -> Sampler:
+def check_options(o) -> None:
+    require(o.vector_lines in ("xapi", "tracking", "both"),
+            f"--vector-lines {o.vector_lines!r}: expected xapi, tracking or both")
+
+
+def check_reachable(o) -> None:
+    # What the sender does at test start (make the folder, open for append), done now so a
+    # bad path is one line before the run instead of an error inside the test_start handler.
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(o.vector_log_file)), exist_ok=True)
+        os.close(os.open(o.vector_log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+    except OSError as exc:
+        why = exc.strerror
+        if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+            blocker = os.path.dirname(os.path.abspath(o.vector_log_file))
+            while blocker != "/" and not os.path.exists(blocker):
+                blocker = os.path.dirname(blocker)
+            why = f"{blocker} is a file, not a folder"
+        raise OptionError(f"--vector-log-file {o.vector_log_file!r}: {why}; "
+                          "expected a file path in a folder that can be written") from None
+
+
+def sender(environment, o) -> VectorSender:
+    return VectorSender(environment, NAME, path=o.vector_log_file, lines=o.vector_lines)
+
+
+def sampler(options) -> Sampler:
     return Sampler(options.vector_metrics_url, options.vector_component, options.vector_graphql_url)
+
+
+def entry(opts: dict) -> str:
+    return opts.get("vector_log_file") or ""
+
+
+@dataclass
+class VectorSender(Sender):
+    """vector: append `[xapi_tracking]` (and optionally `[tracking]`) lines to the log Vector tails.
+
+    The xAPI lines are what the LMS logs: event-routing-backends' statements (openedx_erb), built here.
+    """
+
+    path: str = ".run/tracking.log"
+    lines: str = "xapi"
+    _fd: int = -1
+
+    def __post_init__(self) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        # O_APPEND: one write() per line keeps lines whole with several writer processes.
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if self.lines in ("xapi", "both"):
+            openedx_erb.setup()  # Django for ERB now, not inside the first user's send
+
+    def send(self, event: dict, planned: float | None = None) -> None:
+        start, t0 = time.time(), time.perf_counter()
+        text = ""
+        if self.lines in ("tracking", "both"):
+            text += wire.tracking_line(event)
+        if self.lines in ("xapi", "both"):
+            try:
+                text += "".join(wire.xapi_line(s) for s in openedx_erb.statements(event))
+            except openedx_erb.NotTransformable as exc:  # the LMS would log no xapi line: a failed event
+                self._fire(event["name"], start, t0, 0, exc, planned)
+                return
+        data = text.encode()
+        try:
+            os.write(self._fd, data)
+        except OSError as exc:
+            self._fire(event["name"], start, t0, 0, exc, planned)
+            return
+        self._fire(event["name"], start, t0, len(data), None, planned)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -1,4 +1,4 @@
-"""``python -m loadtesting.pipeline_test BACKEND``: the reference pipeline around one generator run.
+"""``python -m loadtesting.pipeline_run BACKEND``: the reference pipeline around one generator run.
 
 Starts ``python -m targets.pipeline BACKEND`` against the local stack (its URLs come from the
 environment that ``.run/stack/stack.env`` sets), waits until it consumes, runs
@@ -16,14 +16,15 @@ import sys
 import time
 from pathlib import Path
 
-from monitors import chclient, redis_util
+import backends
+from plumbing import redis_util, settings
 
 REPO = Path(__file__).resolve().parent.parent
-BACKENDS = ("celery", "redis_bus", "kafka_bus", "vector")
+BACKENDS = backends.having("REFERENCE_CONSUMER")  # the backends with a reference pipeline of ours
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m loadtesting.pipeline_test", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m loadtesting.pipeline_run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("backend")
     p.add_argument("--events", type=int, default=20_000)
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.backend not in BACKENDS:
         print(f"error: backend {a.backend!r}: expected one of {', '.join(BACKENDS)}", file=sys.stderr)
         return 2
-    ch = os.environ.get("LOCUST_CLICKHOUSE_URL", chclient.DEFAULT_URL)
+    ch = settings.CLICKHOUSE_URL.resolve()
     redis_url = redis_util.default_url()
     brokers = os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092")
     log_file = a.run_dir / "tracking.log"
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         f.unlink(missing_ok=True)
     a.run_dir.mkdir(parents=True, exist_ok=True)
     metrics_port = 19598
-    pipeline = subprocess.Popen([sys.executable, "-m", "targets.pipeline", a.backend, "--workers", str(a.workers),
+    pipeline = subprocess.Popen([sys.executable, "-m", backends.get(a.backend).REFERENCE_CONSUMER, a.backend, "--workers", str(a.workers),
                                  "--batch-size", str(a.batch), "--clickhouse-url", ch, "--redis-url", redis_url,
                                  "--kafka-brokers", brokers, "--log-file", str(log_file),
                                  "--metrics-port", str(metrics_port), "--ready-file", str(ready)],

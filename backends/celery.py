@@ -1,4 +1,6 @@
-"""Celery sampler: queue lengths on the broker, plus event-routing-backends' batch and dead lists.
+"""celery: events as LMS `send_event` tasks LPUSHed onto a Celery queue on Redis (the Aspects default).
+
+Sampler: queue lengths on the broker, plus event-routing-backends' batch and dead lists.
 
 The reference monitor counted only the two default queues, so "lag 0" could be declared while
 ERB still held up to a batch of events in `events_router_queue_xapi`. Here every configured
@@ -7,7 +9,12 @@ queue and list counts toward the backlog, read in one pipelined round trip.
 
 from __future__ import annotations
 
-from monitors import redis_util
+from backends.base import RedisSender, check_redis
+from plumbing import redis_util
+from plumbing.redaction import where
+
+NAME = "celery"
+REFERENCE_CONSUMER = "targets.pipeline"
 
 DEFAULT_QUEUES = ("edx.lms.core.default", "edx.cms.core.default", "edx.lms.core.high", "edx.lms.core.high_mem",
                   "edx.cms.core.high", "edx.cms.core.low")
@@ -21,9 +28,14 @@ def _csv(value) -> tuple[str, ...]:
 
 
 def add_arguments(group) -> None:
+    group.add_argument("--celery-queue", default="edx.lms.core.default", env_var="LOCUST_CELERY_QUEUE",
+                       help="celery: queue the send_event tasks go to (default edx.lms.core.default)")
+
+
+def add_monitor_arguments(group) -> None:
     group.add_argument("--celery-broker-url", default=None, env_var="LOCUST_CELERY_BROKER_URL",
                        help="Redis broker of the LMS/CMS Celery workers (default: LOCUST_REDIS_URL or "
-                            "redis://127.0.0.1:6379/0)")
+                            "redis://127.0.0.1:16379/0)")
     group.add_argument("--celery-queues", default=",".join(DEFAULT_QUEUES), env_var="LOCUST_CELERY_QUEUES",
                        help="comma-separated Celery queues to count")
     group.add_argument("--erb-redis-url", default=None, env_var="LOCUST_ERB_REDIS_URL",
@@ -74,6 +86,22 @@ class Sampler:
             self.erb.close()
 
 
-def from_options(options) -> Sampler:
-    broker = options.celery_broker_url or redis_util.default_url()
+def _url(options) -> str:
+    return options.celery_broker_url or redis_util.default_url()
+
+
+def check_reachable(options) -> None:
+    check_redis(NAME, _url(options))
+
+
+def sender(environment, options) -> RedisSender:
+    return RedisSender(environment, NAME, url=_url(options), queue=options.celery_queue)
+
+
+def sampler(options) -> Sampler:
+    broker = _url(options)
     return Sampler(broker, options.celery_queues, options.erb_redis_url or broker, options.erb_lists)
+
+
+def entry(opts: dict) -> str:
+    return where(opts.get("celery_broker_url"))

@@ -146,3 +146,15 @@ class RedactingFilter(logging.Filter):
 
 
 _FORMATTER = logging.Formatter()
+
+
+def where(url: str | None) -> str:
+    """host[:port] of a URL or broker list: credentials in a URL never reach a report."""
+    if not url:
+        return ""
+    hosts = []
+    for part in str(url).split(","):
+        u = urlsplit(part if "://" in part else f"//{part}")
+        if u.hostname:
+            hosts.append(u.hostname + (f":{u.port}" if u.port else ""))
+    return ",".join(hosts)

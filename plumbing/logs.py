@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from monitors.redaction import RedactingFilter
+from plumbing.redaction import RedactingFilter
 
 # Client libraries that log each failed (re)connection with a full traceback; the suite says
 # it once, in its own words (e.g. the sink's "unreachable" / "back after" lines).

@@ -1,4 +1,4 @@
-"""Which samplers a run uses: `--monitor-backend celery|vector|redis_bus|kafka_bus` (several allowed).
+"""Which samplers a run uses: `--monitor-backend NAME` (several allowed), any backend with a sampler.
 
 The host sampler always runs; choosing a backend adds its sampler plus the ClickHouse one
 (xAPI freshness and server health), as the reference monitor paired them.
@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from monitors import celery, clickhouse, host, kafka_bus, redis_bus, vector
+import backends
+from monitors import clickhouse, host
 
-BACKENDS = {"celery": celery, "vector": vector, "redis_bus": redis_bus, "kafka_bus": kafka_bus}
+# The backends that have a sampler (backends.NAMES is the list).
+BACKENDS = backends.having("sampler")
 
 
 class Sampler(Protocol):
@@ -45,8 +47,11 @@ def add_arguments(parser) -> None:
     group = parser.add_argument_group("pipeline monitor: samplers")
     group.add_argument("--monitor-backend", action="append", default=[], env_var="LOCUST_MONITOR_BACKEND",
                        help=f"pipeline backend(s) to sample: {', '.join(BACKENDS)} (repeat or comma-separate)")
-    for module in (clickhouse, celery, redis_bus, kafka_bus, vector, host):
-        module.add_arguments(group)
+    clickhouse.add_arguments(group)
+    for backend in backends.modules():
+        if hasattr(backend, "add_monitor_arguments"):
+            backend.add_monitor_arguments(group)
+    host.add_arguments(group)
 
 
 def build_samplers(options) -> dict[str, Sampler]:
@@ -57,7 +62,7 @@ def build_samplers(options) -> dict[str, Sampler]:
         if chosen:
             samplers["clickhouse"] = clickhouse.from_options(options)
         for name in chosen:
-            samplers[name] = BACKENDS[name].from_options(options)
+            samplers[name] = backends.get(name).sampler(options)
         samplers["host"] = host.from_options(options)
     except Exception:
         for s in samplers.values():

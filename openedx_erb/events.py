@@ -15,7 +15,6 @@ process never reuses a value.
 from __future__ import annotations
 
 import csv
-import json
 import random
 import time
 import uuid
@@ -41,7 +40,7 @@ MIXES = ("enrollment", "realistic")
 
 
 @dataclass
-class Learner:
+class TrackedLearner:
     user_id: int
     username: str
     enrolled: bool = True  # the reference enrolls every learner before the test
@@ -66,10 +65,6 @@ class Clock:
 def iso(us: int) -> str:
     """ISO 8601 with microseconds and +00:00, as Open edX writes event times."""
     return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat(timespec="microseconds")
-
-
-def parse_iso(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def load_users(path: Path | str) -> list[tuple[int, str]]:
@@ -140,7 +135,7 @@ class EventFactory:
         self._weights = list(REALISTIC_MIX.values())
         self._contexts: dict[int, dict] = {}
 
-    def next_event(self, learner: Learner) -> dict:
+    def next_event(self, learner: TrackedLearner) -> dict:
         kind = "enrollment" if self.mix == "enrollment" else random.choices(self._names, self._weights)[0]
         us = self.clock.next_us()
         base = self._base_context(learner)
@@ -167,7 +162,7 @@ class EventFactory:
             data, context = self._browser(name, base)
         return {"name": name, "timestamp": iso(us), "data": data, "context": context}
 
-    def _base_context(self, learner: Learner) -> dict:
+    def _base_context(self, learner: TrackedLearner) -> dict:
         base = self._contexts.get(learner.user_id)
         if base is None:
             n = learner.user_id
@@ -232,8 +227,3 @@ def _org(course_id: str) -> str:
     # course-v1:ORG+COURSE+RUN
     body = course_id.split(":", 1)[-1]
     return body.split("+", 1)[0] if "+" in body else ""
-
-
-def compact(obj) -> str:
-    """Compact JSON, as Vector's Aspects pipeline and ClickHouse's visitParam functions want it."""
-    return json.dumps(obj, separators=(",", ":"))

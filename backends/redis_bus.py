@@ -1,4 +1,6 @@
-"""Redis event bus sampler: `XINFO STREAM <prefix>-analytics FULL` — length, lag and pending per group.
+"""redis_bus: events XADDed to the Redis stream of openedx-event-bus-redis.
+
+Sampler: `XINFO STREAM <prefix>-analytics FULL` — length, lag and pending per group.
 
 `lag` (entries not yet delivered to a group) is missing before Redis 7 and nil when Redis
 cannot compute it (entries deleted or trimmed past the group's position). Then it is counted
@@ -8,12 +10,22 @@ beyond that the figure is marked inexact). Backlog = lag + pending (delivered, n
 
 from __future__ import annotations
 
-from monitors import redis_util
+from backends.base import RedisSender, check_redis
+from plumbing import redis_util
+from plumbing.redaction import where
+
+NAME = "redis_bus"
+REFERENCE_CONSUMER = "targets.pipeline"
 
 
 def add_arguments(group) -> None:
+    group.add_argument("--redis-stream-maxlen", type=int, default=10_000, env_var="LOCUST_REDIS_STREAM_MAXLEN",
+                       help="redis_bus: XADD MAXLEN ~ (EVENT_BUS_REDIS_STREAM_MAX_LEN, default 10000; 0: none)")
+
+
+def add_monitor_arguments(group) -> None:
     group.add_argument("--event-bus-redis-url", default=None, env_var="LOCUST_EVENT_BUS_REDIS_URL",
-                       help="Redis of the event bus (default: LOCUST_REDIS_URL or redis://127.0.0.1:6379/0)")
+                       help="Redis of the event bus (default: LOCUST_REDIS_URL or redis://127.0.0.1:16379/0)")
     group.add_argument("--event-bus-prefix", default="dev", env_var="LOCUST_EVENT_BUS_PREFIX",
                        help="EVENT_BUS_TOPIC_PREFIX: the stream/topic is <prefix>-analytics (default dev)")
     group.add_argument("--event-bus-stream", default=None, env_var="LOCUST_EVENT_BUS_STREAM",
@@ -87,6 +99,26 @@ class Sampler:
         self.client.close()
 
 
-def from_options(options) -> Sampler:
-    stream = options.event_bus_stream or f"{options.event_bus_prefix}-analytics"
-    return Sampler(options.event_bus_redis_url or redis_util.default_url(), stream, options.redis_bus_count_limit)
+def _url(options) -> str:
+    return options.event_bus_redis_url or redis_util.default_url()
+
+
+def _stream(options) -> str:
+    return options.event_bus_stream or f"{options.event_bus_prefix}-analytics"
+
+
+def check_reachable(options) -> None:
+    check_redis(NAME, _url(options))
+
+
+def sender(environment, options) -> RedisSender:
+    return RedisSender(environment, NAME, url=_url(options), stream=_stream(options),
+                       maxlen=options.redis_stream_maxlen)
+
+
+def sampler(options) -> Sampler:
+    return Sampler(_url(options), _stream(options), options.redis_bus_count_limit)
+
+
+def entry(opts: dict) -> str:
+    return where(opts.get("event_bus_redis_url"))

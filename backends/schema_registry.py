@@ -17,8 +17,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from locustfiles.tracking_wire import KEY_SCHEMA, TRACKING_SCHEMA
-from monitors.redaction import redact
+from openedx_erb.wire import KEY_SCHEMA, TRACKING_SCHEMA
+from plumbing.redaction import redact
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 

@@ -16,10 +16,11 @@ import sys
 from pathlib import Path
 
 from stack.core import REPO, Endpoint, Proc, Service, Stack, StackError
-from stack.services import DEFAULT_PORTS, ENV_NAMES, _http_ok, register
+from stack.registry import DEFAULT_PORTS, ENV_NAMES, register
+from stack.services import _http_ok
 
 VENV = Path(os.environ.get("RALPH_VENV", REPO / ".venv-ralph"))
-REQUIREMENTS = Path(__file__).with_name("requirements.txt")
+REQUIREMENTS = REPO / "targets" / "ralph" / "requirements.txt"
 USERNAME = "loadtest"
 
 DEFAULT_PORTS["ralph"] = 18100

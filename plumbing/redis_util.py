@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from urllib.parse import urlsplit
 
-from monitors.redaction import redact
-
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
+from plumbing import settings
+from plumbing.redaction import redact
 
 
 def default_url() -> str:
-    return os.environ.get("LOCUST_REDIS_URL") or DEFAULT_URL
+    """LOCUST_REDIS_URL, else the local stack's Redis."""
+    return settings.REDIS_URL.resolve()
 
 
 def connect(url: str):

@@ -3,7 +3,7 @@
 URL form: ``clickhouse://user[:password]@host[:port]/database`` (native protocol, default
 port 9000); ``clickhouses://`` for TLS. The password may instead come from the environment
 (``CLICKHOUSE_PASSWORD``) or a file (``CLICKHOUSE_PASSWORD_FILE``) so it never sits in a
-command line, a log or a report: `monitors.redaction.redact` before printing a URL.
+command line, a log or a report: `plumbing.redaction.redact` before printing a URL.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from monitors.redaction import redact, remember
+from plumbing.redaction import redact, remember
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,6 @@ class ClickHouseURL:
         """Keyword arguments for `clickhouse_driver.Client`."""
         return {"host": self.host, "port": self.port, "user": self.user, "password": self.password,
                 "database": self.database, "secure": self.secure}
-
-
-# The local stack's ClickHouse (python -m stack up); every tool takes --clickhouse-url to point elsewhere.
-DEFAULT_URL = "clickhouse://default@127.0.0.1:19000/default"
 
 
 def parse_url(url: str) -> ClickHouseURL:

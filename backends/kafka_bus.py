@@ -1,0 +1,207 @@
+"""kafka_bus: events as Avro tracking_log messages on the Kafka topic of openedx-event-bus-kafka.
+
+Sampler: per-partition lag of a consumer group on `<prefix>-analytics`.
+
+Standard Kafka only: the group's committed offsets and each partition's high watermark, read
+by one long-lived client that never joins the group. The reference monitor built a new client
+per sample and asked about group `analytics-service`, which the Aspects consumer does not use
+(it is `event_routing_backends`), so its lag never drained. librdkafka calls block, so they
+run off the gevent loop (plumbing.blocking).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import gevent
+
+from backends.base import Sender
+from openedx_erb import wire
+from plumbing import kafka_conf
+from plumbing.blocking import run_blocking
+from plumbing.options import OptionError, require
+from plumbing.redaction import where
+
+NAME = "kafka_bus"
+REFERENCE_CONSUMER = "targets.pipeline"
+log = logging.getLogger("tracking")
+
+
+def add_arguments(group) -> None:
+    group.add_argument("--kafka-key", default="user", env_var="LOCUST_KAFKA_KEY",
+                       help="kafka_bus message key: user (spreads partitions) or name (Open edX's tracking_log.name, "
+                            "the two-partition hot spot)")
+    group.add_argument("--kafka-value-schema-id", type=int, default=1, env_var="LOCUST_KAFKA_VALUE_SCHEMA_ID",
+                       help="kafka_bus: Schema Registry id of the TrackingLogData schema in the messages (default 1)")
+    group.add_argument("--kafka-key-schema-id", type=int, default=2, env_var="LOCUST_KAFKA_KEY_SCHEMA_ID",
+                       help="kafka_bus: Schema Registry id of the key schema (default 2)")
+    group.add_argument("--schema-registry-url", default="", env_var="LOCUST_SCHEMA_REGISTRY_URL",
+                       help="kafka_bus: register the schemas in this Confluent Schema Registry (subjects "
+                            "<topic>-value and <topic>-key) and use its ids instead of the two options above")
+
+
+def add_monitor_arguments(group) -> None:
+    group.add_argument("--kafka-bus-brokers", default=None, env_var="LOCUST_KAFKA_BUS_BROKERS",
+                       help="Kafka bootstrap servers of the event bus (default: KAFKA_BROKERS or 127.0.0.1:9092)")
+    group.add_argument("--kafka-bus-topic", default=None, env_var="LOCUST_KAFKA_BUS_TOPIC",
+                       help="topic, if not <event-bus-prefix>-analytics")
+    group.add_argument("--kafka-bus-group", default="event_routing_backends", env_var="LOCUST_KAFKA_BUS_GROUP",
+                       help="consumer group whose lag is measured (default event_routing_backends)")
+
+
+class Sampler:
+    name = "kafka_bus"
+
+    def __init__(self, brokers: str | None, topic: str = "dev-analytics", group: str = "event_routing_backends",
+                 timeout: float = 10.0) -> None:
+        from confluent_kafka import Consumer
+
+        self.topic, self.group, self.timeout = topic, group, timeout
+        conf = kafka_conf.client_config(brokers)
+        # log_level 0: librdkafka would print a line per reconnect attempt (every 50 ms) while the broker
+        # is down; a failed sample is reported by the monitor instead.
+        conf.update({"group.id": group, "enable.auto.commit": False, "log_level": 0})
+        self.consumer = Consumer(conf)
+
+    def _read(self) -> dict:
+        from confluent_kafka import TopicPartition
+
+        meta = self.consumer.list_topics(self.topic, timeout=self.timeout)
+        tmeta = meta.topics.get(self.topic)
+        if tmeta is None or tmeta.error is not None or not tmeta.partitions:
+            return {"topic": self.topic, "group": self.group, "partitions": [], "lag": 0, "exists": False}
+        tps = [TopicPartition(self.topic, p) for p in sorted(tmeta.partitions)]
+        committed = self.consumer.committed(tps, timeout=self.timeout)
+        parts, total = [], 0
+        for tp in committed:
+            low, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, tp.partition),
+                                                            timeout=self.timeout, cached=False)
+            if high < 0:
+                lag = 0
+            elif tp.offset < 0:  # the group has committed nothing here: everything retained is behind
+                lag = high - low
+            else:
+                lag = max(high - tp.offset, 0)
+            parts.append({"partition": tp.partition, "lag": lag, "committed": tp.offset, "high": high})
+            total += lag
+        return {"topic": self.topic, "group": self.group, "partitions": parts, "lag": total}
+
+    def sample(self) -> dict:
+        return run_blocking(self._read)
+
+    def backlog(self, sample: dict) -> int | None:
+        return sample["lag"]
+
+    def close(self) -> None:
+        run_blocking(self.consumer.close)
+
+
+def _topic(options) -> str:
+    return options.kafka_bus_topic or f"{options.event_bus_prefix}-analytics"
+
+
+def check_options(o) -> None:
+    require(o.kafka_key in ("user", "name"), f"--kafka-key {o.kafka_key!r}: expected user or name")
+
+
+def check_reachable(o) -> None:
+    """The brokers answer; then, with --schema-registry-url, the schemas are registered (their ids used)."""
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        conf = kafka_conf.client_config(o.kafka_bus_brokers)
+        run_blocking(AdminClient({**conf, "log_level": 0}).list_topics, timeout=10)
+    except Exception as exc:  # noqa: BLE001 - ValueError (settings) or KafkaException (reason)
+        raise OptionError(f"kafka_bus: brokers unreachable or refusing us: {exc}") from None
+    if o.schema_registry_url:
+        _register_schemas(o)
+
+
+def _register_schemas(o) -> None:
+    from backends.schema_registry import register_tracking_schemas
+
+    topic = _topic(o)
+    try:
+        o.kafka_value_schema_id, o.kafka_key_schema_id = register_tracking_schemas(o.schema_registry_url, topic)
+    except ValueError as exc:
+        raise OptionError(f"kafka_bus: {exc}") from None
+    log.info("kafka_bus: schemas registered for %s: value id %d, key id %d", topic, o.kafka_value_schema_id,
+             o.kafka_key_schema_id)
+
+
+def sender(environment, o) -> KafkaSender:
+    return KafkaSender(environment, NAME, conf=kafka_conf.client_config(o.kafka_bus_brokers), topic=_topic(o),
+                       key=o.kafka_key, value_schema_id=o.kafka_value_schema_id, key_schema_id=o.kafka_key_schema_id)
+
+
+def sampler(options) -> Sampler:
+    return Sampler(options.kafka_bus_brokers, _topic(options), options.kafka_bus_group)
+
+
+def entry(opts: dict) -> str:
+    return where(opts.get("kafka_bus_brokers"))
+
+
+@dataclass
+class KafkaSender(Sender):
+    """kafka_bus: Avro in Confluent framing, event-bus-kafka's headers; delivery reports via poll(0)."""
+
+    conf: dict = field(default_factory=dict)
+    topic: str = "dev-analytics"
+    key: str = "user"
+    value_schema_id: int = 1
+    key_schema_id: int = 2
+    source: str = "openedx/lms/web"
+    _producer: object = None
+    _pump: object = None
+
+    def __post_init__(self) -> None:
+        from confluent_kafka import Producer
+
+        # reconnect.backoff.max.ms: librdkafka's default (10 s) would leave a restarted broker unused
+        # for up to 10 s; at most 1 s between connection attempts (KAFKA_PROPERTIES can change it).
+        self._producer = Producer({"reconnect.backoff.max.ms": 1000, **self.conf, "linger.ms": 5, "acks": "all",
+                                   "log_level": 0})
+        self._pump = gevent.spawn(self._poll)
+
+    def _poll(self) -> None:
+        while True:
+            n = self._producer.poll(0)
+            gevent.sleep(0 if n else 0.002)
+
+    def send(self, event: dict, planned: float | None = None) -> None:
+        value = wire.confluent_wire(self.value_schema_id, wire.tracking_log_avro(event))
+        key_text = event["name"] if self.key == "name" else event["context"].get("username", "")
+        key = wire.confluent_wire(self.key_schema_id, wire.avro_string(key_text))
+        start, t0 = time.time(), time.perf_counter()
+        name = event["name"]
+
+        def delivered(err, _msg) -> None:
+            self._fire(name, start, t0, len(value), None if err is None else RuntimeError(str(err)), planned)
+
+        while True:
+            try:
+                self._producer.produce(self.topic, value, key=key, headers=wire.kafka_headers(self.source),
+                                       on_delivery=delivered)
+                return
+            except BufferError:  # librdkafka's queue is full: let deliveries drain without blocking
+                gevent.sleep(0.001)
+
+    def outstanding(self) -> int:
+        return len(self._producer)
+
+    def close(self) -> None:
+        deadline = time.monotonic() + 30
+        while len(self._producer) and time.monotonic() < deadline:
+            gevent.sleep(0.01)
+        if len(self._producer):
+            # Still undelivered (e.g. the broker is down): purged, their delivery reports count them as
+            # failed requests instead of leaving them out of the stats.
+            log.warning("kafka_bus: %d events undelivered 30 s after the end; counted as failed", len(self._producer))
+            self._producer.purge()
+            while len(self._producer) and time.monotonic() < deadline + 10:
+                gevent.sleep(0.01)
+        self._pump.kill(block=False)
+

@@ -1,0 +1,47 @@
+"""``python -m loadtesting.report <run-id>``: the markdown report of a run (see loadtesting.report)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from loadtesting.report.data import RESULTS, ReportError, latest_run, load
+from loadtesting.report.markdown import render
+from plumbing import settings
+
+
+def main(argv: list[str] | None = None) -> int:
+
+    parser = argparse.ArgumentParser(prog="python -m loadtesting.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_id", nargs="?", default="", help="run id (default: the newest run in results/)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of run folders (default results/)")
+    parser.add_argument("--source", choices=("auto", "clickhouse", "csv"), default="auto",
+                        help="where figures come from (auto: ClickHouse when it has the run, else the folder)")
+    parser.add_argument("--clickhouse-url", default=settings.CLICKHOUSE_URL.resolve())
+    parser.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.resolve())
+    parser.add_argument("--sar-file", type=Path, help="sar file of the system under test, recorded on its host")
+    parser.add_argument("--out", type=Path, help="folder for the report (default: the run folder)")
+    args = parser.parse_args(argv)
+    run_id = args.run_id or latest_run(args.results)
+    if not run_id:
+        print(f"error: no run in {args.results}; expected a run id (make demo or loadtesting.run makes one)",
+              file=sys.stderr)
+        return 2
+    if args.sar_file and not args.sar_file.is_file():
+        print(f"error: --sar-file {args.sar_file}: not a file", file=sys.stderr)
+        return 2
+    try:
+        data = load(run_id, args.results, args.source, None if args.source == "csv" else args.clickhouse_url,
+                    args.monitor_database, args.sar_file)
+    except ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    path = render(data, args.out or args.results / run_id)
+    print(f"report of run {run_id} (from {data.source}): {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

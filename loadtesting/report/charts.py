@@ -1,0 +1,85 @@
+"""The charts (PNG), with the phases shaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from loadtesting import phases as phase_mod
+from loadtesting.report.data import RunData
+
+PHASE_COLOURS = {phase_mod.MINIMAL: "#2ca02c", phase_mod.MAX_SUSTAINABLE: "#1f77b4", phase_mod.FAILURE: "#d62728"}
+
+
+def _shade(ax, data: RunData, t0: float) -> None:
+    for p in data.phases:
+        end = p.end if p.end is not None else (data.timeline[-1]["time"] if data.timeline else p.start)
+        ax.axvspan(p.start - t0, end - t0, color=PHASE_COLOURS.get(p.name, "#999999"), alpha=0.15, label=p.name)
+
+
+def charts(data: RunData, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    made = []
+    if not data.timeline:
+        return made
+    t0 = data.timeline[0]["time"]
+    x = [p["time"] - t0 for p in data.timeline]
+
+    fig, axes = plt.subplots(4, 1, figsize=(10, 10), sharex=True)
+    panels = [("users", "users", "#444444"), ("rps", "requests/s", "#1f77b4"),
+              ("fail_rps", "failures/s", "#d62728"), ("p95", "p95 ms", "#ff7f0e")]
+    for ax, (key, label, colour) in zip(axes, panels, strict=True):
+        ax.plot(x, [p[key] for p in data.timeline], color=colour, linewidth=1.2)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        _shade(ax, data, t0)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        axes[0].legend(dict(zip(labels, handles, strict=False)).values(), dict(zip(labels, handles,
+                       strict=False)).keys(), loc="upper left", fontsize=8)
+    axes[-1].set_xlabel("seconds since start")
+    fig.suptitle(f"Run {data.run_id}")
+    fig.tight_layout()
+    path = out / "load.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    made.append(path)
+
+    if data.lag:
+        fig, ax = plt.subplots(figsize=(10, 3.5))
+        for name, series in data.lag.items():
+            ax.plot([t - t0 for t, _ in series], [v for _, v in series], label=name, linewidth=1.2)
+        _shade(ax, data, t0)
+        made.append(_finish(fig, ax, "seconds since start", "lag", out / "lag.png"))
+
+    if data.capacity and data.capacity.get("steps"):
+        steps = data.capacity["steps"]
+        fig, ax = plt.subplots(figsize=(10, 3.5))
+        ordered = sorted(steps, key=lambda s: s["users"])
+        ax.plot([s["users"] for s in ordered], [s["rps"] for s in ordered], marker="o", color="#1f77b4")
+        for s in ordered:
+            ax.annotate("ok" if s["ok"] else "fail", (s["users"], s["rps"]), fontsize=7,
+                        color="#2ca02c" if s["ok"] else "#d62728", textcoords="offset points", xytext=(0, 6))
+        ax.axvline(data.capacity["max_sustainable_users"], color="#2ca02c", linestyle="--", label="max sustainable")
+        made.append(_finish(fig, ax, "users", "requests/s", out / "capacity.png"))
+    return made
+
+
+def _finish(fig, ax, xlabel: str, ylabel: str, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+# -- markdown ----------------------------------------------------------------------------------------

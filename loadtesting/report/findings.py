@@ -1,0 +1,182 @@
+"""The findings: what the figures say, in plain language."""
+
+from __future__ import annotations
+
+from loadtesting import phases as phase_mod
+from loadtesting import sar
+from loadtesting.report.data import RunData
+
+
+def fmt(v, digits: int = 1) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def _served(f: dict) -> float | None:
+    """Requests/s answered without failure in a phase."""
+    if not f or f.get("rps") is None:
+        return None
+    if "failures" in f and f.get("requests"):
+        return f["rps"] * (1 - f["failures"] / f["requests"])
+    return max(f["rps"] - (f.get("fail_rps") or 0.0), 0.0)
+
+
+def open_model_finding(data: RunData) -> str | None:
+    """Open-model runs: the plan against what was started; drops mean the generator was the limit."""
+    om = (data.meta.get("extra") or {}).get("open_model")
+    dropped = sum(r["requests"] for r in data.requests if r["type"] == "DROPPED")
+    if om:
+        dropped = max(dropped, om["dropped"])  # the DROPPED rows may miss a worker's last report
+        text = (f"Open model: {om['planned']:,} iterations were planned over {fmt(om['duration_s'])} s (target "
+                f"{fmt(om['target_rate'])}/s) and {om['started']:,} started ({fmt(om['achieved_rate'])}/s)")
+    elif dropped:
+        text = "Open model"
+    else:
+        return None
+    if not dropped:
+        return text + "; none was dropped."
+    return (text + f"; **{dropped:,} iterations were dropped** because no user was free at their planned instant: "
+            "the generator was the limit, not the system under test. Raise the users (-u) so the pool covers "
+            "rate × latency, or add processes when the generator's CPU is saturated.")
+
+
+def findings(data: RunData, figures: dict[str, dict]) -> list[str]:
+    """Plain-language paragraphs drawn from the figures (at least two)."""
+    paras = []
+    total = next((r for r in data.requests if r["name"] == "Aggregated"), None)
+    events = [r for r in data.requests if r["type"] == "EVENT"]  # tracking runs: one request per event
+    top_failure = max(data.failures, key=lambda f: f["occurrences"], default=None)
+    cap = data.capacity
+    if cap and cap.get("steps"):
+        text = (f"The capacity search ran {len(cap['steps'])} steps. The highest load served without failures "
+                f"was **{cap['max_sustainable_users']} users** ({fmt(cap['max_sustainable_rps'])} requests/s, "
+                f"p95 {fmt(cap['p95_ms_at_max'], 0)} ms).")
+        if cap.get("first_failing_users") is not None:
+            text += (f" Failures started at {cap['first_failing_users']} users ({cap['failure_reason']}), so the "
+                     f"limit lies between the two, known to within {cap['resolution']} users.")
+        else:
+            text += " No step failed up to the search's user ceiling: the limit is higher than what was tried."
+        paras.append(text)
+    elif events:
+        sent = sum(r["requests"] for r in events)
+        failed = sum(r["failures"] for r in events)
+        achieved = (data.meta.get("extra") or {}).get("events_per_second_achieved")
+        target = float((data.meta.get("options") or {}).get("events_per_second") or 0)
+        if achieved:
+            rate = f"at {fmt(achieved)} events/s" + (f" (target {target:g})" if target else "")
+        else:
+            rate = f"({fmt(sum(r['rps'] for r in events))} events/s averaged over the whole run, drain included)"
+        text = f"The generator sent {sent:,} tracking events {rate}; {failed:,} failed to send."
+        stored = sum(r["requests"] - r["failures"] for r in data.requests if r["type"] == "E2E")
+        if any(r["type"] == "E2E" for r in data.requests):
+            missing = sent - failed - stored
+            text += (f" {stored:,} of them were found in ClickHouse as xAPI statements"
+                     + (f"; {missing:,} never arrived." if missing > 0 else ", none lost."))
+        paras.append(text)
+    elif total:
+        peak = max((p["users"] for p in data.timeline), default=0)
+        ratio = total["failures"] / total["requests"] if total["requests"] else 0
+        paras.append(f"The run reached {fmt(peak, 0)} users and served {total['requests']:,} requests at "
+                     f"{fmt(total['rps'])} requests/s on average, with {total['failures']:,} failures "
+                     f"({ratio:.2%}) and a p95 of {fmt(total['p95_ms'], 0)} ms. No capacity search was run, so "
+                     "this is the behaviour at this load, not the limit (`--capacity-search` finds it).")
+    if top_failure:
+        paras.append(f"The most frequent failure was `{top_failure['error'][:160]}` on {top_failure['method']} "
+                     f"{top_failure['name']} ({top_failure['occurrences']:,} times). It names what gave way first.")
+    low = figures.get(phase_mod.MINIMAL, {})
+    high = figures.get(phase_mod.MAX_SUSTAINABLE, {})
+    fail = figures.get(phase_mod.FAILURE, {})
+    if low and high and low.get("users") and high.get("users"):
+        growth = high["users"] / low["users"] if low["users"] else 0
+        rps_growth = (high.get("rps") or 0) / low["rps"] if low.get("rps") else 0
+        text = (f"From minimal load ({fmt(low['users'], 0)} users) to the maximum sustainable load "
+                f"({fmt(high['users'], 0)} users) users grew {growth:.1f}× and throughput {rps_growth:.1f}×, "
+                f"while p95 went from {fmt(low.get('p95_ms'), 0)} to {fmt(high.get('p95_ms'), 0)} ms.")
+        served_high = _served(high)
+        served_fail = _served(fail)
+        if served_fail is not None and served_high:
+            more = served_fail / served_high
+            text += (f" At the failing load the successfully served requests/s were {more:.2f}× those of the "
+                     "sustainable load: "
+                     + ("the system was saturated, more users only queued and failed." if more < 1.1 else
+                        "throughput still grew, so failures came from a hard limit (a cap, a pool, a timeout) "
+                        "rather than from saturation."))
+        paras.append(text)
+    limit_found = bool((cap and cap.get("first_failing_users") is not None) or (total and total["failures"]))
+    s = (fail or high or {}).get("sar") if (fail or high) else None
+    if s is None and data.sar:
+        s = sar.summarize(data.sar)
+    if s and s.get("cpu_idle") is not None:
+        busy = 100 - s["cpu_idle"]
+        where = "the failure load" if fail.get("sar") else "the run"
+        if busy >= 85:
+            verdict = "the machine's CPU was the bottleneck: more capacity needs more cores or cheaper requests"
+        elif (s.get("cpu_iowait") or 0) >= 20:
+            verdict = "the machine waited on its disk: faster storage or fewer writes per request would help"
+        elif limit_found:
+            verdict = ("the CPU had headroom, so the limit is a configured one (worker processes, connection "
+                       "pools, queue sizes) or on another machine; raising it is the cheapest gain")
+        else:
+            verdict = "the CPU had headroom at this load, so the machine itself was not what limited the run"
+        paras.append(f"During {where} the CPU was {busy:.0f}% busy ({fmt(s['cpu_user'])}% user, "
+                     f"{fmt(s['cpu_system'])}% system, {fmt(s['cpu_iowait'])}% iowait), memory "
+                     f"{fmt(s['mem_used_pct'])}% used and the disks wrote {fmt(s['disk_write_kBps'])} kB/s: {verdict}.")
+    backlog = data.lag.get("backlog (events)")
+    if backlog:
+        peak = max(v for _, v in backlog)
+        last = backlog[-1][1]
+        paras.append(f"The pipeline's backlog peaked at {peak:,.0f} events and was {last:,.0f} at the last sample"
+                     + (f"; it drained {data.meta.get('drain_seconds')} s after the load stopped."
+                        if data.meta.get("drained") else "."))
+    arrival = open_model_finding(data)
+    if arrival:
+        paras.append(arrival)
+    text = planned_finding(data)
+    if text:
+        paras.append(text)
+    e2e = [r for r in data.requests if r["type"] == "E2E"]
+    for r in e2e:
+        paras.append(f"End-to-end latency of {r['name']} over {r['requests']:,} events: p95 {fmt(r['p95_ms'], 0)} ms, "
+                     f"average {fmt(r['avg_ms'], 0)} ms.")
+    if len(paras) < 2:
+        paras.append("Too little was recorded for more findings: run longer, or with `--capacity-search`, "
+                     "so each phase has figures.")
+    return paras
+
+
+def planned_finding(data: RunData) -> str | None:
+    """Service time against response time from the planned start, for open-model requests."""
+    planned = next((r for r in data.planned if r["name"] == "Aggregated"), None)
+    if not planned or planned.get("p95_ms") is None:
+        return None
+    open_model = [r for r in data.planned if r["name"] != "Aggregated"]
+    names = {(r["type"], r["name"]) for r in open_model}
+    service = [r for r in data.requests if (r["type"], r["name"]) in names]
+    if len(service) == 1:
+        svc = service[0]
+    else:  # several names: compare with the service time of the same requests only when all are open-model
+        svc = next((r for r in data.requests if r["name"] == "Aggregated"), None)
+        if svc is None or svc["requests"] != planned["requests"]:
+            svc = None
+    text = (f"{planned['requests']:,} open-model requests were also timed from their planned start: p95 "
+            f"{fmt(planned['p95_ms'], 0)} ms (p50 {fmt(planned['p50_ms'], 0)}, p99 {fmt(planned['p99_ms'], 0)}, "
+            f"max {fmt(planned['max_ms'], 0)} ms)")
+    if svc is None or svc.get("p95_ms") is None:
+        return text + "; the table of response times from the planned start compares them per request name."
+    gap = planned["p95_ms"] - svc["p95_ms"]
+    text += (f", against a p95 service time (from sending) of {fmt(svc['p95_ms'], 0)} ms: the difference, "
+             f"{fmt(gap, 0)} ms at p95 ({fmt(planned['p99_ms'] - svc['p99_ms'], 0)} ms at p99), is time spent "
+             "waiting to be sent. ")
+    if gap > max(1.0, 0.1 * svc["p95_ms"]):
+        text += ("Requests started late, so service time alone understates what users waited (coordinated "
+                 "omission): the generator or its users could not keep up with the planned rate, and the "
+                 "response time from the planned start is the figure to hold against an SLO.")
+    else:
+        text += "Requests left close to their planned instants: service time tells the whole story here."
+    return text
+
+
+# -- charts ---------------------------------------------------------------------------------------

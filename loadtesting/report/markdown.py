@@ -1,0 +1,236 @@
+"""The markdown report: a list of sections, each a function of the run's data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import backends
+from loadtesting import sar
+from loadtesting.report.charts import charts
+from loadtesting.report.data import RunData, phase_figures, window_latency
+from loadtesting.report.findings import findings, fmt
+from plumbing.redaction import redact, where
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(fmt(v) if not isinstance(v, str) else v for v in row) + " |" for row in rows]
+    return lines
+
+
+def _when(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S")
+
+
+def options_from_command(command: list[str]) -> dict:
+    """`--some-option value` pairs of a recorded command line (run.json), keyed as Locust's dests."""
+    opts: dict = {}
+    for i, arg in enumerate(command):
+        if arg.startswith("--") and i + 1 < len(command) and not command[i + 1].startswith("--"):
+            opts[arg[2:].replace("-", "_")] = command[i + 1]
+    return opts
+
+
+def target(kind: str, meta: dict, opts: dict) -> str:
+    """What the run loaded: the pipeline entry point, brokers and topic, or the site."""
+    if kind == "tracking" and opts.get("pipeline_backend"):
+        backend = opts["pipeline_backend"]
+        entry = backends.get(backend).entry(opts) if backend in backends.NAMES else ""
+        return f"{backend} pipeline" + (f" at {entry}" if entry else "")
+    if kind == "kafka" and opts.get("kafka_topic"):
+        return f"topic {opts['kafka_topic']} on {where(opts.get('kafka_brokers')) or 'the default brokers'}"
+    if kind == "mqtt" and opts.get("mqtt_url"):
+        return f"MQTT broker {where(opts['mqtt_url'])}"
+    host = meta.get("host") or opts.get("host")
+    return redact(host) if host else "–"
+
+
+@dataclass
+class Page:
+    """What every report section reads: the run's data, each phase's figures, the charts drawn."""
+
+    data: RunData
+    figures: dict[str, dict]
+    charts: list[Path]
+
+
+def section_tested(page: Page) -> list[str]:
+    """What was tested: when, the target, the command, tags, exit code, versions, data source."""
+    data = page.data
+    md: list[str] = []
+    md += ["## What was tested", ""]
+    meta = data.meta
+    opts = meta.get("options") or options_from_command(meta.get("command") or [])
+    facts = [
+        ("Started / ended (UTC)", f"{meta.get('started') or '–'} / {meta.get('ended') or '–'}"),
+        ("Target", target(data.kind, meta, opts)),
+        ("Command", " ".join(meta["command"][1:]) if meta.get("command") else "–"),
+        ("Tags", ", ".join(meta.get("tags") or str(opts.get("run_tags") or "").split(",")).strip(", ") or "–"),
+        ("Exit code", fmt(meta.get("exit_code"))),
+        ("Versions", ", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items()) or "–"),
+        ("Data source", "ClickHouse (monitor tables)" if data.source == "clickhouse" else "run folder CSV files"),
+    ]
+    md += _table(["", ""], [[k, str(v).replace("|", "\\|")] for k, v in facts]) + [""]
+    return md
+
+
+def section_findings(page: Page) -> list[str]:
+    """The findings, in words."""
+    data = page.data
+    figures = page.figures
+    md: list[str] = []
+    md += ["## Findings", ""]
+    for para in findings(data, figures):
+        md += [para, ""]
+    return md
+
+
+def section_capacity(page: Page) -> list[str]:
+    """The capacity search's steps and its maximum sustainable load."""
+    data = page.data
+    md: list[str] = []
+    if data.capacity and data.capacity.get("steps"):
+        cap = data.capacity
+        md += ["## Capacity", "",
+               f"Maximum sustainable load: **{cap['max_sustainable_users']} users**, "
+               f"{fmt(cap['max_sustainable_rps'])} requests/s, p95 {fmt(cap['p95_ms_at_max'], 0)} ms "
+               f"(resolution {cap['resolution']} users).", ""]
+        header = ["step", "users", "requests/s", "requests", "failures", "p95 ms", "result"]
+        rows = [[i + 1, s["users"], s["rps"], s["requests"], s["failures"], s["p95_ms"],
+                 "ok" if s["ok"] else f"failed: {s['why']}"] for i, s in enumerate(cap["steps"])]
+        if data.planned:  # each step's window, from the merged interval histograms
+            header[6:6] = ["p95 from planned start ms"]
+            for row, s in zip(rows, cap["steps"], strict=True):
+                row[6:6] = [window_latency(data, s["start"], s["end"]).get("planned", {}).get("p95_ms")]
+        md += ["A step's p95 is Locust's percentile of the requests in its measured window (the difference of "
+               "Locust's cumulative histogram over the window)."
+               + (" The p95 from the planned start merges the monitor's intervals ending in the window." if
+                  data.planned else ""), ""]
+        md += _table(header, rows) + [""]
+    return md
+
+
+def section_phases(page: Page) -> list[str]:
+    """The phases' figures (and sar per phase), or sar over the whole run."""
+    data = page.data
+    figures = page.figures
+    md: list[str] = []
+    if data.phases:
+        md += ["## Phases", "", "Windows on the timeline where the figures below were taken "
+               "(the brief's sar capture points when the capacity search marked them).", ""]
+        rows = []
+        planned = any("p95_planned_ms" in figures[p.name] for p in data.phases)
+        for p in data.phases:
+            f = figures[p.name]
+            rows.append([p.name, f"{_when(p.start)}–{_when(p.end) if p.end else 'open'}", f.get("users"),
+                         f.get("rps"), f.get("failures", f.get("fail_rps")), f.get("p95_ms"),
+                         *([f.get("p95_planned_ms")] if planned else []), p.source])
+        md += ["Percentiles merge the histograms of the monitor's intervals in the window (a capacity step's "
+               "are its own window's).", ""]
+        md += _table(["phase", "window (UTC)", "users", "requests/s", "failures", "p95 ms",
+                      *(["p95 from planned start ms"] if planned else []), "marked by"], rows) + [""]
+        if data.sar:
+            md += ["### System activity (sar) per phase", ""]
+            keys = [("cpu_user", "CPU user %"), ("cpu_system", "CPU system %"), ("cpu_iowait", "iowait %"),
+                    ("cpu_idle", "idle %"), ("mem_used_pct", "memory used %"), ("disk_tps", "disk IO/s"),
+                    ("disk_write_kBps", "disk write kB/s"), ("net_rx_kBps", "net rx kB/s"),
+                    ("net_tx_kBps", "net tx kB/s"), ("loopback_kBps", "loopback kB/s")]
+            md += _table(["phase", *[label for _, label in keys]],
+                         [[p.name, *[figures[p.name]["sar"].get(k) for k, _ in keys]] for p in data.phases]) + [""]
+    elif data.sar:
+        s = sar.summarize(data.sar)
+        md += ["## System activity (sar), whole run", ""]
+        md += _table(["figure", "average"], [[k, v] for k, v in s.items()]) + [""]
+    return md
+
+
+def section_requests(page: Page) -> list[str]:
+    """Every request name's figures over the whole run."""
+    data = page.data
+    md: list[str] = []
+    md += ["## Requests", ""]
+    if data.source == "clickhouse" and any(r.get("p50_ms") is None for r in data.requests):
+        md += ["This run was stored without interval histograms: its percentiles are not known from ClickHouse "
+               "(`--source csv` uses stats.json when the run folder has it).", ""]
+    md += ["Response time is Locust's (from sending to the response). Percentiles are Locust's, of the whole run: "
+           "the merged histograms of every interval, equal to Locust's final figures and at most the maximum.", ""]
+    md += _table(["type", "name", "requests", "failures", "requests/s", "avg ms", "p50 ms", "p95 ms", "p99 ms",
+                  "max ms"], [[r["type"], r["name"], r["requests"], r["failures"], r["rps"], r["avg_ms"],
+                               r["p50_ms"], r["p95_ms"], r["p99_ms"], r["max_ms"]] for r in data.requests])
+    md += [""]
+    return md
+
+
+def section_planned(page: Page) -> list[str]:
+    """Open model: response time from the planned start beside the service time."""
+    data = page.data
+    md: list[str] = []
+    if data.planned:
+        service = {(r["type"], r["name"]): r for r in data.requests}
+        md += ["## Response time from the planned start", "",
+               "Open-model requests timed twice: *service* from sending (as above), *from planned* from the instant "
+               "the arrival-rate plan gave the request, so a late start counts (coordinated omission). "
+               "*Difference* is from planned minus service, at p95.", ""]
+        rows = []
+        for r in data.planned:
+            s = service.get((r["type"], r["name"]), {})
+            wait = (r["p95_ms"] - s["p95_ms"]) if r.get("p95_ms") is not None and s.get("p95_ms") is not None \
+                else None
+            rows.append([r["type"], r["name"], r["requests"], s.get("p50_ms"), s.get("p95_ms"), s.get("p99_ms"),
+                         r["p50_ms"], r["p95_ms"], r["p99_ms"], r["max_ms"], wait])
+        md += _table(["type", "name", "requests", "service p50 ms", "service p95 ms", "service p99 ms",
+                      "from planned p50 ms", "from planned p95 ms", "from planned p99 ms", "from planned max ms",
+                      "difference at p95 ms"], rows) + [""]
+    return md
+
+
+def section_failures(page: Page) -> list[str]:
+    """The most frequent failures."""
+    data = page.data
+    md: list[str] = []
+    if data.failures:
+        md += ["## Failures", ""]
+        md += _table(["method", "name", "error", "occurrences"],
+                     [[f["method"], f["name"], f["error"][:200].replace("|", "\\|"), f["occurrences"]]
+                      for f in sorted(data.failures, key=lambda f: -f["occurrences"])[:20]]) + [""]
+    return md
+
+
+def section_lag(page: Page) -> list[str]:
+    """The pipeline lag series: peak and last."""
+    data = page.data
+    md: list[str] = []
+    if data.lag:
+        md += ["## Pipeline lag", ""]
+        md += _table(["series", "peak", "last"], [[k, max(v for _, v in s), s[-1][1]] for k, s in data.lag.items()])
+        md += [""]
+    return md
+
+
+def section_charts(page: Page) -> list[str]:
+    """The charts, with the phases shaded."""
+    made = page.charts
+    md: list[str] = []
+    if made:
+        md += ["## Charts", ""]
+        md += [f"![{p.stem}](charts/{p.name})" for p in made] + [""]
+        md += ["Shaded bands are the phases (green minimal load, blue maximum sustainable, red failure).", ""]
+    return md
+
+
+# The report, top to bottom: adding a section is one function above and one entry here.
+SECTIONS = [section_tested, section_findings, section_capacity, section_phases, section_requests, section_planned,
+            section_failures, section_lag, section_charts]
+
+
+def render(data: RunData, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    page = Page(data, {p.name: phase_figures(data, p) for p in data.phases}, charts(data, folder / "charts"))
+    md = [f"# {data.kind.upper()} load test results — run {data.run_id}", ""]
+    for section in SECTIONS:
+        md += section(page)
+    path = folder / f"{data.kind}-results.md"
+    path.write_text("\n".join(md))
+    return path
