@@ -35,7 +35,7 @@ def add_arguments(group) -> None:
 def add_monitor_arguments(group) -> None:
     group.add_argument("--celery-broker-url", default=None, env_var="LOCUST_CELERY_BROKER_URL",
                        help="Redis broker of the LMS/CMS Celery workers (default: LOCUST_REDIS_URL or "
-                            "redis://127.0.0.1:16379/0)")
+                            "redis://127.0.0.1:6379/0)")
     group.add_argument("--celery-queues", default=",".join(DEFAULT_QUEUES), env_var="LOCUST_CELERY_QUEUES",
                        help="comma-separated Celery queues to count")
     group.add_argument("--erb-redis-url", default=None, env_var="LOCUST_ERB_REDIS_URL",

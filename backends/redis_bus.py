@@ -25,7 +25,7 @@ def add_arguments(group) -> None:
 
 def add_monitor_arguments(group) -> None:
     group.add_argument("--event-bus-redis-url", default=None, env_var="LOCUST_EVENT_BUS_REDIS_URL",
-                       help="Redis of the event bus (default: LOCUST_REDIS_URL or redis://127.0.0.1:16379/0)")
+                       help="Redis of the event bus (default: LOCUST_REDIS_URL or redis://127.0.0.1:6379/0)")
     group.add_argument("--event-bus-prefix", default="dev", env_var="LOCUST_EVENT_BUS_PREFIX",
                        help="EVENT_BUS_TOPIC_PREFIX: the stream/topic is <prefix>-analytics (default dev)")
     group.add_argument("--event-bus-stream", default=None, env_var="LOCUST_EVENT_BUS_STREAM",

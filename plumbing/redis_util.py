@@ -9,7 +9,7 @@ from plumbing.redaction import redact
 
 
 def default_url() -> str:
-    """LOCUST_REDIS_URL, else the local stack's Redis."""
+    """LOCUST_REDIS_URL (the stack exports it), else Redis on its standard loopback port."""
     return settings.REDIS_URL.resolve()
 
 

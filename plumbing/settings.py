@@ -22,4 +22,4 @@ class Setting:
 
 CLICKHOUSE_URL = Setting("LOCUST_CLICKHOUSE_URL", "clickhouse://default@127.0.0.1:19000/default")
 MONITOR_DATABASE = Setting("LOCUST_MONITOR_DATABASE", "event_sink")
-REDIS_URL = Setting("LOCUST_REDIS_URL", "redis://127.0.0.1:16379/0")
+REDIS_URL = Setting("LOCUST_REDIS_URL", "redis://127.0.0.1:6379/0")  # the standard port, as for MQTT and Kafka

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from monitors.celery import DEFAULT_ERB_LISTS, DEFAULT_QUEUES
+from backends.celery import DEFAULT_ERB_LISTS, DEFAULT_QUEUES
 from monitors.sink import Sink
 from stack import Stack
 from tests.helpers import REPO, wait_for
