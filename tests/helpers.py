@@ -32,9 +32,26 @@ def wait_for(cond: Callable[[], object], timeout: float = 30.0, what: str = "con
 
 def run_locust(args: list[str], *, env: dict[str, str] | None = None, timeout: float = 180,
                cwd: Path = REPO) -> subprocess.CompletedProcess:
-    """Run `locust ARGS` to completion (headless runs end by --run-time); output captured as text."""
-    return subprocess.run([LOCUST, *args], cwd=cwd, env={**os.environ, **(env or {})},
-                          capture_output=True, text=True, timeout=timeout)
+    """Run `locust ARGS` to completion (headless runs end by --run-time); output captured as text.
+
+    A run still going after `timeout` is killed with its worker processes (its own process group)
+    and fails the test with the end of what it printed, so a hang says where it hung."""
+    import signal
+
+    proc = subprocess.Popen([LOCUST, *args], cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"locust {' '.join(args)} still running after {timeout} s; its output ended with:\n"
+                             f"{(out or '')[-1500:]}\n{(err or '')[-3000:]}") from None
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def load_site_users(site: Endpoint, count: int) -> None:
