@@ -77,12 +77,15 @@ def test_a_stopped_plan_ends_its_window_at_the_first_instant_not_reached():
     run_users(s, 100, record=seen)  # claims 100 ms ahead: a stall of the machine drops nothing
     s.start()
     gevent.sleep(0.1)
-    before = s.dropped
+    blocked_at = time.monotonic()
     time.sleep(0.3)  # the loop is busy stopping the run: the scheduler cannot wake before the stop
     s.stop()
-    # The blocked 300 ms are not turned into drops: the window ends at the first instant not started.
-    assert s.dropped == before and s.started == len(seen) > 0 and s.started + s.dropped == s.planned
+    # The blocked 300 ms are not turned into drops: the window ends at the first instant not started,
+    # and no user claimed an instant more than 100 ms ahead of the block. (A stall of a loaded machine
+    # before the block may drop instants inside the window: that is a real shortfall, counted.)
     window = s.summary()["duration_s"]
+    assert window <= blocked_at - s.start_mono + 0.1 + 0.002
+    assert s.started == len(seen) > 0 and s.started + s.dropped == s.planned
     assert all(t.at - s.start_mono < window for t, _ in seen)
 
 
