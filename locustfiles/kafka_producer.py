@@ -160,13 +160,7 @@ class KafkaLoad:
 
     def _finish_when_planned(self) -> None:
         """Open model: the plan ran out (every message of the budget produced or dropped) -> finish."""
-        sch = self.model.scheduler
-        sch.finished.wait()
-        if not sch.exhausted:
-            return  # the run stopped first
-        while self.sent < sch.started:  # the last messages taken are still being produced
-            gevent.sleep(0.005)
-        if not self.finishing:
+        if open_model.wait_until_planned_sent(self.model, lambda: self.sent) and not self.finishing:
             self.finishing = True
             self.finish()
 

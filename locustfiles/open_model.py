@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gevent
@@ -154,6 +155,18 @@ def first_ticket(user, model: OpenModel) -> None:
         user.wait()
     except StopUser:
         user.ticket = None
+
+
+def wait_until_planned_sent(model: OpenModel, sent: Callable[[], int]) -> bool:
+    """Block until the plan ran out and every instant taken was sent (`sent()` reaches the started
+    count); False when the run stopped first. A generator with a budget then finishes by itself."""
+    sch = model.scheduler
+    sch.finished.wait()
+    if not sch.exhausted:
+        return False
+    while sent() < sch.started:  # the last iterations taken are still sending
+        gevent.sleep(0.005)
+    return True
 
 
 def context_of(ticket: Ticket | None) -> dict:

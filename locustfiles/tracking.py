@@ -183,13 +183,7 @@ class Generator:
 
     def _finish_when_planned(self) -> None:
         """Open model: the plan ran out (every event of the budget sent or dropped) -> finish."""
-        sch = self.model.scheduler
-        sch.finished.wait()
-        if not sch.exhausted:
-            return  # the run stopped first
-        while self.sent < sch.started:  # the last events taken are still being sent
-            gevent.sleep(0.005)
-        if not self.finishing:
+        if open_model.wait_until_planned_sent(self.model, lambda: self.sent) and not self.finishing:
             self.finishing, self.finished_at = True, time.monotonic()
             self.finish()
 
