@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -92,8 +93,11 @@ def _start_sar(environment, **_kw) -> None:
 @events.quitting.add_listener
 def _stop_sar(environment, **_kw) -> None:
     proc = getattr(environment, "sar_process", None)
+    out = results_dir()
     if proc is not None:
-        sar.stop(proc)
+        o = environment.parsed_options
+        sar.stop(proc, path=out / "sar.data" if out else None, covering=time.time(),
+                 interval=o.sar_interval if o is not None else 1)
 
 
 @events.quitting.add_listener

@@ -13,10 +13,12 @@ with ``--sar-file``.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,7 +51,20 @@ def start(path: Path | str, interval: int = 1) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
 
-def stop(proc: subprocess.Popen, timeout: float = 5.0) -> None:
+def stop(proc: subprocess.Popen, timeout: float = 5.0, path: Path | str | None = None,
+         covering: float | None = None, interval: int = 1) -> None:
+    """Stop recording. Given the file and `covering` (epoch seconds, e.g. the run's end), first wait
+    (at most two intervals) until sadc has written a record after that instant: under load sadc's
+    records drift late, and stopping at once would lose the run's last seconds."""
+    if proc.poll() is None and path is not None and covering is not None:
+        deadline = time.monotonic() + 2 * interval + 1
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                if os.stat(path).st_mtime > covering:
+                    break
+            except OSError:
+                break
+            time.sleep(0.05)  # gevent's sleep inside Locust (monkey-patched): the loop is not blocked
     if proc.poll() is None:
         proc.terminate()
         try:
