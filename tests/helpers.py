@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from stack import Endpoint
+from stack import Endpoint, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 LOCUST = str(Path(sys.executable).with_name("locust"))
@@ -38,6 +38,11 @@ def run_locust(args: list[str], *, env: dict[str, str] | None = None, timeout: f
     and fails the test with the end of what it printed, so a hang says where it hung."""
     import signal
 
+    if "--processes" in args and "--master-bind-port" not in args:
+        # Locust's default master port (5557) is one per machine: two runs at once (another test
+        # run, a bench) would swap workers. The forked workers connect to --master-port.
+        port = str(free_port())
+        args = [*args, "--master-bind-port", port, "--master-port", port]
     proc = subprocess.Popen([LOCUST, *args], cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:

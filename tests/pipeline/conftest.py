@@ -16,7 +16,7 @@ import pytest
 
 from plumbing import chclient
 from stack import free_port
-from tests.helpers import LOCUST, REPO, wait_for
+from tests.helpers import REPO, run_locust, wait_for
 
 LOCUSTFILE = str(REPO / "locustfiles" / "tracking.py")
 
@@ -86,7 +86,7 @@ def generate(pipeline: Pipeline, clickhouse, redis_server, kafka, *extra: str, u
              processes: int = 0, timeout: float = 180, results: Path | None = None) -> tuple[subprocess.CompletedProcess, dict]:
     """Run the tracking locustfile headless to its end; returns the process and its end row's extra."""
     run_id = f"t-{uuid.uuid4().hex[:10]}"
-    args = [LOCUST, "-f", LOCUSTFILE, "--headless", "-u", str(users), "-r", str(users), "--run-id", run_id,
+    args = ["-f", LOCUSTFILE, "--headless", "-u", str(users), "-r", str(users), "--run-id", run_id,
             "--monitor-interval", "0.5", "--drain-timeout", "60", "--spill-dir", str(results or "/tmp"),
             *pipeline.generator_args(clickhouse, redis_server, kafka), *extra]
     if processes:
@@ -94,7 +94,7 @@ def generate(pipeline: Pipeline, clickhouse, redis_server, kafka, *extra: str, u
     env = dict(os.environ)
     if results is not None:
         env["LOCUST_RESULTS_DIR"] = str(results)
-    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+    done = run_locust(args, env=env, timeout=timeout)
     client = chclient.connect(clickhouse.url)
     rows = client.execute("SELECT extra FROM event_sink.load_test_runs WHERE run_id = %(r)s AND event_type = 'end'",
                           {"r": run_id})
