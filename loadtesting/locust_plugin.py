@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from locust import events
@@ -22,8 +22,9 @@ from locust.runners import WorkerRunner
 
 from loadtesting import capacity, phases, sar
 from loadtesting.capacity_shape import CapacitySearch
-from monitors.locust_plugin import add_run_extra, record_run_event, run_measured
+from monitors.locust_plugin import add_run_extra, measuring, record_run_event, run_measured
 from monitors.planned import planned_stats
+from plumbing import run_state
 from plumbing.options import OptionError
 
 log = logging.getLogger("loadtesting")
@@ -74,25 +75,32 @@ def _capacity_done(environment, result: dict) -> None:
 
 
 # -- sar ------------------------------------------------------------------------------------
+@dataclass
+class SarRecording:
+    """This Locust process's sar recording (plumbing.run_state): one across tests from the web UI."""
+
+    process: object = None  # the sadc subprocess
+
+
 @events.test_start.add_listener
 def _start_sar(environment, **_kw) -> None:
     o = environment.parsed_options
     out = results_dir()
     if o is None or o.no_sar or out is None or isinstance(environment.runner, WorkerRunner):
         return
-    if getattr(environment, "sar_process", None) is not None:
+    rec = run_state.of(environment, SarRecording)
+    if rec.process is not None:
         return  # one recording per Locust process, across tests started from the web UI
     try:
-        environment.sar_process = sar.start(out / "sar.data", o.sar_interval)
+        rec.process = sar.start(out / "sar.data", o.sar_interval)
         log.info("recording system activity every %d s into %s", o.sar_interval, out / "sar.data")
     except sar.SarError as exc:
         log.warning("no sar recording: %s", exc)
-        environment.sar_process = None
 
 
 @events.quitting.add_listener
 def _stop_sar(environment, **_kw) -> None:
-    proc = getattr(environment, "sar_process", None)
+    proc = run_state.of(environment, SarRecording).process
     out = results_dir()
     if proc is not None:
         o = environment.parsed_options
@@ -102,8 +110,7 @@ def _stop_sar(environment, **_kw) -> None:
 
 @events.quitting.add_listener
 def _final_stats(environment, **_kw) -> None:
-    mon = getattr(environment, "pipeline_monitor", None)
-    if mon is not None and not mon.finished:
+    if measuring(environment):
         return  # quitting listeners run in reverse order, before the monitor's drain: written on run_measured
     _write_final_stats(environment)
 

@@ -62,10 +62,14 @@ def _check_options(environment, **_kw) -> None:
         check_http_host(o.host)
 
 
+OPEN_MODEL = "learner tasks"  # the DROPPED row's name
+
+
 @events.test_start.add_listener
 def _open_model(environment, **_kw) -> None:
     o = environment.parsed_options
-    environment.http_open_model = open_model.for_users(environment, "learner tasks", o.arrival_rate) if o else None
+    if o is not None:
+        open_model.for_users(environment, OPEN_MODEL, o.arrival_rate)
 
 
 class SessionLost(ConnectionError):
@@ -94,7 +98,7 @@ class Learner(FastHttpUser):
         self.device_path = f"/lampi/device/{self.device_id}"
         self.login_path = urlsplit(o.login_path).path.rstrip("/")
         self.logged_in = self.login()
-        open_model.attach(self, getattr(self.environment, "http_open_model", None))  # closed model: no-op
+        open_model.attach(self, open_model.named(self.environment, OPEN_MODEL))  # closed model: no-op
 
     def login(self) -> bool:
         """Log in through the CSRF-protected form; a failure is recorded and retried next task."""

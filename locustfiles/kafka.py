@@ -14,6 +14,7 @@ Connection: KAFKA_BROKERS, KAFKA_APIKEY (+ KAFKA_SASL_MECHANISM), KAFKA_CERT, KA
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 from locust import User, events, task
 from locust.exception import StopUser
@@ -24,6 +25,7 @@ import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink
 from locustfiles import open_model
 from locustfiles.kafka_producer import KafkaLoad, LatencyReader, load_records
 from monitors.locust_plugin import add_run_extra
+from plumbing import run_state
 from plumbing.options import OptionError, require
 
 REPO_DATA = "conf/kafka-data.json"
@@ -65,6 +67,15 @@ def _options(parser) -> None:
                         "(--processes sets it by itself)")
 
 
+@dataclass
+class KafkaRun:
+    """This process's Kafka state for one run (plumbing.run_state)."""
+
+    records: list = field(default_factory=list)  # --kafka-data-file, cycled through
+    load: KafkaLoad | None = None  # not on a master
+    workers_done: int = 0  # master: workers that spent their share of --kafka-messages
+
+
 @events.init.add_listener
 def _check(environment, **_kw) -> None:
     o = environment.parsed_options
@@ -75,10 +86,9 @@ def _check(environment, **_kw) -> None:
     require(str(o.kafka_acks) in ("0", "1", "all", "-1"), f"--kafka-acks {o.kafka_acks!r}: expected 0, 1 or all")
     if isinstance(environment.runner, MasterRunner):
         environment.runner.register_message("kafka_done", _worker_done)
-        environment.kafka_done = 0
         return  # the master produces nothing
     try:
-        environment.kafka_records = load_records(o.kafka_data_file)
+        run_state.of(environment, KafkaRun).records = load_records(o.kafka_data_file)
         from plumbing import kafka_conf
 
         conf = kafka_conf.client_config(o.kafka_brokers)
@@ -92,8 +102,9 @@ def _worker_done(environment, msg, **_kw) -> None:
     import gevent
     from locust.runners import WORKER_REPORT_INTERVAL
 
-    environment.kafka_done += 1
-    if environment.kafka_done >= environment.runner.worker_count:
+    run = run_state.of(environment, KafkaRun)
+    run.workers_done += 1
+    if run.workers_done >= environment.runner.worker_count:
         def end() -> None:
             gevent.sleep(WORKER_REPORT_INTERVAL + 0.5)  # the workers' last stats reports arrive first
             environment.runner.quit()
@@ -121,17 +132,17 @@ def _check_brokers(conf: dict, timeout: float) -> None:
 def _start(environment, **_kw) -> None:
     if isinstance(environment.runner, MasterRunner):
         return
-    o = environment.parsed_options
-    load = KafkaLoad(environment, o, environment.kafka_records)
+    o, run = environment.parsed_options, run_state.of(environment, KafkaRun)
+    load = KafkaLoad(environment, o, run.records)
     if o.kafka_latency_topic:
         load.reader = LatencyReader(environment, load.conf, o.kafka_latency_topic, load.index, load.count,
                                     int(time.time() * 1000))
-    environment.kafka_load = load
+    run.load = load
 
 
 @events.quitting.add_listener
 def _quit(environment, **_kw) -> None:
-    load = getattr(environment, "kafka_load", None)
+    load = run_state.of(environment, KafkaRun).load
     if load is None:
         return
     load.close()
@@ -145,21 +156,22 @@ class KafkaProducerUser(User):
     """Produces records as fast as allowed, or one at each planned instant of --kafka-rate."""
 
     ticket = None
+    load: KafkaLoad | None = None
 
     def on_start(self) -> None:
-        load = getattr(self.environment, "kafka_load", None)
+        self.load = load = run_state.of(self.environment, KafkaRun).load
         if load is not None and load.model is not None:
             open_model.first_ticket(self, load.model)  # Locust runs the first task before any wait
 
     def wait_time(self) -> float:
-        load = getattr(self.environment, "kafka_load", None)
+        load = self.load
         if load is not None and load.model is not None:
             return open_model.wait_for_ticket(self, load.model)
         return 0.0
 
     @task
     def produce(self) -> None:
-        load = getattr(self.environment, "kafka_load", None)
+        load = self.load
         if load is None or not load.take():
             raise StopUser()
         if load.model is not None:

@@ -18,6 +18,7 @@ import os
 import random
 import resource
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -34,6 +35,7 @@ from locustfiles.lampi_data import device_id
 from locustfiles.mqtt_client import PAHO_MAX_INFLIGHT, Device, Settings, parse_payload, subscriber
 from monitors.locust_plugin import record_sample
 from monitors.mqtt_sys import SysRecorder, results_dir
+from plumbing import run_state
 from plumbing.options import OptionError, require
 from plumbing.redaction import redact, remember
 
@@ -110,13 +112,24 @@ def settings_from(o) -> Settings:
                     max_inflight=o.mqtt_max_inflight, max_queued=o.mqtt_max_queued)
 
 
+@dataclass
+class MqttRun:
+    """This process's MQTT state for one run (plumbing.run_state)."""
+
+    settings: Settings | None = None
+    sys_recorder: SysRecorder | None = None  # the broker's $SYS figures (not on workers)
+    sys_client: Device | None = None
+    sys_greenlet: gevent.Greenlet | None = None
+    e2e_client: Device | None = None  # --mqtt-e2e: reads lamp/changed back
+
+
 @events.init.add_listener
 def _check(environment, **_kw) -> None:
     o = environment.parsed_options
     if o is None:
         return
     s = settings_from(o)
-    environment.mqtt_settings = s
+    run_state.of(environment, MqttRun).settings = s
     if isinstance(environment.runner, MasterRunner):
         return
     # One probe connection: an unreachable broker or refused credentials end the run in one line.
@@ -135,22 +148,24 @@ def _check(environment, **_kw) -> None:
         raise OptionError(f"MQTT broker {redact(o.mqtt_url)} refused the connection: {reason}")
 
 
+OPEN_MODEL = model.topic(model.LAMP_CHANGED)  # the DROPPED row's name
+
+
 @events.test_start.add_listener
 def _start(environment, **_kw) -> None:
-    o = environment.parsed_options
-    s = environment.mqtt_settings
+    o, run = environment.parsed_options, run_state.of(environment, MqttRun)
+    s = run.settings
     if not isinstance(environment.runner, WorkerRunner) and not o.mqtt_no_sys:
-        rec = SysRecorder(results_dir())
-        environment.mqtt_sys = (rec, subscriber(f"lampi-sys-{os.getpid()}", s, [("$SYS/#", 0)], rec.on_message))
+        rec = run.sys_recorder = SysRecorder(results_dir())
+        run.sys_client = subscriber(f"lampi-sys-{os.getpid()}", s, [("$SYS/#", 0)], rec.on_message)
 
         def sample_sys() -> None:
             while True:
                 gevent.sleep(o.monitor_interval)
                 record_sample(environment, "mosquitto", rec.sample())
 
-        environment.mqtt_sys_greenlet = gevent.spawn(sample_sys)
-    environment.mqtt_open_model = open_model.for_users(environment, model.topic(model.LAMP_CHANGED),
-                                                       o.mqtt_message_rate)
+        run.sys_greenlet = gevent.spawn(sample_sys)
+    open_model.for_users(environment, OPEN_MODEL, o.mqtt_message_rate)
     if o.mqtt_e2e and not isinstance(environment.runner, MasterRunner):
         fire = environment.events.request.fire
         name = model.topic(model.LAMP_CHANGED)
@@ -162,24 +177,21 @@ def _start(environment, **_kw) -> None:
                      response_length=len(msg.payload), exception=None, context={})
 
         pattern = model.LAMP_CHANGED.topic.replace("{device_id}", "+")
-        environment.mqtt_e2e = subscriber(f"lampi-e2e-{os.getpid()}", s, [(pattern, 1)], on_message)
+        run.e2e_client = subscriber(f"lampi-e2e-{os.getpid()}", s, [(pattern, 1)], on_message)
 
 
 @events.test_stop.add_listener
 def _stop(environment, **_kw) -> None:
-    for attr in ("mqtt_sys", "mqtt_e2e"):
-        value = getattr(environment, attr, None)
-        if value is None:
-            continue
-        if attr == "mqtt_sys":
-            rec, dev = value
-            record_sample(environment, "mosquitto", rec.sample())
-            environment.mqtt_sys_greenlet.kill(block=False)
-            rec.close()
-        else:
-            dev = value
-        dev.close()
-        setattr(environment, attr, None)
+    run = run_state.of(environment, MqttRun)
+    if run.sys_client is not None:
+        record_sample(environment, "mosquitto", run.sys_recorder.sample())
+        run.sys_greenlet.kill(block=False)
+        run.sys_recorder.close()
+        run.sys_client.close()
+        run.sys_client = run.sys_recorder = run.sys_greenlet = None
+    if run.e2e_client is not None:
+        run.e2e_client.close()
+        run.e2e_client = None
 
 
 class LampiDevice(User):
@@ -187,11 +199,11 @@ class LampiDevice(User):
     model, one lamp/changed at each planned instant it takes)."""
 
     ticket = None
+    model: open_model.OpenModel | None = None  # the open model's plan, when it is on
 
     def wait_time(self) -> float:
-        om = getattr(self.environment, "mqtt_open_model", None)
-        if om is not None:
-            return open_model.wait_for_ticket(self, om)
+        if self.model is not None:
+            return open_model.wait_for_ticket(self, self.model)
         p = model.PROFILES[self.environment.parsed_options.mqtt_profile]
         return random.uniform(*p.interaction_gap)
 
@@ -205,14 +217,15 @@ class LampiDevice(User):
         will = (kind.topic.format(device_id=self.device_id), payload, kind.qos, kind.retain)
         # The bridge's client id is `<device_id>_broker`; the suffix keeps two sessions that drew the
         # same fake device from taking over each other's connection.
-        self.dev = Device(f"{self.device_id}_broker-{random.randrange(1 << 30):x}", self.environment.mqtt_settings,
-                          self.environment.events.request.fire, will=will)
+        self.dev = Device(f"{self.device_id}_broker-{random.randrange(1 << 30):x}",
+                          run_state.of(self.environment, MqttRun).settings, self.environment.events.request.fire,
+                          will=will)
         self.dev.on_reconnect = self.announce
         if self.dev.connect():
             self.announce()
-        om = getattr(self.environment, "mqtt_open_model", None)
-        if om is not None:
-            open_model.first_ticket(self, om)  # Locust runs the first task before any wait
+        self.model = open_model.named(self.environment, OPEN_MODEL)
+        if self.model is not None:
+            open_model.first_ticket(self, self.model)  # Locust runs the first task before any wait
 
     def announce(self) -> None:
         for kind in model.ANNOUNCE:
@@ -224,7 +237,7 @@ class LampiDevice(User):
 
     @task
     def interact(self) -> None:
-        if getattr(self.environment, "mqtt_open_model", None) is not None:
+        if self.model is not None:
             self.planned_message()
             return
         if not self.dev.connected.is_set():

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gevent
 from locust import events
@@ -24,6 +24,7 @@ from locust.runners import MasterRunner, WorkerRunner
 import monitors.locust_plugin  # noqa: F401  - its quitting listener runs after ours (the end row)
 from locustfiles.arrival import EVEN, POISSON, Plan, RateProfile, Scheduler, Ticket, parse_stages
 from monitors.locust_plugin import add_run_extra
+from plumbing import run_state
 from plumbing.options import OptionError, require
 
 log = logging.getLogger("open_model")
@@ -32,6 +33,18 @@ EXIT_MIN_RATE = 8  # monitors.locust_plugin uses 3-7
 DROPPED = "DROPPED"  # request type of the dropped-iterations row, named by generator
 PLANNED_START = "planned_start"  # the request context key holding an iteration's planned instant
 START_DELAY = 0.2  # s between the master's start message and the plan's start on the workers
+
+
+@dataclass
+class OpenModelRun:
+    """This process's open-model state for one run (plumbing.run_state)."""
+
+    stages: list = field(default_factory=list)  # --rate-stages, parsed
+    models: list[OpenModel] = field(default_factory=list)  # every generator's, in this process
+    start_at: float | None = None  # the plan's wall-clock start, once known
+    worker_count: int = 0  # on a worker: the load-generating processes, from the master
+    expected_reports: int = 0  # on the master: workers that will send their figures
+    reports: dict[int, dict] = field(default_factory=dict)  # on the master: worker index -> figures
 
 
 @events.init_command_line_parser.add_listener
@@ -55,16 +68,14 @@ def _init(environment, runner=None, **_kw) -> None:
     o = environment.parsed_options
     if o is None:
         return
+    run = run_state.reset(environment, OpenModelRun)
     try:
-        environment.open_model_stages = parse_stages(o.rate_stages) if o.rate_stages else []
+        run.stages = parse_stages(o.rate_stages) if o.rate_stages else []
     except ValueError as exc:
         raise OptionError(str(exc)) from None
-    require(all(s.rate >= 0 for s in environment.open_model_stages),
-            f"--rate-stages {o.rate_stages!r}: expected rates >= 0")
+    require(all(s.rate >= 0 for s in run.stages), f"--rate-stages {o.rate_stages!r}: expected rates >= 0")
     if o.check_min_rate is not None:
         require(0 <= o.check_min_rate < 1, f"--check-min-rate {o.check_min_rate}: expected a fraction 0 … <1")
-    environment.open_models = []
-    environment.open_model_reports = {}
     # spawning_complete passes no environment: bind it here.
     environment.events.spawning_complete.add_listener(lambda **_k: _spawned(environment))
     if isinstance(runner, MasterRunner):
@@ -76,7 +87,7 @@ def _init(environment, runner=None, **_kw) -> None:
 
 def enabled(environment, rate: float) -> bool:
     """True when a generator with this rate option runs the open model (a rate or --rate-stages)."""
-    return rate > 0 or bool(getattr(environment, "open_model_stages", None))
+    return rate > 0 or bool(run_state.of(environment, OpenModelRun).stages)
 
 
 def process_share(environment, fallback: int = 0) -> tuple[int, int]:
@@ -84,7 +95,7 @@ def process_share(environment, fallback: int = 0) -> tuple[int, int]:
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
         o = environment.parsed_options
-        count = getattr(environment, "open_model_worker_count", 0) or fallback or (o.processes if o else 0) or 1
+        count = run_state.of(environment, OpenModelRun).worker_count or fallback or (o.processes if o else 0) or 1
         return runner.worker_index, max(1, count)
     return 0, 1
 
@@ -104,25 +115,31 @@ class OpenModel:
         limit = None
         if self.limit_total is not None:
             limit = self.limit_total // self.count + (1 if self.index < self.limit_total % self.count else 0)
-        profile = RateProfile(self.rate, getattr(env, "open_model_stages", []))
+        run = run_state.of(env, OpenModelRun)
+        profile = RateProfile(self.rate, run.stages)
         self.plan = Plan(profile, self.index, self.count, o.arrival, o.arrival_seed, limit, self.limit_total)
         # Only the DROPPED row counts a drop (made at the first one): the Aggregated total stays the
         # requests really sent.
         self.scheduler = Scheduler(self.plan, on_drop=lambda _t: env.stats.get(self.name, DROPPED).log(0, 0))
-        env.open_models.append(self)
-        start = getattr(env, "open_model_start_at", None)
-        if start is not None:  # the start message came first (a generator made at spawn)
-            self.scheduler.start(start)
+        run.models.append(self)
+        if run.start_at is not None:  # the start message came first (a generator made at spawn)
+            self.scheduler.start(run.start_at)
 
     def acquire(self) -> Ticket | None:
         return self.scheduler.acquire()
 
 
 def for_users(environment, name: str, rate: float) -> OpenModel | None:
-    """At test start: this process's OpenModel when the open model is on (None on the master)."""
+    """At test start: this process's OpenModel when the open model is on (None on the master);
+    its users find it with `named(environment, name)`."""
     if isinstance(environment.runner, MasterRunner) or not enabled(environment, rate):
         return None
     return OpenModel(environment, name, rate)
+
+
+def named(environment, name: str) -> OpenModel | None:
+    """This run's generator `name` in this process; None in the closed model (and on the master)."""
+    return next((m for m in run_state.of(environment, OpenModelRun).models if m.name == name), None)
 
 
 def attach(user, model: OpenModel | None) -> None:
@@ -177,41 +194,40 @@ def context_of(ticket: Ticket | None) -> dict:
 # -- start, stop, figures --------------------------------------------------------------------------
 @events.test_start.add_listener
 def _test_start(environment, **_kw) -> None:
-    environment.open_models = []
-    environment.open_model_reports = {}
-    environment.open_model_start_at = None
+    run = run_state.of(environment, OpenModelRun)  # the stages stay: options hold for every test
+    run.models, run.reports, run.start_at = [], {}, None
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         # Before the spawn messages, so every worker knows the count when its test_start runs.
-        environment.open_model_expected = runner.worker_count
+        run.expected_reports = runner.worker_count
         runner.send_message("open_model_workers", runner.worker_count)
 
 
 def _workers(environment, msg, **_kw) -> None:
-    environment.open_model_worker_count = int(msg.data)
+    run_state.of(environment, OpenModelRun).worker_count = int(msg.data)
 
 
 def _spawned(environment) -> None:
-    runner = environment.runner
-    if isinstance(runner, WorkerRunner) or getattr(environment, "open_model_start_at", None) is not None:
+    runner, run = environment.runner, run_state.of(environment, OpenModelRun)
+    if isinstance(runner, WorkerRunner) or run.start_at is not None:
         return  # workers start on the master's message; a later spawn (a shape, the web UI) changes nothing
-    at = time.time() + (START_DELAY if isinstance(runner, MasterRunner) else 0.0)
-    environment.open_model_start_at = at
+    run.start_at = at = time.time() + (START_DELAY if isinstance(runner, MasterRunner) else 0.0)
     if isinstance(runner, MasterRunner):
         runner.send_message("open_model_start", at)
-    for m in environment.open_models:
+    for m in run.models:
         m.scheduler.start(at)
 
 
 def _start_at(environment, msg, **_kw) -> None:
-    environment.open_model_start_at = float(msg.data)
-    for m in getattr(environment, "open_models", []):
-        m.scheduler.start(float(msg.data))
+    run = run_state.of(environment, OpenModelRun)
+    run.start_at = float(msg.data)
+    for m in run.models:
+        m.scheduler.start(run.start_at)
 
 
 @events.test_stopping.add_listener
 def _stopping(environment, **_kw) -> None:
-    for m in getattr(environment, "open_models", []):
+    for m in run_state.of(environment, OpenModelRun).models:
         m.scheduler.stop()
 
 
@@ -228,7 +244,7 @@ def summary(models: list[OpenModel]) -> dict | None:
 
 @events.test_stop.add_listener
 def _test_stop(environment, **_kw) -> None:
-    models = getattr(environment, "open_models", [])
+    models = run_state.of(environment, OpenModelRun).models
     for m in models:
         m.scheduler.stop()
     mine = summary(models)
@@ -241,18 +257,18 @@ def _test_stop(environment, **_kw) -> None:
 
 
 def _worker_summary(environment, msg, **_kw) -> None:
-    environment.open_model_reports[msg.data["index"]] = msg.data
+    run_state.of(environment, OpenModelRun).reports[msg.data["index"]] = msg.data
 
 
 def total(environment) -> dict | None:
     """This run's open-model figures over all processes (on the master: the workers' reports)."""
+    run = run_state.of(environment, OpenModelRun)
     if isinstance(environment.runner, MasterRunner):
         # Each worker reports at its test stop; the master may get to quitting first.
         deadline = time.monotonic() + 5
-        while len(environment.open_model_reports) < getattr(environment, "open_model_expected", 0) \
-                and time.monotonic() < deadline:
+        while len(run.reports) < run.expected_reports and time.monotonic() < deadline:
             gevent.sleep(0.05)
-        reports = list(getattr(environment, "open_model_reports", {}).values())
+        reports = list(run.reports.values())
         if not reports:
             return None
         s = {k: sum(r[k] for r in reports) for k in ("planned", "started", "dropped")}
@@ -261,7 +277,7 @@ def total(environment) -> dict | None:
         s["scheduler_lateness_max_ms"] = max(r["scheduler_lateness_max_ms"] for r in reports)
         s["processes"] = len(reports)
     else:
-        s = summary(getattr(environment, "open_models", []))
+        s = summary(run.models)
         if s is None:
             return None
         s["processes"] = 1

@@ -18,6 +18,7 @@ import logging
 import random
 import time
 import uuid
+from dataclasses import dataclass, field
 
 import gevent
 from locust import User, events, task
@@ -29,12 +30,33 @@ import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, 
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from backends.base import REQUEST_TYPE
 from locustfiles import open_model
-from monitors.locust_plugin import add_run_extra, pipeline_drained, run_id
+from monitors.locust_plugin import (
+    add_run_extra,
+    add_sampler,
+    describe_run,
+    ends_by_signal,
+    measuring,
+    pipeline_drained,
+    run_id,
+)
+from monitors.xapi_e2e import EndToEnd, summary_line
 from openedx_erb.events import MIXES, Clock, EventFactory, TrackedLearner, load_users
+from plumbing import run_state
 from plumbing.options import OptionError, require
 
 log = logging.getLogger("tracking")
 E2E_NAME = "tracking event → xAPI in ClickHouse"
+
+
+@dataclass
+class TrackingRun:
+    """This process's tracking state for one run (plumbing.run_state)."""
+
+    users: list[tuple[int, str]] = field(default_factory=list)  # (user id, username) of the learners
+    generator: Generator | None = None  # not on a master
+    e2e: EndToEnd | None = None  # the end-to-end check (master or local runner)
+    e2e_greenlet: gevent.Greenlet | None = None
+    workers_done: int = 0  # master: workers that sent their budget
 
 
 @events.init_command_line_parser.add_listener
@@ -105,26 +127,25 @@ def _init(environment, runner=None, **_kw) -> None:
     else:
         # One course per run as the reference creates; the master passes it on to its workers.
         o.course_id = f"course-v1:OEX+{uuid.uuid4().hex[:6]}+2024-1"
+    run = run_state.of(environment, TrackingRun)
     if o.users_file:
         try:
-            environment.tracking_users = load_users(o.users_file)
+            run.users = load_users(o.users_file)
         except OSError as exc:
             raise OptionError(f"--users-file {o.users_file!r}: {exc.strerror}") from None
         except ValueError as exc:
             raise OptionError(str(exc)) from None
     else:
-        environment.tracking_users = [(n + 1, f"{o.username_prefix}_{n:06d}") for n in range(o.learners)]
+        run.users = [(n + 1, f"{o.username_prefix}_{n:06d}") for n in range(o.learners)]
     # Aspects' mode: sent until killed, so a signal is the planned end, not an interruption.
-    environment.ends_by_signal = o.run_until_killed and not o.run_time
-    environment.run_start_extra = {"course_id": o.course_id, "num_users": len(environment.tracking_users),
-                                   "username_prefix": o.username_prefix, "backend": o.pipeline_backend,
-                                   "num_events": None if o.run_until_killed else o.num_events,
-                                   "events_per_second": o.events_per_second or None}
+    ends_by_signal(environment, o.run_until_killed and not o.run_time)
+    describe_run(environment, course_id=o.course_id, num_users=len(run.users), username_prefix=o.username_prefix,
+                 backend=o.pipeline_backend, num_events=None if o.run_until_killed else o.num_events,
+                 events_per_second=o.events_per_second or None)
     if not isinstance(runner, MasterRunner):
         backends.get(o.pipeline_backend).check_reachable(o)
     if isinstance(runner, MasterRunner):
         runner.register_message("tracking_done", _worker_done)
-        environment.tracking_done = 0
         return
     if isinstance(runner, WorkerRunner):
         # The master's course (sent before its spawn message, so it arrives before test_start here).
@@ -150,7 +171,7 @@ class Generator:
         o = environment.parsed_options
         self.env, self.o = environment, o
         self.index, self.count = _processes(environment)
-        self.learners = [TrackedLearner(uid, name) for uid, name in environment.tracking_users]
+        self.learners = [TrackedLearner(uid, name) for uid, name in run_state.of(environment, TrackingRun).users]
         self.factory = EventFactory(o.course_id, o.event_mix, Clock(slot=self.index))
         self.budget = None if o.run_until_killed else _share(o.num_events, self.index, self.count)
         self.sent = self.reserved = 0
@@ -210,8 +231,9 @@ class Generator:
 def _worker_done(environment, msg, **_kw) -> None:
     from locust.runners import WORKER_REPORT_INTERVAL
 
-    environment.tracking_done += 1
-    if environment.tracking_done >= environment.runner.worker_count:
+    run = run_state.of(environment, TrackingRun)
+    run.workers_done += 1
+    if run.workers_done >= environment.runner.worker_count:
         gevent.spawn_later(WORKER_REPORT_INTERVAL + 0.5, environment.runner.quit)
 
 
@@ -228,7 +250,7 @@ def _start(environment, **_kw) -> None:
         runner.send_message("tracking_course", o.course_id)
     if not isinstance(runner, MasterRunner):
         try:
-            environment.tracking = Generator(environment)
+            run_state.of(environment, TrackingRun).generator = Generator(environment)
         except Exception as exc:  # noqa: BLE001 - a bad URL or unreachable broker: one line
             raise OptionError(f"--pipeline-backend {o.pipeline_backend}: {exc}") from None
     if isinstance(runner, WorkerRunner) or o.no_e2e:
@@ -237,8 +259,6 @@ def _start(environment, **_kw) -> None:
 
 
 def _start_e2e(environment) -> None:
-    from monitors.xapi_e2e import EndToEnd
-
     o = environment.parsed_options
 
     def latency(ms: float) -> None:
@@ -248,34 +268,32 @@ def _start_e2e(environment) -> None:
     e2e = EndToEnd(o.xapi_clickhouse_url or o.clickhouse_url, o.xapi_database, o.xapi_table, time.time() - 1,
                    lambda: _sent_total(environment), o.e2e_poll_interval, o.course_id, o.xapi_time_column,
                    o.e2e_timestamp_sql, o.clickhouse_data_path, latency)
-    environment.tracking_e2e = e2e
+    run = run_state.of(environment, TrackingRun)
+    run.e2e = e2e
 
     def loop() -> None:
         while True:
             e2e.poll()
             gevent.sleep(o.e2e_poll_interval)
 
-    environment.tracking_e2e_greenlet = gevent.spawn(loop)
-    mon = getattr(environment, "pipeline_monitor", None)
-    if mon is not None:
-        mon.samplers["e2e"] = e2e  # its "missing" is a backlog: the monitor drains until it is 0
+    run.e2e_greenlet = gevent.spawn(loop)
+    add_sampler(environment, "e2e", e2e)  # its "missing" is a backlog: the monitor drains until it is 0
 
 
 def _e2e_summary(environment) -> None:
     """After the drain: the run's sent/stored/missing/duplicates/latency, logged and stored with the end row."""
-    from monitors.xapi_e2e import summary_line
-
-    e2e = environment.tracking_e2e
+    run = run_state.of(environment, TrackingRun)
+    e2e = run.e2e
     e2e.poll()
     summary = e2e.summary(with_runway=True)
-    environment.tracking_e2e_greenlet.kill(block=False)
+    run.e2e_greenlet.kill(block=False)
     log.info(summary_line(run_id(environment), summary))
     add_run_extra(environment, sent_event_count=summary["sent"], e2e=summary)
 
 
 @pipeline_drained.add_listener
 def _drained(environment, **_kw) -> None:
-    if getattr(environment, "tracking_e2e", None) is not None:
+    if run_state.of(environment, TrackingRun).e2e is not None:
         _e2e_summary(environment)
 
 
@@ -283,18 +301,19 @@ def _drained(environment, **_kw) -> None:
 def _quit(environment, **_kw) -> None:
     # Locust calls quitting listeners in reverse order: this runs before the monitor's, which
     # drains (the E2E check's "missing" is a backlog) and then fires pipeline_drained.
-    gen = getattr(environment, "tracking", None)
+    run = run_state.of(environment, TrackingRun)
+    gen = run.generator
     if gen is not None:
         gen.sender.close()
         if not isinstance(environment.runner, WorkerRunner):  # a worker's extras do not reach the master
             add_run_extra(environment, events_per_second_achieved=round(gen.achieved_rate(), 1))
         # Open model: the rate achieved and the drops are logged and stored by locustfiles.open_model.
-    e2e = getattr(environment, "tracking_e2e", None)
+    e2e = run.e2e
     if e2e is None:
         if gen is not None:
             add_run_extra(environment, sent_event_count=_sent_total(environment))
         return
-    if getattr(environment, "pipeline_monitor", None) is not None:
+    if measuring(environment):
         return  # the summary is taken on pipeline_drained
     # No monitor (--no-monitor): drain here, bounded like the monitor's drain.
     deadline = time.monotonic() + float(getattr(environment.parsed_options, "drain_timeout", 60) or 60)
@@ -308,21 +327,22 @@ class TrackingUser(User):
     --events-per-second (open model: a pool of users taking instants from the scheduler)."""
 
     ticket = None
+    gen: Generator | None = None
 
     def on_start(self) -> None:
-        gen = getattr(self.environment, "tracking", None)
+        self.gen = gen = run_state.of(self.environment, TrackingRun).generator
         if gen is not None and gen.model is not None:
             open_model.first_ticket(self, gen.model)  # Locust runs the first task before any wait
 
     def wait_time(self) -> float:
-        gen = getattr(self.environment, "tracking", None)
+        gen = self.gen
         if gen is None or gen.model is None:
             return self.environment.parsed_options.sleep_time
         return open_model.wait_for_ticket(self, gen.model)
 
     @task
     def emit(self) -> None:
-        gen = getattr(self.environment, "tracking", None)
+        gen = self.gen
         if gen is None or (gen.model is not None and self.ticket is None) or not gen.take():
             raise StopUser()
         gen.send_one(self.ticket)

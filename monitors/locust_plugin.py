@@ -6,8 +6,9 @@ and a greenlet samples the chosen backends, the host and Locust's stats every
 keeps sampling until every backlog is 0 or --drain-timeout passes (the drain, or recovery,
 time). When Locust quits it flushes, writes the `end` row and applies the --check-* thresholds.
 
-Other parts of the suite use: `run_id(environment)`, `record_sample(environment, source, sample)`
-and `add_run_extra(environment, **fields)`.
+Other parts of the suite use the functions at the end (`run_id`, `record_sample`, `add_run_extra`,
+`describe_run`, `add_sampler`, `measuring`, `ends_by_signal`) and the event hooks
+`pipeline_drained` and `run_measured`; the monitor's state is its own (`MonitorRun`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from monitors.figures import console_line
 from monitors.loop import Sampling, drained, store_sample
 from monitors.planned import planned_stats
 from monitors.sink import Sink
-from plumbing import chclient, histogram, logs, settings
+from plumbing import chclient, histogram, logs, run_state, settings
 from plumbing.options import OptionError
 from plumbing.redaction import redact, redact_options, redact_text
 from plumbing.runid import new_run_id
@@ -295,21 +296,42 @@ pipeline_drained = EventHook()
 run_measured = EventHook()
 
 
+@dataclass
+class MonitorRun:
+    """The monitor's state in this Locust process (plumbing.run_state)."""
+
+    monitor: Monitor | None = None  # the current test's (None with --no-monitor)
+    run_id: str = ""
+    used_run_ids: set[str] = field(default_factory=set)  # a second test from the web UI gets a new id
+    worker_users: dict[str, int] = field(default_factory=dict)  # master: worker id -> users in its last report
+    start_fields: dict = field(default_factory=dict)  # describe_run: more fields of the start row
+    ends_by_signal: bool = False  # a signal is the planned end (tracking --run-until-killed)
+    sigterm_received: bool = False
+    interrupted: str = ""  # the signal that stopped the run before its planned end
+
+
+def _run(environment) -> MonitorRun:
+    return run_state.of(environment, MonitorRun)
+
+
 def _monitor(environment) -> Monitor | None:
-    return getattr(environment, "pipeline_monitor", None)
+    return _run(environment).monitor
 
 
 @events.init.add_listener
 def _web_ui(environment, **_kw) -> None:
     from monitors import webui
 
-    webui.install(environment)
+    def latest() -> tuple[str, dict]:
+        run = _run(environment)
+        return run.run_id, (run.monitor.latest if run.monitor is not None else None) or {}
+
+    webui.install(environment, latest)
 
 
 @events.init.add_listener
 def _track_worker_reports(environment, runner=None, **_kw) -> None:
     if isinstance(runner, MasterRunner):
-        environment.worker_users = {}  # worker id -> running users in its latest report
         environment.events.worker_report.add_listener(
             lambda client_id, data, **_: _worker_report(environment, client_id, data))
 
@@ -317,7 +339,7 @@ def _track_worker_reports(environment, runner=None, **_kw) -> None:
 def _worker_report(environment, client_id: str, data: dict) -> None:
     """A report with 0 users running is complete: every request of that worker's users is in it."""
     users = data.get("user_count", 0)
-    environment.worker_users[client_id] = users
+    _run(environment).worker_users[client_id] = users
     mon = _monitor(environment)
     if mon is not None and not users:
         mon.awaiting_reports.discard(client_id)
@@ -328,7 +350,7 @@ def workers_with_users(environment) -> set[str]:
     runner = environment.runner
     if not isinstance(runner, MasterRunner):
         return set()
-    reported = {cid for cid, users in getattr(environment, "worker_users", {}).items() if users}
+    reported = {cid for cid, users in _run(environment).worker_users.items() if users}
     return reported | {c.id for c in runner.clients.values() if c.user_count and c.state != STATE_MISSING}
 
 
@@ -340,25 +362,23 @@ def _start(environment, **_kw) -> None:
     previous = _monitor(environment)
     if previous is not None and not previous.finished:
         _finish(environment)
+    run = _run(environment)
     given = (o.run_id if o is not None else "") or os.environ.get("LOCUST_RUN_ID", "")
-    used = getattr(environment, "used_run_ids", set())
-    rid = given if given and given not in used else new_run_id()  # a second test in the web UI gets a new id
-    used.add(rid)
-    environment.used_run_ids = used
-    environment.run_id = rid
+    rid = given if given and given not in run.used_run_ids else new_run_id()
+    run.used_run_ids.add(rid)
+    run.run_id, run.monitor = rid, None
     if o is None or o.no_monitor:
-        environment.pipeline_monitor = None
         return
     results = os.environ.get("LOCUST_RESULTS_DIR")
     sink = Sink(o.clickhouse_url, o.monitor_database, o.spill_dir, name=rid)
     samplers = sampling.build_samplers(o)
     mon = Monitor(environment, rid, sink, samplers, o.monitor_interval, o.drain_timeout,
                   Path(results) if results else None)
-    environment.pipeline_monitor = mon
+    run.monitor = mon
     tags = [t.strip() for t in (o.run_tags or "").split(",") if t.strip()]
     mon.run_row("start", {"tags": tags, "locustfile": o.locustfile, "host": redact(o.host or ""),
                           "backends": sampling.parse_backends(o.monitor_backend), "users": o.num_users,
-                          "spawn_rate": o.spawn_rate, **getattr(environment, "run_start_extra", {})})
+                          "spawn_rate": o.spawn_rate, **run.start_fields})
     mon.meta_row(1, locustfile=str(o.locustfile), host=redact(o.host or ""), tags=tags,
                  options=json.dumps(_options_for_storage(o), default=str), versions=json.dumps(versions()),
                  exit_code=-1)
@@ -417,7 +437,7 @@ def _finish(environment) -> None:
     code = None
     if environment.parsed_options is not None:
         code = _thresholds(environment, mon)
-        if code is not None and not mon.crashed and not getattr(environment, "interrupted", None):
+        if code is not None and not mon.crashed and not _run(environment).interrupted:
             environment.process_exit_code = code
     exit_code = environment.process_exit_code
     if exit_code is None:
@@ -425,7 +445,7 @@ def _finish(environment) -> None:
         exit_code = 1 if runner is not None and (runner.errors or runner.exceptions) else 0
     extra = {**mon.extras, "drained": mon.drained, "drain_seconds": mon.drain_seconds,
              "max_backlog": mon.max_backlog, "exit_code": exit_code, "sample_errors": mon.sample_errors,
-             "interrupted": bool(getattr(environment, "interrupted", None))}
+             "interrupted": bool(_run(environment).interrupted)}
     mon.run_row("end", extra)
     o = environment.parsed_options
     tags = [t.strip() for t in (o.run_tags or "").split(",") if t.strip()] if o else []
@@ -458,21 +478,21 @@ def _note_sigterm(environment, **_kw) -> None:
     A second watcher beside Locust's own handler (libev runs every watcher of a signal). Ctrl-C
     needs none: Python raises KeyboardInterrupt, the only other way to quit while users run.
     """
-    environment.sigterm_received = False
-    gevent.signal_handler(signal.SIGTERM, setattr, environment, "sigterm_received", True)
+    run = _run(environment)
+    gevent.signal_handler(signal.SIGTERM, setattr, run, "sigterm_received", True)
 
 
 def _interrupted(environment, **_kw) -> None:
     """Quitting while users still run: a signal stopped the run before its planned end
     (--run-time, a shape or an event budget stop the users first). Say so; exit 130/143."""
-    runner = environment.runner
-    if runner is None or isinstance(runner, WorkerRunner) or getattr(environment, "interrupted", None):
+    runner, run = environment.runner, _run(environment)
+    if runner is None or isinstance(runner, WorkerRunner) or run.interrupted:
         return
-    if runner.state not in (STATE_SPAWNING, STATE_RUNNING) or getattr(environment, "ends_by_signal", False):
-        return  # ends_by_signal: a locustfile whose planned end is a signal (tracking --run-until-killed)
+    if runner.state not in (STATE_SPAWNING, STATE_RUNNING) or run.ends_by_signal:
+        return
     gevent.sleep(0)  # the SIGTERM watcher's greenlet, spawned beside Locust's handler, runs now
-    name = "SIGTERM" if getattr(environment, "sigterm_received", False) else "SIGINT"
-    environment.interrupted = name
+    name = "SIGTERM" if run.sigterm_received else "SIGINT"
+    run.interrupted = name
     environment.process_exit_code = EXIT_INTERRUPTED[name]
     log.warning("run stopped by %s before its planned end; exit code %d", name, EXIT_INTERRUPTED[name])
 
@@ -485,12 +505,11 @@ events.quitting.add_listener(_interrupted)
 # -- API for the rest of the suite --------------------------------------------------------------
 def run_id(environment) -> str:
     """The current run's id (set at test start; LOCUST_RUN_ID or --run-id when given)."""
-    rid = getattr(environment, "run_id", None)
-    if not rid:
+    run = _run(environment)
+    if not run.run_id:
         o = environment.parsed_options
-        rid = (o.run_id if o is not None else "") or os.environ.get("LOCUST_RUN_ID") or new_run_id()
-        environment.run_id = rid
-    return rid
+        run.run_id = (o.run_id if o is not None else "") or os.environ.get("LOCUST_RUN_ID") or new_run_id()
+    return run.run_id
 
 
 def record_sample(environment, source: str, sample: dict) -> None:
@@ -512,3 +531,31 @@ def add_run_extra(environment, **fields) -> None:
     mon = _monitor(environment)
     if mon is not None:
         mon.extras.update(fields)
+
+
+def describe_run(environment, **fields) -> None:
+    """Fields added to the run's `start` row (e.g. the tracking run's course id); call before test start."""
+    _run(environment).start_fields.update(fields)
+
+
+def ends_by_signal(environment, yes: bool = True) -> None:
+    """A signal is this run's planned end (e.g. tracking --run-until-killed, as Aspects' command):
+    quitting on one is no interruption (no exit 130/143)."""
+    _run(environment).ends_by_signal = yes
+
+
+def add_sampler(environment, name: str, sampler) -> bool:
+    """Sample `sampler` with the monitor's own from now on; its backlog holds the drain. False when
+    no monitor runs (--no-monitor)."""
+    mon = _monitor(environment)
+    if mon is None:
+        return False
+    mon.samplers[name] = sampler
+    return True
+
+
+def measuring(environment) -> bool:
+    """True while a monitor runs this test: its end is still to come, and fires `pipeline_drained`
+    and `run_measured` before the end row."""
+    mon = _monitor(environment)
+    return mon is not None and not mon.finished

@@ -17,21 +17,28 @@ its final figures (`from_planned_start`).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 from locust import events
 from locust.stats import RequestStats, StatsEntry
+
+from plumbing import run_state
 
 PLANNED_KEY = "planned_start"
 # Keys of a worker's report; distinct from Locust's own ("stats", "stats_total", "errors").
 REPORT_ENTRIES, REPORT_TOTAL = "planned_start_stats", "planned_start_total"
 
 
+@dataclass
+class PlannedTimings:
+    """This process's latencies from the planned start (plumbing.run_state)."""
+
+    stats: RequestStats = field(default_factory=lambda: RequestStats(use_response_times_cache=False))
+
+
 def planned_stats(environment) -> RequestStats:
     """This process's latencies from the planned start (created on first use)."""
-    stats = getattr(environment, "planned_stats", None)
-    if stats is None:
-        stats = environment.planned_stats = RequestStats(use_response_times_cache=False)
-    return stats
+    return run_state.of(environment, PlannedTimings).stats
 
 
 @events.init.add_listener

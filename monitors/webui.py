@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 from monitors.figures import KEY_FIGURES, flatten
 
@@ -15,10 +16,8 @@ TAB_KEY = "pipeline"
 MAX_ROWS = 300  # a big sample would make the UI table slow to render
 
 
-def latest_rows(environment) -> dict:
+def latest_rows(environment, run_id: str, latest: dict) -> dict:
     """The newest sample as table rows, plus E2E request percentiles from Locust's stats."""
-    mon = getattr(environment, "pipeline_monitor", None)
-    latest = getattr(mon, "latest", None) or {}
     rows: list[dict] = []
     for source, sample in (latest.get("stats") or {}).items():
         if not isinstance(sample, dict):
@@ -39,12 +38,13 @@ def latest_rows(environment) -> dict:
             rows.append({"source": "e2e", "metric": f"{name} p{int(pct * 100)} ms",
                          "value": entry.get_response_time_percentile(pct)})
         rows.append({"source": "e2e", "metric": f"{name} count", "value": entry.num_requests})
-    return {"run_id": getattr(environment, "run_id", None), "time": latest.get("time"),
+    return {"run_id": run_id or None, "time": latest.get("time"),
             "age_s": round(time.time() - latest["time"], 1) if latest.get("time") else None,
             "rows": rows[:MAX_ROWS]}
 
 
-def install(environment) -> None:
+def install(environment, latest: Callable[[], tuple[str, dict]]) -> None:
+    """Add the tab to the web UI (if any); `latest()` gives the run id and the monitor's newest sample."""
     web_ui = environment.web_ui
     if web_ui is None:
         return
@@ -57,7 +57,7 @@ def install(environment) -> None:
     @web_ui.app.route("/pipeline/latest")
     @web_ui.auth_required_if_enabled
     def pipeline_latest():
-        return jsonify(latest_rows(environment))
+        return jsonify(latest_rows(environment, *latest()))
 
     @web_ui.app.after_request
     def add_pipeline_rows(response):
@@ -65,6 +65,6 @@ def install(environment) -> None:
         if request.path != "/stats/requests" or response.status_code != 200 or not response.is_json:
             return response
         body = response.get_json()
-        body["extended_stats"] = [{"key": TAB_KEY, "data": latest_rows(environment)["rows"]}]
+        body["extended_stats"] = [{"key": TAB_KEY, "data": latest_rows(environment, *latest())["rows"]}]
         response.set_data(json.dumps(body))
         return response

@@ -27,8 +27,8 @@ def _options(parser) -> None:
 @events.test_start.add_listener
 def _start(environment, **_kw) -> None:
     o = environment.parsed_options
-    environment.pace_model = open_model.for_users(environment, "noop", o.pace_rate) \
-        if o.pacing == "scheduler" else None
+    if o.pacing == "scheduler":
+        open_model.for_users(environment, "noop", o.pace_rate)
 
 
 @events.quitting.add_listener
@@ -40,7 +40,7 @@ class Paced(User):
     def on_start(self) -> None:
         self.ticket = None
         self._next = time.monotonic()
-        open_model.attach(self, self.environment.pace_model)
+        open_model.attach(self, open_model.named(self.environment, "noop"))
 
     def wait_time(self) -> float:
         o = self.environment.parsed_options

@@ -30,10 +30,8 @@ def _options(parser) -> None:
 @events.test_start.add_listener
 def _start(environment, **_kw) -> None:
     o = environment.parsed_options
-    model = None
     if open_model.enabled(environment, o.noop_rate) and environment.runner.__class__.__name__ != "MasterRunner":
-        model = open_model.OpenModel(environment, "noop", o.noop_rate, o.noop_iterations or None)
-    environment.noop_model = model
+        open_model.OpenModel(environment, "noop", o.noop_rate, o.noop_iterations or None)
 
 
 @events.request.add_listener
@@ -57,7 +55,7 @@ def _tally(environment, **_kw) -> None:
 class Noop(User):
     def on_start(self) -> None:
         self.ticket = None
-        open_model.attach(self, self.environment.noop_model)
+        open_model.attach(self, open_model.named(self.environment, "noop"))
 
     def wait_time(self) -> float:
         return 1.0
