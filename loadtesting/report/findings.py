@@ -1,6 +1,13 @@
-"""The findings: what the figures say, in plain language."""
+"""The findings: what the figures say, in plain language.
+
+Each finding is a function of the run's data and the phases' figures that returns its paragraphs
+(none when the run has nothing to say on it); FINDINGS lists them in the report's order, so adding
+a finding is one function and one entry there.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from loadtesting import phases as phase_mod
 from loadtesting import sar
@@ -24,7 +31,144 @@ def _served(f: dict) -> float | None:
     return max(f["rps"] - (f.get("fail_rps") or 0.0), 0.0)
 
 
-def open_model_finding(data: RunData) -> str | None:
+def _searched(data: RunData) -> bool:
+    """The run was a capacity search with steps."""
+    return bool(data.capacity and data.capacity.get("steps"))
+
+
+def _events(data: RunData) -> list[dict]:
+    return [r for r in data.requests if r["type"] == "EVENT"]  # tracking runs: one request per event
+
+
+def _total(data: RunData) -> dict | None:
+    return next((r for r in data.requests if r["name"] == "Aggregated"), None)
+
+
+def finding_capacity(data: RunData, figures: dict[str, dict]) -> list[str]:
+    """A capacity search: the highest load served without failures and where the limit lies."""
+    if not _searched(data):
+        return []
+    cap = data.capacity
+    text = (f"The capacity search ran {len(cap['steps'])} steps. The highest load served without failures "
+            f"was **{cap['max_sustainable_users']} users** ({fmt(cap['max_sustainable_rps'])} requests/s, "
+            f"p95 {fmt(cap['p95_ms_at_max'], 0)} ms).")
+    if cap.get("first_failing_users") is not None:
+        text += (f" Failures started at {cap['first_failing_users']} users ({cap['failure_reason']}), so the "
+                 f"limit lies between the two, known to within {cap['resolution']} users.")
+    else:
+        text += " No step failed up to the search's user ceiling: the limit is higher than what was tried."
+    return [text]
+
+
+def finding_events(data: RunData, figures: dict[str, dict]) -> list[str]:
+    """A tracking run without a search: events sent, the rate, and how many reached ClickHouse."""
+    events = _events(data)
+    if _searched(data) or not events:
+        return []
+    sent = sum(r["requests"] for r in events)
+    failed = sum(r["failures"] for r in events)
+    achieved = (data.meta.get("extra") or {}).get("events_per_second_achieved")
+    target = float((data.meta.get("options") or {}).get("events_per_second") or 0)
+    if achieved:
+        rate = f"at {fmt(achieved)} events/s" + (f" (target {target:g})" if target else "")
+    else:
+        rate = f"({fmt(sum(r['rps'] for r in events))} events/s averaged over the whole run, drain included)"
+    text = f"The generator sent {sent:,} tracking events {rate}; {failed:,} failed to send."
+    stored = sum(r["requests"] - r["failures"] for r in data.requests if r["type"] == "E2E")
+    if any(r["type"] == "E2E" for r in data.requests):
+        missing = sent - failed - stored
+        text += (f" {stored:,} of them were found in ClickHouse as xAPI statements"
+                 + (f"; {missing:,} never arrived." if missing > 0 else ", none lost."))
+    return [text]
+
+
+def finding_totals(data: RunData, figures: dict[str, dict]) -> list[str]:
+    """Any other run: its peak users, requests, failures and p95, at this load rather than the limit."""
+    total = _total(data)
+    if _searched(data) or _events(data) or not total:
+        return []
+    peak = max((p["users"] for p in data.timeline), default=0)
+    ratio = total["failures"] / total["requests"] if total["requests"] else 0
+    return [f"The run reached {fmt(peak, 0)} users and served {total['requests']:,} requests at "
+            f"{fmt(total['rps'])} requests/s on average, with {total['failures']:,} failures "
+            f"({ratio:.2%}) and a p95 of {fmt(total['p95_ms'], 0)} ms. No capacity search was run, so "
+            "this is the behaviour at this load, not the limit (`--capacity-search` finds it)."]
+
+
+def finding_top_failure(data: RunData, figures: dict[str, dict]) -> list[str]:
+    """The most frequent failure: what gave way first."""
+    top = max(data.failures, key=lambda f: f["occurrences"], default=None)
+    if not top:
+        return []
+    return [f"The most frequent failure was `{top['error'][:160]}` on {top['method']} "
+            f"{top['name']} ({top['occurrences']:,} times). It names what gave way first."]
+
+
+def finding_phases(data: RunData, figures: dict[str, dict]) -> list[str]:
+    """From minimal to maximum sustainable load, and whether the failing load was saturation or a cap."""
+    low = figures.get(phase_mod.MINIMAL, {})
+    high = figures.get(phase_mod.MAX_SUSTAINABLE, {})
+    fail = figures.get(phase_mod.FAILURE, {})
+    if not (low and high and low.get("users") and high.get("users")):
+        return []
+    growth = high["users"] / low["users"] if low["users"] else 0
+    rps_growth = (high.get("rps") or 0) / low["rps"] if low.get("rps") else 0
+    text = (f"From minimal load ({fmt(low['users'], 0)} users) to the maximum sustainable load "
+            f"({fmt(high['users'], 0)} users) users grew {growth:.1f}× and throughput {rps_growth:.1f}×, "
+            f"while p95 went from {fmt(low.get('p95_ms'), 0)} to {fmt(high.get('p95_ms'), 0)} ms.")
+    served_high = _served(high)
+    served_fail = _served(fail)
+    if served_fail is not None and served_high:
+        more = served_fail / served_high
+        text += (f" At the failing load the successfully served requests/s were {more:.2f}× those of the "
+                 "sustainable load: "
+                 + ("the system was saturated, more users only queued and failed." if more < 1.1 else
+                    "throughput still grew, so failures came from a hard limit (a cap, a pool, a timeout) "
+                    "rather than from saturation."))
+    return [text]
+
+
+def finding_cpu(data: RunData, figures: dict[str, dict]) -> list[str]:
+    """sar at the failure load (else the maximum sustainable one, else the whole run): what limited it."""
+    cap = data.capacity
+    total = _total(data)
+    high = figures.get(phase_mod.MAX_SUSTAINABLE, {})
+    fail = figures.get(phase_mod.FAILURE, {})
+    limit_found = bool((cap and cap.get("first_failing_users") is not None) or (total and total["failures"]))
+    s = (fail or high).get("sar") if (fail or high) else None
+    if s is None and data.sar:
+        s = sar.summarize(data.sar)
+    if not s or s.get("cpu_idle") is None:
+        return []
+    busy = 100 - s["cpu_idle"]
+    where = "the failure load" if fail.get("sar") else "the run"
+    if busy >= 85:
+        verdict = "the machine's CPU was the bottleneck: more capacity needs more cores or cheaper requests"
+    elif (s.get("cpu_iowait") or 0) >= 20:
+        verdict = "the machine waited on its disk: faster storage or fewer writes per request would help"
+    elif limit_found:
+        verdict = ("the CPU had headroom, so the limit is a configured one (worker processes, connection "
+                   "pools, queue sizes) or on another machine; raising it is the cheapest gain")
+    else:
+        verdict = "the CPU had headroom at this load, so the machine itself was not what limited the run"
+    return [f"During {where} the CPU was {busy:.0f}% busy ({fmt(s['cpu_user'])}% user, "
+            f"{fmt(s['cpu_system'])}% system, {fmt(s['cpu_iowait'])}% iowait), memory "
+            f"{fmt(s['mem_used_pct'])}% used and the disks wrote {fmt(s['disk_write_kBps'])} kB/s: {verdict}."]
+
+
+def finding_backlog(data: RunData, figures: dict[str, dict]) -> list[str]:
+    """The pipeline's backlog: its peak, its last sample, and whether it drained."""
+    backlog = data.lag.get("backlog (events)")
+    if not backlog:
+        return []
+    peak = max(v for _, v in backlog)
+    last = backlog[-1][1]
+    return [f"The pipeline's backlog peaked at {peak:,.0f} events and was {last:,.0f} at the last sample"
+            + (f"; it drained {data.meta.get('drain_seconds')} s after the load stopped."
+               if data.meta.get("drained") else ".")]
+
+
+def finding_open_model(data: RunData, figures: dict[str, dict]) -> list[str]:
     """Open-model runs: the plan against what was started; drops mean the generator was the limit."""
     om = (data.meta.get("extra") or {}).get("open_model")
     dropped = sum(r["requests"] for r in data.requests if r["type"] == "DROPPED")
@@ -35,137 +179,33 @@ def open_model_finding(data: RunData) -> str | None:
     elif dropped:
         text = "Open model"
     else:
-        return None
+        return []
     if not dropped:
-        return text + "; none was dropped."
-    return (text + f"; **{dropped:,} iterations were dropped** because no user was free at their planned instant: "
+        return [text + "; none was dropped."]
+    return [text + f"; **{dropped:,} iterations were dropped** because no user was free at their planned instant: "
             "the generator was the limit, not the system under test. Raise the users (-u) so the pool covers "
-            "rate × latency, or add processes when the generator's CPU is saturated.")
+            "rate × latency, or add processes when the generator's CPU is saturated."]
 
 
-def findings(data: RunData, figures: dict[str, dict]) -> list[str]:
-    """Plain-language paragraphs drawn from the figures (at least two)."""
-    paras = []
-    total = next((r for r in data.requests if r["name"] == "Aggregated"), None)
-    events = [r for r in data.requests if r["type"] == "EVENT"]  # tracking runs: one request per event
-    top_failure = max(data.failures, key=lambda f: f["occurrences"], default=None)
-    cap = data.capacity
-    if cap and cap.get("steps"):
-        text = (f"The capacity search ran {len(cap['steps'])} steps. The highest load served without failures "
-                f"was **{cap['max_sustainable_users']} users** ({fmt(cap['max_sustainable_rps'])} requests/s, "
-                f"p95 {fmt(cap['p95_ms_at_max'], 0)} ms).")
-        if cap.get("first_failing_users") is not None:
-            text += (f" Failures started at {cap['first_failing_users']} users ({cap['failure_reason']}), so the "
-                     f"limit lies between the two, known to within {cap['resolution']} users.")
-        else:
-            text += " No step failed up to the search's user ceiling: the limit is higher than what was tried."
-        paras.append(text)
-    elif events:
-        sent = sum(r["requests"] for r in events)
-        failed = sum(r["failures"] for r in events)
-        achieved = (data.meta.get("extra") or {}).get("events_per_second_achieved")
-        target = float((data.meta.get("options") or {}).get("events_per_second") or 0)
-        if achieved:
-            rate = f"at {fmt(achieved)} events/s" + (f" (target {target:g})" if target else "")
-        else:
-            rate = f"({fmt(sum(r['rps'] for r in events))} events/s averaged over the whole run, drain included)"
-        text = f"The generator sent {sent:,} tracking events {rate}; {failed:,} failed to send."
-        stored = sum(r["requests"] - r["failures"] for r in data.requests if r["type"] == "E2E")
-        if any(r["type"] == "E2E" for r in data.requests):
-            missing = sent - failed - stored
-            text += (f" {stored:,} of them were found in ClickHouse as xAPI statements"
-                     + (f"; {missing:,} never arrived." if missing > 0 else ", none lost."))
-        paras.append(text)
-    elif total:
-        peak = max((p["users"] for p in data.timeline), default=0)
-        ratio = total["failures"] / total["requests"] if total["requests"] else 0
-        paras.append(f"The run reached {fmt(peak, 0)} users and served {total['requests']:,} requests at "
-                     f"{fmt(total['rps'])} requests/s on average, with {total['failures']:,} failures "
-                     f"({ratio:.2%}) and a p95 of {fmt(total['p95_ms'], 0)} ms. No capacity search was run, so "
-                     "this is the behaviour at this load, not the limit (`--capacity-search` finds it).")
-    if top_failure:
-        paras.append(f"The most frequent failure was `{top_failure['error'][:160]}` on {top_failure['method']} "
-                     f"{top_failure['name']} ({top_failure['occurrences']:,} times). It names what gave way first.")
-    low = figures.get(phase_mod.MINIMAL, {})
-    high = figures.get(phase_mod.MAX_SUSTAINABLE, {})
-    fail = figures.get(phase_mod.FAILURE, {})
-    if low and high and low.get("users") and high.get("users"):
-        growth = high["users"] / low["users"] if low["users"] else 0
-        rps_growth = (high.get("rps") or 0) / low["rps"] if low.get("rps") else 0
-        text = (f"From minimal load ({fmt(low['users'], 0)} users) to the maximum sustainable load "
-                f"({fmt(high['users'], 0)} users) users grew {growth:.1f}× and throughput {rps_growth:.1f}×, "
-                f"while p95 went from {fmt(low.get('p95_ms'), 0)} to {fmt(high.get('p95_ms'), 0)} ms.")
-        served_high = _served(high)
-        served_fail = _served(fail)
-        if served_fail is not None and served_high:
-            more = served_fail / served_high
-            text += (f" At the failing load the successfully served requests/s were {more:.2f}× those of the "
-                     "sustainable load: "
-                     + ("the system was saturated, more users only queued and failed." if more < 1.1 else
-                        "throughput still grew, so failures came from a hard limit (a cap, a pool, a timeout) "
-                        "rather than from saturation."))
-        paras.append(text)
-    limit_found = bool((cap and cap.get("first_failing_users") is not None) or (total and total["failures"]))
-    s = (fail or high or {}).get("sar") if (fail or high) else None
-    if s is None and data.sar:
-        s = sar.summarize(data.sar)
-    if s and s.get("cpu_idle") is not None:
-        busy = 100 - s["cpu_idle"]
-        where = "the failure load" if fail.get("sar") else "the run"
-        if busy >= 85:
-            verdict = "the machine's CPU was the bottleneck: more capacity needs more cores or cheaper requests"
-        elif (s.get("cpu_iowait") or 0) >= 20:
-            verdict = "the machine waited on its disk: faster storage or fewer writes per request would help"
-        elif limit_found:
-            verdict = ("the CPU had headroom, so the limit is a configured one (worker processes, connection "
-                       "pools, queue sizes) or on another machine; raising it is the cheapest gain")
-        else:
-            verdict = "the CPU had headroom at this load, so the machine itself was not what limited the run"
-        paras.append(f"During {where} the CPU was {busy:.0f}% busy ({fmt(s['cpu_user'])}% user, "
-                     f"{fmt(s['cpu_system'])}% system, {fmt(s['cpu_iowait'])}% iowait), memory "
-                     f"{fmt(s['mem_used_pct'])}% used and the disks wrote {fmt(s['disk_write_kBps'])} kB/s: {verdict}.")
-    backlog = data.lag.get("backlog (events)")
-    if backlog:
-        peak = max(v for _, v in backlog)
-        last = backlog[-1][1]
-        paras.append(f"The pipeline's backlog peaked at {peak:,.0f} events and was {last:,.0f} at the last sample"
-                     + (f"; it drained {data.meta.get('drain_seconds')} s after the load stopped."
-                        if data.meta.get("drained") else "."))
-    arrival = open_model_finding(data)
-    if arrival:
-        paras.append(arrival)
-    text = planned_finding(data)
-    if text:
-        paras.append(text)
-    e2e = [r for r in data.requests if r["type"] == "E2E"]
-    for r in e2e:
-        paras.append(f"End-to-end latency of {r['name']} over {r['requests']:,} events: p95 {fmt(r['p95_ms'], 0)} ms, "
-                     f"average {fmt(r['avg_ms'], 0)} ms.")
-    if len(paras) < 2:
-        paras.append("Too little was recorded for more findings: run longer, or with `--capacity-search`, "
-                     "so each phase has figures.")
-    return paras
-
-
-def planned_finding(data: RunData) -> str | None:
+def finding_planned(data: RunData, figures: dict[str, dict]) -> list[str]:
     """Service time against response time from the planned start, for open-model requests."""
     planned = next((r for r in data.planned if r["name"] == "Aggregated"), None)
     if not planned or planned.get("p95_ms") is None:
-        return None
+        return []
     open_model = [r for r in data.planned if r["name"] != "Aggregated"]
     names = {(r["type"], r["name"]) for r in open_model}
     service = [r for r in data.requests if (r["type"], r["name"]) in names]
     if len(service) == 1:
         svc = service[0]
     else:  # several names: compare with the service time of the same requests only when all are open-model
-        svc = next((r for r in data.requests if r["name"] == "Aggregated"), None)
+        svc = _total(data)
         if svc is None or svc["requests"] != planned["requests"]:
             svc = None
     text = (f"{planned['requests']:,} open-model requests were also timed from their planned start: p95 "
             f"{fmt(planned['p95_ms'], 0)} ms (p50 {fmt(planned['p50_ms'], 0)}, p99 {fmt(planned['p99_ms'], 0)}, "
             f"max {fmt(planned['max_ms'], 0)} ms)")
     if svc is None or svc.get("p95_ms") is None:
-        return text + "; the table of response times from the planned start compares them per request name."
+        return [text + "; the table of response times from the planned start compares them per request name."]
     gap = planned["p95_ms"] - svc["p95_ms"]
     text += (f", against a p95 service time (from sending) of {fmt(svc['p95_ms'], 0)} ms: the difference, "
              f"{fmt(gap, 0)} ms at p95 ({fmt(planned['p99_ms'] - svc['p99_ms'], 0)} ms at p99), is time spent "
@@ -176,7 +216,27 @@ def planned_finding(data: RunData) -> str | None:
                  "response time from the planned start is the figure to hold against an SLO.")
     else:
         text += "Requests left close to their planned instants: service time tells the whole story here."
-    return text
+    return [text]
 
 
-# -- charts ---------------------------------------------------------------------------------------
+def finding_e2e(data: RunData, figures: dict[str, dict]) -> list[str]:
+    """End-to-end latency, one paragraph per E2E series."""
+    return [f"End-to-end latency of {r['name']} over {r['requests']:,} events: p95 {fmt(r['p95_ms'], 0)} ms, "
+            f"average {fmt(r['avg_ms'], 0)} ms." for r in data.requests if r["type"] == "E2E"]
+
+
+Finding = Callable[[RunData, dict[str, dict]], list[str]]
+
+# The findings, in the report's order: adding one is a function above and an entry here. The first
+# three are alternatives: a capacity search, else a tracking run's events, else the run's totals.
+FINDINGS: list[Finding] = [finding_capacity, finding_events, finding_totals, finding_top_failure, finding_phases,
+                           finding_cpu, finding_backlog, finding_open_model, finding_planned, finding_e2e]
+
+
+def findings(data: RunData, figures: dict[str, dict]) -> list[str]:
+    """Plain-language paragraphs drawn from the figures (at least two)."""
+    paras = [para for finding in FINDINGS for para in finding(data, figures)]
+    if len(paras) < 2:
+        paras.append("Too little was recorded for more findings: run longer, or with `--capacity-search`, "
+                     "so each phase has figures.")
+    return paras

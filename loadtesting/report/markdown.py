@@ -20,6 +20,11 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
     return lines
 
 
+def _titled_table(title: str, header: list[str], rows: list[list]) -> list[str]:
+    """A section that is one table: its heading, the table and a blank line."""
+    return [f"## {title}", "", *_table(header, rows), ""]
+
+
 def _when(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S")
 
@@ -141,8 +146,7 @@ def section_phases(page: Page) -> list[str]:
                          [[p.name, *[figures[p.name]["sar"].get(k) for k, _ in keys]] for p in data.phases]) + [""]
     elif data.sar:
         s = sar.summarize(data.sar)
-        md += ["## System activity (sar), whole run", ""]
-        md += _table(["figure", "average"], [[k, v] for k, v in s.items()]) + [""]
+        md += _titled_table("System activity (sar), whole run", ["figure", "average"], [[k, v] for k, v in s.items()])
     return md
 
 
@@ -188,25 +192,20 @@ def section_planned(page: Page) -> list[str]:
 
 def section_failures(page: Page) -> list[str]:
     """The most frequent failures."""
-    data = page.data
-    md: list[str] = []
-    if data.failures:
-        md += ["## Failures", ""]
-        md += _table(["method", "name", "error", "occurrences"],
-                     [[f["method"], f["name"], f["error"][:200].replace("|", "\\|"), f["occurrences"]]
-                      for f in sorted(data.failures, key=lambda f: -f["occurrences"])[:20]]) + [""]
-    return md
+    top = sorted(page.data.failures, key=lambda f: -f["occurrences"])[:20]
+    if not top:
+        return []
+    return _titled_table("Failures", ["method", "name", "error", "occurrences"],
+                         [[f["method"], f["name"], f["error"][:200].replace("|", "\\|"), f["occurrences"]] for f in top])
 
 
 def section_lag(page: Page) -> list[str]:
     """The pipeline lag series: peak and last."""
-    data = page.data
-    md: list[str] = []
-    if data.lag:
-        md += ["## Pipeline lag", ""]
-        md += _table(["series", "peak", "last"], [[k, max(v for _, v in s), s[-1][1]] for k, s in data.lag.items()])
-        md += [""]
-    return md
+    lag = page.data.lag
+    if not lag:
+        return []
+    return _titled_table("Pipeline lag", ["series", "peak", "last"],
+                         [[k, max(v for _, v in s), s[-1][1]] for k, s in lag.items()])
 
 
 def section_charts(page: Page) -> list[str]:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,18 +45,27 @@ def start_tracking(clickhouse, tmp_path: Path, run_id: str, *args: str) -> subpr
         return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-def finish(proc: subprocess.Popen, tmp_path: Path, restarter: threading.Thread) -> tuple[int, str, dict]:
-    """Exit code, output and the EVENT counts of stats.json ({requests, failures})."""
+def finish_beside(proc: subprocess.Popen, tmp_path: Path, action: Callable[[], None]) -> tuple[int, str, dict]:
+    """Runs `action` (the broker's restart or stop) in a thread while the run goes on, then waits for
+    both: exit code, output and the EVENT counts of stats.json ({requests, failures})."""
+    thread = threading.Thread(target=action)
+    thread.start()
     try:
         code = proc.wait(timeout=240)
     finally:
         if proc.poll() is None:
             proc.kill()
-        restarter.join(timeout=60)
+        thread.join(timeout=60)
     output = (tmp_path / "locust.log").read_text()
     rows = json.loads((tmp_path / "stats.json").read_text())["requests"]
     events = [r for r in rows if r["type"] == "EVENT"]
     return code, output, {k: sum(r[k] for r in events) for k in ("requests", "failures")}
+
+
+def assert_every_send_counted(output: str, events: dict) -> None:
+    """The run did not crash and counted each of its EVENTS sends, as succeeded or failed."""
+    assert "Traceback" not in output, output[-3000:]
+    assert events["requests"] == EVENTS
 
 
 def samples_after(clickhouse, run_id: str, source: str, after: float) -> int:
@@ -91,13 +101,10 @@ def test_redis_bus_restart_counts_the_gap_as_failures_and_loses_nothing(own_stac
         own_stack.start("redis")
         marks["up"] = time.time()
 
-    t = threading.Thread(target=restart)
-    t.start()
-    code, output, events = finish(proc, tmp_path, t)
+    code, output, events = finish_beside(proc, tmp_path, restart)
 
     assert "up" in marks, output[-3000:]
-    assert "Traceback" not in output, output[-3000:]
-    assert events["requests"] == EVENTS  # every send counted: succeeded or failed
+    assert_every_send_counted(output, events)
     assert events["failures"] > 0 and code == 1  # the sends of the gap failed, so the run says so
     client = redis.Redis.from_url(url)
     ok, stored = events["requests"] - events["failures"], client.xlen(STREAM)
@@ -146,13 +153,10 @@ def test_kafka_bus_restart_reconnects_and_counts_every_send(own_stack, clickhous
         own_stack.start("kafka")
         marks["up"] = time.time()
 
-    t = threading.Thread(target=restart)
-    t.start()
-    _code, output, events = finish(proc, tmp_path, t)
+    _code, output, events = finish_beside(proc, tmp_path, restart)
 
     assert "up" in marks, output[-3000:]
-    assert "Traceback" not in output, output[-3000:]
-    assert events["requests"] == EVENTS  # every send counted: delivered or failed
+    assert_every_send_counted(output, events)  # the sends of the gap delivered or failed
     after = kafka_messages(brokers, STREAM)
     assert 0 < after <= events["requests"] - events["failures"]
     assert samples_after(clickhouse, "t-restart-kafka", "kafka_bus", marks["up"]) > 0
@@ -165,11 +169,8 @@ def test_kafka_bus_events_undeliverable_at_the_end_are_failures(own_stack, click
         wait_for(lambda: kafka_messages(brokers, STREAM) > 300, timeout=60, what="events in the topic")
         own_stack.stop("kafka")  # and it stays down
 
-    t = threading.Thread(target=stop)
-    t.start()
-    code, output, events = finish(proc, tmp_path, t)
+    code, output, events = finish_beside(proc, tmp_path, stop)
 
-    assert "Traceback" not in output, output[-3000:]
-    assert events["requests"] == EVENTS
+    assert_every_send_counted(output, events)
     assert events["failures"] > 0 and code == 1
     assert "events undelivered 30 s after the end; counted as failed" in output
