@@ -17,7 +17,7 @@ from pathlib import Path
 
 from stack.core import REPO, Endpoint, Proc, Service, Stack, StackError
 from stack.registry import DEFAULT_PORTS, ENV_NAMES, register
-from stack.services import _http_ok
+from stack.services import http_ok
 
 VENV = Path(os.environ.get("RALPH_VENV", REPO / ".venv-ralph"))
 REQUIREMENTS = REPO / "targets" / "ralph" / "requirements.txt"
@@ -76,7 +76,7 @@ def ralph(stack: Stack) -> Service:
 
     proc = Proc("ralph", [str(VENV / "bin" / "python"), "-m", "uvicorn", "ralph.api:app", "--host", "127.0.0.1",
                           "--port", str(port), "--workers", workers, "--no-access-log"],
-                ready=lambda: _http_ok(f"http://127.0.0.1:{port}/__heartbeat__"), env=env, cwd=home)
+                ready=lambda: http_ok(f"http://127.0.0.1:{port}/__heartbeat__"), env=env, cwd=home)
     endpoint = Endpoint("ralph", "127.0.0.1", port, f"http://127.0.0.1:{port}",
                         {"username": USERNAME, "password_file": str(password_file), "data_dir": str(data)})
     return Service("ralph", [proc], endpoint, prepare=prepare)

@@ -27,7 +27,8 @@ def _tcp_open(port: int) -> bool:
         return True
 
 
-def _http_ok(url: str, expect: bytes | None = None) -> bool:
+def http_ok(url: str, expect: bytes | None = None) -> bool:
+    """A readiness check: `url` answers 200 (with `expect` in its body)."""
     with urllib.request.urlopen(url, timeout=1) as resp:
         body = resp.read()
         return resp.status == 200 and (expect is None or expect in body)
@@ -55,7 +56,7 @@ def clickhouse(stack: Stack) -> Service:
     proc = Proc(
         label="clickhouse",
         argv=[_which("clickhouse-server"), f"--config-file={home / 'config.xml'}"],
-        ready=lambda: _http_ok(f"http://127.0.0.1:{http}/ping", b"Ok."),
+        ready=lambda: http_ok(f"http://127.0.0.1:{http}/ping", b"Ok."),
         cwd=home,
     )
     url = f"clickhouse://default@127.0.0.1:{tcp}/default"
@@ -82,7 +83,7 @@ def redis(stack: Stack) -> Service:
     return Service("redis", [proc], Endpoint("redis", "127.0.0.1", port, f"redis://127.0.0.1:{port}/0"))
 
 
-def _mqtt_connack(port: int) -> bool:
+def mqtt_connack(port: int) -> bool:
     # MQTT 3.1.1 CONNECT, clean session, empty client id; any CONNACK means the broker is up.
     connect = b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x0a\x00\x00"
     with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
@@ -101,7 +102,7 @@ def mosquitto(stack: Stack) -> Service:
     def prepare() -> None:
         _render("mosquitto.conf", conf, port=port, home=home)
 
-    proc = Proc("mosquitto", [_which("mosquitto"), "-c", str(conf)], ready=lambda: _mqtt_connack(port))
+    proc = Proc("mosquitto", [_which("mosquitto"), "-c", str(conf)], ready=lambda: mqtt_connack(port))
     endpoint = Endpoint("mosquitto", "127.0.0.1", port, f"mqtt://127.0.0.1:{port}")
     return Service("mosquitto", [proc], endpoint, prepare=prepare)
 
@@ -164,13 +165,13 @@ def site(stack: Stack) -> Service:
             sys.executable, "-m", "gunicorn", "--config", str(REPO / "conf" / "site" / f"gunicorn-{profile}.conf.py"),
             "--bind", f"127.0.0.1:{wsgi}", "--chdir", str(project), "lampisite.wsgi:application",
         ],  # fmt: skip
-        ready=lambda: _http_ok(f"http://127.0.0.1:{wsgi}/login/"),
+        ready=lambda: http_ok(f"http://127.0.0.1:{wsgi}/login/"),
         env=env,
     )
     nginx = Proc(
         label="site-nginx",
         argv=[_which("nginx"), "-c", str(nginx_conf), "-p", str(home / "nginx"), "-g", "daemon off;"],
-        ready=lambda: _http_ok(f"http://127.0.0.1:{port}/login/"),
+        ready=lambda: http_ok(f"http://127.0.0.1:{port}/login/"),
     )
     endpoint = Endpoint("site", "127.0.0.1", port, f"http://127.0.0.1:{port}",
                         {"profile": profile, "data_dir": str(home), "access_log": str(home / "nginx" / "access.log")})

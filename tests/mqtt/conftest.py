@@ -16,7 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from stack import Endpoint, Stack, free_port
 from stack.core import poll_until
-from stack.services import _mqtt_connack
+from stack.services import mqtt_connack
 from tests.helpers import REPO, run_locust, wait_for
 
 LOCUSTFILE = str(REPO / "locustfiles" / "mqtt.py")
@@ -126,7 +126,7 @@ class CourseLamp:
         ]))
         self.broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL, start_new_session=True)
-        poll_until(lambda: _mqtt_connack(self.port), timeout=20, what="lamp mosquitto")
+        poll_until(lambda: mqtt_connack(self.port), timeout=20, what="lamp mosquitto")
         self.services = []
         for client_id in ("lamp_service", "lamp_ui"):
             c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
@@ -162,4 +162,4 @@ def two_clouds(tmp_path):
             s.stop()
 
 
-__all__ = ["CourseLamp", "Recorder", "pattern", "retained_view", "run_devices", "_mqtt_connack"]
+__all__ = ["CourseLamp", "Recorder", "pattern", "retained_view", "run_devices", "mqtt_connack"]
