@@ -6,7 +6,6 @@ reference LAMPI site. `make demo` uses it through `python -m stack`, the tests t
 """
 
 from stack import ralph, services  # noqa: F401  - they register their services
-from stack.core import Endpoint, Stack, StackError, free_port
-from stack.registry import SERVICES, register
+from stack.core import SERVICES, Endpoint, Stack, StackError, free_port, register
 
 __all__ = ["Endpoint", "Stack", "StackError", "free_port", "SERVICES", "register"]

@@ -7,8 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from stack.core import REPO, Stack, StackError, stop_from_state
-from stack.registry import SERVICES
+from stack.core import REPO, SERVICES, Stack, StackError, stop_from_state
 
 DEFAULT = ["clickhouse", "redis", "mosquitto", "kafka", "site"]
 
@@ -45,8 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "status":
                 print(f"{name:12} {e['url']:45} pids {' '.join(map(str, info['pids']))}")
         if args.command == "env":
-            from stack.core import Endpoint
-            from stack.registry import env_for
+            from stack.core import Endpoint, env_for
 
             eps = {n: Endpoint(**i["endpoint"]) for n, i in state.items()}
             for key, value in env_for(eps).items():

@@ -1,4 +1,6 @@
-"""Process supervision for the local stack: start, poll readiness, stop by PID."""
+"""The local stack's core: the registry of services (the one list: factories by name, their default
+ports and URL variables, filled by stack.services and stack.ralph), process supervision (start,
+poll readiness, stop by PID) and the `Stack` itself."""
 
 from __future__ import annotations
 
@@ -11,8 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-from stack import registry
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,6 +51,44 @@ class Service:
     endpoint: Endpoint
     requires: tuple[str, ...] = ()
     prepare: Callable[[], None] | None = None
+
+
+# Fixed ports of `make demo`'s stack, away from the servers' standard ports so a system
+# service on the same machine does not collide. Override with STACK_<KEY>_PORT.
+DEFAULT_PORTS = {
+    "clickhouse": 19000,
+    "clickhouse-http": 18123,
+    "redis": 16379,
+    "mosquitto": 11883,
+    "kafka": 19092,
+    "site": 18080,
+    "site-wsgi": 18081,
+}
+
+SERVICES: dict[str, Callable[[Stack], Service]] = {}
+
+
+def register(name: str) -> Callable:
+    def deco(factory: Callable[[Stack], Service]) -> Callable[[Stack], Service]:
+        SERVICES[name] = factory
+        return factory
+
+    return deco
+
+
+# The suite's environment variable for each service's URL; stack.ralph adds its own.
+ENV_NAMES = {
+    "clickhouse": "LOCUST_CLICKHOUSE_URL",
+    "redis": "LOCUST_REDIS_URL",
+    "mosquitto": "LOCUST_MQTT_URL",
+    "kafka": "KAFKA_BROKERS",
+    "site": "LOCUST_HOST",
+}
+
+
+def env_for(endpoints: dict[str, Endpoint]) -> dict[str, str]:
+    """The suite's environment variables for these endpoints (what `stack.env` holds)."""
+    return {ENV_NAMES[n]: e.url for n, e in endpoints.items() if n in ENV_NAMES}
 
 
 def free_port() -> int:
@@ -121,7 +159,7 @@ class Stack:
     """Servers on loopback under `run_dir`.
 
     `ports` pins ports by key (e.g. ``{"clickhouse": 19000}``); keys not given get the
-    default ports of `stack.registry.DEFAULT_PORTS`, or free ports when `free_ports` is set
+    default ports of `stack.DEFAULT_PORTS`, or free ports when `free_ports` is set
     (the tests). `options` are service settings such as ``{"site_profile": "tuned"}``.
     """
 
@@ -151,7 +189,7 @@ class Stack:
             elif self._free:
                 self._ports[key] = free_port()
             else:
-                self._ports[key] = registry.DEFAULT_PORTS[key]
+                self._ports[key] = DEFAULT_PORTS[key]
         return self._ports[key]
 
     def dir(self, name: str) -> Path:
@@ -181,9 +219,9 @@ class Stack:
             return
         if name in chain:
             raise StackError(f"service dependency cycle: {' -> '.join(chain + (name,))}")
-        factory = registry.SERVICES.get(name)
+        factory = SERVICES.get(name)
         if factory is None:
-            choices = ", ".join(sorted(registry.SERVICES))
+            choices = ", ".join(sorted(SERVICES))
             raise StackError(f"unknown service {name!r}; expected one of: {choices}")
         service: Service = factory(self)
         for dep in service.requires:
@@ -246,7 +284,7 @@ class Stack:
 
     def env(self) -> dict[str, str]:
         """Environment variables pointing the suite at this stack."""
-        return registry.env_for(self.endpoints)
+        return env_for(self.endpoints)
 
     def _save_state(self) -> None:
         state = {

@@ -15,8 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stack.core import REPO, Endpoint, Proc, Service, Stack, StackError
-from stack.registry import DEFAULT_PORTS, ENV_NAMES, register
+from stack.core import DEFAULT_PORTS, ENV_NAMES, REPO, Endpoint, Proc, Service, Stack, StackError, register
 from stack.services import http_ok
 
 VENV = Path(os.environ.get("RALPH_VENV", REPO / ".venv-ralph"))

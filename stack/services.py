@@ -1,6 +1,6 @@
 """The servers of the local stack: how each is configured, started and checked for readiness.
 
-A service is a factory `f(stack) -> Service`, registered by name with `stack.registry.register`.
+A service is a factory `f(stack) -> Service`, registered by name with `stack.core.register`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from stack.core import REPO, Endpoint, Proc, Service, Stack, StackError
-from stack.registry import register
+from stack.core import REPO, Endpoint, Proc, Service, Stack, StackError, register
 
 CONF = REPO / "conf" / "stack"
 
