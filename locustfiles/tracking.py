@@ -331,14 +331,10 @@ class TrackingUser(User):
 
     def on_start(self) -> None:
         self.gen = gen = run_state.of(self.environment, TrackingRun).generator
-        if gen is not None and gen.model is not None:
-            open_model.first_ticket(self, gen.model)  # Locust runs the first task before any wait
+        open_model.attach(self, gen.model if gen is not None else None)  # closed model: no-op
 
-    def wait_time(self) -> float:
-        gen = self.gen
-        if gen is None or gen.model is None:
-            return self.environment.parsed_options.sleep_time
-        return open_model.wait_for_ticket(self, gen.model)
+    def wait_time(self) -> float:  # the closed model's
+        return self.environment.parsed_options.sleep_time
 
     @task
     def emit(self) -> None:
