@@ -20,11 +20,14 @@ from tests.helpers import LOCUST, REPO, wait_for
 
 LOCUSTFILE = str(REPO / "locustfiles" / "http.py")
 
+STOP_TIMEOUT = 5  # users finish the request in flight, so nginx serves nothing Locust does not count
 # How the master ends the test: at --run-time it quits at once (the workers' last reports race the
 # master's end); with the web UI's stop (--autostart/--autoquit) workers stop first, then it quits.
 ENDINGS = {
     "run-time quit": ["--headless"],
-    "stop, then quit": ["--autostart", "--autoquit", "2", "--web-host", "127.0.0.1"],
+    # A stopped worker is ready again only after --stop-timeout; a master that quits before then
+    # sends it no quit, and it lingers until its 60 s heartbeat timeout (Locust's own behaviour).
+    "stop, then quit": ["--autostart", "--autoquit", str(STOP_TIMEOUT + 3), "--web-host", "127.0.0.1"],
 }
 
 
@@ -44,8 +47,7 @@ def run_distributed(site, clickhouse, out: Path, run_id: str, ending: list[str])
     """Master + two workers to completion; returns (exit code, output) of each process."""
     port = free_port()
     env = {**os.environ, "LOCUST_RESULTS_DIR": str(out), "LOCUST_RUN_ID": run_id}
-    # --stop-timeout: users finish the request in flight, so nginx serves nothing Locust does not count.
-    common = [LOCUST, "-f", LOCUSTFILE, "--stop-timeout", "10"]
+    common = [LOCUST, "-f", LOCUSTFILE, "--stop-timeout", str(STOP_TIMEOUT)]
     master = [*common, *ending, "--master", "--expect-workers", "2", "--master-bind-host", "127.0.0.1",
               "--master-bind-port", str(port), "--web-port", str(free_port()), "--host", site.url,
               "--users", "30", "--spawn-rate", "30", "--run-time", "12s", "--wait-min", "0", "--wait-max", "0.5",
