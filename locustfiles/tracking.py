@@ -88,6 +88,9 @@ def _options(parser) -> None:
                         "(video, problem, navigation, completion and enrollment)")
     g.add_argument("--e2e-poll-interval", type=float, default=1.0, env_var="LOCUST_E2E_POLL_INTERVAL",
                    help="seconds between looks for stored events; the latency resolution (default 1)")
+    g.add_argument("--delivery-timeout", type=float, default=30.0, env_var="LOCUST_DELIVERY_TIMEOUT",
+                   help="at the end, seconds to wait for the backend to confirm the events in flight (e.g. Kafka "
+                        "deliveries); those still unconfirmed then are counted as failed (default 30)")
     g.add_argument("--no-e2e", action="store_true", default=False, env_var="LOCUST_NO_E2E",
                    help="do not match stored statements (e.g. no read access to the xAPI table)")
     g.add_argument("--e2e-timestamp-sql", default="visitParamExtractString(event, 'timestamp')",
@@ -118,6 +121,7 @@ def _init(environment, runner=None, **_kw) -> None:
     require(o.sleep_time >= 0, f"--sleep-time {o.sleep_time}: expected seconds >= 0")
     require(o.events_per_second >= 0, f"--events-per-second {o.events_per_second}: expected events/s >= 0")
     require(o.e2e_poll_interval > 0, f"--e2e-poll-interval {o.e2e_poll_interval}: expected seconds > 0")
+    require(o.delivery_timeout >= 0, f"--delivery-timeout {o.delivery_timeout}: expected seconds >= 0")
     for backend in backends.modules():
         if hasattr(backend, "check_options"):
             backend.check_options(o)
@@ -215,7 +219,7 @@ class Generator:
         return self.sent / max(end - self.started, 1e-9)
 
     def finish(self) -> None:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + self.o.delivery_timeout
         while self.sender.outstanding() and time.monotonic() < deadline:
             gevent.sleep(0.01)
         log.info("tracking: %d events sent by this process (%.0f/s)%s", self.sent, self.achieved_rate(),

@@ -134,12 +134,12 @@ def create_topic(brokers: str, topic: str) -> None:
     admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[topic].result(30)
 
 
-def kafka_run(own_stack, clickhouse, tmp_path, run_id: str) -> tuple[subprocess.Popen, str]:
+def kafka_run(own_stack, clickhouse, tmp_path, run_id: str, *extra: str) -> tuple[subprocess.Popen, str]:
     brokers = own_stack.start("kafka")["kafka"].url
     create_topic(brokers, STREAM)
     proc = start_tracking(clickhouse, tmp_path, run_id, "--pipeline-backend", "kafka_bus",
                           "--kafka-bus-brokers", brokers, "--kafka-bus-topic", STREAM,
-                          "--monitor-backend", "kafka_bus", "--kafka-bus-group", "restart-test")
+                          "--monitor-backend", "kafka_bus", "--kafka-bus-group", "restart-test", *extra)
     return proc, brokers
 
 
@@ -163,7 +163,7 @@ def test_kafka_bus_restart_reconnects_and_counts_every_send(own_stack, clickhous
 
 
 def test_kafka_bus_events_undeliverable_at_the_end_are_failures(own_stack, clickhouse, tmp_path):
-    proc, brokers = kafka_run(own_stack, clickhouse, tmp_path, "t-restart-kafka-gone")
+    proc, brokers = kafka_run(own_stack, clickhouse, tmp_path, "t-restart-kafka-gone", "--delivery-timeout", "5")
 
     def stop() -> None:
         wait_for(lambda: kafka_messages(brokers, STREAM) > 300, timeout=60, what="events in the topic")
@@ -173,4 +173,4 @@ def test_kafka_bus_events_undeliverable_at_the_end_are_failures(own_stack, click
 
     assert_every_send_counted(output, events)
     assert events["failures"] > 0 and code == 1
-    assert "events undelivered 30 s after the end; counted as failed" in output
+    assert "events undelivered 5 s after the end; counted as failed" in output
