@@ -10,6 +10,8 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+from plumbing import settings
+
 DDL_FILE = Path(__file__).resolve().parent.parent / "conf" / "clickhouse" / "monitor.sql"
 
 # Column name -> kind: s string, dt DateTime (epoch seconds in the dict), u/i int, f float, a Array(String),
@@ -55,12 +57,12 @@ def _all_statements(database: str) -> list[str]:
     return [s.strip() for s in body.split(";") if s.strip()]
 
 
-def statements(database: str = "event_sink") -> list[str]:
+def statements(database: str = settings.MONITOR_DATABASE.default) -> list[str]:
     """The CREATE statements, in order, for `database` (idempotent; new tables get every column)."""
     return [s for s in _all_statements(database) if not _ADD_COLUMN.match(s)]
 
 
-def added_columns(database: str = "event_sink") -> list[tuple[str, str, str]]:
+def added_columns(database: str = settings.MONITOR_DATABASE.default) -> list[tuple[str, str, str]]:
     """(table, column, ALTER statement) of every column added since a table's first release."""
     out = []
     for sql in _all_statements(database):
@@ -70,12 +72,12 @@ def added_columns(database: str = "event_sink") -> list[tuple[str, str, str]]:
     return out
 
 
-def upgrades(existing: set[tuple[str, str]], database: str = "event_sink") -> list[str]:
+def upgrades(existing: set[tuple[str, str]], database: str = settings.MONITOR_DATABASE.default) -> list[str]:
     """The ALTER statements a database with these (table, column) pairs still needs."""
     return [sql for table, column, sql in added_columns(database) if (table, column) not in existing]
 
 
-def ensure(client, database: str = "event_sink") -> None:
+def ensure(client, database: str = settings.MONITOR_DATABASE.default) -> None:
     """Create the database and tables unless they exist, and add columns an older table lacks (idempotent)."""
     for sql in statements(database):
         client.execute(sql)

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from monitors import schema
-from plumbing import chclient
+from plumbing import chclient, settings
 from plumbing.redaction import redact
 
 log = logging.getLogger("monitors.sink")
@@ -28,7 +28,7 @@ REMIND_EVERY = 30.0  # seconds between "still unreachable" lines during an outag
 
 
 class Sink:
-    def __init__(self, url: str, database: str = "event_sink", spill_dir: Path | str | None = None,
+    def __init__(self, url: str, database: str = settings.MONITOR_DATABASE.default, spill_dir: Path | str | None = None,
                  name: str = "monitor", max_rows: int = 100_000, retry_interval: float = 2.0,
                  remind_every: float = REMIND_EVERY) -> None:
         """`spill_dir` holds `<name>.spill.jsonl` files; every file there is replayed once ClickHouse answers,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from loadtesting import phases as phase_mod
 from loadtesting import sar
-from plumbing import histogram
+from plumbing import histogram, settings
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "results"
@@ -244,7 +244,7 @@ def load_clickhouse(run_id: str, url: str, database: str) -> RunData | None:
 
 
 def load(run_id: str, results: Path = RESULTS, source: str = "auto", clickhouse_url: str | None = None,
-         database: str = "event_sink", sar_file: Path | None = None) -> RunData:
+         database: str = settings.MONITOR_DATABASE.default, sar_file: Path | None = None) -> RunData:
     folder = results / run_id
     data = None
     if source in ("auto", "clickhouse") and clickhouse_url:
