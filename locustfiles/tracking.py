@@ -34,7 +34,7 @@ from monitors.locust_plugin import (
     add_run_extra,
     add_sampler,
     describe_run,
-    ends_by_signal,
+    expect_signal_end,
     measuring,
     pipeline_drained,
     run_id,
@@ -142,7 +142,7 @@ def _init(environment, runner=None, **_kw) -> None:
     else:
         run.users = [(n + 1, f"{o.username_prefix}_{n:06d}") for n in range(o.learners)]
     # Aspects' mode: sent until killed, so a signal is the planned end, not an interruption.
-    ends_by_signal(environment, o.run_until_killed and not o.run_time)
+    expect_signal_end(environment, o.run_until_killed and not o.run_time)
     describe_run(environment, course_id=o.course_id, num_users=len(run.users), username_prefix=o.username_prefix,
                  backend=o.pipeline_backend, num_events=None if o.run_until_killed else o.num_events,
                  events_per_second=o.events_per_second or None)

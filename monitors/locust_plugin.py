@@ -7,7 +7,7 @@ keeps sampling until every backlog is 0 or --drain-timeout passes (the drain, or
 time). When Locust quits it flushes, writes the `end` row and applies the --check-* thresholds.
 
 Other parts of the suite use the functions at the end (`run_id`, `record_sample`, `add_run_extra`,
-`describe_run`, `add_sampler`, `measuring`, `ends_by_signal`) and the event hooks
+`describe_run`, `add_sampler`, `measuring`, `expect_signal_end`) and the event hooks
 `pipeline_drained` and `run_measured`; the monitor's state is its own (`MonitorRun`).
 """
 
@@ -538,7 +538,7 @@ def describe_run(environment, **fields) -> None:
     _run(environment).start_fields.update(fields)
 
 
-def ends_by_signal(environment, yes: bool = True) -> None:
+def expect_signal_end(environment, yes: bool = True) -> None:
     """A signal is this run's planned end (e.g. tracking --run-until-killed, as Aspects' command):
     quitting on one is no interruption (no exit 130/143)."""
     _run(environment).ends_by_signal = yes
