@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from loadtesting import capacity, phases, sar
 from loadtesting.capacity_shape import CapacitySearch
 from monitors.locust_plugin import add_run_extra, measuring, record_run_event, run_measured
 from monitors.planned import planned_stats
-from plumbing import run_state
+from plumbing import run_state, settings
 from plumbing.options import OptionError
 
 log = logging.getLogger("loadtesting")
@@ -41,7 +40,8 @@ def _options(parser) -> None:
 
 
 def results_dir() -> Path | None:
-    value = os.environ.get("LOCUST_RESULTS_DIR")
+    """The run folder (LOCUST_RESULTS_DIR, set by loadtesting.run), if any."""
+    value = settings.RESULTS_DIR.resolve()
     return Path(value) if value else None
 
 

@@ -36,9 +36,6 @@ class Phase:
     source: str = "manual"  # "capacity-search" or "manual"
     figures: dict = field(default_factory=dict)  # users, rps, failures, p95 … when known
 
-    def contains(self, t: float) -> bool:
-        return self.start <= t and (self.end is None or t <= self.end)
-
 
 def check_name(name: str) -> str:
     if not _NAME.match(name or ""):

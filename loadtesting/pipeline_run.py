@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ch = settings.CLICKHOUSE_URL.resolve()
     redis_url = redis_util.default_url()
-    brokers = os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092")
+    brokers = settings.KAFKA_BROKERS.resolve()
     log_file = a.run_dir / "tracking.log"
     ready = a.run_dir / "pipeline.ready"
     for f in (log_file, log_file.with_name("tracking.log.offset"), ready):

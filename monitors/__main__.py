@@ -35,17 +35,22 @@ def parser() -> configargparse.ArgumentParser:
     p = configargparse.ArgumentParser(prog="python -m monitors", description=__doc__,
                                       formatter_class=configargparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", is_config_file=True, help="a config file with the options below (key = value)")
-    p.add_argument("--run-id", default="", env_var="LOCUST_RUN_ID", help="monitor this run (default: wait for one)")
+    p.add_argument("--run-id", default=settings.RUN_ID.default, env_var=settings.RUN_ID.env,
+                   help="monitor this run (default: wait for one)")
     p.add_argument("--clickhouse-url", default=settings.CLICKHOUSE_URL.default,
-                   env_var="LOCUST_CLICKHOUSE_URL", help="ClickHouse holding the run tables")
-    p.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.default, env_var="LOCUST_MONITOR_DATABASE")
-    p.add_argument("--sleep-time", type=float, default=5.0, env_var="LOCUST_SLEEP_TIME",
-                   help="seconds between samples (default 5)")
-    p.add_argument("--drain-timeout", type=float, default=300.0, env_var="LOCUST_DRAIN_TIMEOUT",
+                   env_var=settings.CLICKHOUSE_URL.env, help="ClickHouse holding the run tables")
+    p.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.default,
+                   env_var=settings.MONITOR_DATABASE.env)
+    # --sleep-time: its former name (LOCUST_SLEEP_TIME is the tracking generator's pause between events).
+    p.add_argument("--monitor-interval", "--sleep-time", dest="monitor_interval", type=float,
+                   default=float(settings.MONITOR_INTERVAL.default), env_var=settings.MONITOR_INTERVAL.env,
+                   help="seconds between samples (default 5), as in Locust")
+    p.add_argument("--drain-timeout", type=float, default=float(settings.DRAIN_TIMEOUT.default),
+                   env_var=settings.DRAIN_TIMEOUT.env,
                    help="after the run's end row, sample until drained or this many seconds (default 300)")
     p.add_argument("--wait-timeout", type=float, default=0.0, env_var="LOCUST_WAIT_TIMEOUT",
                    help="give up waiting for a run after this many seconds (default 0: wait forever)")
-    p.add_argument("--spill-dir", default=".run/monitor-spill", env_var="LOCUST_SPILL_DIR")
+    p.add_argument("--spill-dir", default=settings.SPILL_DIR.default, env_var=settings.SPILL_DIR.env)
     sampling_options.add_arguments(p)
     return p
 
@@ -105,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         sampling_options.parse_backends(args.monitor_backend)
         chclient.parse_url(args.clickhouse_url)
         check_database_name(args.monitor_database)
-        if not args.sleep_time > 0:
-            raise ValueError(f"--sleep-time {args.sleep_time}: expected seconds > 0")
+        if not args.monitor_interval > 0:
+            raise ValueError(f"--monitor-interval {args.monitor_interval}: expected seconds > 0")
         if args.wait_timeout < 0:
             raise ValueError(f"--wait-timeout {args.wait_timeout}: expected seconds >= 0 (0: wait forever)")
         samplers = sampling_options.build_samplers(args)  # bad sampler URLs fail here, before any waiting
@@ -130,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in samplers.values():
             s.close()
         return EXIT_NO_RUN
-    log.info("monitoring run %s: %s every %.1f s", run_id, ", ".join(samplers), args.sleep_time)
+    log.info("monitoring run %s: %s every %.1f s", run_id, ", ".join(samplers), args.monitor_interval)
     sampling = loop.Sampling(samplers)
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
@@ -154,15 +159,16 @@ def main(argv: list[str] | None = None) -> int:
                     if not check_failed:
                         log.warning("cannot check the end of the run: %s", error_text(exc))
                     check_failed = True
-            if ended_at is not None:
-                if loop.drained(backlog):
-                    drained = True
+            verdict = None if ended_at is None else \
+                loop.drain_verdict(backlog, time.monotonic() - ended_at, args.drain_timeout)
+            if verdict is not None:
+                drained = verdict
+                if verdict:
                     log.info("drained %.1f s after the run ended", time.monotonic() - ended_at)
-                    break
-                if time.monotonic() - ended_at > args.drain_timeout:
+                else:
                     log.warning("not drained %.0f s after the run ended (backlog %s)", args.drain_timeout, backlog)
-                    break
-            next_t = max(next_t + args.sleep_time, time.monotonic())
+                break
+            next_t = max(next_t + args.monitor_interval, time.monotonic())
             time.sleep(max(0.0, next_t - time.monotonic()))
     except KeyboardInterrupt:
         log.info("interrupted")

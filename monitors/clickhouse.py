@@ -34,9 +34,9 @@ EVENTS = ("InsertQuery", "InsertedRows", "InsertedBytes", "DelayedInserts", "Rej
 def add_arguments(group) -> None:
     group.add_argument("--xapi-clickhouse-url", default=None, env_var="LOCUST_XAPI_CLICKHOUSE_URL",
                        help="ClickHouse holding the xAPI table (default: --clickhouse-url)")
-    group.add_argument("--xapi-database", default="xapi", env_var="LOCUST_XAPI_DATABASE",
+    group.add_argument("--xapi-database", default=settings.XAPI_DATABASE.default, env_var=settings.XAPI_DATABASE.env,
                        help="database of the xAPI table (default xapi; Vector installs use openedx)")
-    group.add_argument("--xapi-table", default="xapi_events_all", env_var="LOCUST_XAPI_TABLE",
+    group.add_argument("--xapi-table", default=settings.XAPI_TABLE.default, env_var=settings.XAPI_TABLE.env,
                        help="raw xAPI table (default xapi_events_all)")
     group.add_argument("--xapi-time-column", default="emission_time", env_var="LOCUST_XAPI_TIME_COLUMN",
                        help="event-time column, first in the table's ORDER BY (default emission_time)")
@@ -46,7 +46,8 @@ class Sampler:
     name = "clickhouse"
     drains = False  # nothing to drain: never holds up the end of a run
 
-    def __init__(self, url: str = settings.CLICKHOUSE_URL.default, database: str = "xapi", table: str = "xapi_events_all",
+    def __init__(self, url: str = settings.CLICKHOUSE_URL.default, database: str = settings.XAPI_DATABASE.default,
+                 table: str = settings.XAPI_TABLE.default,
                  time_column: str = "emission_time") -> None:
         for ident in (database, table, time_column):
             check_database_name(ident)

@@ -252,7 +252,8 @@ def parser():
     p = configargparse.ArgumentParser(prog="python -m monitors.kafka_latency",
                                       description=__doc__, formatter_class=configargparse.RawDescriptionHelpFormatter)
     p.add_argument("--topic", required=True, env_var="KAFKA_LATENCY_TOPIC", help="the pipeline's output topic")
-    p.add_argument("--brokers", default=None, env_var="KAFKA_BROKERS", help="bootstrap servers (default 127.0.0.1:9092)")
+    p.add_argument("--brokers", default=None, env_var=settings.KAFKA_BROKERS.env,
+                   help=f"bootstrap servers (default {settings.KAFKA_BROKERS.default})")
     p.add_argument("--group", default="kafka-latency", env_var="KAFKA_LATENCY_GROUP",
                    help="consumer group; instances in one group split the partitions (default kafka-latency)")
     p.add_argument("--start", default="end", env_var="KAFKA_LATENCY_START",
@@ -263,12 +264,12 @@ def parser():
                    help="stop after this many messages (default 0: run until interrupted or idle)")
     p.add_argument("--idle-timeout", type=float, default=0, env_var="KAFKA_LATENCY_IDLE_TIMEOUT",
                    help="stop after this many seconds without a message (default 0: never)")
-    p.add_argument("--clickhouse-url", default=None, env_var="LOCUST_CLICKHOUSE_URL",
+    p.add_argument("--clickhouse-url", default=None, env_var=settings.CLICKHOUSE_URL.env,
                    help="store the windows in <monitor-database>.load_test_kafka_latency (default: do not store)")
-    p.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.default, env_var="LOCUST_MONITOR_DATABASE",
+    p.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.default, env_var=settings.MONITOR_DATABASE.env,
                    help="database of the run tables (default event_sink)")
-    p.add_argument("--run-id", default=None, env_var="LOCUST_RUN_ID", help="run id stored with the windows")
-    p.add_argument("--spill-dir", default=".run/monitor-spill", env_var="LOCUST_SPILL_DIR")
+    p.add_argument("--run-id", default=None, env_var=settings.RUN_ID.env, help="run id stored with the windows")
+    p.add_argument("--spill-dir", default=settings.SPILL_DIR.default, env_var=settings.SPILL_DIR.env)
     return p
 
 

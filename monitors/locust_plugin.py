@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from locust.stats import calculate_response_time_percentile, diff_response_time_
 
 from monitors import samplers as sampling
 from monitors.figures import console_line
-from monitors.loop import Sampling, drained, store_sample
+from monitors.loop import Sampling, drain_verdict, store_sample
 from monitors.planned import planned_stats
 from monitors.sink import Sink
 from plumbing import chclient, histogram, logs, run_state, settings
@@ -47,7 +46,6 @@ from plumbing.versions import versions
 
 log = logging.getLogger("monitors")
 
-REPO = Path(__file__).resolve().parent.parent
 
 REQUEST_STATS_FILE = "request_stats.jsonl"  # in the run folder: the rows of load_test_request_stats
 # How long a master's first sample after the stop waits for the workers' last reports: a worker
@@ -63,22 +61,25 @@ EXIT_INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
     g = parser.add_argument_group("pipeline monitor")
-    g.add_argument("--run-id", default="", env_var="LOCUST_RUN_ID",
+    g.add_argument("--run-id", default=settings.RUN_ID.default, env_var=settings.RUN_ID.env,
                    help="id of this run (default: a new one, UTC time + random, at each test start)")
     g.add_argument("--run-tags", default="", env_var="LOCUST_RUN_TAGS",
                    help="comma-separated tags stored with the run (e.g. baseline,2-workers)")
     g.add_argument("--no-monitor", action="store_true", default=False, env_var="LOCUST_NO_MONITOR",
                    help="do not sample or store anything (e.g. a standalone `python -m monitors` runs)")
-    g.add_argument("--clickhouse-url", default=settings.CLICKHOUSE_URL.default, env_var="LOCUST_CLICKHOUSE_URL",
+    g.add_argument("--clickhouse-url", default=settings.CLICKHOUSE_URL.default, env_var=settings.CLICKHOUSE_URL.env,
                    help="where run rows, stats and samples go: clickhouse://user[:password]@host:port/db "
                         "(password better in CLICKHOUSE_PASSWORD or CLICKHOUSE_PASSWORD_FILE)")
-    g.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.default, env_var="LOCUST_MONITOR_DATABASE",
+    g.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.default,
+                   env_var=settings.MONITOR_DATABASE.env,
                    help="database of load_test_runs / load_test_stats and the typed tables (default event_sink)")
-    g.add_argument("--monitor-interval", type=float, default=5.0, env_var="LOCUST_MONITOR_INTERVAL",
+    g.add_argument("--monitor-interval", type=float, default=float(settings.MONITOR_INTERVAL.default),
+                   env_var=settings.MONITOR_INTERVAL.env,
                    help="seconds between monitor samples (default 5)")
-    g.add_argument("--drain-timeout", type=float, default=300.0, env_var="LOCUST_DRAIN_TIMEOUT",
+    g.add_argument("--drain-timeout", type=float, default=float(settings.DRAIN_TIMEOUT.default),
+                   env_var=settings.DRAIN_TIMEOUT.env,
                    help="after the test stops, sample until every backlog is 0 or this many seconds pass")
-    g.add_argument("--spill-dir", default=str(REPO / ".run" / "monitor-spill"), env_var="LOCUST_SPILL_DIR",
+    g.add_argument("--spill-dir", default=settings.SPILL_DIR.default, env_var=settings.SPILL_DIR.env,
                    help="where rows wait (JSONL) while ClickHouse is unreachable; replayed when it answers")
     g.add_argument("--check-fail-ratio", type=float, default=None, env_var="LOCUST_CHECK_FAIL_RATIO",
                    help=f"exit {EXIT_FAIL_RATIO} if the failure ratio (0-1) is above this")
@@ -261,15 +262,15 @@ class Monitor:
 
     def _drain_finished(self) -> bool:
         waited = time.monotonic() - self.stopping_at
-        if drained(self.backlog):
-            self.drained, self.drain_seconds = True, round(waited, 3)
+        verdict = drain_verdict(self.backlog, waited, self.drain_timeout)
+        if verdict is None:
+            return False
+        self.drained, self.drain_seconds = verdict, round(waited, 3)
+        if verdict:
             log.info("monitor: drained %.1f s after the test stopped", waited)
-            return True
-        if waited >= self.drain_timeout:
-            self.drained, self.drain_seconds = False, round(waited, 3)
+        else:
             log.warning("monitor: not drained after %.0f s (backlog %s); giving up", waited, self.backlog)
-            return True
-        return False
+        return True
 
     # -- rows ----------------------------------------------------------------------------------
     def run_row(self, event_type: str, extra: dict) -> None:
@@ -363,13 +364,13 @@ def _start(environment, **_kw) -> None:
     if previous is not None and not previous.finished:
         _finish(environment)
     run = _run(environment)
-    given = (o.run_id if o is not None else "") or os.environ.get("LOCUST_RUN_ID", "")
+    given = settings.RUN_ID.resolve(o.run_id if o is not None else None)
     rid = given if given and given not in run.used_run_ids else new_run_id()
     run.used_run_ids.add(rid)
     run.run_id, run.monitor = rid, None
     if o is None or o.no_monitor:
         return
-    results = os.environ.get("LOCUST_RESULTS_DIR")
+    results = settings.RESULTS_DIR.resolve()
     sink = Sink(o.clickhouse_url, o.monitor_database, o.spill_dir, name=rid)
     samplers = sampling.build_samplers(o)
     mon = Monitor(environment, rid, sink, samplers, o.monitor_interval, o.drain_timeout,
@@ -508,7 +509,7 @@ def run_id(environment) -> str:
     run = _run(environment)
     if not run.run_id:
         o = environment.parsed_options
-        run.run_id = (o.run_id if o is not None else "") or os.environ.get("LOCUST_RUN_ID") or new_run_id()
+        run.run_id = settings.RUN_ID.resolve(o.run_id if o is not None else None) or new_run_id()
     return run.run_id
 
 

@@ -64,6 +64,16 @@ def drained(backlog: int | None) -> bool:
     return backlog is None or backlog == 0
 
 
+def drain_verdict(backlog: int | None, waited: float, timeout: float) -> bool | None:
+    """After the load stopped: True when drained, False when `waited` reached `timeout` first (give
+    up), None to sample on."""
+    if drained(backlog):
+        return True
+    if waited >= timeout:
+        return False
+    return None
+
+
 def store_sample(sink, run_id: str, now: float, stats: dict, backlog: int | None,
                  results_dir: Path | None = None) -> None:
     """One sample into the sink (stats row, one row per metric, the backlog) and the run folder."""

@@ -9,9 +9,10 @@ sample under the key `mosquitto` (ClickHouse and samples.jsonl).
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
+
+from plumbing import settings
 
 FIGURES = {
     "$SYS/broker/clients/connected": "clients_connected",
@@ -72,4 +73,4 @@ class SysRecorder:
 
 
 def results_dir() -> str | None:
-    return os.environ.get("LOCUST_RESULTS_DIR")
+    return settings.RESULTS_DIR.resolve() or None

@@ -88,9 +88,3 @@ def statement_texts(event: dict) -> list[str]:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise NotTransformable(f"{event.get('name')!r}: {type(exc).__name__}: {exc}") from exc
     return [s.to_json() for s in (result if isinstance(result, list) else [result])]
-
-
-def transformer_version() -> str:
-    import event_routing_backends
-
-    return f"event-routing-backends@{event_routing_backends.__version__}"

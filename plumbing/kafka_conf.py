@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from plumbing import settings
+
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
@@ -44,7 +46,7 @@ READER_DEFAULTS = {"fetch.queue.backoff.ms": 10}
 def client_config(brokers: str | None = None, env: dict | None = None) -> dict[str, str]:
     """librdkafka settings common to producers, consumers and admin clients."""
     env = os.environ if env is None else env
-    conf = {"bootstrap.servers": brokers or env.get("KAFKA_BROKERS") or "127.0.0.1:9092"}
+    conf = {"bootstrap.servers": settings.KAFKA_BROKERS.resolve(brokers, env)}
     apikey, cert = env.get("KAFKA_APIKEY"), env.get("KAFKA_CERT")
     if apikey:
         user, sep, password = apikey.partition(":")

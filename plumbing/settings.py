@@ -7,6 +7,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -23,3 +26,11 @@ class Setting:
 CLICKHOUSE_URL = Setting("LOCUST_CLICKHOUSE_URL", "clickhouse://default@127.0.0.1:19000/default")
 MONITOR_DATABASE = Setting("LOCUST_MONITOR_DATABASE", "event_sink")
 REDIS_URL = Setting("LOCUST_REDIS_URL", "redis://127.0.0.1:6379/0")  # the standard port, as for MQTT and Kafka
+KAFKA_BROKERS = Setting("KAFKA_BROKERS", "127.0.0.1:9092")
+XAPI_DATABASE = Setting("LOCUST_XAPI_DATABASE", "xapi")  # where the pipeline stores xAPI statements (Aspects')
+XAPI_TABLE = Setting("LOCUST_XAPI_TABLE", "xapi_events_all")
+RUN_ID = Setting("LOCUST_RUN_ID", "")  # empty: each run makes a new one
+RESULTS_DIR = Setting("LOCUST_RESULTS_DIR", "")  # the run folder (loadtesting.run sets it); empty: none
+SPILL_DIR = Setting("LOCUST_SPILL_DIR", str(REPO / ".run" / "monitor-spill"))  # rows ClickHouse did not take
+MONITOR_INTERVAL = Setting("LOCUST_MONITOR_INTERVAL", "5")  # seconds between monitor samples
+DRAIN_TIMEOUT = Setting("LOCUST_DRAIN_TIMEOUT", "300")  # seconds the monitor waits for the pipeline to drain

@@ -40,18 +40,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="Celery threads / consumer processes (default 1)")
     p.add_argument("--batch-size", type=int, default=100, help="events per ClickHouse insert (default 100)")
     p.add_argument("--batch-interval", type=float, default=5.0, help="seconds before a partial batch goes (default 5)")
-    p.add_argument("--clickhouse-url", default=settings.CLICKHOUSE_URL.default)
-    p.add_argument("--xapi-database", default="xapi")
-    p.add_argument("--xapi-table", default="xapi_events_all")
+    # Defaults from the suite's environment variables, as the generator reads them (stack.env).
+    p.add_argument("--clickhouse-url", default=settings.CLICKHOUSE_URL.resolve())
+    p.add_argument("--xapi-database", default=settings.XAPI_DATABASE.resolve())
+    p.add_argument("--xapi-table", default=settings.XAPI_TABLE.resolve())
     p.add_argument("--backend-name", default="xapi",
                    help="ERB backend name: batch lists events_router_queue_<name>, dead_queue_<name> (default xapi)")
-    p.add_argument("--redis-url", default=settings.REDIS_URL.default,
+    p.add_argument("--redis-url", default=settings.REDIS_URL.resolve(),
                    help="ERB's batch lists, and the stream for redis_bus")
     p.add_argument("--broker-url", default=None, help="Celery broker (default: --redis-url)")
     p.add_argument("--queues", default="edx.lms.core.default,edx.cms.core.default", help="Celery queues")
     p.add_argument("--topic-prefix", default="dev", help="EVENT_BUS_TOPIC_PREFIX: stream/topic <prefix>-analytics")
     p.add_argument("--group", default="event_routing_backends", help="consumer group")
-    p.add_argument("--kafka-brokers", default=os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092"))
+    p.add_argument("--kafka-brokers", default=settings.KAFKA_BROKERS.resolve())
     p.add_argument("--session-timeout-ms", type=int, default=None)
     p.add_argument("--log-file", type=Path, default=Path(".run/tracking.log"), help="vector: the log to tail")
     p.add_argument("--checkpoint", type=Path, default=None, help="vector: read position (default <log>.offset)")

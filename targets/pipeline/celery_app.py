@@ -25,7 +25,8 @@ app.conf.update(task_serializer="json", accept_content=["json"], worker_prefetch
 router = Router(
     os.environ.get("PIPELINE_REDIS_URL", BROKER),
     Store(os.environ.get("PIPELINE_CLICKHOUSE_URL", settings.CLICKHOUSE_URL.default),
-          os.environ.get("PIPELINE_XAPI_DATABASE", "xapi"), os.environ.get("PIPELINE_XAPI_TABLE", "xapi_events_all")),
+          os.environ.get("PIPELINE_XAPI_DATABASE", settings.XAPI_DATABASE.default),
+          os.environ.get("PIPELINE_XAPI_TABLE", settings.XAPI_TABLE.default)),
     batch_size=int(os.environ.get("PIPELINE_BATCH_SIZE", "100")),
     batch_interval=float(os.environ.get("PIPELINE_BATCH_INTERVAL", "5")),
     backend_name=os.environ.get("PIPELINE_BACKEND_NAME", "xapi"),

@@ -21,13 +21,13 @@ from pathlib import Path
 import redis
 
 import openedx_erb
-from plumbing import chclient
+from plumbing import chclient, settings
 
 log = logging.getLogger("pipeline")
 DDL = Path(__file__).resolve().parents[2] / "conf" / "clickhouse" / "xapi.sql"
 
 
-def ddl_statements(database: str = "xapi", table: str = "xapi_events_all") -> list[str]:
+def ddl_statements(database: str = settings.XAPI_DATABASE.default, table: str = settings.XAPI_TABLE.default) -> list[str]:
     text = DDL.read_text().format(db=database, table=table)
     body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
     return [s.strip() for s in body.split(";") if s.strip()]
@@ -42,8 +42,8 @@ class Store:
     """Inserts statements into the xAPI table, retrying a dead ClickHouse before giving up a batch."""
 
     url: str
-    database: str = "xapi"
-    table: str = "xapi_events_all"
+    database: str = settings.XAPI_DATABASE.default
+    table: str = settings.XAPI_TABLE.default
     attempts: int = 5
     _local: threading.local = field(default_factory=threading.local)
 
