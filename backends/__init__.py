@@ -10,6 +10,7 @@ A backend module `backends/<name>.py` holds everything about one way into an ana
     sender(environment, options)  a backends.base.Sender putting one tracking event in per send()
     sampler(options)              a monitor sampler: sample(), backlog(sample), close()
     entry(opts: dict) -> str      where events entered, for the report (no credentials)
+    KEY_FIGURES                   the sample's figures shown in the monitor's console line and web tab
     REFERENCE_CONSUMER            the `python -m` module consuming its events into ClickHouse, or None
 
 Adding a backend: one new module here and its name in NAMES.

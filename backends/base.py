@@ -1,5 +1,5 @@
-"""What the backend modules share: the sender base class, and the Redis sender and check that
-celery and redis_bus both use.
+"""What the backend modules share: the sender base class, the Redis sender and check that
+celery and redis_bus both use, and the event bus option of redis_bus and kafka_bus.
 
 A sender puts one tracking event into a pipeline without blocking the gevent loop. Each
 `send(event)` fires one Locust request (type EVENT, named by event name): timed from the call to
@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from openedx_erb import wire
 from plumbing.options import OptionError
 from plumbing.redaction import redact
+from plumbing.request_context import PLANNED_START
 
 log = logging.getLogger("tracking")
 
 REQUEST_TYPE = "EVENT"
-PLANNED_START = "planned_start"  # as locustfiles.open_model.PLANNED_START (this module stays Locust-free)
 
 
 @dataclass
@@ -45,13 +45,11 @@ class Sender:
 
 @dataclass
 class RedisSender(Sender):
-    """celery (LPUSH a task message onto the queue) and redis_bus (XADD to the stream)."""
+    """A sender through Redis: `put(client, event)` is the backend's one command (celery LPUSHes a task
+    message onto its queue, redis_bus XADDs to its stream) and returns the payload's size in bytes."""
 
+    put: Callable[[object, dict], int]
     url: str = ""
-    queue: str = "edx.lms.core.default"
-    stream: str = "dev-analytics"
-    maxlen: int = 10_000
-    source: str = "openedx/lms/web"
     _client: object = None
 
     def __post_init__(self) -> None:
@@ -65,17 +63,11 @@ class RedisSender(Sender):
     def send(self, event: dict, planned: float | None = None) -> None:
         start, t0 = time.time(), time.perf_counter()
         try:
-            if self.backend == "celery":
-                payload = wire.celery_message(["event_transformer", event], self.queue)
-                self._client.lpush(self.queue, payload)
-            else:
-                fields = wire.redis_bus_fields(event, self.source)
-                payload = fields["event_data"]
-                self._client.xadd(self.stream, fields, maxlen=self.maxlen or None, approximate=True)
+            size = self.put(self._client, event)
         except Exception as exc:  # noqa: BLE001 - a failed send is a failed request, never a crash
             self._fire(event["name"], start, t0, 0, exc, planned)
             return
-        self._fire(event["name"], start, t0, len(payload), None, planned)
+        self._fire(event["name"], start, t0, size, None, planned)
 
     def close(self) -> None:
         self._client.close()
@@ -91,3 +83,16 @@ def check_redis(backend: str, url: str) -> None:
         client.close()
     except (redis.RedisError, ValueError) as exc:
         raise OptionError(f"{backend}: Redis {redact(url)} unreachable: {exc}") from None
+
+
+def add_event_bus_arguments(group) -> None:
+    """The event bus option of both redis_bus and kafka_bus: each adds it, the first one to do so registers it."""
+    if group.get_default("event_bus_prefix") is not None:
+        return
+    group.add_argument("--event-bus-prefix", default="dev", env_var="LOCUST_EVENT_BUS_PREFIX",
+                       help="EVENT_BUS_TOPIC_PREFIX: the stream/topic is <prefix>-analytics (default dev)")
+
+
+def event_bus_topic(options) -> str:
+    """The stream (redis_bus) or topic (kafka_bus) Open edX sends tracking events to: <prefix>-analytics."""
+    return f"{options.event_bus_prefix}-analytics"

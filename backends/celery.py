@@ -10,11 +10,13 @@ queue and list counts toward the backlog, read in one pipelined round trip.
 from __future__ import annotations
 
 from backends.base import RedisSender, check_redis
+from openedx_erb import wire
 from plumbing import redis_util
 from plumbing.redaction import where
 
 NAME = "celery"
 REFERENCE_CONSUMER = "targets.pipeline"
+KEY_FIGURES = ("lag", "batch_queue_length", "dead_queue_length")  # of a sample, in the monitor's console line and web tab
 
 DEFAULT_QUEUES = ("edx.lms.core.default", "edx.cms.core.default", "edx.lms.core.high", "edx.lms.core.high_mem",
                   "edx.cms.core.high", "edx.cms.core.low")
@@ -95,7 +97,14 @@ def check_reachable(options) -> None:
 
 
 def sender(environment, options) -> RedisSender:
-    return RedisSender(environment, NAME, url=_url(options), queue=options.celery_queue)
+    queue = options.celery_queue
+
+    def put(client, event: dict) -> int:
+        payload = wire.celery_message(["event_transformer", event], queue)
+        client.lpush(queue, payload)
+        return len(payload)
+
+    return RedisSender(environment, NAME, put, url=_url(options))
 
 
 def sampler(options) -> Sampler:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import gevent
 
-from backends.base import Sender
+from backends.base import Sender, add_event_bus_arguments, event_bus_topic
 from openedx_erb import wire
 from plumbing import kafka_conf
 from plumbing.blocking import run_blocking
@@ -26,6 +26,7 @@ from plumbing.redaction import where
 
 NAME = "kafka_bus"
 REFERENCE_CONSUMER = "targets.pipeline"
+KEY_FIGURES = ("lag",)  # of a sample, in the monitor's console line and web tab
 log = logging.getLogger("tracking")
 
 
@@ -43,6 +44,7 @@ def add_arguments(group) -> None:
 
 
 def add_monitor_arguments(group) -> None:
+    add_event_bus_arguments(group)
     group.add_argument("--kafka-bus-brokers", default=None, env_var="LOCUST_KAFKA_BUS_BROKERS",
                        help="Kafka bootstrap servers of the event bus (default: KAFKA_BROKERS or 127.0.0.1:9092)")
     group.add_argument("--kafka-bus-topic", default=None, env_var="LOCUST_KAFKA_BUS_TOPIC",
@@ -99,7 +101,7 @@ class Sampler:
 
 
 def _topic(options) -> str:
-    return options.kafka_bus_topic or f"{options.event_bus_prefix}-analytics"
+    return options.kafka_bus_topic or event_bus_topic(options)
 
 
 def check_options(o) -> None:

@@ -10,12 +10,14 @@ beyond that the figure is marked inexact). Backlog = lag + pending (delivered, n
 
 from __future__ import annotations
 
-from backends.base import RedisSender, check_redis
+from backends.base import RedisSender, add_event_bus_arguments, check_redis, event_bus_topic
+from openedx_erb import wire
 from plumbing import redis_util
 from plumbing.redaction import where
 
 NAME = "redis_bus"
 REFERENCE_CONSUMER = "targets.pipeline"
+KEY_FIGURES = ("total_events", "lag", "pending")  # of a sample, in the monitor's console line and web tab
 
 
 def add_arguments(group) -> None:
@@ -26,8 +28,7 @@ def add_arguments(group) -> None:
 def add_monitor_arguments(group) -> None:
     group.add_argument("--event-bus-redis-url", default=None, env_var="LOCUST_EVENT_BUS_REDIS_URL",
                        help="Redis of the event bus (default: LOCUST_REDIS_URL or redis://127.0.0.1:6379/0)")
-    group.add_argument("--event-bus-prefix", default="dev", env_var="LOCUST_EVENT_BUS_PREFIX",
-                       help="EVENT_BUS_TOPIC_PREFIX: the stream/topic is <prefix>-analytics (default dev)")
+    add_event_bus_arguments(group)
     group.add_argument("--event-bus-stream", default=None, env_var="LOCUST_EVENT_BUS_STREAM",
                        help="stream name, if not <prefix>-analytics")
     group.add_argument("--redis-bus-count-limit", type=int, default=1_000_000, env_var="LOCUST_REDIS_BUS_COUNT_LIMIT",
@@ -104,7 +105,7 @@ def _url(options) -> str:
 
 
 def _stream(options) -> str:
-    return options.event_bus_stream or f"{options.event_bus_prefix}-analytics"
+    return options.event_bus_stream or event_bus_topic(options)
 
 
 def check_reachable(options) -> None:
@@ -112,8 +113,14 @@ def check_reachable(options) -> None:
 
 
 def sender(environment, options) -> RedisSender:
-    return RedisSender(environment, NAME, url=_url(options), stream=_stream(options),
-                       maxlen=options.redis_stream_maxlen)
+    stream, maxlen = _stream(options), options.redis_stream_maxlen or None
+
+    def put(client, event: dict) -> int:
+        fields = wire.redis_bus_fields(event)
+        client.xadd(stream, fields, maxlen=maxlen, approximate=True)
+        return len(fields["event_data"])
+
+    return RedisSender(environment, NAME, put, url=_url(options))
 
 
 def sampler(options) -> Sampler:

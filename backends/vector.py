@@ -28,6 +28,7 @@ from plumbing.options import OptionError, require
 
 NAME = "vector"
 REFERENCE_CONSUMER = "targets.pipeline"
+KEY_FIGURES = ("events_received", "events_sent", "lag", "errors")  # of a sample, in the monitor's console line and web tab
 
 GRAPHQL_QUERY = """{
   sinks(filter:{componentId:{equals:"%s"}}) {

@@ -26,12 +26,12 @@ from locustfiles.arrival import EVEN, POISSON, Plan, RateProfile, Scheduler, Tic
 from monitors.locust_plugin import add_run_extra
 from plumbing import run_state
 from plumbing.options import OptionError, require
+from plumbing.request_context import PLANNED_START  # where an iteration's planned instant goes
 
 log = logging.getLogger("open_model")
 
 EXIT_MIN_RATE = 8  # monitors.locust_plugin uses 3-7
 DROPPED = "DROPPED"  # request type of the dropped-iterations row, named by generator
-PLANNED_START = "planned_start"  # the request context key holding an iteration's planned instant
 START_DELAY = 0.2  # s between the master's start message and the plan's start on the workers
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import backends
+
 
 def flatten(sample, prefix: str = "") -> Iterator[tuple[str, float]]:
     """(metric path, value) for every numeric leaf; list items are keyed by their partition/name."""
@@ -22,13 +24,11 @@ def flatten(sample, prefix: str = "") -> Iterator[tuple[str, float]]:
         yield prefix, float(sample)
 
 
-# The figures worth a glance every sample, per source.
+# The figures worth a glance every sample, per source; each backend declares its own (KEY_FIGURES in
+# backends/<name>.py). A source without an entry shows its first four figures (console) or all (web tab).
 KEY_FIGURES = {
     "clickhouse": ("total_rows", "lag_seconds", "max_parts_per_partition", "delayed_inserts_now"),
-    "celery": ("lag", "batch_queue_length", "dead_queue_length"),
-    "redis_bus": ("total_events", "lag", "pending"),
-    "kafka_bus": ("lag",),
-    "vector": ("events_received", "events_sent", "lag", "errors"),
+    **{name: backends.get(name).KEY_FIGURES for name in backends.having("KEY_FIGURES")},
     "host": ("cpu_percent", "load1"),
 }
 

@@ -23,8 +23,8 @@ from locust import events
 from locust.stats import RequestStats, StatsEntry
 
 from plumbing import run_state
+from plumbing.request_context import PLANNED_START
 
-PLANNED_KEY = "planned_start"
 # Keys of a worker's report; distinct from Locust's own ("stats", "stats_total", "errors").
 REPORT_ENTRIES, REPORT_TOTAL = "planned_start_stats", "planned_start_total"
 
@@ -46,7 +46,7 @@ def _install(environment, **_kw) -> None:
     stats = planned_stats(environment)
 
     def on_request(request_type, name, response_time, response_length, exception=None, context=None, **_kw):
-        planned = context.get(PLANNED_KEY) if context else None
+        planned = context.get(PLANNED_START) if context else None
         if planned is None:
             return
         # Fired when the response is complete: from the planned instant to now is what a user waited.

@@ -2,7 +2,8 @@
 
 The test adds a toy backend that way to a copy of the suite (its sender writes each event as a
 line of a file, its sampler counts the lines), runs the tracking locustfile on it with the monitor
-sampling it, and checks how many files the addition touched.
+sampling it (its console line showing the key figure the module declares), and checks how many files
+the addition touched.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import filecmp
 import json
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -32,6 +34,7 @@ from plumbing.options import OptionError
 
 NAME = "toy"
 REFERENCE_CONSUMER = None
+KEY_FIGURES = ("lines",)
 
 
 def add_monitor_arguments(group) -> None:
@@ -70,7 +73,8 @@ class Sampler:
 
     def sample(self) -> dict:
         with open(self.path, "rb") as f:
-            return {"lines": sum(1 for _ in f)}
+            data = f.read()
+        return {"bytes": len(data), "lines": data.count(b"\\n")}
 
     def backlog(self, sample: dict) -> int | None:
         return 0
@@ -138,3 +142,7 @@ def test_a_backend_added_as_one_module_and_one_name_runs_end_to_end(clickhouse, 
     assert int(read_locust_stats(tmp_path / "run")["Aggregated"]["Request Count"]) == 40
     samples = [json.loads(line) for line in (results / "samples.jsonl").read_text().splitlines()]
     assert samples and samples[-1]["stats"]["toy"]["lines"] == 40  # the monitor sampled the toy backend to the end
+    # The console line shows the figures the module declares (KEY_FIGURES), not its first four.
+    toy_figures = re.findall(r"\btoy: ([^|\n]*)", done.stderr)
+    assert toy_figures and {f.strip() for f in toy_figures} >= {"lines=40"}
+    assert all(re.fullmatch(r"lines=\d+", f.strip()) for f in toy_figures), toy_figures
