@@ -21,7 +21,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from plumbing import chclient
+from plumbing import chclient, settings
 from stack import Stack
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,6 +33,9 @@ EVENTS_PER_SECOND = int(os.environ.get("SOAK_EVENTS_PER_SECOND", "1000"))
 WARMUP = float(os.environ.get("SOAK_WARMUP", "120"))
 INTERVAL = float(os.environ.get("SOAK_INTERVAL", "5"))
 PROBE_INTERVAL = 30.0
+# The monitors' database as Locust resolves it (LOCUST_MONITOR_DATABASE, else the default), passed to
+# every run, so the runs write where the queries below read.
+DB = settings.MONITOR_DATABASE.resolve()
 KINDS = ("http", "mqtt", "tracking")
 
 
@@ -69,8 +72,8 @@ def commands(ep: dict, run_ids: dict, duration: str) -> dict[str, list[str]]:
     out = {}
     for kind, (locustfile, *args) in own.items():
         out[kind] = [LOCUST, "-f", f"{locustfile},{PROBE}", "--headless", "-t", duration, "--run-id", run_ids[kind],
-                     "--clickhouse-url", ep["clickhouse"].url, "--monitor-interval", str(INTERVAL),
-                     "--drain-timeout", "30", "--only-summary", *args]
+                     "--clickhouse-url", ep["clickhouse"].url, "--monitor-database", DB,
+                     "--monitor-interval", str(INTERVAL), "--drain-timeout", "30", "--only-summary", *args]
     return out
 
 
@@ -83,12 +86,12 @@ def minute_rows(client, run_ids: dict, t0: float, t1: float) -> dict:
     """Per run: monitor intervals and requests in [t0, t1); rows written to each table."""
     window = {"a": int(t0 * 1000), "b": int(t1 * 1000), "runs": tuple(run_ids.values())}
     ticks = dict(client.execute(
-        "SELECT run_id, count() FROM event_sink.load_test_samples WHERE run_id IN %(runs)s AND source = 'host' "
+        f"SELECT run_id, count() FROM {DB}.load_test_samples WHERE run_id IN %(runs)s AND source = 'host' "
         "AND metric = 'cpu_percent' AND time_ms >= %(a)s AND time_ms < %(b)s GROUP BY run_id", window))
     requests = dict(client.execute(
-        "SELECT run_id, sum(requests) FROM event_sink.load_test_request_stats WHERE run_id IN %(runs)s "
+        f"SELECT run_id, sum(requests) FROM {DB}.load_test_request_stats WHERE run_id IN %(runs)s "
         "AND name = 'Aggregated' AND timing = 'service' AND time_ms >= %(a)s AND time_ms < %(b)s GROUP BY run_id", window))
-    rows = {t: client.execute(f"SELECT count() FROM event_sink.{t} WHERE run_id IN %(runs)s "
+    rows = {t: client.execute(f"SELECT count() FROM {DB}.{t} WHERE run_id IN %(runs)s "
                               "AND time_ms >= %(a)s AND time_ms < %(b)s", window)[0][0]
             for t in ("load_test_samples", "load_test_request_stats")}
     return {"ticks": {k: ticks.get(r, 0) for k, r in run_ids.items()},
@@ -98,7 +101,7 @@ def minute_rows(client, run_ids: dict, t0: float, t1: float) -> dict:
 def missing_intervals(client, run_id: str) -> tuple[int, int]:
     """(samples, intervals missing): a gap of n intervals between two samples misses n - 1."""
     times = [t for (t,) in client.execute(
-        "SELECT time_ms FROM event_sink.load_test_samples WHERE run_id = %(r)s AND source = 'host' "
+        f"SELECT time_ms FROM {DB}.load_test_samples WHERE run_id = %(r)s AND source = 'host' "
         "AND metric = 'cpu_percent' ORDER BY time_ms", {"r": run_id})]
     gaps = [(b - a) / 1000 / INTERVAL for a, b in zip(times, times[1:], strict=False)]
     return len(times), sum(max(0, round(g) - 1) for g in gaps)
@@ -169,7 +172,7 @@ def main() -> int:
             n, missing = missing_intervals(client, rid)
             summary["intervals"][kind] = {"samples": n, "missing": missing}
         totals = dict(client.execute(
-            "SELECT run_id, sum(requests) FROM event_sink.load_test_request_stats WHERE run_id IN %(runs)s "
+            f"SELECT run_id, sum(requests) FROM {DB}.load_test_request_stats WHERE run_id IN %(runs)s "
             "AND name = 'Aggregated' AND timing = 'service' GROUP BY run_id", {"runs": tuple(run_ids.values())}))
         summary["requests"] = {k: totals.get(r, 0) for k, r in run_ids.items()}
         client.disconnect()

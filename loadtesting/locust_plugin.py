@@ -19,7 +19,7 @@ from pathlib import Path
 from locust import events
 from locust.runners import WorkerRunner
 
-from loadtesting import capacity, phases, sar
+from loadtesting import capacity, phases, run, sar
 from loadtesting.capacity_shape import CapacitySearch
 from monitors.locust_plugin import add_run_extra, measuring, record_run_event, run_measured
 from monitors.planned import planned_stats
@@ -55,6 +55,10 @@ def _init(environment, runner=None, web_ui=None, **_kw) -> None:
         message = f"--sar-interval {o.sar_interval}: expected whole seconds >= 1"
     if message:
         raise OptionError(message)
+    out = results_dir()
+    if out is not None and not isinstance(runner, WorkerRunner) and hasattr(o, "monitor_database"):
+        # The effective options (config files, LOCUST_* variables, command line): the report reads these.
+        run.record_monitor_target(out, o.clickhouse_url, o.monitor_database)
     if o.capacity_search and not isinstance(runner, WorkerRunner):
         shape = CapacitySearch(
             environment, results_dir(),

@@ -2,7 +2,8 @@
 
 KIND is a locustfile name (http, mqtt, kafka, tracking) or the path of your own locustfile. The run gets a new run id and
 writes into ``results/<run-id>/``: Locust CSV (full history), the HTML report, the console
-log and ``run.json`` (command, times, exit code, versions). Any further options go to Locust
+log and ``run.json`` (command, times, exit code, versions, and the monitor's ClickHouse URL without
+its password and database, which the automatic report reads). Any further options go to Locust
 unchanged, e.g. ``python -m loadtesting.run http --users 100 --spawn-rate 10 --run-time 60s``.
 """
 
@@ -18,6 +19,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from plumbing import settings
 from plumbing.runid import new_run_id
@@ -83,14 +85,52 @@ def _option(extra: list[str], name: str) -> str | None:
     return value
 
 
-def _report(run_id: str, results: Path, clickhouse_url: str | None, database: str | None) -> None:
+def without_password(url: str) -> str:
+    """`url` without the password of its userinfo (the client then takes it from CLICKHOUSE_PASSWORD
+    or CLICKHOUSE_PASSWORD_FILE, as always); any other secret in it is masked."""
+    from plumbing.redaction import redact
+
+    try:
+        parts = urlsplit(url)
+        if parts.password is not None:
+            userinfo, host = parts.netloc.rsplit("@", 1)
+            url = urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}@{host}"))
+    except ValueError:
+        pass
+    return redact(url)
+
+
+def record_monitor_target(folder: Path, clickhouse_url: str, database: str) -> None:
+    """Add the ClickHouse URL (without its password) and database the run's monitor used to its
+    run.json. Called inside Locust (loadtesting.locust_plugin) with its parsed options, which
+    hold what config files and LOCUST_* variables set: the command line alone does not."""
+    path = folder / "run.json"
+    if not path.exists():
+        return  # not a run folder of `python -m loadtesting.run`
+    meta = json.loads(path.read_text())
+    meta["monitor"] = {"clickhouse_url": without_password(clickhouse_url), "database": database}
+    path.write_text(json.dumps(meta, indent=1))
+
+
+def monitor_target(meta: dict, extra: list[str]) -> tuple[str, str]:
+    """(ClickHouse URL, database) the run's monitor wrote to: as recorded in run.json by the run,
+    else as the options and settings resolve them."""
+    given = settings.CLICKHOUSE_URL.resolve(_option(extra, "--clickhouse-url"))
+    recorded = meta.get("monitor") or {}
+    url = recorded.get("clickhouse_url") or given
+    if without_password(given) == url:
+        url = given  # with the password given on the command line or in LOCUST_CLICKHOUSE_URL (never stored)
+    database = recorded.get("database") or settings.MONITOR_DATABASE.resolve(_option(extra, "--monitor-database"))
+    return url, database
+
+
+def _report(run_id: str, results: Path, clickhouse_url: str, database: str) -> None:
     """The run's markdown report; a run whose report cannot be written still keeps its exit code."""
     from loadtesting import report
     from plumbing.redaction import redact_text
 
-    url, database = settings.CLICKHOUSE_URL.resolve(clickhouse_url), settings.MONITOR_DATABASE.resolve(database)
     try:
-        data = report.load(run_id, results, "auto", url, database)
+        data = report.load(run_id, results, "auto", clickhouse_url, database)
         report.render(data, results / run_id)
     except Exception as exc:  # noqa: BLE001 - e.g. the run died before writing any stats
         print(f"warning: no report for run {run_id}: {redact_text(str(exc))}", file=sys.stderr)
@@ -143,11 +183,15 @@ def main(argv: list[str] | None = None) -> int:
     # Locust's plugin decides (130/143: stopped before the planned end); a signal that came
     # while the run was already ending (e.g. draining) does not make it an interrupted run.
     interrupted = code in EXIT_INTERRUPTED
+    try:
+        meta = {**meta, **json.loads((out / "run.json").read_text())}  # with what the run added: its monitor target
+    except (OSError, ValueError):
+        pass
     meta.update(ended=datetime.now(UTC).isoformat(timespec="seconds"),
                 duration_s=round(time.monotonic() - t0, 1), exit_code=code, interrupted=interrupted)
     (out / "run.json").write_text(json.dumps(meta, indent=1))
     if not args.no_report:
-        _report(run_id, args.results, _option(extra, "--clickhouse-url"), _option(extra, "--monitor-database"))
+        _report(run_id, args.results, *monitor_target(meta, extra))
     rel = out.relative_to(REPO) if out.is_relative_to(REPO) else out
     note = ", interrupted" if interrupted else ""
     print(f"\nresults of run {run_id} (exit code {code}{note}): {rel}/")

@@ -1,5 +1,5 @@
 """The local stack's core: the registry of services (the one list: factories by name, their default
-ports and URL variables, filled by stack.services and stack.ralph), process supervision (start,
+ports and URL variables, all declared by `@register` in stack.services and stack.ralph), process supervision (start,
 poll readiness, stop by PID) and the `Stack` itself."""
 
 from __future__ import annotations
@@ -53,37 +53,30 @@ class Service:
     prepare: Callable[[], None] | None = None
 
 
-# Fixed ports of `make demo`'s stack, away from the servers' standard ports so a system
-# service on the same machine does not collide. Override with STACK_<KEY>_PORT.
-DEFAULT_PORTS = {
-    "clickhouse": 19000,
-    "clickhouse-http": 18123,
-    "redis": 16379,
-    "mosquitto": 11883,
-    "kafka": 19092,
-    "site": 18080,
-    "site-wsgi": 18081,
-}
-
+# Filled by `register`, the one place a service is declared: its factory, the default ports of
+# its port keys and the suite's environment variable for its URL.
 SERVICES: dict[str, Callable[[Stack], Service]] = {}
+DEFAULT_PORTS: dict[str, int] = {}
+ENV_NAMES: dict[str, str] = {}
 
 
-def register(name: str) -> Callable:
+def register(name: str, *, ports: dict[str, int] | None = None, env: str | None = None) -> Callable:
+    """Declare the stack service `name`: decorates its factory `f(stack) -> Service`.
+
+    `ports` are the default ports of the keys the factory passes to `Stack.port` (fixed ports of
+    `make demo`'s stack, away from the servers' standard ports so a system service on the same
+    machine does not collide; STACK_<KEY>_PORT overrides one). `env` is the suite's environment
+    variable for the service's URL (written to `stack.env` and by `python -m stack env`).
+    """
+
     def deco(factory: Callable[[Stack], Service]) -> Callable[[Stack], Service]:
         SERVICES[name] = factory
+        DEFAULT_PORTS.update(ports or {})
+        if env:
+            ENV_NAMES[name] = env
         return factory
 
     return deco
-
-
-# The suite's environment variable for each service's URL; stack.ralph adds its own.
-ENV_NAMES = {
-    "clickhouse": "LOCUST_CLICKHOUSE_URL",
-    "redis": "LOCUST_REDIS_URL",
-    "mosquitto": "LOCUST_MQTT_URL",
-    "kafka": "KAFKA_BROKERS",
-    "site": "LOCUST_HOST",
-}
 
 
 def env_for(endpoints: dict[str, Endpoint]) -> dict[str, str]:
@@ -158,9 +151,9 @@ def stop_pid(pid: int, timeout: float = 10.0) -> None:
 class Stack:
     """Servers on loopback under `run_dir`.
 
-    `ports` pins ports by key (e.g. ``{"clickhouse": 19000}``); keys not given get the
-    default ports of `stack.DEFAULT_PORTS`, or free ports when `free_ports` is set
-    (the tests). `options` are service settings such as ``{"site_profile": "tuned"}``.
+    `ports` pins ports by key (e.g. ``{"clickhouse": 19000}``); keys not given get
+    STACK_<KEY>_PORT, else free ports when `free_ports` is set (the tests), else the default
+    ports their services declared with `register`. `options` are service settings such as ``{"site_profile": "tuned"}``.
     """
 
     def __init__(
@@ -188,8 +181,11 @@ class Stack:
                 self._ports[key] = int(env)
             elif self._free:
                 self._ports[key] = free_port()
-            else:
+            elif key in DEFAULT_PORTS:
                 self._ports[key] = DEFAULT_PORTS[key]
+            else:
+                raise StackError(f"port {key!r} has no default: declare it in @register(..., ports={{{key!r}: ...}}) "
+                                 f"or set STACK_{key.upper().replace('-', '_')}_PORT")
         return self._ports[key]
 
     def dir(self, name: str) -> Path:

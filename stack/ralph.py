@@ -15,15 +15,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stack.core import DEFAULT_PORTS, ENV_NAMES, REPO, Endpoint, Proc, Service, Stack, StackError, register
+from stack.core import REPO, Endpoint, Proc, Service, Stack, StackError, register
 from stack.services import http_ok
 
 VENV = Path(os.environ.get("RALPH_VENV", REPO / ".venv-ralph"))
 REQUIREMENTS = REPO / "targets" / "ralph" / "requirements.txt"
 USERNAME = "loadtest"
-
-DEFAULT_PORTS["ralph"] = 18100
-ENV_NAMES["ralph"] = "LOCUST_RALPH_URL"
 
 
 def ensure_venv() -> Path:
@@ -46,7 +43,7 @@ def ensure_venv() -> Path:
     return VENV
 
 
-@register("ralph")
+@register("ralph", ports={"ralph": 18100}, env="LOCUST_RALPH_URL")
 def ralph(stack: Stack) -> Service:
     port = stack.port("ralph")
     home = stack.dir("ralph")

@@ -1,6 +1,8 @@
 """The servers of the local stack: how each is configured, started and checked for readiness.
 
-A service is a factory `f(stack) -> Service`, registered by name with `stack.core.register`.
+A service is a factory `f(stack) -> Service`, declared in one place: `@register(name, ports={key:
+default port}, env="LOCUST_…_URL")` (stack.core) names it, gives the default ports of the keys it
+passes to `stack.port` and the environment variable the suite reads its URL from.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def _render(template: str, dest: Path, **values) -> Path:
     return dest
 
 
-@register("clickhouse")
+@register("clickhouse", ports={"clickhouse": 19000, "clickhouse-http": 18123}, env="LOCUST_CLICKHOUSE_URL")
 def clickhouse(stack: Stack) -> Service:
     tcp, http = stack.port("clickhouse"), stack.port("clickhouse-http")
     home = stack.dir("clickhouse")
@@ -69,7 +71,7 @@ def _redis_ping(port: int) -> bool:
         return s.recv(16).startswith(b"+PONG")
 
 
-@register("redis")
+@register("redis", ports={"redis": 16379}, env="LOCUST_REDIS_URL")
 def redis(stack: Stack) -> Service:
     port = stack.port("redis")
     home = stack.dir("redis")
@@ -92,7 +94,7 @@ def mqtt_connack(port: int) -> bool:
         return ok
 
 
-@register("mosquitto")
+@register("mosquitto", ports={"mosquitto": 11883}, env="LOCUST_MQTT_URL")
 def mosquitto(stack: Stack) -> Service:
     port = stack.port("mosquitto")
     home = stack.dir("mosquitto")
@@ -122,7 +124,7 @@ def _kafka_ready(port: int) -> bool:
     return admin.list_topics(timeout=1) is not None
 
 
-@register("kafka")
+@register("kafka", ports={"kafka": 19092}, env="KAFKA_BROKERS")
 def kafka(stack: Stack) -> Service:
     port = stack.port("kafka")
     listener = f"tcp://127.0.0.1:{port}"
@@ -134,7 +136,7 @@ def kafka(stack: Stack) -> Service:
     return Service("kafka", [proc], Endpoint("kafka", "127.0.0.1", port, f"127.0.0.1:{port}"))
 
 
-@register("site")
+@register("site", ports={"site": 18080, "site-wsgi": 18081}, env="LOCUST_HOST")
 def site(stack: Stack) -> Service:
     """The LAMPI reference site: gunicorn (profile from `site_profile`) behind nginx."""
     profile = stack.options.get("site_profile", "baseline")
