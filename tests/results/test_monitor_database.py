@@ -51,6 +51,18 @@ def test_the_automatic_report_reads_the_monitor_database_the_run_used(capped, cl
                                                                         "database": database}
 
 
+def test_a_report_made_later_reads_the_monitor_database_the_run_used(capped, clickhouse, tmp_path):
+    run_id, done = run_with_database(capped, clickhouse, tmp_path, "config file", "custom_later")
+    assert done.returncode == 0, done.stdout + done.stderr
+    env = {k: v for k, v in os.environ.items() if k != "LOCUST_MONITOR_DATABASE"}
+    later = subprocess.run([sys.executable, "-m", "loadtesting.report", run_id, "--results", str(tmp_path / "results"),
+                            "--out", str(tmp_path / "later")], cwd=REPO, env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert later.returncode == 0, later.stdout + later.stderr
+    assert "(from clickhouse)" in later.stdout
+    assert "| Data source | ClickHouse (monitor tables) |" in (tmp_path / "later" / "capped_locustfile-results.md").read_text()
+
+
 def test_run_json_keeps_the_clickhouse_url_without_its_password(tmp_path):
     from loadtesting.run import monitor_target, record_monitor_target
 
