@@ -307,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     stats = LatencyStats(on_window)
     errors: list[str] = []
     conf["error_cb"] = lambda err: errors.append(str(err))
+    conf["log_level"] = 0  # librdkafka would log every failed connection; errors are said once, below
     consumer = Consumer(conf)
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
@@ -324,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 handle_message(stats, msg)
                 last_msg = now
-            if errors and stats.count == 0 and now - last_msg > 10:
+            if errors and stats.count == 0 and now - last_msg > min(10, args.idle_timeout or 10):
                 # Nothing ever arrived and the client keeps failing: say why, once, and stop.
                 print(f"error: cannot read {args.topic} from {conf['bootstrap.servers']}: {errors[-1]}",
                       file=sys.stderr)
