@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     next_t = time.monotonic()
     try:
         while not stop["now"]:
+            taken_at = time.monotonic()
             now, stats, backlog = sampling.take()
             store_sample(sink, run_id, now, stats, backlog)
             sink.flush()
@@ -159,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
                     if not check_failed:
                         log.warning("cannot check the end of the run: %s", error_text(exc))
                     check_failed = True
-            verdict = None if ended_at is None else \
+            # Only a sample taken after the end was seen judges the drain: one taken before may predate
+            # the run's last events.
+            verdict = None if ended_at is None or taken_at < ended_at else \
                 loop.drain_verdict(backlog, time.monotonic() - ended_at, args.drain_timeout)
             if verdict is not None:
                 drained = verdict
