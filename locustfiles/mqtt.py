@@ -201,9 +201,7 @@ class LampiDevice(User):
     ticket = None
     model: open_model.OpenModel | None = None  # the open model's plan, when it is on
 
-    def wait_time(self) -> float:
-        if self.model is not None:
-            return open_model.wait_for_ticket(self, self.model)
+    def wait_time(self) -> float:  # the closed model's (open_model.attach replaces it in the open model)
         p = model.PROFILES[self.environment.parsed_options.mqtt_profile]
         return random.uniform(*p.interaction_gap)
 
@@ -224,8 +222,7 @@ class LampiDevice(User):
         if self.dev.connect():
             self.announce()
         self.model = open_model.named(self.environment, OPEN_MODEL)
-        if self.model is not None:
-            open_model.first_ticket(self, self.model)  # Locust runs the first task before any wait
+        open_model.attach(self, self.model)  # closed model: no-op
 
     def announce(self) -> None:
         for kind in model.ANNOUNCE:

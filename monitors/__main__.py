@@ -1,8 +1,8 @@
-"""Standalone monitor: `python -m monitors --monitor-backend redis_bus --sleep-time 5`.
+"""Standalone monitor: `python -m monitors --monitor-backend redis_bus --monitor-interval 5`.
 
 Mirrors Aspects' `monitor_load_test_tracking` without its defects: it waits for the newest
 unfinished run started in the last minute in `load_test_runs` (or takes --run-id), samples
-every --sleep-time seconds on a fixed schedule (a slow sample never causes a negative sleep),
+every --monitor-interval seconds on a fixed schedule (a slow sample never causes a negative sleep),
 stops once the run's `end` row exists and every backlog is 0 (or --drain-timeout passes), and
 takes every host, stream, topic and group from options. Same options and env as in Locust.
 """
@@ -128,12 +128,10 @@ def main(argv: list[str] | None = None) -> int:
               f"--wait-timeout {args.wait_timeout:g} s ({exc})", file=sys.stderr)
         run_id = None
     except KeyboardInterrupt:
-        for s in samplers.values():
-            s.close()
+        loop.close_all(samplers)
         return EXIT_SIGINT
     if not run_id:
-        for s in samplers.values():
-            s.close()
+        loop.close_all(samplers)
         return EXIT_NO_RUN
     log.info("monitoring run %s: %s every %.1f s", run_id, ", ".join(samplers), args.monitor_interval)
     sampling = loop.Sampling(samplers)

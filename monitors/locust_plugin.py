@@ -35,7 +35,7 @@ from locust.stats import calculate_response_time_percentile, diff_response_time_
 
 from monitors import samplers as sampling
 from monitors.figures import console_line
-from monitors.loop import Sampling, drain_verdict, store_sample
+from monitors.loop import Sampling, close_all, drain_verdict, store_sample
 from monitors.planned import planned_stats
 from monitors.sink import Sink
 from plumbing import chclient, histogram, logs, run_state, settings
@@ -110,8 +110,7 @@ def _check_options(environment, runner=None, **_kw) -> None:
         # The samplers are built at test start; build them once now so a bad sampler option
         # (e.g. a Redis URL) is a one-line error before the run, not a traceback in test_start.
         try:
-            for sampler in sampling.build_samplers(o).values():
-                sampler.close()
+            close_all(sampling.build_samplers(o))
         except Exception as exc:  # noqa: BLE001 - ValueError, or a client library's config error
             raise OptionError(redact_text(str(exc))) from None
     if not o.monitor_interval > 0:
@@ -455,11 +454,7 @@ def _finish(environment) -> None:
                  tags=tags, options=json.dumps(_options_for_storage(o), default=str) if o else "{}",
                  versions=json.dumps(versions()), exit_code=exit_code, drained=1 if mon.drained else 0,
                  drain_seconds=mon.drain_seconds or 0.0, max_backlog=mon.max_backlog, extra=json.dumps(mon.extras))
-    for sampler in mon.samplers.values():
-        try:
-            sampler.close()
-        except Exception:  # noqa: BLE001
-            pass
+    mon.sampling.close()
     if mon.sink:
         ok = mon.sink.close()
         log.info("monitor: run %s ended; %d rows written to ClickHouse%s", mon.run_id, mon.sink.written,

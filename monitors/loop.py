@@ -55,8 +55,16 @@ class Sampling:
         return now, stats, backlog
 
     def close(self) -> None:
-        for sampler in self.samplers.values():
+        close_all(self.samplers)
+
+
+def close_all(samplers: dict) -> None:
+    """Close every sampler; one that fails to close (its server gone) does not keep the others open."""
+    for sampler in samplers.values():
+        try:
             sampler.close()
+        except Exception:  # noqa: BLE001 - nothing left to measure from it
+            pass
 
 
 def drained(backlog: int | None) -> bool:

@@ -10,6 +10,7 @@ from typing import Protocol
 
 import backends
 from monitors import clickhouse, host
+from monitors.loop import close_all
 
 # The backends that have a sampler (backends.NAMES is the list).
 BACKENDS = backends.having("sampler")
@@ -65,7 +66,6 @@ def build_samplers(options) -> dict[str, Sampler]:
             samplers[name] = backends.get(name).sampler(options)
         samplers["host"] = host.from_options(options)
     except Exception:
-        for s in samplers.values():
-            s.close()
+        close_all(samplers)
         raise
     return samplers
