@@ -6,6 +6,8 @@ import base64
 import json
 import re
 
+import pytest
+
 import openedx_erb
 from openedx_erb import wire
 from openedx_erb.events import Clock, EventFactory, TrackedLearner, load_users
@@ -39,6 +41,21 @@ def test_our_avro_is_byte_identical_to_openedx_events_serializer():
                                             context=json.dumps(e["context"], separators=(",", ":")))}
     assert wire.tracking_log_avro(e) == serialize_event_data_to_bytes(data, TRACKING_EVENT_EMITTED)
     assert AvroSignalSerializer(TRACKING_EVENT_EMITTED).schema == wire.TRACKING_SCHEMA
+
+
+@pytest.mark.parametrize("us", [1_796_031_347_000_000, 1_796_031_347_000_064], ids=["whole second", "fraction"])
+def test_event_times_are_written_as_open_edx_writes_them(us):
+    # eventtracking's log encoder and openedx-events' serializer both write datetime.isoformat(), which
+    # drops a zero fraction; ERB hashes that string into the statement id, so after the bus the id is the same.
+    from datetime import UTC, datetime
+
+    from openedx_erb.events import iso
+
+    e = {**event(), "timestamp": iso(us)}
+    assert e["timestamp"] == datetime.fromtimestamp(us / 1_000_000, UTC).isoformat()
+    back = decode.tracking_event(wire.redis_bus_fields(e)["event_data"])
+    assert back["timestamp"] == e["timestamp"]
+    assert [s["id"] for s in openedx_erb.statements(back)] == [s["id"] for s in openedx_erb.statements(e)]
 
 
 def test_kafka_value_is_confluent_framed_avro():
