@@ -27,6 +27,7 @@ from locustfiles.kafka_producer import KafkaLoad, LatencyReader, load_records
 from monitors.locust_plugin import add_run_extra
 from plumbing import run_state
 from plumbing.options import OptionError, require
+from plumbing.web_options import per_test
 
 REPO_DATA = "conf/kafka-data.json"
 BURST = 64  # messages per task call when producing flat out
@@ -39,16 +40,16 @@ def _options(parser) -> None:
                    help="bootstrap servers (default 127.0.0.1:9092)")
     g.add_argument("--kafka-topic", default="performance-test", env_var="LOCUST_KAFKA_TOPIC",
                    help="input topic of the pipeline (default performance-test)")
-    g.add_argument("--kafka-messages", type=int, default=0, env_var="LOCUST_KAFKA_MESSAGES",
-                   help="total messages over all users and processes, then stop (default 0: until stopped)")
+    per_test(g.add_argument("--kafka-messages", type=int, default=0, env_var="LOCUST_KAFKA_MESSAGES",
+                   help="total messages over all users and processes, then stop (default 0: until stopped)"))
     g.add_argument("--kafka-key-field", default="identifier", env_var="LOCUST_KAFKA_KEY_FIELD",
                    help="record field used as the message key (default identifier)")
     g.add_argument("--kafka-data-file", default=REPO_DATA, env_var="LOCUST_KAFKA_DATA_FILE",
                    help="JSON array of records to cycle through (default conf/kafka-data.json)")
-    g.add_argument("--kafka-rate", type=float, default=0.0, env_var="LOCUST_KAFKA_RATE",
+    per_test(g.add_argument("--kafka-rate", type=float, default=0.0, env_var="LOCUST_KAFKA_RATE",
                    help="open model: messages per second over all processes, each started at its planned "
                         "instant by a free user or dropped and counted (default 0: as fast as possible, in "
-                        "bursts; docs/open-model.md)")
+                        "bursts; docs/open-model.md)"))
     g.add_argument("--kafka-request-events", action="store_true", default=False,
                    env_var="LOCUST_KAFKA_REQUEST_EVENTS",
                    help="fire events.request for every delivered message (for request listeners; "

@@ -43,6 +43,7 @@ from plumbing.options import OptionError
 from plumbing.redaction import redact, redact_options, redact_text
 from plumbing.runid import new_run_id
 from plumbing.versions import versions
+from plumbing.web_options import per_test
 
 log = logging.getLogger("monitors")
 
@@ -63,8 +64,8 @@ def _options(parser) -> None:
     g = parser.add_argument_group("pipeline monitor")
     g.add_argument("--run-id", default=settings.RUN_ID.default, env_var=settings.RUN_ID.env,
                    help="id of this run (default: a new one, UTC time + random, at each test start)")
-    g.add_argument("--run-tags", default="", env_var="LOCUST_RUN_TAGS",
-                   help="comma-separated tags stored with the run (e.g. baseline,2-workers)")
+    per_test(g.add_argument("--run-tags", default="", env_var="LOCUST_RUN_TAGS",
+                   help="comma-separated tags stored with the run (e.g. baseline,2-workers)"))
     g.add_argument("--no-monitor", action="store_true", default=False, env_var="LOCUST_NO_MONITOR",
                    help="do not sample or store anything (e.g. a standalone `python -m monitors` runs)")
     g.add_argument("--clickhouse-url", default=settings.CLICKHOUSE_URL.default, env_var=settings.CLICKHOUSE_URL.env,
@@ -73,22 +74,22 @@ def _options(parser) -> None:
     g.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.default,
                    env_var=settings.MONITOR_DATABASE.env,
                    help="database of load_test_runs / load_test_stats and the typed tables (default event_sink)")
-    g.add_argument("--monitor-interval", type=float, default=float(settings.MONITOR_INTERVAL.default),
+    per_test(g.add_argument("--monitor-interval", type=float, default=float(settings.MONITOR_INTERVAL.default),
                    env_var=settings.MONITOR_INTERVAL.env,
-                   help="seconds between monitor samples (default 5)")
-    g.add_argument("--drain-timeout", type=float, default=float(settings.DRAIN_TIMEOUT.default),
+                   help="seconds between monitor samples (default 5)"))
+    per_test(g.add_argument("--drain-timeout", type=float, default=float(settings.DRAIN_TIMEOUT.default),
                    env_var=settings.DRAIN_TIMEOUT.env,
-                   help="after the test stops, sample until every backlog is 0 or this many seconds pass")
+                   help="after the test stops, sample until every backlog is 0 or this many seconds pass"))
     g.add_argument("--spill-dir", default=settings.SPILL_DIR.default, env_var=settings.SPILL_DIR.env,
                    help="where rows wait (JSONL) while ClickHouse is unreachable; replayed when it answers")
-    g.add_argument("--check-fail-ratio", type=float, default=None, env_var="LOCUST_CHECK_FAIL_RATIO",
-                   help=f"exit {EXIT_FAIL_RATIO} if the failure ratio (0-1) is above this")
-    g.add_argument("--check-p95", type=float, default=None, env_var="LOCUST_CHECK_P95",
-                   help=f"exit {EXIT_P95} if the overall 95th percentile response time (ms) is above this")
-    g.add_argument("--check-max-lag", type=int, default=None, env_var="LOCUST_CHECK_MAX_LAG",
-                   help=f"exit {EXIT_MAX_LAG} if any sampled backlog (events) was above this")
-    g.add_argument("--check-drain-time", type=float, default=None, env_var="LOCUST_CHECK_DRAIN_TIME",
-                   help=f"exit {EXIT_DRAIN} if draining took longer than this many seconds (or never ended)")
+    per_test(g.add_argument("--check-fail-ratio", type=float, default=None, env_var="LOCUST_CHECK_FAIL_RATIO",
+                   help=f"exit {EXIT_FAIL_RATIO} if the failure ratio (0-1) is above this"))
+    per_test(g.add_argument("--check-p95", type=float, default=None, env_var="LOCUST_CHECK_P95",
+                   help=f"exit {EXIT_P95} if the overall 95th percentile response time (ms) is above this"))
+    per_test(g.add_argument("--check-max-lag", type=int, default=None, env_var="LOCUST_CHECK_MAX_LAG",
+                   help=f"exit {EXIT_MAX_LAG} if any sampled backlog (events) was above this"))
+    per_test(g.add_argument("--check-drain-time", type=float, default=None, env_var="LOCUST_CHECK_DRAIN_TIME",
+                   help=f"exit {EXIT_DRAIN} if draining took longer than this many seconds (or never ended)"))
     sampling.add_arguments(parser)
 
 
@@ -165,12 +166,25 @@ class Monitor:
         now, stats, self.backlog = self.sampling.take(self.pushed)
         self.pushed = {}
         store_sample(self.sink, self.run_id, now, stats, self.backlog, self.results_dir)
-        self._store_request_stats(now)
+        rows = self._store_request_stats(now)
+        sampled.fire(environment=self.environment, run_id=self.run_id, time=now, stats=stats,
+                     backlogs=self._backlogs(stats), request_rows=rows)
         log.info(console_line(self.run_id, stats, self.backlog, self.stopping_at is not None))
         if self.sink:
             self.sink.flush()
 
-    def _store_request_stats(self, now: float) -> None:
+    def _backlogs(self, stats: dict) -> dict:
+        """Each source's own backlog (None: not a queue, or unknown) in this sample."""
+        out = {}
+        for name, sampler in list(self.samplers.items()):
+            sample = stats.get(name)
+            try:
+                out[name] = sampler.backlog(sample) if isinstance(sample, dict) and "error" not in sample else None
+            except Exception:  # noqa: BLE001 - a sample without the figure: no backlog to show
+                out[name] = None
+        return out
+
+    def _store_request_stats(self, now: float) -> list[dict]:
         env = self.environment
         mono = time.monotonic()
         interval, self._last_tick = max(mono - self._last_tick, 1e-6), mono
@@ -188,6 +202,7 @@ class Monitor:
             # report falls back to the folder when ClickHouse is unreachable.
             with open(self.results_dir / REQUEST_STATS_FILE, "a") as f:
                 f.writelines(json.dumps(row) + "\n" for row in rows)
+        return rows
 
     def _interval_rows(self, timing: str, stats, snap: float, interval: float, users: int) -> list[dict]:
         """One row per request name (and "Aggregated", request_type "") that had requests since the last call."""
@@ -294,6 +309,9 @@ def _options_for_storage(o) -> dict:
 #   run_measured: every measurement is in: write the run's final figures.
 pipeline_drained = EventHook()
 run_measured = EventHook()
+# Each sample as it is taken (listeners: environment, run_id, time, stats by source, backlogs by
+# source, request_rows: the interval's rows of load_test_request_stats), e.g. the web UI's charts.
+sampled = EventHook()
 
 
 @dataclass
@@ -327,6 +345,8 @@ def _web_ui(environment, **_kw) -> None:
         return run.run_id, (run.monitor.latest if run.monitor is not None else None) or {}
 
     webui.install(environment, latest)
+    if environment.web_ui is not None:  # the charts' points are kept only for a web UI to show
+        sampled.add_listener(lambda **kw: webui.on_sample(**kw))
 
 
 @events.init.add_listener
@@ -417,10 +437,17 @@ def _thresholds(environment, mon: Monitor) -> int | None:
     return failed[0][0] if failed else None
 
 
-def _finish(environment) -> None:
+def finish_run(environment) -> int | None:
+    """End the current test's monitoring now (drain, last measurements, checks, end row) and give
+    its exit code; None without a monitor or when it has ended already. For a test started from
+    the web UI, whose process lives on after it (loadtesting.webui_run)."""
+    return _finish(environment)
+
+
+def _finish(environment) -> int | None:
     mon = _monitor(environment)
     if mon is None or mon.finished:
-        return
+        return None
     mon.finished = True
     if mon.stopping_at is None:  # quitting without a stop (SIGTERM, Ctrl-C): stop the users first
         if environment.runner is not None and environment.runner.state not in ("stopped", "stopping"):
@@ -459,6 +486,7 @@ def _finish(environment) -> None:
         ok = mon.sink.close()
         log.info("monitor: run %s ended; %d rows written to ClickHouse%s", mon.run_id, mon.sink.written,
                  "" if ok else f", the rest kept in {mon.sink.spill_path}")
+    return exit_code
 
 
 @events.quitting.add_listener
