@@ -24,6 +24,7 @@ CHARTS = (
 UNITS = {key: unit for key, _title, unit, _kind in CHARTS}
 MAX_POINTS = 1200  # per series; ~50 KB of JSON per chart at most
 
+BACKLOG_NAMES = {"e2e": "sent − stored"}  # the end-to-end check's backlog: events not yet in ClickHouse
 CELERY_QUEUES = {"batch_queue_length": "celery batch queue", "dead_queue_length": "celery dead-letter queue"}
 MQTT_RATES = {"messages_received_per_s": "received", "messages_sent_per_s": "sent",
               "publish_dropped_per_s": "dropped"}
@@ -39,7 +40,7 @@ def points(stats: dict, backlogs: dict, request_rows: list[dict], stored_per_s: 
     out: dict[tuple[str, str], float] = {}
     for source, backlog in backlogs.items():
         if backlog is not None and backlog >= 0:
-            out["backlog", source] = float(backlog)
+            out["backlog", BACKLOG_NAMES.get(source, source)] = float(backlog)
     for source, sample in stats.items():
         if not isinstance(sample, dict) or "error" in sample:
             continue
