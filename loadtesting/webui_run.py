@@ -75,6 +75,12 @@ def check_at_start(environment, check: Callable[[str], None]) -> None:
     run_state.of(environment, WebRun).checks.append(check)
 
 
+def keeps_process(environment) -> bool:
+    """True when a test ends but the process stays: tests started from the web UI. A generator whose
+    budget is spent then stops its users and does not quit (headless, it quits: the run is over)."""
+    return run_state.of(environment, WebRun).active
+
+
 def web_ui_mode(environment, web_ui) -> bool:
     o = environment.parsed_options
     return (web_ui is not None and o is not None and not o.headless

@@ -22,6 +22,7 @@ from locust.runners import MasterRunner
 
 import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
+from loadtesting import webui_run
 from locustfiles import open_model
 from locustfiles.kafka_producer import KafkaLoad, LatencyReader, load_records
 from monitors.locust_plugin import add_run_extra
@@ -108,7 +109,10 @@ def _worker_done(environment, msg, **_kw) -> None:
     if run.workers_done >= environment.runner.worker_count:
         def end() -> None:
             gevent.sleep(WORKER_REPORT_INTERVAL + 0.5)  # the workers' last stats reports arrive first
-            environment.runner.quit()
+            if webui_run.keeps_process(environment):
+                environment.runner.stop()
+            else:
+                environment.runner.quit()
 
         gevent.spawn(end)
 

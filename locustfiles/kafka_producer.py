@@ -20,6 +20,7 @@ from pathlib import Path
 import gevent
 from locust.runners import WorkerRunner
 
+from loadtesting import webui_run
 from locustfiles import open_model
 from locustfiles.bulk_stats import BulkRequests
 from monitors.kafka_latency import LatencyStats, consumer_config, format_window, handle_message
@@ -241,6 +242,8 @@ class KafkaLoad:
             from locust.stats import CSV_STATS_INTERVAL_SEC
 
             runner.stop()
+            if webui_run.keeps_process(self.env):
+                return
             # Locust writes its CSV files from a periodic greenlet: give it one more turn so the
             # files hold the final counts before the process quits.
             gevent.sleep(CSV_STATS_INTERVAL_SEC + 0.2)

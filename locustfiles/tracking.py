@@ -29,6 +29,7 @@ import backends
 import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from backends.base import REQUEST_TYPE
+from loadtesting import webui_run
 from locustfiles import open_model
 from monitors.locust_plugin import (
     add_run_extra,
@@ -230,7 +231,8 @@ class Generator:
             runner.send_message("tracking_done", {"sent": self.sent})
         elif runner is not None:
             runner.stop()  # the monitor and the E2E check drain, then quitting writes the end row
-            gevent.spawn_later(1.5, runner.quit)
+            if not webui_run.keeps_process(self.env):
+                gevent.spawn_later(1.5, runner.quit)
 
 
 def _worker_done(environment, msg, **_kw) -> None:
@@ -239,7 +241,8 @@ def _worker_done(environment, msg, **_kw) -> None:
     run = run_state.of(environment, TrackingRun)
     run.workers_done += 1
     if run.workers_done >= environment.runner.worker_count:
-        gevent.spawn_later(WORKER_REPORT_INTERVAL + 0.5, environment.runner.quit)
+        end = environment.runner.stop if webui_run.keeps_process(environment) else environment.runner.quit
+        gevent.spawn_later(WORKER_REPORT_INTERVAL + 0.5, end)
 
 
 def _sent_total(environment) -> int:
