@@ -1,7 +1,7 @@
 """Tests started from Locust's web UI get what a headless run gets: a run folder each.
 
-In web-UI mode (a web UI, not --headless; the master or a local runner) every Start…Stop of one
-Locust process is a run of its own: ``<--results>/<run-id>/`` with ``run.json``, the monitor's
+In web-UI mode (a web UI, not --headless; the master or a local runner; no run folder given by the
+caller in LOCUST_RESULTS_DIR) every Start…Stop of one Locust process is a run of its own: ``<--results>/<run-id>/`` with ``run.json``, the monitor's
 ``samples.jsonl`` and ``request_stats.jsonl``, ``sar.data``, ``stats.json``, Locust's
 ``report.html`` and ``<kind>-results.md`` with its charts, written once the test has stopped and
 its pipeline drained (at most --drain-timeout). Phases marked from the UI go into that folder.
@@ -56,7 +56,8 @@ def _options(parser) -> None:
 class WebRun:
     """This process's web-UI tests (plumbing.run_state)."""
 
-    active: bool = False  # web-UI mode
+    web: bool = False  # web-UI mode: the process outlives its tests
+    active: bool = False  # and each test gets its run folder here
     root: Path | None = None
     folder: Path | None = None  # the current (or last) test's run folder
     run_id: str = ""
@@ -78,7 +79,7 @@ def check_at_start(environment, check: Callable[[str], None]) -> None:
 def keeps_process(environment) -> bool:
     """True when a test ends but the process stays: tests started from the web UI. A generator whose
     budget is spent then stops its users and does not quit (headless, it quits: the run is over)."""
-    return run_state.of(environment, WebRun).active
+    return run_state.of(environment, WebRun).web
 
 
 def web_ui_mode(environment, web_ui) -> bool:
@@ -92,19 +93,27 @@ def _init(environment, web_ui=None, **_kw) -> None:
     if not web_ui_mode(environment, web_ui):
         return
     state = run_state.of(environment, WebRun)
+    state.web = True
+    if settings.RESULTS_DIR.resolve():
+        return  # the caller gave the one run folder (LOCUST_RESULTS_DIR: loadtesting.run, a script)
     state.active = True
     state.root = Path(environment.parsed_options.results).resolve()
     from flask import jsonify, request
 
-    def is_start() -> bool:
+    def is_swarm() -> bool:
+        return request.method == "POST" and request.path.endswith("/swarm")
+
+    def is_start() -> bool:  # else: a new user count for the running test
         runner = environment.runner
-        return (request.method == "POST" and request.path.endswith("/swarm") and runner is not None
-                and runner.state not in (STATE_SPAWNING, STATE_RUNNING))  # else: new user count of a running test
+        return is_swarm() and runner is not None and runner.state not in (STATE_SPAWNING, STATE_RUNNING)
 
     @web_ui.app.before_request
     def _before_start():
-        if not is_start():
+        if not is_swarm():
             return None
+        if not is_start():
+            bad = web_options.check_form(request.form)  # Locust would fail on a value it cannot convert
+            return jsonify({"success": False, "message": bad, "host": environment.host}) if bad else None
         message = _refusal(environment, request.form)
         if message:
             log.error(message)

@@ -176,6 +176,8 @@ def test_per_test_options_are_in_the_start_form_and_take_effect(web_ui):
     assert not bad["success"] and bad["message"] == "error: --check-p95 'fast': expected a number"
     assert web_ui.start(check_p95="0.001", run_tags="from-the-ui")["success"]
     wait_for(lambda: _offered(web_ui), timeout=30, what="a sample with requests")
+    changed = web_ui.start(4, check_p95="fast")  # a new user count for the running test: checked too
+    assert not changed["success"] and "expected a number" in changed["message"]
     web_ui.post("/stop")
     (folder,) = wait_for(lambda: _complete_folders(web_ui.results), timeout=90, what="the run folder")
     assert json.loads((folder / "run.json").read_text())["exit_code"] == 4  # --check-p95's exit code
