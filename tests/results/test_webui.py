@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 
 import pytest
 import requests
@@ -47,10 +48,14 @@ class WebUI:
         return json.loads(re.search(r"window\.templateArgs = (\{.*?\})\s*</script>", text, re.S).group(1))
 
 
-def start_web_ui(tmp_path, locustfile: str, host: str, *args: str) -> WebUI:
+def start_web_ui(tmp_path, locustfile: str, host: str, *args: str, via_run: bool = False) -> WebUI:
+    """Locust's web UI on a free port, run folders in tmp_path/results (`via_run`: started as
+    `python -m loadtesting.run KIND --web`)."""
     port = free_port()
     results = tmp_path / "results"
-    proc = subprocess.Popen([LOCUST, "-f", locustfile, "-H", host, "--web-host", "127.0.0.1", "--web-port", str(port),
+    start = [sys.executable, "-m", "loadtesting.run", locustfile, "--web", "--results", str(results)] if via_run \
+        else [LOCUST, "-f", locustfile]
+    proc = subprocess.Popen([*start, "-H", host, "--web-host", "127.0.0.1", "--web-port", str(port),
                              "--spill-dir", str(tmp_path / "spill"), *args], cwd=REPO,
                             env={**os.environ, "LOCUST_RESULTS": str(results)},
                             stdout=subprocess.DEVNULL, stderr=open(tmp_path / "locust.log", "w"), start_new_session=True)
@@ -143,8 +148,17 @@ def _complete_folders(results) -> list:
     return done
 
 
-def test_each_test_started_from_the_web_ui_gets_a_complete_run_folder(web_ui):
+@pytest.fixture
+def web_ui_via_run(capped, clickhouse, tmp_path):
+    ui = start_web_ui(tmp_path, LOCUSTFILE, capped, "--clickhouse-url", clickhouse.url, "--monitor-interval", "0.5",
+                      "--drain-timeout", "5", via_run=True)
+    yield ui
+    stop_web_ui(ui)
+
+
+def test_each_test_started_from_the_web_ui_gets_a_complete_run_folder(web_ui_via_run):
     """Start, stop, start again: two run folders, each with what a headless run writes."""
+    web_ui = web_ui_via_run
     for n in (1, 2):
         assert web_ui.start_when_ready()["success"]
         wait_for(lambda: _offered(web_ui), timeout=30, what=f"a sample with requests in test {n}")
