@@ -38,7 +38,7 @@ from loadtesting import run
 from loadtesting.locust_plugin import stop_sar, write_final_stats
 from monitors.locust_plugin import finish_run, measuring
 from plumbing import run_state, settings, web_options
-from plumbing.redaction import redact_args, redact_text
+from plumbing.redaction import redact_args, redact_options, redact_text
 from plumbing.runid import new_run_id
 from plumbing.versions import versions
 
@@ -158,7 +158,8 @@ def _prepare(environment) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     state.folder, state.run_id, state.prepared, state.completed = folder, rid, True, False
     state.started, state.t0 = datetime.now(UTC).isoformat(timespec="seconds"), time.monotonic()
-    meta = {"run_id": rid, "kind": Path(o.locustfile or "locust").stem, "command": redact_args(sys.argv),
+    meta = {"run_id": rid, "kind": Path(o.locustfile or "locust").stem,
+            "command": redact_args(["locust", *sys.argv[1:]]),
             "started": state.started, "versions": versions(), "web_ui": True}
     (folder / "run.json").write_text(json.dumps(meta, indent=1))
     if hasattr(o, "monitor_database"):
@@ -184,7 +185,14 @@ def _test_start(environment, **_kw) -> None:
         _prepare(environment)
     state.prepared, state.first = False, False
     environment.process_exit_code = None  # this test's verdict, not the previous one's
-    web_options.coerce(environment.parsed_options)
+    o = environment.parsed_options
+    web_options.coerce(o)
+    # What the start form set for this test (users, rate, host and the per-test options), in its run.json.
+    path = state.folder / "run.json"
+    meta = json.loads(path.read_text())
+    meta["web_ui_form"] = redact_options({"host": environment.host, "users": o.num_users, "spawn_rate": o.spawn_rate,
+                                          **{d: getattr(o, d, None) for d in web_options.SHOWN}})
+    path.write_text(json.dumps(meta, indent=1, default=str))
 
 
 @events.test_stop.add_listener

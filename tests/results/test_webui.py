@@ -194,7 +194,9 @@ def test_per_test_options_are_in_the_start_form_and_take_effect(web_ui):
     assert not changed["success"] and "expected a number" in changed["message"]
     web_ui.post("/stop")
     (folder,) = wait_for(lambda: _complete_folders(web_ui.results), timeout=90, what="the run folder")
-    assert json.loads((folder / "run.json").read_text())["exit_code"] == 4  # --check-p95's exit code
+    meta = json.loads((folder / "run.json").read_text())
+    assert meta["exit_code"] == 4  # --check-p95's exit code
+    assert meta["web_ui_form"]["check_p95"] == 0.001 and meta["web_ui_form"]["run_tags"] == "from-the-ui"
 
 
 def test_a_host_that_is_down_is_an_error_when_the_test_starts(capped, tmp_path):
