@@ -61,12 +61,13 @@ def test_the_pipeline_page_charts_every_sample_of_a_run_started_in_the_browser(
         browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
 
         browser.get(ui.base + "/pipeline?refresh=0.5")
-        wait_for(lambda: browser.execute_script("return window.pipelineData && window.pipelineData.times.length")
+        wait_for(lambda: browser.execute_script("return window.pipelineData ? window.pipelineData.times.length : 0")
                  >= SAMPLES, timeout=60, what=f"{SAMPLES} samples on the page")
         assert ui.post("/stop").json()["success"]
         (folder,) = wait_for(lambda: [f for f in ui.results.iterdir() if "exit_code" in json.loads(
             (f / "run.json").read_text())], timeout=120, interval=0.5, what="the run's results")
-        samples = len((folder / "samples.jsonl").read_text().splitlines())
+        taken = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
+        samples = len(taken)
         assert samples >= SAMPLES
 
         # The page after the drain: every sample the monitor took is a point of the charts. Read in
@@ -80,9 +81,17 @@ def test_the_pipeline_page_charts_every_sample_of_a_run_started_in_the_browser(
         for key, chart in charts.items():
             for series in chart["series"]:
                 assert drawn[f"{key}|{series['name']}"] == sum(v is not None for v in series["values"]), series
-        # The figures each sample has: one point per sample.
-        for series in ("backlog|redis_bus", "backlog|sent − stored", "clickhouse_lag|clickhouse", "host|cpu"):
-            assert drawn[series] == samples, (series, drawn)
+        # One point per sample that has the figure, counted in the run folder's samples.jsonl.
+        assert page["data"]["times"] == [s["time"] for s in taken]
+
+        def having(source: str, figure: str) -> int:
+            return sum(isinstance((s["stats"].get(source) or {}).get(figure), (int, float)) for s in taken)
+
+        expected = {"backlog|redis_bus": having("redis_bus", "lag"), "backlog|sent − stored": having("e2e", "missing"),
+                    "clickhouse_lag|clickhouse": having("clickhouse", "lag_seconds"),
+                    "host|cpu": having("host", "cpu_percent")}
+        assert {k: drawn[k] for k in expected} == expected
+        assert expected["backlog|redis_bus"] == expected["host|cpu"] == samples  # these have every sample
         assert {"backlog", "clickhouse_lag", "e2e", "throughput", "host"} <= set(charts)
         e2e = [v for s in charts["e2e"]["series"] for v in s["values"] if v is not None]
         assert e2e and min(e2e) > 0  # per-interval end-to-end percentiles, event time → ClickHouse
