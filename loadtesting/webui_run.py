@@ -36,7 +36,7 @@ from locust.runners import STATE_RUNNING, STATE_SPAWNING, WorkerRunner
 
 from loadtesting import run
 from loadtesting.locust_plugin import stop_sar, write_final_stats
-from monitors.locust_plugin import finish_run, measuring
+from monitors.locust_plugin import finish_run, mark_interrupted, measuring
 from plumbing import run_state, settings, web_options
 from plumbing.redaction import redact_args, redact_options, redact_text
 from plumbing.runid import new_run_id
@@ -68,6 +68,7 @@ class WebRun:
     started: str = ""
     t0: float = 0.0
     checks: list[Callable[[str], None]] = field(default_factory=list)
+    interrupted: str = ""  # the signal that ended the process while the test ran
 
 
 def check_at_start(environment, check: Callable[[str], None]) -> None:
@@ -211,6 +212,7 @@ def _quitting(environment, **_kw) -> None:
         return
     if state.completing is None or state.completing.dead:
         state.completing = gevent.getcurrent()
+        state.interrupted = mark_interrupted(environment)  # a signal while the test runs: exit 130/143
         _complete(environment)
     else:
         state.completing.join()
@@ -237,7 +239,8 @@ def _complete(environment) -> None:
         (folder / "report.html").write_text(get_html_report(environment, show_download_link=False))
         meta = json.loads((folder / "run.json").read_text())
         meta.update(ended=datetime.now(UTC).isoformat(timespec="seconds"),
-                    duration_s=round(time.monotonic() - state.t0, 1), exit_code=code, interrupted=False)
+                    duration_s=round(time.monotonic() - state.t0, 1), exit_code=code,
+                    interrupted=bool(state.interrupted))
         (folder / "run.json").write_text(json.dumps(meta, indent=1))
         _report(environment, rid)
         log.info("results of run %s (exit code %s): %s/", rid, code, folder)

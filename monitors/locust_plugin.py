@@ -526,6 +526,14 @@ def _interrupted(environment, **_kw) -> None:
 events.quitting.add_listener(_interrupted)
 
 
+def mark_interrupted(environment) -> str:
+    """Quitting while users still run: mark the run interrupted now (exit code 130/143) and give the
+    signal's name ("" when the run was not interrupted). For a `quitting` listener that ends the test
+    before the monitor's listeners run (loadtesting.webui_run)."""
+    _interrupted(environment)
+    return _run(environment).interrupted
+
+
 # -- API for the rest of the suite --------------------------------------------------------------
 def run_id(environment) -> str:
     """The current run's id (set at test start; LOCUST_RUN_ID or --run-id when given)."""

@@ -209,3 +209,14 @@ def test_a_host_that_is_down_is_an_error_when_the_test_starts(capped, tmp_path):
         assert ui.start(1, host=capped)["success"]  # the host corrected in the form
     finally:
         stop_web_ui(ui)
+
+
+def test_a_test_running_when_the_web_ui_is_ended_by_a_signal_still_gets_its_folder(web_ui):
+    assert web_ui.start()["success"]
+    wait_for(lambda: _offered(web_ui), timeout=30, what="a sample with requests")
+    os.killpg(web_ui.proc.pid, signal.SIGTERM)
+    assert web_ui.proc.wait(timeout=90) == 143  # stopped before its planned end, as a headless run says
+    (folder,) = _complete_folders(web_ui.results)
+    meta = json.loads((folder / "run.json").read_text())
+    assert meta["exit_code"] == 143 and meta["interrupted"]
+    assert FOLDER_FILES <= {p.name for p in folder.iterdir()}
