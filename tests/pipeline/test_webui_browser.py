@@ -101,3 +101,25 @@ def test_the_pipeline_page_charts_every_sample_of_a_run_started_in_the_browser(
         print(f"screenshot: {tmp_path / 'pipeline.png'}; {samples} samples; points per series: {drawn}")
     finally:
         stop_web_ui(ui)
+
+
+def test_a_tracking_test_from_the_web_ui_ends_at_its_budget_and_the_ui_stays(pipeline, clickhouse, redis_server,
+                                                                             tmp_path):
+    """--num-events and --events-per-second set in the start form; the test stops when they are spent,
+    its folder is complete, and the web UI is there for the next test (headless, the run would quit)."""
+    p = pipeline("redis_bus")
+    ui = start_web_ui(tmp_path, LOCUSTFILE, "http://127.0.0.1", "--monitor-interval", "1", "--drain-timeout", "30",
+                      "--no-sar", *p.generator_args(clickhouse, redis_server, None))
+    try:
+        assert ui.start(5, num_events="150", events_per_second="100")["success"]
+        (folder,) = wait_for(lambda: [f for f in ui.results.iterdir() if "exit_code" in json.loads(
+            (f / "run.json").read_text())], timeout=120, interval=0.5, what="the test's end by its budget")
+        meta = json.loads((folder / "run.json").read_text())
+        assert meta["exit_code"] == 0 and meta["web_ui_form"]["num_events"] == 150
+        rows = json.loads((folder / "stats.json").read_text())["requests"]
+        planned = sum(r["requests"] for r in rows if r["type"] not in ("", "E2E"))  # sent, or dropped (DROPPED)
+        assert ui.proc.poll() is None and ui.get("/").status_code == 200
+        assert ui.get("/stats/requests").json()["state"] == "stopped"
+        assert planned == 150  # the budget set in the form, not the default --num-events
+    finally:
+        stop_web_ui(ui)
