@@ -3,7 +3,7 @@ MQTT_HOST ?=
 DEVICES   ?= 500
 
 .PHONY: mqtt-test
-mqtt-test: setup
+mqtt-test: $(call stack_or_venv,$(MQTT_HOST))
 	@set -e; if [ -z "$(MQTT_HOST)" ]; then \
 	  trap '$(PY) -m stack down >/dev/null' EXIT; \
 	  $(PY) -m stack up mosquitto clickhouse; \
