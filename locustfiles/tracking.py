@@ -8,7 +8,7 @@ Options mirror `load_test_tracking_events` (--num-users, --username-prefix, --nu
 --tags selects tasks) and add an open-model --events-per-second, --course-id, --users-file and
 --event-mix. Events enter where --pipeline-backend says, in that pipeline's wire format; each
 send is an EVENT request named by event name. Every stored xAPI statement is matched to its event
-in ClickHouse (E2E requests: event time → first seen in the xAPI table), and the run ends with
+in ClickHouse (an E2E row outside Aggregated: event time → first seen in the xAPI table), and the run ends with
 sent, stored, missing, duplicates, latency percentiles and the storage runway.
 """
 
@@ -30,6 +30,7 @@ import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, 
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from backends.base import REQUEST_TYPE
 from locustfiles import open_model
+from monitors import e2e as e2e_rows
 from monitors.locust_plugin import (
     add_run_extra,
     add_sampler,
@@ -266,8 +267,7 @@ def _start_e2e(environment) -> None:
     o = environment.parsed_options
 
     def latency(ms: float) -> None:
-        environment.events.request.fire(request_type="E2E", name=E2E_NAME, response_time=ms, response_length=0,
-                                        exception=None, context={})
+        e2e_rows.record(environment, E2E_NAME, ms)  # its own row: Aggregated holds the events sent
 
     e2e = EndToEnd(o.xapi_clickhouse_url or o.clickhouse_url, o.xapi_database, o.xapi_table, time.time() - 1,
                    lambda: _sent_total(environment), o.e2e_poll_interval, o.course_id, o.xapi_time_column,

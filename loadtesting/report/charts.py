@@ -31,7 +31,7 @@ def charts(data: RunData, out: Path) -> list[Path]:
 
     fig, axes = plt.subplots(4, 1, figsize=(10, 10), sharex=True)
     panels = [("users", "users", "#444444"), ("rps", "requests/s", "#1f77b4"),
-              ("fail_rps", "failures/s", "#d62728"), ("p95", "p95 ms", "#ff7f0e")]
+              ("fail_rps", "failures/s", "#d62728"), ("p95", "p95 ms\n(Aggregated)", "#ff7f0e")]
     for ax, (key, label, colour) in zip(axes, panels, strict=True):
         ax.plot(x, [p[key] for p in data.timeline], color=colour, linewidth=1.2)
         ax.set_ylabel(label)
@@ -42,7 +42,7 @@ def charts(data: RunData, out: Path) -> list[Path]:
         axes[0].legend(dict(zip(labels, handles, strict=False)).values(), dict(zip(labels, handles,
                        strict=False)).keys(), loc="upper left", fontsize=8)
     axes[-1].set_xlabel("seconds since start")
-    fig.suptitle(f"Run {data.run_id}")
+    fig.suptitle(f"Run {data.run_id}: the generator's own requests (Aggregated)")
     fig.tight_layout()
     path = out / "load.png"
     fig.savefig(path, dpi=90)
@@ -55,6 +55,13 @@ def charts(data: RunData, out: Path) -> list[Path]:
             ax.plot([t - t0 for t, _ in series], [v for _, v in series], label=name, linewidth=1.2)
         _shade(ax, data, t0)
         made.append(_finish(fig, ax, "seconds since start", "lag", out / "lag.png"))
+
+    if data.e2e:  # end-to-end latency: its own rows, its own chart (never in load.png's p95)
+        fig, ax = plt.subplots(figsize=(10, 3.5))
+        for name, series in data.e2e.items():
+            ax.plot([t - t0 for t, _ in series], [v for _, v in series], label=name, linewidth=1.2)
+        _shade(ax, data, t0)
+        made.append(_finish(fig, ax, "seconds since start", "end-to-end p95 ms per interval", out / "e2e.png"))
 
     if data.capacity and data.capacity.get("steps"):
         steps = data.capacity["steps"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from loadtesting import phases as phase_mod
 from loadtesting import sar
+from monitors.e2e import E2E
 from plumbing import histogram, settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,6 +31,9 @@ QUERIES = {
     "requests": histogram.merged_sql("{db}"),
     # A phase or capacity step: the Aggregated histograms of the intervals ending in (t0, t1] (ms).
     "window": histogram.merged_sql("{db}", f"{AGGREGATED} AND time_ms > %(t0)s AND time_ms <= %(t1)s", "timing"),
+    # End-to-end latency per interval: its own rows (request type E2E), never part of Aggregated.
+    "e2e": "SELECT time_ms, name, p95_ms FROM {db}.load_test_request_stats WHERE run_id = %(run)s "
+           "AND request_type = 'E2E' AND timing = 'service' ORDER BY time_ms",
     "lag": "SELECT time_ms, source, metric, value FROM {db}.load_test_samples WHERE run_id = %(run)s "
            "AND ((source = 'monitor' AND metric = 'backlog') OR metric = 'lag_seconds' OR metric = 'lag') "
            "ORDER BY time_ms",
@@ -51,6 +55,7 @@ class RunData:
     clickhouse: tuple[str, str] | None = None  # (url, database) the run was loaded from
     failures: list[dict] = field(default_factory=list)
     lag: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # series name -> (time, value)
+    e2e: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # E2E row name -> (time, p95 ms)
     capacity: dict | None = None
     phases: list[phase_mod.Phase] = field(default_factory=list)
     sar: dict | None = None  # sar.read() rows
@@ -114,6 +119,9 @@ def load_csv(run_id: str, folder: Path) -> RunData:
                  "duration_s": run.get("duration_s")}
     rows = read_request_stats(folder)
     data.intervals = [r for r in rows if r["request_type"] == "" and r["name"] == "Aggregated"]
+    for r in rows:
+        if r["request_type"] == E2E and r.get("timing", "service") == "service":
+            data.e2e.setdefault(r["name"], []).append((r["time_ms"] / 1000, r["p95_ms"]))
     if data.intervals:  # the monitor's intervals: the same timeline as in ClickHouse
         data.timeline = [{"time": r["time_ms"] / 1000, "users": r["users"], "rps": r["rps"],
                           "fail_rps": r["fail_rps"], "p95": r["p95_ms"]}
@@ -226,6 +234,8 @@ def load_clickhouse(run_id: str, url: str, database: str) -> RunData | None:
                "p99_ms": _ms(p99) if timed else None,
                "max_ms": mx, "rps": n / duration if duration else 0.0}
         (data.planned if timing == "planned" else data.requests).append(row)
+    for t, name, p95 in client.execute(q["e2e"], {"run": run_id}):
+        data.e2e.setdefault(name, []).append((t / 1000, p95))
     for t, source, metric, value in client.execute(q["lag"], {"run": run_id}):
         name = "backlog (events)" if source == "monitor" else f"{source} {metric}"
         data.lag.setdefault(name, []).append((t / 1000, value))

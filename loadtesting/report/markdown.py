@@ -160,6 +160,15 @@ def section_requests(page: Page) -> list[str]:
                "(`--source csv` uses stats.json when the run folder has it).", ""]
     md += ["Response time is Locust's (from sending to the response). Percentiles are Locust's, of the whole run: "
            "the merged histograms of every interval, equal to Locust's final figures and at most the maximum.", ""]
+    kinds = {r["type"] for r in data.requests}
+    if kinds & {"E2E", "DROPPED"}:
+        md += ["*Aggregated* holds the generator's own requests only, and so do `--check-p95`, the capacity search "
+               "and load.png."
+               + (" **E2E** rows are not requests of the generator: each is the pipeline's end-to-end latency "
+                  "(an event or message from its time of sending to where it came out), judged by "
+                  "`--check-e2e-p95` and charted in e2e.png." if "E2E" in kinds else "")
+               + (" **DROPPED** rows count planned iterations no user was free for (never sent)."
+                  if "DROPPED" in kinds else ""), ""]
     md += _table(["type", "name", "requests", "failures", "requests/s", "avg ms", "p50 ms", "p95 ms", "p99 ms",
                   "max ms"], [[r["type"], r["name"], r["requests"], r["failures"], r["rps"], r["avg_ms"],
                                r["p50_ms"], r["p95_ms"], r["p99_ms"], r["max_ms"]] for r in data.requests])

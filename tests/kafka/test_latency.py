@@ -92,6 +92,7 @@ def test_every_produced_message_comes_out_once(kafka, topics, processor, tmp_pat
     assert topics[0] in stats, (list(stats), done.stderr[-3000:])
     assert int(stats[topics[0]]["Request Count"]) == 1000 and int(stats[topics[0]]["Failure Count"]) == 0
     assert int(stats[topics[1]]["Request Count"]) == 1000  # E2E: produced = consumed
+    assert int(stats["Aggregated"]["Request Count"]) == 1000  # the PRODUCE requests only: E2E is outside
     assert "0 duplicates" in done.stderr
 
 
