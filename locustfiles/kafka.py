@@ -26,10 +26,9 @@ import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink
 from locustfiles import open_model
 from locustfiles.kafka_producer import KafkaLoad, LatencyReader, load_records
 from monitors.locust_plugin import add_run_extra
-from plumbing import run_state
+from plumbing import run_state, settings
 from plumbing.options import OptionError, require
 
-REPO_DATA = "conf/kafka-data.json"
 BURST = 64  # messages per task call when producing flat out
 
 
@@ -44,8 +43,8 @@ def _options(parser) -> None:
                    help="total messages over all users and processes, then stop (default 0: until stopped)")
     g.add_argument("--kafka-key-field", default="identifier", env_var="LOCUST_KAFKA_KEY_FIELD",
                    help="record field used as the message key (default identifier)")
-    g.add_argument("--kafka-data-file", default=REPO_DATA, env_var="LOCUST_KAFKA_DATA_FILE",
-                   help="JSON array of records to cycle through (default conf/kafka-data.json)")
+    g.add_argument("--kafka-data-file", default=settings.KAFKA_DATA_FILE.default, env_var=settings.KAFKA_DATA_FILE.env,
+                   help="JSON array of records to cycle through (default the suite's conf/kafka-data.json)")
     g.add_argument("--kafka-rate", type=float, default=0.0, env_var="LOCUST_KAFKA_RATE",
                    help="open model: messages per second over all processes, each started at its planned "
                         "instant by a free user or dropped and counted (default 0: as fast as possible, in "

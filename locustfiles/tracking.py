@@ -41,7 +41,7 @@ from monitors.locust_plugin import (
     run_id,
 )
 from monitors.xapi_e2e import EndToEnd, summary_line
-from openedx_erb.events import MIXES, Clock, EventFactory, TrackedLearner, load_users
+from openedx_erb.events import MIXES, Clock, EventFactory, TrackedLearner, generated_users, load_users
 from plumbing import run_state
 from plumbing.options import OptionError, require
 
@@ -69,7 +69,7 @@ def _options(parser) -> None:
     g.add_argument("--num-users", type=int, default=100, dest="learners", env_var="LOCUST_TRACKING_NUM_USERS",
                    help="learners the events are about (default 100; --users-file gives real ones)")
     g.add_argument("--username-prefix", default="lt_", env_var="LOCUST_USERNAME_PREFIX",
-                   help="prefix of generated learner names (default lt_)")
+                   help="prefix of generated learner names, used as given: lt_000000, lt_000001 … (default lt_)")
     g.add_argument("--users-file", default="", env_var="LOCUST_USERS_FILE",
                    help="CSV of user_id,username that exist in your Open edX (instead of generated learners)")
     g.add_argument("--num-events", type=int, default=1000, env_var="LOCUST_NUM_EVENTS",
@@ -141,7 +141,7 @@ def _init(environment, runner=None, **_kw) -> None:
         except ValueError as exc:
             raise OptionError(str(exc)) from None
     else:
-        run.users = [(n + 1, f"{o.username_prefix}_{n:06d}") for n in range(o.learners)]
+        run.users = generated_users(o.username_prefix, o.learners)
     # Aspects' mode: sent until killed, so a signal is the planned end, not an interruption.
     expect_signal_end(environment, o.run_until_killed and not o.run_time)
     describe_run(environment, course_id=o.course_id, num_users=len(run.users), username_prefix=o.username_prefix,

@@ -35,3 +35,10 @@ def test_a_target_against_the_users_own_host_installs_no_packages(tmp_path, args
 def test_a_target_that_starts_the_local_stack_installs_its_packages(tmp_path, target):
     out = dry_run(tmp_path, target)
     assert "apt-get install" in out, out
+
+
+@pytest.mark.skipif(MAKE is None, reason="make is not installed")
+def test_mqtt_devices_connect_at_the_brokers_rate_unless_told_otherwise(tmp_path):
+    # The HTTP targets' SPAWN_RATE=10 would spend 50 s of a 60 s run connecting 500 devices.
+    assert "--users 500 --spawn-rate 100 " in dry_run(tmp_path, "mqtt-test", "MQTT_HOST=mqtt://broker.example.com")
+    assert "--spawn-rate 25 " in dry_run(tmp_path, "mqtt-test", "MQTT_HOST=mqtt://broker.example.com", "SPAWN_RATE=25")

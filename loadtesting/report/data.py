@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from loadtesting import phases as phase_mod
 from loadtesting import sar
@@ -58,7 +59,9 @@ class RunData:
     e2e: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # E2E row name -> (time, p95 ms)
     capacity: dict | None = None
     phases: list[phase_mod.Phase] = field(default_factory=list)
-    sar: dict | None = None  # sar.read() rows
+    sar: dict | None = None  # sar.read() rows of the load generator's machine (the run folder's sar.data)
+    sut_sar: dict[str, dict] = field(default_factory=dict)  # the systems under test's: host -> sar.read() rows
+    errors: list[str] = field(default_factory=list)  # the run's `error: …` lines (locust.log): why it was refused
 
 
 class ReportError(RuntimeError):
@@ -78,8 +81,9 @@ def _num(text: str | None) -> float:
         return 0.0
 
 
-def load_folder_extras(data: RunData, folder: Path, sar_file: Path | None) -> None:
-    """What only the run folder holds: failure messages and the sar file."""
+def load_folder_extras(data: RunData, folder: Path, sar_files: list[Path] | Path | None = None) -> None:
+    """What only the run folder holds: failure messages and the generator's sar file; the systems under
+    test's sar files (given, or `sar-*.data` in the folder) beside it, each labelled by its host."""
     final = folder / "stats.json"
     fail_csv = folder / "locust_failures.csv"
     if final.exists():
@@ -88,12 +92,28 @@ def load_folder_extras(data: RunData, folder: Path, sar_file: Path | None) -> No
         with open(fail_csv, newline="") as f:
             data.failures = [{"method": r["Method"], "name": r["Name"], "error": r["Error"],
                               "occurrences": int(_num(r["Occurrences"]))} for r in csv.DictReader(f)]
-    sar_path = sar_file or folder / "sar.data"
-    if sar_path.exists():
-        try:
-            data.sar = sar.read(sar_path)
-        except sar.SarError as exc:
-            print(f"warning: {exc}", file=sys.stderr)
+    log = folder / "locust.log"
+    if log.exists():  # the suite's one-line errors, and Locust's own parser's
+        with open(log, errors="replace") as f:
+            data.errors = [line.strip() for line in f if line.startswith(("error: ", "locust: error: "))][:5]
+    if (folder / "sar.data").exists():
+        data.sar = _read_sar(folder / "sar.data")
+    given = [sar_files] if isinstance(sar_files, Path) else list(sar_files or [])
+    for path in [*given, *sorted(folder.glob("sar-*.data"))]:
+        rows = _read_sar(path)
+        if rows:
+            label = sar.hostname(rows) or path.stem
+            if label in data.sut_sar:
+                label = f"{label} ({path.name})"
+            data.sut_sar[label] = rows
+
+
+def _read_sar(path: Path) -> dict | None:
+    try:
+        return sar.read(path)
+    except sar.SarError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
+        return None
 
 
 def _requests_from_csv(data: RunData, stats: Path) -> None:
@@ -254,7 +274,7 @@ def load_clickhouse(run_id: str, url: str, database: str) -> RunData | None:
 
 
 def load(run_id: str, results: Path = RESULTS, source: str = "auto", clickhouse_url: str | None = None,
-         database: str = settings.MONITOR_DATABASE.default, sar_file: Path | None = None) -> RunData:
+         database: str = settings.MONITOR_DATABASE.default, sar_file: list[Path] | Path | None = None) -> RunData:
     folder = results / run_id
     data = None
     if source in ("auto", "clickhouse") and clickhouse_url:
@@ -281,6 +301,49 @@ def load(run_id: str, results: Path = RESULTS, source: str = "auto", clickhouse_
 
 
 # -- analysis --------------------------------------------------------------------------------------
+def options_from_command(command: list[str]) -> dict:
+    """`--some-option value` pairs of a recorded command line (run.json), keyed as Locust's dests."""
+    opts: dict = {}
+    for i, arg in enumerate(command):
+        if arg.startswith("-") and i + 1 < len(command) and not command[i + 1].startswith("--"):
+            key = "host" if arg == "-H" else arg[2:].replace("-", "_") if arg.startswith("--") else ""
+            if key:
+                opts[key] = command[i + 1]
+    return opts
+
+
+def run_options(data: RunData) -> dict:
+    """The run's options: as stored in ClickHouse, else as given on its recorded command line."""
+    return data.meta.get("options") or options_from_command(data.meta.get("command") or [])
+
+
+LOOPBACK = ("localhost", "127.", "::1", "0.0.0.0")
+
+
+def target_is_local(data: RunData) -> bool | None:
+    """Whether the system under test ran on the load generator's machine (every address it was given is
+    loopback); None when the run recorded none."""
+    import backends
+
+    opts = run_options(data)
+    if data.kind == "tracking" and opts.get("pipeline_backend") in backends.NAMES:
+        value = backends.get(opts["pipeline_backend"]).entry(opts)
+        if opts["pipeline_backend"] == "vector":
+            return True  # a log file on this machine, which Vector tails here
+    elif data.kind == "kafka":
+        value = opts.get("kafka_brokers")
+    elif data.kind == "mqtt":
+        value = opts.get("mqtt_url")
+    else:
+        value = data.meta.get("host") or opts.get("host")
+    hosts = [urlsplit(part if "://" in part else f"//{part}").hostname
+             for part in str(value or "").split(",") if part.strip()]
+    if not hosts or None in hosts:
+        return None
+    return all(h.startswith(LOOPBACK) for h in hosts)
+
+
+
 def window_latency(data: RunData, start: float, end: float | None) -> dict[str, dict]:
     """Per timing (service, planned): requests and merged percentiles of the intervals ending in (start, end].
 
@@ -334,6 +397,8 @@ def phase_figures(data: RunData, phase: phase_mod.Phase) -> dict:
             out[key] = phase.figures[key]  # the capacity search measured its window exactly
     if data.sar:
         out["sar"] = sar.summarize(data.sar, phase.start, phase.end)
+    if data.sut_sar:
+        out["sut_sar"] = {host: sar.summarize(rows, phase.start, phase.end) for host, rows in data.sut_sar.items()}
     return out
 
 

@@ -263,3 +263,13 @@ def test_message_rate_publishes_one_lamp_changed_per_planned_instant(mosquitto, 
                    for n in ("connect", "reconnect") if n in stats)
     assert connects >= 10
     assert int(stats[CHANGED]["Request Count"]) == started + connects
+
+
+def test_devices_dropped_together_do_not_reconnect_in_lockstep():
+    import random
+
+    from plumbing.backoff import jittered
+
+    waits = [jittered(4.0, random.Random(device)) for device in range(500)]  # one broker restart, 500 devices
+    assert all(2.0 <= w <= 4.0 for w in waits)  # at least half the back-off: retries still slow down
+    assert max(waits) - min(waits) > 1.5 and len({round(w, 3) for w in waits}) > 400  # spread, not one instant
