@@ -158,6 +158,7 @@ class KafkaSender(Sender):
     key_schema_id: int = 2
     source: str = "openedx/lms/web"
     delivery_timeout: float = 30.0  # at close: seconds for the deliveries still in flight
+    max_in_flight: int = 20_000  # messages produced, not yet acknowledged; a sender with this many is full
     _producer: object = None
     _pump: object = None
 
@@ -195,6 +196,14 @@ class KafkaSender(Sender):
 
     def outstanding(self) -> int:
         return len(self._producer)
+
+    def room(self) -> int:
+        return max(self.max_in_flight - len(self._producer), 0)
+
+    def wait_for_room(self) -> None:
+        # librdkafka's queue holds 100,000 messages by default: seconds of latency at a broker's limit.
+        while len(self._producer) >= self.max_in_flight:
+            gevent.sleep(0.001)
 
     def close(self) -> None:
         deadline = time.monotonic() + self.delivery_timeout

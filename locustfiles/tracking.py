@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import gevent
+from gevent.lock import Semaphore
 from locust import User, events, task
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
@@ -189,6 +190,7 @@ class Generator:
             self.model = open_model.OpenModel(environment, "tracking events", o.events_per_second,
                                               None if o.run_until_killed else o.num_events)
             gevent.spawn(self._finish_when_planned)
+        self.turn = Semaphore()  # the user taking the due instants (open model)
 
     def take(self) -> bool:
         """Reserve one event of the budget. Reserving before sending matters: a send yields to the
@@ -197,6 +199,22 @@ class Generator:
             return False
         self.reserved += 1
         return True
+
+    def send_due(self) -> None:
+        """Open model: take every instant due now (at least the next one, waited for) and send its
+        event. One user at a time takes instants and queues their events, so they leave in plan
+        order, and one wake-up of the loop starts all the instants of its turn (each event keeps
+        its own planned instant). A full sender makes the user busy: instants that come meanwhile
+        find no idle user and are dropped and counted."""
+        sender, scheduler = self.sender, self.model.scheduler
+        sender.wait_for_room()
+        idle_since = time.monotonic()  # waiting for its turn is being idle: instants due meanwhile are its own
+        with self.turn:
+            tickets = scheduler.acquire_due(max(sender.room(), 1), idle_since)
+            if not tickets:
+                raise StopUser()
+            for ticket in tickets:
+                self.send_one(ticket)
 
     def send_one(self, ticket=None) -> None:
         learner = random.choice(self.learners)  # with replacement, as the reference
@@ -330,20 +348,24 @@ class TrackingUser(User):
     """Sends tracking events: every --sleep-time seconds, or at the planned instants of
     --events-per-second (open model: a pool of users taking instants from the scheduler)."""
 
-    ticket = None
     gen: Generator | None = None
 
     def on_start(self) -> None:
-        self.gen = gen = run_state.of(self.environment, TrackingRun).generator
-        open_model.attach(self, gen.model if gen is not None else None)  # closed model: no-op
+        self.gen = run_state.of(self.environment, TrackingRun).generator
 
-    def wait_time(self) -> float:  # the closed model's
-        return self.environment.parsed_options.sleep_time
+    def wait_time(self) -> float:  # the closed model's; the open model's users wait in send_due
+        gen = self.gen
+        return 0.0 if gen is not None and gen.model is not None else self.environment.parsed_options.sleep_time
 
     @task
     def emit(self) -> None:
         gen = self.gen
-        if gen is None or (gen.model is not None and self.ticket is None) or not gen.take():
+        if gen is None:
             raise StopUser()
-        gen.send_one(self.ticket)
-
+        if gen.model is not None:
+            gen.send_due()
+            return
+        if not gen.take():
+            raise StopUser()
+        gen.sender.wait_for_room()
+        gen.send_one()
