@@ -47,8 +47,9 @@ class Sender:
         """Events send() takes now without queueing beyond the sender's bound."""
         return 1_000_000
 
-    def wait_for_room(self) -> None:
-        """Block (cooperatively) while the sender's queue is full."""
+    def wait_for_room(self) -> bool:
+        """Block (cooperatively) while the sender's queue is full; True if it had to."""
+        return False
 
     def close(self) -> None:
         pass
@@ -104,10 +105,13 @@ class RedisSender(Sender):
     def room(self) -> int:
         return max(self.max_queued - len(self._queue), 0)
 
-    def wait_for_room(self) -> None:
+    def wait_for_room(self) -> bool:
+        waited = False
         while len(self._queue) >= self.max_queued:
+            waited = True
             self._room.clear()
             self._room.wait()
+        return waited
 
     def _run(self) -> None:
         queue = self._queue

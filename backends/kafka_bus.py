@@ -200,10 +200,13 @@ class KafkaSender(Sender):
     def room(self) -> int:
         return max(self.max_in_flight - len(self._producer), 0)
 
-    def wait_for_room(self) -> None:
+    def wait_for_room(self) -> bool:
         # librdkafka's queue holds 100,000 messages by default: seconds of latency at a broker's limit.
+        waited = False
         while len(self._producer) >= self.max_in_flight:
+            waited = True
             gevent.sleep(0.001)
+        return waited
 
     def close(self) -> None:
         deadline = time.monotonic() + self.delivery_timeout

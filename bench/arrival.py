@@ -171,6 +171,12 @@ def main() -> int:
                         measure(backend, rate, ceiling, label, code)
                 ceil = next(r for r in rows if r["backend"] == backend and r["ceiling"] and r["code"] == "now")
                 measure(backend, round(0.8 * ceil["recv_rate"]), False, "now", REPO)  # goal: no drops
+            costs = {}
+            for backend in ("redis_bus", "kafka_bus", "celery", "vector"):
+                done = subprocess.run([sys.executable, "-m", "bench._generator_cost", backend, ep["redis"], ep["kafka"],
+                                       tmp], cwd=REPO, capture_output=True, text=True, timeout=600)
+                costs[backend] = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else \
+                    {"error": done.stderr.strip().splitlines()[-1:]}
         finally:
             stack.stop()
         if os.environ.get("BENCH_ARRIVAL_NO_PACING"):
@@ -198,6 +204,14 @@ def main() -> int:
                         for c in (codes[0][0], codes[1][0]))
             print(f"{backend}: ceiling now / {codes[1][0]} = {now['recv_rate'] / max(old['recv_rate'], 1):.2f} "
                   "(goal >= 4)")
+    print("\nWhere a send's CPU goes, µs per event in one process without the scheduler (bench/_generator_cost.py):")
+    print(f"{'backend':<10}{'build':>8}{'ERB':>8}{'encode':>8}{'stats':>8}{'transport':>11}{'send':>8}{'build+send':>12}")
+    for backend, c in costs.items():
+        if "error" in c:
+            print(f"{backend:<10} not measured: {c['error']}")
+            continue
+        print(f"{backend:<10}{c['build']:>8,.1f}{c.get('erb', 0):>8,.1f}{c['encode']:>8,.1f}{c['stats']:>8,.1f}"
+              f"{c['transport']:>11,.1f}{c['total']:>8,.1f}{c['build'] + c['total']:>12,.1f}")
     if not pacing:
         return 0
     idle_cpu = pacing["idle"][0]

@@ -206,6 +206,7 @@ class Scheduler:
     _no_more: bool = False  # the plan's iterator is spent
     _pending: deque = field(default_factory=deque)  # claimed by the sweeper for the next idle user
     _greenlet: object = None
+    _taker_waiting: bool = False  # a caller of acquire_due() waits for its instant: it takes the ones due after it
 
     # -- start, stop ---------------------------------------------------------------------------
     def start(self, at_wall: float | None = None) -> None:
@@ -224,7 +225,8 @@ class Scheduler:
         self._begun.set()
         while not self.finished.is_set():
             gevent.sleep(SWEEP_INTERVAL)
-            self._drop_until(time.monotonic())
+            if not self._taker_waiting:
+                self._drop_until(time.monotonic())
             self._check_exhausted()
 
     def stop(self) -> None:
@@ -340,7 +342,11 @@ class Scheduler:
         so taking later ones would start instants out of order. A caller that takes instants one
         batch at a time (one at a time under a lock, as the tracking generator does) starts them in
         plan order with one wake-up for all the instants of a loop's turn."""
-        first = self.acquire(idle_since)
+        self._taker_waiting = True
+        try:
+            first = self.acquire(idle_since)
+        finally:
+            self._taker_waiting = False
         if first is None:
             return []
         out = [first]

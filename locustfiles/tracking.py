@@ -201,20 +201,25 @@ class Generator:
         return True
 
     def send_due(self) -> None:
-        """Open model: take every instant due now (at least the next one, waited for) and send its
-        event. One user at a time takes instants and queues their events, so they leave in plan
-        order, and one wake-up of the loop starts all the instants of its turn (each event keeps
-        its own planned instant). A full sender makes the user busy: instants that come meanwhile
-        find no idle user and are dropped and counted."""
+        """Open model: send the plan's events until it is over. At each wake-up take every instant due
+        (at least the next one, waited for) and queue its event: one wake-up of the loop starts all
+        the instants of its turn, each event with its own planned instant. One user at a time does
+        this (the others wait their turn, the pool's reserve), so the events leave in plan order and
+        no task loop or hand-over runs per instant. Queueing events is not being busy: the instants
+        that come meanwhile are taken at the next turn (late, from their planned instant). A full
+        sender is: the instants that come while it is full find no idle user and are dropped and
+        counted."""
         sender, scheduler = self.sender, self.model.scheduler
-        sender.wait_for_room()
         idle_since = time.monotonic()  # waiting for its turn is being idle: instants due meanwhile are its own
         with self.turn:
-            tickets = scheduler.acquire_due(max(sender.room(), 1), idle_since)
-            if not tickets:
-                raise StopUser()
-            for ticket in tickets:
-                self.send_one(ticket)
+            while True:
+                tickets = scheduler.acquire_due(max(sender.room(), 1), idle_since)
+                if not tickets:
+                    raise StopUser()
+                taken_at = time.monotonic()
+                for ticket in tickets:
+                    self.send_one(ticket)
+                idle_since = time.monotonic() if sender.wait_for_room() else taken_at
 
     def send_one(self, ticket=None) -> None:
         learner = random.choice(self.learners)  # with replacement, as the reference

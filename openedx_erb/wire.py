@@ -40,8 +40,11 @@ HOST = socket.gethostname()
 ORIGIN = f"gen{os.getpid()}@{HOST}"
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps() builds an encoder per call with these
+
+
 def _json(obj) -> str:
-    return json.dumps(obj, separators=(",", ":"))
+    return _ENCODE(obj)
 
 
 # -- Avro ---------------------------------------------------------------------------------------

@@ -66,12 +66,12 @@ class Paced(User):
         pacing = self.environment.parsed_options.pacing
         if pacing == "idle":
             return
-        if pacing == "due":
+        if pacing == "due":  # as locustfiles/tracking.py's Generator.send_due
+            scheduler = open_model.named(self.environment, "noop").scheduler
             idle_since = time.monotonic()
             with turn:
-                tickets = open_model.named(self.environment, "noop").scheduler.acquire_due(1000, idle_since)
-            if not tickets:
-                raise StopUser()
-            count["n"] += len(tickets)
-            return
+                while tickets := scheduler.acquire_due(1000, idle_since):
+                    count["n"] += len(tickets)
+                    idle_since = time.monotonic()
+            raise StopUser()
         count["n"] += 1
