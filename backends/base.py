@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import gevent
 from gevent.event import Event
@@ -31,6 +32,10 @@ REQUEST_TYPE = "EVENT"
 class Sender:
     environment: object
     backend: str
+    # send() only queues (the write and its reply happen later, elsewhere): the open model then starts
+    # many instants per wake-up (locustfiles/tracking.py). A sender whose send() does the work keeps
+    # one instant per user, so a saturated generator drops instants instead of falling behind.
+    queues: ClassVar[bool] = False
 
     def _fire(self, name: str, start: float, t0: float, size: int, exc: Exception | None,
               planned: float | None = None) -> None:
@@ -69,6 +74,7 @@ class RedisSender(Sender):
     never the reverse), and the next write reconnects.
     """
 
+    queues: ClassVar[bool] = True
     command: Callable[[dict], tuple[tuple, int]]
     url: str = ""
     batch: int = 1000  # most commands per write

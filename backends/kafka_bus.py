@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import gevent
 
@@ -151,6 +152,7 @@ def entry(opts: dict) -> str:
 class KafkaSender(Sender):
     """kafka_bus: Avro in Confluent framing, event-bus-kafka's headers; delivery reports via poll(0)."""
 
+    queues: ClassVar[bool] = True  # produce() queues; librdkafka sends and reports later
     conf: dict = field(default_factory=dict)
     topic: str = "dev-analytics"
     key: str = "user"

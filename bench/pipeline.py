@@ -9,7 +9,9 @@ reference pipeline starts and the time until all are in ClickHouse gives its eve
 workers and batches of 100 and 1000 — the throughput a sustained load must stay under for the lag
 to stay bounded. It transforms with the real event-routing-backends (openedx_erb), whose cost per
 event is measured alone too (one process, the same events). Goal: >= 1,000 events/s per worker.
-BENCH_BACKENDS (comma-separated) limits the backends. All on this machine's loopback (2 cores
+A capacity is printed only when all the events were stored: a pipeline that exits, or stores none
+more for STALL_S seconds, is "not measured" with the reason. BENCH_BASELINE=<commit> runs that
+commit's generator too (a "baseline ev/s" column). BENCH_BACKENDS (comma-separated) limits the backends. All on this machine's loopback (2 cores
 shared by everything).
 """
 
@@ -39,15 +41,17 @@ BACKENDS = tuple(b for b in os.environ.get("BENCH_BACKENDS", ",".join(REFERENCED
 USERS = 100  # learners in the queued events; ERB caches 128 actors, so every actor lookup after the first hits
 
 
-def generator_rate(backend: str, ep: dict, tmp: Path) -> float:
-    prefix = tmp / f"gen-{backend}"
-    args = [LOCUST, "-f", str(REPO / "locustfiles" / "tracking.py"), "--headless", "-u", "20", "-r", "20",
+def generator_rate(backend: str, ep: dict, tmp: Path, code: Path = REPO) -> float:
+    prefix = tmp / f"gen-{backend}-{code.name}"
+    args = [LOCUST, "-f", str(code / "locustfiles" / "tracking.py"), "--headless", "-u", "20", "-r", "20",
             "-t", f"{SECONDS}s", "--pipeline-backend", backend, "--run-until-killed", "--sleep-time", "0",
             "--no-e2e", "--no-monitor", "--no-sar", "--event-mix", "realistic", "--csv", str(prefix),
             "--csv-full-history", "--loglevel", "WARNING", "--celery-broker-url", ep["redis"],
             "--event-bus-redis-url", ep["redis"], "--kafka-bus-brokers", ep["kafka"],
             "--vector-log-file", str(tmp / "gen.log"), "--event-bus-prefix", f"gen{uuid.uuid4().hex[:6]}"]
-    subprocess.run(args, cwd=REPO, capture_output=True, timeout=SECONDS + 120)
+    # The code's own modules first (a baseline checkout is not the one on the venv's path).
+    subprocess.run(args, cwd=code, env={**os.environ, "PYTHONPATH": str(code)}, capture_output=True,
+                   timeout=SECONDS + 120)
     with open(f"{prefix}_stats_history.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["Name"] == "Aggregated" and r["User Count"] == "20"]
     a, b = rows[2], rows[-1]
@@ -251,8 +255,15 @@ def main() -> int:
         try:
             eps = stack.start("clickhouse", "redis", "kafka")
             ep = {"clickhouse": eps["clickhouse"].url, "redis": eps["redis"].url, "kafka": eps["kafka"].url}
+            baseline = os.environ.get("BENCH_BASELINE", "")
+            old = None
+            if baseline:  # that commit's generator too, run right after the current one (bench/arrival.py's way)
+                from bench.arrival import baseline_checkout
+
+                old = baseline_checkout(baseline, home)
             for backend in BACKENDS:
-                gen[backend] = (generator_rate(backend, ep, home), *native_rate(backend, ep, home))
+                gen[backend] = (generator_rate(backend, ep, home), *native_rate(backend, ep, home),
+                                generator_rate(backend, ep, home, old) if old else None)
             for backend in BACKENDS:
                 for workers in ((1,) if backend == "vector" else (1, 2)):
                     for batch in (100, 1000):
@@ -260,10 +271,11 @@ def main() -> int:
         finally:
             stack.stop()
     print(f"Tracking generator, 1 process, 20 users, no waits, {SECONDS} s ({os.cpu_count()} cores, loopback)")
-    print(f"{'backend':<12}{'suite ev/s':>12}{'native ev/s':>13}{'ratio':>8}  native tool")
-    for b, (suite, tool, native) in gen.items():
+    print(f"{'backend':<12}{'suite ev/s':>12}{'native ev/s':>13}{'ratio':>8}{'baseline ev/s':>15}  native tool")
+    for b, (suite, tool, native, before) in gen.items():
         goal = "  (goal >= 5,000: " + ("met)" if suite >= 5000 else "NOT met)") if b in ("redis_bus", "kafka_bus") else ""
-        print(f"{b:<12}{suite:>12,.0f}{native:>13,.0f}{suite / native:>8.2f}  {tool}{goal}")
+        was = f"{before:>15,.0f}" if before is not None else f"{'-':>15}"
+        print(f"{b:<12}{suite:>12,.0f}{native:>13,.0f}{suite / native:>8.2f}{was}  {tool}{goal}")
     print(f"\nevent-routing-backends alone: {erb_us:,.0f} CPU us/event = {1e6 / erb_us:,.0f} events/s per core "
           f"(realistic mix, {USERS} learners; " + ", ".join(f"{n} {us:,.0f}" for n, us in sorted(erb_names.items())) + ")")
     print(f"\nReference pipeline capacity: {EVENTS:,} queued events to ClickHouse 18.16, events/s (per worker); "

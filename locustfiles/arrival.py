@@ -206,6 +206,7 @@ class Scheduler:
     _no_more: bool = False  # the plan's iterator is spent
     _pending: deque = field(default_factory=deque)  # claimed by the sweeper for the next idle user
     _greenlet: object = None
+    _ahead_until: float = 0.0  # just past the latest instant started ahead of its time (acquire_due), s
     _taker_waiting: bool = False  # a caller of acquire_due() waits for its instant: it takes the ones due after it
 
     # -- start, stop ---------------------------------------------------------------------------
@@ -239,7 +240,8 @@ class Scheduler:
             self._greenlet.kill()
         if self.start_mono is not None:
             elapsed = max(time.monotonic() - self.start_mono, 0.0)
-            self.stopped_at = min([elapsed, *self._claims.values()])
+            # An instant started up to WAKE_RESOLUTION ahead of its time is inside the window.
+            self.stopped_at = max(min([elapsed, *self._claims.values()]), self._ahead_until)
         self._end()
 
     def _end(self) -> None:
@@ -371,6 +373,7 @@ class Scheduler:
                     break
             self.planned += 1
             self.started += 1
+            self._ahead_until = max(self._ahead_until, math.nextafter(offset, math.inf))
             out.append(Ticket(index, self.start_mono + offset, self.start_wall + offset))
         return out
 

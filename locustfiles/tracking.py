@@ -351,14 +351,18 @@ def _quit(environment, **_kw) -> None:
 
 class TrackingUser(User):
     """Sends tracking events: every --sleep-time seconds, or at the planned instants of
-    --events-per-second (open model: a pool of users taking instants from the scheduler)."""
+    --events-per-second (open model: a pool of users taking instants from the scheduler; with a
+    sender that queues, one of them at a time takes all the instants due at a wake-up)."""
 
+    ticket = None
     gen: Generator | None = None
 
     def on_start(self) -> None:
-        self.gen = run_state.of(self.environment, TrackingRun).generator
+        self.gen = gen = run_state.of(self.environment, TrackingRun).generator
+        if gen is not None and gen.model is not None and not gen.sender.queues:
+            open_model.attach(self, gen.model)  # one instant per user and iteration (its wait_time)
 
-    def wait_time(self) -> float:  # the closed model's; the open model's users wait in send_due
+    def wait_time(self) -> float:  # the closed model's; in the open model a queueing sender's users wait in send_due
         gen = self.gen
         return 0.0 if gen is not None and gen.model is not None else self.environment.parsed_options.sleep_time
 
@@ -367,10 +371,10 @@ class TrackingUser(User):
         gen = self.gen
         if gen is None:
             raise StopUser()
-        if gen.model is not None:
+        if gen.model is not None and gen.sender.queues:
             gen.send_due()
             return
-        if not gen.take():
+        if (gen.model is not None and self.ticket is None) or not gen.take():
             raise StopUser()
         gen.sender.wait_for_room()
-        gen.send_one()
+        gen.send_one(self.ticket)
