@@ -334,11 +334,11 @@ class Scheduler:
         self.started += 1
         return Ticket(index, at, self.start_wall + offset)
 
-    def acquire_due(self, most: int, idle_since: float | None = None,
-                    lookahead: float = WAKE_RESOLUTION) -> list[Ticket]:
-        """acquire(), then also the instants that follow it and are due by the time it wakes, or due
-        within `lookahead` (closer than the loop can wake for: epoll waits in whole milliseconds),
-        at most `most` in all, each with its own planned time. [] when the plan is over.
+    def acquire_due(self, most: int, idle_since: float | None = None, lookahead: float = 0.0) -> list[Ticket]:
+        """acquire(), then also the instants that follow it and are due by the time it wakes (the loop
+        wakes in whole milliseconds: at 2,000/s about two of them), or due within `lookahead` (up to
+        WAKE_RESOLUTION, to start instants closer than the loop can wake for in one go, at most that
+        much early), at most `most` in all, each with its own planned time. [] when the plan is over.
 
         It takes the following instants only while no other caller holds a claim: theirs are earlier,
         so taking later ones would start instants out of order. A caller that takes instants one

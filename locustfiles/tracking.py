@@ -216,10 +216,11 @@ class Generator:
                 tickets = scheduler.acquire_due(max(sender.room(), 1), idle_since)
                 if not tickets:
                     raise StopUser()
-                taken_at = time.monotonic()
                 for ticket in tickets:
                     self.send_one(ticket)
-                idle_since = time.monotonic() if sender.wait_for_room() else taken_at
+                # Idle from its last instant on (a process the OS set aside between the take and here
+                # must not drop the next ones), unless its sender was full.
+                idle_since = time.monotonic() if sender.wait_for_room() else tickets[-1].at
 
     def send_one(self, ticket=None) -> None:
         learner = random.choice(self.learners)  # with replacement, as the reference
