@@ -35,6 +35,9 @@ QUERIES = {
            "ORDER BY time_ms",
     "events": "SELECT toUInt32(timestamp), event_type, extra FROM {db}.load_test_runs WHERE run_id = %(run)s "
               "ORDER BY timestamp",
+    # Every interval row with its histogram (loadtesting.compare resamples them).
+    "intervals": "SELECT time_ms, interval_s, timing, request_type, name, requests, failures, max_ms, buckets, counts "
+                 "FROM {db}.load_test_request_stats WHERE run_id = %(run)s ORDER BY time_ms",
 }
 
 
