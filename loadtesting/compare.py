@@ -549,6 +549,17 @@ def section(c: Comparison) -> Callable[[object], list[str]]:
     return lambda _page: markdown(c, level=2)
 
 
+def baseline_section(baseline: str, data: report_data.RunData, results: Path, clickhouse_url: str | None,
+                     database: str | None) -> Callable[[object], list[str]]:
+    """The section comparing a loaded run (the report's `data`) with `baseline` (run id or folder)."""
+    base = load_run(baseline, results, "auto", clickhouse_url, database)
+    try:
+        cand = build_run(data.run_id, data, interval_rows(data, results / data.run_id))
+    except Exception as exc:  # noqa: BLE001 - ClickHouse went away since the report loaded the run
+        raise CompareError(f"run {data.run_id}: its intervals could not be read: {exc}") from None
+    return section(compare(base, cand))
+
+
 # -- command line ----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     from plumbing import logs

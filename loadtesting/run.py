@@ -135,9 +135,7 @@ def _report(run_id: str, results: Path, clickhouse_url: str, database: str, base
         extra = []
         if baseline:
             try:
-                base = compare.load_run(baseline, results, "auto", clickhouse_url, database)
-                cand = compare.build_run(run_id, data, compare.interval_rows(data, results / run_id))
-                extra.append(compare.section(compare.compare(base, cand)))
+                extra.append(compare.baseline_section(baseline, data, results, clickhouse_url, database))
             except compare.CompareError as exc:
                 print(f"warning: no comparison with run {baseline}: {redact_text(str(exc))}", file=sys.stderr)
         report.render(data, results / run_id, extra)

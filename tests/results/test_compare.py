@@ -195,6 +195,16 @@ def test_a_run_with_a_baseline_has_the_comparison_in_its_report(runs):
     assert f"<h2>Comparison with baseline run {runs.same[0]}</h2>" in html
 
 
+def test_a_report_rewritten_with_a_baseline_has_the_comparison(runs, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "loadtesting.report", runs.same[1], "--results", str(runs.results),
+                           "--baseline", runs.same[0], "--out", str(tmp_path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    md = (tmp_path / "paced_locustfile-results.md").read_text()
+    assert f"## Comparison with baseline run {runs.same[0]}" in md and "| p95 (ms) |" in md
+    assert (tmp_path / "paced_locustfile-results.html").exists()
+
+
 def test_a_wrong_baseline_stops_the_run_before_it_starts(runs, tmp_path):
     done = subprocess.run([sys.executable, "-m", "loadtesting.run", LOCUSTFILE, "--results", str(tmp_path),
                            "--baseline", "20200101-000000-00000000", "--clickhouse-url", runs.clickhouse_url],
