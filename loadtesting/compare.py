@@ -43,6 +43,7 @@ CONFIDENCE = 0.95
 REPLICATES = 2000
 SEED = 20261206  # fixed: the same two runs always give the same intervals
 MIN_INTERVALS = 5  # fewer intervals of a figure in a run: no test
+MAX_UNITS = 500  # a longer run's neighbouring intervals are merged into this many
 AGGREGATED = ("", "Aggregated")
 NOT_LATENCY = ("DROPPED",)  # request types whose rows count iterations, not timed requests
 
@@ -102,6 +103,7 @@ class Run:
     seconds: np.ndarray  # each interval's length
     series: dict[tuple[str, str], Series] = field(default_factory=dict)
     lag: np.ndarray = field(default_factory=lambda: np.zeros(0))  # ClickHouse lag samples (s)
+    lag_units: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # (sum, count) of neighbouring samples
 
     @property
     def run_id(self) -> str:
@@ -126,23 +128,33 @@ def build_run(ref: str, data: report_data.RunData, rows: list[dict]) -> Run:
     """Arrays of a run's service-time interval rows: one grid of intervals, one Series per request name,
     plus the union of the E2E names ("E2E", "*") and of the dropped-iteration rows ("DROPPED", "*")."""
     rows = [r for r in rows if r.get("timing", "service") == "service"]
-    times = sorted({r["time_ms"] for r in rows})
-    index = {t: i for i, t in enumerate(times)}
-    seconds = np.zeros(len(times))
+    length: dict[int, float] = {}
     for r in rows:
-        seconds[index[r["time_ms"]]] = max(seconds[index[r["time_ms"]]], float(r.get("interval_s") or 0))
+        length[r["time_ms"]] = max(length.get(r["time_ms"], 0.0), float(r.get("interval_s") or 0))
+    times = sorted(length)
+    # A long run's consecutive intervals merged into at most MAX_UNITS (exact for histograms and
+    # counts), so memory stays bounded and blocks of neighbours stay neighbours.
+    per_unit = max(1, math.ceil(len(times) / MAX_UNITS))
+    index = {t: i // per_unit for i, t in enumerate(times)}
+    units = math.ceil(len(times) / per_unit)
+    seconds = np.zeros(units)
+    for t in times:
+        seconds[index[t]] += length[t]
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["request_type"] or "", r["name"]), []).append(r)
     run = Run(ref, data, seconds)
     for key, group in groups.items():
-        run.series[key] = _series(group, index, len(times))
+        run.series[key] = _series(group, index, units)
     for kind in ("E2E", "DROPPED"):
         union = [r for key, group in groups.items() if key[0] == kind for r in group]
         if union:
-            run.series[(kind, "*")] = _series(union, index, len(times))
-    lag = data.lag.get("clickhouse lag_seconds") or []
-    run.lag = np.array([v for _, v in lag], dtype=float)
+            run.series[(kind, "*")] = _series(union, index, units)
+    lag = [v for _, v in data.lag.get("clickhouse lag_seconds") or []]
+    per_unit = max(1, math.ceil(len(lag) / MAX_UNITS))  # as the intervals: bounded
+    run.lag = np.array(lag, dtype=float)
+    run.lag_units = np.array([[sum(lag[i:i + per_unit]), len(lag[i:i + per_unit])]
+                              for i in range(0, len(lag), per_unit)], dtype=float).reshape(-1, 2)
     return run
 
 
@@ -384,15 +396,15 @@ def compare(base: Run, cand: Run, replicates: int = REPLICATES, seed: int = SEED
 def _lag(base: Run, cand: Run, replicates: int, rng: np.random.Generator) -> Delta:
     fig = FIGURES["lag"]
 
-    def means(values: np.ndarray) -> np.ndarray:
-        if not len(values):
+    def means(units: np.ndarray) -> np.ndarray:
+        if not len(units):
             return np.full(replicates + 1, np.nan)
-        w = _weights(len(values), replicates, rng)
-        return (w @ values) / w.sum(axis=1)
+        w = _weights(len(units), replicates, rng)
+        return (w @ units[:, 0]) / (w @ units[:, 1])
 
     short = "" if min(len(base.lag), len(cand.lag)) >= MIN_INTERVALS else \
         f"fewer than {MIN_INTERVALS} lag samples in a run"
-    return _tested(fig, "", means(base.lag), means(cand.lag), short)
+    return _tested(fig, "", means(base.lag_units), means(cand.lag_units), short)
 
 
 # -- gates -----------------------------------------------------------------------------------------

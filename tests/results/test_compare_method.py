@@ -112,3 +112,15 @@ def test_the_same_inputs_give_the_same_intervals():
     rng = random.Random(9)
     base, cand = _run(_rows(_intervals(rng))), _run(_rows(_intervals(rng)))
     assert compare.compare(base, cand).figure("p95").ci == compare.compare(base, cand).figure("p95").ci
+
+
+def test_a_long_run_is_merged_into_at_most_max_units_with_the_same_figures():
+    rows = _rows(_intervals(random.Random(10), n=3 * compare.MAX_UNITS + 7))
+    run = _run(rows, lag={"clickhouse lag_seconds": [(t, t % 7) for t in range(2 * compare.MAX_UNITS + 3)]})
+    assert len(run.seconds) <= compare.MAX_UNITS and len(run.lag_units) <= compare.MAX_UNITS
+    assert run.seconds.sum() == 3 * compare.MAX_UNITS + 7
+    merged = histogram.merge((r["buckets"], r["counts"]) for r in rows if r["name"] == "Aggregated")
+    top = max(r["max_ms"] for r in rows)
+    c = compare.compare(run, run, replicates=50)
+    assert c.figure("p95").base == histogram.percentile(merged, 0.95, top)
+    assert c.figure("lag").base == sum(t % 7 for t in range(2 * compare.MAX_UNITS + 3)) / (2 * compare.MAX_UNITS + 3)
