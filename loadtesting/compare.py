@@ -31,7 +31,7 @@ import math
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -215,8 +215,8 @@ def _weights(n: int, replicates: int, rng: np.random.Generator) -> np.ndarray:
     blocks = math.ceil(n / block)
     starts = rng.integers(0, n - block + 1, size=(replicates, blocks))
     idx = (starts[:, :, None] + np.arange(block)).reshape(replicates, -1)[:, :n]
-    for r in range(replicates):
-        w[r + 1] = np.bincount(idx[r], minlength=n)
+    flat = (np.arange(replicates)[:, None] * n + idx).ravel()  # one bincount for all replicates
+    w[1:] = np.bincount(flat, minlength=replicates * n).reshape(replicates, n)
     return w
 
 
@@ -324,13 +324,30 @@ def _short(sb: Series | None, sc: Series | None) -> str:
     return f"fewer than {MIN_INTERVALS} intervals with requests in a run" if least < MIN_INTERVALS else ""
 
 
+def bracket(capacity: dict | None) -> tuple[float, float | None, str] | None:
+    """(highest load sustained, lowest load failing or None, unit) of a capacity search's result:
+    the user search's (capacity.json's max_sustainable_users) or the rate search's (sustained_per_second).
+    A rate search stopped by the generator has no failing load of the system."""
+    if not capacity or not capacity.get("steps"):
+        return None
+    if capacity.get("max_sustainable_users") is not None:
+        return capacity["max_sustainable_users"], capacity.get("first_failing_users"), "users"
+    if capacity.get("sustained_per_second") is not None:
+        first = capacity.get("first_failing") or {}
+        fail = None if capacity.get("generator_limited_at") is not None else first.get("target")
+        return capacity["sustained_per_second"], fail, f"{capacity.get('unit', 'events')}/s"
+    return None
+
+
 def _capacity(base: Run, cand: Run) -> Delta | None:
     fig = FIGURES["capacity"]
-    cb, cc = base.data.capacity, cand.data.capacity
-    if not (cb and cc and cb.get("steps") and cc.get("steps")):
+    bb, bc = bracket(base.data.capacity), bracket(cand.data.capacity)
+    if bb is None or bc is None:
         return None
-    ok_b, ok_c = cb["max_sustainable_users"], cc["max_sustainable_users"]
-    fail_b, fail_c = cb.get("first_failing_users"), cc.get("first_failing_users")
+    (ok_b, fail_b, unit), (ok_c, fail_c, unit_c) = bb, bc
+    fig = replace(fig, unit=unit, label="capacity (max sustainable)")
+    if unit != unit_c:
+        return Delta(fig, "", None, None, why=f"searches over {unit} and {unit_c}")
     # The true limits lie in [ok, first failing): the delta of two such brackets.
     lo = ok_c - fail_b if fail_b is not None else -math.inf
     hi = fail_c - ok_b if fail_c is not None else math.inf
@@ -600,6 +617,10 @@ def main(argv: list[str] | None = None) -> int:
         gates = parse_gates(args.fail_on) if args.fail_on else []
         runs = [load_run(ref, args.results, args.source, args.clickhouse_url, args.monitor_database)
                 for ref in (args.baseline, args.candidate)]
+        for run in runs:
+            if args.source == "auto" and run.data.source != "clickhouse":
+                print(f"note: run {run.run_id} read from its run folder (ClickHouse unreachable, or the run is "
+                      "not there)", file=sys.stderr)
         comparison = compare(*runs)
         results = apply_gates(comparison, gates) if gates else []
     except CompareError as exc:

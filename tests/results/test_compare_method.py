@@ -80,6 +80,23 @@ def test_capacity_is_worse_when_the_candidate_failed_at_a_load_the_baseline_sust
     assert same.figure("capacity").verdict == compare.SAME
 
 
+def test_a_rate_capacity_search_is_compared_in_events_per_second():
+    rows = _rows(_intervals(random.Random(11)))
+
+    def rate(sustained: float, failing: float | None, generator: float | None = None) -> dict:
+        return {"steps": [{}], "unit": "events", "sustained_per_second": sustained, "resolution": 10,
+                "first_failing": {"target": failing, "why": "backlog grew"} if failing else None,
+                "generator_limited_at": generator}
+
+    worse = compare.compare(_run(rows, capacity=rate(400, 440)), _run(rows, capacity=rate(200, 220))).figure("capacity")
+    assert (worse.verdict, worse.figure.unit, worse.delta) == (compare.WORSE, "events/s", -200)
+    # The generator, not the pipeline, stopped the candidate's search: no upper bound, so not worse.
+    unknown = compare.compare(_run(rows, capacity=rate(400, 440)), _run(rows, capacity=rate(200, 400, 200)))
+    assert unknown.figure("capacity").verdict == compare.SAME
+    mixed = compare.compare(_run(rows, capacity=rate(400, 440)), _run(rows, capacity=_capacity(20, 22)))
+    assert mixed.figure("capacity").verdict == compare.UNTESTED
+
+
 def test_a_backlog_peak_is_shown_but_not_tested():
     rows = _rows(_intervals(random.Random(5)))
     c = compare.compare(_run(rows, lag={"backlog (events)": [(1, 5.0), (2, 90.0)]}),
@@ -124,3 +141,13 @@ def test_a_long_run_is_merged_into_at_most_max_units_with_the_same_figures():
     c = compare.compare(run, run, replicates=50)
     assert c.figure("p95").base == histogram.percentile(merged, 0.95, top)
     assert c.figure("lag").base == sum(t % 7 for t in range(2 * compare.MAX_UNITS + 3)) / (2 * compare.MAX_UNITS + 3)
+
+
+def test_end_to_end_p95_merges_every_e2e_series():
+    rng = random.Random(12)
+    base = _rows(_intervals(rng)) + _rows(_intervals(rng, shift=1000), name="topic", rtype="E2E")
+    cand = _rows(_intervals(rng)) + _rows(_intervals(rng, shift=1500), name="topic", rtype="E2E")
+    c = compare.compare(_run(base), _run(cand))
+    e2e = c.figure("e2e_p95")
+    assert e2e.verdict == compare.WORSE and 400 <= e2e.delta <= 600
+    assert any(d.request == "E2E topic" and d.figure.key == "p95" for d in c.requests)
