@@ -74,7 +74,7 @@ FIGURES = {f.key: f for f in [
     Figure("failures", "failure ratio", "%", True, 0.0, 0.5),  # 0.5 percentage points
     Figure("dropped", "dropped iterations/s", "/s", True, 0.10, 0.1),
     Figure("backlog", "backlog peak", "events", True, 0.0, 0.0, tested=False),
-    Figure("lag", "ClickHouse lag (mean of samples)", "s", True, 0.10, 0.5),
+    Figure("lag", "ClickHouse lag, mean of samples", "s", True, 0.10, 0.5),
     Figure("e2e_p95", "end-to-end p95", "ms", True, 0.10, 1.0),
     Figure("capacity", "capacity (max sustainable users)", "users", False, 0.0, 0.0),
 ]}
@@ -502,8 +502,10 @@ def _delta_cell(d: Delta) -> str:
         return "–"
     rel = d.relative
     unit = "pp" if d.figure.unit == "%" else d.figure.unit
-    return f"{_signed(d.delta, d.figure.unit)} {unit}" + (f" ({rel:+.1%})" if rel is not None and d.figure.unit != "%"
-                                                          else "")
+    pct = ""
+    if rel is not None and d.figure.unit != "%":
+        pct = f" ({'+' if rel > 0 else '−' if rel < 0 else '±'}{abs(rel):.1%})"
+    return f"{_signed(d.delta, d.figure.unit)} {unit}{pct}"
 
 
 def _ci_cell(d: Delta) -> str:
