@@ -43,7 +43,7 @@ def _endpoint(service_ms: int):
 
 def _command(results: Path, host: str, clickhouse_url: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "loadtesting.run", LOCUSTFILE, "--results", str(results), "-H", host,
-            "--users", "30", "--spawn-rate", "100", "--run-time", "12s", "--monitor-interval", "1",
+            "--users", "30", "--spawn-rate", "100", "--run-time", "15s", "--monitor-interval", "1",
             "--clickhouse-url", clickhouse_url, "--spill-dir", str(results / "spill"), *extra]
 
 
@@ -55,7 +55,7 @@ def _finish(proc: subprocess.Popen) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def runs(clickhouse, tmp_path_factory) -> Runs:
-    """12 s runs of 30 users at 2 requests/s each. Three at once, so they share the machine's load
+    """15 s runs of 30 users at 2 requests/s each. Three at once, so they share the machine's load
     (the bootstrap measures the noise within a run, not a machine that is busier in one run than in
     the next: docs/compare.md): two of one endpoint, one of it slowed. Then one more of the slowed
     endpoint whose report compares it with the first run (--baseline)."""
