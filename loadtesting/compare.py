@@ -182,7 +182,8 @@ def load_run(ref: str, results: Path, source: str = "auto", clickhouse_url: str 
     if path.is_dir() and ((path / "run.json").exists() or (path / report_data.REQUEST_STATS_FILE).exists()):
         results, run_id = path.resolve().parent, path.resolve().name
     elif "/" in ref or not ref:
-        raise CompareError(f"{ref!r}: no such run folder; expected a run id or a run folder (results/<run-id>/)")
+        raise CompareError(f"{ref!r}: not a run folder (no run.json or {report_data.REQUEST_STATS_FILE}); "
+                           "expected a run id or a run folder (results/<run-id>/)")
     else:
         run_id = ref
     try:
