@@ -592,6 +592,35 @@ def baseline_section(baseline: str, data: report_data.RunData, results: Path, cl
     return section(compare(base, cand))
 
 
+def chart(c: Comparison, path: Path) -> Path | None:
+    """p95 per interval of both runs (Aggregated), on one time axis from each run's start."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    drawn = False
+    for run, label, colour in ((c.base, "baseline", "#1f77b4"), (c.cand, "candidate", "#d62728")):
+        s = run.series.get(AGGREGATED)
+        if s is None or not len(run.seconds):
+            continue
+        p95 = percentile(s, np.eye(len(run.seconds)), 0.95)
+        ax.plot(np.cumsum(run.seconds), p95, label=f"{label} {run.run_id}", color=colour, linewidth=1.2)
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("seconds since start")
+    ax.set_ylabel("p95 per interval (ms)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 # -- command line ----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     from plumbing import logs
@@ -636,7 +665,8 @@ def main(argv: list[str] | None = None) -> int:
 
         args.out.mkdir(parents=True, exist_ok=True)
         path = args.out / f"compare-{comparison.base.run_id}-{comparison.cand.run_id}.md"
-        path.write_text(md)
+        png = chart(comparison, path.with_suffix(".png"))
+        path.write_text(md + (f"\n![p95 per interval]({png.name})\n" if png else ""))
         print(f"comparison: {path} and {html.write(path)}", file=sys.stderr)
     failed = [g.text for g, _d, bad in results if bad]
     if failed:
