@@ -7,7 +7,7 @@ import monitors.locust_plugin  # noqa: F401
 
 
 class Paced(FastHttpUser):
-    wait_time = constant_throughput(2)
+    wait_time = constant_throughput(1)
 
     @task
     def work(self) -> None:

@@ -55,10 +55,11 @@ def test_a_constant_slowdown_is_worse_by_that_much():
 
 def test_a_significant_change_below_the_practical_size_is_not_worse():
     fig = compare.FIGURES["p95"]
-    assert compare.verdict(fig, 200.0, 10.0, (5.0, 15.0)) == compare.SMALL  # 5 %: under 10 %
-    assert compare.verdict(fig, 200.0, 30.0, (20.0, 40.0)) == compare.WORSE
-    assert compare.verdict(fig, 200.0, 30.0, (-1.0, 40.0)) == compare.SAME
-    assert compare.verdict(compare.FIGURES["rps"], 100.0, -10.0, (-15.0, -5.0)) == compare.WORSE
+    assert compare.verdict(fig, 200.0, 30.0, (20.0, 40.0)) == compare.SMALL  # 15 %: under 20 %
+    assert compare.verdict(fig, 200.0, 50.0, (40.0, 60.0)) == compare.WORSE
+    assert compare.verdict(fig, 200.0, 50.0, (-1.0, 60.0)) == compare.SAME
+    assert compare.verdict(fig, 4.0, 1.0, (1.0, 1.0)) == compare.WORSE  # one bucket (1 ms) is the least
+    assert compare.verdict(compare.FIGURES["rps"], 100.0, -15.0, (-20.0, -10.0)) == compare.WORSE
 
 
 def test_too_few_intervals_are_not_tested():
@@ -151,3 +152,14 @@ def test_end_to_end_p95_merges_every_e2e_series():
     e2e = c.figure("e2e_p95")
     assert e2e.verdict == compare.WORSE and 400 <= e2e.delta <= 600
     assert any(d.request == "E2E topic" and d.figure.key == "p95" for d in c.requests)
+
+
+def test_skip_first_leaves_out_the_ramp_up_intervals():
+    rng = random.Random(13)
+    warm = [[2000] * 50] + _intervals(rng, n=10)  # a first interval 2 s slow, then steady
+    run = _run(_rows(warm))
+    steady = compare.build_run("r", RunData("r", "csv"), _rows(warm), skip_first=1)
+    assert len(steady.seconds) == 10 and steady.skipped == (1, 0)
+    assert len(compare.build_run("r", RunData("r", "csv"), _rows(warm), skip_first=1, skip_last=2).seconds) == 8
+    c = compare.compare(run, steady)
+    assert c.figure("p95").base == 2000 and c.figure("p95").cand <= 60
