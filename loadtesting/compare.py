@@ -19,6 +19,7 @@ delta, a 95 % confidence interval of the delta and a verdict; the method is in d
   when the candidate failed at a load the baseline sustained. Backlog peak is one value per run
   (a maximum, which a bootstrap cannot bound): shown, not tested.
 
+``--skip-first S`` / ``--skip-last S`` leave out each run's ramp-up and stop (the steady state only).
 ``--fail-on p95:+10%,rps:-5%`` gates CI: exit 1 when a gated figure is significantly worse and its
 change is beyond the tolerance (N% relative, or N in the figure's unit). Exit 2: bad input.
 """
