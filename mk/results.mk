@@ -9,7 +9,7 @@ BASELINE   ?=
 FAIL_ON    ?=
 
 .PHONY: capacity report compare
-capacity: setup
+capacity: $(call stack_or_venv,$(HOST))
 	@set -e; if [ -z "$(HOST)" ]; then \
 	  trap '$(PY) -m stack down >/dev/null' EXIT; \
 	  $(PY) -m stack up --site-profile $(PROFILE); \
