@@ -162,7 +162,7 @@ def _prepare(environment) -> None:
     meta = {"run_id": rid, "kind": Path(o.locustfile or "locust").stem,
             "command": redact_args(["locust", *sys.argv[1:]]),
             "started": state.started, "versions": versions(), "web_ui": True}
-    (folder / "run.json").write_text(json.dumps(meta, indent=1))
+    _write_json(folder / "run.json", meta)
     if hasattr(o, "monitor_database"):
         run.record_monitor_target(folder, o.clickhouse_url, o.monitor_database)
     # The run folder of the suite's modules (settings.RESULTS_DIR), as loadtesting.run sets it.
@@ -193,7 +193,7 @@ def _test_start(environment, **_kw) -> None:
     meta = json.loads(path.read_text())
     meta["web_ui_form"] = redact_options({"host": environment.host, "users": o.num_users, "spawn_rate": o.spawn_rate,
                                           **{d: getattr(o, d, None) for d in web_options.SHOWN}})
-    path.write_text(json.dumps(meta, indent=1, default=str))
+    _write_json(path, meta)
 
 
 @events.test_stop.add_listener
@@ -241,13 +241,24 @@ def _complete(environment) -> None:
         meta.update(ended=datetime.now(UTC).isoformat(timespec="seconds"),
                     duration_s=round(time.monotonic() - state.t0, 1), exit_code=code,
                     interrupted=bool(state.interrupted))
-        (folder / "run.json").write_text(json.dumps(meta, indent=1))
+        _write_json(folder / "run.json", meta)
         _report(environment, rid)
+        # The last write: a script waiting for this test's results polls for it.
+        meta = json.loads((folder / "run.json").read_text())
+        meta["results_written"] = datetime.now(UTC).isoformat(timespec="seconds")
+        _write_json(folder / "run.json", meta)
         log.info("results of run %s (exit code %s): %s/", rid, code, folder)
     except Exception:  # noqa: BLE001 - the process (and the next test) lives on
         log.exception("run %s: writing its results failed", rid)
     finally:
         state.completed = True
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Replace `path` at once: a script polling the run folder never reads it half written."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
 
 
 def _report(environment, rid: str) -> None:

@@ -64,7 +64,7 @@ def test_the_pipeline_page_charts_every_sample_of_a_run_started_in_the_browser(
         wait_for(lambda: browser.execute_script("return window.pipelineData ? window.pipelineData.times.length : 0")
                  >= SAMPLES, timeout=60, what=f"{SAMPLES} samples on the page")
         assert ui.post("/stop").json()["success"]
-        (folder,) = wait_for(lambda: [f for f in ui.results.iterdir() if "exit_code" in json.loads(
+        (folder,) = wait_for(lambda: [f for f in ui.results.iterdir() if "results_written" in json.loads(
             (f / "run.json").read_text())], timeout=120, interval=0.5, what="the run's results")
         taken = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
         samples = len(taken)
@@ -112,7 +112,7 @@ def test_a_tracking_test_from_the_web_ui_ends_at_its_budget_and_the_ui_stays(pip
                       "--no-sar", *p.generator_args(clickhouse, redis_server, None))
     try:
         assert ui.start(5, num_events="150", events_per_second="100")["success"]
-        (folder,) = wait_for(lambda: [f for f in ui.results.iterdir() if "exit_code" in json.loads(
+        (folder,) = wait_for(lambda: [f for f in ui.results.iterdir() if "results_written" in json.loads(
             (f / "run.json").read_text())], timeout=120, interval=0.5, what="the test's end by its budget")
         meta = json.loads((folder / "run.json").read_text())
         assert meta["exit_code"] == 0 and meta["web_ui_form"]["num_events"] == 150

@@ -143,7 +143,7 @@ def _complete_folders(results) -> list:
     done = []
     for folder in sorted(results.iterdir()):
         meta = json.loads((folder / "run.json").read_text()) if (folder / "run.json").exists() else {}
-        if "exit_code" in meta and list(folder.glob("*-results.md")):
+        if "results_written" in meta:
             done.append(folder)
     return done
 
@@ -169,6 +169,7 @@ def test_each_test_started_from_the_web_ui_gets_a_complete_run_folder(web_ui_via
     for folder in (first, second):
         files = {p.name for p in folder.iterdir()}
         assert FOLDER_FILES <= files, files
+        assert list(folder.glob("*-results.md")) and list(folder.glob("*-results.html"))  # the report, both forms
         if shutil.which("sadc") or os.path.exists("/usr/lib/sysstat/sadc"):
             assert "sar.data" in files
         meta = json.loads((folder / "run.json").read_text())
