@@ -19,8 +19,9 @@ from pathlib import Path
 from locust import events
 from locust.runners import WorkerRunner
 
-from loadtesting import capacity, phases, run, sar
+from loadtesting import capacity, phases, rate_capacity, run, sar
 from loadtesting.capacity_shape import CapacitySearch
+from loadtesting.rate_capacity_shape import RateSearch, RateTarget
 from monitors.locust_plugin import add_run_extra, measuring, record_run_event, run_measured
 from monitors.planned import planned_stats
 from plumbing import run_state, settings
@@ -32,6 +33,7 @@ log = logging.getLogger("loadtesting")
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
     capacity.add_arguments(parser)
+    rate_capacity.add_arguments(parser)
     g = parser.add_argument_group("system activity (sar)")
     g.add_argument("--no-sar", action="store_true", default=False, env_var="LOCUST_NO_SAR",
                    help="do not record sar figures into the run folder")
@@ -76,6 +78,24 @@ def _capacity_done(environment, result: dict) -> None:
     if environment.process_exit_code is None:
         environment.process_exit_code = 0  # failures were the search's probe, not a failed run
     record_run_event(environment, "capacity", result)
+    for step in result.get("steps", []) if "sustained_per_second" in result else []:
+        record_run_event(environment, "capacity_step", step)  # one row per step, as phases have
+
+
+def use_rate_search(environment, target: RateTarget) -> None:
+    """From an open-model locustfile's init listener (after this plugin's): with --capacity-search,
+    search the arrival rate through `target` instead of the user count."""
+    o = environment.parsed_options
+    if o is None or not o.capacity_search or isinstance(environment.runner, WorkerRunner):
+        return
+    message = rate_capacity.check_options(o)
+    if message:
+        raise OptionError(message)
+    shape = RateSearch(environment, target, results_dir(),
+                       on_phase=lambda p: record_run_event(environment, "phase", asdict(p)),
+                       on_done=lambda result: _capacity_done(environment, result))
+    shape.runner = environment.runner
+    environment.shape_class = shape
 
 
 # -- sar ------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
 import monitors.locust_plugin  # noqa: F401  - its quitting listener runs after ours (the end row)
-from locustfiles.arrival import EVEN, POISSON, Plan, RateProfile, Scheduler, Ticket, parse_stages
+from locustfiles.arrival import EVEN, POISSON, LivePlan, Plan, RateProfile, Scheduler, Ticket, parse_stages
 from monitors.locust_plugin import add_run_extra
 from plumbing import run_state
 from plumbing.options import OptionError, require
@@ -83,6 +83,7 @@ def _init(environment, runner=None, **_kw) -> None:
     elif isinstance(runner, WorkerRunner):
         runner.register_message("open_model_workers", _workers)
         runner.register_message("open_model_start", _start_at)
+        runner.register_message("open_model_rate", lambda environment, msg, **_k: _set_rate_here(environment, **msg.data))
 
 
 def enabled(environment, rate: float) -> bool:
@@ -108,6 +109,7 @@ class OpenModel:
     name: str
     rate: float  # over all processes: the constant rate, or where --rate-stages starts
     limit_total: int | None = None  # iterations over all processes (e.g. --num-events)
+    live: bool = False  # the rate is set while the run lasts (set_rate: a capacity search)
 
     def __post_init__(self) -> None:
         env, o = self.environment, self.environment.parsed_options
@@ -116,8 +118,11 @@ class OpenModel:
         if self.limit_total is not None:
             limit = self.limit_total // self.count + (1 if self.index < self.limit_total % self.count else 0)
         run = run_state.of(env, OpenModelRun)
-        profile = RateProfile(self.rate, run.stages)
-        self.plan = Plan(profile, self.index, self.count, o.arrival, o.arrival_seed, limit, self.limit_total)
+        if self.live:
+            self.plan = LivePlan(self.rate, self.index, self.count, o.arrival, o.arrival_seed)
+        else:
+            profile = RateProfile(self.rate, run.stages)
+            self.plan = Plan(profile, self.index, self.count, o.arrival, o.arrival_seed, limit, self.limit_total)
         # Only the DROPPED row counts a drop (made at the first one): the Aggregated total stays the
         # requests really sent.
         self.scheduler = Scheduler(self.plan, on_drop=lambda _t: env.stats.get(self.name, DROPPED).log(0, 0))
@@ -184,6 +189,25 @@ def wait_until_planned_sent(model: OpenModel, sent: Callable[[], int]) -> bool:
     while sent() < sch.started:  # the last iterations taken are still sending
         gevent.sleep(0.005)
     return True
+
+
+def set_rate(environment, name: str, rate: float, ramp: float = 0.0) -> float:
+    """Ramp the live generator `name` to `rate` (over all processes) in `ramp` s, starting at one
+    wall-clock instant in every process (the master sends it to its workers); returns that instant."""
+    runner = environment.runner
+    at = time.time() + (START_DELAY if isinstance(runner, MasterRunner) else 0.0)
+    if isinstance(runner, MasterRunner):
+        runner.send_message("open_model_rate", {"name": name, "rate": rate, "ramp": ramp, "at": at})
+    else:
+        _set_rate_here(environment, name, rate, ramp, at)
+    return at
+
+
+def _set_rate_here(environment, name: str, rate: float, ramp: float, at: float) -> None:
+    for m in run_state.of(environment, OpenModelRun).models:
+        if m.name == name and isinstance(m.plan, LivePlan):
+            start = m.scheduler.start_wall
+            m.plan.set_rate(rate, at - start if start is not None else 0.0, ramp)
 
 
 def context_of(ticket: Ticket | None) -> dict:
