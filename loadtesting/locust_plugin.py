@@ -47,12 +47,22 @@ def results_dir() -> Path | None:
     return Path(value) if value else None
 
 
+# Set at import by a locustfile whose --capacity-search steps an arrival rate (generates_rate()).
+_RATE_GENERATOR = {"on": False}
+
+
+def generates_rate() -> None:
+    """Called at import by an open-model locustfile (tracking, kafka): its --capacity-search searches
+    the arrival rate (use_rate_search at init), not the user count."""
+    _RATE_GENERATOR["on"] = True
+
+
 @events.init.add_listener
 def _init(environment, runner=None, web_ui=None, **_kw) -> None:
     o = environment.parsed_options
     if o is None:
         return
-    message = capacity.check_options(o)
+    message = None if _RATE_GENERATOR["on"] else capacity.check_options(o)
     if message is None and o.sar_interval < 1:
         message = f"--sar-interval {o.sar_interval}: expected whole seconds >= 1"
     if message:
@@ -61,7 +71,7 @@ def _init(environment, runner=None, web_ui=None, **_kw) -> None:
     if out is not None and not isinstance(runner, WorkerRunner) and hasattr(o, "monitor_database"):
         # The effective options (config files, LOCUST_* variables, command line): the report reads these.
         run.record_monitor_target(out, o.clickhouse_url, o.monitor_database)
-    if o.capacity_search and not isinstance(runner, WorkerRunner):
+    if o.capacity_search and not isinstance(runner, WorkerRunner) and not _RATE_GENERATOR["on"]:
         shape = CapacitySearch(
             environment, results_dir(),
             on_phase=lambda p: record_run_event(environment, "phase", asdict(p)),

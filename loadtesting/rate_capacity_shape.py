@@ -77,6 +77,32 @@ class RateSearch(LoadTestShape):
         self._samples: list[dict] = []
         self._samplers: dict = {}
         self._backend_names: list[str] = []
+        self._distributed = isinstance(environment.runner, MasterRunner)
+        self._began = time.time()
+        self._schedule: list[tuple[float, float, float, float]] = []  # (wall, from rate, to rate, ramp s)
+
+    def _set_rate(self, rate: float, ramp: float) -> float:
+        at = self.target.set_rate(rate, ramp)
+        now_rate = self._rate_at(at)
+        self._schedule.append((at, now_rate, rate, ramp))
+        return at
+
+    def _rate_at(self, wall: float) -> float:
+        rate = self.o.capacity_start_rate
+        for at, r0, r1, ramp in self._schedule:
+            if wall < at:
+                break
+            rate = r1 if ramp <= 0 or wall >= at + ramp else r0 + (r1 - r0) * (wall - at) / ramp
+        return rate
+
+    def _planned_until(self, wall: float) -> float:
+        """Events planned from the search's start to `wall` (the integral of the rates it set)."""
+        edges = sorted({self._began, *(a for a, *_ in self._schedule), *(a + r for a, _x, _y, r in self._schedule)})
+        edges = [e for e in edges if e < wall] + [wall]
+        total = 0.0
+        for a, b in zip(edges, edges[1:], strict=False):
+            total += (self._rate_at(a) + self._rate_at(b)) / 2 * (b - a)  # linear pieces: exact
+        return total
 
     def reset_time(self) -> None:
         super().reset_time()
@@ -140,6 +166,10 @@ class RateSearch(LoadTestShape):
             s: dict = {"t": time.time(), "cpu": self._generator_cpu()}
             c = self._counts()
             s["sent"], s["failed"], s["dropped"], s["stored"] = c.sent, c.failed, c.dropped, c.stored
+            # A master's sent count moves in steps as its workers report (every few seconds): its
+            # backlog counts the planned events instead (with no drop in a judged window, the same
+            # events, up to a constant the slope ignores).
+            s["offered"] = self._planned_until(s["t"]) if self._distributed else c.sent
             bus = []
             for name in self._backend_names:
                 try:
@@ -175,7 +205,7 @@ class RateSearch(LoadTestShape):
     def _e2e_backlog(self, s: dict, base: float) -> float | None:
         if s.get("stored") is None:
             return None
-        return s["sent"] - s["stored"] - base
+        return s["offered"] - s["stored"] - base
 
     # -- the search ----------------------------------------------------------------------------
     def _run(self) -> None:
@@ -183,8 +213,8 @@ class RateSearch(LoadTestShape):
         while runner.state != "running" or runner.user_count < self.users:
             gevent.sleep(0.1)
         self._open_samplers()
+        began = self._began = time.time()
         sampler = gevent.spawn(self._sample_loop)
-        began = time.time()
         try:
             self._search(began)
         except gevent.GreenletExit:
@@ -206,11 +236,11 @@ class RateSearch(LoadTestShape):
         first = True
         while rate is not None:
             step = rc.RateStep(target=rate)
-            self._mark_drops()
             if self._samples:
                 left = self._e2e_backlog(self._samples[-1], 0)
                 step.backlog_before = int(left) if left is not None else None
-            at = time.time() if first else self.target.set_rate(rate, o.capacity_ramp_time)
+                step.bus_before = self._samples[-1].get("bus")
+            at = time.time() if first else self._set_rate(rate, o.capacity_ramp_time)
             # Users idle at the old rate hold one instant each (the pull scheduler): the new rate
             # applies after those, at most users / old rate seconds on.
             horizon = min(self.users / prev_rate, self.step_time)
@@ -244,7 +274,7 @@ class RateSearch(LoadTestShape):
             trends = self._trends(step, window, tol)
             step.start, step.end = round(start, 3), round(time.time(), 3)
             self._figures(step, c0, c1, lat0, window)
-            limit = rc.generator_limit(step, self._report_lag())
+            limit = rc.generator_limit(step, self._report_lag(), check_sent=not self._distributed)
             if limit:
                 step.verdict, step.why = rc.GENERATOR, limit
                 break
@@ -275,8 +305,15 @@ class RateSearch(LoadTestShape):
         dt = max(step.end - step.start, 1e-9)
         step.planned = round(step.target * dt)
         step.sent, step.failed = c1.sent - c0.sent, c1.failed - c0.failed
-        step.dropped = c1.dropped - self._dropped_before
-        step.offered_per_s = round(step.sent / dt, 2)
+        step.dropped = c1.dropped - c0.dropped
+        if self._distributed:
+            # A master's sent counts arrive with the workers' reports, seconds apart: over a short window
+            # they are off by up to a report's worth. Every planned instant not dropped is sent (the
+            # open model's invariant), so that is the offered rate; the reported one is kept beside it.
+            step.sent_per_s_reported = round(step.sent / dt, 2)
+            step.offered_per_s = round(max(step.planned - step.dropped, 0) / dt, 2)
+        else:
+            step.offered_per_s = round(step.sent / dt, 2)
         if c1.stored is not None and c0.stored is not None:
             step.stored_per_s = round((c1.stored - c0.stored) / dt, 2)
         lat = sorted(ms for t, ms in self.target.latencies[lat0:] if t <= step.end)
@@ -296,20 +333,12 @@ class RateSearch(LoadTestShape):
         hosts = [s["host_cpu"] for s in window if s.get("host_cpu") is not None]
         step.host_cpu_max = max(hosts) if hosts else None
 
-    @property
-    def _dropped_before(self) -> int:
-        # Drops count from the step's ramp on (a drop during the ramp is the generator's limit too).
-        return getattr(self, "_drop_mark", 0)
-
-    def _mark_drops(self) -> None:
-        self._drop_mark = self._counts().dropped
-
     def _drain(self, failed: rc.RateStep) -> float:
-        """After a failed step: hold the start rate until the backlog is back to what it was before the
+        """After a failed step: hold a quarter of the start rate until the backlog is back to what it was before the
         step (or --capacity-drain-timeout passes: the next step then notes the leftover)."""
         o = self.o
-        low = o.capacity_start_rate
-        self.target.set_rate(low, 0.0)
+        low = max(o.capacity_start_rate / 4, 1.0)  # well below any passing rate: the backlog drains fast
+        self._set_rate(low, 0.0)
         began = time.time()
         limit = failed.backlog_before if failed.backlog_before is not None else 0
         left = None
@@ -317,8 +346,10 @@ class RateSearch(LoadTestShape):
             gevent.sleep(o.capacity_sample_interval)
             last = self._samples[-1] if self._samples else {}
             left = self._e2e_backlog(last, 0)
-            bus_ok = "bus" not in last or last["bus"] <= max(limit, low)
-            if (left is None or left <= max(limit, low)) and bus_ok:
+            # Back to the level before the failed step (the series' offsets cancel), with a second
+            # of the drain rate as slack; the bus's own backlog back to about nothing.
+            bus_ok = "bus" not in last or last["bus"] <= max(failed.bus_before or 0, 0) + low
+            if (left is None or left <= limit + low) and bus_ok:
                 break
         failed_drain = round(time.time() - began, 1)
         log.info("capacity search: drained at %g %s/s for %.0f s (backlog %s)", low, self.target.unit,

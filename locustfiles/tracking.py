@@ -46,6 +46,7 @@ from plumbing import run_state
 from plumbing.options import OptionError, require
 
 log = logging.getLogger("tracking")
+loadtesting.locust_plugin.generates_rate()  # --capacity-search searches events/s
 E2E_NAME = "tracking event → xAPI in ClickHouse"
 
 

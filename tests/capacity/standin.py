@@ -28,7 +28,11 @@ TICK = 0.1  # s: the pace's granularity (events move in slices of rate × TICK)
 
 
 class Pace:
-    """At most `rate` events/s on average, in slices: the caller waits until its slice is due."""
+    """At most `rate` events/s on average, in slices: the caller waits until its slice is due. The
+    schedule is fixed (a slow slice, e.g. a slow insert, is caught up) with at most CATCH_UP s of
+    credit, so the stage moves `rate` events/s whenever it has them, however slow this machine is."""
+
+    CATCH_UP = 2 * TICK
 
     def __init__(self, rate: float) -> None:
         self.rate, self.due = rate, time.monotonic()
@@ -37,7 +41,7 @@ class Pace:
         now = time.monotonic()
         if self.due > now:
             time.sleep(self.due - now)
-        self.due = max(self.due, now) + n / self.rate
+        self.due = max(self.due, now - self.CATCH_UP) + n / self.rate
 
 
 def main(argv: list[str] | None = None) -> int:
