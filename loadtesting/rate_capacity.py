@@ -186,7 +186,9 @@ def judge(step: RateStep, trends: dict[str, Trend], slo_p95_ms: float, final: bo
 def generator_limit(step: RateStep, report_lag_s: float = 0.0, check_sent: bool = True) -> str:
     """Why the generator could not offer the step's rate ('' when it did)."""
     if step.dropped:
-        return f"{step.dropped} planned events dropped (no free user)"
+        slow = (f"; sends took up to {step.send_p95_from_planned_ms:.0f} ms (p95) from their planned instant"
+                if step.send_p95_from_planned_ms else "")
+        return f"{step.dropped} planned events dropped (no free user{slow})"
     if step.generator_cpu_max is not None and step.generator_cpu_max >= GENERATOR_CPU_LIMIT:
         return f"a generator process at {step.generator_cpu_max:.0f} % CPU"
     window = max(step.end - step.start, 1e-9)
