@@ -44,6 +44,10 @@ class RateTarget:
     unit: str = "events"
     bus_kind: str | None = None  # rc.CONSUMERS or rc.CELERY: what the backend's backlog is
     latencies: list = field(default_factory=list)  # (time, ms) of end-to-end latencies, fed by the locustfile
+    # Or, instead of `stored` and `latencies`: the (request type, name) of the end-to-end requests in
+    # Locust's stats (e.g. the Kafka output topic's E2E rows): their count is what arrived, their
+    # histogram (Locust's buckets) the window's latencies.
+    output: tuple[str, str] | None = None
 
     def observe_latency(self, ms: float) -> None:
         self.latencies.append((time.time(), ms))
@@ -56,6 +60,7 @@ class _Counts:
     dropped: int
     planned_times: dict
     stored: int | None
+    output_times: dict | None = None
 
 
 class RateSearch(LoadTestShape):
@@ -133,7 +138,12 @@ class RateSearch(LoadTestShape):
             if method == self.target.request_type:
                 for k, v in e.response_times.items():
                     times[k] = times.get(k, 0) + v
-        return _Counts(sent, failed, dropped, times, self.target.stored() if self.target.stored else None)
+        stored, output_times = self.target.stored() if self.target.stored else None, None
+        if self.target.output is not None:
+            entry = self.environment.stats.entries.get((self.target.output[1], self.target.output[0]))
+            stored = entry.num_requests if entry is not None else 0
+            output_times = dict(entry.response_times) if entry is not None else {}
+        return _Counts(sent, failed, dropped, times, stored, output_times)
 
     def _generator_cpu(self) -> float:
         runner = self.environment.runner
@@ -151,7 +161,7 @@ class RateSearch(LoadTestShape):
         o = self.o
         try:
             self._samplers = sampling.build_samplers(o)
-            if "clickhouse" not in self._samplers and self.target.stored is not None:
+            if "clickhouse" not in self._samplers and self.target.stored is not None and self.target.unit == "events":
                 self._samplers["clickhouse"] = ch_sampler.from_options(o)
         except Exception as exc:  # noqa: BLE001 - the search goes on with what it can measure
             log.warning("capacity search: samplers unavailable (%s); judging by the end-to-end check only", exc)
@@ -320,6 +330,11 @@ class RateSearch(LoadTestShape):
         if lat:
             step.e2e_p50_ms = round(percentile(lat, 0.50), 1)
             step.e2e_p95_ms = round(percentile(lat, 0.95), 1)
+        out = diff_response_time_dicts(c1.output_times or {}, c0.output_times or {})
+        n_out = sum(out.values())
+        if n_out:
+            step.e2e_p50_ms = float(calculate_response_time_percentile(out, n_out, 0.50))
+            step.e2e_p95_ms = float(calculate_response_time_percentile(out, n_out, 0.95))
         delta = diff_response_time_dicts(c1.planned_times, c0.planned_times)
         n = sum(delta.values())
         if n:
