@@ -224,7 +224,9 @@ def attribute(step: RateStep, bus_kind: str | None) -> tuple[str, str]:
     """(stage, evidence) for a failed step, from its measurements; UNDETERMINED with the reason when
     the evidence does not single one out. `bus_kind` is CONSUMERS or CELERY for the backend's backlog."""
     if step.verdict == GENERATOR:
-        return "generator", step.why
+        behind = [f"{name} backlog {b['slope']:+.1f}/s" for name, b in step.backlog.items() if b["verdict"] == GROWING]
+        return "generator", step.why + (f"; the pipeline fell behind as well ({', '.join(behind)}), not judged: "
+                                        "the rate offered was not the one planned" if behind else "")
     if step.host_cpu_max is not None and step.host_cpu_max >= GENERATOR_CPU_LIMIT:
         host = (f"; the generator's machine was at {step.host_cpu_max:.0f} % CPU (stages running on it, "
                 "e.g. a local reference pipeline, share that limit)")
