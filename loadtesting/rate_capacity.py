@@ -188,7 +188,12 @@ def generator_limit(step: RateStep, report_lag_s: float = 0.0, check_sent: bool 
     if step.dropped:
         slow = (f"; sends took up to {step.send_p95_from_planned_ms:.0f} ms (p95) from their planned instant"
                 if step.send_p95_from_planned_ms else "")
-        return f"{step.dropped} planned events dropped (no free user{slow})"
+        starved = ""
+        if step.host_cpu_max is not None and step.host_cpu_max >= GENERATOR_CPU_LIMIT and \
+                (step.generator_cpu_max or 0) < GENERATOR_CPU_LIMIT:
+            starved = (f"; its machine was at {step.host_cpu_max:.0f} % CPU with the generator at "
+                       f"{step.generator_cpu_max or 0:.0f} %: it waited for CPU (give it its own cores or machine)")
+        return f"{step.dropped} planned events dropped (no free user{slow}){starved}"
     if step.generator_cpu_max is not None and step.generator_cpu_max >= GENERATOR_CPU_LIMIT:
         return f"a generator process at {step.generator_cpu_max:.0f} % CPU"
     window = max(step.end - step.start, 1e-9)

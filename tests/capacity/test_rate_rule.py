@@ -127,6 +127,8 @@ def test_ambiguous_evidence_is_not_determined_with_the_reason():
 
 def test_drops_or_a_busy_generator_are_the_generators_limit():
     assert "dropped" in rc.generator_limit(rc.RateStep(target=100, dropped=7, start=0, end=10))
+    starved = rc.RateStep(target=100, dropped=7, start=0, end=10, generator_cpu_max=15, host_cpu_max=100)
+    assert "it waited for CPU" in rc.generator_limit(starved)
     assert "CPU" in rc.generator_limit(rc.RateStep(target=100, generator_cpu_max=97, start=0, end=10))
     short = rc.RateStep(target=100, planned=1000, sent=700, start=0, end=10)
     assert "sent 700 of 1000" in rc.generator_limit(short)
