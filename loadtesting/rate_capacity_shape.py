@@ -253,7 +253,7 @@ class RateSearch(LoadTestShape):
             at = time.time() if first else self._set_rate(rate, o.capacity_ramp_time)
             # Users idle at the old rate hold one instant each (the pull scheduler): the new rate
             # applies after those, at most users / old rate seconds on.
-            horizon = min(self.users / prev_rate, self.step_time)
+            horizon = 0.0 if first else min(self.users / prev_rate, self.step_time)
             self._wait_until(at + o.capacity_ramp_time + horizon + self.settle_time)
             self._measure(step)
             self.steps.append(step)
