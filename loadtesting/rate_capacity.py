@@ -299,8 +299,9 @@ def summary_text(result: dict) -> str:
                      f"{s['dropped']:>6}  " + ("ok" if s["verdict"] == PASS else f"{s['verdict']}: {s['why']}"))
     cap = result["sustained_per_second"]
     if result.get("generator_limited_at") is not None:
+        why = next(s["why"] for s in result["steps"] if s["verdict"] == GENERATOR)
         lines.append(f"the generator was the limit at {result['generator_limited_at']:g} {unit}/s "
-                     f"({result['first_failing']['why']}): raise -u/--users, --processes or workers; "
+                     f"({why}): raise -u/--users, --processes or workers; "
                      + (f"the pipeline sustained at least {cap:g} {unit}/s" if cap else "no capacity claimed"))
     elif result["first_failing"] is None:
         lines.append(f"sustained {cap:g} {unit}/s: no step failed up to --capacity-max-rate")

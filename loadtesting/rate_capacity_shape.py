@@ -252,8 +252,9 @@ class RateSearch(LoadTestShape):
                 step.bus_before = self._samples[-1].get("bus")
             at = time.time() if first else self._set_rate(rate, o.capacity_ramp_time)
             # Users idle at the old rate hold one instant each (the pull scheduler): the new rate
-            # applies after those, at most users / old rate seconds on.
-            horizon = 0.0 if first else min(self.users / prev_rate, self.step_time)
+            # applies after those, at most users / old rate seconds on (instants of the new rate that
+            # come before then find no free user: transient drops, outside the window).
+            horizon = 0.0 if first else self.users / prev_rate
             self._wait_until(at + o.capacity_ramp_time + horizon + self.settle_time)
             self._measure(step)
             self.steps.append(step)
@@ -352,7 +353,9 @@ class RateSearch(LoadTestShape):
         """After a failed step: hold a quarter of the start rate until the backlog is back to what it was before the
         step (or --capacity-drain-timeout passes: the next step then notes the leftover)."""
         o = self.o
-        low = max(o.capacity_start_rate / 4, 1.0)  # well below any passing rate: the backlog drains fast
+        # Well below any passing rate, so the backlog drains fast; but no lower than the users can hold
+        # claims for within a step time (users / rate: how long the next rate waits behind them).
+        low = min(max(o.capacity_start_rate / 4, self.users / self.step_time, 1.0), o.capacity_start_rate)
         self._set_rate(low, 0.0)
         began = time.time()
         limit = failed.backlog_before if failed.backlog_before is not None else 0

@@ -125,7 +125,8 @@ def rate_capacity_section(cap: dict) -> list[str]:
     md = ["## Capacity", ""]
     first = cap.get("first_failing")
     if cap.get("generator_limited_at") is not None:
-        md += [f"**The generator was the limit at {cap['generator_limited_at']:g} {unit}/s** ({first['why']}): "
+        why = next(s["why"] for s in cap["steps"] if s["verdict"] == "generator")
+        md += [f"**The generator was the limit at {cap['generator_limited_at']:g} {unit}/s** ({why}): "
                "raise -u/--users, --processes or the Locust workers. "
                + (f"The pipeline sustained at least {cap['sustained_per_second']:g} {unit}/s." if
                   cap["sustained_per_second"] else "No capacity is claimed."), ""]

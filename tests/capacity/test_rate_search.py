@@ -47,9 +47,12 @@ def test_a_slow_insert_path_under_two_processes_is_found_and_named_clickhouse(st
     cap = run.capacity
     assert rate - 20 <= cap["sustained_events_per_second"] <= rate * 1.05, run.output[-4000:]
     assert cap["bottleneck"]["stage"] == "clickhouse insert path", cap["bottleneck"]
-    # Split, not copied: two processes offered the target between them.
+    # Split, not copied: what two processes sent together, as stored in ClickHouse (measured apart from
+    # the search's own plan), is the target of each passing step, not twice it.
     for s in cap["steps"]:
-        assert abs(s["offered_per_s"] - s["target"]) <= 0.15 * s["target"], s
+        if s["verdict"] == "pass":
+            assert abs(s["stored_per_s"] - s["target"]) <= 0.15 * s["target"], s
+        assert s["sent_per_s_reported"] < 1.5 * s["target"], s
     assert "open model: planned" in run.output
 
 
