@@ -6,7 +6,7 @@ RESOLUTION ?= 100
 RUN        ?=
 
 .PHONY: capacity report
-capacity: setup
+capacity: $(call stack_or_venv,$(HOST))
 	@set -e; if [ -z "$(HOST)" ]; then \
 	  trap '$(PY) -m stack down >/dev/null' EXIT; \
 	  $(PY) -m stack up --site-profile $(PROFILE); \
