@@ -157,6 +157,7 @@ class RateStep:
     backlog_before: int | None = None  # sent − stored when the step started (a former step's leftover)
     drain_s: float | None = None  # after a failed step: the time its backlog took to drain
     bus_before: int | None = None  # the bus backlog when the step started
+    leftover: int = 0  # events a timed-out drain left before this step (its e2e p95 is then not judged)
     sent_per_s_reported: float | None = None  # on a master: sent/s from the workers' reports (coarse)
 
     @property
