@@ -18,9 +18,9 @@ from locust import FastHttpUser, events, task
 
 import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
-from locustfiles import open_model
-from locustfiles.common import check_http_host, restore_stdlib_module
-from locustfiles.lampi_data import credentials
+from generators import open_model
+from generators.common import check_http_host, restore_stdlib_module
+from generators.lampi_data import credentials
 from plumbing.options import require
 
 _CSRF_INPUT = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')

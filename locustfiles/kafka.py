@@ -22,8 +22,8 @@ from locust.runners import MasterRunner
 
 import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
-from locustfiles import open_model
-from locustfiles.kafka_producer import KafkaLoad, LatencyReader, load_records
+from generators import open_model
+from generators.kafka_producer import KafkaLoad, LatencyReader, load_records
 from monitors.locust_plugin import add_run_extra
 from plumbing import run_state
 from plumbing.options import OptionError, require

@@ -29,7 +29,7 @@ import backends
 import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from backends.base import REQUEST_TYPE
-from locustfiles import open_model
+from generators import open_model
 from monitors.locust_plugin import (
     add_run_extra,
     add_sampler,

@@ -18,8 +18,10 @@ MAY_IMPORT = {
     "backends": {"plumbing", "openedx_erb"},
     "monitors": {"plumbing", "openedx_erb", "backends"},
     "loadtesting": {"plumbing", "openedx_erb", "backends", "monitors"},
-    "locustfiles": {"plumbing", "openedx_erb", "backends", "monitors", "loadtesting"},
-    "bench": {"plumbing", "openedx_erb", "backends", "monitors", "loadtesting", "locustfiles", "stack", "targets"},
+    "generators": {"plumbing", "openedx_erb", "backends", "monitors", "loadtesting"},
+    "locustfiles": {"plumbing", "openedx_erb", "backends", "monitors", "loadtesting", "generators"},
+    "bench": {"plumbing", "openedx_erb", "backends", "monitors", "loadtesting", "generators", "locustfiles", "stack",
+              "targets"},
 }
 SUITE = {*MAY_IMPORT, "tests"}
 # Environment attributes Locust documents for users to set.

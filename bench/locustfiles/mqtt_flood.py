@@ -6,8 +6,8 @@ import os
 import gevent
 from locust import User, constant, task
 
-from locustfiles import mqtt_model as model
-from locustfiles.mqtt_client import Device, Settings
+from generators import mqtt_model as model
+from generators.mqtt_client import Device, Settings
 
 QOS = int(os.environ.get("BENCH_MQTT_QOS", "0"))
 HOST, PORT = os.environ["BENCH_MQTT_HOST"], int(os.environ["BENCH_MQTT_PORT"])

@@ -12,7 +12,7 @@ import time
 
 from locust import User, events, task
 
-from locustfiles import open_model
+from generators import open_model
 
 log = logging.getLogger("pacing")
 count = {"n": 0}

@@ -14,7 +14,7 @@ import gevent
 from locust import User, events, task
 from locust.exception import StopUser
 
-from locustfiles import open_model
+from generators import open_model
 
 log = logging.getLogger("noop")
 tally = {"requests": 0, "planned": 0, "early": 0}

@@ -11,8 +11,8 @@ import subprocess
 import sys
 import threading
 
-from locustfiles import mqtt_model as model
-from locustfiles.lampi_data import device_id
+from generators import mqtt_model as model
+from generators.lampi_data import device_id
 from plumbing.locust_csv import read_locust_failures, read_locust_stats
 from tests.helpers import LOCUST, REPO, wait_for
 from tests.mqtt.conftest import CourseLamp, Recorder, pattern, retained_view, run_devices
@@ -193,7 +193,7 @@ def test_refused_credentials_are_a_one_line_error(auth_broker, tmp_path):
 QOS0_PUBLISHER = r"""
 import sys
 import gevent
-from locustfiles.mqtt_client import Device, Settings
+from generators.mqtt_client import Device, Settings
 
 fired = []
 dev = Device("qos0-test", Settings("127.0.0.1", int(sys.argv[1]), max_inflight=20, max_queued=1000),
@@ -225,7 +225,7 @@ def test_qos0_publishes_are_each_reported_once_as_send_only(mosquitto):
 
 CLOSING_PUBLISHER = r"""
 import sys
-from locustfiles.mqtt_client import Device, Settings
+from generators.mqtt_client import Device, Settings
 
 fired = []
 dev = Device("closing-test", Settings("127.0.0.1", int(sys.argv[1]), max_inflight=20, max_queued=1000),

@@ -20,8 +20,8 @@ from pathlib import Path
 import gevent
 from locust.runners import WorkerRunner
 
-from locustfiles import open_model
-from locustfiles.bulk_stats import BulkRequests
+from generators import open_model
+from generators.bulk_stats import BulkRequests
 from monitors.kafka_latency import LatencyStats, consumer_config, format_window, handle_message
 from plumbing import kafka_conf
 from plumbing.blocking import run_blocking

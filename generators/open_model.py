@@ -22,7 +22,7 @@ from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
 import monitors.locust_plugin  # noqa: F401  - its quitting listener runs after ours (the end row)
-from locustfiles.arrival import EVEN, POISSON, Plan, RateProfile, Scheduler, Ticket, parse_stages
+from generators.arrival import EVEN, POISSON, Plan, RateProfile, Scheduler, Ticket, parse_stages
 from monitors.locust_plugin import add_run_extra
 from plumbing import run_state
 from plumbing.options import OptionError, require
