@@ -23,6 +23,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 import monitors.locust_plugin  # noqa: F401  - its quitting listener runs after ours (the end row)
 from generators.arrival import EVEN, POISSON, Plan, RateProfile, Scheduler, Ticket, parse_stages
+from lifecycle.exit_codes import ExitCode
 from monitors.locust_plugin import add_run_extra
 from plumbing import run_state
 from plumbing.options import OptionError, require
@@ -30,7 +31,6 @@ from plumbing.request_context import PLANNED_START  # where an iteration's plann
 
 log = logging.getLogger("open_model")
 
-EXIT_MIN_RATE = 8  # monitors.locust_plugin uses 3-7
 DROPPED = "DROPPED"  # request type of the dropped-iterations row, named by generator
 START_DELAY = 0.2  # s between the master's start message and the plan's start on the workers
 
@@ -59,7 +59,7 @@ def _options(parser) -> None:
     g.add_argument("--arrival-seed", type=int, default=None, env_var="LOCUST_ARRIVAL_SEED",
                    help="seed of the Poisson instants (default: a new plan each run)")
     g.add_argument("--check-min-rate", type=float, default=None, env_var="LOCUST_CHECK_MIN_RATE",
-                   help=f"exit {EXIT_MIN_RATE} if any iteration was dropped or the achieved arrival rate is "
+                   help=f"exit {ExitCode.MIN_RATE.value} if any iteration was dropped or the achieved arrival rate is "
                         "short of the target by more than this fraction (e.g. 0.01)")
 
 
@@ -313,4 +313,4 @@ def _quitting(environment, **_kw) -> None:
     if s["dropped"] or short:
         log.error("check failed: achieved %.1f/s of a target %.1f/s, %d dropped (--check-min-rate %g)",
                   s["achieved_rate"], s["target_rate"], s["dropped"], tol)
-        environment.process_exit_code = EXIT_MIN_RATE
+        environment.process_exit_code = ExitCode.MIN_RATE.value

@@ -33,6 +33,7 @@ from locust.runners import (
 )
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
+from lifecycle.exit_codes import INTERRUPTED, ExitCode
 from monitors import samplers as sampling
 from monitors.figures import console_line
 from monitors.loop import Sampling, close_all, drain_verdict, store_sample
@@ -52,10 +53,6 @@ REQUEST_STATS_FILE = "request_stats.jsonl"  # in the run folder: the rows of loa
 # reports every WORKER_REPORT_INTERVAL s, and after a web UI stop the next periodic one is its last.
 FINAL_REPORT_WAIT = 3 * WORKER_REPORT_INTERVAL
 
-# Exit codes set in `quitting` when a check fails (the first failing check, in this order).
-EXIT_FAIL_RATIO, EXIT_P95, EXIT_MAX_LAG, EXIT_DRAIN, EXIT_MONITOR_CRASH = 3, 4, 5, 6, 7
-# A run stopped by a signal before its planned end (128 + the signal's number, as shells report it).
-EXIT_INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
 
 
 @events.init_command_line_parser.add_listener
@@ -82,13 +79,13 @@ def _options(parser) -> None:
     g.add_argument("--spill-dir", default=settings.SPILL_DIR.default, env_var=settings.SPILL_DIR.env,
                    help="where rows wait (JSONL) while ClickHouse is unreachable; replayed when it answers")
     g.add_argument("--check-fail-ratio", type=float, default=None, env_var="LOCUST_CHECK_FAIL_RATIO",
-                   help=f"exit {EXIT_FAIL_RATIO} if the failure ratio (0-1) is above this")
+                   help=f"exit {ExitCode.FAIL_RATIO.value} if the failure ratio (0-1) is above this")
     g.add_argument("--check-p95", type=float, default=None, env_var="LOCUST_CHECK_P95",
-                   help=f"exit {EXIT_P95} if the overall 95th percentile response time (ms) is above this")
+                   help=f"exit {ExitCode.P95.value} if the overall 95th percentile response time (ms) is above this")
     g.add_argument("--check-max-lag", type=int, default=None, env_var="LOCUST_CHECK_MAX_LAG",
-                   help=f"exit {EXIT_MAX_LAG} if any sampled backlog (events) was above this")
+                   help=f"exit {ExitCode.MAX_LAG.value} if any sampled backlog (events) was above this")
     g.add_argument("--check-drain-time", type=float, default=None, env_var="LOCUST_CHECK_DRAIN_TIME",
-                   help=f"exit {EXIT_DRAIN} if draining took longer than this many seconds (or never ended)")
+                   help=f"exit {ExitCode.DRAIN.value} if draining took longer than this many seconds (or never ended)")
     sampling.add_arguments(parser)
 
 
@@ -241,8 +238,8 @@ class Monitor:
             raise
         except Exception:
             self.crashed = True
-            log.exception("monitor: sampling crashed; the run goes on, exit code will be %d", EXIT_MONITOR_CRASH)
-            self.environment.process_exit_code = EXIT_MONITOR_CRASH
+            log.exception("monitor: sampling crashed; the run goes on, exit code will be %d", ExitCode.MONITOR_CRASH)
+            self.environment.process_exit_code = ExitCode.MONITOR_CRASH.value
 
     def _await_final_reports(self) -> None:
         """Hold the first sample after the stop until each worker's last report is in: a worker sends
@@ -401,14 +398,14 @@ def _thresholds(environment, mon: Monitor) -> int | None:
     o = environment.parsed_options
     total = environment.stats.total
     checks = [
-        (o.check_fail_ratio is not None and total.fail_ratio > o.check_fail_ratio, EXIT_FAIL_RATIO,
+        (o.check_fail_ratio is not None and total.fail_ratio > o.check_fail_ratio, ExitCode.FAIL_RATIO,
          f"failure ratio {total.fail_ratio:.4f} > --check-fail-ratio {o.check_fail_ratio}"),
-        (o.check_p95 is not None and total.get_response_time_percentile(0.95) > o.check_p95, EXIT_P95,
+        (o.check_p95 is not None and total.get_response_time_percentile(0.95) > o.check_p95, ExitCode.P95,
          f"p95 {total.get_response_time_percentile(0.95)} ms > --check-p95 {o.check_p95}"),
-        (o.check_max_lag is not None and mon.max_backlog > o.check_max_lag, EXIT_MAX_LAG,
+        (o.check_max_lag is not None and mon.max_backlog > o.check_max_lag, ExitCode.MAX_LAG,
          f"max backlog {mon.max_backlog} > --check-max-lag {o.check_max_lag}"),
         (o.check_drain_time is not None and (not mon.drained or (mon.drain_seconds or 0) > o.check_drain_time),
-         EXIT_DRAIN, f"drain {'never finished' if not mon.drained else f'took {mon.drain_seconds} s'} "
+         ExitCode.DRAIN, f"drain {'never finished' if not mon.drained else f'took {mon.drain_seconds} s'} "
                      f"(--check-drain-time {o.check_drain_time})"),
     ]
     failed = [(code, why) for bad, code, why in checks if bad]
@@ -489,8 +486,8 @@ def _interrupted(environment, **_kw) -> None:
     gevent.sleep(0)  # the SIGTERM watcher's greenlet, spawned beside Locust's handler, runs now
     name = "SIGTERM" if run.sigterm_received else "SIGINT"
     run.interrupted = name
-    environment.process_exit_code = EXIT_INTERRUPTED[name]
-    log.warning("run stopped by %s before its planned end; exit code %d", name, EXIT_INTERRUPTED[name])
+    environment.process_exit_code = INTERRUPTED[name].value
+    log.warning("run stopped by %s before its planned end; exit code %d", name, INTERRUPTED[name])
 
 
 # Registered after _quitting so it runs before it (Locust fires quitting in reverse), while the
