@@ -23,6 +23,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 import monitors.locust_plugin  # noqa: F401  - its quitting listener runs after ours (the end row)
 from generators.arrival import EVEN, POISSON, Plan, RateProfile, Scheduler, Ticket, parse_stages
+from lifecycle import budget
 from lifecycle.exit_codes import ExitCode
 from monitors.locust_plugin import add_run_extra
 from plumbing import run_state
@@ -42,7 +43,6 @@ class OpenModelRun:
     stages: list = field(default_factory=list)  # --rate-stages, parsed
     models: list[OpenModel] = field(default_factory=list)  # every generator's, in this process
     start_at: float | None = None  # the plan's wall-clock start, once known
-    worker_count: int = 0  # on a worker: the load-generating processes, from the master
     expected_reports: int = 0  # on the master: workers that will send their figures
     reports: dict[int, dict] = field(default_factory=dict)  # on the master: worker index -> figures
 
@@ -81,7 +81,6 @@ def _init(environment, runner=None, **_kw) -> None:
     if isinstance(runner, MasterRunner):
         runner.register_message("open_model_summary", _worker_summary)
     elif isinstance(runner, WorkerRunner):
-        runner.register_message("open_model_workers", _workers)
         runner.register_message("open_model_start", _start_at)
 
 
@@ -90,14 +89,7 @@ def enabled(environment, rate: float) -> bool:
     return rate > 0 or bool(run_state.of(environment, OpenModelRun).stages)
 
 
-def process_share(environment, fallback: int = 0) -> tuple[int, int]:
-    """(index, count) of this process among the load-generating ones (the master sends the count)."""
-    runner = environment.runner
-    if isinstance(runner, WorkerRunner):
-        o = environment.parsed_options
-        count = run_state.of(environment, OpenModelRun).worker_count or fallback or (o.processes if o else 0) or 1
-        return runner.worker_index, max(1, count)
-    return 0, 1
+process_share = budget.process_share  # (index, count) of this process among the load-generating ones
 
 
 @dataclass
@@ -112,9 +104,7 @@ class OpenModel:
     def __post_init__(self) -> None:
         env, o = self.environment, self.environment.parsed_options
         self.index, self.count = process_share(env)
-        limit = None
-        if self.limit_total is not None:
-            limit = self.limit_total // self.count + (1 if self.index < self.limit_total % self.count else 0)
+        limit = None if self.limit_total is None else budget.share(self.limit_total, self.index, self.count)
         run = run_state.of(env, OpenModelRun)
         profile = RateProfile(self.rate, run.stages)
         self.plan = Plan(profile, self.index, self.count, o.arrival, o.arrival_seed, limit, self.limit_total)
@@ -198,13 +188,7 @@ def _test_start(environment, **_kw) -> None:
     run.models, run.reports, run.start_at = [], {}, None
     runner = environment.runner
     if isinstance(runner, MasterRunner):
-        # Before the spawn messages, so every worker knows the count when its test_start runs.
         run.expected_reports = runner.worker_count
-        runner.send_message("open_model_workers", runner.worker_count)
-
-
-def _workers(environment, msg, **_kw) -> None:
-    run_state.of(environment, OpenModelRun).worker_count = int(msg.data)
 
 
 def _spawned(environment) -> None:

@@ -30,6 +30,7 @@ import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, 
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from backends.base import REQUEST_TYPE
 from generators import open_model
+from lifecycle import budget
 from monitors.locust_plugin import (
     add_run_extra,
     add_sampler,
@@ -56,7 +57,6 @@ class TrackingRun:
     generator: Generator | None = None  # not on a master
     e2e: EndToEnd | None = None  # the end-to-end check (master or local runner)
     e2e_greenlet: gevent.Greenlet | None = None
-    workers_done: int = 0  # master: workers that sent their budget
 
 
 @events.init_command_line_parser.add_listener
@@ -148,24 +148,11 @@ def _init(environment, runner=None, **_kw) -> None:
                  events_per_second=o.events_per_second or None)
     if not isinstance(runner, MasterRunner):
         backends.get(o.pipeline_backend).check_reachable(o)
-    if isinstance(runner, MasterRunner):
-        runner.register_message("tracking_done", _worker_done)
-        return
     if isinstance(runner, WorkerRunner):
         # The master's course (sent before its spawn message, so it arrives before test_start here).
         # Locust passes the handler's arguments by keyword (environment=, msg=).
         runner.register_message("tracking_course", lambda environment, msg, **_k: setattr(
             environment.parsed_options, "course_id", msg.data))
-
-
-def _processes(environment) -> tuple[int, int]:
-    return open_model.process_share(environment, environment.parsed_options.tracking_processes)
-
-
-def _share(total: float, index: int, count: int) -> float:
-    if isinstance(total, int):
-        return total // count + (1 if index < total % count else 0)
-    return total / count
 
 
 class Generator:
@@ -174,10 +161,10 @@ class Generator:
     def __init__(self, environment) -> None:
         o = environment.parsed_options
         self.env, self.o = environment, o
-        self.index, self.count = _processes(environment)
+        self.index, self.count = budget.process_share(environment, o.tracking_processes)
         self.learners = [TrackedLearner(uid, name) for uid, name in run_state.of(environment, TrackingRun).users]
         self.factory = EventFactory(o.course_id, o.event_mix, Clock(slot=self.index))
-        self.budget = None if o.run_until_killed else _share(o.num_events, self.index, self.count)
+        self.budget = None if o.run_until_killed else budget.share(o.num_events, self.index, self.count)
         self.sent = self.reserved = 0
         self.started = time.monotonic()
         self.finishing = False
@@ -224,21 +211,8 @@ class Generator:
             gevent.sleep(0.01)
         log.info("tracking: %d events sent by this process (%.0f/s)%s", self.sent, self.achieved_rate(),
                  f", {self.model.scheduler.dropped} dropped" if self.model is not None else "")
-        runner = self.env.runner
-        if isinstance(runner, WorkerRunner):
-            runner.send_message("tracking_done", {"sent": self.sent})
-        elif runner is not None:
-            runner.stop()  # the monitor and the E2E check drain, then quitting writes the end row
-            gevent.spawn_later(1.5, runner.quit)
-
-
-def _worker_done(environment, msg, **_kw) -> None:
-    from locust.runners import WORKER_REPORT_INTERVAL
-
-    run = run_state.of(environment, TrackingRun)
-    run.workers_done += 1
-    if run.workers_done >= environment.runner.worker_count:
-        gevent.spawn_later(WORKER_REPORT_INTERVAL + 0.5, environment.runner.quit)
+        # The monitor and the E2E check drain, then the run's end writes the end row.
+        budget.spent(self.env, "tracking", sent=self.sent)
 
 
 def _sent_total(environment) -> int:
