@@ -21,9 +21,8 @@ from locust import events
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
-import monitors.locust_plugin  # noqa: F401  - its quitting listener runs after ours (the end row)
 from generators.arrival import EVEN, POISSON, Plan, RateProfile, Scheduler, Ticket, parse_stages
-from lifecycle import budget
+from lifecycle import budget, end
 from lifecycle.exit_codes import ExitCode
 from monitors.locust_plugin import add_run_extra
 from plumbing import run_state
@@ -248,7 +247,7 @@ def total(environment) -> dict | None:
     """This run's open-model figures over all processes (on the master: the workers' reports)."""
     run = run_state.of(environment, OpenModelRun)
     if isinstance(environment.runner, MasterRunner):
-        # Each worker reports at its test stop; the master may get to quitting first.
+        # Each worker reports at its test stop; the master may get to the run's end first.
         deadline = time.monotonic() + 5
         while len(run.reports) < run.expected_reports and time.monotonic() < deadline:
             gevent.sleep(0.05)
@@ -281,8 +280,8 @@ def summary_line(s: dict) -> str:
     return line
 
 
-@events.quitting.add_listener
-def _quitting(environment, **_kw) -> None:
+@end.run_measured.add_listener
+def _measured(environment, **_kw) -> None:
     if isinstance(environment.runner, WorkerRunner):
         return
     s = total(environment)
@@ -295,6 +294,6 @@ def _quitting(environment, **_kw) -> None:
         return
     short = s["target_rate"] > 0 and s["achieved_rate"] < (1 - tol) * s["target_rate"]
     if s["dropped"] or short:
-        log.error("check failed: achieved %.1f/s of a target %.1f/s, %d dropped (--check-min-rate %g)",
-                  s["achieved_rate"], s["target_rate"], s["dropped"], tol)
-        environment.process_exit_code = ExitCode.MIN_RATE.value
+        end.check_failed(environment, ExitCode.MIN_RATE,
+                         f"achieved {s['achieved_rate']:.1f}/s of a target {s['target_rate']:.1f}/s, "
+                         f"{s['dropped']} dropped (--check-min-rate {tol:g})")

@@ -24,6 +24,7 @@ import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, 
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from generators import open_model
 from generators.kafka_producer import KafkaLoad, LatencyReader, load_records
+from lifecycle import end
 from monitors.locust_plugin import add_run_extra
 from plumbing import run_state
 from plumbing.options import OptionError, require
@@ -123,8 +124,8 @@ def _start(environment, **_kw) -> None:
     run.load = load
 
 
-@events.quitting.add_listener
-def _quit(environment, **_kw) -> None:
+@end.load_finished.add_listener
+def _load_finished(environment, **_kw) -> None:
     load = run_state.of(environment, KafkaRun).load
     if load is None:
         return

@@ -30,14 +30,13 @@ import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, 
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from backends.base import REQUEST_TYPE
 from generators import open_model
-from lifecycle import budget
+from lifecycle import budget, end
+from lifecycle.end import expect_signal_end
 from monitors.locust_plugin import (
     add_run_extra,
     add_sampler,
     describe_run,
-    expect_signal_end,
     measuring,
-    pipeline_drained,
     run_id,
 )
 from monitors.xapi_e2e import EndToEnd, summary_line
@@ -269,16 +268,14 @@ def _e2e_summary(environment) -> None:
     add_run_extra(environment, sent_event_count=summary["sent"], e2e=summary)
 
 
-@pipeline_drained.add_listener
+@end.pipeline_drained.add_listener
 def _drained(environment, **_kw) -> None:
     if run_state.of(environment, TrackingRun).e2e is not None:
         _e2e_summary(environment)
 
 
-@events.quitting.add_listener
-def _quit(environment, **_kw) -> None:
-    # Locust calls quitting listeners in reverse order: this runs before the monitor's, which
-    # drains (the E2E check's "missing" is a backlog) and then fires pipeline_drained.
+@end.load_finished.add_listener
+def _load_finished(environment, **_kw) -> None:
     run = run_state.of(environment, TrackingRun)
     gen = run.generator
     if gen is not None:
@@ -286,18 +283,20 @@ def _quit(environment, **_kw) -> None:
         if not isinstance(environment.runner, WorkerRunner):  # a worker's extras do not reach the master
             add_run_extra(environment, events_per_second_achieved=round(gen.achieved_rate(), 1))
         # Open model: the rate achieved and the drops are logged and stored by locustfiles.open_model.
-    e2e = run.e2e
-    if e2e is None:
-        if gen is not None:
-            add_run_extra(environment, sent_event_count=_sent_total(environment))
+    if run.e2e is None and gen is not None:
+        add_run_extra(environment, sent_event_count=_sent_total(environment))
+
+
+@end.pipeline_draining.add_listener
+def _draining(environment, **_kw) -> None:
+    """Without a monitor (--no-monitor), wait here for the E2E check, bounded like the monitor's drain
+    (with one, the E2E check's "missing" is a backlog the monitor drains)."""
+    e2e = run_state.of(environment, TrackingRun).e2e
+    if e2e is None or measuring(environment):
         return
-    if measuring(environment):
-        return  # the summary is taken on pipeline_drained
-    # No monitor (--no-monitor): drain here, bounded like the monitor's drain.
     deadline = time.monotonic() + float(getattr(environment.parsed_options, "drain_timeout", 60) or 60)
     while e2e.summary()["missing"] and time.monotonic() < deadline:
         gevent.sleep(e2e.poll_interval)
-    _e2e_summary(environment)
 
 
 class TrackingUser(User):
