@@ -23,8 +23,8 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from generators.arrival import EVEN, POISSON, Plan, RateProfile, Scheduler, Ticket, parse_stages
 from lifecycle import budget, end
+from lifecycle.end import add_run_extra
 from lifecycle.exit_codes import ExitCode
-from monitors.locust_plugin import add_run_extra
 from plumbing import run_state
 from plumbing.options import OptionError, require
 from plumbing.request_context import PLANNED_START  # where an iteration's planned instant goes

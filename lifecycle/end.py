@@ -44,6 +44,9 @@ pipeline_draining = EventHook()
 pipeline_drained = EventHook()
 run_measured = EventHook()
 run_ending = EventHook()
+# A row of the run besides its start and end (e.g. `phase`, `capacity`): listeners (the monitor)
+# store it; listeners take `environment`, `event_type` and `extra`.
+run_event = EventHook()
 
 PHASES = ("load_finished", "pipeline_draining", "pipeline_drained", "run_measured", "run_ending")
 
@@ -59,6 +62,8 @@ class RunEnd:
     interrupted: str = ""  # the signal that stopped the run before its planned end
     failed: dict[ExitCode, str] = field(default_factory=dict)  # checks that failed: code -> why
     exit_code: int | None = None  # once decided
+    extras: dict = field(default_factory=dict)  # add_run_extra: fields of the end row and metadata
+    start_fields: dict = field(default_factory=dict)  # describe_run: fields of the start row (kept across tests)
 
 
 def _state(environment) -> RunEnd:
@@ -82,6 +87,30 @@ def check_failed(environment, code: ExitCode, why: str) -> None:
     (the monitor's crash first: its figures are incomplete), unless it was interrupted."""
     log.error("check failed: %s", why)
     _state(environment).failed.setdefault(code, why)
+
+
+def record_run_event(environment, event_type: str, extra: dict) -> None:
+    """A row of load_test_runs besides start/end (e.g. `phase`, `capacity`), stored with the run."""
+    run_event.fire(environment=environment, event_type=event_type, extra=extra)
+
+
+def add_run_extra(environment, **fields) -> None:
+    """Fields merged into the `end` row's extra and the run metadata (e.g. sent_event_count)."""
+    _state(environment).extras.update(fields)
+
+
+def extras(environment) -> dict:
+    """The fields added with add_run_extra for this run so far."""
+    return dict(_state(environment).extras)
+
+
+def describe_run(environment, **fields) -> None:
+    """Fields added to the run's `start` row (e.g. the tracking run's course id); call before test start."""
+    _state(environment).start_fields.update(fields)
+
+
+def start_fields(environment) -> dict:
+    return dict(_state(environment).start_fields)
 
 
 def ended(environment) -> bool:
@@ -154,7 +183,7 @@ def _test_start(environment, **_kw) -> None:
     run = _state(environment)
     if run.started and not run.ended:
         end(environment)
-    run.started, run.ended, run.interrupted, run.failed, run.exit_code = True, False, "", {}, None
+    run.started, run.ended, run.interrupted, run.failed, run.exit_code, run.extras = True, False, "", {}, None, {}
 
 
 @events.quitting.add_listener

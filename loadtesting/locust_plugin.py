@@ -20,9 +20,9 @@ from locust import events
 from locust.runners import WorkerRunner
 
 from lifecycle import end
+from lifecycle.end import add_run_extra, record_run_event
 from loadtesting import capacity, phases, run, sar
 from loadtesting.capacity_shape import CapacitySearch
-from monitors.locust_plugin import add_run_extra, record_run_event
 from monitors.planned import planned_stats
 from plumbing import run_state, settings
 from plumbing.options import OptionError

@@ -25,7 +25,7 @@ import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink
 from generators import open_model
 from generators.kafka_producer import KafkaLoad, LatencyReader, load_records
 from lifecycle import end
-from monitors.locust_plugin import add_run_extra
+from lifecycle.end import add_run_extra
 from plumbing import run_state
 from plumbing.options import OptionError, require
 

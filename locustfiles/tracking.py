@@ -31,14 +31,9 @@ import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink
 from backends.base import REQUEST_TYPE
 from generators import open_model
 from lifecycle import budget, end
-from lifecycle.end import expect_signal_end
-from monitors.locust_plugin import (
-    add_run_extra,
-    add_sampler,
-    describe_run,
-    measuring,
-    run_id,
-)
+from lifecycle.end import add_run_extra, describe_run, expect_signal_end
+from monitors.clickhouse import XapiTable
+from monitors.locust_plugin import add_sampler, measuring, run_id
 from monitors.xapi_e2e import EndToEnd, summary_line
 from openedx_erb.events import MIXES, Clock, EventFactory, TrackedLearner, load_users
 from plumbing import run_state
@@ -242,8 +237,9 @@ def _start_e2e(environment) -> None:
         environment.events.request.fire(request_type="E2E", name=E2E_NAME, response_time=ms, response_length=0,
                                         exception=None, context={})
 
-    e2e = EndToEnd(o.xapi_clickhouse_url or o.clickhouse_url, o.xapi_database, o.xapi_table, time.time() - 1,
-                   lambda: _sent_total(environment), o.e2e_poll_interval, o.course_id, o.xapi_time_column,
+    xapi = XapiTable.from_options(o)  # the monitor's --xapi-* options
+    e2e = EndToEnd(xapi.url, xapi.database, xapi.table, time.time() - 1,
+                   lambda: _sent_total(environment), o.e2e_poll_interval, o.course_id, xapi.time_column,
                    o.e2e_timestamp_sql, o.clickhouse_data_path, latency)
     run = run_state.of(environment, TrackingRun)
     run.e2e = e2e

@@ -30,7 +30,14 @@ from locust.runners import (
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
 from lifecycle import checks, end
-from lifecycle.end import expect_signal_end, pipeline_drained, run_measured  # noqa: F401 - their former home
+from lifecycle.end import (  # noqa: F401 - also found here, their former home
+    add_run_extra,
+    describe_run,
+    expect_signal_end,
+    pipeline_drained,
+    record_run_event,
+    run_measured,
+)
 from lifecycle.exit_codes import ExitCode
 from monitors import samplers as sampling
 from monitors.figures import console_line
@@ -116,7 +123,6 @@ class Monitor:
     drain_timeout: float
     results_dir: Path | None
     started: float = field(default_factory=time.time)
-    extras: dict = field(default_factory=dict)
     pushed: dict = field(default_factory=dict)  # source -> newest sample from record_sample
     backlog: int | None = None
     stopping_at: float | None = None  # monotonic time the test stopped
@@ -280,7 +286,6 @@ class MonitorRun:
     run_id: str = ""
     used_run_ids: set[str] = field(default_factory=set)  # a second test from the web UI gets a new id
     worker_users: dict[str, int] = field(default_factory=dict)  # master: worker id -> users in its last report
-    start_fields: dict = field(default_factory=dict)  # describe_run: more fields of the start row
 
 
 def _run(environment) -> MonitorRun:
@@ -351,7 +356,7 @@ def _start(environment, **_kw) -> None:
     tags = [t.strip() for t in (o.run_tags or "").split(",") if t.strip()]
     mon.run_row("start", {"tags": tags, "locustfile": o.locustfile, "host": redact(o.host or ""),
                           "backends": sampling.parse_backends(o.monitor_backend), "users": o.num_users,
-                          "spawn_rate": o.spawn_rate, **run.start_fields})
+                          "spawn_rate": o.spawn_rate, **end.start_fields(environment)})
     mon.meta_row(1, locustfile=str(o.locustfile), host=redact(o.host or ""), tags=tags,
                  options=json.dumps(_options_for_storage(o), default=str), versions=json.dumps(versions()),
                  exit_code=-1)
@@ -389,6 +394,13 @@ def _drain(environment, **_kw) -> None:
     checks.record_drain(environment, mon.drained, mon.drain_seconds, mon.max_backlog)
 
 
+@end.run_event.add_listener
+def _run_event(environment, event_type: str, extra: dict, **_kw) -> None:
+    mon = _monitor(environment)
+    if mon is not None:
+        mon.run_row(event_type, extra)
+
+
 @end.run_ending.add_listener
 def _end_rows(environment, exit_code: int, **_kw) -> None:
     """The exit code is decided: the end row and the run's metadata, then the sink is closed."""
@@ -396,7 +408,8 @@ def _end_rows(environment, exit_code: int, **_kw) -> None:
     if mon is None or mon.finished:
         return
     mon.finished = True
-    extra = {**mon.extras, "drained": mon.drained, "drain_seconds": mon.drain_seconds,
+    extras = end.extras(environment)
+    extra = {**extras, "drained": mon.drained, "drain_seconds": mon.drain_seconds,
              "max_backlog": mon.max_backlog, "exit_code": exit_code, "sample_errors": mon.sample_errors,
              "interrupted": bool(end.interrupted(environment))}
     mon.run_row("end", extra)
@@ -406,7 +419,7 @@ def _end_rows(environment, exit_code: int, **_kw) -> None:
                  host=redact(getattr(o, "host", "") or ""),
                  tags=tags, options=json.dumps(_options_for_storage(o), default=str) if o else "{}",
                  versions=json.dumps(versions()), exit_code=exit_code, drained=1 if mon.drained else 0,
-                 drain_seconds=mon.drain_seconds or 0.0, max_backlog=mon.max_backlog, extra=json.dumps(mon.extras))
+                 drain_seconds=mon.drain_seconds or 0.0, max_backlog=mon.max_backlog, extra=json.dumps(extras))
     mon.sampling.close()
     if mon.sink:
         ok = mon.sink.close()
@@ -429,25 +442,6 @@ def record_sample(environment, source: str, sample: dict) -> None:
     mon = _monitor(environment)
     if mon is not None:
         mon.pushed[source] = sample
-
-
-def record_run_event(environment, event_type: str, extra: dict) -> None:
-    """A row of load_test_runs besides start/end (e.g. `phase`, `capacity`), stored with the run."""
-    mon = _monitor(environment)
-    if mon is not None:
-        mon.run_row(event_type, extra)
-
-
-def add_run_extra(environment, **fields) -> None:
-    """Fields merged into the `end` row's extra and the run metadata (e.g. sent_event_count)."""
-    mon = _monitor(environment)
-    if mon is not None:
-        mon.extras.update(fields)
-
-
-def describe_run(environment, **fields) -> None:
-    """Fields added to the run's `start` row (e.g. the tracking run's course id); call before test start."""
-    _run(environment).start_fields.update(fields)
 
 
 def add_sampler(environment, name: str, sampler) -> bool:
