@@ -14,7 +14,7 @@ import threading
 from generators import mqtt_model as model
 from generators.lampi_data import device_id
 from plumbing.locust_csv import read_locust_failures, read_locust_stats
-from tests.helpers import LOCUST, REPO, wait_for
+from tests.helpers import REPO, start_locust, wait_for
 from tests.mqtt.conftest import CourseLamp, Recorder, pattern, retained_view, run_devices
 
 CHANGED = model.topic(model.LAMP_CHANGED)
@@ -74,9 +74,9 @@ def test_a_vanished_lamp_leaves_its_bridge_state_0_as_a_course_lamp_does(two_clo
     lamp = CourseLamp(tmp_path / "lamp", course_cloud, device_id=device_id(8))
     retained_view(course_cloud.port, count=len(model.KINDS))
     lamp.vanish()
-    cmd = [LOCUST, "-f", str(REPO / "locustfiles" / "mqtt.py"), "--headless", "-u", "1", "-r", "1", "-t", "60s",
+    cmd = ["-f", str(REPO / "locustfiles" / "mqtt.py"), "--headless", "-u", "1", "-r", "1", "-t", "60s",
            "--mqtt-url", sim_cloud.url, "--no-monitor", "--fake-devices", "1", "--first-fake-device", "8"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = start_locust(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         retained_view(sim_cloud.port, count=len(model.KINDS))  # the device has announced itself
     finally:
