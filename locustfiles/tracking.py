@@ -278,7 +278,7 @@ def _load_finished(environment, **_kw) -> None:
         gen.sender.close()
         if not isinstance(environment.runner, WorkerRunner):  # a worker's extras do not reach the master
             add_run_extra(environment, events_per_second_achieved=round(gen.achieved_rate(), 1))
-        # Open model: the rate achieved and the drops are logged and stored by locustfiles.open_model.
+        # Open model: the rate achieved and the drops are logged and stored by generators.open_model.
     if run.e2e is None and gen is not None:
         add_run_extra(environment, sent_event_count=_sent_total(environment))
 

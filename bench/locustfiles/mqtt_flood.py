@@ -1,4 +1,4 @@
-"""bench/mqtt.py's suite side: each user is one device of locustfiles/mqtt_client.py publishing
+"""bench/mqtt.py's suite side: each user is one device of generators/mqtt_client.py publishing
 lamp/changed as fast as its in-flight window allows (QoS from BENCH_MQTT_QOS), timed to PUBACK."""
 
 import os

@@ -1,6 +1,6 @@
 """Iterations that do nothing, paced one of three ways, for the scheduler's CPU per iteration (bench/arrival.py).
 
---pacing scheduler: the open model (locustfiles/open_model.py) at --pace-rate over all users;
+--pacing scheduler: the open model (generators/open_model.py) at --pace-rate over all users;
 --pacing wait_time: the tracking generator's former open model, a per-user wait_time schedule;
 --pacing idle: users that never iterate (the start-up and idle-loop CPU to subtract).
 """
