@@ -4,9 +4,5 @@ DEVICES   ?= 500
 
 .PHONY: mqtt-test
 mqtt-test: setup
-	@set -e; if [ -z "$(MQTT_HOST)" ]; then \
-	  trap '$(PY) -m stack down >/dev/null' EXIT; \
-	  $(PY) -m stack up mosquitto clickhouse; \
-	  source $(RUN_DIR)/stack/stack.env; url=$$LOCUST_MQTT_URL; \
-	else url="$(MQTT_HOST)"; fi; \
-	$(PY) -m loadtesting.run mqtt --mqtt-url "$$url" --users $(DEVICES) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME)
+	$(if $(MQTT_HOST),,$(PY) -m stack run mosquitto clickhouse --) $(PY) -m loadtesting.run mqtt \
+	  $(if $(MQTT_HOST),--mqtt-url "$(MQTT_HOST)") --users $(DEVICES) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME)
