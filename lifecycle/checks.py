@@ -19,7 +19,8 @@ def _options(parser) -> None:
     g.add_argument("--check-fail-ratio", type=float, default=None, env_var="LOCUST_CHECK_FAIL_RATIO",
                    help=f"exit {ExitCode.FAIL_RATIO.value} if the failure ratio (0-1) is above this")
     g.add_argument("--check-p95", type=float, default=None, env_var="LOCUST_CHECK_P95",
-                   help=f"exit {ExitCode.P95.value} if the overall 95th percentile response time (ms) is above this")
+                   help=f"exit {ExitCode.P95.value} if the 95th percentile response time (ms) of the generator's own "
+                        "requests (Aggregated: E2E and DROPPED rows are outside it) is above this")
     g.add_argument("--check-max-lag", type=int, default=None, env_var="LOCUST_CHECK_MAX_LAG",
                    help=f"exit {ExitCode.MAX_LAG.value} if any sampled backlog (events) was above this")
     g.add_argument("--check-drain-time", type=float, default=None, env_var="LOCUST_CHECK_DRAIN_TIME",

@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     DRAIN = 6
     MONITOR_CRASH = 7
     MIN_RATE = 8
+    E2E_P95 = 9
     SIGINT = 130
     SIGTERM = 143
 
@@ -36,12 +37,14 @@ MEANINGS = {
     ExitCode.BAD_OPTION: "an option Locust's parser rejects (`locust: error: …`), or an unhandled exception in a "
                          "greenlet (Locust); `python -m loadtesting.run`: an unknown kind",
     ExitCode.FAIL_RATIO: "`--check-fail-ratio` failed",
-    ExitCode.P95: "`--check-p95` failed",
+    ExitCode.P95: "`--check-p95` failed (the generator's own requests: Aggregated)",
     ExitCode.MAX_LAG: "`--check-max-lag` failed",
     ExitCode.DRAIN: "`--check-drain-time` failed (or the drain never ended)",
     ExitCode.MONITOR_CRASH: "the monitor's sampling greenlet crashed (logged; the run went on)",
     ExitCode.MIN_RATE: "`--check-min-rate` failed: an open-model run's achieved rate fell short of its target by "
                        "more than the tolerance, or iterations were dropped ([open-model.md](open-model.md))",
+    ExitCode.E2E_P95: "`--check-e2e-p95` failed: the end-to-end latency's p95 (every E2E row merged) was above "
+                      "it, or nothing was measured end to end",
     ExitCode.SIGINT: "interrupted: Ctrl-C (SIGINT) before the run's planned end",
     ExitCode.SIGTERM: "interrupted: SIGTERM before the run's planned end",
 }

@@ -66,6 +66,19 @@ def locustfile_path(kind: str) -> Path | None:
     return path.resolve() if path.suffix == ".py" and path.is_file() else None
 
 
+def ramp_warning(users: int | None, spawn_rate: float | None, run_time: float | None) -> str | None:
+    """A warning when starting the users takes more than a third of the run: its figures would be
+    mostly of the ramp (e.g. 500 MQTT devices at 10/s spend 50 s of a 60 s run connecting)."""
+    if not (users and spawn_rate and run_time) or spawn_rate <= 0:
+        return None
+    ramp = users / spawn_rate
+    if ramp <= run_time / 3:
+        return None
+    return (f"starting {users:,} users at {spawn_rate:g}/s takes {ramp:.0f} s of the {run_time:.0f} s run, so "
+            f"its figures are mostly of the ramp: raise --spawn-rate (e.g. {users / (run_time / 10):g}) "
+            "or --run-time")
+
+
 def build_command(kind: str, out: Path, extra: list[str]) -> list[str]:
     cmd = [str(Path(sys.executable).with_name("locust")), "-f", str(locustfile_path(kind))]
     conf = REPO / "conf" / f"{kind}.conf"
@@ -154,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     run_id = new_run_id()
-    out = args.results / run_id
+    out = args.results.resolve() / run_id  # a relative --results is the caller's, for every file of the run
     out.mkdir(parents=True)
     cmd = build_command(args.kind, out, extra)
     env = {**os.environ, "LOCUST_RUN_ID": run_id, "LOCUST_RESULTS_DIR": str(out)}

@@ -8,7 +8,7 @@ Options mirror `load_test_tracking_events` (--num-users, --username-prefix, --nu
 --tags selects tasks) and add an open-model --events-per-second, --course-id, --users-file and
 --event-mix. Events enter where --pipeline-backend says, in that pipeline's wire format; each
 send is an EVENT request named by event name. Every stored xAPI statement is matched to its event
-in ClickHouse (E2E requests: event time → first seen in the xAPI table), and the run ends with
+in ClickHouse (an E2E row outside Aggregated: event time → first seen in the xAPI table), and the run ends with
 sent, stored, missing, duplicates, latency percentiles and the storage runway.
 """
 
@@ -32,10 +32,11 @@ from backends.base import REQUEST_TYPE
 from generators import open_model
 from lifecycle import budget, end
 from lifecycle.end import add_run_extra, describe_run, expect_signal_end
+from monitors import e2e as e2e_rows
 from monitors.clickhouse import XapiTable
 from monitors.locust_plugin import add_sampler, measuring, run_id
 from monitors.xapi_e2e import EndToEnd, summary_line
-from openedx_erb.events import MIXES, Clock, EventFactory, TrackedLearner, load_users
+from openedx_erb.events import MIXES, Clock, EventFactory, TrackedLearner, generated_users, load_users
 from plumbing import run_state
 from plumbing.options import OptionError, require
 
@@ -62,7 +63,7 @@ def _options(parser) -> None:
     g.add_argument("--num-users", type=int, default=100, dest="learners", env_var="LOCUST_TRACKING_NUM_USERS",
                    help="learners the events are about (default 100; --users-file gives real ones)")
     g.add_argument("--username-prefix", default="lt_", env_var="LOCUST_USERNAME_PREFIX",
-                   help="prefix of generated learner names (default lt_)")
+                   help="prefix of generated learner names, used as given: lt_000000, lt_000001 … (default lt_)")
     g.add_argument("--users-file", default="", env_var="LOCUST_USERS_FILE",
                    help="CSV of user_id,username that exist in your Open edX (instead of generated learners)")
     g.add_argument("--num-events", type=int, default=1000, env_var="LOCUST_NUM_EVENTS",
@@ -134,7 +135,7 @@ def _init(environment, runner=None, **_kw) -> None:
         except ValueError as exc:
             raise OptionError(str(exc)) from None
     else:
-        run.users = [(n + 1, f"{o.username_prefix}_{n:06d}") for n in range(o.learners)]
+        run.users = generated_users(o.username_prefix, o.learners)
     # Aspects' mode: sent until killed, so a signal is the planned end, not an interruption.
     expect_signal_end(environment, o.run_until_killed and not o.run_time)
     describe_run(environment, course_id=o.course_id, num_users=len(run.users), username_prefix=o.username_prefix,
@@ -234,8 +235,7 @@ def _start_e2e(environment) -> None:
     o = environment.parsed_options
 
     def latency(ms: float) -> None:
-        environment.events.request.fire(request_type="E2E", name=E2E_NAME, response_time=ms, response_length=0,
-                                        exception=None, context={})
+        e2e_rows.record(environment, E2E_NAME, ms)  # its own row: Aggregated holds the events sent
 
     xapi = XapiTable.from_options(o)  # the monitor's --xapi-* options
     e2e = EndToEnd(xapi.url, xapi.database, xapi.table, time.time() - 1,

@@ -6,7 +6,7 @@ RESOLUTION ?= 100
 RUN        ?=
 
 .PHONY: capacity report
-capacity: setup
+capacity: $(call stack_or_venv,$(HOST))
 	$(if $(HOST),,$(PY) -m stack run --site-profile $(PROFILE) --site-data --) \
 	  $(PY) -m loadtesting.run http $(if $(HOST),--host "$(HOST)") --run-tags capacity,$(PROFILE) --capacity-search \
 	  --capacity-start-users 10 --capacity-step $(STEP) --capacity-step-time $(STEP_TIME) \

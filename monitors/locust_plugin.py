@@ -39,6 +39,7 @@ from lifecycle.end import (  # noqa: F401 - also found here, their former home
     run_measured,
 )
 from lifecycle.exit_codes import ExitCode
+from monitors import e2e
 from monitors import samplers as sampling
 from monitors.figures import console_line
 from monitors.loop import Sampling, close_all, drain_verdict, store_sample
@@ -83,6 +84,9 @@ def _options(parser) -> None:
                    help="after the test stops, sample until every backlog is 0 or this many seconds pass")
     g.add_argument("--spill-dir", default=settings.SPILL_DIR.default, env_var=settings.SPILL_DIR.env,
                    help="where rows wait (JSONL) while ClickHouse is unreachable; replayed when it answers")
+    g.add_argument("--check-e2e-p95", type=float, default=None, env_var="LOCUST_CHECK_E2E_P95",
+                   help=f"exit {ExitCode.E2E_P95.value} if the 95th percentile end-to-end latency (ms, every E2E row "
+                        "merged) is above this")
     sampling.add_arguments(parser)
 
 
@@ -111,6 +115,8 @@ def _check_options(environment, runner=None, **_kw) -> None:
         raise OptionError(f"--monitor-interval {o.monitor_interval}: expected seconds > 0")
     if o.drain_timeout < 0:
         raise OptionError(f"--drain-timeout {o.drain_timeout}: expected seconds >= 0")
+    if o.check_e2e_p95 is not None and not o.check_e2e_p95 > 0:
+        raise OptionError(f"--check-e2e-p95 {o.check_e2e_p95}: expected milliseconds > 0")
 
 
 @dataclass
@@ -392,6 +398,18 @@ def _drain(environment, **_kw) -> None:
     else:  # requests reported after the last sample (a late worker report) form a last interval
         mon._store_request_stats(time.time())
     checks.record_drain(environment, mon.drained, mon.drain_seconds, mon.max_backlog)
+
+
+@end.run_measured.add_listener
+def _check_e2e(environment, **_kw) -> None:
+    """--check-e2e-p95: every E2E row merged; nothing measured end to end fails it too."""
+    o = environment.parsed_options
+    if o is None or o.check_e2e_p95 is None or isinstance(environment.runner, WorkerRunner):
+        return
+    p95 = e2e.p95(environment.stats)
+    if p95 is None or p95 > o.check_e2e_p95:
+        end.check_failed(environment, ExitCode.E2E_P95, f"end-to-end p95 {'not measured' if p95 is None else f'{p95} ms'} "
+                                                        f"> --check-e2e-p95 {o.check_e2e_p95}")
 
 
 @end.run_event.add_listener

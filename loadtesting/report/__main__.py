@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="default: what the run recorded in run.json, else LOCUST_CLICKHOUSE_URL or the stack's")
     parser.add_argument("--monitor-database", default=None,
                         help="default: what the run recorded in run.json, else LOCUST_MONITOR_DATABASE or event_sink")
-    parser.add_argument("--sar-file", type=Path, help="sar file of the system under test, recorded on its host")
+    parser.add_argument("--sar-file", type=Path, action="append", default=[],
+                        help="sar file of a system under test, recorded on its host (repeat for each host); "
+                             "reported beside the load generator's own sar.data, labelled by host")
     parser.add_argument("--out", type=Path, help="folder for the report (default: the run folder)")
     args = parser.parse_args(argv)
     run_id = args.run_id or latest_run(args.results)
@@ -34,9 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no run in {args.results}; expected a run id (make demo or loadtesting.run makes one)",
               file=sys.stderr)
         return 2
-    if args.sar_file and not args.sar_file.is_file():
-        print(f"error: --sar-file {args.sar_file}: not a file", file=sys.stderr)
-        return 2
+    for path in args.sar_file:
+        if not path.is_file():
+            print(f"error: --sar-file {path}: not a file", file=sys.stderr)
+            return 2
     try:
         meta = json.loads((args.results / run_id / "run.json").read_text())
     except (OSError, ValueError):
