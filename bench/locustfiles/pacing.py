@@ -12,6 +12,7 @@ import time
 
 from locust import User, events, task
 
+import monitors.locust_plugin  # noqa: F401  - the monitor, as every locustfile of the suite has it
 from generators import open_model
 
 log = logging.getLogger("pacing")

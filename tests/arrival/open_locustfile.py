@@ -14,6 +14,7 @@ import gevent
 from locust import User, events, task
 from locust.exception import StopUser
 
+import monitors.locust_plugin  # noqa: F401  - the monitor, as every locustfile of the suite has it
 from generators import open_model
 
 log = logging.getLogger("noop")
