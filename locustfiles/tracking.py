@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import gevent
+from gevent.lock import Semaphore
 from locust import User, events, task
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
@@ -171,6 +172,7 @@ class Generator:
             self.model = open_model.OpenModel(environment, "tracking events", o.events_per_second,
                                               None if o.run_until_killed else o.num_events)
             gevent.spawn(self._finish_when_planned)
+        self.turn = Semaphore()  # the user taking the due instants (open model)
 
     def take(self) -> bool:
         """Reserve one event of the budget. Reserving before sending matters: a send yields to the
@@ -179,6 +181,28 @@ class Generator:
             return False
         self.reserved += 1
         return True
+
+    def send_due(self) -> None:
+        """Open model: send the plan's events until it is over. At each wake-up take every instant due
+        (at least the next one, waited for) and queue its event: one wake-up of the loop starts all
+        the instants of its turn, each event with its own planned instant. One user at a time does
+        this (the others wait their turn, the pool's reserve), so the events leave in plan order and
+        no task loop or hand-over runs per instant. Queueing events is not being busy: the instants
+        that come meanwhile are taken at the next turn (late, from their planned instant). A full
+        sender is: the instants that come while it is full find no idle user and are dropped and
+        counted."""
+        sender, scheduler = self.sender, self.model.scheduler
+        idle_since = time.monotonic()  # waiting for its turn is being idle: instants due meanwhile are its own
+        with self.turn:
+            while True:
+                tickets = scheduler.acquire_due(max(sender.room(), 1), idle_since)
+                if not tickets:
+                    raise StopUser()
+                for ticket in tickets:
+                    self.send_one(ticket)
+                # Idle from its last instant on (a process the OS set aside between the take and here
+                # must not drop the next ones), unless its sender was full.
+                idle_since = time.monotonic() if sender.wait_for_room() else tickets[-1].at
 
     def send_one(self, ticket=None) -> None:
         learner = random.choice(self.learners)  # with replacement, as the reference
@@ -297,22 +321,30 @@ def _draining(environment, **_kw) -> None:
 
 class TrackingUser(User):
     """Sends tracking events: every --sleep-time seconds, or at the planned instants of
-    --events-per-second (open model: a pool of users taking instants from the scheduler)."""
+    --events-per-second (open model: a pool of users taking instants from the scheduler; with a
+    sender that queues, one of them at a time takes all the instants due at a wake-up)."""
 
     ticket = None
     gen: Generator | None = None
 
     def on_start(self) -> None:
         self.gen = gen = run_state.of(self.environment, TrackingRun).generator
-        open_model.attach(self, gen.model if gen is not None else None)  # closed model: no-op
+        if gen is not None and gen.model is not None and not gen.sender.queues:
+            open_model.attach(self, gen.model)  # one instant per user and iteration (its wait_time)
 
-    def wait_time(self) -> float:  # the closed model's
-        return self.environment.parsed_options.sleep_time
+    def wait_time(self) -> float:  # the closed model's; in the open model a queueing sender's users wait in send_due
+        gen = self.gen
+        return 0.0 if gen is not None and gen.model is not None else self.environment.parsed_options.sleep_time
 
     @task
     def emit(self) -> None:
         gen = self.gen
-        if gen is None or (gen.model is not None and self.ticket is None) or not gen.take():
+        if gen is None:
             raise StopUser()
+        if gen.model is not None and gen.sender.queues:
+            gen.send_due()
+            return
+        if (gen.model is not None and self.ticket is None) or not gen.take():
+            raise StopUser()
+        gen.sender.wait_for_room()
         gen.send_one(self.ticket)
-

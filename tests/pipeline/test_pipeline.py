@@ -211,19 +211,20 @@ def test_open_model_never_runs_ahead_of_its_plan(pipeline, clickhouse, redis_ser
 
 
 def test_an_unreachable_rate_drops_events_and_names_the_generator_as_the_limit(pipeline, clickhouse, redis_server):
+    # More events than the sender queues (2,000): the rest of the plan falls due while it is full.
     p = pipeline("redis_bus", "--batch-size", "1000", "--batch-interval", "1")
-    done, end = generate(p, clickhouse, redis_server, None, "--num-events", "300", "--events-per-second", "10000000",
+    done, end = generate(p, clickhouse, redis_server, None, "--num-events", "5000", "--events-per-second", "10000000",
                          users=1)
     assert done.returncode == 0, done.stderr[-3000:]
     om = end["open_model"]
-    assert om["planned"] == 300 and om["started"] + om["dropped"] == 300 and om["dropped"] > 0
+    assert om["planned"] == 5000 and om["started"] + om["dropped"] == 5000 and om["dropped"] > 0
     assert len(stream_ms(redis_server, f"{p.prefix}-analytics")) == om["started"]
     assert f"dropped {om['dropped']:,}" in done.stderr and "the generator is the limit" in done.stderr
 
 
 def test_check_min_rate_fails_the_run_when_events_are_dropped(pipeline, clickhouse, redis_server):
     p = pipeline("redis_bus", "--batch-size", "1000", "--batch-interval", "1")
-    done, end = generate(p, clickhouse, redis_server, None, "--num-events", "300", "--events-per-second", "10000000",
-                         "--check-min-rate", "0.01", users=1)
+    done, end = generate(p, clickhouse, redis_server, None, "--num-events", "5000", "--events-per-second", "10000000",
+                         "--check-min-rate", "0.01", users=1)  # more than the sender queues, as above
     assert done.returncode == 8, done.stderr[-3000:]
     assert "check failed: achieved" in done.stderr and end["exit_code"] == 8
