@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from lifecycle.exit_codes import INTERRUPTED
 from plumbing import settings
 from plumbing.runid import new_run_id
 from plumbing.versions import versions
@@ -32,8 +33,8 @@ RESULTS = REPO / "results"
 # Base classes of a Locust user; a module defining none is a helper, not a runnable kind.
 USER_BASES = {"User", "HttpUser", "FastHttpUser"}
 
-# A run stopped by a signal before its planned end (Locust: monitors.locust_plugin).
-EXIT_INTERRUPTED = (130, 143)  # SIGINT, SIGTERM: 128 + the signal number
+# A run stopped by a signal before its planned end (decided inside Locust by lifecycle).
+EXIT_INTERRUPTED = set(INTERRUPTED.values())
 
 
 def defines_users(path: Path) -> bool:
@@ -137,14 +138,21 @@ def monitor_target(meta: dict, extra: list[str]) -> tuple[str, str]:
     return url, database
 
 
-def _report(run_id: str, results: Path, clickhouse_url: str, database: str) -> None:
-    """The run's markdown report; a run whose report cannot be written still keeps its exit code."""
-    from loadtesting import report
+def _report(run_id: str, results: Path, clickhouse_url: str, database: str, baseline: str | None = None) -> None:
+    """The run's markdown and HTML report, with the comparison against `baseline` when given; a run
+    whose report cannot be written still keeps its exit code."""
+    from loadtesting import compare, report
     from plumbing.redaction import redact_text
 
     try:
         data = report.load(run_id, results, "auto", clickhouse_url, database)
-        report.render(data, results / run_id)
+        extra = []
+        if baseline:
+            try:
+                extra.append(compare.baseline_section(baseline, data, results, clickhouse_url, database))
+            except compare.CompareError as exc:
+                print(f"warning: no comparison with run {baseline}: {redact_text(str(exc))}", file=sys.stderr)
+        report.render(data, results / run_id, extra)
     except Exception as exc:  # noqa: BLE001 - e.g. the run died before writing any stats
         print(f"warning: no report for run {run_id}: {redact_text(str(exc))}", file=sys.stderr)
 
@@ -155,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("kind", help="locustfile to run: " + ", ".join(locustfiles()))
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for run folders (default results/)")
     parser.add_argument("--no-report", action="store_true", help="do not write <kind>-results.md after the run")
+    parser.add_argument("--baseline", metavar="RUN_ID",
+                        help="add the comparison with this run (id or run folder) to the report (loadtesting.compare)")
     args, extra = parser.parse_known_args(argv)
     from plumbing import logs
     from plumbing.redaction import redact_args
@@ -164,6 +174,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.kind}: expected a kind ({', '.join(locustfiles())}) "
               "or the path of a .py locustfile", file=sys.stderr)
         return 2
+
+    if args.baseline:  # a wrong baseline is said before the run, not found out after it
+        from loadtesting import compare
+
+        try:
+            compare.load_run(args.baseline, args.results, "auto", *monitor_target({}, extra))
+        except compare.CompareError as exc:
+            print(f"error: --baseline {args.baseline}: {exc}", file=sys.stderr)
+            return 2
 
     run_id = new_run_id()
     out = args.results.resolve() / run_id  # a relative --results is the caller's, for every file of the run
@@ -204,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                 duration_s=round(time.monotonic() - t0, 1), exit_code=code, interrupted=interrupted)
     (out / "run.json").write_text(json.dumps(meta, indent=1))
     if not args.no_report:
-        _report(run_id, args.results, *monitor_target(meta, extra))
+        _report(run_id, args.results, *monitor_target(meta, extra), args.baseline)
     rel = out.relative_to(REPO) if out.is_relative_to(REPO) else out
     note = ", interrupted" if interrupted else ""
     print(f"\nresults of run {run_id} (exit code {code}{note}): {rel}/")

@@ -11,7 +11,7 @@ from loadtesting.report.data import RESULTS, ReportError, latest_run, load
 from loadtesting.report.markdown import render
 from loadtesting.run import monitor_target
 from plumbing import logs
-from plumbing.redaction import redact
+from plumbing.redaction import redact, redact_text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="sar file of a system under test, recorded on its host (repeat for each host); "
                              "reported beside the load generator's own sar.data, labelled by host")
     parser.add_argument("--out", type=Path, help="folder for the report (default: the run folder)")
+    parser.add_argument("--baseline", metavar="RUN_ID",
+                        help="add the comparison with this run (id or run folder): loadtesting.compare")
     args = parser.parse_args(argv)
     run_id = args.run_id or latest_run(args.results)
     if not run_id:
@@ -55,8 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.source == "auto" and data.source != "clickhouse":
         print(f"note: run {run_id} not read from ClickHouse {redact(url)} (database {database}): unreachable, or "
               "the run is not there; the report uses the run folder's files", file=sys.stderr)
-    path = render(data, args.out or args.results / run_id)
-    print(f"report of run {run_id} (from {data.source}): {path}")
+    extra = []
+    if args.baseline:
+        from loadtesting import compare
+
+        try:
+            extra.append(compare.baseline_section(args.baseline, data, args.results, url, database))
+        except compare.CompareError as exc:
+            print(f"error: --baseline {args.baseline}: {redact_text(str(exc))}", file=sys.stderr)
+            return 2
+    path = render(data, args.out or args.results / run_id, extra)
+    print(f"report of run {run_id} (from {data.source}): {path} and {path.with_suffix('.html')}")
     return 0
 
 

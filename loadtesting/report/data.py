@@ -40,6 +40,11 @@ QUERIES = {
            "ORDER BY time_ms",
     "events": "SELECT toUInt32(timestamp), event_type, extra FROM {db}.load_test_runs WHERE run_id = %(run)s "
               "ORDER BY timestamp",
+    # Every interval row with its histogram (loadtesting.compare resamples them), and each interval's length.
+    "intervals": "SELECT time_ms, interval_s, timing, request_type, name, requests, failures, max_ms, buckets, counts "
+                 "FROM {db}.load_test_request_stats WHERE run_id = %(run)s ORDER BY time_ms",
+    "interval_lengths": "SELECT time_ms, max(interval_s) FROM {db}.load_test_request_stats "
+                        "WHERE run_id = %(run)s AND timing = 'service' GROUP BY time_ms",
 }
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import backends
 from loadtesting import sar
+from loadtesting.report import html
 from loadtesting.report.charts import charts, lag_unit
 from loadtesting.report.data import RunData, options_from_command, phase_figures, window_latency
 from loadtesting.report.findings import findings, fmt
@@ -276,12 +277,15 @@ SECTIONS = [section_tested, section_findings, section_capacity, section_phases, 
             section_failures, section_lag, section_charts]
 
 
-def render(data: RunData, folder: Path) -> Path:
+def render(data: RunData, folder: Path, extra: Sequence[Callable[[Page], list[str]]] = ()) -> Path:
+    """Write `<kind>-results.md` and its self-contained twin `<kind>-results.html`; `extra` sections
+    (e.g. the comparison with a baseline run) come after SECTIONS."""
     folder.mkdir(parents=True, exist_ok=True)
     page = Page(data, {p.name: phase_figures(data, p) for p in data.phases}, charts(data, folder / "charts"))
     md = [f"# {data.kind.upper()} load test results — run {data.run_id}", ""]
-    for section in SECTIONS:
+    for section in [*SECTIONS, *extra]:
         md += section(page)
     path = folder / f"{data.kind}-results.md"
     path.write_text("\n".join(md))
+    html.write(path)
     return path

@@ -66,6 +66,9 @@ CASES = {
     "run, a helper module": (lambda f: python("loadtesting.run", "lampi_data"),
                              "error: lampi_data: expected a kind (http, kafka, mqtt, tracking) "
                              "or the path of a .py locustfile"),
+    "compare, not a run folder": (lambda f: python("loadtesting.compare", f, f),
+                                  "error: '{f}': not a run folder (no run.json or request_stats.jsonl); "
+                                  "expected a run id or a run folder (results/<run-id>/)"),
 }
 
 

@@ -63,6 +63,19 @@ def test_charts_are_valid_pngs_linked_from_the_report(capacity_run, csv_report):
         assert f"(charts/{name}.png)" in csv_report
 
 
+def test_the_html_twin_of_a_capacity_report_embeds_its_charts_and_tables(capacity_run, csv_report):
+    import base64
+
+    page = (capacity_run.folder / "capped_locustfile-results.html").read_text()
+    for heading in ("Capacity", "Phases", "Failures", "Charts"):
+        assert f"<h2>{heading}</h2>" in page, heading
+    for name in ("load", "capacity"):
+        png = (capacity_run.folder / "charts" / f"{name}.png").read_bytes()
+        assert f'src="data:image/png;base64,{base64.b64encode(png).decode()}"' in page
+    assert "<td>LocustBadStatusCode(code=503)</td>" in page
+    assert page.count("<table>") == sum(line.startswith("|---") for line in csv_report.splitlines())
+
+
 def test_report_from_clickhouse_has_the_same_request_count_as_the_csv(capacity_run):
     done = report(capacity_run, "--source", "clickhouse", "--clickhouse-url",
                   capacity_run.clickhouse_url, "--out", str(capacity_run.folder / "from-ch"))
