@@ -7,8 +7,8 @@ import random
 
 import pytest
 
+from generators.arrival import LivePlan
 from loadtesting import rate_capacity as rc
-from locustfiles.arrival import LivePlan
 
 
 def series(slope: float, noise: float, n: int = 20, seed: int = 1) -> tuple[list[float], list[float]]:
