@@ -34,9 +34,9 @@ import gevent
 from locust import events
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, WorkerRunner
 
+from lifecycle import end
 from loadtesting import run
-from loadtesting.locust_plugin import stop_sar, write_final_stats
-from monitors.locust_plugin import finish_run, mark_interrupted, measuring
+from loadtesting.locust_plugin import stop_sar
 from plumbing import run_state, settings, web_options
 from plumbing.redaction import redact_args, redact_options, redact_text
 from plumbing.runid import new_run_id
@@ -75,12 +75,6 @@ def check_at_start(environment, check: Callable[[str], None]) -> None:
     """In web-UI mode, `check(host)` runs before each test starts (with the host of the start form);
     the OptionError it raises is shown in the UI and the test does not start."""
     run_state.of(environment, WebRun).checks.append(check)
-
-
-def keeps_process(environment) -> bool:
-    """True when a test ends but the process stays: tests started from the web UI. A generator whose
-    budget is spent then stops its users and does not quit (headless, it quits: the run is over)."""
-    return run_state.of(environment, WebRun).web
 
 
 def web_ui_mode(environment, web_ui) -> bool:
@@ -212,7 +206,6 @@ def _quitting(environment, **_kw) -> None:
         return
     if state.completing is None or state.completing.dead:
         state.completing = gevent.getcurrent()
-        state.interrupted = mark_interrupted(environment)  # a signal while the test runs: exit 130/143
         _complete(environment)
     else:
         state.completing.join()
@@ -223,16 +216,10 @@ def _complete(environment) -> None:
     state = run_state.of(environment, WebRun)
     folder, rid = state.folder, state.run_id
     try:
-        if measuring(environment):
-            code = finish_run(environment)  # waits for the drain; writes stats.json (run_measured)
-        else:
-            write_final_stats(environment)
-            code = None
-        if code is None:
-            runner = environment.runner
-            code = environment.process_exit_code
-            if code is None:
-                code = 1 if runner is not None and (runner.errors or runner.exceptions) else 0
+        # The run's end in its one order (drain, last measurements, stats.json, checks, end rows);
+        # a signal while the test ran makes it interrupted (130/143).
+        code = end.end(environment)
+        state.interrupted = end.interrupted(environment)
         stop_sar(environment)
         from locust.html import get_html_report
 

@@ -27,21 +27,16 @@ from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
 import backends
-import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
+import loadtesting.locust_plugin  # capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from backends.base import REQUEST_TYPE
-from loadtesting import webui_run
-from locustfiles import open_model
+from generators import open_model
+from lifecycle import budget, end
+from lifecycle.end import add_run_extra, describe_run, expect_signal_end
+from loadtesting import rate_capacity
 from monitors import e2e as e2e_rows
-from monitors.locust_plugin import (
-    add_run_extra,
-    add_sampler,
-    describe_run,
-    expect_signal_end,
-    measuring,
-    pipeline_drained,
-    run_id,
-)
+from monitors.clickhouse import XapiTable
+from monitors.locust_plugin import add_sampler, measuring, run_id
 from monitors.xapi_e2e import EndToEnd, summary_line
 from openedx_erb.events import MIXES, Clock, EventFactory, TrackedLearner, generated_users, load_users
 from plumbing import run_state
@@ -49,6 +44,7 @@ from plumbing.options import OptionError, require
 from plumbing.web_options import per_test
 
 log = logging.getLogger("tracking")
+loadtesting.locust_plugin.generates_rate()  # --capacity-search searches events/s
 E2E_NAME = "tracking event → xAPI in ClickHouse"
 
 
@@ -60,7 +56,7 @@ class TrackingRun:
     generator: Generator | None = None  # not on a master
     e2e: EndToEnd | None = None  # the end-to-end check (master or local runner)
     e2e_greenlet: gevent.Greenlet | None = None
-    workers_done: int = 0  # master: workers that sent their budget
+    capacity: loadtesting.locust_plugin.RateTarget | None = None  # --capacity-search: what the search steps
 
 
 @events.init_command_line_parser.add_listener
@@ -147,14 +143,14 @@ def _init(environment, runner=None, **_kw) -> None:
         run.users = generated_users(o.username_prefix, o.learners)
     # Aspects' mode: sent until killed, so a signal is the planned end, not an interruption.
     expect_signal_end(environment, o.run_until_killed and not o.run_time)
+    if o.capacity_search:
+        _use_capacity_search(environment, run)
     describe_run(environment, course_id=o.course_id, num_users=len(run.users), username_prefix=o.username_prefix,
-                 backend=o.pipeline_backend, num_events=None if o.run_until_killed else o.num_events,
+                 backend=o.pipeline_backend,
+                 num_events=None if o.run_until_killed or o.capacity_search else o.num_events,
                  events_per_second=o.events_per_second or None)
     if not isinstance(runner, MasterRunner):
         backends.get(o.pipeline_backend).check_reachable(o)
-    if isinstance(runner, MasterRunner):
-        runner.register_message("tracking_done", _worker_done)
-        return
     if isinstance(runner, WorkerRunner):
         # The master's course (sent before its spawn message, so it arrives before test_start here).
         # Locust passes the handler's arguments by keyword (environment=, msg=).
@@ -162,14 +158,22 @@ def _init(environment, runner=None, **_kw) -> None:
             environment.parsed_options, "course_id", msg.data))
 
 
-def _processes(environment) -> tuple[int, int]:
-    return open_model.process_share(environment, environment.parsed_options.tracking_processes)
+# What a growing backlog of the backend's sampler means (--monitor-backend): the stage behind it.
+BUS_STAGES = {"celery": rate_capacity.CELERY, "redis_bus": rate_capacity.CONSUMERS,
+              "kafka_bus": rate_capacity.CONSUMERS, "vector": rate_capacity.CLICKHOUSE}
 
 
-def _share(total: float, index: int, count: int) -> float:
-    if isinstance(total, int):
-        return total // count + (1 if index < total % count else 0)
-    return total / count
+def _use_capacity_search(environment, run: TrackingRun) -> None:
+    """--capacity-search: the arrival rate is searched (events/s), on a live open-model plan."""
+    o = environment.parsed_options
+
+    def stored() -> int:
+        return len(run.e2e.seen) if run.e2e is not None else 0
+
+    run.capacity = loadtesting.locust_plugin.RateTarget(
+        "tracking events", lambda rate, ramp: open_model.set_rate(environment, "tracking events", rate, ramp),
+        REQUEST_TYPE, None if o.no_e2e else stored, "events", BUS_STAGES.get(o.pipeline_backend))
+    loadtesting.locust_plugin.use_rate_search(environment, run.capacity)
 
 
 class Generator:
@@ -178,17 +182,20 @@ class Generator:
     def __init__(self, environment) -> None:
         o = environment.parsed_options
         self.env, self.o = environment, o
-        self.index, self.count = _processes(environment)
+        self.index, self.count = budget.process_share(environment, o.tracking_processes)
         self.learners = [TrackedLearner(uid, name) for uid, name in run_state.of(environment, TrackingRun).users]
         self.factory = EventFactory(o.course_id, o.event_mix, Clock(slot=self.index))
-        self.budget = None if o.run_until_killed else _share(o.num_events, self.index, self.count)
+        searching = bool(o.capacity_search)  # the search steps the rate until it is done
+        self.budget = None if o.run_until_killed or searching else budget.share(o.num_events, self.index, self.count)
         self.sent = self.reserved = 0
         self.started = time.monotonic()
         self.finishing = False
         self.finished_at: float | None = None
         self.sender = backends.get(o.pipeline_backend).sender(environment, o)
         self.model: open_model.OpenModel | None = None
-        if open_model.enabled(environment, o.events_per_second):
+        if searching:
+            self.model = open_model.OpenModel(environment, "tracking events", o.capacity_start_rate, live=True)
+        elif open_model.enabled(environment, o.events_per_second):
             # The plan holds this process's share of --num-events: each is sent or dropped.
             self.model = open_model.OpenModel(environment, "tracking events", o.events_per_second,
                                               None if o.run_until_killed else o.num_events)
@@ -251,23 +258,8 @@ class Generator:
             gevent.sleep(0.01)
         log.info("tracking: %d events sent by this process (%.0f/s)%s", self.sent, self.achieved_rate(),
                  f", {self.model.scheduler.dropped} dropped" if self.model is not None else "")
-        runner = self.env.runner
-        if isinstance(runner, WorkerRunner):
-            runner.send_message("tracking_done", {"sent": self.sent})
-        elif runner is not None:
-            runner.stop()  # the monitor and the E2E check drain, then quitting writes the end row
-            if not webui_run.keeps_process(self.env):
-                gevent.spawn_later(1.5, runner.quit)
-
-
-def _worker_done(environment, msg, **_kw) -> None:
-    from locust.runners import WORKER_REPORT_INTERVAL
-
-    run = run_state.of(environment, TrackingRun)
-    run.workers_done += 1
-    if run.workers_done >= environment.runner.worker_count:
-        end = environment.runner.stop if webui_run.keeps_process(environment) else environment.runner.quit
-        gevent.spawn_later(WORKER_REPORT_INTERVAL + 0.5, end)
+        # The monitor and the E2E check drain, then the run's end writes the end row.
+        budget.spent(self.env, "tracking", sent=self.sent)
 
 
 def _sent_total(environment) -> int:
@@ -294,11 +286,16 @@ def _start(environment, **_kw) -> None:
 def _start_e2e(environment) -> None:
     o = environment.parsed_options
 
+    target = run_state.of(environment, TrackingRun).capacity
+
     def latency(ms: float) -> None:
+        if target is not None:
+            target.observe_latency(ms)
         e2e_rows.record(environment, E2E_NAME, ms)  # its own row: Aggregated holds the events sent
 
-    e2e = EndToEnd(o.xapi_clickhouse_url or o.clickhouse_url, o.xapi_database, o.xapi_table, time.time() - 1,
-                   lambda: _sent_total(environment), o.e2e_poll_interval, o.course_id, o.xapi_time_column,
+    xapi = XapiTable.from_options(o)  # the monitor's --xapi-* options
+    e2e = EndToEnd(xapi.url, xapi.database, xapi.table, time.time() - 1,
+                   lambda: _sent_total(environment), o.e2e_poll_interval, o.course_id, xapi.time_column,
                    o.e2e_timestamp_sql, o.clickhouse_data_path, latency)
     run = run_state.of(environment, TrackingRun)
     run.e2e = e2e
@@ -323,35 +320,35 @@ def _e2e_summary(environment) -> None:
     add_run_extra(environment, sent_event_count=summary["sent"], e2e=summary)
 
 
-@pipeline_drained.add_listener
+@end.pipeline_drained.add_listener
 def _drained(environment, **_kw) -> None:
     if run_state.of(environment, TrackingRun).e2e is not None:
         _e2e_summary(environment)
 
 
-@events.quitting.add_listener
-def _quit(environment, **_kw) -> None:
-    # Locust calls quitting listeners in reverse order: this runs before the monitor's, which
-    # drains (the E2E check's "missing" is a backlog) and then fires pipeline_drained.
+@end.load_finished.add_listener
+def _load_finished(environment, **_kw) -> None:
     run = run_state.of(environment, TrackingRun)
     gen = run.generator
     if gen is not None:
         gen.sender.close()
         if not isinstance(environment.runner, WorkerRunner):  # a worker's extras do not reach the master
             add_run_extra(environment, events_per_second_achieved=round(gen.achieved_rate(), 1))
-        # Open model: the rate achieved and the drops are logged and stored by locustfiles.open_model.
-    e2e = run.e2e
-    if e2e is None:
-        if gen is not None:
-            add_run_extra(environment, sent_event_count=_sent_total(environment))
+        # Open model: the rate achieved and the drops are logged and stored by generators.open_model.
+    if run.e2e is None and gen is not None:
+        add_run_extra(environment, sent_event_count=_sent_total(environment))
+
+
+@end.pipeline_draining.add_listener
+def _draining(environment, **_kw) -> None:
+    """Without a monitor (--no-monitor), wait here for the E2E check, bounded like the monitor's drain
+    (with one, the E2E check's "missing" is a backlog the monitor drains)."""
+    e2e = run_state.of(environment, TrackingRun).e2e
+    if e2e is None or measuring(environment):
         return
-    if measuring(environment):
-        return  # the summary is taken on pipeline_drained
-    # No monitor (--no-monitor): drain here, bounded like the monitor's drain.
     deadline = time.monotonic() + float(getattr(environment.parsed_options, "drain_timeout", 60) or 60)
     while e2e.summary()["missing"] and time.monotonic() < deadline:
         gevent.sleep(e2e.poll_interval)
-    _e2e_summary(environment)
 
 
 class TrackingUser(User):
