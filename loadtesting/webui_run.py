@@ -118,9 +118,14 @@ def _init(environment, web_ui=None, **_kw) -> None:
 
     @web_ui.app.after_request
     def _after_start(response):
-        if state.prepared and request.path.endswith("/swarm") and response.is_json \
-                and not (response.get_json(silent=True) or {}).get("success"):
+        if not (state.prepared and request.path.endswith("/swarm") and response.is_json):
+            return response
+        body = response.get_json(silent=True) or {}
+        if not body.get("success"):
             _unprepare(environment)  # Locust refused the start (e.g. a bad user count): no run
+        else:  # the new test's run id and folder, for scripts driving the UI
+            body.update(run_id=state.run_id, results=str(state.folder))
+            response.set_data(json.dumps(body))
         return response
 
 

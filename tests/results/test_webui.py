@@ -130,9 +130,12 @@ def test_phases_are_marked_from_the_web_ui(web_ui):
     assert bad.status_code == 400 and "expected 1-64 letters" in bad.json()["error"]
 
 
-def _offered(ui: WebUI) -> list[float]:
-    """The requests per second of the samples so far that had requests."""
-    charts = {c["key"]: c for c in ui.get("/pipeline/history").json()["charts"]}
+def _offered(ui: WebUI, run_id: str) -> list[float]:
+    """The requests per second of the samples so far of run `run_id` that had requests."""
+    history = ui.get("/pipeline/history").json()
+    if history["run_id"] != run_id:
+        return []  # the test is starting: the UI still shows the previous one
+    charts = {c["key"]: c for c in history["charts"]}
     series = {s["name"]: s["values"] for s in charts.get("throughput", {}).get("series", [])}
     return [v for v in series.get("offered", []) if v]
 
@@ -160,8 +163,9 @@ def test_each_test_started_from_the_web_ui_gets_a_complete_run_folder(web_ui_via
     """Start, stop, start again: two run folders, each with what a headless run writes."""
     web_ui = web_ui_via_run
     for n in (1, 2):
-        assert web_ui.start_when_ready()["success"]
-        wait_for(lambda: _offered(web_ui), timeout=30, what=f"a sample with requests in test {n}")
+        started = web_ui.start_when_ready()
+        assert started["success"] and started["results"] == str(web_ui.results / started["run_id"])
+        wait_for(lambda: _offered(web_ui, started["run_id"]), timeout=30, what=f"a sample with requests in test {n}")
         assert web_ui.post("/stop").json()["success"]
         wait_for(lambda n=n: len(_complete_folders(web_ui.results)) == n, timeout=90,
                  what=f"run folder {n} complete")
@@ -189,8 +193,9 @@ def test_per_test_options_are_in_the_start_form_and_take_effect(web_ui):
     assert "clickhouse_url" not in extra  # where the rows go (and its password) is not a per-test choice
     bad = web_ui.start(check_p95="fast")
     assert not bad["success"] and bad["message"] == "error: --check-p95 'fast': expected a number"
-    assert web_ui.start(check_p95="0.001", run_tags="from-the-ui")["success"]
-    wait_for(lambda: _offered(web_ui), timeout=30, what="a sample with requests")
+    started = web_ui.start(check_p95="0.001", run_tags="from-the-ui")
+    assert started["success"]
+    wait_for(lambda: _offered(web_ui, started["run_id"]), timeout=30, what="a sample with requests")
     changed = web_ui.start(4, check_p95="fast")  # a new user count for the running test: checked too
     assert not changed["success"] and "expected a number" in changed["message"]
     web_ui.post("/stop")
@@ -213,8 +218,9 @@ def test_a_host_that_is_down_is_an_error_when_the_test_starts(capped, tmp_path):
 
 
 def test_a_test_running_when_the_web_ui_is_ended_by_a_signal_still_gets_its_folder(web_ui):
-    assert web_ui.start()["success"]
-    wait_for(lambda: _offered(web_ui), timeout=30, what="a sample with requests")
+    started = web_ui.start()
+    assert started["success"]
+    wait_for(lambda: _offered(web_ui, started["run_id"]), timeout=30, what="a sample with requests")
     os.killpg(web_ui.proc.pid, signal.SIGTERM)
     assert web_ui.proc.wait(timeout=90) == 143  # stopped before its planned end, as a headless run says
     (folder,) = _complete_folders(web_ui.results)
