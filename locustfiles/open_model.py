@@ -276,6 +276,7 @@ def total(environment) -> dict | None:
         s["start_wall"] = min((r["start_wall"] for r in reports if r["start_wall"] is not None), default=None)
         s["scheduler_lateness_max_ms"] = max(r["scheduler_lateness_max_ms"] for r in reports)
         s["processes"] = len(reports)
+        s["planned_per_process"] = [run.reports[i]["planned"] for i in sorted(run.reports)]  # the split, by worker index
     else:
         s = summary(run.models)
         if s is None:

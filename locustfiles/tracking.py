@@ -132,21 +132,14 @@ def _init(environment, runner=None, **_kw) -> None:
         # One course per run as the reference creates; the master passes it on to its workers.
         o.course_id = f"course-v1:OEX+{uuid.uuid4().hex[:6]}+2024-1"
     run = run_state.of(environment, TrackingRun)
-    if o.users_file:
-        try:
-            run.users = load_users(o.users_file)
-        except OSError as exc:
-            raise OptionError(f"--users-file {o.users_file!r}: {exc.strerror}") from None
-        except ValueError as exc:
-            raise OptionError(str(exc)) from None
-    else:
-        run.users = [(n + 1, f"{o.username_prefix}_{n:06d}") for n in range(o.learners)]
+    if not isinstance(runner, WorkerRunner):
+        _load_learners(environment)
     # Aspects' mode: sent until killed, so a signal is the planned end, not an interruption.
     expect_signal_end(environment, o.run_until_killed and not o.run_time)
     describe_run(environment, course_id=o.course_id, num_users=len(run.users), username_prefix=o.username_prefix,
                  backend=o.pipeline_backend, num_events=None if o.run_until_killed else o.num_events,
                  events_per_second=o.events_per_second or None)
-    if not isinstance(runner, MasterRunner):
+    if runner is None or not isinstance(runner, MasterRunner | WorkerRunner):
         backends.get(o.pipeline_backend).check_reachable(o)
     if isinstance(runner, MasterRunner):
         runner.register_message("tracking_done", _worker_done)
@@ -156,6 +149,20 @@ def _init(environment, runner=None, **_kw) -> None:
         # Locust passes the handler's arguments by keyword (environment=, msg=).
         runner.register_message("tracking_course", lambda environment, msg, **_k: setattr(
             environment.parsed_options, "course_id", msg.data))
+
+
+def _load_learners(environment) -> None:
+    o = environment.parsed_options
+    run = run_state.of(environment, TrackingRun)
+    if o.users_file:
+        try:
+            run.users = load_users(o.users_file)
+        except OSError as exc:
+            raise OptionError(f"--users-file {o.users_file!r}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise OptionError(str(exc)) from None
+    else:
+        run.users = [(n + 1, f"{o.username_prefix}_{n:06d}") for n in range(o.learners)]
 
 
 def _processes(environment) -> tuple[int, int]:
@@ -252,6 +259,11 @@ def _start(environment, **_kw) -> None:
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         runner.send_message("tracking_course", o.course_id)
+    if isinstance(runner, WorkerRunner):
+        # A worker knows the run's options (its learners, where the bus is) only from the master's
+        # spawn message, which comes just before this: its own defaults point at its own loopback.
+        _load_learners(environment)
+        backends.get(o.pipeline_backend).check_reachable(o)
     if not isinstance(runner, MasterRunner):
         try:
             run_state.of(environment, TrackingRun).generator = Generator(environment)

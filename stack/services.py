@@ -82,6 +82,10 @@ def redis(stack: Stack) -> Service:
         "--port", str(port), "--bind", stack.host, "--dir", str(home),
         "--save", "", "--appendonly", "no", "--daemonize", "no",
     ]  # fmt: skip
+    if stack.host != "127.0.0.1":
+        # Served to other hosts (the multi-host tests' private bridge): Redis without a password
+        # otherwise answers only loopback clients.
+        argv += ["--protected-mode", "no"]
     proc = Proc("redis", argv, ready=lambda: _redis_ping(stack.host, port))
     return Service("redis", [proc], Endpoint("redis", stack.host, port, f"redis://{stack.host}:{port}/0"))
 

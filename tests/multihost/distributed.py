@@ -99,5 +99,7 @@ def run_rows(url: str, run_id: str) -> list[str]:
 
 
 def interval_requests(url: str, run_id: str) -> dict[str, int]:
+    """Requests per name over the run's interval rows (timed from the send; the open model's rows timed
+    from the planned start count the same requests again)."""
     return dict(query(url, "SELECT name, sum(requests) FROM event_sink.load_test_request_stats "
-                           "WHERE run_id = %(r)s GROUP BY name", {"r": run_id}))
+                           "WHERE run_id = %(r)s AND timing = 'service' GROUP BY name", {"r": run_id}))
