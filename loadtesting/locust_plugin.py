@@ -19,6 +19,7 @@ from pathlib import Path
 from locust import events
 from locust.runners import WorkerRunner
 
+import monitors.clocks  # noqa: F401  - worker clock offsets from the master, for every locustfile
 from loadtesting import capacity, phases, run, sar
 from loadtesting.capacity_shape import CapacitySearch
 from monitors.locust_plugin import add_run_extra, measuring, record_run_event, run_measured

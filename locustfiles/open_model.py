@@ -23,6 +23,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 import monitors.locust_plugin  # noqa: F401  - its quitting listener runs after ours (the end row)
 from locustfiles.arrival import EVEN, POISSON, Plan, RateProfile, Scheduler, Ticket, parse_stages
+from monitors import clocks
 from monitors.locust_plugin import add_run_extra
 from plumbing import run_state
 from plumbing.options import OptionError, require
@@ -220,7 +221,8 @@ def _spawned(environment) -> None:
 
 def _start_at(environment, msg, **_kw) -> None:
     run = run_state.of(environment, OpenModelRun)
-    run.start_at = float(msg.data)
+    # The master's instant on this worker's clock (another host's may be off by seconds).
+    run.start_at = float(msg.data) - clocks.worker_offset(environment)
     for m in run.models:
         m.scheduler.start(run.start_at)
 

@@ -30,6 +30,7 @@ import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, 
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from backends.base import REQUEST_TYPE
 from locustfiles import open_model
+from monitors import clocks
 from monitors.locust_plugin import (
     add_run_extra,
     add_sampler,
@@ -283,7 +284,8 @@ def _start_e2e(environment) -> None:
 
     e2e = EndToEnd(o.xapi_clickhouse_url or o.clickhouse_url, o.xapi_database, o.xapi_table, time.time() - 1,
                    lambda: _sent_total(environment), o.e2e_poll_interval, o.course_id, o.xapi_time_column,
-                   o.e2e_timestamp_sql, o.clickhouse_data_path, latency)
+                   o.e2e_timestamp_sql, o.clickhouse_data_path, latency,
+                   clock_offsets=lambda: clocks.offsets(environment))
     run = run_state.of(environment, TrackingRun)
     run.e2e = e2e
 
