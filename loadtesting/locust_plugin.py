@@ -19,6 +19,7 @@ from pathlib import Path
 from locust import events
 from locust.runners import WorkerRunner
 
+import loadtesting.generator_hosts  # noqa: F401  - sar on every worker host of a distributed run
 import monitors.clocks  # noqa: F401  - worker clock offsets from the master, for every locustfile
 from loadtesting import capacity, phases, run, sar
 from loadtesting.capacity_shape import CapacitySearch

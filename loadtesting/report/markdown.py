@@ -208,6 +208,19 @@ def section_lag(page: Page) -> list[str]:
                          [[k, max(v for _, v in s), s[-1][1]] for k, s in lag.items()])
 
 
+def section_generator_hosts(page: Page) -> list[str]:
+    """Distributed runs: sar of each worker host, beside the master's own (above)."""
+    hosts = (page.data.meta.get("extra") or {}).get("generator_hosts")
+    if not hosts:
+        return []
+    keys = ["samples", "cpu_user", "cpu_system", "cpu_iowait", "cpu_idle", "mem_used_pct", "net_rx_kBps",
+            "net_tx_kBps"]
+    md = _titled_table("System activity (sar) per worker host", ["host", *keys],
+                       [[h, *[s.get(k) for k in keys]] for h, s in hosts.items()])
+    return md + ["Averages over each worker's test, recorded on its own host (a generator near 100 % CPU "
+                 "measures itself, not the system under test).", ""]
+
+
 def section_clocks(page: Page) -> list[str]:
     """Distributed runs: each worker's clock offset from the master, and what it means for latencies."""
     extra = page.data.meta.get("extra") or {}
@@ -244,7 +257,7 @@ def section_charts(page: Page) -> list[str]:
 
 # The report, top to bottom: adding a section is one function above and one entry here.
 SECTIONS = [section_tested, section_findings, section_capacity, section_phases, section_requests, section_planned,
-            section_failures, section_lag, section_clocks, section_charts]
+            section_failures, section_lag, section_generator_hosts, section_clocks, section_charts]
 
 
 def render(data: RunData, folder: Path) -> Path:

@@ -3,6 +3,7 @@ in Locust's final stats, and the monitor's interval rows in ClickHouse (a host o
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.helpers import wait_for
@@ -22,8 +23,8 @@ def test_distributed_http_across_hosts_adds_up(topology, ch, sut_site, tmp_path)
     offset = log.stat().st_size if log.exists() else 0
     run = distributed.run(topology, "http", [
         "--host", sut_site.url, "--clickhouse-url", ch.url, "--users", "20", "--spawn-rate", "20",
-        "--run-time", "10s", "--stop-timeout", "5", "--wait-min", "0", "--wait-max", "0.5", "--fake-users", "1000",
-        "--monitor-interval", "2", "--no-sar", "--only-summary"], tmp_path)
+        "--run-time", "10s", "--wait-min", "0", "--wait-max", "0.5", "--fake-users", "1000",
+        "--monitor-interval", "2", "--only-summary"], tmp_path, stop_first=True)
     run.assert_ok()
     final = {name: r["requests"] for name, r in run.stats().items()}
     assert final["/login/ (POST)"] == 20
@@ -37,3 +38,23 @@ def test_distributed_http_across_hosts_adds_up(topology, ch, sut_site, tmp_path)
                      timeout=15, what="nginx's access log to hold every request")
     assert len(lines) == expected
     assert {line.split()[0] for line in lines} == workers
+
+
+def test_each_worker_host_records_its_own_sar_and_the_report_shows_it(topology, ch, sut_site, tmp_path):
+    run = distributed.run(topology, "http", [
+        "--host", sut_site.url, "--clickhouse-url", ch.url, "--users", "10", "--spawn-rate", "10",
+        "--run-time", "5s", "--wait-min", "0", "--wait-max", "0.5", "--fake-users", "1000",
+        "--monitor-interval", "1", "--only-summary"], tmp_path, stop_first=True)
+    run.assert_ok()
+    hosts = json.loads((run.out / "sar-hosts.json").read_text())
+    # One entry per worker host, named by the address it reaches the master from; each host's own
+    # network figures (its namespace's interface carried its requests).
+    assert sorted(h.split()[-1] for h in hosts) == sorted(topology[w].addr for w in distributed.WORKERS)
+    for figures in hosts.values():
+        assert figures["samples"] >= 2 and figures["net_tx_kBps"] > 0, hosts
+    assert (run.out / "sar.data").exists()  # the master's host, as before
+    from loadtesting import report
+
+    md = report.render(report.load(run.run_id, tmp_path, "clickhouse", ch.url), tmp_path / "report").read_text()
+    section = md[md.index("## System activity (sar) per worker host"):]
+    assert all(h in section for h in hosts)
