@@ -21,6 +21,7 @@ from locust.runners import WorkerRunner
 
 import loadtesting.generator_hosts  # noqa: F401  - sar on every worker host of a distributed run
 import monitors.clocks  # noqa: F401  - worker clock offsets from the master, for every locustfile
+import monitors.final_reports  # noqa: F401  - a quitting master gets its workers' last figures
 from loadtesting import capacity, phases, run, sar
 from loadtesting.capacity_shape import CapacitySearch
 from monitors.locust_plugin import add_run_extra, measuring, record_run_event, run_measured

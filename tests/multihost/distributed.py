@@ -44,32 +44,20 @@ class Run:
             assert "Traceback" not in self.logs[name], f"{name}:\n{self.logs[name][-3000:]}"
 
 
-STOP_TIMEOUT = 3
-
-
 def run(topology, locustfile: str, master_args: list[str], tmp_path: Path, *,
-        worker_env: dict[str, str] | None = None, timeout: float = 150, stop_first: bool = False) -> Run:
-    """Master + two workers on their hosts, to completion.
-
-    `stop_first`: the run ends as from the web UI's stop (--autostart/--autoquit): the workers stop and
-    send their last figures, then the master quits. At --run-time a headless master quits at once and
-    waits only 0.5 s for the workers' last reports (Locust's MasterRunner.quit): a worker still finishing
-    its users' requests then loses them. Runs whose generators end by themselves (a message budget) are
-    not affected."""
+        worker_env: dict[str, str] | None = None, timeout: float = 150) -> Run:
+    """Master + two workers on their hosts, headless, to completion."""
     run_id = f"t-multihost-{locustfile}-{uuid.uuid4().hex[:8]}"
     master = topology["master"]
     out = tmp_path / "run"
     out.mkdir(parents=True, exist_ok=True)
     lf = str(REPO / "locustfiles" / f"{locustfile}.py")
     procs: dict[str, subprocess.Popen] = {}
-    # A stopped worker is ready again only after --stop-timeout: a master quitting before then sends it no quit.
-    ending = (["--autostart", "--autoquit", str(STOP_TIMEOUT + 3), "--stop-timeout", str(STOP_TIMEOUT),
-               "--web-host", master.addr] if stop_first else ["--headless"])
     logs = {name: tmp_path / f"{name}.log" for name in ("master", *WORKERS)}
     try:
         with open(logs["master"], "w") as log:
             procs["master"] = master.popen(
-                [LOCUST, "-f", lf, *ending, "--master", "--expect-workers", str(len(WORKERS)),
+                [LOCUST, "-f", lf, "--headless", "--master", "--expect-workers", str(len(WORKERS)),
                  "--master-bind-host", master.addr, "--master-bind-port", str(MASTER_PORT), *master_args],
                 env=clean_env(LOCUST_RESULTS_DIR=str(out), LOCUST_RUN_ID=run_id,
                               LOCUST_SPILL_DIR=str(tmp_path / "spill-master")), stdout=log,

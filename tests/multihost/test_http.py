@@ -1,5 +1,8 @@
 """HTTP learners from two worker hosts against the site on another host: every request the site served is
-in Locust's final stats, and the monitor's interval rows in ClickHouse (a host of its own) add up to them."""
+in Locust's final stats, and the monitor's interval rows in ClickHouse (a host of its own) add up to them.
+The run ends at --run-time, where Locust's master alone would wait only 0.5 s for the workers' last
+reports (monitors.final_reports stops them first); --stop-timeout lets users finish the request in
+flight, so the site serves nothing Locust does not count."""
 
 from __future__ import annotations
 
@@ -23,8 +26,8 @@ def test_distributed_http_across_hosts_adds_up(topology, ch, sut_site, tmp_path)
     offset = log.stat().st_size if log.exists() else 0
     run = distributed.run(topology, "http", [
         "--host", sut_site.url, "--clickhouse-url", ch.url, "--users", "20", "--spawn-rate", "20",
-        "--run-time", "10s", "--wait-min", "0", "--wait-max", "0.5", "--fake-users", "1000",
-        "--monitor-interval", "2", "--only-summary"], tmp_path, stop_first=True)
+        "--run-time", "10s", "--stop-timeout", "5", "--wait-min", "0", "--wait-max", "0.5", "--fake-users", "1000",
+        "--monitor-interval", "2", "--only-summary"], tmp_path)
     run.assert_ok()
     final = {name: r["requests"] for name, r in run.stats().items()}
     assert final["/login/ (POST)"] == 20
@@ -43,8 +46,8 @@ def test_distributed_http_across_hosts_adds_up(topology, ch, sut_site, tmp_path)
 def test_each_worker_host_records_its_own_sar_and_the_report_shows_it(topology, ch, sut_site, tmp_path):
     run = distributed.run(topology, "http", [
         "--host", sut_site.url, "--clickhouse-url", ch.url, "--users", "10", "--spawn-rate", "10",
-        "--run-time", "5s", "--wait-min", "0", "--wait-max", "0.5", "--fake-users", "1000",
-        "--monitor-interval", "1", "--only-summary"], tmp_path, stop_first=True)
+        "--run-time", "5s", "--stop-timeout", "5", "--wait-min", "0", "--wait-max", "0.5", "--fake-users", "1000",
+        "--monitor-interval", "1", "--only-summary"], tmp_path)
     run.assert_ok()
     hosts = json.loads((run.out / "sar-hosts.json").read_text())
     # One entry per worker host, named by the address it reaches the master from; each host's own

@@ -16,8 +16,8 @@ def test_distributed_mqtt_across_hosts_every_publish_reached_the_broker(topology
     rec = Recorder(sut_mosquitto.port, topic="devices/+/lamp/changed", qos=1, host=sut_mosquitto.host)
     try:
         run = distributed.run(topology, "mqtt", [
-            "--mqtt-url", sut_mosquitto.url, "--users", "20", "--spawn-rate", "20", "--run-time", "6s",
-            "--clickhouse-url", ch.url, "--monitor-interval", "1", "--fake-devices", "1000", "--no-sar"], tmp_path, stop_first=True)
+            "--mqtt-url", sut_mosquitto.url, "--users", "20", "--spawn-rate", "20", "--run-time", "6s", "--stop-timeout", "5",
+            "--clickhouse-url", ch.url, "--monitor-interval", "1", "--fake-devices", "1000", "--no-sar"], tmp_path)
         run.assert_ok()
         final = {name: r["requests"] for name, r in run.stats().items()}
         counted = final[CHANGED]
