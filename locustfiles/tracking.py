@@ -8,7 +8,7 @@ Options mirror `load_test_tracking_events` (--num-users, --username-prefix, --nu
 --tags selects tasks) and add an open-model --events-per-second, --course-id, --users-file and
 --event-mix. Events enter where --pipeline-backend says, in that pipeline's wire format; each
 send is an EVENT request named by event name. Every stored xAPI statement is matched to its event
-in ClickHouse (E2E requests: event time → first seen in the xAPI table), and the run ends with
+in ClickHouse (an E2E row outside Aggregated: event time → first seen in the xAPI table), and the run ends with
 sent, stored, missing, duplicates, latency percentiles and the storage runway.
 """
 
@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import gevent
+from gevent.lock import Semaphore
 from locust import User, events, task
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
@@ -31,6 +32,7 @@ import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink
 from backends.base import REQUEST_TYPE
 from locustfiles import open_model
 from monitors import clocks
+from monitors import e2e as e2e_rows
 from monitors.locust_plugin import (
     add_run_extra,
     add_sampler,
@@ -41,7 +43,7 @@ from monitors.locust_plugin import (
     run_id,
 )
 from monitors.xapi_e2e import EndToEnd, summary_line
-from openedx_erb.events import MIXES, Clock, EventFactory, TrackedLearner, load_users
+from openedx_erb.events import MIXES, Clock, EventFactory, TrackedLearner, generated_users, load_users
 from plumbing import run_state
 from plumbing.options import OptionError, require
 
@@ -69,7 +71,7 @@ def _options(parser) -> None:
     g.add_argument("--num-users", type=int, default=100, dest="learners", env_var="LOCUST_TRACKING_NUM_USERS",
                    help="learners the events are about (default 100; --users-file gives real ones)")
     g.add_argument("--username-prefix", default="lt_", env_var="LOCUST_USERNAME_PREFIX",
-                   help="prefix of generated learner names (default lt_)")
+                   help="prefix of generated learner names, used as given: lt_000000, lt_000001 … (default lt_)")
     g.add_argument("--users-file", default="", env_var="LOCUST_USERS_FILE",
                    help="CSV of user_id,username that exist in your Open edX (instead of generated learners)")
     g.add_argument("--num-events", type=int, default=1000, env_var="LOCUST_NUM_EVENTS",
@@ -163,7 +165,7 @@ def _load_learners(environment) -> None:
         except ValueError as exc:
             raise OptionError(str(exc)) from None
     else:
-        run.users = [(n + 1, f"{o.username_prefix}_{n:06d}") for n in range(o.learners)]
+        run.users = generated_users(o.username_prefix, o.learners)
 
 
 def _processes(environment) -> tuple[int, int]:
@@ -197,6 +199,7 @@ class Generator:
             self.model = open_model.OpenModel(environment, "tracking events", o.events_per_second,
                                               None if o.run_until_killed else o.num_events)
             gevent.spawn(self._finish_when_planned)
+        self.turn = Semaphore()  # the user taking the due instants (open model)
 
     def take(self) -> bool:
         """Reserve one event of the budget. Reserving before sending matters: a send yields to the
@@ -205,6 +208,28 @@ class Generator:
             return False
         self.reserved += 1
         return True
+
+    def send_due(self) -> None:
+        """Open model: send the plan's events until it is over. At each wake-up take every instant due
+        (at least the next one, waited for) and queue its event: one wake-up of the loop starts all
+        the instants of its turn, each event with its own planned instant. One user at a time does
+        this (the others wait their turn, the pool's reserve), so the events leave in plan order and
+        no task loop or hand-over runs per instant. Queueing events is not being busy: the instants
+        that come meanwhile are taken at the next turn (late, from their planned instant). A full
+        sender is: the instants that come while it is full find no idle user and are dropped and
+        counted."""
+        sender, scheduler = self.sender, self.model.scheduler
+        idle_since = time.monotonic()  # waiting for its turn is being idle: instants due meanwhile are its own
+        with self.turn:
+            while True:
+                tickets = scheduler.acquire_due(max(sender.room(), 1), idle_since)
+                if not tickets:
+                    raise StopUser()
+                for ticket in tickets:
+                    self.send_one(ticket)
+                # Idle from its last instant on (a process the OS set aside between the take and here
+                # must not drop the next ones), unless its sender was full.
+                idle_since = time.monotonic() if sender.wait_for_room() else tickets[-1].at
 
     def send_one(self, ticket=None) -> None:
         learner = random.choice(self.learners)  # with replacement, as the reference
@@ -279,8 +304,7 @@ def _start_e2e(environment) -> None:
     o = environment.parsed_options
 
     def latency(ms: float) -> None:
-        environment.events.request.fire(request_type="E2E", name=E2E_NAME, response_time=ms, response_length=0,
-                                        exception=None, context={})
+        e2e_rows.record(environment, E2E_NAME, ms)  # its own row: Aggregated holds the events sent
 
     e2e = EndToEnd(o.xapi_clickhouse_url or o.clickhouse_url, o.xapi_database, o.xapi_table, time.time() - 1,
                    lambda: _sent_total(environment), o.e2e_poll_interval, o.course_id, o.xapi_time_column,
@@ -342,22 +366,30 @@ def _quit(environment, **_kw) -> None:
 
 class TrackingUser(User):
     """Sends tracking events: every --sleep-time seconds, or at the planned instants of
-    --events-per-second (open model: a pool of users taking instants from the scheduler)."""
+    --events-per-second (open model: a pool of users taking instants from the scheduler; with a
+    sender that queues, one of them at a time takes all the instants due at a wake-up)."""
 
     ticket = None
     gen: Generator | None = None
 
     def on_start(self) -> None:
         self.gen = gen = run_state.of(self.environment, TrackingRun).generator
-        open_model.attach(self, gen.model if gen is not None else None)  # closed model: no-op
+        if gen is not None and gen.model is not None and not gen.sender.queues:
+            open_model.attach(self, gen.model)  # one instant per user and iteration (its wait_time)
 
-    def wait_time(self) -> float:  # the closed model's
-        return self.environment.parsed_options.sleep_time
+    def wait_time(self) -> float:  # the closed model's; in the open model a queueing sender's users wait in send_due
+        gen = self.gen
+        return 0.0 if gen is not None and gen.model is not None else self.environment.parsed_options.sleep_time
 
     @task
     def emit(self) -> None:
         gen = self.gen
-        if gen is None or (gen.model is not None and self.ticket is None) or not gen.take():
+        if gen is None:
             raise StopUser()
+        if gen.model is not None and gen.sender.queues:
+            gen.send_due()
+            return
+        if (gen.model is not None and self.ticket is None) or not gen.take():
+            raise StopUser()
+        gen.sender.wait_for_room()
         gen.send_one(self.ticket)
-
