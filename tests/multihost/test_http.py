@@ -41,6 +41,8 @@ def test_distributed_http_across_hosts_adds_up(topology, ch, sut_site, tmp_path)
                      timeout=15, what="nginx's access log to hold every request")
     assert len(lines) == expected
     assert {line.split()[0] for line in lines} == workers
+    print(f"ground truth http: access log {len(lines)} lines = stats.json {final['Aggregated']} requests "
+          f"+ {final['/lampi']} redirects; interval rows {sum(v for k, v in final.items() if k != 'Aggregated')}")
 
 
 def test_each_worker_host_records_its_own_sar_and_the_report_shows_it(topology, ch, sut_site, tmp_path):

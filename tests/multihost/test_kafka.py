@@ -48,3 +48,4 @@ def test_distributed_kafka_producers_across_hosts_deliver_exactly_what_they_coun
     assert topic_count(sut_kafka.url, topic, MESSAGES) == MESSAGES
     assert distributed.interval_requests(ch.url, run.run_id) == {name: r["requests"] for name, r in final.items()}
     assert distributed.run_rows(ch.url, run.run_id) == ["end", "start"]
+    print(f"ground truth kafka: topic {MESSAGES} messages = delivered {delivered} = interval rows")

@@ -31,3 +31,5 @@ def test_distributed_mqtt_across_hosts_every_publish_reached_the_broker(topology
     assert counted > 50 and live() == counted
     assert distributed.interval_requests(ch.url, run.run_id) == final
     assert distributed.run_rows(ch.url, run.run_id) == ["end", "start"]
+    print(f"ground truth mqtt: broker delivered {live()} lamp/changed = stats.json {counted}; "
+          f"all requests {final['Aggregated']} = interval rows")

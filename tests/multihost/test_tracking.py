@@ -57,6 +57,8 @@ def test_distributed_open_model_tracking_across_hosts_is_complete(topology, ch, 
     assert sent == om["started"], final
     assert distributed.interval_requests(ch.url, run.run_id) == final
     assert distributed.query(ch.url, f"SELECT count() FROM {db}.xapi_events_all")[0][0] == om["started"]
+    print(f"ground truth tracking: planned {om['planned_per_process']}, started {om['started']}, dropped "
+          f"{om['dropped']}, sent {e2e['sent']} = stored {e2e['stored']} = xAPI rows = stats.json = interval rows")
     assert distributed.run_rows(ch.url, run.run_id) == ["end", "start"]
 
 
