@@ -25,9 +25,9 @@ import gevent
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
-import monitors.locust_plugin  # noqa: F401  - its quitting listener (the end row) runs after ours
+from lifecycle import end
+from lifecycle.end import add_run_extra
 from loadtesting import sar
-from monitors.locust_plugin import add_run_extra
 from plumbing import run_state, settings
 
 log = logging.getLogger("loadtesting.generator_hosts")
@@ -124,8 +124,8 @@ def _stop(environment, **_kw) -> None:
         rec.summarizing = None
 
 
-@events.quitting.add_listener
-def _quitting(environment, **_kw) -> None:
+@end.run_measured.add_listener
+def _measured(environment, **_kw) -> None:
     if not isinstance(environment.runner, MasterRunner):
         return
     rec = run_state.of(environment, GeneratorHosts)

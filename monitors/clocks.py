@@ -30,8 +30,8 @@ import gevent
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
-import monitors.locust_plugin  # noqa: F401  - its quitting listener (the end row) runs after ours
-from monitors.locust_plugin import add_run_extra
+from lifecycle import end
+from lifecycle.end import add_run_extra
 from plumbing import run_state
 
 log = logging.getLogger("monitors.clocks")
@@ -140,8 +140,8 @@ def _test_start(environment, **_kw) -> None:
         run.pinger = gevent.spawn(_ping_loop, runner)
 
 
-@events.quitting.add_listener
-def _quitting(environment, **_kw) -> None:
+@end.run_measured.add_listener
+def _measured(environment, **_kw) -> None:
     run = run_state.of(environment, ClockRun)
     if run.pinger is not None:
         run.pinger.kill(block=False)

@@ -1,6 +1,6 @@
 """Iterations that do nothing, paced one of three ways, for the scheduler's CPU per iteration (bench/arrival.py).
 
---pacing scheduler: the open model (locustfiles/open_model.py) at --pace-rate over all users;
+--pacing scheduler: the open model (generators/open_model.py) at --pace-rate over all users;
 --pacing wait_time: the tracking generator's former open model, a per-user wait_time schedule;
 --pacing due: the open model as the tracking generator takes it: one user at a time takes every instant
 due at its wake-up (Scheduler.acquire_due), so one wake-up starts the instants of a loop's turn;
@@ -16,7 +16,8 @@ from gevent.lock import Semaphore
 from locust import User, events, task
 from locust.exception import StopUser
 
-from locustfiles import open_model
+import monitors.locust_plugin  # noqa: F401  - the monitor, as every locustfile of the suite has it
+from generators import open_model
 
 log = logging.getLogger("pacing")
 count = {"n": 0}

@@ -8,7 +8,7 @@ import time
 import gevent
 from gevent.lock import Semaphore
 
-from locustfiles.arrival import WAKE_RESOLUTION, Plan, RateProfile, Scheduler
+from generators.arrival import WAKE_RESOLUTION, Plan, RateProfile, Scheduler
 
 
 def run_takers(s: Scheduler, takers: int, record: list, wakeups: list, work: float = 0.0,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 
@@ -11,7 +10,7 @@ import pytest
 
 from monitors.xapi_e2e import EndToEnd
 from plumbing import chclient
-from tests.helpers import LOCUST, REPO, wait_for
+from tests.helpers import run_locust, wait_for
 from tests.pipeline.conftest import LOCUSTFILE, generate, stored, summary_line
 
 
@@ -160,16 +159,14 @@ def test_e2e_queries_run_on_current_clickhouse(chdb_session):
     (["--num-events", "0"], "--num-events 0: expected at least 1"),
 ])
 def test_bad_options_are_one_line_errors(args, message):
-    done = subprocess.run([LOCUST, "-f", LOCUSTFILE, "--headless", "-t", "1s", "--no-monitor", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    done = run_locust(["-f", LOCUSTFILE, "--headless", "-t", "1s", "--no-monitor", *args], timeout=60)
     assert done.returncode != 0
     assert f"error: {message}" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_an_unreachable_broker_is_a_one_line_error():
-    done = subprocess.run([LOCUST, "-f", LOCUSTFILE, "--headless", "-t", "3s", "--no-monitor", "--no-e2e",
-                           "--pipeline-backend", "redis_bus", "--event-bus-redis-url", "redis://127.0.0.1:9/0"],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    done = run_locust(["-f", LOCUSTFILE, "--headless", "-t", "3s", "--no-monitor", "--no-e2e",
+                       "--pipeline-backend", "redis_bus", "--event-bus-redis-url", "redis://127.0.0.1:9/0"], timeout=60)
     assert done.returncode != 0
     assert "error: redis_bus: Redis redis://127.0.0.1:9/0 unreachable" in done.stderr
     assert "Traceback" not in done.stderr
