@@ -4,7 +4,7 @@ monitor's interval rows in ClickHouse (another host) agree."""
 
 from __future__ import annotations
 
-from locustfiles import mqtt_model as model
+from generators import mqtt_model as model
 from tests.helpers import wait_for
 from tests.mqtt.conftest import Recorder
 from tests.multihost import distributed
