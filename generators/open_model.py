@@ -21,7 +21,7 @@ from locust import events
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
-from generators.arrival import EVEN, POISSON, Plan, RateProfile, Scheduler, Ticket, parse_stages
+from generators.arrival import EVEN, POISSON, LivePlan, Plan, RateProfile, Scheduler, Ticket, parse_stages
 from lifecycle import budget, end
 from lifecycle.end import add_run_extra
 from lifecycle.exit_codes import ExitCode
@@ -82,6 +82,7 @@ def _init(environment, runner=None, **_kw) -> None:
         runner.register_message("open_model_summary", _worker_summary)
     elif isinstance(runner, WorkerRunner):
         runner.register_message("open_model_start", _start_at)
+        runner.register_message("open_model_rate", lambda environment, msg, **_k: _set_rate_here(environment, **msg.data))
 
 
 def enabled(environment, rate: float) -> bool:
@@ -100,14 +101,18 @@ class OpenModel:
     name: str
     rate: float  # over all processes: the constant rate, or where --rate-stages starts
     limit_total: int | None = None  # iterations over all processes (e.g. --num-events)
+    live: bool = False  # the rate is set while the run lasts (set_rate: a capacity search)
 
     def __post_init__(self) -> None:
         env, o = self.environment, self.environment.parsed_options
         self.index, self.count = process_share(env)
         limit = None if self.limit_total is None else budget.share(self.limit_total, self.index, self.count)
         run = run_state.of(env, OpenModelRun)
-        profile = RateProfile(self.rate, run.stages)
-        self.plan = Plan(profile, self.index, self.count, o.arrival, o.arrival_seed, limit, self.limit_total)
+        if self.live:
+            self.plan = LivePlan(self.rate, self.index, self.count, o.arrival, o.arrival_seed)
+        else:
+            profile = RateProfile(self.rate, run.stages)
+            self.plan = Plan(profile, self.index, self.count, o.arrival, o.arrival_seed, limit, self.limit_total)
         # Only the DROPPED row counts a drop (made at the first one): the Aggregated total stays the
         # requests really sent.
         self.scheduler = Scheduler(self.plan, on_drop=lambda _t: env.stats.get(self.name, DROPPED).log(0, 0))
@@ -174,6 +179,25 @@ def wait_until_planned_sent(model: OpenModel, sent: Callable[[], int]) -> bool:
     while sent() < sch.started:  # the last iterations taken are still sending
         gevent.sleep(0.005)
     return True
+
+
+def set_rate(environment, name: str, rate: float, ramp: float = 0.0) -> float:
+    """Ramp the live generator `name` to `rate` (over all processes) in `ramp` s, starting at one
+    wall-clock instant in every process (the master sends it to its workers); returns that instant."""
+    runner = environment.runner
+    at = time.time() + (START_DELAY if isinstance(runner, MasterRunner) else 0.0)
+    if isinstance(runner, MasterRunner):
+        runner.send_message("open_model_rate", {"name": name, "rate": rate, "ramp": ramp, "at": at})
+    else:
+        _set_rate_here(environment, name, rate, ramp, at)
+    return at
+
+
+def _set_rate_here(environment, name: str, rate: float, ramp: float, at: float) -> None:
+    for m in run_state.of(environment, OpenModelRun).models:
+        if m.name == name and isinstance(m.plan, LivePlan):
+            start = m.scheduler.start_wall
+            m.plan.set_rate(rate, at - start if start is not None else 0.0, ramp)
 
 
 def context_of(ticket: Ticket | None) -> dict:

@@ -21,7 +21,7 @@ from locust import User, events, task
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
-import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
+import loadtesting.locust_plugin  # capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from generators import open_model
 from generators.kafka_producer import KafkaLoad, LatencyReader, load_records
@@ -30,6 +30,7 @@ from lifecycle.end import add_run_extra
 from plumbing import run_state, settings
 from plumbing.options import OptionError, require
 
+loadtesting.locust_plugin.generates_rate()  # --capacity-search searches messages/s (docs/capacity.md)
 BURST = 64  # messages per task call when producing flat out
 
 
@@ -84,6 +85,13 @@ def _check(environment, **_kw) -> None:
     require(o.kafka_messages >= 0, f"--kafka-messages {o.kafka_messages}: expected a count >= 0")
     require(o.kafka_rate >= 0, f"--kafka-rate {o.kafka_rate}: expected messages per second >= 0")
     require(str(o.kafka_acks) in ("0", "1", "all", "-1"), f"--kafka-acks {o.kafka_acks!r}: expected 0, 1 or all")
+    if o.capacity_search:
+        require(bool(o.kafka_latency_topic),
+                "--capacity-search: expected --kafka-latency-topic (the processor's output: what arrives there "
+                "and how late is what the search judges)")
+        loadtesting.locust_plugin.use_rate_search(environment, loadtesting.locust_plugin.RateTarget(
+            o.kafka_topic, lambda rate, ramp: open_model.set_rate(environment, o.kafka_topic, rate, ramp), "PRODUCE",
+            unit="messages", output=("E2E", o.kafka_latency_topic)))
     if isinstance(environment.runner, MasterRunner):
         return  # the master produces nothing
     if isinstance(environment.runner, WorkerRunner):

@@ -27,12 +27,13 @@ from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
 import backends
-import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
+import loadtesting.locust_plugin  # capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from backends.base import REQUEST_TYPE
 from generators import open_model
 from lifecycle import budget, end
 from lifecycle.end import add_run_extra, describe_run, expect_signal_end
+from loadtesting import rate_capacity
 from monitors import clocks
 from monitors import e2e as e2e_rows
 from monitors.clickhouse import XapiTable
@@ -43,6 +44,7 @@ from plumbing import run_state
 from plumbing.options import OptionError, require
 
 log = logging.getLogger("tracking")
+loadtesting.locust_plugin.generates_rate()  # --capacity-search searches events/s
 E2E_NAME = "tracking event → xAPI in ClickHouse"
 
 
@@ -54,6 +56,7 @@ class TrackingRun:
     generator: Generator | None = None  # not on a master
     e2e: EndToEnd | None = None  # the end-to-end check (master or local runner)
     e2e_greenlet: gevent.Greenlet | None = None
+    capacity: loadtesting.locust_plugin.RateTarget | None = None  # --capacity-search: what the search steps
 
 
 @events.init_command_line_parser.add_listener
@@ -133,8 +136,11 @@ def _init(environment, runner=None, **_kw) -> None:
         _load_learners(environment)
     # Aspects' mode: sent until killed, so a signal is the planned end, not an interruption.
     expect_signal_end(environment, o.run_until_killed and not o.run_time)
+    if o.capacity_search:
+        _use_capacity_search(environment, run)
     describe_run(environment, course_id=o.course_id, num_users=len(run.users), username_prefix=o.username_prefix,
-                 backend=o.pipeline_backend, num_events=None if o.run_until_killed else o.num_events,
+                 backend=o.pipeline_backend,
+                 num_events=None if o.run_until_killed or o.capacity_search else o.num_events,
                  events_per_second=o.events_per_second or None)
     if runner is None or not isinstance(runner, MasterRunner | WorkerRunner):
         backends.get(o.pipeline_backend).check_reachable(o)
@@ -159,6 +165,24 @@ def _load_learners(environment) -> None:
         run.users = generated_users(o.username_prefix, o.learners)
 
 
+# What a growing backlog of the backend's sampler means (--monitor-backend): the stage behind it.
+BUS_STAGES = {"celery": rate_capacity.CELERY, "redis_bus": rate_capacity.CONSUMERS,
+              "kafka_bus": rate_capacity.CONSUMERS, "vector": rate_capacity.CLICKHOUSE}
+
+
+def _use_capacity_search(environment, run: TrackingRun) -> None:
+    """--capacity-search: the arrival rate is searched (events/s), on a live open-model plan."""
+    o = environment.parsed_options
+
+    def stored() -> int:
+        return len(run.e2e.seen) if run.e2e is not None else 0
+
+    run.capacity = loadtesting.locust_plugin.RateTarget(
+        "tracking events", lambda rate, ramp: open_model.set_rate(environment, "tracking events", rate, ramp),
+        REQUEST_TYPE, None if o.no_e2e else stored, "events", BUS_STAGES.get(o.pipeline_backend))
+    loadtesting.locust_plugin.use_rate_search(environment, run.capacity)
+
+
 class Generator:
     """Per-process state: learners, the event factory, the sender, the budget and the pacing."""
 
@@ -168,14 +192,17 @@ class Generator:
         self.index, self.count = budget.process_share(environment, o.tracking_processes)
         self.learners = [TrackedLearner(uid, name) for uid, name in run_state.of(environment, TrackingRun).users]
         self.factory = EventFactory(o.course_id, o.event_mix, Clock(slot=self.index))
-        self.budget = None if o.run_until_killed else budget.share(o.num_events, self.index, self.count)
+        searching = bool(o.capacity_search)  # the search steps the rate until it is done
+        self.budget = None if o.run_until_killed or searching else budget.share(o.num_events, self.index, self.count)
         self.sent = self.reserved = 0
         self.started = time.monotonic()
         self.finishing = False
         self.finished_at: float | None = None
         self.sender = backends.get(o.pipeline_backend).sender(environment, o)
         self.model: open_model.OpenModel | None = None
-        if open_model.enabled(environment, o.events_per_second):
+        if searching:
+            self.model = open_model.OpenModel(environment, "tracking events", o.capacity_start_rate, live=True)
+        elif open_model.enabled(environment, o.events_per_second):
             # The plan holds this process's share of --num-events: each is sent or dropped.
             self.model = open_model.OpenModel(environment, "tracking events", o.events_per_second,
                                               None if o.run_until_killed else o.num_events)
@@ -271,7 +298,11 @@ def _start(environment, **_kw) -> None:
 def _start_e2e(environment) -> None:
     o = environment.parsed_options
 
+    target = run_state.of(environment, TrackingRun).capacity
+
     def latency(ms: float) -> None:
+        if target is not None:
+            target.observe_latency(ms)
         e2e_rows.record(environment, E2E_NAME, ms)  # its own row: Aggregated holds the events sent
 
     xapi = XapiTable.from_options(o)  # the monitor's --xapi-* options

@@ -89,6 +89,8 @@ def section_capacity(page: Page) -> list[str]:
     """The capacity search's steps and its maximum sustainable load."""
     data = page.data
     md: list[str] = []
+    if data.capacity and data.capacity.get("steps") and "sustained_per_second" in data.capacity:
+        return rate_capacity_section(data.capacity)
     if data.capacity and data.capacity.get("steps"):
         cap = data.capacity
         md += ["## Capacity", "",
@@ -108,6 +110,42 @@ def section_capacity(page: Page) -> list[str]:
                   data.planned else ""), ""]
         md += _table(header, rows) + [""]
     return md
+
+
+def rate_capacity_section(cap: dict) -> list[str]:
+    """A rate search (events/s): what was sustained, what failed first and why, the named bottleneck, every step."""
+    unit = cap.get("unit", "events")
+    md = ["## Capacity", ""]
+    first = cap.get("first_failing")
+    if cap.get("generator_limited_at") is not None:
+        why = next(s["why"] for s in cap["steps"] if s["verdict"] == "generator")
+        md += [f"**The generator was the limit at {cap['generator_limited_at']:g} {unit}/s** ({why}): "
+               "raise -u/--users, --processes or the Locust workers. "
+               + (f"The pipeline sustained at least {cap['sustained_per_second']:g} {unit}/s." if
+                  cap["sustained_per_second"] else "No capacity is claimed."), ""]
+    else:
+        md += [f"Sustained: **{cap['sustained_per_second']:g} {unit}/s** (resolution {cap['resolution']:g}), "
+               f"end-to-end p95 {fmt(cap.get('e2e_p95_ms_at_sustained'), 0)} ms there."
+               + (f" The first failing step was {first['target']:g} {unit}/s: {first['why']}." if first else
+                  " No step failed up to --capacity-max-rate."), ""]
+    if cap.get("bottleneck"):
+        md += [f"Bottleneck: **{cap['bottleneck']['stage']}**: {cap['bottleneck']['evidence']}.", ""]
+    rule = cap.get("rule", {})
+    md += [f"A step passes when every backlog's least-squares slope over its {fmt(rule.get('step_time_s'))} s window, "
+           f"with its 95 % interval, stays under {fmt(100 * rule.get('backlog_tolerance', 0))} % of the rate, the "
+           f"end-to-end p95 is under {fmt(rule.get('slo_e2e_p95_ms'), 0)} ms and no send failed (docs/capacity.md).",
+           ""]
+    header = ["target /s", "offered /s", "stored /s", "backlog slope /s", "bus slope /s", "e2e p95 ms",
+              "e2e p95 from planned ≤ ms", "drops", "generator CPU %", "result"]
+    rows = []
+    for s in cap["steps"]:
+        e2e, bus = s["backlog"].get("sent − stored"), s["backlog"].get("bus")
+        rows.append([s["target"], s["offered_per_s"], s["stored_per_s"],
+                     f"{e2e['slope']:+.1f} ± {e2e['ci']:.1f}" if e2e else None,
+                     f"{bus['slope']:+.1f} ± {bus['ci']:.1f}" if bus else None, s["e2e_p95_ms"],
+                     s["e2e_p95_from_planned_ms"], s["dropped"], s["generator_cpu_max"],
+                     "ok" if s["verdict"] == "pass" else f"{s['verdict']}: {s['why']}"])
+    return md + _table(header, rows) + [""]
 
 
 def section_phases(page: Page) -> list[str]:
