@@ -196,6 +196,11 @@ class LatencyStats:
         self.duplicates += 1
         return True
 
+    @property
+    def id_ranges(self) -> int:
+        """Sequence ranges held for duplicate detection (memory: grows with gaps, not with messages)."""
+        return sum(len(r) for r in self._ranges.values())
+
     def total(self) -> dict:
         self._fold()
         n, h = self._folded, self.hist

@@ -14,7 +14,6 @@ import pytest
 
 from stack import Endpoint, Stack
 
-
 SPILL_DIR = tempfile.mkdtemp(prefix="loadtest-spill-")
 
 

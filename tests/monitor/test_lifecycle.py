@@ -184,19 +184,6 @@ def test_an_outage_is_one_line_when_it_starts_and_one_when_it_ends(outage):
     assert buffered > 0  # the samples taken during the outage
 
 
-def test_unreachable_clickhouse_spills_and_the_next_run_replays(clickhouse, ch, tmp_path):
-    dead = Sink("clickhouse://default@127.0.0.1:1/default", "event_sink", tmp_path, name="run-a", retry_interval=0.01)
-    for i in range(3):
-        dead.add("load_test_runs", {"run_id": "t-spill-1", "timestamp": time.time(), "event_type": f"e{i}",
-                                    "extra": "{}"})
-    assert dead.close(timeout=0.2) is False
-    assert (tmp_path / "run-a.spill.jsonl").exists()
-    alive = Sink(clickhouse.url, "event_sink", tmp_path, name="run-b")
-    assert alive.flush(force=True)
-    assert ch.execute("SELECT count() FROM event_sink.load_test_runs WHERE run_id = 't-spill-1'")[0][0] == 3
-    assert not list(tmp_path.glob("*.jsonl"))
-
-
 def test_an_outage_is_recalled_at_most_every_remind_interval(tmp_path, caplog):
     sink = Sink("clickhouse://default@127.0.0.1:1/default", "event_sink", tmp_path, name="quiet", retry_interval=0,
                 remind_every=0.3)
