@@ -7,12 +7,16 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
 
 import pytest
 
 from plumbing import chclient
 from stack import Stack
-from tests.helpers import wait_for
+from tests.helpers import REPO, wait_for
 from tests.monitor.conftest import locust
 from tests.monitor.test_lifecycle import Output
 
@@ -42,16 +46,27 @@ def sample_lines(out: Output, run_id: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def clickhouse_hang(tmp_path_factory):
-    """A run whose ClickHouse is paused after two stored samples, for longer than the client's 2 s
-    timeout (until the monitor said so and logged four more samples), then resumed; the run is ended
-    by SIGTERM once the rows are flowing again. (output, run folder, ClickHouse client, run id)."""
-    tmp = tmp_path_factory.mktemp("ch-hang")
-    own = Stack(tmp / "stack", free_ports=True)
+def own_clickhouse(tmp_path_factory):
+    """A ClickHouse of this module's own (pausing the session's would stall other tests): (url, pids)."""
+    own = Stack(tmp_path_factory.mktemp("own-ch") / "stack", free_ports=True)
     pids: list[int] = []
     try:
         url = own.start("clickhouse")["clickhouse"].url
         pids = own.pids("clickhouse")
+        yield url, pids
+    finally:
+        resume(pids)  # never leave a stopped server behind
+        own.stop()
+
+
+@pytest.fixture(scope="module")
+def clickhouse_hang(own_clickhouse, tmp_path_factory):
+    """A run whose ClickHouse is paused after two stored samples, for longer than the client's 2 s
+    timeout (until the monitor said so and logged four more samples), then resumed; the run is ended
+    by SIGTERM once the rows are flowing again. (output, run folder, ClickHouse client, run id)."""
+    tmp = tmp_path_factory.mktemp("ch-hang")
+    url, pids = own_clickhouse
+    try:
         client = chclient.connect(url)
         rid = "t-ch-hang-1"
         results = tmp / "results"
@@ -80,7 +95,6 @@ def clickhouse_hang(tmp_path_factory):
                  on_timeout=lambda: out.text[-3000:])
         resumed_at = len(samples(results))
         resume(pids)
-        pids = []
         wait_for(lambda: out.has("is back after"), timeout=60, what="the sink writing again",
                  on_timeout=lambda: out.text[-3000:])
         wait_for(lambda: len(samples(results)) >= resumed_at + 3, timeout=60, what="samples after the hang")
@@ -89,7 +103,6 @@ def clickhouse_hang(tmp_path_factory):
         yield out, code, results, chclient.connect(url), rid, (paused_at, resumed_at)
     finally:
         resume(pids)
-        own.stop()
 
 
 def test_samples_are_taken_every_interval_while_clickhouse_hangs(clickhouse_hang):
@@ -143,6 +156,68 @@ def test_the_generator_keeps_its_rate_while_clickhouse_hangs(clickhouse_hang):
     before = rate([r for r in work if r["timestamp"] < hang_from])
     during = rate([r for r in work if hang_from < r["timestamp"] <= hang_to])
     assert during > 0.5 * before, (before, during)  # the users never wait on the monitor
+
+
+def test_the_standalone_monitor_samples_on_while_clickhouse_hangs(own_clickhouse, tmp_path):
+    url, pids = own_clickhouse
+    ch = chclient.connect(url)
+    from monitors import schema
+
+    schema.ensure(ch, "event_sink")
+    rid = "t-standalone-hang-1"
+    ch.execute("INSERT INTO event_sink.load_test_runs (run_id, timestamp, event_type, extra) VALUES",
+               [(rid, int(time.time()), "start", "{}")])
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "monitors", "--run-id", rid, "--clickhouse-url", url,
+                             "--monitor-interval", str(INTERVAL), "--clickhouse-timeout", "2",
+                             "--clickhouse-connect-timeout", "1", "--spill-dir", str(tmp_path)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = Output(proc)
+    try:
+        wait_for(lambda: sample_lines(out, rid) >= 2, timeout=60, what="first samples", on_timeout=lambda: out.text)
+        pause(pids)
+        wait_for(lambda: out.has("unreachable"), timeout=60, what="the hang noticed", on_timeout=lambda: out.text)
+        during = sample_lines(out, rid)
+        wait_for(lambda: sample_lines(out, rid) >= during + 4, timeout=60, what="samples during the hang")
+    finally:
+        resume(pids)
+    wait_for(lambda: out.has("is back after"), timeout=60, what="the sink writing again", on_timeout=lambda: out.text)
+    ch = chclient.connect(url)
+    ch.execute("INSERT INTO event_sink.load_test_runs (run_id, timestamp, event_type, extra) VALUES",
+               [(rid, int(time.time()), "end", "{}")])
+    assert out.wait(60) == 0, out.text[-3000:]  # nothing to drain: ends at the first sample after the end row
+    stamps = [datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+              for line in out.lines if (m := re.match(rf"(\S+ \S+) INFO monitor {rid}", line))]
+    assert max(gaps(stamps)) <= 2 * INTERVAL, gaps(stamps)
+    stored = ch.execute("SELECT count(DISTINCT time_ms) FROM event_sink.load_test_samples WHERE run_id = %(r)s "
+                        "AND source = 'host' AND metric = 'cpu_percent'", {"r": rid})[0][0]
+    assert stored == len(stamps)
+
+
+def test_the_kafka_latency_writer_never_waits_for_a_hung_clickhouse(own_clickhouse, tmp_path):
+    from monitors.kafka_latency import WindowWriter
+
+    url, pids = own_clickhouse
+    writer = WindowWriter(url, "t-kafka-hang-1", "out", str(tmp_path), connect_timeout=1, timeout=3)
+    window = {"window": "100", "messages": 100, "avg_ms": 1.0, "p50_ms": 1, "p95_ms": 1, "p99_ms": 1, "max_ms": 1,
+              "msgs_per_s": 1.0}
+    writer.add(window)
+    writer.flush()
+    ch = chclient.connect(url)
+    count = "SELECT count() FROM event_sink.load_test_kafka_latency WHERE run_id = 't-kafka-hang-1'"
+    wait_for(lambda: ch.execute(count)[0][0] == 1, timeout=60, what="the first window stored")
+    ch.disconnect()
+    pause(pids)
+    try:
+        for _ in range(5):  # each flush is a wake-up: the reading goes on at once (the write waits 3 s)
+            t0 = time.monotonic()
+            writer.add(window)
+            writer.flush()
+            assert time.monotonic() - t0 < 1.0
+        wait_for(lambda: writer.sink.failures >= 1, timeout=60, what="the hung write given up")
+    finally:
+        resume(pids)
+    writer.close()
+    assert chclient.connect(url).execute(count)[0][0] == 6
 
 
 @pytest.fixture(scope="module")
