@@ -61,8 +61,8 @@ def own_clickhouse(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clickhouse_hang(own_clickhouse, tmp_path_factory):
-    """A run whose ClickHouse is paused after two stored samples, for longer than the client's 2 s
-    timeout (until the monitor said so and logged four more samples), then resumed; the run is ended
+    """A run whose ClickHouse is paused after two stored samples, for longer than the client's 3 s
+    timeout (until the monitor said so and took six more samples), then resumed; the run is ended
     by SIGTERM once the rows are flowing again. (output, run folder, ClickHouse client, run id)."""
     tmp = tmp_path_factory.mktemp("ch-hang")
     url, pids = own_clickhouse
@@ -72,7 +72,7 @@ def clickhouse_hang(own_clickhouse, tmp_path_factory):
         results = tmp / "results"
         results.mkdir()
         out = Output(locust(["--run-time", "10m", "--monitor-interval", str(INTERVAL), "--clickhouse-url", url,
-                             "--clickhouse-timeout", "2", "--clickhouse-connect-timeout", "1",
+                             "--clickhouse-timeout", "3", "--clickhouse-connect-timeout", "1",
                              "--spill-dir", str(tmp / "spill")],
                             env={"LOCUST_RUN_ID": rid, "LOCUST_RESULTS_DIR": str(results)}, start_new_session=True))
 
@@ -120,8 +120,8 @@ def test_samples_are_taken_every_interval_while_clickhouse_hangs(clickhouse_hang
 def test_every_sample_and_interval_row_is_stored_after_the_hang(clickhouse_hang):
     out, _code, results, ch, rid, _ = clickhouse_hang
     taken = samples(results)
-    stored = ch.execute("SELECT count(DISTINCT time_ms) FROM event_sink.load_test_samples WHERE run_id = %(r)s "
-                        "AND source = 'host' AND metric = 'cpu_percent'", {"r": rid})[0][0]
+    stored = ch.execute("SELECT count(DISTINCT time_ms) FROM event_sink.load_test_samples WHERE run_id = %(r)s",
+                        {"r": rid})[0][0]
     assert stored == len(taken), out.text[-3000:]
     rows = [json.loads(line) for line in (results / "request_stats.jsonl").read_text().splitlines()]
     keys = {(r["time_ms"], r["timing"], r["name"]) for r in rows}
@@ -140,7 +140,7 @@ def test_the_hang_is_one_line_when_it_starts_and_one_when_it_ends(clickhouse_han
     assert len(back) == 1, out.text[-3000:]
     m = re.search(r"is back after ([0-9.]+) s: \d+ rows spilled to disk and \d+ replayed, (\d+) buffered rows written",
                   back[0])
-    assert m and float(m.group(1)) > 2 and int(m.group(2)) > 0, back[0]  # longer than the timeout; rows waited
+    assert m and float(m.group(1)) > 3 and int(m.group(2)) > 0, back[0]  # longer than the timeout; rows waited
 
 
 def test_the_generator_keeps_its_rate_while_clickhouse_hangs(clickhouse_hang):
@@ -188,8 +188,8 @@ def test_the_standalone_monitor_samples_on_while_clickhouse_hangs(own_clickhouse
     stamps = [datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
               for line in out.lines if (m := re.match(rf"(\S+ \S+) INFO monitor {rid}", line))]
     assert max(gaps(stamps)) <= 2 * INTERVAL, gaps(stamps)
-    stored = ch.execute("SELECT count(DISTINCT time_ms) FROM event_sink.load_test_samples WHERE run_id = %(r)s "
-                        "AND source = 'host' AND metric = 'cpu_percent'", {"r": rid})[0][0]
+    stored = ch.execute("SELECT count(DISTINCT time_ms) FROM event_sink.load_test_samples WHERE run_id = %(r)s",
+                        {"r": rid})[0][0]
     assert stored == len(stamps)
 
 
@@ -234,7 +234,7 @@ def redis_hang(tmp_path_factory):
         rid = "t-redis-hang-1"
         out = Output(locust(["--run-time", "10m", "--monitor-interval", str(INTERVAL),
                              "--monitor-backend", "redis_bus", "--event-bus-redis-url", rds.url,
-                             "--sampler-timeout", "redis_bus=0.5", "--clickhouse-url",
+                             "--sampler-timeout", "redis_bus=1", "--clickhouse-url",
                              "clickhouse://default@127.0.0.1:1/default", "--spill-dir", str(tmp / "spill")],
                             env={"LOCUST_RUN_ID": rid, "LOCUST_RESULTS_DIR": str(results)}, start_new_session=True))
 
@@ -244,26 +244,29 @@ def redis_hang(tmp_path_factory):
 
         wait_for(lambda: answered() >= 2, timeout=90, what="samples of Redis", on_timeout=lambda: out.text[-3000:])
         pause(pids)
-        wait_for(lambda: out.has("redis_bus sampler"), timeout=60, what="the late sampler said",
-                 on_timeout=lambda: out.text[-3000:])
+        paused_line = len(out.lines)  # (a loaded machine may have made the sampler late before: not this episode)
+        wait_for(lambda: any("redis_bus sampler" in line for line in out.lines[paused_line:]), timeout=60,
+                 what="the late sampler said", on_timeout=lambda: out.text[-3000:])
         said_at = len(samples(results))
         wait_for(lambda: len(samples(results)) >= said_at + 4, timeout=60, what="samples during the pause")
         resumed_at = len(samples(results))
         resume(pids)
         pids = []
-        wait_for(lambda: out.has("redis_bus sampler answers again"), timeout=60, what="the sampler recovering",
-                 on_timeout=lambda: out.text[-3000:])
+        wait_for(lambda: any("answers again" in line for line in out.lines[paused_line:]), timeout=60,
+                 what="the sampler recovering", on_timeout=lambda: out.text[-3000:])
         wait_for(lambda: len(samples(results)) >= resumed_at + 6, timeout=60, what="samples after the pause")
         out.proc.send_signal(signal.SIGTERM)
         code = out.wait(120)
-        yield out, code, samples(results), (said_at, resumed_at)
+        episode = out.lines[paused_line:]
+        episode = episode[:1 + next(i for i, line in enumerate(episode) if "answers again" in line)]
+        yield out, code, samples(results), (said_at, resumed_at), episode
     finally:
         resume(pids)
         own.stop()
 
 
 def test_a_hung_sampled_server_holds_up_no_other_source(redis_hang):
-    out, code, taken, (said_at, resumed_at) = redis_hang
+    out, code, taken, (said_at, resumed_at), _ = redis_hang
     assert code == 143, out.text[-3000:]
     times = [s["time"] for s in taken]
     assert max(gaps(times)) <= 2 * INTERVAL, gaps(times)
@@ -275,7 +278,9 @@ def test_a_hung_sampled_server_holds_up_no_other_source(redis_hang):
 
 
 def test_a_hung_sampled_server_recovers_by_itself_said_once(redis_hang):
-    out, _code, taken, _ = redis_hang
-    assert "error" not in taken[-1]["stats"]["redis_bus"] and "total_events" in taken[-1]["stats"]["redis_bus"]
-    assert out.count(r"monitor: redis_bus sampler (no answer|failed)") == 1, out.text[-3000:]
-    assert out.count(r"redis_bus sampler answers again after [0-9.]+ s \(\d+ samples missing\)") == 1
+    out, _code, taken, (_, resumed_at), episode = redis_hang
+    assert any("total_events" in s["stats"]["redis_bus"] for s in taken[resumed_at:])  # its figures are back
+    said = [line for line in episode if "redis_bus sampler" in line]
+    assert len(said) == 2, said  # one line when it went missing (no reminder within 30 s), one when back
+    assert re.search(r"monitor: redis_bus sampler (no answer within 1 s|failed)", said[0]), said
+    assert re.search(r"redis_bus sampler answers again after [0-9.]+ s \(\d+ samples missing\)", said[1]), said
