@@ -65,7 +65,12 @@ MIN_TIMEOUT = 2.0  # the default sampler timeout's floor: a short interval does 
 def timeouts(options) -> dict[str, float]:
     """Each sampler's timeout ({name: seconds}, "" for the rest); ValueError names a bad value."""
     interval = float(getattr(options, "monitor_interval", 5) or 5)
-    return parse_timeouts(getattr(options, "sampler_timeout", []), max(interval, MIN_TIMEOUT))
+    out = parse_timeouts(getattr(options, "sampler_timeout", []), max(interval, MIN_TIMEOUT))
+    known = ("clickhouse", *BACKENDS, "host", "e2e")  # e2e: the tracking run's end-to-end sampler
+    for name in out:
+        if name and name not in known:
+            raise ValueError(f"--sampler-timeout {name}=…: no sampler {name!r}; expected one of: {', '.join(known)}")
+    return out
 
 
 def build_samplers(options) -> dict[str, Sampler]:

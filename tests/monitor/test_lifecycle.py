@@ -124,6 +124,10 @@ def test_fail_ratio_check_sets_its_exit_code(clickhouse, ch, tmp_path):
     (["--monitor-interval", "0"], "error: --monitor-interval 0.0: expected seconds > 0"),
     (["--clickhouse-url", "http://127.0.0.1:8123"],
      "error: ClickHouse URL 'http://127.0.0.1:8123' is not clickhouse://user[:password]@host[:port]/database"),
+    (["--sampler-timeout", "rdis=3"],
+     "error: --sampler-timeout rdis=…: no sampler 'rdis'; expected one of: clickhouse, celery, redis_bus, kafka_bus, "
+     "vector, host, e2e"),
+    (["--clickhouse-timeout", "0"], "error: --clickhouse-timeout 0: expected seconds > 0"),
 ])
 def test_bad_options_are_one_line_errors(args, message):
     out = Output(locust(["--run-time", "1s", *args]))
