@@ -1,6 +1,10 @@
 """The monitor's loop body, shared by the Locust plugin (monitors.locust_plugin.Monitor) and the
 standalone `python -m monitors`: take one sample of every sampler, store it, and judge the drain.
 
+Every sampler is asked at once, each in a thread of its own (a greenlet under gevent), and waited
+for at most its timeout (--sampler-timeout): a server that hangs makes only its own figures missing
+from a sample, never the sample late; a call still hanging is not started again until it returns.
+
 Backlog rule (one for both): None when no sampler measures one, -1 (unknown, so not drained) when a
 sampler that drains failed, else the sum of the samplers' backlogs.
 """
