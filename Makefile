@@ -24,6 +24,10 @@ BACKEND    ?= redis_bus
 
 .PHONY: help setup apt venv venv-ralph demo test lint http-test bench stack-up stack-down stack-status clean
 
+# What a target that may start the local stack needs: against a given host (HOST, MQTT_HOST …) only
+# the venv, so `make http-test HOST=https://…` installs no servers; without one, the stack's packages.
+stack_or_venv = $(if $(strip $(1)),venv,setup)
+
 help:
 	@echo "make demo        local stack, 10,000 LAMPI users, a 60 s headless HTTP test, 5,000 tracking events via redis_bus"
 	@echo "make test        run the test suite (real servers on free loopback ports)"
@@ -83,7 +87,7 @@ test: setup
 lint: venv
 	$(VENV)/bin/ruff check .
 
-http-test: setup
+http-test: $(call stack_or_venv,$(HOST))
 	@set -e; if [ -z "$(HOST)" ]; then \
 	  trap '$(PY) -m stack down >/dev/null' EXIT; \
 	  $(PY) -m stack up site --site-profile $(PROFILE); \

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import openedx_erb
 from backends.base import Sender
 from openedx_erb import wire
+from plumbing import settings
 from plumbing.blocking import run_blocking
 from plumbing.options import OptionError, require
 
@@ -42,8 +43,8 @@ _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
 def add_arguments(group) -> None:
-    group.add_argument("--vector-log-file", default=".run/tracking.log", env_var="LOCUST_VECTOR_LOG_FILE",
-                       help="vector: the log file Vector tails (default .run/tracking.log)")
+    group.add_argument("--vector-log-file", default=settings.VECTOR_LOG_FILE.default, env_var=settings.VECTOR_LOG_FILE.env,
+                       help="vector: the log file Vector tails (default the checkout's .run/tracking.log)")
     group.add_argument("--vector-lines", default="xapi", env_var="LOCUST_VECTOR_LINES",
                        help="vector: xapi ([xapi_tracking] lines, what Aspects stores), tracking, or both")
 

@@ -7,6 +7,8 @@ and fail only when they cannot run.
 
 from __future__ import annotations
 
+import argparse
+import ast
 import importlib
 import sys
 import time
@@ -21,8 +23,19 @@ def available() -> list[str]:
     return sorted(p.stem for p in here.glob("*.py") if not p.stem.startswith("_"))
 
 
+def summary(name: str) -> str:
+    """The first line of a benchmark's docstring (read, not imported: importing runs its imports)."""
+    doc = ast.get_docstring(ast.parse((Path(__file__).parent / f"{name}.py").read_text())) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
 def main(argv: list[str]) -> int:
-    names = argv or [n for n in available() if n not in ON_REQUEST]
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="benchmarks:\n" + "\n".join(f"  {n:10} {summary(n)}" + (" (only when named)" if n in ON_REQUEST else "")
+                                           for n in available()))
+    parser.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (default: all but the soak)")
+    names = parser.parse_args(argv).names or [n for n in available() if n not in ON_REQUEST]
     unknown = [n for n in names if n not in available()]
     if unknown:
         print(f"error: unknown benchmark {unknown[0]!r}; expected one of: {', '.join(available())}", file=sys.stderr)

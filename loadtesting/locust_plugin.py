@@ -78,6 +78,16 @@ def _capacity_done(environment, result: dict) -> None:
     record_run_event(environment, "capacity", result)
 
 
+@events.test_start.add_listener
+def _warn_long_ramp(environment, **_kw) -> None:
+    o = environment.parsed_options
+    if o is None or isinstance(environment.runner, WorkerRunner) or environment.shape_class is not None:
+        return
+    warning = run.ramp_warning(o.num_users, o.spawn_rate, o.run_time)
+    if warning:
+        log.warning(warning)
+
+
 # -- sar ------------------------------------------------------------------------------------
 @dataclass
 class SarRecording:

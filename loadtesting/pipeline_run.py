@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ch = settings.CLICKHOUSE_URL.resolve()
     redis_url = redis_util.default_url()
     brokers = settings.KAFKA_BROKERS.resolve()
+    a.run_dir = a.run_dir.resolve()  # the pipeline and the generator start in other folders: one absolute path
     log_file = a.run_dir / "tracking.log"
     ready = a.run_dir / "pipeline.ready"
     for f in (log_file, log_file.with_name("tracking.log.offset"), ready):

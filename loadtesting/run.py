@@ -65,6 +65,19 @@ def locustfile_path(kind: str) -> Path | None:
     return path.resolve() if path.suffix == ".py" and path.is_file() else None
 
 
+def ramp_warning(users: int | None, spawn_rate: float | None, run_time: float | None) -> str | None:
+    """A warning when starting the users takes more than a third of the run: its figures would be
+    mostly of the ramp (e.g. 500 MQTT devices at 10/s spend 50 s of a 60 s run connecting)."""
+    if not (users and spawn_rate and run_time) or spawn_rate <= 0:
+        return None
+    ramp = users / spawn_rate
+    if ramp <= run_time / 3:
+        return None
+    return (f"starting {users:,} users at {spawn_rate:g}/s takes {ramp:.0f} s of the {run_time:.0f} s run, so "
+            f"its figures are mostly of the ramp: raise --spawn-rate (e.g. {users / (run_time / 10):g}) "
+            "or --run-time")
+
+
 def build_command(kind: str, out: Path, extra: list[str]) -> list[str]:
     cmd = [str(Path(sys.executable).with_name("locust")), "-f", str(locustfile_path(kind))]
     conf = REPO / "conf" / f"{kind}.conf"
@@ -124,14 +137,21 @@ def monitor_target(meta: dict, extra: list[str]) -> tuple[str, str]:
     return url, database
 
 
-def _report(run_id: str, results: Path, clickhouse_url: str, database: str) -> None:
-    """The run's markdown report; a run whose report cannot be written still keeps its exit code."""
-    from loadtesting import report
+def _report(run_id: str, results: Path, clickhouse_url: str, database: str, baseline: str | None = None) -> None:
+    """The run's markdown and HTML report, with the comparison against `baseline` when given; a run
+    whose report cannot be written still keeps its exit code."""
+    from loadtesting import compare, report
     from plumbing.redaction import redact_text
 
     try:
         data = report.load(run_id, results, "auto", clickhouse_url, database)
-        report.render(data, results / run_id)
+        extra = []
+        if baseline:
+            try:
+                extra.append(compare.baseline_section(baseline, data, results, clickhouse_url, database))
+            except compare.CompareError as exc:
+                print(f"warning: no comparison with run {baseline}: {redact_text(str(exc))}", file=sys.stderr)
+        report.render(data, results / run_id, extra)
     except Exception as exc:  # noqa: BLE001 - e.g. the run died before writing any stats
         print(f"warning: no report for run {run_id}: {redact_text(str(exc))}", file=sys.stderr)
 
@@ -142,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("kind", help="locustfile to run: " + ", ".join(locustfiles()))
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for run folders (default results/)")
     parser.add_argument("--no-report", action="store_true", help="do not write <kind>-results.md after the run")
+    parser.add_argument("--baseline", metavar="RUN_ID",
+                        help="add the comparison with this run (id or run folder) to the report (loadtesting.compare)")
     args, extra = parser.parse_known_args(argv)
     from plumbing import logs
     from plumbing.redaction import redact_args
@@ -152,8 +174,17 @@ def main(argv: list[str] | None = None) -> int:
               "or the path of a .py locustfile", file=sys.stderr)
         return 2
 
+    if args.baseline:  # a wrong baseline is said before the run, not found out after it
+        from loadtesting import compare
+
+        try:
+            compare.load_run(args.baseline, args.results, "auto", *monitor_target({}, extra))
+        except compare.CompareError as exc:
+            print(f"error: --baseline {args.baseline}: {exc}", file=sys.stderr)
+            return 2
+
     run_id = new_run_id()
-    out = args.results / run_id
+    out = args.results.resolve() / run_id  # a relative --results is the caller's, for every file of the run
     out.mkdir(parents=True)
     cmd = build_command(args.kind, out, extra)
     env = {**os.environ, "LOCUST_RUN_ID": run_id, "LOCUST_RESULTS_DIR": str(out)}
@@ -191,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                 duration_s=round(time.monotonic() - t0, 1), exit_code=code, interrupted=interrupted)
     (out / "run.json").write_text(json.dumps(meta, indent=1))
     if not args.no_report:
-        _report(run_id, args.results, *monitor_target(meta, extra))
+        _report(run_id, args.results, *monitor_target(meta, extra), args.baseline)
     rel = out.relative_to(REPO) if out.is_relative_to(REPO) else out
     note = ", interrupted" if interrupted else ""
     print(f"\nresults of run {run_id} (exit code {code}{note}): {rel}/")

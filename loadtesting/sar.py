@@ -1,10 +1,12 @@
 """System activity of a run: `sadc` records it, `sadf` reads it back per phase.
 
 While a run lasts, sysstat's collector writes CPU, memory, disk and network figures every
-second into a binary file in the run folder (``sar.data``). When the system under test is
-another host, run the same collector there (README: ``python -m loadtesting.sar record FILE``
-or ``/usr/lib/sysstat/sadc -S XALL 1 FILE``), copy the file back and give it to the report
-with ``--sar-file``.
+second into a binary file in the run folder (``sar.data``): the load generator's machine. When
+the system under test is another host, record there too (``python -m loadtesting.sar record
+FILE``, ``/usr/lib/sysstat/sadc -S XALL 1 FILE``, or over ssh from here: ``ssh HOST
+/usr/lib/sysstat/sadc -S XALL 1 > results/<run-id>/sar-HOST.data``) and give the file to the
+report with ``--sar-file`` (or leave it in the run folder as ``sar-*.data``): it is reported
+beside the generator's, labelled by the host that recorded it.
 
     python -m loadtesting.sar record FILE [--interval 1]     # until Ctrl-C / SIGTERM
     python -m loadtesting.sar summary FILE [--start T --end T] # one table, epoch seconds or ISO
@@ -79,6 +81,7 @@ class Row:
     time: float  # epoch seconds, end of the interval
     device: str  # CPU number, disk or interface; "" for memory
     values: dict[str, float]
+    host: str = ""  # the machine that recorded it (sadf's hostname column)
 
 
 def read(path: Path | str) -> dict[str, list[Row]]:
@@ -115,8 +118,13 @@ def parse_sadf(text: str) -> dict[str, list[Row]]:
                 values[name] = float(raw)
             except ValueError:
                 pass
-        out[activity].append(Row(stamp, fields[3] if has_device else "", values))
+        out[activity].append(Row(stamp, fields[3] if has_device else "", values, fields[0]))
     return dict(out)
+
+
+def hostname(rows: dict[str, list[Row]]) -> str:
+    """The machine a file was recorded on ("" when it holds no row)."""
+    return next((r.host for activity in rows.values() for r in activity if r.host), "")
 
 
 def _mean(values: list[float]) -> float | None:

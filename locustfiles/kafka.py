@@ -6,8 +6,9 @@
 Each user produces records cycled from --kafka-data-file (a JSON array), keyed by
 --kafka-key-field; each delivery is a PRODUCE request timed from produce() to the broker's
 delivery report. With --kafka-messages N the run stops once N messages (split over processes,
-each counted once) are delivered. With --kafka-latency-topic, every output message is an E2E
-request (output timestamp − timestamp_start, ms), so percentiles aggregate across workers.
+each counted once) are delivered. With --kafka-latency-topic, every output message's latency
+(output timestamp − timestamp_start, ms) goes into an E2E row named for that topic, outside
+Aggregated (monitors.e2e), so percentiles aggregate across workers and Aggregated stays PRODUCE.
 Connection: KAFKA_BROKERS, KAFKA_APIKEY (+ KAFKA_SASL_MECHANISM), KAFKA_CERT, KAFKA_PROPERTIES.
 """
 
@@ -25,10 +26,9 @@ import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink
 from locustfiles import open_model
 from locustfiles.kafka_producer import KafkaLoad, LatencyReader, load_records
 from monitors.locust_plugin import add_run_extra
-from plumbing import run_state
+from plumbing import run_state, settings
 from plumbing.options import OptionError, require
 
-REPO_DATA = "conf/kafka-data.json"
 BURST = 64  # messages per task call when producing flat out
 
 
@@ -43,8 +43,8 @@ def _options(parser) -> None:
                    help="total messages over all users and processes, then stop (default 0: until stopped)")
     g.add_argument("--kafka-key-field", default="identifier", env_var="LOCUST_KAFKA_KEY_FIELD",
                    help="record field used as the message key (default identifier)")
-    g.add_argument("--kafka-data-file", default=REPO_DATA, env_var="LOCUST_KAFKA_DATA_FILE",
-                   help="JSON array of records to cycle through (default conf/kafka-data.json)")
+    g.add_argument("--kafka-data-file", default=settings.KAFKA_DATA_FILE.default, env_var=settings.KAFKA_DATA_FILE.env,
+                   help="JSON array of records to cycle through (default the suite's conf/kafka-data.json)")
     g.add_argument("--kafka-rate", type=float, default=0.0, env_var="LOCUST_KAFKA_RATE",
                    help="open model: messages per second over all processes, each started at its planned "
                         "instant by a free user or dropped and counted (default 0: as fast as possible, in "
@@ -57,7 +57,7 @@ def _options(parser) -> None:
                    help="librdkafka linger.ms: batching delay (default 5)")
     g.add_argument("--kafka-acks", default="all", env_var="LOCUST_KAFKA_ACKS", help="acks: 0, 1 or all (default all)")
     g.add_argument("--kafka-latency-topic", default="", env_var="LOCUST_KAFKA_LATENCY_TOPIC",
-                   help="read this output topic and report end-to-end latency as E2E requests")
+                   help="read this output topic and report end-to-end latency in its own E2E row (outside Aggregated)")
     g.add_argument("--kafka-e2e-timeout", type=float, default=60.0, env_var="LOCUST_KAFKA_E2E_TIMEOUT",
                    help="after the last delivery, wait this long for the output messages (default 60)")
     g.add_argument("--kafka-connect-timeout", type=float, default=10.0, env_var="LOCUST_KAFKA_CONNECT_TIMEOUT",

@@ -22,6 +22,7 @@ from locust.runners import WorkerRunner
 
 from locustfiles import open_model
 from locustfiles.bulk_stats import BulkRequests
+from monitors import e2e
 from monitors.kafka_latency import LatencyStats, consumer_config, format_window, handle_message
 from plumbing import kafka_conf
 from plumbing.blocking import run_blocking
@@ -253,7 +254,8 @@ class KafkaLoad:
 
 
 class LatencyReader:
-    """Reads the pipeline's output topic from the test's start time; each delta is an E2E request."""
+    """Reads the pipeline's output topic from the test's start time; each delta goes into the E2E row
+    named for the topic (monitors.e2e: outside Aggregated)."""
 
     def __init__(self, environment, conf: dict, topic: str, index: int, count: int, start_ms: int) -> None:
         from confluent_kafka import Consumer
@@ -279,7 +281,7 @@ class LatencyReader:
 
     def _read(self) -> None:
         last_commit = time.monotonic()
-        fire = self.env.events.request.fire
+        env = self.env
         while True:
             batch = self.consumer.consume(num_messages=1000, timeout=0)
             for msg in batch:
@@ -290,8 +292,7 @@ class LatencyReader:
                     continue
                 delta = handle_message(self.stats, msg)
                 if delta is not None:
-                    fire(request_type="E2E", name=self.topic, response_time=delta,
-                         response_length=len(msg.value() or b""), exception=None, context={})
+                    e2e.record(env, self.topic, delta, len(msg.value() or b""))  # outside Aggregated
             if batch and time.monotonic() - last_commit > 1:
                 self.consumer.commit(asynchronous=True)
                 last_commit = time.monotonic()

@@ -33,6 +33,7 @@ from locustfiles import mqtt_model as model
 from locustfiles import open_model
 from locustfiles.lampi_data import device_id
 from locustfiles.mqtt_client import PAHO_MAX_INFLIGHT, Device, Settings, parse_payload, subscriber
+from monitors import e2e
 from monitors.locust_plugin import record_sample
 from monitors.mqtt_sys import SysRecorder, results_dir
 from plumbing import run_state
@@ -69,7 +70,7 @@ def _options(parser) -> None:
     g.add_argument("--mqtt-max-queued", type=int, default=1000, env_var="LOCUST_MQTT_MAX_QUEUED",
                    help="messages queued per device beyond those in flight; more fail as 'queue full'")
     g.add_argument("--mqtt-e2e", action="store_true", default=False, env_var="LOCUST_MQTT_E2E",
-                   help="subscribe to lamp/changed and report publish-to-delivery latency as E2E requests")
+                   help="subscribe to lamp/changed and report publish-to-delivery latency in an E2E row (outside Aggregated)")
     g.add_argument("--mqtt-no-sys", action="store_true", default=False, env_var="LOCUST_MQTT_NO_SYS",
                    help="do not record the broker's $SYS topics")
     g.add_argument("--mqtt-message-rate", type=float, default=0.0, env_var="LOCUST_MQTT_MESSAGE_RATE",
@@ -167,14 +168,12 @@ def _start(environment, **_kw) -> None:
         run.sys_greenlet = gevent.spawn(sample_sys)
     open_model.for_users(environment, OPEN_MODEL, o.mqtt_message_rate)
     if o.mqtt_e2e and not isinstance(environment.runner, MasterRunner):
-        fire = environment.events.request.fire
         name = model.topic(model.LAMP_CHANGED)
 
         def on_message(msg) -> None:
             body = parse_payload(msg.payload)
-            if body and "_ts" in body and not msg.retain:
-                fire(request_type="E2E", name=name, response_time=max(0.0, time.time() * 1000 - body["_ts"]),
-                     response_length=len(msg.payload), exception=None, context={})
+            if body and "_ts" in body and not msg.retain:  # its own E2E row, outside Aggregated
+                e2e.record(environment, name, max(0.0, time.time() * 1000 - body["_ts"]), len(msg.payload))
 
         pattern = model.LAMP_CHANGED.topic.replace("{device_id}", "+")
         run.e2e_client = subscriber(f"lampi-e2e-{os.getpid()}", s, [(pattern, 1)], on_message)

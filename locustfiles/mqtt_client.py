@@ -22,6 +22,8 @@ import gevent.socket
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from plumbing.backoff import jittered
+
 log = logging.getLogger("locustfiles.mqtt")
 
 PAHO_MAX_INFLIGHT = 65_535  # paho refuses more messages in flight (16-bit message ids)
@@ -130,7 +132,7 @@ class Device:
             if sock is None:  # disconnected: reconnect with back-off
                 if not self.running:
                     return
-                gevent.sleep(backoff)
+                gevent.sleep(jittered(backoff))  # devices dropped together must not retry together
                 backoff = min(backoff * 2, self.s.reconnect_max)
                 t0, wall = time.perf_counter(), time.time()
                 try:

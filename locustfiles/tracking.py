@@ -8,7 +8,7 @@ Options mirror `load_test_tracking_events` (--num-users, --username-prefix, --nu
 --tags selects tasks) and add an open-model --events-per-second, --course-id, --users-file and
 --event-mix. Events enter where --pipeline-backend says, in that pipeline's wire format; each
 send is an EVENT request named by event name. Every stored xAPI statement is matched to its event
-in ClickHouse (E2E requests: event time → first seen in the xAPI table), and the run ends with
+in ClickHouse (an E2E row outside Aggregated: event time → first seen in the xAPI table), and the run ends with
 sent, stored, missing, duplicates, latency percentiles and the storage runway.
 """
 
@@ -30,6 +30,7 @@ import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, 
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from backends.base import REQUEST_TYPE
 from locustfiles import open_model
+from monitors import e2e as e2e_rows
 from monitors.locust_plugin import (
     add_run_extra,
     add_sampler,
@@ -40,7 +41,7 @@ from monitors.locust_plugin import (
     run_id,
 )
 from monitors.xapi_e2e import EndToEnd, summary_line
-from openedx_erb.events import MIXES, Clock, EventFactory, TrackedLearner, load_users
+from openedx_erb.events import MIXES, Clock, EventFactory, TrackedLearner, generated_users, load_users
 from plumbing import run_state
 from plumbing.options import OptionError, require
 
@@ -68,7 +69,7 @@ def _options(parser) -> None:
     g.add_argument("--num-users", type=int, default=100, dest="learners", env_var="LOCUST_TRACKING_NUM_USERS",
                    help="learners the events are about (default 100; --users-file gives real ones)")
     g.add_argument("--username-prefix", default="lt_", env_var="LOCUST_USERNAME_PREFIX",
-                   help="prefix of generated learner names (default lt_)")
+                   help="prefix of generated learner names, used as given: lt_000000, lt_000001 … (default lt_)")
     g.add_argument("--users-file", default="", env_var="LOCUST_USERS_FILE",
                    help="CSV of user_id,username that exist in your Open edX (instead of generated learners)")
     g.add_argument("--num-events", type=int, default=1000, env_var="LOCUST_NUM_EVENTS",
@@ -140,7 +141,7 @@ def _init(environment, runner=None, **_kw) -> None:
         except ValueError as exc:
             raise OptionError(str(exc)) from None
     else:
-        run.users = [(n + 1, f"{o.username_prefix}_{n:06d}") for n in range(o.learners)]
+        run.users = generated_users(o.username_prefix, o.learners)
     # Aspects' mode: sent until killed, so a signal is the planned end, not an interruption.
     expect_signal_end(environment, o.run_until_killed and not o.run_time)
     describe_run(environment, course_id=o.course_id, num_users=len(run.users), username_prefix=o.username_prefix,
@@ -266,8 +267,7 @@ def _start_e2e(environment) -> None:
     o = environment.parsed_options
 
     def latency(ms: float) -> None:
-        environment.events.request.fire(request_type="E2E", name=E2E_NAME, response_time=ms, response_length=0,
-                                        exception=None, context={})
+        e2e_rows.record(environment, E2E_NAME, ms)  # its own row: Aggregated holds the events sent
 
     e2e = EndToEnd(o.xapi_clickhouse_url or o.clickhouse_url, o.xapi_database, o.xapi_table, time.time() - 1,
                    lambda: _sent_total(environment), o.e2e_poll_interval, o.course_id, o.xapi_time_column,

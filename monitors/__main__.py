@@ -35,8 +35,11 @@ EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 
 
 def parser() -> configargparse.ArgumentParser:
+    # A locust.conf (conf/tracking.conf) holds the generator's options too: the monitor takes its own
+    # and passes over the rest, as "same options as in Locust" promises.
     p = configargparse.ArgumentParser(prog="python -m monitors", description=__doc__,
-                                      formatter_class=configargparse.RawDescriptionHelpFormatter)
+                                      formatter_class=configargparse.RawDescriptionHelpFormatter,
+                                      ignore_unknown_config_file_keys=True)
     p.add_argument("--config", is_config_file=True, help="a config file with the options below (key = value)")
     p.add_argument("--run-id", default=settings.RUN_ID.default, env_var=settings.RUN_ID.env,
                    help="monitor this run (default: wait for one)")

@@ -16,7 +16,7 @@ exact. Memory stays bounded however long the run (LatencyStats).
 It starts at the end of the topic (or --start committed|beginning|time:<epoch ms>), commits its
 offsets, reports the timestamp type it saw (LogAppendTime or CreateTime), refuses to mix a
 `timestamp_start` written in seconds into the figures, and counts negative deltas as errors.
-Inside Locust (`locustfiles/kafka.py --kafka-latency-topic`) each delta is a request of type E2E.
+Inside Locust (`locustfiles/kafka.py --kafka-latency-topic`) each delta goes into an E2E row (monitors.e2e).
 """
 
 from __future__ import annotations

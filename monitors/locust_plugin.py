@@ -33,6 +33,7 @@ from locust.runners import (
 )
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
+from monitors import e2e
 from monitors import samplers as sampling
 from monitors import sink as sinks
 from monitors.figures import console_line
@@ -55,6 +56,7 @@ FINAL_REPORT_WAIT = 3 * WORKER_REPORT_INTERVAL
 
 # Exit codes set in `quitting` when a check fails (the first failing check, in this order).
 EXIT_FAIL_RATIO, EXIT_P95, EXIT_MAX_LAG, EXIT_DRAIN, EXIT_MONITOR_CRASH = 3, 4, 5, 6, 7
+EXIT_E2E_P95 = 9  # locustfiles.open_model's --check-min-rate has 8
 # A run stopped by a signal before its planned end (128 + the signal's number, as shells report it).
 EXIT_INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
 
@@ -86,7 +88,11 @@ def _options(parser) -> None:
     g.add_argument("--check-fail-ratio", type=float, default=None, env_var="LOCUST_CHECK_FAIL_RATIO",
                    help=f"exit {EXIT_FAIL_RATIO} if the failure ratio (0-1) is above this")
     g.add_argument("--check-p95", type=float, default=None, env_var="LOCUST_CHECK_P95",
-                   help=f"exit {EXIT_P95} if the overall 95th percentile response time (ms) is above this")
+                   help=f"exit {EXIT_P95} if the 95th percentile response time (ms) of the generator's own "
+                        "requests (Aggregated: E2E and DROPPED rows are outside it) is above this")
+    g.add_argument("--check-e2e-p95", type=float, default=None, env_var="LOCUST_CHECK_E2E_P95",
+                   help=f"exit {EXIT_E2E_P95} if the 95th percentile end-to-end latency (ms, every E2E row "
+                        "merged) is above this")
     g.add_argument("--check-max-lag", type=int, default=None, env_var="LOCUST_CHECK_MAX_LAG",
                    help=f"exit {EXIT_MAX_LAG} if any sampled backlog (events) was above this")
     g.add_argument("--check-drain-time", type=float, default=None, env_var="LOCUST_CHECK_DRAIN_TIME",
@@ -123,6 +129,8 @@ def _check_options(environment, runner=None, **_kw) -> None:
         raise OptionError(f"--drain-timeout {o.drain_timeout}: expected seconds >= 0")
     if o.check_fail_ratio is not None and not 0 <= o.check_fail_ratio <= 1:
         raise OptionError(f"--check-fail-ratio {o.check_fail_ratio}: expected a ratio between 0 and 1")
+    if o.check_e2e_p95 is not None and not o.check_e2e_p95 > 0:
+        raise OptionError(f"--check-e2e-p95 {o.check_e2e_p95}: expected milliseconds > 0")
 
 
 @dataclass
@@ -408,6 +416,7 @@ def _stop(environment, **_kw) -> None:
 def _thresholds(environment, mon: Monitor) -> int | None:
     o = environment.parsed_options
     total = environment.stats.total
+    e2e_p95 = e2e.p95(environment.stats)
     checks = [
         (o.check_fail_ratio is not None and total.fail_ratio > o.check_fail_ratio, EXIT_FAIL_RATIO,
          f"failure ratio {total.fail_ratio:.4f} > --check-fail-ratio {o.check_fail_ratio}"),
@@ -418,6 +427,10 @@ def _thresholds(environment, mon: Monitor) -> int | None:
         (o.check_drain_time is not None and (not mon.drained or (mon.drain_seconds or 0) > o.check_drain_time),
          EXIT_DRAIN, f"drain {'never finished' if not mon.drained else f'took {mon.drain_seconds} s'} "
                      f"(--check-drain-time {o.check_drain_time})"),
+        # Nothing measured end to end (nothing arrived, or no E2E row at all) fails it too.
+        (o.check_e2e_p95 is not None and (e2e_p95 is None or e2e_p95 > o.check_e2e_p95), EXIT_E2E_P95,
+         f"end-to-end p95 {'not measured' if e2e_p95 is None else f'{e2e_p95} ms'} "
+         f"> --check-e2e-p95 {o.check_e2e_p95}"),
     ]
     failed = [(code, why) for bad, code, why in checks if bad]
     for _code, why in failed:

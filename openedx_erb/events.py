@@ -69,6 +69,12 @@ def iso(us: int) -> str:
     return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat()
 
 
+def generated_users(prefix: str, count: int) -> list[tuple[int, str]]:
+    """(user_id, username) of `count` generated learners: the prefix as given, then a number
+    (`lt_000000` for Aspects' default `lt_`; a prefix without a separator gets none added)."""
+    return [(n + 1, f"{prefix}{n:06d}") for n in range(count)]
+
+
 def load_users(path: Path | str) -> list[tuple[int, str]]:
     """(user_id, username) pairs from a CSV file with columns user_id,username (header optional)."""
     rows: list[tuple[int, str]] = []

@@ -34,3 +34,6 @@ RESULTS_DIR = Setting("LOCUST_RESULTS_DIR", "")  # the run folder (loadtesting.r
 SPILL_DIR = Setting("LOCUST_SPILL_DIR", str(REPO / ".run" / "monitor-spill"))  # rows ClickHouse did not take
 MONITOR_INTERVAL = Setting("LOCUST_MONITOR_INTERVAL", "5")  # seconds between monitor samples
 DRAIN_TIMEOUT = Setting("LOCUST_DRAIN_TIMEOUT", "300")  # seconds the monitor waits for the pipeline to drain
+# Files of the suite: absolute, so a run started outside the checkout's root finds them.
+KAFKA_DATA_FILE = Setting("LOCUST_KAFKA_DATA_FILE", str(REPO / "conf" / "kafka-data.json"))  # records produced
+VECTOR_LOG_FILE = Setting("LOCUST_VECTOR_LOG_FILE", str(REPO / ".run" / "tracking.log"))  # the log Vector tails

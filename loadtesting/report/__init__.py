@@ -1,6 +1,7 @@
 """Markdown results of a run, with charts: ``python -m loadtesting.report <run-id>`` (or ``make report``).
 
-Writes ``results/<run-id>/<kind>-results.md`` (kind = http, mqtt, kafka …) and PNG charts under
+Writes ``results/<run-id>/<kind>-results.md`` (kind = http, mqtt, kafka …), its self-contained twin
+``<kind>-results.html`` (loadtesting.report.html: the same markdown converted, charts embedded) and PNG charts under
 ``results/<run-id>/charts/``: what was tested and how, the capacity found, per-phase tables of
 Locust figures and sar CPU/memory/disk/network, pipeline lag and end-to-end latency when the run
 has them, and findings in plain language.

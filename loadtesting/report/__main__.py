@@ -11,7 +11,7 @@ from loadtesting.report.data import RESULTS, ReportError, latest_run, load
 from loadtesting.report.markdown import render
 from loadtesting.run import monitor_target
 from plumbing import logs
-from plumbing.redaction import redact
+from plumbing.redaction import redact, redact_text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,17 +26,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="default: what the run recorded in run.json, else LOCUST_CLICKHOUSE_URL or the stack's")
     parser.add_argument("--monitor-database", default=None,
                         help="default: what the run recorded in run.json, else LOCUST_MONITOR_DATABASE or event_sink")
-    parser.add_argument("--sar-file", type=Path, help="sar file of the system under test, recorded on its host")
+    parser.add_argument("--sar-file", type=Path, action="append", default=[],
+                        help="sar file of a system under test, recorded on its host (repeat for each host); "
+                             "reported beside the load generator's own sar.data, labelled by host")
     parser.add_argument("--out", type=Path, help="folder for the report (default: the run folder)")
+    parser.add_argument("--baseline", metavar="RUN_ID",
+                        help="add the comparison with this run (id or run folder): loadtesting.compare")
     args = parser.parse_args(argv)
     run_id = args.run_id or latest_run(args.results)
     if not run_id:
         print(f"error: no run in {args.results}; expected a run id (make demo or loadtesting.run makes one)",
               file=sys.stderr)
         return 2
-    if args.sar_file and not args.sar_file.is_file():
-        print(f"error: --sar-file {args.sar_file}: not a file", file=sys.stderr)
-        return 2
+    for path in args.sar_file:
+        if not path.is_file():
+            print(f"error: --sar-file {path}: not a file", file=sys.stderr)
+            return 2
     try:
         meta = json.loads((args.results / run_id / "run.json").read_text())
     except (OSError, ValueError):
@@ -52,8 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.source == "auto" and data.source != "clickhouse":
         print(f"note: run {run_id} not read from ClickHouse {redact(url)} (database {database}): unreachable, or "
               "the run is not there; the report uses the run folder's files", file=sys.stderr)
-    path = render(data, args.out or args.results / run_id)
-    print(f"report of run {run_id} (from {data.source}): {path}")
+    extra = []
+    if args.baseline:
+        from loadtesting import compare
+
+        try:
+            extra.append(compare.baseline_section(args.baseline, data, args.results, url, database))
+        except compare.CompareError as exc:
+            print(f"error: --baseline {args.baseline}: {redact_text(str(exc))}", file=sys.stderr)
+            return 2
+    path = render(data, args.out or args.results / run_id, extra)
+    print(f"report of run {run_id} (from {data.source}): {path} and {path.with_suffix('.html')}")
     return 0
 
 

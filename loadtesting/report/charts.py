@@ -31,7 +31,7 @@ def charts(data: RunData, out: Path) -> list[Path]:
 
     fig, axes = plt.subplots(4, 1, figsize=(10, 10), sharex=True)
     panels = [("users", "users", "#444444"), ("rps", "requests/s", "#1f77b4"),
-              ("fail_rps", "failures/s", "#d62728"), ("p95", "p95 ms", "#ff7f0e")]
+              ("fail_rps", "failures/s", "#d62728"), ("p95", "p95 ms\n(Aggregated)", "#ff7f0e")]
     for ax, (key, label, colour) in zip(axes, panels, strict=True):
         ax.plot(x, [p[key] for p in data.timeline], color=colour, linewidth=1.2)
         ax.set_ylabel(label)
@@ -42,19 +42,35 @@ def charts(data: RunData, out: Path) -> list[Path]:
         axes[0].legend(dict(zip(labels, handles, strict=False)).values(), dict(zip(labels, handles,
                        strict=False)).keys(), loc="upper left", fontsize=8)
     axes[-1].set_xlabel("seconds since start")
-    fig.suptitle(f"Run {data.run_id}")
+    fig.suptitle(f"Run {data.run_id}: the generator's own requests (Aggregated)")
     fig.tight_layout()
     path = out / "load.png"
     fig.savefig(path, dpi=90)
     plt.close(fig)
     made.append(path)
 
-    if data.lag:
+    if data.lag:  # one panel per unit: seconds of lag and counts of events never share an axis
+        panels = lag_panels(data.lag)
+        fig, axes = plt.subplots(len(panels), 1, figsize=(10, 3.5 * len(panels)), sharex=True, squeeze=False)
+        for ax, (unit, group) in zip(axes[:, 0], panels.items(), strict=True):
+            for name, series in group.items():
+                ax.plot([t - t0 for t, _ in series], [v for _, v in series], label=name, linewidth=1.2)
+            _shade(ax, data, t0)
+            ax.set_ylabel(f"lag ({unit})")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        axes[-1, 0].set_xlabel("seconds since start")
+        fig.tight_layout()
+        fig.savefig(out / "lag.png", dpi=90)
+        plt.close(fig)
+        made.append(out / "lag.png")
+
+    if data.e2e:  # end-to-end latency: its own rows, its own chart (never in load.png's p95)
         fig, ax = plt.subplots(figsize=(10, 3.5))
-        for name, series in data.lag.items():
+        for name, series in data.e2e.items():
             ax.plot([t - t0 for t, _ in series], [v for _, v in series], label=name, linewidth=1.2)
         _shade(ax, data, t0)
-        made.append(_finish(fig, ax, "seconds since start", "lag", out / "lag.png"))
+        made.append(_finish(fig, ax, "seconds since start", "end-to-end p95 ms per interval", out / "e2e.png"))
 
     if data.capacity and data.capacity.get("steps"):
         steps = data.capacity["steps"]
@@ -67,6 +83,19 @@ def charts(data: RunData, out: Path) -> list[Path]:
         ax.axvline(data.capacity["max_sustainable_users"], color="#2ca02c", linestyle="--", label="max sustainable")
         made.append(_finish(fig, ax, "users", "requests/s", out / "capacity.png"))
     return made
+
+
+def lag_unit(series_name: str) -> str:
+    """The unit of a lag series: `<source> lag_seconds` is seconds; the backlog and `<source> lag` count events."""
+    return "seconds" if series_name.endswith("lag_seconds") else "events"
+
+
+def lag_panels(lag: dict[str, list]) -> dict[str, dict[str, list]]:
+    """The lag series grouped by unit, one chart panel (one y axis) each."""
+    panels: dict[str, dict[str, list]] = {}
+    for name, series in lag.items():
+        panels.setdefault(lag_unit(name), {})[name] = series
+    return panels
 
 
 def _finish(fig, ax, xlabel: str, ylabel: str, path: Path) -> Path:

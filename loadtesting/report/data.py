@@ -8,9 +8,11 @@ import sys
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from loadtesting import phases as phase_mod
 from loadtesting import sar
+from monitors.e2e import E2E
 from plumbing import histogram, settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,11 +32,19 @@ QUERIES = {
     "requests": histogram.merged_sql("{db}"),
     # A phase or capacity step: the Aggregated histograms of the intervals ending in (t0, t1] (ms).
     "window": histogram.merged_sql("{db}", f"{AGGREGATED} AND time_ms > %(t0)s AND time_ms <= %(t1)s", "timing"),
+    # End-to-end latency per interval: its own rows (request type E2E), never part of Aggregated.
+    "e2e": "SELECT time_ms, name, p95_ms FROM {db}.load_test_request_stats WHERE run_id = %(run)s "
+           "AND request_type = 'E2E' AND timing = 'service' ORDER BY time_ms",
     "lag": "SELECT time_ms, source, metric, value FROM {db}.load_test_samples WHERE run_id = %(run)s "
            "AND ((source = 'monitor' AND metric = 'backlog') OR metric = 'lag_seconds' OR metric = 'lag') "
            "ORDER BY time_ms",
     "events": "SELECT toUInt32(timestamp), event_type, extra FROM {db}.load_test_runs WHERE run_id = %(run)s "
               "ORDER BY timestamp",
+    # Every interval row with its histogram (loadtesting.compare resamples them), and each interval's length.
+    "intervals": "SELECT time_ms, interval_s, timing, request_type, name, requests, failures, max_ms, buckets, counts "
+                 "FROM {db}.load_test_request_stats WHERE run_id = %(run)s ORDER BY time_ms",
+    "interval_lengths": "SELECT time_ms, max(interval_s) FROM {db}.load_test_request_stats "
+                        "WHERE run_id = %(run)s AND timing = 'service' GROUP BY time_ms",
 }
 
 
@@ -51,9 +61,12 @@ class RunData:
     clickhouse: tuple[str, str] | None = None  # (url, database) the run was loaded from
     failures: list[dict] = field(default_factory=list)
     lag: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # series name -> (time, value)
+    e2e: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # E2E row name -> (time, p95 ms)
     capacity: dict | None = None
     phases: list[phase_mod.Phase] = field(default_factory=list)
-    sar: dict | None = None  # sar.read() rows
+    sar: dict | None = None  # sar.read() rows of the load generator's machine (the run folder's sar.data)
+    sut_sar: dict[str, dict] = field(default_factory=dict)  # the systems under test's: host -> sar.read() rows
+    errors: list[str] = field(default_factory=list)  # the run's `error: …` lines (locust.log): why it was refused
 
 
 class ReportError(RuntimeError):
@@ -73,8 +86,9 @@ def _num(text: str | None) -> float:
         return 0.0
 
 
-def load_folder_extras(data: RunData, folder: Path, sar_file: Path | None) -> None:
-    """What only the run folder holds: failure messages and the sar file."""
+def load_folder_extras(data: RunData, folder: Path, sar_files: list[Path] | Path | None = None) -> None:
+    """What only the run folder holds: failure messages and the generator's sar file; the systems under
+    test's sar files (given, or `sar-*.data` in the folder) beside it, each labelled by its host."""
     final = folder / "stats.json"
     fail_csv = folder / "locust_failures.csv"
     if final.exists():
@@ -83,12 +97,28 @@ def load_folder_extras(data: RunData, folder: Path, sar_file: Path | None) -> No
         with open(fail_csv, newline="") as f:
             data.failures = [{"method": r["Method"], "name": r["Name"], "error": r["Error"],
                               "occurrences": int(_num(r["Occurrences"]))} for r in csv.DictReader(f)]
-    sar_path = sar_file or folder / "sar.data"
-    if sar_path.exists():
-        try:
-            data.sar = sar.read(sar_path)
-        except sar.SarError as exc:
-            print(f"warning: {exc}", file=sys.stderr)
+    log = folder / "locust.log"
+    if log.exists():  # the suite's one-line errors, and Locust's own parser's
+        with open(log, errors="replace") as f:
+            data.errors = [line.strip() for line in f if line.startswith(("error: ", "locust: error: "))][:5]
+    if (folder / "sar.data").exists():
+        data.sar = _read_sar(folder / "sar.data")
+    given = [sar_files] if isinstance(sar_files, Path) else list(sar_files or [])
+    for path in [*given, *sorted(folder.glob("sar-*.data"))]:
+        rows = _read_sar(path)
+        if rows:
+            label = sar.hostname(rows) or path.stem
+            if label in data.sut_sar:
+                label = f"{label} ({path.name})"
+            data.sut_sar[label] = rows
+
+
+def _read_sar(path: Path) -> dict | None:
+    try:
+        return sar.read(path)
+    except sar.SarError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
+        return None
 
 
 def _requests_from_csv(data: RunData, stats: Path) -> None:
@@ -114,6 +144,9 @@ def load_csv(run_id: str, folder: Path) -> RunData:
                  "duration_s": run.get("duration_s")}
     rows = read_request_stats(folder)
     data.intervals = [r for r in rows if r["request_type"] == "" and r["name"] == "Aggregated"]
+    for r in rows:
+        if r["request_type"] == E2E and r.get("timing", "service") == "service":
+            data.e2e.setdefault(r["name"], []).append((r["time_ms"] / 1000, r["p95_ms"]))
     if data.intervals:  # the monitor's intervals: the same timeline as in ClickHouse
         data.timeline = [{"time": r["time_ms"] / 1000, "users": r["users"], "rps": r["rps"],
                           "fail_rps": r["fail_rps"], "p95": r["p95_ms"]}
@@ -226,6 +259,8 @@ def load_clickhouse(run_id: str, url: str, database: str) -> RunData | None:
                "p99_ms": _ms(p99) if timed else None,
                "max_ms": mx, "rps": n / duration if duration else 0.0}
         (data.planned if timing == "planned" else data.requests).append(row)
+    for t, name, p95 in client.execute(q["e2e"], {"run": run_id}):
+        data.e2e.setdefault(name, []).append((t / 1000, p95))
     for t, source, metric, value in client.execute(q["lag"], {"run": run_id}):
         name = "backlog (events)" if source == "monitor" else f"{source} {metric}"
         data.lag.setdefault(name, []).append((t / 1000, value))
@@ -244,7 +279,7 @@ def load_clickhouse(run_id: str, url: str, database: str) -> RunData | None:
 
 
 def load(run_id: str, results: Path = RESULTS, source: str = "auto", clickhouse_url: str | None = None,
-         database: str = settings.MONITOR_DATABASE.default, sar_file: Path | None = None) -> RunData:
+         database: str = settings.MONITOR_DATABASE.default, sar_file: list[Path] | Path | None = None) -> RunData:
     folder = results / run_id
     data = None
     if source in ("auto", "clickhouse") and clickhouse_url:
@@ -271,6 +306,49 @@ def load(run_id: str, results: Path = RESULTS, source: str = "auto", clickhouse_
 
 
 # -- analysis --------------------------------------------------------------------------------------
+def options_from_command(command: list[str]) -> dict:
+    """`--some-option value` pairs of a recorded command line (run.json), keyed as Locust's dests."""
+    opts: dict = {}
+    for i, arg in enumerate(command):
+        if arg.startswith("-") and i + 1 < len(command) and not command[i + 1].startswith("--"):
+            key = "host" if arg == "-H" else arg[2:].replace("-", "_") if arg.startswith("--") else ""
+            if key:
+                opts[key] = command[i + 1]
+    return opts
+
+
+def run_options(data: RunData) -> dict:
+    """The run's options: as stored in ClickHouse, else as given on its recorded command line."""
+    return data.meta.get("options") or options_from_command(data.meta.get("command") or [])
+
+
+LOOPBACK = ("localhost", "127.", "::1", "0.0.0.0")
+
+
+def target_is_local(data: RunData) -> bool | None:
+    """Whether the system under test ran on the load generator's machine (every address it was given is
+    loopback); None when the run recorded none."""
+    import backends
+
+    opts = run_options(data)
+    if data.kind == "tracking" and opts.get("pipeline_backend") in backends.NAMES:
+        value = backends.get(opts["pipeline_backend"]).entry(opts)
+        if opts["pipeline_backend"] == "vector":
+            return True  # a log file on this machine, which Vector tails here
+    elif data.kind == "kafka":
+        value = opts.get("kafka_brokers")
+    elif data.kind == "mqtt":
+        value = opts.get("mqtt_url")
+    else:
+        value = data.meta.get("host") or opts.get("host")
+    hosts = [urlsplit(part if "://" in part else f"//{part}").hostname
+             for part in str(value or "").split(",") if part.strip()]
+    if not hosts or None in hosts:
+        return None
+    return all(h.startswith(LOOPBACK) for h in hosts)
+
+
+
 def window_latency(data: RunData, start: float, end: float | None) -> dict[str, dict]:
     """Per timing (service, planned): requests and merged percentiles of the intervals ending in (start, end].
 
@@ -324,6 +402,8 @@ def phase_figures(data: RunData, phase: phase_mod.Phase) -> dict:
             out[key] = phase.figures[key]  # the capacity search measured its window exactly
     if data.sar:
         out["sar"] = sar.summarize(data.sar, phase.start, phase.end)
+    if data.sut_sar:
+        out["sut_sar"] = {host: sar.summarize(rows, phase.start, phase.end) for host, rows in data.sut_sar.items()}
     return out
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from loadtesting import phases as phase_mod
 from loadtesting import sar
-from loadtesting.report.data import RunData
+from loadtesting.report.data import RunData, target_is_local
 
 
 def fmt(v, digits: int = 1) -> str:
@@ -42,6 +42,17 @@ def _events(data: RunData) -> list[dict]:
 
 def _total(data: RunData) -> dict | None:
     return next((r for r in data.requests if r["name"] == "Aggregated"), None)
+
+
+def finding_refused(data: RunData, figures: dict[str, dict]) -> list[str]:
+    """A run that ended with an error line: what stopped it, first (a refused run measured nothing)."""
+    if not data.errors:
+        return []
+    measured = any(r["requests"] for r in data.requests)
+    code = data.meta.get("exit_code")
+    return [f"The run {'stopped on an error' if measured else 'was refused at start and measured nothing'}"
+            + (f" (exit code {code})" if code is not None else "") + ": "
+            + "; ".join(f"`{line[:300]}`" for line in data.errors) + "."]
 
 
 def finding_capacity(data: RunData, figures: dict[str, dict]) -> list[str]:
@@ -128,32 +139,86 @@ def finding_phases(data: RunData, figures: dict[str, dict]) -> list[str]:
     return [text]
 
 
+def _sar_at_limit(data: RunData, figures: dict[str, dict], key: str, host: str | None = None) -> tuple[dict | None, str]:
+    """A machine's sar summary at the failure load (else the maximum sustainable one, else the whole run)."""
+    for name, where in ((phase_mod.FAILURE, "the failure load"), (phase_mod.MAX_SUSTAINABLE, "the maximum "
+                                                                                            "sustainable load")):
+        f = figures.get(name, {}).get(key)
+        s = f.get(host) if (f and host is not None) else f
+        if s and s.get("cpu_idle") is not None:
+            return s, where
+    rows = data.sar if host is None else data.sut_sar.get(host)
+    return (sar.summarize(rows), "the run") if rows else (None, "")
+
+
+def _machine(s: dict) -> str:
+    return (f"{100 - s['cpu_idle']:.0f}% busy ({fmt(s['cpu_user'])}% user, {fmt(s['cpu_system'])}% system, "
+            f"{fmt(s['cpu_iowait'])}% iowait), memory {fmt(s['mem_used_pct'])}% used and the disks wrote "
+            f"{fmt(s['disk_write_kBps'])} kB/s")
+
+
+def _generator_host(data: RunData) -> str:
+    return sar.hostname(data.sar) if data.sar else ""
+
+
+def finding_generator(data: RunData, figures: dict[str, dict]) -> list[str]:
+    """The load generator's own machine (the run folder's sar.data): was the generator the limit?"""
+    s, where = _sar_at_limit(data, figures, "sar")
+    if not s:
+        return []
+    host = _generator_host(data)
+    machine = f"The load generator's machine{f' ({host})' if host else ''}"
+    local = target_is_local(data)
+    if 100 - s["cpu_idle"] >= 85:
+        text = (f"**The load generator was the limit**: during {where} its machine{f' ({host})' if host else ''} "
+                f"was {_machine(s)}. A saturated generator sends late and times late, so the rates and latencies "
+                "measured are the generator's as much as the system's: add processes (`--processes`) or machines.")
+        if local:
+            text += " The system under test ran on the same machine, so the two competed for its CPU."
+        return [text]
+    if local:
+        return []  # one machine: finding_cpu says it all
+    return [f"{machine} had headroom during {where}: CPU {_machine(s)}, so the generator was not what "
+            "limited the run."]
+
+
+def _verdict(s: dict, limit_found: bool, its: str) -> str:
+    if 100 - s["cpu_idle"] >= 85:
+        return f"{its} CPU was the bottleneck: more capacity needs more cores or cheaper requests"
+    if (s.get("cpu_iowait") or 0) >= 20:
+        return f"{its} disk was waited on: faster storage or fewer writes per request would help"
+    if limit_found:
+        return ("the CPU had headroom, so the limit is a configured one (worker processes, connection "
+                "pools, queue sizes) or on another machine; raising it is the cheapest gain")
+    return "the CPU had headroom at this load, so this machine was not what limited the run"
+
+
 def finding_cpu(data: RunData, figures: dict[str, dict]) -> list[str]:
-    """sar at the failure load (else the maximum sustainable one, else the whole run): what limited it."""
+    """The system under test's machines (sar at the failure load, else the maximum sustainable one, else
+    the whole run): what limited it. Its own sar files (--sar-file) by host; the generator's sar.data
+    only when the system ran on the generator's machine."""
     cap = data.capacity
     total = _total(data)
-    high = figures.get(phase_mod.MAX_SUSTAINABLE, {})
-    fail = figures.get(phase_mod.FAILURE, {})
     limit_found = bool((cap and cap.get("first_failing_users") is not None) or (total and total["failures"]))
-    s = (fail or high).get("sar") if (fail or high) else None
-    if s is None and data.sar:
-        s = sar.summarize(data.sar)
+    paras = []
+    for host in data.sut_sar:
+        s, where = _sar_at_limit(data, figures, "sut_sar", host)
+        if s and s.get("cpu_idle") is not None:
+            paras.append(f"On the system under test's host {host}, during {where} the CPU was {_machine(s)}: "
+                         f"{_verdict(s, limit_found, 'its')}.")
+    if paras:
+        return paras
+    s, where = _sar_at_limit(data, figures, "sar")
     if not s or s.get("cpu_idle") is None:
         return []
-    busy = 100 - s["cpu_idle"]
-    where = "the failure load" if fail.get("sar") else "the run"
-    if busy >= 85:
-        verdict = "the machine's CPU was the bottleneck: more capacity needs more cores or cheaper requests"
-    elif (s.get("cpu_iowait") or 0) >= 20:
-        verdict = "the machine waited on its disk: faster storage or fewer writes per request would help"
-    elif limit_found:
-        verdict = ("the CPU had headroom, so the limit is a configured one (worker processes, connection "
-                   "pools, queue sizes) or on another machine; raising it is the cheapest gain")
-    else:
-        verdict = "the CPU had headroom at this load, so the machine itself was not what limited the run"
-    return [f"During {where} the CPU was {busy:.0f}% busy ({fmt(s['cpu_user'])}% user, "
-            f"{fmt(s['cpu_system'])}% system, {fmt(s['cpu_iowait'])}% iowait), memory "
-            f"{fmt(s['mem_used_pct'])}% used and the disks wrote {fmt(s['disk_write_kBps'])} kB/s: {verdict}."]
+    if target_is_local(data):
+        verdict = _verdict(s, limit_found, "that machine's")
+        return [f"The system under test ran on the load generator's machine: during {where} its CPU was "
+                f"{_machine(s)}: {verdict}."]
+    return ["No sar of the system under test was given: the figures recorded are the load generator's machine's "
+            "(above). Record the system's own on its host (`ssh HOST /usr/lib/sysstat/sadc -S XALL 1 > "
+            "results/<run-id>/sar-HOST.data` during the run, or `python -m loadtesting.sar record FILE` there) "
+            "and give it to the report with `--sar-file`."]
 
 
 def finding_backlog(data: RunData, figures: dict[str, dict]) -> list[str]:
@@ -227,16 +292,17 @@ def finding_e2e(data: RunData, figures: dict[str, dict]) -> list[str]:
 
 Finding = Callable[[RunData, dict[str, dict]], list[str]]
 
-# The findings, in the report's order: adding one is a function above and an entry here. The first
-# three are alternatives: a capacity search, else a tracking run's events, else the run's totals.
-FINDINGS: list[Finding] = [finding_capacity, finding_events, finding_totals, finding_top_failure, finding_phases,
-                           finding_cpu, finding_backlog, finding_open_model, finding_planned, finding_e2e]
+# The findings, in the report's order: adding one is a function above and an entry here. A run's error
+# comes first; the next three are alternatives: a capacity search, else a tracking run's events, else
+# the run's totals.
+FINDINGS: list[Finding] = [finding_refused, finding_capacity, finding_events, finding_totals, finding_top_failure, finding_phases,
+                           finding_generator, finding_cpu, finding_backlog, finding_open_model, finding_planned, finding_e2e]
 
 
 def findings(data: RunData, figures: dict[str, dict]) -> list[str]:
     """Plain-language paragraphs drawn from the figures (at least two)."""
     paras = [para for finding in FINDINGS for para in finding(data, figures)]
-    if len(paras) < 2:
+    if len(paras) < 2 and not data.errors:
         paras.append("Too little was recorded for more findings: run longer, or with `--capacity-search`, "
                      "so each phase has figures.")
     return paras

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import backends
 from loadtesting import sar
-from loadtesting.report.charts import charts
-from loadtesting.report.data import RunData, phase_figures, window_latency
+from loadtesting.report import html
+from loadtesting.report.charts import charts, lag_unit
+from loadtesting.report.data import RunData, options_from_command, phase_figures, window_latency
 from loadtesting.report.findings import findings, fmt
 from plumbing.redaction import redact, where
 
@@ -27,15 +29,6 @@ def _titled_table(title: str, header: list[str], rows: list[list]) -> list[str]:
 
 def _when(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S")
-
-
-def options_from_command(command: list[str]) -> dict:
-    """`--some-option value` pairs of a recorded command line (run.json), keyed as Locust's dests."""
-    opts: dict = {}
-    for i, arg in enumerate(command):
-        if arg.startswith("--") and i + 1 < len(command) and not command[i + 1].startswith("--"):
-            opts[arg[2:].replace("-", "_")] = command[i + 1]
-    return opts
 
 
 def target(kind: str, meta: dict, opts: dict) -> str:
@@ -136,18 +129,31 @@ def section_phases(page: Page) -> list[str]:
                "are its own window's).", ""]
         md += _table(["phase", "window (UTC)", "users", "requests/s", "failures", "p95 ms",
                       *(["p95 from planned start ms"] if planned else []), "marked by"], rows) + [""]
-        if data.sar:
-            md += ["### System activity (sar) per phase", ""]
-            keys = [("cpu_user", "CPU user %"), ("cpu_system", "CPU system %"), ("cpu_iowait", "iowait %"),
-                    ("cpu_idle", "idle %"), ("mem_used_pct", "memory used %"), ("disk_tps", "disk IO/s"),
-                    ("disk_write_kBps", "disk write kB/s"), ("net_rx_kBps", "net rx kB/s"),
-                    ("net_tx_kBps", "net tx kB/s"), ("loopback_kBps", "loopback kB/s")]
-            md += _table(["phase", *[label for _, label in keys]],
-                         [[p.name, *[figures[p.name]["sar"].get(k) for k, _ in keys]] for p in data.phases]) + [""]
-    elif data.sar:
-        s = sar.summarize(data.sar)
-        md += _titled_table("System activity (sar), whole run", ["figure", "average"], [[k, v] for k, v in s.items()])
+        keys = [("cpu_user", "CPU user %"), ("cpu_system", "CPU system %"), ("cpu_iowait", "iowait %"),
+                ("cpu_idle", "idle %"), ("mem_used_pct", "memory used %"), ("disk_tps", "disk IO/s"),
+                ("disk_write_kBps", "disk write kB/s"), ("net_rx_kBps", "net rx kB/s"),
+                ("net_tx_kBps", "net tx kB/s"), ("loopback_kBps", "loopback kB/s")]
+        for label, _rows, pick in _sar_machines(data):
+            md += [f"### System activity (sar) per phase: {label}", ""]
+            md += _table(["phase", *[name for _, name in keys]],
+                         [[p.name, *[(pick(figures[p.name]) or {}).get(k) for k, _ in keys]]
+                          for p in data.phases]) + [""]
+    else:
+        for label, rows, _pick in _sar_machines(data):
+            md += _titled_table(f"System activity (sar), whole run: {label}", ["figure", "average"],
+                                [[k, v] for k, v in sar.summarize(rows).items()])
     return md
+
+
+def _sar_machines(data: RunData) -> list[tuple[str, dict, Callable[[dict], dict | None]]]:
+    """Each machine with sar figures: its label (role and host), its rows, how to pick its phase summary."""
+    out: list[tuple[str, dict, Callable[[dict], dict | None]]] = []
+    if data.sar:
+        host = sar.hostname(data.sar)
+        out.append((f"load generator{f' {host}' if host else ''}", data.sar, lambda f: f.get("sar")))
+    for host, rows in data.sut_sar.items():
+        out.append((f"system under test {host}", rows, lambda f, h=host: (f.get("sut_sar") or {}).get(h)))
+    return out
 
 
 def section_requests(page: Page) -> list[str]:
@@ -160,6 +166,15 @@ def section_requests(page: Page) -> list[str]:
                "(`--source csv` uses stats.json when the run folder has it).", ""]
     md += ["Response time is Locust's (from sending to the response). Percentiles are Locust's, of the whole run: "
            "the merged histograms of every interval, equal to Locust's final figures and at most the maximum.", ""]
+    kinds = {r["type"] for r in data.requests}
+    if kinds & {"E2E", "DROPPED"}:
+        md += ["*Aggregated* holds the generator's own requests only, and so do `--check-p95`, the capacity search "
+               "and load.png."
+               + (" **E2E** rows are not requests of the generator: each is the pipeline's end-to-end latency "
+                  "(an event or message from its time of sending to where it came out), judged by "
+                  "`--check-e2e-p95` and charted in e2e.png." if "E2E" in kinds else "")
+               + (" **DROPPED** rows count planned iterations no user was free for (never sent)."
+                  if "DROPPED" in kinds else ""), ""]
     md += _table(["type", "name", "requests", "failures", "requests/s", "avg ms", "p50 ms", "p95 ms", "p99 ms",
                   "max ms"], [[r["type"], r["name"], r["requests"], r["failures"], r["rps"], r["avg_ms"],
                                r["p50_ms"], r["p95_ms"], r["p99_ms"], r["max_ms"]] for r in data.requests])
@@ -204,8 +219,8 @@ def section_lag(page: Page) -> list[str]:
     lag = page.data.lag
     if not lag:
         return []
-    return _titled_table("Pipeline lag", ["series", "peak", "last"],
-                         [[k, max(v for _, v in s), s[-1][1]] for k, s in lag.items()])
+    return _titled_table("Pipeline lag", ["series", "unit", "peak", "last"],
+                         [[k, lag_unit(k), max(v for _, v in s), s[-1][1]] for k, s in lag.items()])
 
 
 def section_charts(page: Page) -> list[str]:
@@ -224,12 +239,15 @@ SECTIONS = [section_tested, section_findings, section_capacity, section_phases, 
             section_failures, section_lag, section_charts]
 
 
-def render(data: RunData, folder: Path) -> Path:
+def render(data: RunData, folder: Path, extra: Sequence[Callable[[Page], list[str]]] = ()) -> Path:
+    """Write `<kind>-results.md` and its self-contained twin `<kind>-results.html`; `extra` sections
+    (e.g. the comparison with a baseline run) come after SECTIONS."""
     folder.mkdir(parents=True, exist_ok=True)
     page = Page(data, {p.name: phase_figures(data, p) for p in data.phases}, charts(data, folder / "charts"))
     md = [f"# {data.kind.upper()} load test results — run {data.run_id}", ""]
-    for section in SECTIONS:
+    for section in [*SECTIONS, *extra]:
         md += section(page)
     path = folder / f"{data.kind}-results.md"
     path.write_text("\n".join(md))
+    html.write(path)
     return path

@@ -54,7 +54,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--group", default="event_routing_backends", help="consumer group")
     p.add_argument("--kafka-brokers", default=settings.KAFKA_BROKERS.resolve())
     p.add_argument("--session-timeout-ms", type=int, default=None)
-    p.add_argument("--log-file", type=Path, default=Path(".run/tracking.log"), help="vector: the log to tail")
+    p.add_argument("--log-file", type=Path, default=Path(settings.VECTOR_LOG_FILE.default),
+                   help="vector: the log to tail (default the generator's: the checkout's .run/tracking.log)")
     p.add_argument("--checkpoint", type=Path, default=None, help="vector: read position (default <log>.offset)")
     p.add_argument("--metrics-port", type=int, default=0, help="vector: serve sink counters (Prometheus) here")
     p.add_argument("--ready-file", type=Path, default=None, help="touched once consuming")

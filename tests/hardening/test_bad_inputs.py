@@ -66,6 +66,9 @@ CASES = {
     "run, a helper module": (lambda f: python("loadtesting.run", "lampi_data"),
                              "error: lampi_data: expected a kind (http, kafka, mqtt, tracking) "
                              "or the path of a .py locustfile"),
+    "compare, not a run folder": (lambda f: python("loadtesting.compare", f, f),
+                                  "error: '{f}': not a run folder (no run.json or request_stats.jsonl); "
+                                  "expected a run id or a run folder (results/<run-id>/)"),
 }
 
 
@@ -117,3 +120,17 @@ def test_a_host_that_goes_away_mid_run_is_measured_as_failures(tmp_path):
     errors = [row["Error"] for row in read_locust_failures(tmp_path / "run")]
     assert any("status 0" in e or "refused" in e.lower() for e in errors), errors  # after the host went away
     assert int(read_locust_stats(tmp_path / "run")["Aggregated"]["Failure Count"]) > 0
+
+
+def test_the_standalone_monitor_takes_a_locust_conf_and_passes_over_the_generators_keys():
+    # conf/tracking.conf holds the generator's options (users, pipeline-backend …) beside the monitor's.
+    done = run(python("monitors", "--config", "conf/tracking.conf", "--wait-timeout", "0.5",
+                      "--clickhouse-url", f"clickhouse://default@127.0.0.1:{CLOSED}/default"), timeout=60)
+    assert "unrecognized arguments" not in done.stderr, done.stderr[-2000:]
+    assert done.returncode == 1 and "ClickHouse unreachable for the whole --wait-timeout" in done.stderr
+
+
+def test_bench_help_lists_the_benchmarks():
+    done = run(python("bench", "--help"), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "usage: python -m bench" in done.stdout and "  kafka " in done.stdout and "(only when named)" in done.stdout

@@ -177,6 +177,7 @@ def test_every_produced_message_comes_out_once(kafka, topics, processor, tmp_pat
     assert topics[0] in stats, (list(stats), done.stderr[-3000:])
     assert int(stats[topics[0]]["Request Count"]) == 1000 and int(stats[topics[0]]["Failure Count"]) == 0
     assert int(stats[topics[1]]["Request Count"]) == 1000  # E2E: produced = consumed
+    assert int(stats["Aggregated"]["Request Count"]) == 1000  # the PRODUCE requests only: E2E is outside
     assert "0 duplicates" in done.stderr
 
 
@@ -295,3 +296,12 @@ def test_kafka_rate_produces_each_planned_message_once_or_drops_it(kafka, topics
     stats = read_locust_stats(prefix)
     assert int(stats[topics[0]]["Request Count"]) == started  # PRODUCE rows; a DROPPED row has the rest
     assert int(stats.get("Aggregated")["Request Count"]) == started
+
+
+def test_the_default_data_file_is_found_outside_the_checkout(kafka, topics, tmp_path):
+    # Started from another folder, as a user's CI job would: the suite's own records are the default.
+    done = run_locust(["-f", str(REPO / "locustfiles" / "kafka.py"), "--headless", "-u", "2", "-r", "2", "-t", "60s",
+                       "--kafka-brokers", kafka.url, "--kafka-topic", topics[0], "--kafka-messages", "20",
+                       "--no-monitor"], cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "kafka-data-file" not in done.stderr and "kafka: 20 messages sent, 20 delivered" in done.stderr

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -15,7 +19,7 @@ from backends import celery, kafka_bus, redis_bus, vector
 from monitors import clickhouse as ch_sampler
 from monitors import host
 from monitors import samplers as sampling
-from tests.helpers import wait_for
+from tests.helpers import REPO, wait_for
 
 FIXTURES = Path(__file__).with_name("fixtures")
 
@@ -223,11 +227,47 @@ def test_clickhouse_newest_event_outside_the_first_window(clickhouse, ch):
 
 
 # -- host and the registry --------------------------------------------------------------------------
+HOST_FIGURES = {"cpu_percent", "load1", "cpus", "mem_total_bytes", "mem_available_bytes", "disk_free_bytes",
+                "disk_used_percent", "disk_read_bytes_per_s", "disk_write_bytes_per_s", "net_rx_bytes_per_s",
+                "net_tx_bytes_per_s"}
+
+
 def test_host_sampler_reports_rates():
     s = host.Sampler()
     wait_for(lambda: s.sample()["cpu_percent"] >= 0, what="a host sample")
     sample = s.sample()
+    assert set(sample) == HOST_FIGURES and not s.missing
     assert 0 <= sample["cpu_percent"] <= 100 and sample["mem_total_bytes"] > 0 and sample["disk_free_bytes"] > 0
+
+
+# In a user and mount namespace of its own, /proc is hidden under an empty tmpfs (as on a machine
+# without procfs): the sampler must still start and sample what the platform gives.
+WITHOUT_PROC = """
+import json, sys
+try:
+    open("/proc/stat").close()
+    sys.exit("/proc is still there")
+except FileNotFoundError:
+    pass
+from monitors import host
+s = host.Sampler()
+s.sample()
+print(json.dumps({"sample": s.sample(), "missing": sorted(s.missing)}))
+"""
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="util-linux unshare is not installed")
+def test_host_sampler_runs_where_there_is_no_proc():
+    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                           'mount -t tmpfs none /proc && exec "$0" -c "$1"', sys.executable, WITHOUT_PROC],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    sample = out["sample"]
+    assert sample["cpus"] > 0 and sample["disk_free_bytes"] > 0 and sample["load1"] >= 0, sample
+    assert set(sample) <= HOST_FIGURES and "cpu_percent" not in sample, sample  # CPU times live in /proc here
+    assert "CPU times" in out["missing"]
+    assert done.stderr.count("the host's CPU times cannot be read here") == 1, done.stderr  # said once
 
 
 def test_backends_accept_repeated_and_comma_separated_names():

@@ -111,6 +111,16 @@ def test_every_acknowledged_publish_reached_the_broker(mosquitto, tmp_path):
     assert counted > 100 and live() == counted
 
 
+def test_publish_to_delivery_latency_is_its_own_row_outside_aggregated(mosquitto, tmp_path):
+    done = run_devices(mosquitto.url, "--mqtt-e2e", users=5, run_time="3s", env={"LOCUST_RESULTS_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {(r["type"], r["name"]): r for r in json.loads((tmp_path / "stats.json").read_text())["requests"]}
+    assert rows[("E2E", CHANGED)]["requests"] > 0
+    # Aggregated counts the devices' own connects and publishes, each once: no delivery is a request.
+    own = sum(r["requests"] for (rtype, name), r in rows.items() if rtype != "E2E" and name != "Aggregated")
+    assert rows[("", "Aggregated")]["requests"] == own
+
+
 def test_devices_connect_before_publishing(mosquitto, tmp_path):
     done = run_devices(mosquitto.url, users=20, run_time="3s", csv=tmp_path / "run")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -263,3 +273,13 @@ def test_message_rate_publishes_one_lamp_changed_per_planned_instant(mosquitto, 
                    for n in ("connect", "reconnect") if n in stats)
     assert connects >= 10
     assert int(stats[CHANGED]["Request Count"]) == started + connects
+
+
+def test_devices_dropped_together_do_not_reconnect_in_lockstep():
+    import random
+
+    from plumbing.backoff import jittered
+
+    waits = [jittered(4.0, random.Random(device)) for device in range(500)]  # one broker restart, 500 devices
+    assert all(2.0 <= w <= 4.0 for w in waits)  # at least half the back-off: retries still slow down
+    assert max(waits) - min(waits) > 1.5 and len({round(w, 3) for w in waits}) > 400  # spread, not one instant

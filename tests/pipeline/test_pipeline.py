@@ -41,19 +41,31 @@ def test_n_events_in_give_exactly_n_statements_out(backend, pipeline, clickhouse
     assert f"sent {n}, stored {n}, missing 0, duplicates 0" in summary_line(done.stderr)
 
 
-def test_e2e_latency_is_a_locust_request_type(pipeline, clickhouse, redis_server, tmp_path):
+def test_e2e_latency_has_its_own_row_and_check_outside_aggregated(pipeline, clickhouse, redis_server, tmp_path):
     p = pipeline("redis_bus", "--batch-size", "20", "--batch-interval", "0.5")
+    # A batch interval of 0.5 s puts every end-to-end latency far above 1 ms: the E2E check fails.
     done, end = generate(p, clickhouse, redis_server, None, "--num-events", "100", "--events-per-second", "200",
-                         "--clickhouse-data-path", str(tmp_path), results=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+                         "--clickhouse-data-path", str(tmp_path), "--check-e2e-p95", "1", results=tmp_path)
+    assert done.returncode == 9, done.stderr[-3000:]
+    assert "check failed: end-to-end p95" in done.stderr
     runway = end["e2e"]["runway"]
     assert runway["bytes_per_event"] > 0 and runway["free_disk_bytes"] > 0 and runway["hours_until_disk_full"] > 0
     assert "fill the" in summary_line(done.stderr)
-    # Locust's final figures (stats.json: its CSV misses the last second) hold one E2E request per event.
+    # Locust's final figures (stats.json: its CSV misses the last second) hold one E2E latency per event,
+    # in its own row: Aggregated counts the events sent, once each.
     rows = {(r["type"], r["name"]): r for r in json.loads((tmp_path / "stats.json").read_text())["requests"]}
     n = 100 - end["open_model"]["dropped"]
     assert rows[("E2E", "tracking event → xAPI in ClickHouse")]["requests"] == n
     assert sum(r["requests"] for (t, _n), r in rows.items() if t == "EVENT") == n
+    assert rows[("", "Aggregated")]["requests"] == n
+    # So do the monitor's interval rows in ClickHouse, which the report's timeline and load.png read.
+    client = chclient.connect(clickhouse.url)
+    per_type = dict(client.execute(
+        "SELECT request_type, sum(requests) FROM event_sink.load_test_request_stats WHERE run_id = %(r)s "
+        "AND timing = 'service' AND (request_type = 'E2E' OR name = 'Aggregated') GROUP BY request_type",
+        {"r": end["run_id"]}))
+    client.disconnect()
+    assert per_type == {"": n, "E2E": n}, per_type
 
 
 def test_the_monitor_sees_the_batch_list_rise_and_drain(pipeline, clickhouse, redis_server, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 
 import openedx_erb
 from openedx_erb import wire
-from openedx_erb.events import Clock, EventFactory, TrackedLearner, load_users
+from openedx_erb.events import Clock, EventFactory, TrackedLearner, generated_users, load_users
 from targets.pipeline import decode
 from targets.pipeline.consumers import XAPI_LINE
 
@@ -164,3 +164,8 @@ def test_an_unreachable_schema_registry_is_a_one_line_error(kafka):
     last = done.stderr.strip().splitlines()[-1]
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert last.startswith("error: kafka_bus: schema registry http://127.0.0.1:") and "unreachable" in last
+
+
+def test_generated_learners_take_the_prefix_as_given():
+    assert generated_users("lt_", 3) == [(1, "lt_000000"), (2, "lt_000001"), (3, "lt_000002")]  # not lt__000000
+    assert generated_users("loadtest2_", 1) == [(1, "loadtest2_000000")]

@@ -63,6 +63,19 @@ def test_charts_are_valid_pngs_linked_from_the_report(capacity_run, csv_report):
         assert f"(charts/{name}.png)" in csv_report
 
 
+def test_the_html_twin_of_a_capacity_report_embeds_its_charts_and_tables(capacity_run, csv_report):
+    import base64
+
+    page = (capacity_run.folder / "capped_locustfile-results.html").read_text()
+    for heading in ("Capacity", "Phases", "Failures", "Charts"):
+        assert f"<h2>{heading}</h2>" in page, heading
+    for name in ("load", "capacity"):
+        png = (capacity_run.folder / "charts" / f"{name}.png").read_bytes()
+        assert f'src="data:image/png;base64,{base64.b64encode(png).decode()}"' in page
+    assert "<td>LocustBadStatusCode(code=503)</td>" in page
+    assert page.count("<table>") == sum(line.startswith("|---") for line in csv_report.splitlines())
+
+
 def test_report_from_clickhouse_has_the_same_request_count_as_the_csv(capacity_run):
     done = report(capacity_run, "--source", "clickhouse", "--clickhouse-url",
                   capacity_run.clickhouse_url, "--out", str(capacity_run.folder / "from-ch"))
@@ -111,7 +124,7 @@ def test_a_command_line_is_printed_and_stored_without_its_secrets():
 
 def _row(rtype: str, name: str, requests: int, failures: int = 0) -> dict:
     return {"type": rtype, "name": name, "requests": requests, "failures": failures, "rps": requests / 10,
-            "avg_ms": 5.0, "p95_ms": 9.0, "max_ms": 12.0}
+            "avg_ms": 5.0, "p50_ms": 4.0, "p95_ms": 9.0, "p99_ms": 11.0, "max_ms": 12.0}
 
 
 def test_a_tracking_report_says_how_many_events_were_sent_and_found():
@@ -169,3 +182,34 @@ def test_an_open_model_report_without_drops_says_so():
     data = RunData(run_id="r", source="clickhouse", kind="tracking", requests=[_row("EVENT", "play_video", 600)],
                    meta={"extra": {"open_model": om}})
     assert any(p.endswith("600 started (200.0/s); none was dropped.") for p in report_findings(data, {}))
+
+
+def _interval(rtype: str, name: str, t: float, requests: int, ms: int) -> dict:
+    return {"run_id": "r", "timestamp": t, "time_ms": int(t * 1000), "interval_s": 1.0, "request_type": rtype,
+            "name": name, "requests": requests, "failures": 0, "rps": requests, "fail_rps": 0.0, "avg_ms": ms,
+            "p50_ms": ms, "p95_ms": ms, "p99_ms": ms, "max_ms": ms, "users": 5, "timing": "service",
+            "buckets": [ms], "counts": [requests]}
+
+
+def test_a_report_keeps_end_to_end_latency_apart_from_the_generators_requests(tmp_path):
+    import json
+
+    from loadtesting.report.data import load
+    from loadtesting.report.markdown import render
+
+    folder = tmp_path / "r"
+    folder.mkdir()
+    (folder / "run.json").write_text(json.dumps({"kind": "tracking"}))
+    rows = [row for t in (100.0, 101.0, 102.0) for row in (
+        _interval("EVENT", "play_video", t, 50, 4), _interval("", "Aggregated", t, 50, 4),
+        _interval("E2E", "tracking event → xAPI in ClickHouse", t, 50, 900))]
+    (folder / "request_stats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    final = [_row("EVENT", "play_video", 150), _row("E2E", "tracking event → xAPI in ClickHouse", 150),
+             _row("", "Aggregated", 150)]
+    (folder / "stats.json").write_text(json.dumps({"requests": final, "failures": []}))
+    data = load("r", tmp_path, source="csv")
+    assert data.e2e == {"tracking event → xAPI in ClickHouse": [(100.0, 900), (101.0, 900), (102.0, 900)]}
+    assert [p["p95"] for p in data.timeline] == [4, 4, 4]  # load.png's p95: the generator's requests
+    md = render(data, folder).read_text()
+    assert "**E2E** rows are not requests of the generator" in md and "`--check-e2e-p95`" in md
+    assert "![e2e](charts/e2e.png)" in md and png_size(folder / "charts" / "e2e.png")[0] > 0
