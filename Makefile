@@ -88,13 +88,8 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 http-test: $(call stack_or_venv,$(HOST))
-	@set -e; if [ -z "$(HOST)" ]; then \
-	  trap '$(PY) -m stack down >/dev/null' EXIT; \
-	  $(PY) -m stack up site --site-profile $(PROFILE); \
-	  LAMPISITE_PROFILE=$(PROFILE) LAMPISITE_DATA_DIR=$(RUN_DIR)/stack/site $(PY) targets/lampisite/manage.py loadtestingdata; \
-	  host=$$(source $(RUN_DIR)/stack/stack.env; echo $$LOCUST_HOST); \
-	else host="$(HOST)"; fi; \
-	$(PY) -m loadtesting.run http --host "$$host" --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME)
+	$(if $(HOST),,$(PY) -m stack run site --site-profile $(PROFILE) --site-data --) \
+	  $(PY) -m loadtesting.run http $(if $(HOST),--host "$(HOST)") --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME)
 
 bench: setup
 	$(PY) -m bench $(BENCH)

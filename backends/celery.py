@@ -99,12 +99,11 @@ def check_reachable(options) -> None:
 def sender(environment, options) -> RedisSender:
     queue = options.celery_queue
 
-    def put(client, event: dict) -> int:
+    def command(event: dict) -> tuple[tuple, int]:
         payload = wire.celery_message(["event_transformer", event], queue)
-        client.lpush(queue, payload)
-        return len(payload)
+        return ("LPUSH", queue, payload), len(payload)
 
-    return RedisSender(environment, NAME, put, url=_url(options))
+    return RedisSender(environment, NAME, command, url=_url(options))
 
 
 def sampler(options) -> Sampler:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import gevent
 
@@ -151,6 +152,7 @@ def entry(opts: dict) -> str:
 class KafkaSender(Sender):
     """kafka_bus: Avro in Confluent framing, event-bus-kafka's headers; delivery reports via poll(0)."""
 
+    queues: ClassVar[bool] = True  # produce() queues; librdkafka sends and reports later
     conf: dict = field(default_factory=dict)
     topic: str = "dev-analytics"
     key: str = "user"
@@ -158,6 +160,7 @@ class KafkaSender(Sender):
     key_schema_id: int = 2
     source: str = "openedx/lms/web"
     delivery_timeout: float = 30.0  # at close: seconds for the deliveries still in flight
+    max_in_flight: int = 20_000  # messages produced, not yet acknowledged; a sender with this many is full
     _producer: object = None
     _pump: object = None
 
@@ -195,6 +198,17 @@ class KafkaSender(Sender):
 
     def outstanding(self) -> int:
         return len(self._producer)
+
+    def room(self) -> int:
+        return max(self.max_in_flight - len(self._producer), 0)
+
+    def wait_for_room(self) -> bool:
+        # librdkafka's queue holds 100,000 messages by default: seconds of latency at a broker's limit.
+        waited = False
+        while len(self._producer) >= self.max_in_flight:
+            waited = True
+            gevent.sleep(0.001)
+        return waited
 
     def close(self) -> None:
         deadline = time.monotonic() + self.delivery_timeout

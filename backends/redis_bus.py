@@ -113,14 +113,14 @@ def check_reachable(options) -> None:
 
 
 def sender(environment, options) -> RedisSender:
-    stream, maxlen = _stream(options), options.redis_stream_maxlen or None
+    stream, maxlen = _stream(options), options.redis_stream_maxlen
+    head = ("XADD", stream, *(("MAXLEN", "~", maxlen) if maxlen else ()), "*")
 
-    def put(client, event: dict) -> int:
+    def command(event: dict) -> tuple[tuple, int]:
         fields = wire.redis_bus_fields(event)
-        client.xadd(stream, fields, maxlen=maxlen, approximate=True)
-        return len(fields["event_data"])
+        return (*head, *(x for kv in fields.items() for x in kv)), len(fields["event_data"])
 
-    return RedisSender(environment, NAME, put, url=_url(options))
+    return RedisSender(environment, NAME, command, url=_url(options))
 
 
 def sampler(options) -> Sampler:

@@ -7,9 +7,19 @@ which one process cannot reach), into redis_bus and kafka_bus. The receiving sid
 achieved rate: (events − 1) / (last − first arrival), from the Redis stream ids (Redis's clock, ms)
 or the Kafka message timestamps (CreateTime, ms). Drops come from the generator's own count.
 
+Then 80 % of the ceiling reached, which must run without drops, and the generator's CPU per event:
+(CPU of the ceiling run − CPU of the 100/s run) / (events of the one − events of the other), the
+start-up and idle loop cancelling out.
+
+BENCH_BASELINE=<commit> runs that commit's generator too (git archive into a temporary folder, the
+same venv), each run right after the current code's at the same rate, and prints both: a
+before/after pair from the same minutes of a shared machine.
+
 Then the CPU per iteration of the pacing alone (bench/locustfiles/pacing.py: iterations doing
-nothing), the arrival scheduler against the former per-user wait_time pacing, at 2,000/s: the
-process's CPU time minus an idle run's, divided by the iterations. All on this machine's loopback.
+nothing) at 2,000/s, against the former per-user wait_time pacing: the open model per user
+(`attach`, what HTTP, MQTT and Kafka users use) and as the tracking generator takes it (`due`: the
+instants due at one wake-up in one go); the process's CPU time minus an idle run's, divided by the
+iterations. All on this machine's loopback.
 """
 
 from __future__ import annotations
@@ -36,27 +46,43 @@ PACE_RATE, PACE_SECONDS = 2000, 10
 _OPEN = re.compile(r"open model: planned ([\d,]+), started ([\d,]+), dropped ([\d,]+)")
 
 
-def run_generator(backend: str, ep: dict, rate: float, ceiling: bool, tmp: Path) -> tuple[str, dict, str]:
+def baseline_checkout(commit: str, tmp: Path) -> Path:
+    """The tree of `commit` in a temporary folder (the bench's before)."""
+    out = tmp / "baseline"
+    out.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
+    return out
+
+
+def run_generator(backend: str, ep: dict, rate: float, ceiling: bool, tmp: Path,
+                  code: Path = REPO) -> tuple[str, dict, str]:
     prefix = f"arr{uuid.uuid4().hex[:6]}"
     if backend == "kafka_bus":
         subprocess.run([sys.executable, "-m", "targets.streams.topics", "--brokers", ep["kafka"],
                         f"{prefix}-analytics"], cwd=REPO, check=True, capture_output=True)
     budget = ["--run-until-killed", "-t", f"{SECONDS + 2}s"] if ceiling else \
         ["--num-events", str(int(rate * SECONDS)), "-t", f"{SECONDS + 60}s"]
-    args = [LOCUST, "-f", str(REPO / "locustfiles" / "tracking.py"), "--headless", "-u", str(USERS), "-r",
+    args = [LOCUST, "-f", str(code / "locustfiles" / "tracking.py"), "--headless", "-u", str(USERS), "-r",
             str(USERS), "--pipeline-backend", backend, "--events-per-second", str(rate), "--no-e2e", "--no-monitor",
             "--no-sar", "--event-mix", "realistic", "--redis-stream-maxlen", "0", "--event-bus-redis-url",
             ep["redis"], "--kafka-bus-brokers", ep["kafka"], "--event-bus-prefix", prefix, "--only-summary",
             "--json-file", str(tmp / prefix), *budget]
-    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=SECONDS + 180)
-    m = _OPEN.search(done.stderr)
+    # The code's own modules first (a baseline checkout is not the one on the venv's path).
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    proc = subprocess.Popen(args, cwd=code, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err = proc.stderr.read()  # the run ends by itself (a budget, or -t)
+    _, _, usage = os.wait4(proc.pid, 0)  # its CPU time, which Popen.wait would not give
+    proc.returncode = 0
+    m = _OPEN.search(err)
     if not m:
-        raise RuntimeError(f"no open-model summary from the {backend} run: {done.stderr[-2000:]}")
+        raise RuntimeError(f"no open-model summary from the {backend} run: {err[-2000:]}")
     planned, started, dropped = (int(g.replace(",", "")) for g in m.groups())
     rows = json.loads((tmp / f"{prefix}.json").read_text())
     failed = sum(r["num_failures"] for r in rows if r["method"] == "EVENT")
-    return f"{prefix}-analytics", {"planned": planned, "started": started, "dropped": dropped, "failed": failed}, \
-        done.stderr
+    cpu = usage.ru_utime + usage.ru_stime
+    return f"{prefix}-analytics", {"planned": planned, "started": started, "dropped": dropped, "failed": failed,
+                                   "cpu_s": cpu}, err
 
 
 def arrivals_redis(url: str, stream: str) -> list[int]:
@@ -105,57 +131,99 @@ def received_rate(ms: list[int]) -> float:
 
 
 def pacing_cpu(mode: str) -> tuple[float, int]:
-    """CPU seconds of a pacing run and its iterations."""
+    """CPU seconds of a pacing run between its plan's start and its stop, and its iterations meanwhile."""
     args = [LOCUST, "-f", str(REPO / "bench" / "locustfiles" / "pacing.py"), "--headless", "-u", "100", "-r", "100",
             "-t", f"{PACE_SECONDS}s", "--pacing", mode, "--pace-rate", str(PACE_RATE), "--no-monitor",
             "--only-summary"]
-    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    err = proc.stderr.read()
-    _, _, usage = os.wait4(proc.pid, 0)
-    m = re.search(r"pacing iterations: (\d+)", err)
-    return usage.ru_utime + usage.ru_stime, int(m.group(1)) if m else 0
+    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=PACE_SECONDS + 120)
+    m = re.search(r"in the window: (\d+) iterations, ([\d.]+) s CPU", done.stderr)
+    if not m:
+        raise RuntimeError(f"no pacing figures from the {mode} run: {done.stderr[-2000:]}")
+    return float(m.group(2)), int(m.group(1))
 
 
 def main() -> int:
     rows = []
+    baseline = os.environ.get("BENCH_BASELINE", "")
     with tempfile.TemporaryDirectory(prefix="bench-arrival-") as tmp:
+        codes = [("now", REPO)]
+        if baseline:
+            codes.append((baseline[:10], baseline_checkout(baseline, Path(tmp))))
         stack = Stack(Path(tmp) / "stack", free_ports=True)
         try:
             eps = stack.start("redis", "kafka")
             ep = {"redis": eps["redis"].url, "kafka": eps["kafka"].url}
+
+            def measure(backend: str, rate: float, ceiling: bool, label: str, code: Path) -> dict:
+                stream, om, _log = run_generator(backend, ep, rate, ceiling, Path(tmp), code)
+                ms = arrivals_redis(ep["redis"], stream) if backend == "redis_bus" else \
+                    arrivals_kafka(ep["kafka"], stream, om["started"])
+                row = {"backend": backend, "code": label, "rate": rate, "ceiling": ceiling, **om,
+                       "received": len(ms), "recv_rate": received_rate(ms)}
+                rows.append(row)
+                print(f"  {label} {backend} {rate:,.0f}/s{' (ceiling)' if ceiling else ''}: {om}, received {len(ms)}",
+                      flush=True)
+                return row
+
             for backend in filter(None, os.environ.get("BENCH_ARRIVAL_BACKENDS", "redis_bus,kafka_bus").split(",")):
                 for rate, ceiling in [*((r, False) for r in RATES), (CEILING_TARGET, True)]:
-                    stream, om, _log = run_generator(backend, ep, rate, ceiling, Path(tmp))
-                    ms = arrivals_redis(ep["redis"], stream) if backend == "redis_bus" else \
-                        arrivals_kafka(ep["kafka"], stream, om["started"])
-                    rows.append((backend, rate, ceiling, om, len(ms), received_rate(ms)))
-                    print(f"  {backend} {rate}/s{' (ceiling)' if ceiling else ''}: {om}, received {len(ms)}",
-                          flush=True)
+                    for label, code in codes:  # alternating: the before and the after see the same machine
+                        measure(backend, rate, ceiling, label, code)
+                ceil = next(r for r in rows if r["backend"] == backend and r["ceiling"] and r["code"] == "now")
+                measure(backend, round(0.8 * ceil["recv_rate"]), False, "now", REPO)  # goal: no drops
+            costs = {}
+            for backend in ("redis_bus", "kafka_bus", "celery", "vector"):
+                done = subprocess.run([sys.executable, "-m", "bench._generator_cost", backend, ep["redis"], ep["kafka"],
+                                       tmp], cwd=REPO, capture_output=True, text=True, timeout=600)
+                costs[backend] = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else \
+                    {"error": done.stderr.strip().splitlines()[-1:]}
         finally:
             stack.stop()
         if os.environ.get("BENCH_ARRIVAL_NO_PACING"):
-            idle_cpu = sched_cpu = old_cpu = 0.0
-            sched_n = old_n = 1
+            pacing = {}
         else:
-            idle_cpu, _ = pacing_cpu("idle")
-            sched_cpu, sched_n = pacing_cpu("scheduler")
-            old_cpu, old_n = pacing_cpu("wait_time")
+            pacing = {mode: pacing_cpu(mode) for mode in ("idle", "scheduler", "due", "wait_time")}
     print(f"\nOpen model, tracking generator, 1 process, {USERS} users, {SECONDS} s plans ({os.cpu_count()} cores, "
           "loopback; machine shared and noisy)")
-    print(f"{'backend':<10}{'target/s':>11}{'planned':>10}{'started':>9}{'dropped':>9}{'failed':>8}{'received':>10}"
-          f"{'recv rate/s':>13}{'achieved/target':>17}")
-    for backend, rate, ceiling, om, n, recv in rows:
-        label = f"{rate:,}" + (" ceil" if ceiling else "")
-        print(f"{backend:<10}{label:>11}{om['planned']:>10,}{om['started']:>9,}{om['dropped']:>9,}{om['failed']:>8,}"
-              f"{n:>10,}{recv:>13,.1f}{recv / rate:>17.4f}")
-    if os.environ.get("BENCH_ARRIVAL_NO_PACING"):
+    print(f"{'backend':<10}{'code':>11}{'target/s':>13}{'planned':>10}{'started':>9}{'dropped':>9}{'failed':>8}"
+          f"{'received':>10}{'recv rate/s':>13}{'achieved/target':>17}")
+    for r in rows:
+        label = f"{r['rate']:,.0f}" + (" ceil" if r["ceiling"] else "")
+        print(f"{r['backend']:<10}{r['code']:>11}{label:>13}{r['planned']:>10,}{r['started']:>9,}{r['dropped']:>9,}"
+              f"{r['failed']:>8,}{r['received']:>10,}{r['recv_rate']:>13,.1f}{r['recv_rate'] / r['rate']:>17.4f}")
+    print()
+    for backend in dict.fromkeys(r["backend"] for r in rows):
+        for label, _code in codes:
+            mine = [r for r in rows if r["backend"] == backend and r["code"] == label]
+            low = next(r for r in mine if r["rate"] == RATES[0])
+            top = next(r for r in mine if r["ceiling"])
+            us = (top["cpu_s"] - low["cpu_s"]) * 1e6 / max(top["started"] - low["started"], 1)
+            print(f"{backend} ({label}): ceiling {top['recv_rate']:,.0f} events/s received, {us:,.1f} µs CPU per event")
+        if baseline:
+            now, old = (next(r for r in rows if r["backend"] == backend and r["code"] == c and r["ceiling"])
+                        for c in (codes[0][0], codes[1][0]))
+            print(f"{backend}: ceiling now / {codes[1][0]} = {now['recv_rate'] / max(old['recv_rate'], 1):.2f} "
+                  "(goal >= 4)")
+    print("\nWhere a send's CPU goes, µs per event in one process without the scheduler (bench/_generator_cost.py):")
+    print(f"{'backend':<10}{'build':>8}{'ERB':>8}{'encode':>8}{'stats':>8}{'transport':>11}{'send':>8}{'build+send':>12}")
+    for backend, c in costs.items():
+        if "error" in c:
+            print(f"{backend:<10} not measured: {c['error']}")
+            continue
+        print(f"{backend:<10}{c['build']:>8,.1f}{c.get('erb', 0):>8,.1f}{c['encode']:>8,.1f}{c['stats']:>8,.1f}"
+              f"{c['transport']:>11,.1f}{c['total']:>8,.1f}{c['build'] + c['total']:>12,.1f}")
+    if not pacing:
         return 0
+    idle_cpu = pacing["idle"][0]
     per = {}
-    for name, cpu, n in (("scheduler", sched_cpu, sched_n), ("wait_time (former)", old_cpu, old_n)):
-        per[name] = (cpu - idle_cpu) * 1e6 / max(n, 1)
-        print(f"pacing {name:<20} {n:>7,} iterations in {PACE_SECONDS} s at a {PACE_RATE:,}/s target: "
-              f"{per[name]:.1f} µs CPU per iteration (idle run {idle_cpu:.2f} s CPU subtracted)")
-    print(f"scheduler / former pacing CPU per iteration: {per['scheduler'] / per['wait_time (former)']:.2f}")
+    for mode, name in (("scheduler", "open model per user"), ("due", "open model, due at once"),
+                       ("wait_time", "wait_time (former)")):
+        cpu, n = pacing[mode]
+        per[mode] = (cpu - idle_cpu) * 1e6 / max(n, 1)
+        print(f"pacing {name:<26} {n:>7,} iterations at a {PACE_RATE:,}/s target: "
+              f"{per[mode]:.1f} µs CPU per iteration (the idle run's {idle_cpu:.3f} s CPU subtracted)")
+    for mode in ("scheduler", "due"):
+        print(f"{mode} / former pacing CPU per iteration: {per[mode] / per['wait_time']:.2f} (goal <= 1.5)")
     return 0
 
 

@@ -3,7 +3,7 @@ devices one process keeps connected at the model's normal rate.
 
 Publishers, each one process against the same local Mosquitto: (a) `mosquitto_pub -l` (C,
 libmosquitto) sending N lines, (b) a plain paho-mqtt loop (loop_start thread, window of in-flight
-messages), (c) the suite: 10 Locust users, each a locustfiles/mqtt_client.Device publishing
+messages), (c) the suite: 10 Locust users, each a generators/mqtt_client.Device publishing
 lamp/changed with 100 in flight, every publish a Locust request timed to PUBACK (QoS 1) or to the
 socket write (QoS 0). Goals: QoS0 >= 20,000/s and QoS1 >= 9,000/s for (c).
 Devices: locustfiles/mqtt.py, profile normal, BENCH_MQTT_DEVICES users (default 2000,10000,19000) at

@@ -9,7 +9,9 @@ reference pipeline starts and the time until all are in ClickHouse gives its eve
 workers and batches of 100 and 1000 — the throughput a sustained load must stay under for the lag
 to stay bounded. It transforms with the real event-routing-backends (openedx_erb), whose cost per
 event is measured alone too (one process, the same events). Goal: >= 1,000 events/s per worker.
-BENCH_BACKENDS (comma-separated) limits the backends. All on this machine's loopback (2 cores
+A capacity is printed only when all the events were stored: a pipeline that exits, or stores none
+more for STALL_S seconds, is "not measured" with the reason. BENCH_BASELINE=<commit> runs that
+commit's generator too (a "baseline ev/s" column). BENCH_BACKENDS (comma-separated) limits the backends. All on this machine's loopback (2 cores
 shared by everything).
 """
 
@@ -39,15 +41,17 @@ BACKENDS = tuple(b for b in os.environ.get("BENCH_BACKENDS", ",".join(REFERENCED
 USERS = 100  # learners in the queued events; ERB caches 128 actors, so every actor lookup after the first hits
 
 
-def generator_rate(backend: str, ep: dict, tmp: Path) -> float:
-    prefix = tmp / f"gen-{backend}"
-    args = [LOCUST, "-f", str(REPO / "locustfiles" / "tracking.py"), "--headless", "-u", "20", "-r", "20",
+def generator_rate(backend: str, ep: dict, tmp: Path, code: Path = REPO) -> float:
+    prefix = tmp / f"gen-{backend}-{code.name}"
+    args = [LOCUST, "-f", str(code / "locustfiles" / "tracking.py"), "--headless", "-u", "20", "-r", "20",
             "-t", f"{SECONDS}s", "--pipeline-backend", backend, "--run-until-killed", "--sleep-time", "0",
             "--no-e2e", "--no-monitor", "--no-sar", "--event-mix", "realistic", "--csv", str(prefix),
             "--csv-full-history", "--loglevel", "WARNING", "--celery-broker-url", ep["redis"],
             "--event-bus-redis-url", ep["redis"], "--kafka-bus-brokers", ep["kafka"],
             "--vector-log-file", str(tmp / "gen.log"), "--event-bus-prefix", f"gen{uuid.uuid4().hex[:6]}"]
-    subprocess.run(args, cwd=REPO, capture_output=True, timeout=SECONDS + 120)
+    # The code's own modules first (a baseline checkout is not the one on the venv's path).
+    subprocess.run(args, cwd=code, env={**os.environ, "PYTHONPATH": str(code)}, capture_output=True,
+                   timeout=SECONDS + 120)
     with open(f"{prefix}_stats_history.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["Name"] == "Aggregated" and r["User Count"] == "20"]
     a, b = rows[2], rows[-1]
@@ -183,8 +187,12 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-def pipeline_rate(backend: str, workers: int, batch: int, ep: dict, tmp: Path) -> tuple[float, float]:
-    """(events/s into ClickHouse, the pipeline's CPU microseconds per event, start-up included)."""
+STALL_S = 120  # no new row in ClickHouse for this long: the pipeline is stuck, its capacity not measured
+
+
+def pipeline_rate(backend: str, workers: int, batch: int, ep: dict, tmp: Path) -> tuple[float | None, float, str]:
+    """(events/s into ClickHouse, the pipeline's CPU microseconds per event, start-up included, "") once all
+    EVENTS are stored; (None, 0, why) when they never all were: a figure is printed only if measured."""
     prefix = f"b{uuid.uuid4().hex[:6]}"
     db = f"xapi_{prefix}"
     log_file = tmp / f"{prefix}.log"
@@ -192,29 +200,39 @@ def pipeline_rate(backend: str, workers: int, batch: int, ep: dict, tmp: Path) -
         subprocess.run([sys.executable, "-m", "targets.streams.topics", "--brokers", ep["kafka"], f"{prefix}-analytics"],
                        cwd=REPO, check=True, capture_output=True)
     fill(backend, ep, prefix, log_file)
-    ready = tmp / f"{prefix}.ready"
+    ready, err_file = tmp / f"{prefix}.ready", tmp / f"{prefix}.err"
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "targets.pipeline", backend, "--workers", str(workers),
-                             "--batch-size", str(batch), "--batch-interval", "1", "--clickhouse-url", ep["clickhouse"],
-                             "--xapi-database", db, "--redis-url", ep["redis"], "--topic-prefix", prefix,
-                             "--queues", f"{prefix}.lms", "--backend-name", prefix, "--kafka-brokers", ep["kafka"],
-                             "--session-timeout-ms", "6000", "--log-file", str(log_file), "--ready-file", str(ready)],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    with open(err_file, "wb") as err_out:
+        proc = subprocess.Popen([sys.executable, "-m", "targets.pipeline", backend, "--workers", str(workers),
+                                 "--batch-size", str(batch), "--batch-interval", "1", "--clickhouse-url",
+                                 ep["clickhouse"], "--xapi-database", db, "--redis-url", ep["redis"], "--topic-prefix",
+                                 prefix, "--queues", f"{prefix}.lms", "--backend-name", prefix, "--kafka-brokers",
+                                 ep["kafka"], "--session-timeout-ms", "6000", "--log-file", str(log_file),
+                                 "--ready-file", str(ready)],
+                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=err_out, start_new_session=True)
     client = chclient.connect(ep["clickhouse"])
+    n, last_n, progress_at = 0, -1, time.monotonic()
     try:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
+        while True:
             try:
                 n = client.execute(f"SELECT count() FROM {db}.xapi_events_all")[0][0]
             except Exception:  # noqa: BLE001 - the table is created by the pipeline on start
                 n = 0
             if n >= EVENTS:
-                break
+                # CPU per event holds still on a busy machine, where events/s depends on what else runs.
+                return n / (time.perf_counter() - t0), tree_cpu_seconds(proc.pid) / n * 1e6, ""
+            if n != last_n:
+                last_n, progress_at = n, time.monotonic()
+            if proc.poll() is not None:
+                err = err_file.read_text(errors="replace").strip().splitlines()
+                return None, 0.0, (f"the pipeline exited (code {proc.returncode}) with {n:,} of {EVENTS:,} stored"
+                                   + (f": {err[-1][:160]}" if err else ""))
+            if time.monotonic() - progress_at > STALL_S:
+                return None, 0.0, f"{n:,} of {EVENTS:,} stored, none more for {STALL_S} s"
             time.sleep(0.2)
-        # CPU per event holds still on a busy machine, where events/s depends on what else runs.
-        return n / (time.perf_counter() - t0), tree_cpu_seconds(proc.pid) / max(n, 1) * 1e6
     finally:
-        os.killpg(proc.pid, 15)
+        if proc.poll() is None:
+            os.killpg(proc.pid, 15)
         proc.wait(timeout=60)
         client.disconnect()
 
@@ -237,8 +255,15 @@ def main() -> int:
         try:
             eps = stack.start("clickhouse", "redis", "kafka")
             ep = {"clickhouse": eps["clickhouse"].url, "redis": eps["redis"].url, "kafka": eps["kafka"].url}
+            baseline = os.environ.get("BENCH_BASELINE", "")
+            old = None
+            if baseline:  # that commit's generator too, run right after the current one (bench/arrival.py's way)
+                from bench.arrival import baseline_checkout
+
+                old = baseline_checkout(baseline, home)
             for backend in BACKENDS:
-                gen[backend] = (generator_rate(backend, ep, home), *native_rate(backend, ep, home))
+                gen[backend] = (generator_rate(backend, ep, home), *native_rate(backend, ep, home),
+                                generator_rate(backend, ep, home, old) if old else None)
             for backend in BACKENDS:
                 for workers in ((1,) if backend == "vector" else (1, 2)):
                     for batch in (100, 1000):
@@ -246,23 +271,31 @@ def main() -> int:
         finally:
             stack.stop()
     print(f"Tracking generator, 1 process, 20 users, no waits, {SECONDS} s ({os.cpu_count()} cores, loopback)")
-    print(f"{'backend':<12}{'suite ev/s':>12}{'native ev/s':>13}{'ratio':>8}  native tool")
-    for b, (suite, tool, native) in gen.items():
+    print(f"{'backend':<12}{'suite ev/s':>12}{'native ev/s':>13}{'ratio':>8}{'baseline ev/s':>15}  native tool")
+    for b, (suite, tool, native, before) in gen.items():
         goal = "  (goal >= 5,000: " + ("met)" if suite >= 5000 else "NOT met)") if b in ("redis_bus", "kafka_bus") else ""
-        print(f"{b:<12}{suite:>12,.0f}{native:>13,.0f}{suite / native:>8.2f}  {tool}{goal}")
+        was = f"{before:>15,.0f}" if before is not None else f"{'-':>15}"
+        print(f"{b:<12}{suite:>12,.0f}{native:>13,.0f}{suite / native:>8.2f}{was}  {tool}{goal}")
     print(f"\nevent-routing-backends alone: {erb_us:,.0f} CPU us/event = {1e6 / erb_us:,.0f} events/s per core "
           f"(realistic mix, {USERS} learners; " + ", ".join(f"{n} {us:,.0f}" for n, us in sorted(erb_names.items())) + ")")
     print(f"\nReference pipeline capacity: {EVENTS:,} queued events to ClickHouse 18.16, events/s (per worker); "
           "its CPU per event (all its processes, start-up included)")
     print(f"{'backend':<12}{'workers':>8}{'batch 100':>20}{'batch 1000':>20}{'CPU us/event':>16}"
           "  goal >= 1,000/s per worker")
+    not_measured = []
     for backend in BACKENDS:
         for workers in ((1,) if backend == "vector" else (1, 2)):
-            rates = [cap[(backend, workers, b)][0] for b in (100, 1000)]
-            cpu = "/".join(f"{cap[(backend, workers, b)][1]:,.0f}" for b in (100, 1000))
-            cells = "".join(f"{r:>11,.0f} ({r / workers:>5,.0f})" for r in rates)
-            verdict = "met" if min(rates) / workers >= 1000 else "NOT met"
+            results = [cap[(backend, workers, b)] for b in (100, 1000)]
+            cells = "".join(f"{'not measured':>20}" if r is None else f"{r:>11,.0f} ({r / workers:>5,.0f})"
+                            for r, _cpu, _why in results)
+            cpu = "/".join("-" if r is None else f"{c:,.0f}" for r, c, _why in results)
+            measured = [r for r, _c, _w in results if r is not None]
+            verdict = "not measured" if not measured else "met" if min(measured) / workers >= 1000 else "NOT met"
             print(f"{backend:<12}{workers:>8}{cells}{cpu:>16}  {verdict}")
+            not_measured += [f"{backend}, {workers} worker(s), batch {b}: {why}"
+                             for b, (r, _c, why) in zip((100, 1000), results, strict=True) if r is None]
+    for line in not_measured:
+        print(f"not measured: {line}")
     return 0
 
 

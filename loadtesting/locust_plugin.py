@@ -19,9 +19,10 @@ from pathlib import Path
 from locust import events
 from locust.runners import WorkerRunner
 
+from lifecycle import end
+from lifecycle.end import add_run_extra, record_run_event
 from loadtesting import capacity, phases, run, sar
 from loadtesting.capacity_shape import CapacitySearch
-from monitors.locust_plugin import add_run_extra, measuring, record_run_event, run_measured
 from monitors.planned import planned_stats
 from plumbing import run_state, settings
 from plumbing.options import OptionError
@@ -112,7 +113,7 @@ def _start_sar(environment, **_kw) -> None:
         log.warning("no sar recording: %s", exc)
 
 
-@events.quitting.add_listener
+@end.run_ending.add_listener
 def _stop_sar(environment, **_kw) -> None:
     proc = run_state.of(environment, SarRecording).process
     out = results_dir()
@@ -122,14 +123,7 @@ def _stop_sar(environment, **_kw) -> None:
                  interval=o.sar_interval if o is not None else 1)
 
 
-@events.quitting.add_listener
-def _final_stats(environment, **_kw) -> None:
-    if measuring(environment):
-        return  # quitting listeners run in reverse order, before the monitor's drain: written on run_measured
-    _write_final_stats(environment)
-
-
-@run_measured.add_listener
+@end.run_measured.add_listener
 def _write_final_stats(environment, **_kw) -> None:
     """Write the run's final figures to ``stats.json``: Locust rewrites its CSV files once a second
     and not at exit, so the requests of the last second are missing there."""

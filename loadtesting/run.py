@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from lifecycle.exit_codes import INTERRUPTED
 from plumbing import settings
 from plumbing.runid import new_run_id
 from plumbing.versions import versions
@@ -32,8 +33,8 @@ RESULTS = REPO / "results"
 # Base classes of a Locust user; a module defining none is a helper, not a runnable kind.
 USER_BASES = {"User", "HttpUser", "FastHttpUser"}
 
-# A run stopped by a signal before its planned end (Locust: monitors.locust_plugin).
-EXIT_INTERRUPTED = (130, 143)  # SIGINT, SIGTERM: 128 + the signal number
+# A run stopped by a signal before its planned end (decided inside Locust by lifecycle).
+EXIT_INTERRUPTED = set(INTERRUPTED.values())
 
 
 def defines_users(path: Path) -> bool:

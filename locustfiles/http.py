@@ -18,9 +18,9 @@ from locust import FastHttpUser, events, task
 
 import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
-from locustfiles import open_model
-from locustfiles.common import check_http_host, restore_stdlib_module
-from locustfiles.lampi_data import credentials
+from generators import open_model
+from generators.common import check_http_host
+from generators.lampi_data import credentials
 from plumbing.options import require
 
 _CSRF_INPUT = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
@@ -146,6 +146,3 @@ class Learner(FastHttpUser):
     @task(75)
     def device(self) -> None:
         self._get(self.device_path, "/lampi/device/<device_id>")
-
-
-restore_stdlib_module("http")

@@ -23,9 +23,10 @@ from locust.runners import MasterRunner
 
 import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
-from locustfiles import open_model
-from locustfiles.kafka_producer import KafkaLoad, LatencyReader, load_records
-from monitors.locust_plugin import add_run_extra
+from generators import open_model
+from generators.kafka_producer import KafkaLoad, LatencyReader, load_records
+from lifecycle import end
+from lifecycle.end import add_run_extra
 from plumbing import run_state, settings
 from plumbing.options import OptionError, require
 
@@ -73,7 +74,6 @@ class KafkaRun:
 
     records: list = field(default_factory=list)  # --kafka-data-file, cycled through
     load: KafkaLoad | None = None  # not on a master
-    workers_done: int = 0  # master: workers that spent their share of --kafka-messages
 
 
 @events.init.add_listener
@@ -85,7 +85,6 @@ def _check(environment, **_kw) -> None:
     require(o.kafka_rate >= 0, f"--kafka-rate {o.kafka_rate}: expected messages per second >= 0")
     require(str(o.kafka_acks) in ("0", "1", "all", "-1"), f"--kafka-acks {o.kafka_acks!r}: expected 0, 1 or all")
     if isinstance(environment.runner, MasterRunner):
-        environment.runner.register_message("kafka_done", _worker_done)
         return  # the master produces nothing
     try:
         run_state.of(environment, KafkaRun).records = load_records(o.kafka_data_file)
@@ -95,21 +94,6 @@ def _check(environment, **_kw) -> None:
     except ValueError as exc:
         raise OptionError(str(exc)) from None
     _check_brokers(conf, o.kafka_connect_timeout)
-
-
-def _worker_done(environment, msg, **_kw) -> None:
-    """A worker spent its share of --kafka-messages; the last one ends the run."""
-    import gevent
-    from locust.runners import WORKER_REPORT_INTERVAL
-
-    run = run_state.of(environment, KafkaRun)
-    run.workers_done += 1
-    if run.workers_done >= environment.runner.worker_count:
-        def end() -> None:
-            gevent.sleep(WORKER_REPORT_INTERVAL + 0.5)  # the workers' last stats reports arrive first
-            environment.runner.quit()
-
-        gevent.spawn(end)
 
 
 def _check_brokers(conf: dict, timeout: float) -> None:
@@ -140,8 +124,8 @@ def _start(environment, **_kw) -> None:
     run.load = load
 
 
-@events.quitting.add_listener
-def _quit(environment, **_kw) -> None:
+@end.load_finished.add_listener
+def _load_finished(environment, **_kw) -> None:
     load = run_state.of(environment, KafkaRun).load
     if load is None:
         return

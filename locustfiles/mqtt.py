@@ -29,10 +29,10 @@ from locust.runners import MasterRunner, WorkerRunner
 
 import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
-from locustfiles import mqtt_model as model
-from locustfiles import open_model
-from locustfiles.lampi_data import device_id
-from locustfiles.mqtt_client import PAHO_MAX_INFLIGHT, Device, Settings, parse_payload, subscriber
+from generators import mqtt_model as model
+from generators import open_model
+from generators.lampi_data import device_id
+from generators.mqtt_client import PAHO_MAX_INFLIGHT, Device, Settings, parse_payload, subscriber
 from monitors import e2e
 from monitors.locust_plugin import record_sample
 from monitors.mqtt_sys import SysRecorder, results_dir

@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import gevent
+from gevent.lock import Semaphore
 from locust import User, events, task
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
@@ -29,17 +30,12 @@ import backends
 import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from backends.base import REQUEST_TYPE
-from locustfiles import open_model
+from generators import open_model
+from lifecycle import budget, end
+from lifecycle.end import add_run_extra, describe_run, expect_signal_end
 from monitors import e2e as e2e_rows
-from monitors.locust_plugin import (
-    add_run_extra,
-    add_sampler,
-    describe_run,
-    expect_signal_end,
-    measuring,
-    pipeline_drained,
-    run_id,
-)
+from monitors.clickhouse import XapiTable
+from monitors.locust_plugin import add_sampler, measuring, run_id
 from monitors.xapi_e2e import EndToEnd, summary_line
 from openedx_erb.events import MIXES, Clock, EventFactory, TrackedLearner, generated_users, load_users
 from plumbing import run_state
@@ -57,7 +53,6 @@ class TrackingRun:
     generator: Generator | None = None  # not on a master
     e2e: EndToEnd | None = None  # the end-to-end check (master or local runner)
     e2e_greenlet: gevent.Greenlet | None = None
-    workers_done: int = 0  # master: workers that sent their budget
 
 
 @events.init_command_line_parser.add_listener
@@ -149,24 +144,11 @@ def _init(environment, runner=None, **_kw) -> None:
                  events_per_second=o.events_per_second or None)
     if not isinstance(runner, MasterRunner):
         backends.get(o.pipeline_backend).check_reachable(o)
-    if isinstance(runner, MasterRunner):
-        runner.register_message("tracking_done", _worker_done)
-        return
     if isinstance(runner, WorkerRunner):
         # The master's course (sent before its spawn message, so it arrives before test_start here).
         # Locust passes the handler's arguments by keyword (environment=, msg=).
         runner.register_message("tracking_course", lambda environment, msg, **_k: setattr(
             environment.parsed_options, "course_id", msg.data))
-
-
-def _processes(environment) -> tuple[int, int]:
-    return open_model.process_share(environment, environment.parsed_options.tracking_processes)
-
-
-def _share(total: float, index: int, count: int) -> float:
-    if isinstance(total, int):
-        return total // count + (1 if index < total % count else 0)
-    return total / count
 
 
 class Generator:
@@ -175,10 +157,10 @@ class Generator:
     def __init__(self, environment) -> None:
         o = environment.parsed_options
         self.env, self.o = environment, o
-        self.index, self.count = _processes(environment)
+        self.index, self.count = budget.process_share(environment, o.tracking_processes)
         self.learners = [TrackedLearner(uid, name) for uid, name in run_state.of(environment, TrackingRun).users]
         self.factory = EventFactory(o.course_id, o.event_mix, Clock(slot=self.index))
-        self.budget = None if o.run_until_killed else _share(o.num_events, self.index, self.count)
+        self.budget = None if o.run_until_killed else budget.share(o.num_events, self.index, self.count)
         self.sent = self.reserved = 0
         self.started = time.monotonic()
         self.finishing = False
@@ -190,6 +172,7 @@ class Generator:
             self.model = open_model.OpenModel(environment, "tracking events", o.events_per_second,
                                               None if o.run_until_killed else o.num_events)
             gevent.spawn(self._finish_when_planned)
+        self.turn = Semaphore()  # the user taking the due instants (open model)
 
     def take(self) -> bool:
         """Reserve one event of the budget. Reserving before sending matters: a send yields to the
@@ -198,6 +181,28 @@ class Generator:
             return False
         self.reserved += 1
         return True
+
+    def send_due(self) -> None:
+        """Open model: send the plan's events until it is over. At each wake-up take every instant due
+        (at least the next one, waited for) and queue its event: one wake-up of the loop starts all
+        the instants of its turn, each event with its own planned instant. One user at a time does
+        this (the others wait their turn, the pool's reserve), so the events leave in plan order and
+        no task loop or hand-over runs per instant. Queueing events is not being busy: the instants
+        that come meanwhile are taken at the next turn (late, from their planned instant). A full
+        sender is: the instants that come while it is full find no idle user and are dropped and
+        counted."""
+        sender, scheduler = self.sender, self.model.scheduler
+        idle_since = time.monotonic()  # waiting for its turn is being idle: instants due meanwhile are its own
+        with self.turn:
+            while True:
+                tickets = scheduler.acquire_due(max(sender.room(), 1), idle_since)
+                if not tickets:
+                    raise StopUser()
+                for ticket in tickets:
+                    self.send_one(ticket)
+                # Idle from its last instant on (a process the OS set aside between the take and here
+                # must not drop the next ones), unless its sender was full.
+                idle_since = time.monotonic() if sender.wait_for_room() else tickets[-1].at
 
     def send_one(self, ticket=None) -> None:
         learner = random.choice(self.learners)  # with replacement, as the reference
@@ -225,21 +230,8 @@ class Generator:
             gevent.sleep(0.01)
         log.info("tracking: %d events sent by this process (%.0f/s)%s", self.sent, self.achieved_rate(),
                  f", {self.model.scheduler.dropped} dropped" if self.model is not None else "")
-        runner = self.env.runner
-        if isinstance(runner, WorkerRunner):
-            runner.send_message("tracking_done", {"sent": self.sent})
-        elif runner is not None:
-            runner.stop()  # the monitor and the E2E check drain, then quitting writes the end row
-            gevent.spawn_later(1.5, runner.quit)
-
-
-def _worker_done(environment, msg, **_kw) -> None:
-    from locust.runners import WORKER_REPORT_INTERVAL
-
-    run = run_state.of(environment, TrackingRun)
-    run.workers_done += 1
-    if run.workers_done >= environment.runner.worker_count:
-        gevent.spawn_later(WORKER_REPORT_INTERVAL + 0.5, environment.runner.quit)
+        # The monitor and the E2E check drain, then the run's end writes the end row.
+        budget.spent(self.env, "tracking", sent=self.sent)
 
 
 def _sent_total(environment) -> int:
@@ -269,8 +261,9 @@ def _start_e2e(environment) -> None:
     def latency(ms: float) -> None:
         e2e_rows.record(environment, E2E_NAME, ms)  # its own row: Aggregated holds the events sent
 
-    e2e = EndToEnd(o.xapi_clickhouse_url or o.clickhouse_url, o.xapi_database, o.xapi_table, time.time() - 1,
-                   lambda: _sent_total(environment), o.e2e_poll_interval, o.course_id, o.xapi_time_column,
+    xapi = XapiTable.from_options(o)  # the monitor's --xapi-* options
+    e2e = EndToEnd(xapi.url, xapi.database, xapi.table, time.time() - 1,
+                   lambda: _sent_total(environment), o.e2e_poll_interval, o.course_id, xapi.time_column,
                    o.e2e_timestamp_sql, o.clickhouse_data_path, latency)
     run = run_state.of(environment, TrackingRun)
     run.e2e = e2e
@@ -295,55 +288,63 @@ def _e2e_summary(environment) -> None:
     add_run_extra(environment, sent_event_count=summary["sent"], e2e=summary)
 
 
-@pipeline_drained.add_listener
+@end.pipeline_drained.add_listener
 def _drained(environment, **_kw) -> None:
     if run_state.of(environment, TrackingRun).e2e is not None:
         _e2e_summary(environment)
 
 
-@events.quitting.add_listener
-def _quit(environment, **_kw) -> None:
-    # Locust calls quitting listeners in reverse order: this runs before the monitor's, which
-    # drains (the E2E check's "missing" is a backlog) and then fires pipeline_drained.
+@end.load_finished.add_listener
+def _load_finished(environment, **_kw) -> None:
     run = run_state.of(environment, TrackingRun)
     gen = run.generator
     if gen is not None:
         gen.sender.close()
         if not isinstance(environment.runner, WorkerRunner):  # a worker's extras do not reach the master
             add_run_extra(environment, events_per_second_achieved=round(gen.achieved_rate(), 1))
-        # Open model: the rate achieved and the drops are logged and stored by locustfiles.open_model.
-    e2e = run.e2e
-    if e2e is None:
-        if gen is not None:
-            add_run_extra(environment, sent_event_count=_sent_total(environment))
+        # Open model: the rate achieved and the drops are logged and stored by generators.open_model.
+    if run.e2e is None and gen is not None:
+        add_run_extra(environment, sent_event_count=_sent_total(environment))
+
+
+@end.pipeline_draining.add_listener
+def _draining(environment, **_kw) -> None:
+    """Without a monitor (--no-monitor), wait here for the E2E check, bounded like the monitor's drain
+    (with one, the E2E check's "missing" is a backlog the monitor drains)."""
+    e2e = run_state.of(environment, TrackingRun).e2e
+    if e2e is None or measuring(environment):
         return
-    if measuring(environment):
-        return  # the summary is taken on pipeline_drained
-    # No monitor (--no-monitor): drain here, bounded like the monitor's drain.
     deadline = time.monotonic() + float(getattr(environment.parsed_options, "drain_timeout", 60) or 60)
     while e2e.summary()["missing"] and time.monotonic() < deadline:
         gevent.sleep(e2e.poll_interval)
-    _e2e_summary(environment)
 
 
 class TrackingUser(User):
     """Sends tracking events: every --sleep-time seconds, or at the planned instants of
-    --events-per-second (open model: a pool of users taking instants from the scheduler)."""
+    --events-per-second (open model: a pool of users taking instants from the scheduler; with a
+    sender that queues, one of them at a time takes all the instants due at a wake-up)."""
 
     ticket = None
     gen: Generator | None = None
 
     def on_start(self) -> None:
         self.gen = gen = run_state.of(self.environment, TrackingRun).generator
-        open_model.attach(self, gen.model if gen is not None else None)  # closed model: no-op
+        if gen is not None and gen.model is not None and not gen.sender.queues:
+            open_model.attach(self, gen.model)  # one instant per user and iteration (its wait_time)
 
-    def wait_time(self) -> float:  # the closed model's
-        return self.environment.parsed_options.sleep_time
+    def wait_time(self) -> float:  # the closed model's; in the open model a queueing sender's users wait in send_due
+        gen = self.gen
+        return 0.0 if gen is not None and gen.model is not None else self.environment.parsed_options.sleep_time
 
     @task
     def emit(self) -> None:
         gen = self.gen
-        if gen is None or (gen.model is not None and self.ticket is None) or not gen.take():
+        if gen is None:
             raise StopUser()
+        if gen.model is not None and gen.sender.queues:
+            gen.send_due()
+            return
+        if (gen.model is not None and self.ticket is None) or not gen.take():
+            raise StopUser()
+        gen.sender.wait_for_room()
         gen.send_one(self.ticket)
-

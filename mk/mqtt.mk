@@ -7,9 +7,5 @@ DEVICE_SPAWN_RATE = $(if $(filter command line environment environment override,
 
 .PHONY: mqtt-test
 mqtt-test: $(call stack_or_venv,$(MQTT_HOST))
-	@set -e; if [ -z "$(MQTT_HOST)" ]; then \
-	  trap '$(PY) -m stack down >/dev/null' EXIT; \
-	  $(PY) -m stack up mosquitto clickhouse; \
-	  source $(RUN_DIR)/stack/stack.env; url=$$LOCUST_MQTT_URL; \
-	else url="$(MQTT_HOST)"; fi; \
-	$(PY) -m loadtesting.run mqtt --mqtt-url "$$url" --users $(DEVICES) --spawn-rate $(DEVICE_SPAWN_RATE) --run-time $(RUN_TIME)
+	$(if $(MQTT_HOST),,$(PY) -m stack run mosquitto clickhouse --) $(PY) -m loadtesting.run mqtt \
+	  $(if $(MQTT_HOST),--mqtt-url "$(MQTT_HOST)") --users $(DEVICES) --spawn-rate $(DEVICE_SPAWN_RATE) --run-time $(RUN_TIME)

@@ -1,4 +1,4 @@
-## make pipeline-test  tracking events through the reference pipeline: BACKEND=celery|vector|redis_bus|kafka_bus, EVENTS=20000 EPS=1000 WORKERS=2 BATCH=100
+## make pipeline-test  tracking events through the reference pipeline: BACKEND= (python -m loadtesting.pipeline_run --help), EVENTS=20000 EPS=1000 WORKERS=2 BATCH=100
 EVENTS  ?= 20000
 EPS     ?= 1000
 WORKERS ?= 2
@@ -6,7 +6,5 @@ BATCH   ?= 100
 
 .PHONY: pipeline-test
 pipeline-test: setup
-	@set -e; services="clickhouse redis"; [ "$(BACKEND)" = kafka_bus ] && services="$$services kafka"; \
-	trap '$(PY) -m stack down >/dev/null' EXIT; \
-	$(PY) -m stack up $$services; source $(RUN_DIR)/stack/stack.env; \
-	$(PY) -m loadtesting.pipeline_run $(BACKEND) --events $(EVENTS) --eps $(EPS) --workers $(WORKERS) --batch $(BATCH)
+	$(PY) -m stack run clickhouse redis kafka -- \
+	  $(PY) -m loadtesting.pipeline_run $(BACKEND) --events $(EVENTS) --eps $(EPS) --workers $(WORKERS) --batch $(BATCH)

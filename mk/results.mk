@@ -10,13 +10,8 @@ FAIL_ON    ?=
 
 .PHONY: capacity report compare
 capacity: $(call stack_or_venv,$(HOST))
-	@set -e; if [ -z "$(HOST)" ]; then \
-	  trap '$(PY) -m stack down >/dev/null' EXIT; \
-	  $(PY) -m stack up --site-profile $(PROFILE); \
-	  source $(RUN_DIR)/stack/stack.env; \
-	  LAMPISITE_PROFILE=$(PROFILE) LAMPISITE_DATA_DIR=$(RUN_DIR)/stack/site $(PY) targets/lampisite/manage.py loadtestingdata; \
-	  host=$$LOCUST_HOST; else host="$(HOST)"; fi; \
-	$(PY) -m loadtesting.run http --host "$$host" --run-tags capacity,$(PROFILE) --capacity-search \
+	$(if $(HOST),,$(PY) -m stack run --site-profile $(PROFILE) --site-data --) \
+	  $(PY) -m loadtesting.run http $(if $(HOST),--host "$(HOST)") --run-tags capacity,$(PROFILE) --capacity-search \
 	  --capacity-start-users 10 --capacity-step $(STEP) --capacity-step-time $(STEP_TIME) \
 	  --capacity-resolution $(RESOLUTION) --spawn-rate $(SPAWN_RATE)
 

@@ -18,6 +18,7 @@ import time
 
 import configargparse
 
+from lifecycle.exit_codes import ExitCode
 from monitors import loop
 from monitors import samplers as sampling_options
 from monitors import sink as sinks
@@ -30,8 +31,6 @@ from plumbing.redaction import redact
 
 log = logging.getLogger("monitors")
 
-EXIT_NO_RUN, EXIT_BAD_OPTION, EXIT_NOT_DRAINED = 1, 2, 6
-EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 
 
 def parser() -> configargparse.ArgumentParser:
@@ -158,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         samplers = sampling_options.build_samplers(args)  # bad sampler URLs fail here, before any waiting
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_OPTION
+        return ExitCode.BAD_OPTION
     sink = Sink(args.clickhouse_url, args.monitor_database, args.spill_dir, name=f"standalone-{int(time.time())}",
                 connect_timeout=args.clickhouse_connect_timeout, timeout=args.clickhouse_timeout)
     try:
@@ -171,10 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         run_id = None
     except KeyboardInterrupt:
         loop.close_all(samplers)
-        return EXIT_SIGINT
+        return ExitCode.SIGINT
     if not run_id:
         loop.close_all(samplers)
-        return EXIT_NO_RUN
+        return ExitCode.ERRORS  # no run
     log.info("monitoring run %s: %s every %.1f s", run_id, ", ".join(samplers), args.monitor_interval)
     sampling = loop.Sampling(samplers, sampling_options.timeouts(args))
     stop = {"now": False}
@@ -217,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     log.info("monitored run %s from %s for %.0f s", run_id, time.strftime("%H:%M:%S", time.gmtime(t_start)),
              time.time() - t_start)
     if interrupted or stop["now"]:
-        return EXIT_SIGINT if interrupted else EXIT_SIGTERM
-    return 0 if drained else EXIT_NOT_DRAINED
+        return ExitCode.SIGINT if interrupted else ExitCode.SIGTERM
+    return ExitCode.OK if drained else ExitCode.DRAIN
 
 
 if __name__ == "__main__":

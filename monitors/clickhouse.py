@@ -10,6 +10,7 @@ run's events exactly), and the newest event from a bounded window of the primary
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from monitors.schema import check_database_name
@@ -132,7 +133,22 @@ def _snake(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
 
 
+@dataclass(frozen=True)
+class XapiTable:
+    """Where the xAPI statements are stored: the --xapi-* options (declared here) read in one place."""
+
+    url: str
+    database: str
+    table: str
+    time_column: str
+
+    @classmethod
+    def from_options(cls, options) -> XapiTable:
+        url = settings.CLICKHOUSE_URL.resolve(getattr(options, "xapi_clickhouse_url", None)
+                                              or getattr(options, "clickhouse_url", None))
+        return cls(url, options.xapi_database, options.xapi_table, options.xapi_time_column)
+
+
 def from_options(options) -> Sampler:
-    url = settings.CLICKHOUSE_URL.resolve(getattr(options, "xapi_clickhouse_url", None)
-                                          or getattr(options, "clickhouse_url", None))
-    return Sampler(url, options.xapi_database, options.xapi_table, options.xapi_time_column)
+    x = XapiTable.from_options(options)
+    return Sampler(x.url, x.database, x.table, x.time_column)

@@ -270,7 +270,7 @@ def handle_message(stats: LatencyStats, msg, id_fields=("_producer", "_seq")) ->
 
 def consumer_config(client: dict, group: str) -> dict:
     """A latency consumer's settings on top of `client` (kafka_conf.client_config): the CLI's and
-    the one inside a Locust run (locustfiles/kafka_producer.LatencyReader)."""
+    the one inside a Locust run (generators/kafka_producer.LatencyReader)."""
     return {**kafka_conf.READER_DEFAULTS, **client, "group.id": group, "enable.auto.commit": False,
             "auto.offset.reset": "latest", "enable.partition.eof": False, "log_level": 3}
 

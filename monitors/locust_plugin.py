@@ -4,35 +4,41 @@ On test start (master or local runner, never a worker) a run id is recorded as a
 and a greenlet samples the chosen backends, the host and Locust's stats every
 --monitor-interval seconds, logging the key figures and writing them to ClickHouse in batches. On test stop it
 keeps sampling until every backlog is 0 or --drain-timeout passes (the drain, or recovery,
-time). When Locust quits it flushes, writes the `end` row and applies the --check-* thresholds.
+time) in the run's `pipeline_draining` phase, and writes the `end` row in its `run_ending` phase
+(lifecycle.end owns the run's end, its phases and exit code).
 
 Other parts of the suite use the functions at the end (`run_id`, `record_sample`, `add_run_extra`,
-`describe_run`, `add_sampler`, `measuring`, `expect_signal_end`) and the event hooks
-`pipeline_drained` and `run_measured`; the monitor's state is its own (`MonitorRun`).
+`describe_run`, `add_sampler`, `measuring`); the monitor's state is its own (`MonitorRun`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import gevent
 from locust import events
-from locust.event import EventHook
 from locust.runners import (
     STATE_MISSING,
-    STATE_RUNNING,
-    STATE_SPAWNING,
     WORKER_REPORT_INTERVAL,
     MasterRunner,
     WorkerRunner,
 )
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
+from lifecycle import checks, end
+from lifecycle.end import (  # noqa: F401 - also found here, their former home
+    add_run_extra,
+    describe_run,
+    expect_signal_end,
+    pipeline_drained,
+    record_run_event,
+    run_measured,
+)
+from lifecycle.exit_codes import ExitCode
 from monitors import e2e
 from monitors import samplers as sampling
 from monitors import sink as sinks
@@ -54,11 +60,6 @@ REQUEST_STATS_FILE = "request_stats.jsonl"  # in the run folder: the rows of loa
 # reports every WORKER_REPORT_INTERVAL s, and after a web UI stop the next periodic one is its last.
 FINAL_REPORT_WAIT = 3 * WORKER_REPORT_INTERVAL
 
-# Exit codes set in `quitting` when a check fails (the first failing check, in this order).
-EXIT_FAIL_RATIO, EXIT_P95, EXIT_MAX_LAG, EXIT_DRAIN, EXIT_MONITOR_CRASH = 3, 4, 5, 6, 7
-EXIT_E2E_P95 = 9  # locustfiles.open_model's --check-min-rate has 8
-# A run stopped by a signal before its planned end (128 + the signal's number, as shells report it).
-EXIT_INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
 
 
 @events.init_command_line_parser.add_listener
@@ -85,18 +86,9 @@ def _options(parser) -> None:
     g.add_argument("--spill-dir", default=settings.SPILL_DIR.default, env_var=settings.SPILL_DIR.env,
                    help="where rows wait (JSONL) while ClickHouse is unreachable; replayed when it answers")
     sinks.add_arguments(g)
-    g.add_argument("--check-fail-ratio", type=float, default=None, env_var="LOCUST_CHECK_FAIL_RATIO",
-                   help=f"exit {EXIT_FAIL_RATIO} if the failure ratio (0-1) is above this")
-    g.add_argument("--check-p95", type=float, default=None, env_var="LOCUST_CHECK_P95",
-                   help=f"exit {EXIT_P95} if the 95th percentile response time (ms) of the generator's own "
-                        "requests (Aggregated: E2E and DROPPED rows are outside it) is above this")
     g.add_argument("--check-e2e-p95", type=float, default=None, env_var="LOCUST_CHECK_E2E_P95",
-                   help=f"exit {EXIT_E2E_P95} if the 95th percentile end-to-end latency (ms, every E2E row "
+                   help=f"exit {ExitCode.E2E_P95.value} if the 95th percentile end-to-end latency (ms, every E2E row "
                         "merged) is above this")
-    g.add_argument("--check-max-lag", type=int, default=None, env_var="LOCUST_CHECK_MAX_LAG",
-                   help=f"exit {EXIT_MAX_LAG} if any sampled backlog (events) was above this")
-    g.add_argument("--check-drain-time", type=float, default=None, env_var="LOCUST_CHECK_DRAIN_TIME",
-                   help=f"exit {EXIT_DRAIN} if draining took longer than this many seconds (or never ended)")
     sampling.add_arguments(parser)
 
 
@@ -127,8 +119,6 @@ def _check_options(environment, runner=None, **_kw) -> None:
         raise OptionError(f"--monitor-interval {o.monitor_interval}: expected seconds > 0")
     if o.drain_timeout < 0:
         raise OptionError(f"--drain-timeout {o.drain_timeout}: expected seconds >= 0")
-    if o.check_fail_ratio is not None and not 0 <= o.check_fail_ratio <= 1:
-        raise OptionError(f"--check-fail-ratio {o.check_fail_ratio}: expected a ratio between 0 and 1")
     if o.check_e2e_p95 is not None and not o.check_e2e_p95 > 0:
         raise OptionError(f"--check-e2e-p95 {o.check_e2e_p95}: expected milliseconds > 0")
 
@@ -143,7 +133,6 @@ class Monitor:
     drain_timeout: float
     results_dir: Path | None
     started: float = field(default_factory=time.time)
-    extras: dict = field(default_factory=dict)
     pushed: dict = field(default_factory=dict)  # source -> newest sample from record_sample
     backlog: int | None = None
     stopping_at: float | None = None  # monotonic time the test stopped
@@ -256,8 +245,7 @@ class Monitor:
             raise
         except Exception:
             self.crashed = True
-            log.exception("monitor: sampling crashed; the run goes on, exit code will be %d", EXIT_MONITOR_CRASH)
-            self.environment.process_exit_code = EXIT_MONITOR_CRASH
+            log.exception("monitor: sampling crashed; the run goes on, exit code will be %d", ExitCode.MONITOR_CRASH)
 
     def _await_final_reports(self) -> None:
         """Hold the first sample after the stop until each worker's last report is in: a worker sends
@@ -303,14 +291,6 @@ def _options_for_storage(o) -> dict:
     return redact_options(dict(sorted(vars(o).items())))
 
 
-# The end of a monitored run, as Locust event hooks (listeners take `environment`), fired by the
-# monitor's quitting listener after its drain and before the end row:
-#   pipeline_drained: the pipeline drained (or the drain gave up): take the last measurements;
-#   run_measured: every measurement is in: write the run's final figures.
-pipeline_drained = EventHook()
-run_measured = EventHook()
-
-
 @dataclass
 class MonitorRun:
     """The monitor's state in this Locust process (plumbing.run_state)."""
@@ -319,10 +299,6 @@ class MonitorRun:
     run_id: str = ""
     used_run_ids: set[str] = field(default_factory=set)  # a second test from the web UI gets a new id
     worker_users: dict[str, int] = field(default_factory=dict)  # master: worker id -> users in its last report
-    start_fields: dict = field(default_factory=dict)  # describe_run: more fields of the start row
-    ends_by_signal: bool = False  # a signal is the planned end (tracking --run-until-killed)
-    sigterm_received: bool = False
-    interrupted: str = ""  # the signal that stopped the run before its planned end
 
 
 def _run(environment) -> MonitorRun:
@@ -376,7 +352,7 @@ def _start(environment, **_kw) -> None:
         return
     previous = _monitor(environment)
     if previous is not None and not previous.finished:
-        _finish(environment)
+        end.end(environment)  # the previous test's (web UI): its phases and end row first
     run = _run(environment)
     given = settings.RUN_ID.resolve(o.run_id if o is not None else None)
     rid = given if given and given not in run.used_run_ids else new_run_id()
@@ -394,7 +370,7 @@ def _start(environment, **_kw) -> None:
     tags = [t.strip() for t in (o.run_tags or "").split(",") if t.strip()]
     mon.run_row("start", {"tags": tags, "locustfile": o.locustfile, "host": redact(o.host or ""),
                           "backends": sampling.parse_backends(o.monitor_backend), "users": o.num_users,
-                          "spawn_rate": o.spawn_rate, **run.start_fields})
+                          "spawn_rate": o.spawn_rate, **end.start_fields(environment)})
     mon.meta_row(1, locustfile=str(o.locustfile), host=redact(o.host or ""), tags=tags,
                  options=json.dumps(_options_for_storage(o), default=str), versions=json.dumps(versions()),
                  exit_code=-1)
@@ -413,60 +389,55 @@ def _stop(environment, **_kw) -> None:
             log.info("monitor: test stopped; sampling until drained (at most %.0f s)", mon.drain_timeout)
 
 
-def _thresholds(environment, mon: Monitor) -> int | None:
-    o = environment.parsed_options
-    total = environment.stats.total
-    e2e_p95 = e2e.p95(environment.stats)
-    checks = [
-        (o.check_fail_ratio is not None and total.fail_ratio > o.check_fail_ratio, EXIT_FAIL_RATIO,
-         f"failure ratio {total.fail_ratio:.4f} > --check-fail-ratio {o.check_fail_ratio}"),
-        (o.check_p95 is not None and total.get_response_time_percentile(0.95) > o.check_p95, EXIT_P95,
-         f"p95 {total.get_response_time_percentile(0.95)} ms > --check-p95 {o.check_p95}"),
-        (o.check_max_lag is not None and mon.max_backlog > o.check_max_lag, EXIT_MAX_LAG,
-         f"max backlog {mon.max_backlog} > --check-max-lag {o.check_max_lag}"),
-        (o.check_drain_time is not None and (not mon.drained or (mon.drain_seconds or 0) > o.check_drain_time),
-         EXIT_DRAIN, f"drain {'never finished' if not mon.drained else f'took {mon.drain_seconds} s'} "
-                     f"(--check-drain-time {o.check_drain_time})"),
-        # Nothing measured end to end (nothing arrived, or no E2E row at all) fails it too.
-        (o.check_e2e_p95 is not None and (e2e_p95 is None or e2e_p95 > o.check_e2e_p95), EXIT_E2E_P95,
-         f"end-to-end p95 {'not measured' if e2e_p95 is None else f'{e2e_p95} ms'} "
-         f"> --check-e2e-p95 {o.check_e2e_p95}"),
-    ]
-    failed = [(code, why) for bad, code, why in checks if bad]
-    for _code, why in failed:
-        log.error("check failed: %s", why)
-    return failed[0][0] if failed else None
-
-
-def _finish(environment) -> None:
+@end.pipeline_draining.add_listener
+def _drain(environment, **_kw) -> None:
+    """Sample until the pipeline drained (or --drain-timeout), then a last interval of requests."""
     mon = _monitor(environment)
     if mon is None or mon.finished:
         return
-    mon.finished = True
-    if mon.stopping_at is None:  # quitting without a stop (SIGTERM, Ctrl-C): stop the users first
-        if environment.runner is not None and environment.runner.state not in ("stopped", "stopping"):
-            environment.runner.stop()
+    if mon.stopping_at is None:  # the users stopped without a test_stop reaching us
         _stop(environment)
     if mon.greenlet is not None:
         mon.greenlet.join(timeout=mon.drain_timeout + mon.sleep_time + 30)
         if not mon.greenlet.dead:
             mon.greenlet.kill()
-    if not mon.crashed:  # requests reported after the last sample (a late worker report) form a last interval
+    if mon.crashed:
+        end.check_failed(environment, ExitCode.MONITOR_CRASH, "the monitor's sampling crashed (logged above)")
+    else:  # requests reported after the last sample (a late worker report) form a last interval
         mon._store_request_stats(time.time())
-    pipeline_drained.fire(environment=environment)  # e.g. the tracking run's end-to-end summary
-    run_measured.fire(environment=environment)  # e.g. loadtesting's stats.json
-    code = None
-    if environment.parsed_options is not None:
-        code = _thresholds(environment, mon)
-        if code is not None and not mon.crashed and not _run(environment).interrupted:
-            environment.process_exit_code = code
-    exit_code = environment.process_exit_code
-    if exit_code is None:
-        runner = environment.runner
-        exit_code = 1 if runner is not None and (runner.errors or runner.exceptions) else 0
-    extra = {**mon.extras, "drained": mon.drained, "drain_seconds": mon.drain_seconds,
+    checks.record_drain(environment, mon.drained, mon.drain_seconds, mon.max_backlog)
+
+
+@end.run_measured.add_listener
+def _check_e2e(environment, **_kw) -> None:
+    """--check-e2e-p95: every E2E row merged; nothing measured end to end fails it too."""
+    o = environment.parsed_options
+    if o is None or o.check_e2e_p95 is None or isinstance(environment.runner, WorkerRunner):
+        return
+    p95 = e2e.p95(environment.stats)
+    if p95 is None or p95 > o.check_e2e_p95:
+        end.check_failed(environment, ExitCode.E2E_P95, f"end-to-end p95 {'not measured' if p95 is None else f'{p95} ms'} "
+                                                        f"> --check-e2e-p95 {o.check_e2e_p95}")
+
+
+@end.run_event.add_listener
+def _run_event(environment, event_type: str, extra: dict, **_kw) -> None:
+    mon = _monitor(environment)
+    if mon is not None:
+        mon.run_row(event_type, extra)
+
+
+@end.run_ending.add_listener
+def _end_rows(environment, exit_code: int, **_kw) -> None:
+    """The exit code is decided: the end row and the run's metadata, then the sink is closed."""
+    mon = _monitor(environment)
+    if mon is None or mon.finished:
+        return
+    mon.finished = True
+    extras = end.extras(environment)
+    extra = {**extras, "drained": mon.drained, "drain_seconds": mon.drain_seconds,
              "max_backlog": mon.max_backlog, "exit_code": exit_code, "sample_errors": mon.sample_errors,
-             "interrupted": bool(_run(environment).interrupted)}
+             "interrupted": bool(end.interrupted(environment))}
     mon.run_row("end", extra)
     o = environment.parsed_options
     tags = [t.strip() for t in (o.run_tags or "").split(",") if t.strip()] if o else []
@@ -474,49 +445,12 @@ def _finish(environment) -> None:
                  host=redact(getattr(o, "host", "") or ""),
                  tags=tags, options=json.dumps(_options_for_storage(o), default=str) if o else "{}",
                  versions=json.dumps(versions()), exit_code=exit_code, drained=1 if mon.drained else 0,
-                 drain_seconds=mon.drain_seconds or 0.0, max_backlog=mon.max_backlog, extra=json.dumps(mon.extras))
+                 drain_seconds=mon.drain_seconds or 0.0, max_backlog=mon.max_backlog, extra=json.dumps(extras))
     mon.sampling.close()
     if mon.sink:
         ok = mon.sink.close()
         log.info("monitor: run %s ended; %d rows written to ClickHouse%s", mon.run_id, mon.sink.written,
                  "" if ok else f", the rest kept in {mon.sink.spill_path}")
-
-
-@events.quitting.add_listener
-def _quitting(environment, **_kw) -> None:
-    _finish(environment)
-
-
-# -- interrupted runs ---------------------------------------------------------------------------
-@events.init.add_listener
-def _note_sigterm(environment, **_kw) -> None:
-    """Note SIGTERM as it arrives: Locust ends SIGTERM and Ctrl-C alike in `quitting`.
-
-    A second watcher beside Locust's own handler (libev runs every watcher of a signal). Ctrl-C
-    needs none: Python raises KeyboardInterrupt, the only other way to quit while users run.
-    """
-    run = _run(environment)
-    gevent.signal_handler(signal.SIGTERM, setattr, run, "sigterm_received", True)
-
-
-def _interrupted(environment, **_kw) -> None:
-    """Quitting while users still run: a signal stopped the run before its planned end
-    (--run-time, a shape or an event budget stop the users first). Say so; exit 130/143."""
-    runner, run = environment.runner, _run(environment)
-    if runner is None or isinstance(runner, WorkerRunner) or run.interrupted:
-        return
-    if runner.state not in (STATE_SPAWNING, STATE_RUNNING) or run.ends_by_signal:
-        return
-    gevent.sleep(0)  # the SIGTERM watcher's greenlet, spawned beside Locust's handler, runs now
-    name = "SIGTERM" if run.sigterm_received else "SIGINT"
-    run.interrupted = name
-    environment.process_exit_code = EXIT_INTERRUPTED[name]
-    log.warning("run stopped by %s before its planned end; exit code %d", name, EXIT_INTERRUPTED[name])
-
-
-# Registered after _quitting so it runs before it (Locust fires quitting in reverse), while the
-# users still run: the monitor's finish stops them.
-events.quitting.add_listener(_interrupted)
 
 
 # -- API for the rest of the suite --------------------------------------------------------------
@@ -536,31 +470,6 @@ def record_sample(environment, source: str, sample: dict) -> None:
         mon.pushed[source] = sample
 
 
-def record_run_event(environment, event_type: str, extra: dict) -> None:
-    """A row of load_test_runs besides start/end (e.g. `phase`, `capacity`), stored with the run."""
-    mon = _monitor(environment)
-    if mon is not None:
-        mon.run_row(event_type, extra)
-
-
-def add_run_extra(environment, **fields) -> None:
-    """Fields merged into the `end` row's extra and the run metadata (e.g. sent_event_count)."""
-    mon = _monitor(environment)
-    if mon is not None:
-        mon.extras.update(fields)
-
-
-def describe_run(environment, **fields) -> None:
-    """Fields added to the run's `start` row (e.g. the tracking run's course id); call before test start."""
-    _run(environment).start_fields.update(fields)
-
-
-def expect_signal_end(environment, yes: bool = True) -> None:
-    """A signal is this run's planned end (e.g. tracking --run-until-killed, as Aspects' command):
-    quitting on one is no interruption (no exit 130/143)."""
-    _run(environment).ends_by_signal = yes
-
-
 def add_sampler(environment, name: str, sampler) -> bool:
     """Sample `sampler` with the monitor's own from now on; its backlog holds the drain. False when
     no monitor runs (--no-monitor)."""
@@ -572,7 +481,6 @@ def add_sampler(environment, name: str, sampler) -> bool:
 
 
 def measuring(environment) -> bool:
-    """True while a monitor runs this test: its end is still to come, and fires `pipeline_drained`
-    and `run_measured` before the end row."""
+    """True while a monitor runs this test: it drains the pipeline at the run's end."""
     mon = _monitor(environment)
     return mon is not None and not mon.finished

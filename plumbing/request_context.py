@@ -3,5 +3,5 @@
 from __future__ import annotations
 
 # An open-model iteration's planned instant (epoch seconds, time.time()): set by the senders and
-# locustfiles.open_model, read by monitors.planned for latency from the planned start.
+# generators.open_model, read by monitors.planned for latency from the planned start.
 PLANNED_START = "planned_start"

@@ -1,9 +1,15 @@
-"""`python -m stack up|down|status|env`: the local stack for `make demo` and manual runs."""
+"""`python -m stack up|down|status|env|run`: the local stack for `make demo` and manual runs.
+
+`python -m stack run [SERVICES] [--site-data] -- COMMAND …` starts the services, runs COMMAND with
+the stack's variables (what stack.env holds) in its environment, stops the stack however COMMAND
+ends and exits with COMMAND's code: the make targets' one command each."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,13 +20,20 @@ DEFAULT = ["clickhouse", "redis", "mosquitto", "kafka", "site"]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "env"])
+    parser.add_argument("command", choices=["up", "down", "status", "env", "run"])
     parser.add_argument("services", nargs="*", help=f"default: {' '.join(DEFAULT)}")
     parser.add_argument("--run-dir", type=Path, default=REPO / ".run" / "stack")
     parser.add_argument("--site-profile", choices=["baseline", "tuned"], default="baseline")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="option for a service factory (e.g. pipeline_backend=redis_bus); repeatable")
-    args = parser.parse_args(argv)
+    parser.add_argument("--site-data", action="store_true",
+                        help="run: create the LAMPI site's test users (manage.py loadtestingdata) first")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    if args.command == "run" and not command:
+        print("stack: run needs a command after --", file=sys.stderr)
+        return 2
     options = {"site_profile": args.site_profile}
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -63,11 +76,32 @@ def main(argv: list[str] | None = None) -> int:
         stack.start(*names)
     except StackError as exc:
         print(f"stack: {exc}", file=sys.stderr)
+        if args.command == "run":
+            stop_from_state(args.run_dir)
         return 1
     for name, e in stack.endpoints.items():
         print(f"{name:12} {e.url}")
     (args.run_dir / "stack.env").write_text("".join(f"export {k}={v}\n" for k, v in stack.env().items()))
+    if args.command == "run":
+        return run_in(args.run_dir, {**stack.env()}, command, args.site_profile if args.site_data else None)
     return 0
+
+
+def run_in(run_dir: Path, env: dict[str, str], command: list[str], site_profile: str | None) -> int:
+    """COMMAND with the stack's variables; the stack is stopped however it ends (Ctrl-C included)."""
+    env = {**os.environ, **env}
+    try:
+        if site_profile is not None:
+            site_env = {**env, "LAMPISITE_PROFILE": site_profile, "LAMPISITE_DATA_DIR": str(run_dir / "site")}
+            subprocess.run([sys.executable, str(REPO / "targets" / "lampisite" / "manage.py"), "loadtestingdata"],
+                           env=site_env, check=True)
+        return subprocess.run(command, env=env).returncode
+    except KeyboardInterrupt:
+        return 130
+    except subprocess.CalledProcessError as exc:
+        return exc.returncode
+    finally:
+        stop_from_state(run_dir)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,15 @@ def wait_for(cond: Callable[[], object], timeout: float = 30.0, what: str = "con
         time.sleep(interval)
 
 
+def start_locust(args: list[str], *, env: dict[str, str] | None = None, cwd: Path = REPO,
+                 **popen) -> subprocess.Popen:
+    """Start `locust ARGS` in its own process group (so a test can end it with its workers); output
+    merged into one text pipe unless `popen` says otherwise (stdout=, stderr=, text=)."""
+    options = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True, "start_new_session": True,
+               **popen}
+    return subprocess.Popen([LOCUST, *args], cwd=cwd, env={**os.environ, **(env or {})}, **options)
+
+
 def run_locust(args: list[str], *, env: dict[str, str] | None = None, timeout: float = 180,
                cwd: Path = REPO) -> subprocess.CompletedProcess:
     """Run `locust ARGS` to completion (headless runs end by --run-time); output captured as text.
@@ -43,8 +52,7 @@ def run_locust(args: list[str], *, env: dict[str, str] | None = None, timeout: f
         # run, a bench) would swap workers. The forked workers connect to --master-port.
         port = str(free_port())
         args = [*args, "--master-bind-port", port, "--master-port", port]
-    proc = subprocess.Popen([LOCUST, *args], cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = start_locust(args, env=env, cwd=cwd, stderr=subprocess.PIPE)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -16,10 +16,13 @@ MAY_IMPORT = {
     "stack": BASE,
     "targets": {"plumbing", "openedx_erb"},
     "backends": {"plumbing", "openedx_erb"},
-    "monitors": {"plumbing", "openedx_erb", "backends"},
-    "loadtesting": {"plumbing", "openedx_erb", "backends", "monitors"},
-    "locustfiles": {"plumbing", "openedx_erb", "backends", "monitors", "loadtesting"},
-    "bench": {"plumbing", "openedx_erb", "backends", "monitors", "loadtesting", "locustfiles", "stack", "targets"},
+    "lifecycle": {"plumbing"},
+    "monitors": {"plumbing", "openedx_erb", "backends", "lifecycle"},
+    "loadtesting": {"plumbing", "openedx_erb", "backends", "lifecycle", "monitors"},
+    "generators": {"plumbing", "openedx_erb", "backends", "lifecycle", "monitors", "loadtesting"},
+    "locustfiles": {"plumbing", "openedx_erb", "backends", "lifecycle", "monitors", "loadtesting", "generators"},
+    "bench": {"plumbing", "openedx_erb", "backends", "lifecycle", "monitors", "loadtesting", "generators",
+              "locustfiles", "stack", "targets"},
 }
 SUITE = {*MAY_IMPORT, "tests"}
 # Environment attributes Locust documents for users to set.

@@ -1,4 +1,4 @@
-"""bench/mqtt.py's suite side: each user is one device of locustfiles/mqtt_client.py publishing
+"""bench/mqtt.py's suite side: each user is one device of generators/mqtt_client.py publishing
 lamp/changed as fast as its in-flight window allows (QoS from BENCH_MQTT_QOS), timed to PUBACK."""
 
 import os
@@ -6,8 +6,8 @@ import os
 import gevent
 from locust import User, constant, task
 
-from locustfiles import mqtt_model as model
-from locustfiles.mqtt_client import Device, Settings
+from generators import mqtt_model as model
+from generators.mqtt_client import Device, Settings
 
 QOS = int(os.environ.get("BENCH_MQTT_QOS", "0"))
 HOST, PORT = os.environ["BENCH_MQTT_HOST"], int(os.environ["BENCH_MQTT_PORT"])

@@ -14,7 +14,8 @@ import gevent
 from locust import User, events, task
 from locust.exception import StopUser
 
-from locustfiles import open_model
+import monitors.locust_plugin  # noqa: F401  - the monitor, as every locustfile of the suite has it
+from generators import open_model
 
 log = logging.getLogger("noop")
 tally = {"requests": 0, "planned": 0, "early": 0}

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from locustfiles.arrival import EVEN, POISSON, Plan, RateProfile, Stage, parse_stages
+from generators.arrival import EVEN, POISSON, Plan, RateProfile, Stage, parse_stages
 
 
 def gaps_of(ts: list[float]) -> list[float]:

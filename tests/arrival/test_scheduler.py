@@ -9,7 +9,7 @@ import time
 
 import gevent
 
-from locustfiles.arrival import POISSON, Plan, RateProfile, Scheduler
+from generators.arrival import POISSON, Plan, RateProfile, Scheduler
 
 
 def run_users(s: Scheduler, users: int, work: float = 0.0, record: list | None = None) -> list:

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from plumbing import chclient
-from tests.helpers import LOCUST, REPO, wait_for
+from tests.helpers import REPO, start_locust, wait_for
 from tests.monitor.conftest import LOCUSTFILE
 from tests.monitor.test_lifecycle import Output
 
@@ -65,10 +65,10 @@ def test_a_run_that_reaches_its_planned_end_is_not_interrupted(clickhouse, ch, t
 
 
 def test_sigterm_is_the_planned_end_of_a_run_until_killed(redis_server, tmp_path):
-    cmd = [LOCUST, "-f", "locustfiles/tracking.py", "--headless", "--users", "2", "--spawn-rate", "2",
+    cmd = ["-f", "locustfiles/tracking.py", "--headless", "--users", "2", "--spawn-rate", "2",
            "--pipeline-backend", "redis_bus", "--event-bus-redis-url", redis_server.url, "--run-until-killed",
            "--events-per-second", "20", "--no-e2e", "--no-monitor", "--no-sar"]
-    out = Output(subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    out = Output(start_locust(cmd, start_new_session=False))
     wait_for(lambda: out.has("All users spawned") or out.proc.poll() is not None, timeout=60, what="the users")
     out.proc.send_signal(signal.SIGTERM)
     assert out.wait() == 0, out.text[-3000:]

@@ -8,15 +8,13 @@ requests of their last seconds only when they stop, after the master's stop.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from plumbing import chclient
 from stack import free_port
-from tests.helpers import LOCUST, REPO, wait_for
+from tests.helpers import REPO, start_locust, wait_for
 
 LOCUSTFILE = str(REPO / "locustfiles" / "http.py")
 
@@ -46,15 +44,14 @@ def log_lines(path: Path, offset: int) -> list[str]:
 def run_distributed(site, clickhouse, out: Path, run_id: str, ending: list[str]) -> list[tuple[int, str]]:
     """Master + two workers to completion; returns (exit code, output) of each process."""
     port = free_port()
-    env = {**os.environ, "LOCUST_RESULTS_DIR": str(out), "LOCUST_RUN_ID": run_id}
-    common = [LOCUST, "-f", LOCUSTFILE, "--stop-timeout", str(STOP_TIMEOUT)]
+    env = {"LOCUST_RESULTS_DIR": str(out), "LOCUST_RUN_ID": run_id}
+    common = ["-f", LOCUSTFILE, "--stop-timeout", str(STOP_TIMEOUT)]
     master = [*common, *ending, "--master", "--expect-workers", "2", "--master-bind-host", "127.0.0.1",
               "--master-bind-port", str(port), "--web-port", str(free_port()), "--host", site.url,
               "--users", "30", "--spawn-rate", "30", "--run-time", "12s", "--wait-min", "0", "--wait-max", "0.5",
               "--clickhouse-url", clickhouse.url, "--monitor-interval", "2", "--no-sar", "--only-summary"]
     worker = [*common, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
-    procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for cmd in (master, worker, worker)]
+    procs = [start_locust(cmd, env=env, start_new_session=False) for cmd in (master, worker, worker)]
     try:
         return [(p.wait(timeout=120), p.stdout.read()) for p in procs]
     finally:

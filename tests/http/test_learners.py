@@ -15,7 +15,7 @@ import requests
 
 from plumbing.locust_csv import read_locust_failures, read_locust_stats
 from stack import free_port
-from tests.helpers import LOCUST, REPO, run_locust, wait_for
+from tests.helpers import REPO, run_locust, start_locust, wait_for
 
 LOCUSTFILE = str(REPO / "locustfiles" / "http.py")
 TASK_WEIGHTS = {"/": 100, "/lampi": 80, "/lampi/device/<device_id>": 75}
@@ -189,9 +189,8 @@ def test_options_come_from_locust_conf_and_env(site, tmp_path):
 
 def test_web_ui_serves_the_start_page(site, tmp_path):
     port = free_port()
-    proc = subprocess.Popen([LOCUST, "-f", LOCUSTFILE, "--host", site.url, "--web-host", "127.0.0.1",
-                             "--web-port", str(port)], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = start_locust(["-f", LOCUSTFILE, "--host", site.url, "--web-host", "127.0.0.1", "--web-port", str(port)],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         def page():
             try:
@@ -220,9 +219,8 @@ def test_distributed_run_with_two_processes_completes(site, tmp_path):
 
 def test_master_and_worker_run_completes(site, tmp_path):
     port, prefix = free_port(), tmp_path / "run"
-    worker = subprocess.Popen([LOCUST, "-f", LOCUSTFILE, "--worker", "--master-host", "127.0.0.1",
-                               "--master-port", str(port)], cwd=REPO, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    worker = start_locust(["-f", LOCUSTFILE, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         done = run_locust(["-f", LOCUSTFILE, "--master", "--master-bind-host", "127.0.0.1",
                            "--master-bind-port", str(port), "--expect-workers", "1", "--headless",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from locustfiles.lampi_data import credentials
+from generators.lampi_data import credentials
 from stack import Stack, StackError
 from tests.helpers import load_site_users
 from tests.http.conftest import login

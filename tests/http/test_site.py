@@ -6,7 +6,7 @@ import random
 
 import requests
 
-from locustfiles.lampi_data import credentials
+from generators.lampi_data import credentials
 from tests.helpers import load_site_users
 from tests.http.conftest import login
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from plumbing import chclient
-from tests.helpers import LOCUST, REPO
+from tests.helpers import start_locust
 
 LOCUSTFILE = str(Path(__file__).with_name("locustfile_monitor.py"))
 
@@ -47,11 +47,8 @@ def chdb_render(sql: str, params: dict | None = None) -> str:
 
 def locust(args: list[str], env: dict | None = None, **popen) -> subprocess.Popen:
     """Start the monitor's test locustfile (no HTTP: its users fire request events) headless."""
-    import os
-
-    cmd = [LOCUST, "-f", LOCUSTFILE, "--headless", "--users", "2", "--spawn-rate", "10", *args]
-    return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **popen)
+    return start_locust(["-f", LOCUSTFILE, "--headless", "--users", "2", "--spawn-rate", "10", *args], env=env,
+                        **{"start_new_session": False, **popen})
 
 
 PY = sys.executable

@@ -11,10 +11,10 @@ import subprocess
 import sys
 import threading
 
-from locustfiles import mqtt_model as model
-from locustfiles.lampi_data import device_id
+from generators import mqtt_model as model
+from generators.lampi_data import device_id
 from plumbing.locust_csv import read_locust_failures, read_locust_stats
-from tests.helpers import LOCUST, REPO, wait_for
+from tests.helpers import REPO, start_locust, wait_for
 from tests.mqtt.conftest import CourseLamp, Recorder, pattern, retained_view, run_devices
 
 CHANGED = model.topic(model.LAMP_CHANGED)
@@ -74,9 +74,9 @@ def test_a_vanished_lamp_leaves_its_bridge_state_0_as_a_course_lamp_does(two_clo
     lamp = CourseLamp(tmp_path / "lamp", course_cloud, device_id=device_id(8))
     retained_view(course_cloud.port, count=len(model.KINDS))
     lamp.vanish()
-    cmd = [LOCUST, "-f", str(REPO / "locustfiles" / "mqtt.py"), "--headless", "-u", "1", "-r", "1", "-t", "60s",
+    cmd = ["-f", str(REPO / "locustfiles" / "mqtt.py"), "--headless", "-u", "1", "-r", "1", "-t", "60s",
            "--mqtt-url", sim_cloud.url, "--no-monitor", "--fake-devices", "1", "--first-fake-device", "8"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = start_locust(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         retained_view(sim_cloud.port, count=len(model.KINDS))  # the device has announced itself
     finally:
@@ -203,7 +203,7 @@ def test_refused_credentials_are_a_one_line_error(auth_broker, tmp_path):
 QOS0_PUBLISHER = r"""
 import sys
 import gevent
-from locustfiles.mqtt_client import Device, Settings
+from generators.mqtt_client import Device, Settings
 
 fired = []
 dev = Device("qos0-test", Settings("127.0.0.1", int(sys.argv[1]), max_inflight=20, max_queued=1000),
@@ -235,7 +235,7 @@ def test_qos0_publishes_are_each_reported_once_as_send_only(mosquitto):
 
 CLOSING_PUBLISHER = r"""
 import sys
-from locustfiles.mqtt_client import Device, Settings
+from generators.mqtt_client import Device, Settings
 
 fired = []
 dev = Device("closing-test", Settings("127.0.0.1", int(sys.argv[1]), max_inflight=20, max_queued=1000),

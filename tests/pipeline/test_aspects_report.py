@@ -10,12 +10,11 @@ row's tags: a run without tags gives it no rows.
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 
 from monitors import schema
 from plumbing import chclient
-from tests.helpers import LOCUST, REPO
+from tests.helpers import REPO, run_locust
 from tests.pipeline.conftest import generate
 
 ASPECTS_REPORT = """
@@ -92,11 +91,10 @@ def test_aspects_report_query_reads_a_tagged_run_sampled_every_5_s(pipeline, cli
     p = pipeline("redis_bus", "--batch-size", "100", "--batch-interval", "1")
     run_id = f"t-{uuid.uuid4().hex[:10]}"
     # conf/tracking.conf as a user runs it (its 5 s sampling included), pointed at this test's servers.
-    done = subprocess.run([LOCUST, "--config", str(REPO / "conf" / "tracking.conf"), "--headless", "--run-id", run_id,
-                           "--drain-timeout", "60", "--spill-dir", str(tmp_path), "--no-sar",
-                           *p.generator_args(clickhouse, redis_server, None), "--num-events", "1500",
-                           "--events-per-second", "100", "--run-tags", "aspects,erb"],
-                          cwd=REPO, capture_output=True, text=True, timeout=240)
+    done = run_locust(["--config", str(REPO / "conf" / "tracking.conf"), "--headless", "--run-id", run_id,
+                       "--drain-timeout", "60", "--spill-dir", str(tmp_path), "--no-sar",
+                       *p.generator_args(clickhouse, redis_server, None), "--num-events", "1500",
+                       "--events-per-second", "100", "--run-tags", "aspects,erb"], timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     db = copy_run_to_chdb(clickhouse, chdb_session, run_id, tmp_path)
     samples = stats_samples(chdb_session, db)

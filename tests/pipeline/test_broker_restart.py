@@ -8,7 +8,6 @@ queued and delivers them once the broker is back; what is still undelivered at t
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import threading
 import time
@@ -20,7 +19,7 @@ import pytest
 from plumbing import chclient
 from plumbing.locust_csv import read_locust_stats
 from stack import Stack
-from tests.helpers import LOCUST, REPO, wait_for
+from tests.helpers import start_locust, wait_for
 from tests.pipeline.conftest import LOCUSTFILE
 
 EVENTS = 3000
@@ -36,13 +35,12 @@ def own_stack(tmp_path):
 
 def start_tracking(clickhouse, tmp_path: Path, run_id: str, *args: str) -> subprocess.Popen:
     """EVENTS tracking events at 200/s with the monitor on; output in tmp_path/locust.log."""
-    cmd = [LOCUST, "-f", LOCUSTFILE, "--headless", "-u", "10", "-r", "10", "--run-id", run_id,
+    cmd = ["-f", LOCUSTFILE, "--headless", "-u", "10", "-r", "10", "--run-id", run_id,
            "--num-events", str(EVENTS), "--events-per-second", "200", "--no-e2e", "--event-bus-prefix", "restart",
            "--clickhouse-url", clickhouse.url, "--monitor-interval", "0.5", "--drain-timeout", "3",
            "--spill-dir", str(tmp_path / "spill"), "--csv", str(tmp_path / "run"), *args]
-    env = {**os.environ, "LOCUST_RESULTS_DIR": str(tmp_path)}
     with open(tmp_path / "locust.log", "w") as out:
-        return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        return start_locust(cmd, env={"LOCUST_RESULTS_DIR": str(tmp_path)}, stdout=out, start_new_session=False)
 
 
 def finish_beside(proc: subprocess.Popen, tmp_path: Path, action: Callable[[], None]) -> tuple[int, str, dict]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 
@@ -11,7 +10,7 @@ import pytest
 
 from monitors.xapi_e2e import EndToEnd
 from plumbing import chclient
-from tests.helpers import LOCUST, REPO, wait_for
+from tests.helpers import run_locust, wait_for
 from tests.pipeline.conftest import LOCUSTFILE, generate, stored, summary_line
 
 
@@ -160,16 +159,14 @@ def test_e2e_queries_run_on_current_clickhouse(chdb_session):
     (["--num-events", "0"], "--num-events 0: expected at least 1"),
 ])
 def test_bad_options_are_one_line_errors(args, message):
-    done = subprocess.run([LOCUST, "-f", LOCUSTFILE, "--headless", "-t", "1s", "--no-monitor", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    done = run_locust(["-f", LOCUSTFILE, "--headless", "-t", "1s", "--no-monitor", *args], timeout=60)
     assert done.returncode != 0
     assert f"error: {message}" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_an_unreachable_broker_is_a_one_line_error():
-    done = subprocess.run([LOCUST, "-f", LOCUSTFILE, "--headless", "-t", "3s", "--no-monitor", "--no-e2e",
-                           "--pipeline-backend", "redis_bus", "--event-bus-redis-url", "redis://127.0.0.1:9/0"],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    done = run_locust(["-f", LOCUSTFILE, "--headless", "-t", "3s", "--no-monitor", "--no-e2e",
+                       "--pipeline-backend", "redis_bus", "--event-bus-redis-url", "redis://127.0.0.1:9/0"], timeout=60)
     assert done.returncode != 0
     assert "error: redis_bus: Redis redis://127.0.0.1:9/0 unreachable" in done.stderr
     assert "Traceback" not in done.stderr
@@ -214,19 +211,20 @@ def test_open_model_never_runs_ahead_of_its_plan(pipeline, clickhouse, redis_ser
 
 
 def test_an_unreachable_rate_drops_events_and_names_the_generator_as_the_limit(pipeline, clickhouse, redis_server):
+    # More events than the sender queues (2,000): the rest of the plan falls due while it is full.
     p = pipeline("redis_bus", "--batch-size", "1000", "--batch-interval", "1")
-    done, end = generate(p, clickhouse, redis_server, None, "--num-events", "300", "--events-per-second", "10000000",
+    done, end = generate(p, clickhouse, redis_server, None, "--num-events", "5000", "--events-per-second", "10000000",
                          users=1)
     assert done.returncode == 0, done.stderr[-3000:]
     om = end["open_model"]
-    assert om["planned"] == 300 and om["started"] + om["dropped"] == 300 and om["dropped"] > 0
+    assert om["planned"] == 5000 and om["started"] + om["dropped"] == 5000 and om["dropped"] > 0
     assert len(stream_ms(redis_server, f"{p.prefix}-analytics")) == om["started"]
     assert f"dropped {om['dropped']:,}" in done.stderr and "the generator is the limit" in done.stderr
 
 
 def test_check_min_rate_fails_the_run_when_events_are_dropped(pipeline, clickhouse, redis_server):
     p = pipeline("redis_bus", "--batch-size", "1000", "--batch-interval", "1")
-    done, end = generate(p, clickhouse, redis_server, None, "--num-events", "300", "--events-per-second", "10000000",
-                         "--check-min-rate", "0.01", users=1)
+    done, end = generate(p, clickhouse, redis_server, None, "--num-events", "5000", "--events-per-second", "10000000",
+                         "--check-min-rate", "0.01", users=1)  # more than the sender queues, as above
     assert done.returncode == 8, done.stderr[-3000:]
     assert "check failed: achieved" in done.stderr and end["exit_code"] == 8

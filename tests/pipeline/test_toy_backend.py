@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import filecmp
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -18,7 +17,7 @@ import uuid
 from pathlib import Path
 
 from plumbing.locust_csv import read_locust_stats
-from tests.helpers import LOCUST, REPO
+from tests.helpers import REPO, run_locust
 
 TOY = '''"""toy: events as JSON lines in a file; its sampler counts the lines."""
 
@@ -130,13 +129,12 @@ def test_a_backend_added_as_one_module_and_one_name_runs_end_to_end(clickhouse, 
     events_file, results = tmp_path / "toy.jsonl", tmp_path / "results"
     results.mkdir()
     db = f"toy_{uuid.uuid4().hex[:8]}"
-    done = subprocess.run(
-        [LOCUST, "-f", "locustfiles/tracking.py", "--headless", "-u", "2", "-r", "2", "-t", "120s",
+    done = run_locust(
+        ["-f", "locustfiles/tracking.py", "--headless", "-u", "2", "-r", "2", "-t", "120s",
          "--pipeline-backend", "toy", "--monitor-backend", "toy", "--toy-file", str(events_file),
          "--num-events", "40", "--sleep-time", "0", "--no-e2e", "--clickhouse-url", clickhouse.url,
          "--monitor-database", db, "--monitor-interval", "0.5", "--csv", str(tmp_path / "run")],
-        cwd=repo, env={**os.environ, "PYTHONPATH": str(repo), "LOCUST_RESULTS_DIR": str(results)},
-        capture_output=True, text=True, timeout=180)
+        cwd=repo, env={"PYTHONPATH": str(repo), "LOCUST_RESULTS_DIR": str(results)}, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(events_file.read_text().splitlines()) == 40
     assert int(read_locust_stats(tmp_path / "run")["Aggregated"]["Request Count"]) == 40

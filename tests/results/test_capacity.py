@@ -7,7 +7,7 @@ import json
 from loadtesting import phases
 from loadtesting.capacity import Step, decide
 from plumbing import chclient
-from tests.helpers import LOCUST, REPO
+from tests.helpers import LOCUST, REPO, run_locust
 from tests.results.conftest import CAP, LOCUSTFILE, RESOLUTION
 
 
@@ -77,11 +77,8 @@ def test_capacity_and_phases_are_stored_with_the_run_in_clickhouse(capacity_run,
 
 
 def test_a_bad_capacity_option_is_a_one_line_error(capped):
-    import subprocess
-
-    done = subprocess.run([LOCUST, "-f", LOCUSTFILE, "--headless", "-H", capped, "--no-monitor",
-                           "--capacity-search", "--capacity-step", "0"],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    done = run_locust(["-f", LOCUSTFILE, "--headless", "-H", capped, "--no-monitor",
+                       "--capacity-search", "--capacity-step", "0"], timeout=60)
     assert done.returncode != 0
     assert "--capacity-step 0: expected at least 1 user" in done.stderr
     assert "Traceback" not in done.stderr

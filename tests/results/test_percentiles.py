@@ -17,7 +17,7 @@ from loadtesting.report.data import QUERIES, RunData, merge_rows, read_request_s
 from monitors import schema
 from plumbing import chclient
 from stack import free_port
-from tests.helpers import LOCUST, REPO, run_locust
+from tests.helpers import LOCUST, REPO, run_locust, start_locust
 from tests.monitor.conftest import chdb_render
 
 LOCUSTFILE = str(Path(__file__).with_name("late_locustfile.py"))
@@ -205,8 +205,8 @@ def test_the_report_gives_service_and_planned_start_times_and_the_difference(lat
 
 def test_a_distributed_run_sends_planned_start_latency_to_the_master(tmp_path):
     port = free_port()
-    worker = subprocess.Popen([LOCUST, "-f", LOCUSTFILE, "--worker", "--master-port", str(port), "--no-monitor"],
-                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = start_locust(["-f", LOCUSTFILE, "--worker", "--master-port", str(port), "--no-monitor"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=False)
     try:
         done = run_locust(["-f", LOCUSTFILE, "--master", "--master-bind-port", str(port), "--expect-workers", "1",
                            "--headless", "-u", "4", "-r", "100", "-t", "3s", "--no-monitor"],

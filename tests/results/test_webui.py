@@ -10,18 +10,16 @@ import pytest
 import requests
 
 from stack import free_port
-from tests.helpers import LOCUST, REPO, wait_for
+from tests.helpers import LOCUST, REPO, wait_for, start_locust
 from tests.results.conftest import LOCUSTFILE
 
 
 @pytest.fixture
 def web_ui(capped, clickhouse, tmp_path):
     port = free_port()
-    proc = subprocess.Popen([LOCUST, "-f", LOCUSTFILE, "-H", capped, "--web-host", "127.0.0.1",
-                             "--web-port", str(port), "--clickhouse-url", clickhouse.url, "--monitor-interval", "0.5",
-                             "--spill-dir", str(tmp_path)], cwd=REPO, env={**os.environ, "LOCUST_RESULTS_DIR":
-                                                                            str(tmp_path)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = start_locust(["-f", LOCUSTFILE, "-H", capped, "--web-host", "127.0.0.1", "--web-port", str(port),
+                         "--clickhouse-url", clickhouse.url, "--monitor-interval", "0.5", "--spill-dir", str(tmp_path)],
+                        env={"LOCUST_RESULTS_DIR": str(tmp_path)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
 
     def up():

@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 import gevent
-from locust.runners import WorkerRunner
 
-from locustfiles import open_model
-from locustfiles.bulk_stats import BulkRequests
+from generators import open_model
+from generators.bulk_stats import BulkRequests
+from lifecycle import budget
 from monitors import e2e
 from monitors.kafka_latency import LatencyStats, consumer_config, format_window, handle_message
 from plumbing import kafka_conf
@@ -50,11 +50,6 @@ def encode_record(record: dict, key_field: str) -> tuple[str, bytes | None]:
     return body + ("," if record else ""), None if key_value is None else str(key_value).encode()
 
 
-def share(total: int, index: int, count: int) -> int:
-    """This process's part of `total` messages when `count` processes produce (each counted once)."""
-    return total // count + (1 if index < total % count else 0)
-
-
 class KafkaLoad:
     """Per-process state: the producer, the budget, the delivery-report pump, the latency reader."""
 
@@ -65,9 +60,9 @@ class KafkaLoad:
         self.conf = kafka_conf.client_config(options.kafka_brokers)
         self.errors: list[str] = []
         # LocalRunner has a worker_index too (always 0); a worker learns the count from the master.
-        index, count = open_model.process_share(environment, options.kafka_processes)
+        index, count = budget.process_share(environment, options.kafka_processes)
         self.index, self.count = index, count
-        self.budget = share(options.kafka_messages, index, count) if options.kafka_messages else None
+        self.budget = budget.share(options.kafka_messages, index, count) if options.kafka_messages else None
         self.sent = self.failed = 0
         self._delivered_events = 0  # deliveries reported one event each (--kafka-request-events)
         self.producer_id = f"{socket.gethostname()}-{os.getpid()}"
@@ -232,19 +227,7 @@ class KafkaLoad:
                  f", {left} undelivered" if left else "")
         if self.reader is not None:
             self.reader.wait_for(self.delivered, self.o.kafka_e2e_timeout)
-        runner = self.env.runner
-        if isinstance(runner, WorkerRunner):
-            # A worker tells the master, which ends the run once every worker is done.
-            runner.send_message("kafka_done", {"sent": self.sent, "delivered": self.delivered})
-            return
-        if runner is not None:
-            from locust.stats import CSV_STATS_INTERVAL_SEC
-
-            runner.stop()
-            # Locust writes its CSV files from a periodic greenlet: give it one more turn so the
-            # files hold the final counts before the process quits.
-            gevent.sleep(CSV_STATS_INTERVAL_SEC + 0.2)
-            runner.quit()
+        budget.spent(self.env, "kafka", sent=self.sent, delivered=self.delivered)
 
     def close(self) -> None:
         self.flush(10)

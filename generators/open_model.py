@@ -21,16 +21,16 @@ from locust import events
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
-import monitors.locust_plugin  # noqa: F401  - its quitting listener runs after ours (the end row)
-from locustfiles.arrival import EVEN, POISSON, Plan, RateProfile, Scheduler, Ticket, parse_stages
-from monitors.locust_plugin import add_run_extra
+from generators.arrival import EVEN, POISSON, Plan, RateProfile, Scheduler, Ticket, parse_stages
+from lifecycle import budget, end
+from lifecycle.end import add_run_extra
+from lifecycle.exit_codes import ExitCode
 from plumbing import run_state
 from plumbing.options import OptionError, require
 from plumbing.request_context import PLANNED_START  # where an iteration's planned instant goes
 
 log = logging.getLogger("open_model")
 
-EXIT_MIN_RATE = 8  # monitors.locust_plugin uses 3-7
 DROPPED = "DROPPED"  # request type of the dropped-iterations row, named by generator
 START_DELAY = 0.2  # s between the master's start message and the plan's start on the workers
 
@@ -42,7 +42,6 @@ class OpenModelRun:
     stages: list = field(default_factory=list)  # --rate-stages, parsed
     models: list[OpenModel] = field(default_factory=list)  # every generator's, in this process
     start_at: float | None = None  # the plan's wall-clock start, once known
-    worker_count: int = 0  # on a worker: the load-generating processes, from the master
     expected_reports: int = 0  # on the master: workers that will send their figures
     reports: dict[int, dict] = field(default_factory=dict)  # on the master: worker index -> figures
 
@@ -59,7 +58,7 @@ def _options(parser) -> None:
     g.add_argument("--arrival-seed", type=int, default=None, env_var="LOCUST_ARRIVAL_SEED",
                    help="seed of the Poisson instants (default: a new plan each run)")
     g.add_argument("--check-min-rate", type=float, default=None, env_var="LOCUST_CHECK_MIN_RATE",
-                   help=f"exit {EXIT_MIN_RATE} if any iteration was dropped or the achieved arrival rate is "
+                   help=f"exit {ExitCode.MIN_RATE.value} if any iteration was dropped or the achieved arrival rate is "
                         "short of the target by more than this fraction (e.g. 0.01)")
 
 
@@ -81,7 +80,6 @@ def _init(environment, runner=None, **_kw) -> None:
     if isinstance(runner, MasterRunner):
         runner.register_message("open_model_summary", _worker_summary)
     elif isinstance(runner, WorkerRunner):
-        runner.register_message("open_model_workers", _workers)
         runner.register_message("open_model_start", _start_at)
 
 
@@ -90,14 +88,7 @@ def enabled(environment, rate: float) -> bool:
     return rate > 0 or bool(run_state.of(environment, OpenModelRun).stages)
 
 
-def process_share(environment, fallback: int = 0) -> tuple[int, int]:
-    """(index, count) of this process among the load-generating ones (the master sends the count)."""
-    runner = environment.runner
-    if isinstance(runner, WorkerRunner):
-        o = environment.parsed_options
-        count = run_state.of(environment, OpenModelRun).worker_count or fallback or (o.processes if o else 0) or 1
-        return runner.worker_index, max(1, count)
-    return 0, 1
+process_share = budget.process_share  # (index, count) of this process among the load-generating ones
 
 
 @dataclass
@@ -112,9 +103,7 @@ class OpenModel:
     def __post_init__(self) -> None:
         env, o = self.environment, self.environment.parsed_options
         self.index, self.count = process_share(env)
-        limit = None
-        if self.limit_total is not None:
-            limit = self.limit_total // self.count + (1 if self.index < self.limit_total % self.count else 0)
+        limit = None if self.limit_total is None else budget.share(self.limit_total, self.index, self.count)
         run = run_state.of(env, OpenModelRun)
         profile = RateProfile(self.rate, run.stages)
         self.plan = Plan(profile, self.index, self.count, o.arrival, o.arrival_seed, limit, self.limit_total)
@@ -198,13 +187,7 @@ def _test_start(environment, **_kw) -> None:
     run.models, run.reports, run.start_at = [], {}, None
     runner = environment.runner
     if isinstance(runner, MasterRunner):
-        # Before the spawn messages, so every worker knows the count when its test_start runs.
         run.expected_reports = runner.worker_count
-        runner.send_message("open_model_workers", runner.worker_count)
-
-
-def _workers(environment, msg, **_kw) -> None:
-    run_state.of(environment, OpenModelRun).worker_count = int(msg.data)
 
 
 def _spawned(environment) -> None:
@@ -264,7 +247,7 @@ def total(environment) -> dict | None:
     """This run's open-model figures over all processes (on the master: the workers' reports)."""
     run = run_state.of(environment, OpenModelRun)
     if isinstance(environment.runner, MasterRunner):
-        # Each worker reports at its test stop; the master may get to quitting first.
+        # Each worker reports at its test stop; the master may get to the run's end first.
         deadline = time.monotonic() + 5
         while len(run.reports) < run.expected_reports and time.monotonic() < deadline:
             gevent.sleep(0.05)
@@ -297,8 +280,8 @@ def summary_line(s: dict) -> str:
     return line
 
 
-@events.quitting.add_listener
-def _quitting(environment, **_kw) -> None:
+@end.run_measured.add_listener
+def _measured(environment, **_kw) -> None:
     if isinstance(environment.runner, WorkerRunner):
         return
     s = total(environment)
@@ -311,6 +294,6 @@ def _quitting(environment, **_kw) -> None:
         return
     short = s["target_rate"] > 0 and s["achieved_rate"] < (1 - tol) * s["target_rate"]
     if s["dropped"] or short:
-        log.error("check failed: achieved %.1f/s of a target %.1f/s, %d dropped (--check-min-rate %g)",
-                  s["achieved_rate"], s["target_rate"], s["dropped"], tol)
-        environment.process_exit_code = EXIT_MIN_RATE
+        end.check_failed(environment, ExitCode.MIN_RATE,
+                         f"achieved {s['achieved_rate']:.1f}/s of a target {s['target_rate']:.1f}/s, "
+                         f"{s['dropped']} dropped (--check-min-rate {tol:g})")

@@ -173,6 +173,8 @@ class Ticket(NamedTuple):
 
 
 SWEEP_INTERVAL = 0.25  # s between counts of the instants that passed while every user was busy
+# The loop cannot wake for instants closer than this: libev's epoll backend waits in whole milliseconds.
+WAKE_RESOLUTION = 0.001
 
 
 @dataclass
@@ -204,6 +206,8 @@ class Scheduler:
     _no_more: bool = False  # the plan's iterator is spent
     _pending: deque = field(default_factory=deque)  # claimed by the sweeper for the next idle user
     _greenlet: object = None
+    _ahead_until: float = 0.0  # just past the latest instant started ahead of its time (acquire_due), s
+    _taker_waiting: bool = False  # a caller of acquire_due() waits for its instant: it takes the ones due after it
 
     # -- start, stop ---------------------------------------------------------------------------
     def start(self, at_wall: float | None = None) -> None:
@@ -222,7 +226,8 @@ class Scheduler:
         self._begun.set()
         while not self.finished.is_set():
             gevent.sleep(SWEEP_INTERVAL)
-            self._drop_until(time.monotonic())
+            if not self._taker_waiting:
+                self._drop_until(time.monotonic())
             self._check_exhausted()
 
     def stop(self) -> None:
@@ -235,7 +240,8 @@ class Scheduler:
             self._greenlet.kill()
         if self.start_mono is not None:
             elapsed = max(time.monotonic() - self.start_mono, 0.0)
-            self.stopped_at = min([elapsed, *self._claims.values()])
+            # An instant started up to WAKE_RESOLUTION ahead of its time is inside the window.
+            self.stopped_at = max(min([elapsed, *self._claims.values()]), self._ahead_until)
         self._end()
 
     def _end(self) -> None:
@@ -280,9 +286,11 @@ class Scheduler:
             self._end()
 
     # -- the users' side -----------------------------------------------------------------------
-    def acquire(self) -> Ticket | None:
-        """Wait until this caller's instant comes; None when the plan is over."""
-        idle_since = time.monotonic()
+    def acquire(self, idle_since: float | None = None) -> Ticket | None:
+        """Wait until this caller's instant comes; None when the plan is over. `idle_since`: when the
+        caller became idle, if before this call (it waited its turn to call)."""
+        if idle_since is None:
+            idle_since = time.monotonic()
         if not self._begun.is_set():
             self._begun.wait()
             idle_since = self.start_mono  # idle since before the start: every instant is theirs to take
@@ -325,6 +333,49 @@ class Scheduler:
         self.planned += 1
         self.started += 1
         return Ticket(index, at, self.start_wall + offset)
+
+    def acquire_due(self, most: int, idle_since: float | None = None, lookahead: float = 0.0) -> list[Ticket]:
+        """acquire(), then also the instants that follow it and are due by the time it wakes (the loop
+        wakes in whole milliseconds: at 2,000/s about two of them), or due within `lookahead` (up to
+        WAKE_RESOLUTION, to start instants closer than the loop can wake for in one go, at most that
+        much early), at most `most` in all, each with its own planned time. [] when the plan is over.
+
+        It takes the following instants only while no other caller holds a claim: theirs are earlier,
+        so taking later ones would start instants out of order. A caller that takes instants one
+        batch at a time (one at a time under a lock, as the tracking generator does) starts them in
+        plan order with one wake-up for all the instants of a loop's turn."""
+        self._taker_waiting = True
+        try:
+            first = self.acquire(idle_since)
+        finally:
+            self._taker_waiting = False
+        if first is None:
+            return []
+        out = [first]
+        horizon = time.monotonic() + lookahead - self.start_mono
+        stop = self.stopped_at if self.finished.is_set() else None
+        while len(out) < most and len(self._claims) == len(self._pending):
+            if self._pending:
+                index = self._pending[0]
+                offset = self._claims[index]
+                if offset > horizon or (stop is not None and offset >= stop):
+                    break
+                self._pending.popleft()
+                del self._claims[index]
+            else:
+                offset = self._pull()
+                if offset is None:
+                    break
+                index, self._next = self._next, self._next + 1
+                if offset > horizon or (stop is not None and offset >= stop):
+                    self._claims[index] = offset  # not due: kept for the next caller
+                    self._pending.append(index)
+                    break
+            self.planned += 1
+            self.started += 1
+            self._ahead_until = max(self._ahead_until, math.nextafter(offset, math.inf))
+            out.append(Ticket(index, self.start_mono + offset, self.start_wall + offset))
+        return out
 
     # -- figures -------------------------------------------------------------------------------
     def elapsed(self) -> float:

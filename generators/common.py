@@ -1,12 +1,8 @@
-"""Shared by the locustfiles: the --host check and module-name hygiene."""
+"""Shared by the locustfiles: the --host check."""
 
 from __future__ import annotations
 
-import importlib.util
 import socket
-import sys
-import sysconfig
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from plumbing.options import OptionError, require
@@ -46,22 +42,3 @@ def check_http_host(host: str, timeout: float = 5.0) -> None:
         except OSError as exc:
             reason = (exc.strerror or str(exc)).lower()
     raise OptionError(f"--host {shown}: cannot connect ({reason})")
-
-
-def restore_stdlib_module(name: str) -> None:
-    """Put the standard library's `name` package back into sys.modules.
-
-    Locust registers a locustfile under its file name, so `locustfiles/http.py` would hide
-    the `http` package from everything imported after it (``http.server``, ``HTTPStatus``).
-    """
-    init = Path(sysconfig.get_paths()["stdlib"]) / name / "__init__.py"
-    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(init.parent)])
-    if spec is None or spec.loader is None:
-        return
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    # Submodules already imported keep working; re-attach them to the fresh package.
-    for key, sub in list(sys.modules.items()):
-        if key.startswith(name + ".") and key.count(".") == 1:
-            setattr(module, key.split(".", 1)[1], sub)
-    sys.modules[name] = module

@@ -1,0 +1,191 @@
+"""The end of a run: one owner (this module's only `quitting` listener) fires its phases in one order.
+
+    load finished     → `load_finished`: the users are stopped; generators close their senders and
+                         record what they sent.
+    pipeline draining → `pipeline_draining`: wait until what was sent has gone through (the monitor
+                         samples until every backlog is 0 or --drain-timeout; without a monitor, a
+                         generator waits for its own end-to-end check).
+    pipeline drained  → `pipeline_drained`: take the last measurements (the tracking run's
+                         end-to-end summary).
+    run measured      → `run_measured`: every measurement is in: write the final figures
+                         (stats.json) and judge the checks (`check_failed`).
+    quitting          → `run_ending(environment, exit_code)`: the exit code is decided: write the
+                         end rows, stop recordings, close sinks.
+
+Every listener takes `environment` (keyword) and may be registered in any order: listeners of one
+phase do not depend on each other, and a later phase sees everything an earlier one did. The
+phases run once per run, in every process (master, worker, local), when Locust quits, or at the
+next test start from the web UI; listeners check their role (e.g. a worker's runner).
+
+Signals: a run quitting while its users still run was stopped by Ctrl-C or SIGTERM before its
+planned end (--run-time, a shape or a budget stop the users first): exit 130/143, unless a signal
+is the run's planned end (`expect_signal_end`).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from dataclasses import dataclass, field
+
+import gevent
+from locust import events
+from locust.event import EventHook
+from locust.runners import STATE_RUNNING, STATE_SPAWNING, WorkerRunner
+
+from lifecycle import checks
+from lifecycle.exit_codes import INTERRUPTED, ExitCode
+from plumbing import run_state
+
+log = logging.getLogger("lifecycle")
+
+load_finished = EventHook()
+pipeline_draining = EventHook()
+pipeline_drained = EventHook()
+run_measured = EventHook()
+run_ending = EventHook()
+# A row of the run besides its start and end (e.g. `phase`, `capacity`): listeners (the monitor)
+# store it; listeners take `environment`, `event_type` and `extra`.
+run_event = EventHook()
+
+PHASES = ("load_finished", "pipeline_draining", "pipeline_drained", "run_measured", "run_ending")
+
+
+@dataclass
+class RunEnd:
+    """The end of this process's current run (plumbing.run_state)."""
+
+    started: bool = False  # a test started since the last end
+    ended: bool = False
+    ends_by_signal: bool = False  # a signal is the planned end (tracking --run-until-killed)
+    sigterm_received: bool = False
+    interrupted: str = ""  # the signal that stopped the run before its planned end
+    failed: dict[ExitCode, str] = field(default_factory=dict)  # checks that failed: code -> why
+    exit_code: int | None = None  # once decided
+    extras: dict = field(default_factory=dict)  # add_run_extra: fields of the end row and metadata
+    start_fields: dict = field(default_factory=dict)  # describe_run: fields of the start row (kept across tests)
+
+
+def _state(environment) -> RunEnd:
+    return run_state.of(environment, RunEnd)
+
+
+# -- API -------------------------------------------------------------------------------------------
+def expect_signal_end(environment, yes: bool = True) -> None:
+    """A signal is this run's planned end (e.g. tracking --run-until-killed, as Aspects' command):
+    quitting on one is no interruption (no exit 130/143)."""
+    _state(environment).ends_by_signal = yes
+
+
+def interrupted(environment) -> str:
+    """The signal ("SIGINT", "SIGTERM") that stopped the run before its planned end, or ""."""
+    return _state(environment).interrupted
+
+
+def check_failed(environment, code: ExitCode, why: str) -> None:
+    """A check failed (logged); the run exits with the first failed code of ExitCode's order
+    (the monitor's crash first: its figures are incomplete), unless it was interrupted."""
+    log.error("check failed: %s", why)
+    _state(environment).failed.setdefault(code, why)
+
+
+def record_run_event(environment, event_type: str, extra: dict) -> None:
+    """A row of load_test_runs besides start/end (e.g. `phase`, `capacity`), stored with the run."""
+    run_event.fire(environment=environment, event_type=event_type, extra=extra)
+
+
+def add_run_extra(environment, **fields) -> None:
+    """Fields merged into the `end` row's extra and the run metadata (e.g. sent_event_count)."""
+    _state(environment).extras.update(fields)
+
+
+def extras(environment) -> dict:
+    """The fields added with add_run_extra for this run so far."""
+    return dict(_state(environment).extras)
+
+
+def describe_run(environment, **fields) -> None:
+    """Fields added to the run's `start` row (e.g. the tracking run's course id); call before test start."""
+    _state(environment).start_fields.update(fields)
+
+
+def start_fields(environment) -> dict:
+    return dict(_state(environment).start_fields)
+
+
+def ended(environment) -> bool:
+    """True once the current run's end has been fired (its exit code is decided)."""
+    return _state(environment).ended
+
+
+def end(environment) -> int:
+    """End the current run: fire the phases in order, decide and return the exit code (once)."""
+    run = _state(environment)
+    if run.ended:
+        return run.exit_code if run.exit_code is not None else 0
+    run.ended = True
+    _note_interruption(environment)
+    runner = environment.runner
+    if runner is not None and not isinstance(runner, WorkerRunner) and runner.state in (STATE_SPAWNING,
+                                                                                        STATE_RUNNING):
+        runner.stop()  # quitting without a stop (a signal): the users stop first
+    load_finished.fire(environment=environment)
+    pipeline_draining.fire(environment=environment)
+    pipeline_drained.fire(environment=environment)
+    run_measured.fire(environment=environment)
+    if not isinstance(runner, WorkerRunner):
+        checks.judge(environment, check_failed)
+    run.exit_code = code = _decide(environment)
+    run_ending.fire(environment=environment, exit_code=code)
+    return code
+
+
+def _decide(environment) -> int:
+    run = _state(environment)
+    if run.interrupted:
+        environment.process_exit_code = INTERRUPTED[run.interrupted].value
+    elif run.failed:
+        first = ExitCode.MONITOR_CRASH if ExitCode.MONITOR_CRASH in run.failed else min(run.failed)
+        environment.process_exit_code = first.value
+    if environment.process_exit_code is not None:
+        return environment.process_exit_code
+    runner = environment.runner
+    return ExitCode.ERRORS.value if runner is not None and (runner.errors or runner.exceptions) else ExitCode.OK.value
+
+
+def _note_interruption(environment) -> None:
+    """Quitting while users still run: a signal stopped the run before its planned end. Say so."""
+    runner, run = environment.runner, _state(environment)
+    if runner is None or isinstance(runner, WorkerRunner) or run.interrupted or run.ends_by_signal:
+        return
+    if runner.state not in (STATE_SPAWNING, STATE_RUNNING):
+        return
+    gevent.sleep(0)  # the SIGTERM watcher's greenlet, spawned beside Locust's handler, runs now
+    run.interrupted = name = "SIGTERM" if run.sigterm_received else "SIGINT"
+    log.warning("run stopped by %s before its planned end; exit code %d", name, INTERRUPTED[name])
+
+
+# -- Locust's events -------------------------------------------------------------------------------
+@events.init.add_listener
+def _init(environment, **_kw) -> None:
+    """Note SIGTERM as it arrives: Locust ends SIGTERM and Ctrl-C alike in `quitting`.
+
+    A second watcher beside Locust's own handler (libev runs every watcher of a signal). Ctrl-C
+    needs none: Python raises KeyboardInterrupt, the only other way to quit while users run.
+    """
+    run = _state(environment)
+    gevent.signal_handler(signal.SIGTERM, setattr, run, "sigterm_received", True)
+
+
+@events.test_start.add_listener
+def _test_start(environment, **_kw) -> None:
+    """A new test from the web UI ends the previous run first (its end rows, its figures)."""
+    run = _state(environment)
+    if run.started and not run.ended:
+        end(environment)
+    run.started, run.ended, run.interrupted, run.failed, run.exit_code, run.extras = True, False, "", {}, None, {}
+
+
+@events.quitting.add_listener
+def _quitting(environment, **_kw) -> None:
+    end(environment)
