@@ -269,6 +269,10 @@ class Stack:
             raise StackError(f"{proc.label} did not start: {why}; log {log}: {_tail(log)}") from None
         return p
 
+    def pids(self, name: str) -> list[int]:
+        """The process ids of a running service (tests pause a server with SIGSTOP through them)."""
+        return [p.pid for p in self._running[name][1]]
+
     def stop(self, *names: str) -> None:
         """Stop `names` (default: everything), in reverse start order."""
         targets = [n for n in reversed(self._order) if not names or n in names]
