@@ -336,6 +336,33 @@ class WindowWriter:
             self.sink.close()
 
 
+def group_members(admin, group: str) -> int:
+    """Members of consumer group `group` now (0 while it does not exist or rebalances)."""
+    from confluent_kafka import ConsumerGroupState, KafkaException
+
+    try:
+        desc = admin.describe_consumer_groups([group], request_timeout=5)[group].result()
+    except KafkaException:
+        return 0
+    return len(desc.members) if desc.state == ConsumerGroupState.STABLE else 0
+
+
+def wait_members(client: dict, group: str, members: int, timeout: float) -> int:
+    """Exit code 0 once `group` is stable with at least `members` members, 1 after `timeout` s."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({**client, "log_level": 0})
+    deadline, seen = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline:
+        seen = group_members(admin, group)
+        if seen >= members:
+            print(f"group {group}: {seen} members", flush=True)
+            return 0
+        time.sleep(1)  # a poll of the broker, not a synchronisation: the deadline decides
+    print(f"error: group {group} has {seen} of {members} members after {timeout:g} s", file=sys.stderr)
+    return 1
+
+
 def parser():
     import configargparse
 
@@ -354,6 +381,9 @@ def parser():
                    help="stop after this many messages (default 0: run until interrupted or idle)")
     p.add_argument("--idle-timeout", type=float, default=0, env_var="KAFKA_LATENCY_IDLE_TIMEOUT",
                    help="stop after this many seconds without a message (default 0: never)")
+    p.add_argument("--wait-members", type=int, default=0, env_var="KAFKA_LATENCY_WAIT_MEMBERS",
+                   help="only wait until the group has this many members, then exit 0 (producers start after "
+                        "their consumers: an init container); exit 1 after --idle-timeout s (default 0: read)")
     p.add_argument("--clickhouse-url", default=None, env_var=settings.CLICKHOUSE_URL.env,
                    help="store the windows in <monitor-database>.load_test_kafka_latency (default: do not store)")
     p.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.default, env_var=settings.MONITOR_DATABASE.env,
@@ -377,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--messages {args.messages}: expected a count >= 0 (0: no limit)")
         if args.idle_timeout < 0:
             raise ValueError(f"--idle-timeout {args.idle_timeout:g}: expected seconds >= 0 (0: never)")
+        if args.wait_members < 0:
+            raise ValueError(f"--wait-members {args.wait_members}: expected a count >= 0 (0: read the topic)")
         if args.clickhouse_url:
             from monitors.sink import check_timeouts
 
@@ -389,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.wait_members:
+        return wait_members(kafka_conf.client_config(args.brokers), args.group, args.wait_members, args.idle_timeout or 300)
     from confluent_kafka import Consumer, KafkaException
 
     from plumbing.runid import new_run_id
