@@ -25,6 +25,7 @@ from generators.arrival import EVEN, POISSON, LivePlan, Plan, RateProfile, Sched
 from lifecycle import budget, end
 from lifecycle.end import add_run_extra
 from lifecycle.exit_codes import ExitCode
+from monitors import clocks
 from plumbing import run_state
 from plumbing.options import OptionError, require
 from plumbing.request_context import PLANNED_START  # where an iteration's planned instant goes
@@ -227,7 +228,8 @@ def _spawned(environment) -> None:
 
 def _start_at(environment, msg, **_kw) -> None:
     run = run_state.of(environment, OpenModelRun)
-    run.start_at = float(msg.data)
+    # The master's instant on this worker's clock (another host's may be off by seconds).
+    run.start_at = float(msg.data) - clocks.worker_offset(environment)
     for m in run.models:
         m.scheduler.start(run.start_at)
 
@@ -283,6 +285,7 @@ def total(environment) -> dict | None:
         s["start_wall"] = min((r["start_wall"] for r in reports if r["start_wall"] is not None), default=None)
         s["scheduler_lateness_max_ms"] = max(r["scheduler_lateness_max_ms"] for r in reports)
         s["processes"] = len(reports)
+        s["planned_per_process"] = [run.reports[i]["planned"] for i in sorted(run.reports)]  # the split, by worker index
     else:
         s = summary(run.models)
         if s is None:

@@ -19,6 +19,9 @@ from pathlib import Path
 from locust import events
 from locust.runners import WorkerRunner
 
+import loadtesting.generator_hosts  # noqa: F401  - sar on every worker host of a distributed run
+import monitors.clocks  # noqa: F401  - worker clock offsets from the master, for every locustfile
+import monitors.final_reports  # noqa: F401  - a quitting master gets its workers' last figures
 from lifecycle import end
 from lifecycle.end import add_run_extra, record_run_event
 from loadtesting import capacity, phases, rate_capacity, run, sar

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from locust import User, events, task
 from locust.exception import StopUser
-from locust.runners import MasterRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 import loadtesting.locust_plugin  # capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
@@ -95,6 +95,14 @@ def _check(environment, **_kw) -> None:
             unit="messages", output=("E2E", o.kafka_latency_topic)))
     if isinstance(environment.runner, MasterRunner):
         return  # the master produces nothing
+    if isinstance(environment.runner, WorkerRunner):
+        return  # a worker knows the brokers and data only from the master's spawn message: checked at test start
+    _prepare(environment)
+
+
+def _prepare(environment) -> None:
+    """The data set and one look at the brokers: a bad file or unreachable brokers end the run in one line."""
+    o = environment.parsed_options
     try:
         run_state.of(environment, KafkaRun).records = load_records(o.kafka_data_file)
         from plumbing import kafka_conf
@@ -125,6 +133,8 @@ def _check_brokers(conf: dict, timeout: float) -> None:
 def _start(environment, **_kw) -> None:
     if isinstance(environment.runner, MasterRunner):
         return
+    if isinstance(environment.runner, WorkerRunner):
+        _prepare(environment)  # with the run's options, which came with the master's spawn message
     o, run = environment.parsed_options, run_state.of(environment, KafkaRun)
     load = KafkaLoad(environment, o, run.records)
     if o.kafka_latency_topic:

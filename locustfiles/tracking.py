@@ -34,6 +34,7 @@ from generators import open_model
 from lifecycle import budget, end
 from lifecycle.end import add_run_extra, describe_run, expect_signal_end
 from loadtesting import rate_capacity
+from monitors import clocks
 from monitors import e2e as e2e_rows
 from monitors.clickhouse import XapiTable
 from monitors.locust_plugin import add_sampler, measuring, run_id
@@ -132,6 +133,28 @@ def _init(environment, runner=None, **_kw) -> None:
         # One course per run as the reference creates; the master passes it on to its workers.
         o.course_id = f"course-v1:OEX+{uuid.uuid4().hex[:6]}+2024-1"
     run = run_state.of(environment, TrackingRun)
+    if not isinstance(runner, WorkerRunner):
+        _load_learners(environment)
+    # Aspects' mode: sent until killed, so a signal is the planned end, not an interruption.
+    expect_signal_end(environment, o.run_until_killed and not o.run_time)
+    if o.capacity_search:
+        _use_capacity_search(environment, run)
+    describe_run(environment, course_id=o.course_id, num_users=len(run.users), username_prefix=o.username_prefix,
+                 backend=o.pipeline_backend,
+                 num_events=None if o.run_until_killed or o.capacity_search else o.num_events,
+                 events_per_second=o.events_per_second or None)
+    if runner is None or not isinstance(runner, MasterRunner | WorkerRunner):
+        backends.get(o.pipeline_backend).check_reachable(o)
+    if isinstance(runner, WorkerRunner):
+        # The master's course (sent before its spawn message, so it arrives before test_start here).
+        # Locust passes the handler's arguments by keyword (environment=, msg=).
+        runner.register_message("tracking_course", lambda environment, msg, **_k: setattr(
+            environment.parsed_options, "course_id", msg.data))
+
+
+def _load_learners(environment) -> None:
+    o = environment.parsed_options
+    run = run_state.of(environment, TrackingRun)
     if o.users_file:
         try:
             run.users = load_users(o.users_file)
@@ -141,21 +164,6 @@ def _init(environment, runner=None, **_kw) -> None:
             raise OptionError(str(exc)) from None
     else:
         run.users = generated_users(o.username_prefix, o.learners)
-    # Aspects' mode: sent until killed, so a signal is the planned end, not an interruption.
-    expect_signal_end(environment, o.run_until_killed and not o.run_time)
-    if o.capacity_search:
-        _use_capacity_search(environment, run)
-    describe_run(environment, course_id=o.course_id, num_users=len(run.users), username_prefix=o.username_prefix,
-                 backend=o.pipeline_backend,
-                 num_events=None if o.run_until_killed or o.capacity_search else o.num_events,
-                 events_per_second=o.events_per_second or None)
-    if not isinstance(runner, MasterRunner):
-        backends.get(o.pipeline_backend).check_reachable(o)
-    if isinstance(runner, WorkerRunner):
-        # The master's course (sent before its spawn message, so it arrives before test_start here).
-        # Locust passes the handler's arguments by keyword (environment=, msg=).
-        runner.register_message("tracking_course", lambda environment, msg, **_k: setattr(
-            environment.parsed_options, "course_id", msg.data))
 
 
 # What a growing backlog of the backend's sampler means (--monitor-backend): the stage behind it.
@@ -273,6 +281,11 @@ def _start(environment, **_kw) -> None:
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         runner.send_message("tracking_course", o.course_id)
+    if isinstance(runner, WorkerRunner):
+        # A worker knows the run's options (its learners, where the bus is) only from the master's
+        # spawn message, which comes just before this: its own defaults point at its own loopback.
+        _load_learners(environment)
+        backends.get(o.pipeline_backend).check_reachable(o)
     if not isinstance(runner, MasterRunner):
         try:
             run_state.of(environment, TrackingRun).generator = Generator(environment)
@@ -296,7 +309,8 @@ def _start_e2e(environment) -> None:
     xapi = XapiTable.from_options(o)  # the monitor's --xapi-* options
     e2e = EndToEnd(xapi.url, xapi.database, xapi.table, time.time() - 1,
                    lambda: _sent_total(environment), o.e2e_poll_interval, o.course_id, xapi.time_column,
-                   o.e2e_timestamp_sql, o.clickhouse_data_path, latency)
+                   o.e2e_timestamp_sql, o.clickhouse_data_path, latency,
+                   clock_offsets=lambda: clocks.offsets(environment))
     run = run_state.of(environment, TrackingRun)
     run.e2e = e2e
 

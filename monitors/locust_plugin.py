@@ -42,6 +42,7 @@ from lifecycle.end import (  # noqa: F401 - also found here, their former home
 from lifecycle.exit_codes import ExitCode
 from monitors import e2e
 from monitors import samplers as sampling
+from monitors import sink as sinks
 from monitors.figures import console_line
 from monitors.loop import Sampling, close_all, drain_verdict, store_sample
 from monitors.planned import planned_stats
@@ -86,6 +87,7 @@ def _options(parser) -> None:
                    help="after the test stops, sample until every backlog is 0 or this many seconds pass"))
     g.add_argument("--spill-dir", default=settings.SPILL_DIR.default, env_var=settings.SPILL_DIR.env,
                    help="where rows wait (JSONL) while ClickHouse is unreachable; replayed when it answers")
+    sinks.add_arguments(g)
     per_test(g.add_argument("--check-e2e-p95", type=float, default=None, env_var="LOCUST_CHECK_E2E_P95",
                    help=f"exit {ExitCode.E2E_P95.value} if the 95th percentile end-to-end latency (ms, every E2E row "
                         "merged) is above this"))
@@ -100,6 +102,8 @@ def _check_options(environment, runner=None, **_kw) -> None:
         return
     try:
         sampling.parse_backends(o.monitor_backend)
+        sampling.timeouts(o)
+        sinks.check_timeouts(o.clickhouse_connect_timeout, o.clickhouse_timeout)
         chclient.parse_url(o.clickhouse_url)
         from monitors.schema import check_database_name
 
@@ -146,7 +150,9 @@ class Monitor:
 
     # -- sampling (monitors.loop: the same loop body as `python -m monitors`) ------------------
     def __post_init__(self) -> None:
-        self.sampling = Sampling(self.samplers)  # the same dict: samplers added later are sampled
+        o = self.environment.parsed_options
+        # The same dict: samplers added later are sampled. Each within its timeout (monitors.loop).
+        self.sampling = Sampling(self.samplers, sampling.timeouts(o) if o is not None else {"": self.sleep_time})
 
     @property
     def max_backlog(self) -> int:
@@ -161,15 +167,16 @@ class Monitor:
         return self.sampling.latest
 
     def tick(self) -> None:
-        now, stats, self.backlog = self.sampling.take(self.pushed)
-        self.pushed = {}
+        # Locust's interval is cut first, on time, whatever the samplers take (each within its timeout).
+        rows = self._store_request_stats(time.time())
+        pushed, self.pushed = self.pushed, {}
+        now, stats, self.backlog = self.sampling.take(pushed)
         store_sample(self.sink, self.run_id, now, stats, self.backlog, self.results_dir)
-        rows = self._store_request_stats(now)
         sampled.fire(environment=self.environment, run_id=self.run_id, time=now, stats=stats,
                      backlogs=self._backlogs(stats), request_rows=rows)
         log.info(console_line(self.run_id, stats, self.backlog, self.stopping_at is not None))
         if self.sink:
-            self.sink.flush()
+            self.sink.wake()  # the sink's writer sends the rows: a hung ClickHouse never holds up the next sample
 
     def _backlogs(self, stats: dict) -> dict:
         """Each source's own backlog (None: not a queue, or unknown) in this sample."""
@@ -377,7 +384,8 @@ def _start(environment, **_kw) -> None:
     if o is None or o.no_monitor:
         return
     results = settings.RESULTS_DIR.resolve()
-    sink = Sink(o.clickhouse_url, o.monitor_database, o.spill_dir, name=rid)
+    sink = Sink(o.clickhouse_url, o.monitor_database, o.spill_dir, name=rid, connect_timeout=o.clickhouse_connect_timeout,
+                timeout=o.clickhouse_timeout).start()
     samplers = sampling.build_samplers(o)
     mon = Monitor(environment, rid, sink, samplers, o.monitor_interval, o.drain_timeout,
                   Path(results) if results else None)

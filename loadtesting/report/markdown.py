@@ -261,6 +261,42 @@ def section_lag(page: Page) -> list[str]:
                          [[k, lag_unit(k), max(v for _, v in s), s[-1][1]] for k, s in lag.items()])
 
 
+def section_generator_hosts(page: Page) -> list[str]:
+    """Distributed runs: sar of each worker host, beside the master's own (above)."""
+    hosts = (page.data.meta.get("extra") or {}).get("generator_hosts")
+    if not hosts:
+        return []
+    keys = ["samples", "cpu_user", "cpu_system", "cpu_iowait", "cpu_idle", "mem_used_pct", "net_rx_kBps",
+            "net_tx_kBps"]
+    md = _titled_table("System activity (sar) per worker host", ["host", *keys],
+                       [[h, *[s.get(k) for k in keys]] for h, s in hosts.items()])
+    return md + ["Averages over each worker's test, recorded on its own host (a generator near 100 % CPU "
+                 "measures itself, not the system under test).", ""]
+
+
+def section_clocks(page: Page) -> list[str]:
+    """Distributed runs: each worker's clock offset from the master, and what it means for latencies."""
+    extra = page.data.meta.get("extra") or {}
+    clocks = extra.get("clocks")
+    if not clocks:
+        return []
+    rows = [[i, f"{r['offset_ms']:+.1f}", f"± {r['uncertainty_ms']:.1f}", r["round_trip_ms"], r["exchanges"]]
+            for i, r in clocks["workers"].items()]
+    corrected = (extra.get("e2e") or {}).get("clock_offsets_ms")
+    md = _titled_table("Clocks", ["worker", "offset from master ms", "uncertainty ms", "round trip ms", "exchanges"],
+                       rows)
+    md += ["Offsets are the master's clock minus each worker's, from NTP-style exchanges over Locust's worker "
+           "messages (the shortest round trip of the last 16; the true offset is within ± half of it).",
+           "Response times are measured on one host and need no correction. "
+           + ("End-to-end latencies of tracking events (event time on a worker, arrival seen on the master) "
+              "were corrected by these offsets, so they are uncertain by up to "
+              f"{clocks['max_uncertainty_ms']:.1f} ms more."
+              if corrected else
+              "Latencies that compare a worker's time with another host's (end-to-end, Kafka) are off by up to "
+              f"{clocks['max_abs_offset_ms']:.1f} ms where they were not corrected."), ""]
+    return md
+
+
 def section_charts(page: Page) -> list[str]:
     """The charts, with the phases shaded."""
     made = page.charts
@@ -274,7 +310,7 @@ def section_charts(page: Page) -> list[str]:
 
 # The report, top to bottom: adding a section is one function above and one entry here.
 SECTIONS = [section_tested, section_findings, section_capacity, section_phases, section_requests, section_planned,
-            section_failures, section_lag, section_charts]
+            section_failures, section_lag, section_generator_hosts, section_clocks, section_charts]
 
 
 def render(data: RunData, folder: Path, extra: Sequence[Callable[[Page], list[str]]] = ()) -> Path:
