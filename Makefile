@@ -22,7 +22,7 @@ RUN_TIME   ?= 60s
 PROFILE    ?= baseline
 BACKEND    ?= redis_bus
 
-.PHONY: help setup apt venv venv-ralph demo test lint http-test bench stack-up stack-down stack-status clean
+.PHONY: help setup apt browser venv venv-ralph demo test lint http-test bench stack-up stack-down stack-status clean
 
 # What a target that may start the local stack needs: against a given host (HOST, MQTT_HOST …) only
 # the venv, so `make http-test HOST=https://…` installs no servers; without one, the stack's packages.
@@ -46,6 +46,14 @@ apt:
 	  echo "installing Debian packages (missing:$$missing)"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	fi
+
+# Headless Chromium and its driver: only the test of the web UI's Pipeline page in a browser needs them.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  echo "installing Debian packages (chromium chromium-driver)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
 	fi
 
 venv: $(VENV)/.installed
@@ -80,7 +88,7 @@ demo: setup
 	$(PY) -m loadtesting.run http --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME); \
 	$(PY) -m loadtesting.pipeline_run redis_bus --events 5000 --eps 500
 
-test: setup
+test: setup browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 

@@ -24,6 +24,7 @@ from generators.bulk_stats import BulkRequests
 from lifecycle import budget
 from monitors import e2e
 from monitors.kafka_latency import LatencyStats, consumer_config, format_window, handle_message
+from monitors.locust_plugin import record_sample
 from plumbing import kafka_conf
 from plumbing.blocking import run_blocking
 
@@ -248,11 +249,19 @@ class LatencyReader:
 
         self.env, self.topic = environment, topic
         self.consumer = Consumer(consumer_config(conf, f"kafka-latency-{topic}"))
-        self.stats = LatencyStats(on_window=lambda s: log.info(format_window(s)), on_total=log.info)
+        self.windows: dict[str, dict] = {}  # the newest full window of each size
+        self.stats = LatencyStats(on_window=self._window, on_total=log.info)
         self.start_ms = start_ms
         self.older = 0  # output messages from before the test (timestamp lookups may land early)
         run_blocking(self._assign, index, count, start_ms)
         self.greenlet = gevent.spawn(self._read)
+
+    def _window(self, window: dict) -> None:
+        """A full latency window: logged, and its figures go with the monitor's next sample (the
+        web UI's chart of windows)."""
+        log.info(format_window(window))
+        self.windows[window["window"]] = window
+        record_sample(self.env, "kafka_latency", dict(self.windows))
 
     def _assign(self, index: int, count: int, start_ms: int) -> None:
         from confluent_kafka import TopicPartition

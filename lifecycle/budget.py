@@ -59,7 +59,15 @@ def spent(environment, name: str, **figures) -> None:
         runner.send_message(SPENT_MESSAGE, {"name": name, **figures})
     elif runner is not None:
         runner.stop()
-        gevent.spawn_later(CSV_STATS_INTERVAL_SEC + 0.5, runner.quit)
+        if not keeps_process(environment):
+            gevent.spawn_later(CSV_STATS_INTERVAL_SEC + 0.5, runner.quit)
+
+
+def keeps_process(environment) -> bool:
+    """A web UI (not --headless) outlives its tests: a spent budget stops the test, the process stays
+    for the next one (loadtesting.webui_run writes the test's run folder); headless, the run quits."""
+    o = environment.parsed_options
+    return environment.web_ui is not None and o is not None and not o.headless
 
 
 @events.init.add_listener
@@ -92,4 +100,4 @@ def _worker_spent(environment, msg, **_kw) -> None:
     log.debug("budget: worker %s spent its share (%s)", msg.node_id, msg.data)
     runner = environment.runner
     if len(done) == runner.worker_count:
-        gevent.spawn_later(WORKER_REPORT_INTERVAL + 0.5, runner.quit)
+        gevent.spawn_later(WORKER_REPORT_INTERVAL + 0.5, runner.stop if keeps_process(environment) else runner.quit)

@@ -11,21 +11,22 @@ from locust import events
 from lifecycle.exit_codes import ExitCode
 from plumbing import run_state
 from plumbing.options import OptionError
+from plumbing.web_options import per_test
 
 
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
     g = parser.add_argument_group("pipeline monitor")
-    g.add_argument("--check-fail-ratio", type=float, default=None, env_var="LOCUST_CHECK_FAIL_RATIO",
-                   help=f"exit {ExitCode.FAIL_RATIO.value} if the failure ratio (0-1) is above this")
-    g.add_argument("--check-p95", type=float, default=None, env_var="LOCUST_CHECK_P95",
+    per_test(g.add_argument("--check-fail-ratio", type=float, default=None, env_var="LOCUST_CHECK_FAIL_RATIO",
+                   help=f"exit {ExitCode.FAIL_RATIO.value} if the failure ratio (0-1) is above this"))
+    per_test(g.add_argument("--check-p95", type=float, default=None, env_var="LOCUST_CHECK_P95",
                    help=f"exit {ExitCode.P95.value} if the 95th percentile response time (ms) of the generator's own "
-                        "requests (Aggregated: E2E and DROPPED rows are outside it) is above this")
-    g.add_argument("--check-max-lag", type=int, default=None, env_var="LOCUST_CHECK_MAX_LAG",
-                   help=f"exit {ExitCode.MAX_LAG.value} if any sampled backlog (events) was above this")
-    g.add_argument("--check-drain-time", type=float, default=None, env_var="LOCUST_CHECK_DRAIN_TIME",
+                        "requests (Aggregated: E2E and DROPPED rows are outside it) is above this"))
+    per_test(g.add_argument("--check-max-lag", type=int, default=None, env_var="LOCUST_CHECK_MAX_LAG",
+                   help=f"exit {ExitCode.MAX_LAG.value} if any sampled backlog (events) was above this"))
+    per_test(g.add_argument("--check-drain-time", type=float, default=None, env_var="LOCUST_CHECK_DRAIN_TIME",
                    help=f"exit {ExitCode.DRAIN.value} if draining took longer than this many seconds (or never "
-                        "ended)")
+                        "ended)"))
 
 
 @events.init.add_listener

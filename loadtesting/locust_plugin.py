@@ -148,7 +148,14 @@ def _start_sar(environment, **_kw) -> None:
 
 @end.run_ending.add_listener
 def _stop_sar(environment, **_kw) -> None:
-    proc = run_state.of(environment, SarRecording).process
+    stop_sar(environment)
+
+
+def stop_sar(environment) -> None:
+    """End the sar recording into the run folder (at quitting; after each test started from the
+    web UI, whose next test records into its own folder)."""
+    rec = run_state.of(environment, SarRecording)
+    proc, rec.process = rec.process, None
     out = results_dir()
     if proc is not None:
         o = environment.parsed_options
@@ -157,7 +164,7 @@ def _stop_sar(environment, **_kw) -> None:
 
 
 @end.run_measured.add_listener
-def _write_final_stats(environment, **_kw) -> None:
+def write_final_stats(environment, **_kw) -> None:
     """Write the run's final figures to ``stats.json``: Locust rewrites its CSV files once a second
     and not at exit, so the requests of the last second are missing there."""
     out = results_dir()
@@ -213,3 +220,7 @@ def _phase_routes(environment, web_ui) -> None:
             manual.append(rec)
         record_run_event(environment, "phase_mark", rec)
         return jsonify(rec)
+
+
+# Each test started from the web UI gets its own run folder (that module uses the functions above).
+from loadtesting import webui_run  # noqa: E402, F401

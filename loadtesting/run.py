@@ -5,6 +5,9 @@ writes into ``results/<run-id>/``: Locust CSV (full history), the HTML report, t
 log and ``run.json`` (command, times, exit code, versions, and the monitor's ClickHouse URL without
 its password and database, which the automatic report reads). Any further options go to Locust
 unchanged, e.g. ``python -m loadtesting.run http --users 100 --spawn-rate 10 --run-time 60s``.
+
+``python -m loadtesting.run KIND --web [locust options]`` opens Locust's web UI instead; each test
+started there gets its own run folder in ``--results`` (see loadtesting.webui_run).
 """
 
 from __future__ import annotations
@@ -163,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("kind", help="locustfile to run: " + ", ".join(locustfiles()))
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for run folders (default results/)")
     parser.add_argument("--no-report", action="store_true", help="do not write <kind>-results.md after the run")
+    parser.add_argument("--web", action="store_true",
+                        help="Locust's web UI instead of a headless run: each test started there gets its own "
+                             "run folder in --results (loadtesting.webui_run)")
     parser.add_argument("--baseline", metavar="RUN_ID",
                         help="add the comparison with this run (id or run folder) to the report (loadtesting.compare)")
     args, extra = parser.parse_known_args(argv)
@@ -175,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
               "or the path of a .py locustfile", file=sys.stderr)
         return 2
 
+    if args.web:
+        return _web(args.kind, args.results, extra)
     if args.baseline:  # a wrong baseline is said before the run, not found out after it
         from loadtesting import compare
 
@@ -230,6 +238,20 @@ def main(argv: list[str] | None = None) -> int:
     for name in sorted(p.name for p in out.iterdir()):
         print(f"  {rel}/{name}")
     return code
+
+
+def _web(kind: str, results: Path, extra: list[str]) -> int:
+    """Locust with its web UI: the run folders are made per test, inside Locust."""
+    cmd = [str(Path(sys.executable).with_name("locust")), "-f", str(locustfile_path(kind))]
+    conf = REPO / "conf" / f"{kind}.conf"
+    if conf.exists():
+        cmd += ["--config", str(conf)]
+    env = {k: v for k, v in os.environ.items() if k != settings.RESULTS_DIR.env}
+    env[settings.RESULTS.env] = str(results.resolve())
+    proc = subprocess.Popen([*cmd, *extra], env=env, cwd=REPO)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches Locust through the process group
+    signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
+    return proc.wait()
 
 
 if __name__ == "__main__":

@@ -21,7 +21,9 @@ import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink
 from generators import open_model
 from generators.common import check_http_host
 from generators.lampi_data import credentials
+from loadtesting import webui_run
 from plumbing.options import require
+from plumbing.web_options import per_test
 
 _CSRF_INPUT = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
 
@@ -39,14 +41,14 @@ def _options(parser) -> None:
                        help="longest think time between tasks, seconds")
     group.add_argument("--login-path", default="/login/", env_var="LOCUST_LOGIN_PATH",
                        help="path of the Django login form")
-    group.add_argument("--arrival-rate", type=float, default=0.0, env_var="LOCUST_ARRIVAL_RATE",
+    per_test(group.add_argument("--arrival-rate", type=float, default=0.0, env_var="LOCUST_ARRIVAL_RATE",
                        help="open model: tasks per second over all processes, each started at its planned instant "
                             "by a free logged-in learner or dropped and counted (default 0: the closed model of "
-                            "think times; docs/open-model.md)")
+                            "think times; docs/open-model.md)"))
 
 
 @events.init.add_listener
-def _check_options(environment, **_kw) -> None:
+def _check_options(environment, web_ui=None, **_kw) -> None:
     o = environment.parsed_options
     if o is None:  # a library user built the Environment without options
         return
@@ -58,7 +60,10 @@ def _check_options(environment, **_kw) -> None:
     require(o.arrival_rate >= 0, f"--arrival-rate {o.arrival_rate}: expected tasks per second >= 0")
     # Once per process before the run (workers too: they send the load, and with --processes a
     # master that quit alone would leave its workers behind).
-    if o.host:
+    if webui_run.web_ui_mode(environment, web_ui):
+        # The host can be changed in the UI: checked when a test starts, an error there.
+        webui_run.check_at_start(environment, check_http_host)
+    elif o.host:
         check_http_host(o.host)
 
 

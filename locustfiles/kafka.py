@@ -29,6 +29,7 @@ from lifecycle import end
 from lifecycle.end import add_run_extra
 from plumbing import run_state, settings
 from plumbing.options import OptionError, require
+from plumbing.web_options import per_test
 
 loadtesting.locust_plugin.generates_rate()  # --capacity-search searches messages/s (docs/capacity.md)
 BURST = 64  # messages per task call when producing flat out
@@ -41,16 +42,16 @@ def _options(parser) -> None:
                    help="bootstrap servers (default 127.0.0.1:9092)")
     g.add_argument("--kafka-topic", default="performance-test", env_var="LOCUST_KAFKA_TOPIC",
                    help="input topic of the pipeline (default performance-test)")
-    g.add_argument("--kafka-messages", type=int, default=0, env_var="LOCUST_KAFKA_MESSAGES",
-                   help="total messages over all users and processes, then stop (default 0: until stopped)")
+    per_test(g.add_argument("--kafka-messages", type=int, default=0, env_var="LOCUST_KAFKA_MESSAGES",
+                   help="total messages over all users and processes, then stop (default 0: until stopped)"))
     g.add_argument("--kafka-key-field", default="identifier", env_var="LOCUST_KAFKA_KEY_FIELD",
                    help="record field used as the message key (default identifier)")
     g.add_argument("--kafka-data-file", default=settings.KAFKA_DATA_FILE.default, env_var=settings.KAFKA_DATA_FILE.env,
                    help="JSON array of records to cycle through (default the suite's conf/kafka-data.json)")
-    g.add_argument("--kafka-rate", type=float, default=0.0, env_var="LOCUST_KAFKA_RATE",
+    per_test(g.add_argument("--kafka-rate", type=float, default=0.0, env_var="LOCUST_KAFKA_RATE",
                    help="open model: messages per second over all processes, each started at its planned "
                         "instant by a free user or dropped and counted (default 0: as fast as possible, in "
-                        "bursts; docs/open-model.md)")
+                        "bursts; docs/open-model.md)"))
     g.add_argument("--kafka-request-events", action="store_true", default=False,
                    env_var="LOCUST_KAFKA_REQUEST_EVENTS",
                    help="fire events.request for every delivered message (for request listeners; "

@@ -39,6 +39,7 @@ from monitors.mqtt_sys import SysRecorder, results_dir
 from plumbing import run_state
 from plumbing.options import OptionError, require
 from plumbing.redaction import redact, remember
+from plumbing.web_options import per_test
 
 # Thousands of sockets per process: lift the soft descriptor limit to the hard one.
 _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -57,8 +58,8 @@ def _options(parser) -> None:
     g.add_argument("--mqtt-ca-file", default=None, env_var="LOCUST_MQTT_CA_FILE", help="CA file for mqtts://")
     g.add_argument("--mqtt-insecure", action="store_true", default=False, env_var="LOCUST_MQTT_INSECURE",
                    help="mqtts:// without certificate verification (test brokers only)")
-    g.add_argument("--mqtt-profile", choices=sorted(model.PROFILES), default="worst", env_var="LOCUST_MQTT_PROFILE",
-                   help="interaction profile from the model (default worst: every user dragging a slider)")
+    per_test(g.add_argument("--mqtt-profile", choices=sorted(model.PROFILES), default="worst", env_var="LOCUST_MQTT_PROFILE",
+                   help="interaction profile from the model (default worst: every user dragging a slider)"))
     g.add_argument("--fake-devices", type=int, default=10_000, env_var="LOCUST_FAKE_DEVICES",
                    help="how many fake LAMPIs exist; each session picks one at random")
     g.add_argument("--first-fake-device", type=int, default=0, env_var="LOCUST_FIRST_FAKE_DEVICE")
@@ -73,10 +74,10 @@ def _options(parser) -> None:
                    help="subscribe to lamp/changed and report publish-to-delivery latency in an E2E row (outside Aggregated)")
     g.add_argument("--mqtt-no-sys", action="store_true", default=False, env_var="LOCUST_MQTT_NO_SYS",
                    help="do not record the broker's $SYS topics")
-    g.add_argument("--mqtt-message-rate", type=float, default=0.0, env_var="LOCUST_MQTT_MESSAGE_RATE",
+    per_test(g.add_argument("--mqtt-message-rate", type=float, default=0.0, env_var="LOCUST_MQTT_MESSAGE_RATE",
                    help="open model: lamp/changed messages per second over all processes, each published at its "
                         "planned instant by a free connected device or dropped and counted (replaces the "
-                        "profile's bursts and gaps; default 0: the profile; docs/open-model.md)")
+                        "profile's bursts and gaps; default 0: the profile; docs/open-model.md)"))
 
 
 def settings_from(o) -> Settings:

@@ -42,6 +42,7 @@ from monitors.xapi_e2e import EndToEnd, summary_line
 from openedx_erb.events import MIXES, Clock, EventFactory, TrackedLearner, generated_users, load_users
 from plumbing import run_state
 from plumbing.options import OptionError, require
+from plumbing.web_options import per_test
 
 log = logging.getLogger("tracking")
 loadtesting.locust_plugin.generates_rate()  # --capacity-search searches events/s
@@ -62,8 +63,8 @@ class TrackingRun:
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
     g = parser.add_argument_group("tracking events (load_test_tracking_events)")
-    g.add_argument("--pipeline-backend", default="redis_bus", env_var="LOCUST_PIPELINE_BACKEND",
-                   help=f"where events enter: {', '.join(backends.NAMES)} (default redis_bus)")
+    per_test(g.add_argument("--pipeline-backend", default="redis_bus", env_var="LOCUST_PIPELINE_BACKEND",
+                   help=f"where events enter: {', '.join(backends.NAMES)} (default redis_bus)"))
     # dest differs: Locust's own -u/--users is stored as num_users.
     g.add_argument("--num-users", type=int, default=100, dest="learners", env_var="LOCUST_TRACKING_NUM_USERS",
                    help="learners the events are about (default 100; --users-file gives real ones)")
@@ -71,21 +72,21 @@ def _options(parser) -> None:
                    help="prefix of generated learner names, used as given: lt_000000, lt_000001 … (default lt_)")
     g.add_argument("--users-file", default="", env_var="LOCUST_USERS_FILE",
                    help="CSV of user_id,username that exist in your Open edX (instead of generated learners)")
-    g.add_argument("--num-events", type=int, default=1000, env_var="LOCUST_NUM_EVENTS",
-                   help="events to send over all users and processes, then stop (default 1000)")
+    per_test(g.add_argument("--num-events", type=int, default=1000, env_var="LOCUST_NUM_EVENTS",
+                   help="events to send over all users and processes, then stop (default 1000)"))
     g.add_argument("--run-until-killed", action="store_true", default=False, env_var="LOCUST_RUN_UNTIL_KILLED",
                    help="ignore --num-events: send until Ctrl-C, SIGTERM or --run-time")
     g.add_argument("--sleep-time", type=float, default=0.75, env_var="LOCUST_SLEEP_TIME",
                    help="seconds each user waits between events (default 0.75, as the reference)")
-    g.add_argument("--events-per-second", type=float, default=0.0, env_var="LOCUST_EVENTS_PER_SECOND",
+    per_test(g.add_argument("--events-per-second", type=float, default=0.0, env_var="LOCUST_EVENTS_PER_SECOND",
                    help="open model: target events/s over all processes (replaces --sleep-time); events are "
                         "started at planned instants, one a free user takes or dropped and counted "
-                        "(docs/open-model.md)")
+                        "(docs/open-model.md)"))
     g.add_argument("--course-id", default="", env_var="LOCUST_COURSE_ID",
                    help="course the events name (default: a new course-v1:OEX+<6 hex>+2024-1 per run)")
-    g.add_argument("--event-mix", default="enrollment", env_var="LOCUST_EVENT_MIX",
+    per_test(g.add_argument("--event-mix", default="enrollment", env_var="LOCUST_EVENT_MIX",
                    help="enrollment (activated/deactivated toggling, as the reference) or realistic "
-                        "(video, problem, navigation, completion and enrollment)")
+                        "(video, problem, navigation, completion and enrollment)"))
     g.add_argument("--e2e-poll-interval", type=float, default=1.0, env_var="LOCUST_E2E_POLL_INTERVAL",
                    help="seconds between looks for stored events; the latency resolution (default 1)")
     g.add_argument("--delivery-timeout", type=float, default=30.0, env_var="LOCUST_DELIVERY_TIMEOUT",

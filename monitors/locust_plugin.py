@@ -21,6 +21,7 @@ from pathlib import Path
 
 import gevent
 from locust import events
+from locust.event import EventHook
 from locust.runners import (
     STATE_MISSING,
     WORKER_REPORT_INTERVAL,
@@ -51,6 +52,7 @@ from plumbing.options import OptionError
 from plumbing.redaction import redact, redact_options, redact_text
 from plumbing.runid import new_run_id
 from plumbing.versions import versions
+from plumbing.web_options import per_test
 
 log = logging.getLogger("monitors")
 
@@ -67,8 +69,8 @@ def _options(parser) -> None:
     g = parser.add_argument_group("pipeline monitor")
     g.add_argument("--run-id", default=settings.RUN_ID.default, env_var=settings.RUN_ID.env,
                    help="id of this run (default: a new one, UTC time + random, at each test start)")
-    g.add_argument("--run-tags", default="", env_var="LOCUST_RUN_TAGS",
-                   help="comma-separated tags stored with the run (e.g. baseline,2-workers)")
+    per_test(g.add_argument("--run-tags", default="", env_var="LOCUST_RUN_TAGS",
+                   help="comma-separated tags stored with the run (e.g. baseline,2-workers)"))
     g.add_argument("--no-monitor", action="store_true", default=False, env_var="LOCUST_NO_MONITOR",
                    help="do not sample or store anything (e.g. a standalone `python -m monitors` runs)")
     g.add_argument("--clickhouse-url", default=settings.CLICKHOUSE_URL.default, env_var=settings.CLICKHOUSE_URL.env,
@@ -77,18 +79,18 @@ def _options(parser) -> None:
     g.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.default,
                    env_var=settings.MONITOR_DATABASE.env,
                    help="database of load_test_runs / load_test_stats and the typed tables (default event_sink)")
-    g.add_argument("--monitor-interval", type=float, default=float(settings.MONITOR_INTERVAL.default),
+    per_test(g.add_argument("--monitor-interval", type=float, default=float(settings.MONITOR_INTERVAL.default),
                    env_var=settings.MONITOR_INTERVAL.env,
-                   help="seconds between monitor samples (default 5)")
-    g.add_argument("--drain-timeout", type=float, default=float(settings.DRAIN_TIMEOUT.default),
+                   help="seconds between monitor samples (default 5)"))
+    per_test(g.add_argument("--drain-timeout", type=float, default=float(settings.DRAIN_TIMEOUT.default),
                    env_var=settings.DRAIN_TIMEOUT.env,
-                   help="after the test stops, sample until every backlog is 0 or this many seconds pass")
+                   help="after the test stops, sample until every backlog is 0 or this many seconds pass"))
     g.add_argument("--spill-dir", default=settings.SPILL_DIR.default, env_var=settings.SPILL_DIR.env,
                    help="where rows wait (JSONL) while ClickHouse is unreachable; replayed when it answers")
     sinks.add_arguments(g)
-    g.add_argument("--check-e2e-p95", type=float, default=None, env_var="LOCUST_CHECK_E2E_P95",
+    per_test(g.add_argument("--check-e2e-p95", type=float, default=None, env_var="LOCUST_CHECK_E2E_P95",
                    help=f"exit {ExitCode.E2E_P95.value} if the 95th percentile end-to-end latency (ms, every E2E row "
-                        "merged) is above this")
+                        "merged) is above this"))
     sampling.add_arguments(parser)
 
 
@@ -166,15 +168,28 @@ class Monitor:
 
     def tick(self) -> None:
         # Locust's interval is cut first, on time, whatever the samplers take (each within its timeout).
-        self._store_request_stats(time.time())
+        rows = self._store_request_stats(time.time())
         pushed, self.pushed = self.pushed, {}
         now, stats, self.backlog = self.sampling.take(pushed)
         store_sample(self.sink, self.run_id, now, stats, self.backlog, self.results_dir)
+        sampled.fire(environment=self.environment, run_id=self.run_id, time=now, stats=stats,
+                     backlogs=self._backlogs(stats), request_rows=rows)
         log.info(console_line(self.run_id, stats, self.backlog, self.stopping_at is not None))
         if self.sink:
             self.sink.wake()  # the sink's writer sends the rows: a hung ClickHouse never holds up the next sample
 
-    def _store_request_stats(self, now: float) -> None:
+    def _backlogs(self, stats: dict) -> dict:
+        """Each source's own backlog (None: not a queue, or unknown) in this sample."""
+        out = {}
+        for name, sampler in list(self.samplers.items()):
+            sample = stats.get(name)
+            try:
+                out[name] = sampler.backlog(sample) if isinstance(sample, dict) and "error" not in sample else None
+            except Exception:  # noqa: BLE001 - a sample without the figure: no backlog to show
+                out[name] = None
+        return out
+
+    def _store_request_stats(self, now: float) -> list[dict]:
         env = self.environment
         mono = time.monotonic()
         interval, self._last_tick = max(mono - self._last_tick, 1e-6), mono
@@ -192,6 +207,7 @@ class Monitor:
             # report falls back to the folder when ClickHouse is unreachable.
             with open(self.results_dir / REQUEST_STATS_FILE, "a") as f:
                 f.writelines(json.dumps(row) + "\n" for row in rows)
+        return rows
 
     def _interval_rows(self, timing: str, stats, snap: float, interval: float, users: int) -> list[dict]:
         """One row per request name (and "Aggregated", request_type "") that had requests since the last call."""
@@ -291,6 +307,11 @@ def _options_for_storage(o) -> dict:
     return redact_options(dict(sorted(vars(o).items())))
 
 
+# Each sample as it is taken (listeners: environment, run_id, time, stats by source, backlogs by
+# source, request_rows: the interval's rows of load_test_request_stats), e.g. the web UI's charts.
+sampled = EventHook()
+
+
 @dataclass
 class MonitorRun:
     """The monitor's state in this Locust process (plumbing.run_state)."""
@@ -318,6 +339,8 @@ def _web_ui(environment, **_kw) -> None:
         return run.run_id, (run.monitor.latest if run.monitor is not None else None) or {}
 
     webui.install(environment, latest)
+    if environment.web_ui is not None:  # the charts' points are kept only for a web UI to show
+        sampled.add_listener(lambda **kw: webui.on_sample(**kw))
 
 
 @events.init.add_listener

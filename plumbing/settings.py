@@ -31,6 +31,7 @@ XAPI_DATABASE = Setting("LOCUST_XAPI_DATABASE", "xapi")  # where the pipeline st
 XAPI_TABLE = Setting("LOCUST_XAPI_TABLE", "xapi_events_all")
 RUN_ID = Setting("LOCUST_RUN_ID", "")  # empty: each run makes a new one
 RESULTS_DIR = Setting("LOCUST_RESULTS_DIR", "")  # the run folder (loadtesting.run sets it); empty: none
+RESULTS = Setting("LOCUST_RESULTS", str(REPO / "results"))  # where run folders go (web UI tests, make targets)
 SPILL_DIR = Setting("LOCUST_SPILL_DIR", str(REPO / ".run" / "monitor-spill"))  # rows ClickHouse did not take
 MONITOR_INTERVAL = Setting("LOCUST_MONITOR_INTERVAL", "5")  # seconds between monitor samples
 DRAIN_TIMEOUT = Setting("LOCUST_DRAIN_TIMEOUT", "300")  # seconds the monitor waits for the pipeline to drain
