@@ -37,7 +37,7 @@ def _options(parser) -> None:
     g.add_argument("--no-sar", action="store_true", default=False, env_var="LOCUST_NO_SAR",
                    help="do not record sar figures into the run folder")
     g.add_argument("--sar-interval", type=int, default=1, env_var="LOCUST_SAR_INTERVAL",
-                   help="seconds between sar records (default 1)")
+                   help="seconds between sar records (default %(default)s)")
 
 
 def results_dir() -> Path | None:
