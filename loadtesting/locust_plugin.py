@@ -23,6 +23,7 @@ from lifecycle import end
 from lifecycle.end import add_run_extra, record_run_event
 from loadtesting import capacity, phases, run, sar
 from loadtesting.capacity_shape import CapacitySearch
+from monitors.locust_plugin import store_target
 from monitors.planned import planned_stats
 from plumbing import run_state, settings
 from plumbing.options import OptionError
@@ -57,9 +58,10 @@ def _init(environment, runner=None, web_ui=None, **_kw) -> None:
     if message:
         raise OptionError(message)
     out = results_dir()
-    if out is not None and not isinstance(runner, WorkerRunner) and hasattr(o, "monitor_database"):
+    target = store_target(o)
+    if out is not None and not isinstance(runner, WorkerRunner) and target is not None:
         # The effective options (config files, LOCUST_* variables, command line): the report reads these.
-        run.record_monitor_target(out, o.clickhouse_url, o.monitor_database)
+        run.record_monitor_target(out, *target)
     if o.capacity_search and not isinstance(runner, WorkerRunner):
         shape = CapacitySearch(
             environment, results_dir(),

@@ -34,7 +34,7 @@ from generators import open_model
 from generators.lampi_data import device_id
 from generators.mqtt_client import PAHO_MAX_INFLIGHT, Device, Settings, parse_payload, subscriber
 from monitors import e2e
-from monitors.locust_plugin import record_sample
+from monitors.locust_plugin import record_sample, sample_interval
 from monitors.mqtt_sys import SysRecorder, results_dir
 from plumbing import run_state
 from plumbing.options import OptionError, non_negative_float, positive_int, require
@@ -160,7 +160,7 @@ def _start(environment, **_kw) -> None:
 
         def sample_sys() -> None:
             while True:
-                gevent.sleep(o.monitor_interval)
+                gevent.sleep(sample_interval(environment))
                 record_sample(environment, "mosquitto", rec.sample())
 
         run.sys_greenlet = gevent.spawn(sample_sys)

@@ -35,7 +35,7 @@ from lifecycle import budget, end
 from lifecycle.end import add_run_extra, describe_run, expect_signal_end
 from monitors import e2e as e2e_rows
 from monitors.clickhouse import XapiTable
-from monitors.locust_plugin import add_sampler, measuring, run_id
+from monitors.locust_plugin import add_sampler, drain_timeout, measuring, run_id
 from monitors.xapi_e2e import EndToEnd, summary_line
 from openedx_erb.events import MIXES, Clock, EventFactory, TrackedLearner, generated_users, load_users
 from plumbing import run_state
@@ -309,7 +309,7 @@ def _draining(environment, **_kw) -> None:
     e2e = run_state.of(environment, TrackingRun).e2e
     if e2e is None or measuring(environment):
         return
-    deadline = time.monotonic() + float(getattr(environment.parsed_options, "drain_timeout", 60) or 60)
+    deadline = time.monotonic() + drain_timeout(environment)
     while e2e.summary()["missing"] and time.monotonic() < deadline:
         gevent.sleep(e2e.poll_interval)
 

@@ -46,7 +46,7 @@ from monitors.loop import Sampling, close_all, drain_verdict, store_sample
 from monitors.planned import planned_stats
 from monitors.sink import Sink
 from plumbing import chclient, histogram, logs, run_state, settings
-from plumbing.options import OptionError
+from plumbing.options import OptionError, non_negative_float, positive_float
 from plumbing.redaction import redact, redact_options, redact_text
 from plumbing.runid import new_run_id
 from plumbing.versions import versions
@@ -76,10 +76,10 @@ def _options(parser) -> None:
     g.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.default,
                    env_var=settings.MONITOR_DATABASE.env,
                    help="database of load_test_runs / load_test_stats and the typed tables (default event_sink)")
-    g.add_argument("--monitor-interval", type=float, default=float(settings.MONITOR_INTERVAL.default),
+    g.add_argument("--monitor-interval", type=positive_float, default=float(settings.MONITOR_INTERVAL.default),
                    env_var=settings.MONITOR_INTERVAL.env,
-                   help="seconds between monitor samples (default 5)")
-    g.add_argument("--drain-timeout", type=float, default=float(settings.DRAIN_TIMEOUT.default),
+                   help="seconds between monitor samples (default %(default)s)")
+    g.add_argument("--drain-timeout", type=non_negative_float, default=float(settings.DRAIN_TIMEOUT.default),
                    env_var=settings.DRAIN_TIMEOUT.env,
                    help="after the test stops, sample until every backlog is 0 or this many seconds pass")
     g.add_argument("--spill-dir", default=settings.SPILL_DIR.default, env_var=settings.SPILL_DIR.env,
@@ -97,7 +97,7 @@ def _check_options(environment, runner=None, **_kw) -> None:
     if o is None or o.no_monitor:
         return
     try:
-        sampling.parse_backends(o.monitor_backend)
+        sampling.chosen(o)
         chclient.parse_url(o.clickhouse_url)
         from monitors.schema import check_database_name
 
@@ -111,10 +111,6 @@ def _check_options(environment, runner=None, **_kw) -> None:
             close_all(sampling.build_samplers(o))
         except Exception as exc:  # noqa: BLE001 - ValueError, or a client library's config error
             raise OptionError(redact_text(str(exc))) from None
-    if not o.monitor_interval > 0:
-        raise OptionError(f"--monitor-interval {o.monitor_interval}: expected seconds > 0")
-    if o.drain_timeout < 0:
-        raise OptionError(f"--drain-timeout {o.drain_timeout}: expected seconds >= 0")
     if o.check_e2e_p95 is not None and not o.check_e2e_p95 > 0:
         raise OptionError(f"--check-e2e-p95 {o.check_e2e_p95}: expected milliseconds > 0")
 
@@ -361,7 +357,7 @@ def _start(environment, **_kw) -> None:
     run.monitor = mon
     tags = [t.strip() for t in (o.run_tags or "").split(",") if t.strip()]
     mon.run_row("start", {"tags": tags, "locustfile": o.locustfile, "host": redact(o.host or ""),
-                          "backends": sampling.parse_backends(o.monitor_backend), "users": o.num_users,
+                          "backends": sampling.chosen(o), "users": o.num_users,
                           "spawn_rate": o.spawn_rate, **end.start_fields(environment)})
     mon.meta_row(1, locustfile=str(o.locustfile), host=redact(o.host or ""), tags=tags,
                  options=json.dumps(_options_for_storage(o), default=str), versions=json.dumps(versions()),
@@ -470,6 +466,23 @@ def add_sampler(environment, name: str, sampler) -> bool:
         return False
     mon.samplers[name] = sampler
     return True
+
+
+def sample_interval(environment) -> float:
+    """Seconds between the monitor's samples (--monitor-interval), for samplers of their own."""
+    return environment.parsed_options.monitor_interval
+
+
+def drain_timeout(environment) -> float:
+    """How long the run's end waits for the pipeline to drain (--drain-timeout)."""
+    return environment.parsed_options.drain_timeout
+
+
+def store_target(options) -> tuple[str, str] | None:
+    """The ClickHouse URL and database the run's rows go to; None without this plugin's options."""
+    if not hasattr(options, "monitor_database"):
+        return None
+    return options.clickhouse_url, options.monitor_database
 
 
 def measuring(environment) -> bool:
