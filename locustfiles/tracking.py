@@ -33,9 +33,10 @@ from backends.base import REQUEST_TYPE
 from generators import open_model
 from lifecycle import budget, end
 from lifecycle.end import add_run_extra, describe_run, expect_signal_end
+from lifecycle.run import run_id
 from monitors import e2e as e2e_rows
 from monitors.clickhouse import XapiTable
-from monitors.locust_plugin import add_sampler, drain_timeout, measuring, run_id
+from monitors.locust_plugin import add_sampler, drain_timeout, measuring
 from monitors.xapi_e2e import EndToEnd, summary_line
 from openedx_erb.events import MIXES, Clock, EventFactory, TrackedLearner, generated_users, load_users
 from plumbing import run_state
