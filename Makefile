@@ -10,9 +10,9 @@ RUN_DIR := .run
 
 # Debian packages: the servers of the local stack and the native tools the benchmarks compare with.
 APT_PACKAGES := clickhouse-server clickhouse-client redis-server mosquitto mosquitto-clients \
-                nginx-light sysstat wrk kcat
+                nginx-light sysstat wrk kcat iproute2 faketime
 # A program from each package above; `apt` installs only when one is missing.
-APT_PROGRAMS := clickhouse-server clickhouse-client redis-server mosquitto mosquitto_pub nginx sar wrk kcat
+APT_PROGRAMS := clickhouse-server clickhouse-client redis-server mosquitto mosquitto_pub nginx sar wrk kcat ip faketime
 
 # HTTP run settings (make http-test / demo); every LOCUST_* variable also works.
 HOST       ?=

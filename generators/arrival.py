@@ -164,6 +164,70 @@ class Plan:
         return t if t != math.inf else self.mine.segments[-1].start
 
 
+@dataclass
+class LivePlan:
+    """A plan whose rate is changed while it runs (a capacity search steps it): `set_rate` ramps the
+    rate (over all processes) linearly from its value at offset `at` to a new one over `ramp` seconds,
+    then holds it. N(t) stays continuous across changes, so each process keeps its share and phase
+    (the processes' instants interleave when every process applies a change at the same offset).
+    Instants already handed out keep their times: a change applies from the next instant pulled.
+    The rate must stay > 0 (a plan at rate 0 would be over)."""
+
+    rate: float  # the starting rate over all processes
+    process: int = 0
+    processes: int = 1
+    arrival: str = EVEN
+    seed: int | None = None
+    limit: int | None = None  # unused: a live plan runs until it is stopped
+    limit_total: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.arrival not in (EVEN, POISSON):
+            raise ValueError(f"arrival {self.arrival!r}: expected {EVEN} or {POISSON}")
+        if not self.rate > 0:
+            raise ValueError(f"live plan rate {self.rate}: expected > 0")
+        # Pieces (at, n0, profile): from offset `at` (this process's count `n0` then) follow `profile`.
+        self._pieces: list[tuple[float, float, RateProfile]] = [(0.0, 0.0, RateProfile(self.rate / self.processes))]
+
+    def _piece_at(self, offset: float) -> tuple[float, float, RateProfile]:
+        return next(p for p in reversed(self._pieces) if p[0] <= offset or p is self._pieces[0])
+
+    def rate_at(self, offset: float) -> float:
+        """The rate over all processes at `offset` s from the start."""
+        at, _n0, profile = self._piece_at(offset)
+        return profile.rate(max(offset - at, 0.0)) * self.processes
+
+    def count(self, offset: float) -> float:
+        """This process's instants due by `offset` (N(t) of its share)."""
+        at, n0, profile = self._piece_at(offset)
+        return n0 + profile.count(max(offset - at, 0.0))
+
+    def set_rate(self, rate: float, at: float, ramp: float = 0.0) -> None:
+        """From `at` s after the start, ramp linearly to `rate` (over all processes) in `ramp` s.
+        A change at an offset before an earlier change's replaces it."""
+        if not rate > 0:
+            raise ValueError(f"live plan rate {rate}: expected > 0")
+        at = max(at, 0.0)
+        n0, r0 = self.count(at), self.rate_at(at) / self.processes
+        self._pieces = [p for p in self._pieces if p[0] < at or p is self._pieces[0]]
+        self._pieces.append((at, n0, RateProfile(r0, [Stage(rate / self.processes, max(ramp, 0.0))])))
+
+    def _time_of(self, u: float) -> float:
+        at, n0, profile = next(p for p in reversed(self._pieces) if p[1] <= u or p is self._pieces[0])
+        return at + profile.time_of(u - n0)
+
+    def instants(self) -> Iterator[float]:
+        rng = random.Random(None if self.seed is None else self.seed * 1_000_003 + self.process)
+        poisson = self.arrival == POISSON
+        u = rng.expovariate(1.0) if poisson else self.process / self.processes
+        while True:
+            yield self._time_of(u)
+            u += rng.expovariate(1.0) if poisson else 1.0
+
+    def duration(self, instants: int) -> float:
+        return self._pieces[-1][0]  # never exhausted: the scheduler's window ends at its stop
+
+
 class Ticket(NamedTuple):
     """One iteration's planned instant: `at` on the monotonic clock, `wall` as time.time()."""
 

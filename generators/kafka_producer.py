@@ -80,7 +80,10 @@ class KafkaLoad:
         self.reader: LatencyReader | None = None
         self.pump = gevent.spawn(self._pump)
         self.model: open_model.OpenModel | None = None
-        if open_model.enabled(environment, options.kafka_rate):
+        if options.capacity_search:  # the search steps the rate (loadtesting.rate_capacity) until it is done
+            self.budget = None
+            self.model = open_model.OpenModel(environment, self.topic, options.capacity_start_rate, live=True)
+        elif open_model.enabled(environment, options.kafka_rate):
             # The plan holds this process's share of --kafka-messages: each is produced or dropped.
             self.model = open_model.OpenModel(environment, self.topic, options.kafka_rate,
                                               options.kafka_messages or None)

@@ -21,10 +21,11 @@ from locust import events
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
-from generators.arrival import EVEN, POISSON, Plan, RateProfile, Scheduler, Ticket, parse_stages
+from generators.arrival import EVEN, POISSON, LivePlan, Plan, RateProfile, Scheduler, Ticket, parse_stages
 from lifecycle import budget, end
 from lifecycle.end import add_run_extra
 from lifecycle.exit_codes import ExitCode
+from monitors import clocks
 from plumbing import run_state
 from plumbing.options import OptionError, require
 from plumbing.request_context import PLANNED_START  # where an iteration's planned instant goes
@@ -81,6 +82,7 @@ def _init(environment, runner=None, **_kw) -> None:
         runner.register_message("open_model_summary", _worker_summary)
     elif isinstance(runner, WorkerRunner):
         runner.register_message("open_model_start", _start_at)
+        runner.register_message("open_model_rate", lambda environment, msg, **_k: _set_rate_here(environment, **msg.data))
 
 
 def enabled(environment, rate: float) -> bool:
@@ -99,14 +101,18 @@ class OpenModel:
     name: str
     rate: float  # over all processes: the constant rate, or where --rate-stages starts
     limit_total: int | None = None  # iterations over all processes (e.g. --num-events)
+    live: bool = False  # the rate is set while the run lasts (set_rate: a capacity search)
 
     def __post_init__(self) -> None:
         env, o = self.environment, self.environment.parsed_options
         self.index, self.count = process_share(env)
         limit = None if self.limit_total is None else budget.share(self.limit_total, self.index, self.count)
         run = run_state.of(env, OpenModelRun)
-        profile = RateProfile(self.rate, run.stages)
-        self.plan = Plan(profile, self.index, self.count, o.arrival, o.arrival_seed, limit, self.limit_total)
+        if self.live:
+            self.plan = LivePlan(self.rate, self.index, self.count, o.arrival, o.arrival_seed)
+        else:
+            profile = RateProfile(self.rate, run.stages)
+            self.plan = Plan(profile, self.index, self.count, o.arrival, o.arrival_seed, limit, self.limit_total)
         # Only the DROPPED row counts a drop (made at the first one): the Aggregated total stays the
         # requests really sent.
         self.scheduler = Scheduler(self.plan, on_drop=lambda _t: env.stats.get(self.name, DROPPED).log(0, 0))
@@ -175,6 +181,25 @@ def wait_until_planned_sent(model: OpenModel, sent: Callable[[], int]) -> bool:
     return True
 
 
+def set_rate(environment, name: str, rate: float, ramp: float = 0.0) -> float:
+    """Ramp the live generator `name` to `rate` (over all processes) in `ramp` s, starting at one
+    wall-clock instant in every process (the master sends it to its workers); returns that instant."""
+    runner = environment.runner
+    at = time.time() + (START_DELAY if isinstance(runner, MasterRunner) else 0.0)
+    if isinstance(runner, MasterRunner):
+        runner.send_message("open_model_rate", {"name": name, "rate": rate, "ramp": ramp, "at": at})
+    else:
+        _set_rate_here(environment, name, rate, ramp, at)
+    return at
+
+
+def _set_rate_here(environment, name: str, rate: float, ramp: float, at: float) -> None:
+    for m in run_state.of(environment, OpenModelRun).models:
+        if m.name == name and isinstance(m.plan, LivePlan):
+            start = m.scheduler.start_wall
+            m.plan.set_rate(rate, at - start if start is not None else 0.0, ramp)
+
+
 def context_of(ticket: Ticket | None) -> dict:
     """A request context holding the iteration's planned instant (empty in the closed model)."""
     return {} if ticket is None else {PLANNED_START: ticket.wall}
@@ -203,7 +228,8 @@ def _spawned(environment) -> None:
 
 def _start_at(environment, msg, **_kw) -> None:
     run = run_state.of(environment, OpenModelRun)
-    run.start_at = float(msg.data)
+    # The master's instant on this worker's clock (another host's may be off by seconds).
+    run.start_at = float(msg.data) - clocks.worker_offset(environment)
     for m in run.models:
         m.scheduler.start(run.start_at)
 
@@ -259,6 +285,7 @@ def total(environment) -> dict | None:
         s["start_wall"] = min((r["start_wall"] for r in reports if r["start_wall"] is not None), default=None)
         s["scheduler_lateness_max_ms"] = max(r["scheduler_lateness_max_ms"] for r in reports)
         s["processes"] = len(reports)
+        s["planned_per_process"] = [run.reports[i]["planned"] for i in sorted(run.reports)]  # the split, by worker index
     else:
         s = summary(run.models)
         if s is None:

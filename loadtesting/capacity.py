@@ -22,6 +22,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Defaults of the user search; the rate search (loadtesting.rate_capacity) measures shorter steps, as
+# its backlog slope needs no new users to warm up.
+STEP_TIME, SETTLE_TIME = 60.0, 10.0
+RATE_STEP_TIME, RATE_SETTLE_TIME = 30.0, 5.0
+
+
+def step_time(o, rate: bool = False) -> float:
+    return o.capacity_step_time if o.capacity_step_time is not None else RATE_STEP_TIME if rate else STEP_TIME
+
+
+def settle_time(o, rate: bool = False) -> float:
+    if o.capacity_settle_time is not None:
+        return o.capacity_settle_time
+    return RATE_SETTLE_TIME if rate else SETTLE_TIME
+
 
 def add_arguments(parser) -> None:
     g = parser.add_argument_group("capacity search")
@@ -33,10 +48,11 @@ def add_arguments(parser) -> None:
                    help="users added per step while no step has failed (default 100)")
     g.add_argument("--capacity-resolution", type=int, default=10, env_var="LOCUST_CAPACITY_RESOLUTION",
                    help="stop honing in when the step is below this many users (default 10)")
-    g.add_argument("--capacity-step-time", type=float, default=60.0, env_var="LOCUST_CAPACITY_STEP_TIME",
-                   help="seconds each step is measured (default 60)")
-    g.add_argument("--capacity-settle-time", type=float, default=10.0, env_var="LOCUST_CAPACITY_SETTLE_TIME",
-                   help="seconds after a step's ramp before its measurement starts (default 10)")
+    g.add_argument("--capacity-step-time", type=float, default=None, env_var="LOCUST_CAPACITY_STEP_TIME",
+                   help=f"seconds each step is measured (default {STEP_TIME:g}; {RATE_STEP_TIME:g} for a rate search)")
+    g.add_argument("--capacity-settle-time", type=float, default=None, env_var="LOCUST_CAPACITY_SETTLE_TIME",
+                   help=f"seconds after a step's ramp before its measurement starts (default {SETTLE_TIME:g}; "
+                        f"{RATE_SETTLE_TIME:g} for a rate search)")
     g.add_argument("--capacity-max-users", type=int, default=100_000, env_var="LOCUST_CAPACITY_MAX_USERS",
                    help="never go above this many users (default 100000)")
     g.add_argument("--capacity-fail-ratio", type=float, default=0.0, env_var="LOCUST_CAPACITY_FAIL_RATIO",
@@ -53,8 +69,8 @@ def check_options(o) -> str | None:
         (o.capacity_start_users >= 1, f"--capacity-start-users {o.capacity_start_users}: expected at least 1"),
         (o.capacity_step >= 1, f"--capacity-step {o.capacity_step}: expected at least 1 user"),
         (o.capacity_resolution >= 1, f"--capacity-resolution {o.capacity_resolution}: expected at least 1 user"),
-        (o.capacity_step_time > 0, f"--capacity-step-time {o.capacity_step_time}: expected seconds > 0"),
-        (o.capacity_settle_time >= 0, f"--capacity-settle-time {o.capacity_settle_time}: expected seconds >= 0"),
+        (step_time(o) > 0, f"--capacity-step-time {o.capacity_step_time}: expected seconds > 0"),
+        (settle_time(o) >= 0, f"--capacity-settle-time {o.capacity_settle_time}: expected seconds >= 0"),
         (o.capacity_max_users >= o.capacity_start_users,
          f"--capacity-max-users {o.capacity_max_users}: expected at least --capacity-start-users"),
         (0 <= o.capacity_fail_ratio < 1, f"--capacity-fail-ratio {o.capacity_fail_ratio}: expected 0 <= ratio < 1"),

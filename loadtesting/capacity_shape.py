@@ -12,7 +12,7 @@ from locust import LoadTestShape
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
 from loadtesting import phases
-from loadtesting.capacity import Step, decide, summary_text
+from loadtesting.capacity import Step, decide, settle_time, step_time, summary_text
 
 log = logging.getLogger("loadtesting.capacity")
 
@@ -36,7 +36,7 @@ class CapacitySearch(LoadTestShape):
         self.spawn_rate = float(o.spawn_rate or 10)
         self.start_users, self.step = o.capacity_start_users, o.capacity_step
         self.resolution, self.max_users = o.capacity_resolution, o.capacity_max_users
-        self.step_time, self.settle_time = o.capacity_step_time, o.capacity_settle_time
+        self.step_time, self.settle_time = step_time(o), settle_time(o)
         self.fail_ratio, self.slo_p95 = o.capacity_fail_ratio, o.capacity_slo_p95
         self.steps: list[Step] = []
         self.result: dict | None = None

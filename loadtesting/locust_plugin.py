@@ -19,10 +19,14 @@ from pathlib import Path
 from locust import events
 from locust.runners import WorkerRunner
 
+import loadtesting.generator_hosts  # noqa: F401  - sar on every worker host of a distributed run
+import monitors.clocks  # noqa: F401  - worker clock offsets from the master, for every locustfile
+import monitors.final_reports  # noqa: F401  - a quitting master gets its workers' last figures
 from lifecycle import end
 from lifecycle.end import add_run_extra, record_run_event
-from loadtesting import capacity, phases, run, sar
+from loadtesting import capacity, phases, rate_capacity, run, sar
 from loadtesting.capacity_shape import CapacitySearch
+from loadtesting.rate_capacity_shape import RateSearch, RateTarget
 from monitors.locust_plugin import store_target
 from monitors.planned import planned_stats
 from plumbing import run_state, settings
@@ -34,6 +38,7 @@ log = logging.getLogger("loadtesting")
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
     capacity.add_arguments(parser)
+    rate_capacity.add_arguments(parser)
     g = parser.add_argument_group("system activity (sar)")
     g.add_argument("--no-sar", action="store_true", default=False, env_var="LOCUST_NO_SAR",
                    help="do not record sar figures into the run folder")
@@ -47,12 +52,22 @@ def results_dir() -> Path | None:
     return Path(value) if value else None
 
 
+# Set at import by a locustfile whose --capacity-search steps an arrival rate (generates_rate()).
+_RATE_GENERATOR = {"on": False}
+
+
+def generates_rate() -> None:
+    """Called at import by an open-model locustfile (tracking, kafka): its --capacity-search searches
+    the arrival rate (use_rate_search at init), not the user count."""
+    _RATE_GENERATOR["on"] = True
+
+
 @events.init.add_listener
 def _init(environment, runner=None, web_ui=None, **_kw) -> None:
     o = environment.parsed_options
     if o is None:
         return
-    message = capacity.check_options(o)
+    message = None if _RATE_GENERATOR["on"] else capacity.check_options(o)
     if message is None and o.sar_interval < 1:
         message = f"--sar-interval {o.sar_interval}: expected whole seconds >= 1"
     if message:
@@ -62,7 +77,7 @@ def _init(environment, runner=None, web_ui=None, **_kw) -> None:
     if out is not None and not isinstance(runner, WorkerRunner) and target is not None:
         # The effective options (config files, LOCUST_* variables, command line): the report reads these.
         run.record_monitor_target(out, *target)
-    if o.capacity_search and not isinstance(runner, WorkerRunner):
+    if o.capacity_search and not isinstance(runner, WorkerRunner) and not _RATE_GENERATOR["on"]:
         shape = CapacitySearch(
             environment, results_dir(),
             on_phase=lambda p: record_run_event(environment, "phase", asdict(p)),
@@ -79,6 +94,24 @@ def _capacity_done(environment, result: dict) -> None:
     if environment.process_exit_code is None:
         environment.process_exit_code = 0  # failures were the search's probe, not a failed run
     record_run_event(environment, "capacity", result)
+    for step in result.get("steps", []) if "sustained_per_second" in result else []:
+        record_run_event(environment, "capacity_step", step)  # one row per step, as phases have
+
+
+def use_rate_search(environment, target: RateTarget) -> None:
+    """From an open-model locustfile's init listener (after this plugin's): with --capacity-search,
+    search the arrival rate through `target` instead of the user count."""
+    o = environment.parsed_options
+    if o is None or not o.capacity_search or isinstance(environment.runner, WorkerRunner):
+        return
+    message = rate_capacity.check_options(o)
+    if message:
+        raise OptionError(message)
+    shape = RateSearch(environment, target, results_dir(),
+                       on_phase=lambda p: record_run_event(environment, "phase", asdict(p)),
+                       on_done=lambda result: _capacity_done(environment, result))
+    shape.runner = environment.runner
+    environment.shape_class = shape
 
 
 @events.test_start.add_listener

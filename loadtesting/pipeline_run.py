@@ -3,7 +3,9 @@
 Starts ``python -m targets.pipeline BACKEND`` against the local stack (its URLs come from the
 environment that ``.run/stack/stack.env`` sets), waits until it consumes, runs
 ``python -m loadtesting.run tracking`` with the monitor on that backend, stops the pipeline and
-exits with the run's exit code. ``make pipeline-test`` and ``make demo`` use it.
+exits with the run's exit code. ``make pipeline-test`` and ``make demo`` use it; with ``--capacity``
+(``make pipeline-capacity``) the run is a capacity search over events/s instead of a fixed rate
+(docs/capacity.md), and further ``--capacity-*`` options go to it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--run-dir", type=Path, default=REPO / ".run")
+    p.add_argument("--capacity", action="store_true",
+                   help="search the events/s the pipeline sustains (--capacity-search) instead of --events/--eps")
+    p.add_argument("--users", type=int, default=1000,
+                   help="open-model users of a search: concurrent sends, enough for a slow entry point (default 1000)")
     p.add_argument("--kafka-monitor", action="store_true",
                    help="also sample the Kafka group's lag (Tansu's high watermark is off by a batch)")
     a, extra = p.parse_known_args(argv)
@@ -63,10 +69,12 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.1)
         monitor = [] if a.backend == "kafka_bus" and not a.kafka_monitor else ["--monitor-backend", a.backend]
         data = REPO / ".run" / "stack" / "clickhouse"
+        load = (["--capacity-search", "-u", str(a.users), "-r", str(a.users)] if a.capacity
+                else ["--num-events", str(a.events), "--events-per-second", str(a.eps)])
         cmd = [sys.executable, "-m", "loadtesting.run", "tracking", "--pipeline-backend", a.backend, *monitor,
-               "--num-events", str(a.events), "--events-per-second", str(a.eps), "--vector-log-file", str(log_file),
+               *load, "--vector-log-file", str(log_file),
                "--vector-metrics-url", f"http://127.0.0.1:{metrics_port}/metrics", "--kafka-bus-brokers", brokers,
-               "--run-tags", f"pipeline,{a.backend},{a.workers}-workers,batch{a.batch}",
+               "--run-tags", f"pipeline,{a.backend},{a.workers}-workers,batch{a.batch}{',capacity' if a.capacity else ''}",
                *(["--clickhouse-data-path", str(data)] if data.is_dir() else []), *extra]
         return subprocess.run(cmd, cwd=REPO).returncode
     finally:

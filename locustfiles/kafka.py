@@ -19,17 +19,18 @@ from dataclasses import dataclass, field
 
 from locust import User, events, task
 from locust.exception import StopUser
-from locust.runners import MasterRunner
+from locust.runners import MasterRunner, WorkerRunner
 
-import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
+import loadtesting.locust_plugin  # capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from generators import open_model
 from generators.kafka_producer import KafkaLoad, LatencyReader, load_records
 from lifecycle import end
 from lifecycle.end import add_run_extra
 from plumbing import run_state, settings
-from plumbing.options import OptionError, non_negative_float, non_negative_int, positive_float
+from plumbing.options import OptionError, non_negative_float, non_negative_int, positive_float, require
 
+loadtesting.locust_plugin.generates_rate()  # --capacity-search searches messages/s (docs/capacity.md)
 BURST = 64  # messages per task call when producing flat out
 
 
@@ -82,8 +83,23 @@ def _check(environment, **_kw) -> None:
     o = environment.parsed_options
     if o is None:
         return
+    if o.capacity_search:
+        require(bool(o.kafka_latency_topic),
+                "--capacity-search: expected --kafka-latency-topic (the processor's output: what arrives there "
+                "and how late is what the search judges)")
+        loadtesting.locust_plugin.use_rate_search(environment, loadtesting.locust_plugin.RateTarget(
+            o.kafka_topic, lambda rate, ramp: open_model.set_rate(environment, o.kafka_topic, rate, ramp), "PRODUCE",
+            unit="messages", output=("E2E", o.kafka_latency_topic)))
     if isinstance(environment.runner, MasterRunner):
         return  # the master produces nothing
+    if isinstance(environment.runner, WorkerRunner):
+        return  # a worker knows the brokers and data only from the master's spawn message: checked at test start
+    _prepare(environment)
+
+
+def _prepare(environment) -> None:
+    """The data set and one look at the brokers: a bad file or unreachable brokers end the run in one line."""
+    o = environment.parsed_options
     try:
         run_state.of(environment, KafkaRun).records = load_records(o.kafka_data_file)
         from plumbing import kafka_conf
@@ -114,6 +130,8 @@ def _check_brokers(conf: dict, timeout: float) -> None:
 def _start(environment, **_kw) -> None:
     if isinstance(environment.runner, MasterRunner):
         return
+    if isinstance(environment.runner, WorkerRunner):
+        _prepare(environment)  # with the run's options, which came with the master's spawn message
     o, run = environment.parsed_options, run_state.of(environment, KafkaRun)
     load = KafkaLoad(environment, o, run.records)
     if o.kafka_latency_topic:

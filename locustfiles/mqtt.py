@@ -127,11 +127,16 @@ def _check(environment, **_kw) -> None:
     o = environment.parsed_options
     if o is None:
         return
-    s = settings_from(o)
-    run_state.of(environment, MqttRun).settings = s
-    if isinstance(environment.runner, MasterRunner):
-        return
-    # One probe connection: an unreachable broker or refused credentials end the run in one line.
+    run_state.of(environment, MqttRun).settings = settings_from(o)
+    if isinstance(environment.runner, MasterRunner | WorkerRunner):
+        return  # a worker knows the broker only from the master's spawn message: it probes at test start
+    _probe(environment)
+
+
+def _probe(environment) -> None:
+    """One probe connection: an unreachable broker or refused credentials end the run in one line."""
+    o = environment.parsed_options
+    s = run_state.of(environment, MqttRun).settings
     probe = Device(f"lampi-probe-{os.getpid()}", s, fire=lambda **_kw: None)
     try:
         probe.client.connect(s.host, s.port, keepalive=s.keepalive)
@@ -153,6 +158,10 @@ OPEN_MODEL = model.topic(model.LAMP_CHANGED)  # the DROPPED row's name
 @events.test_start.add_listener
 def _start(environment, **_kw) -> None:
     o, run = environment.parsed_options, run_state.of(environment, MqttRun)
+    if isinstance(environment.runner, WorkerRunner):
+        # The run's options as the master sent them (they came with the spawn message, just before this).
+        run.settings = settings_from(o)
+        _probe(environment)
     s = run.settings
     if not isinstance(environment.runner, WorkerRunner) and not o.mqtt_no_sys:
         rec = run.sys_recorder = SysRecorder(results_dir())

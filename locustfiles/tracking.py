@@ -27,13 +27,15 @@ from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
 import backends
-import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
+import loadtesting.locust_plugin  # capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from backends.base import REQUEST_TYPE
 from generators import open_model
 from lifecycle import budget, end
 from lifecycle.end import add_run_extra, describe_run, expect_signal_end
 from lifecycle.run import run_id
+from loadtesting import rate_capacity
+from monitors import clocks
 from monitors import e2e as e2e_rows
 from monitors.clickhouse import XapiTable
 from monitors.locust_plugin import add_sampler, drain_timeout, measuring
@@ -43,6 +45,7 @@ from plumbing import run_state
 from plumbing.options import OptionError, non_negative_float, positive_float, positive_int, require
 
 log = logging.getLogger("tracking")
+loadtesting.locust_plugin.generates_rate()  # --capacity-search searches events/s
 E2E_NAME = "tracking event → xAPI in ClickHouse"
 
 
@@ -54,6 +57,7 @@ class TrackingRun:
     generator: Generator | None = None  # not on a master
     e2e: EndToEnd | None = None  # the end-to-end check (master or local runner)
     e2e_greenlet: gevent.Greenlet | None = None
+    capacity: loadtesting.locust_plugin.RateTarget | None = None  # --capacity-search: what the search steps
 
 
 @events.init_command_line_parser.add_listener
@@ -124,6 +128,28 @@ def _init(environment, runner=None, **_kw) -> None:
         # One course per run as the reference creates; the master passes it on to its workers.
         o.course_id = f"course-v1:OEX+{uuid.uuid4().hex[:6]}+2024-1"
     run = run_state.of(environment, TrackingRun)
+    if not isinstance(runner, WorkerRunner):
+        _load_learners(environment)
+    # Aspects' mode: sent until killed, so a signal is the planned end, not an interruption.
+    expect_signal_end(environment, o.run_until_killed and not o.run_time)
+    if o.capacity_search:
+        _use_capacity_search(environment, run)
+    describe_run(environment, course_id=o.course_id, num_users=len(run.users), username_prefix=o.username_prefix,
+                 backend=o.pipeline_backend,
+                 num_events=None if o.run_until_killed or o.capacity_search else o.num_events,
+                 events_per_second=o.events_per_second or None)
+    if runner is None or not isinstance(runner, MasterRunner | WorkerRunner):
+        backends.get(o.pipeline_backend).check_reachable(o)
+    if isinstance(runner, WorkerRunner):
+        # The master's course (sent before its spawn message, so it arrives before test_start here).
+        # Locust passes the handler's arguments by keyword (environment=, msg=).
+        runner.register_message("tracking_course", lambda environment, msg, **_k: setattr(
+            environment.parsed_options, "course_id", msg.data))
+
+
+def _load_learners(environment) -> None:
+    o = environment.parsed_options
+    run = run_state.of(environment, TrackingRun)
     if o.users_file:
         try:
             run.users = load_users(o.users_file)
@@ -133,18 +159,24 @@ def _init(environment, runner=None, **_kw) -> None:
             raise OptionError(str(exc)) from None
     else:
         run.users = generated_users(o.username_prefix, o.learners)
-    # Aspects' mode: sent until killed, so a signal is the planned end, not an interruption.
-    expect_signal_end(environment, o.run_until_killed and not o.run_time)
-    describe_run(environment, course_id=o.course_id, num_users=len(run.users), username_prefix=o.username_prefix,
-                 backend=o.pipeline_backend, num_events=None if o.run_until_killed else o.num_events,
-                 events_per_second=o.events_per_second or None)
-    if not isinstance(runner, MasterRunner):
-        backends.get(o.pipeline_backend).check_reachable(o)
-    if isinstance(runner, WorkerRunner):
-        # The master's course (sent before its spawn message, so it arrives before test_start here).
-        # Locust passes the handler's arguments by keyword (environment=, msg=).
-        runner.register_message("tracking_course", lambda environment, msg, **_k: setattr(
-            environment.parsed_options, "course_id", msg.data))
+
+
+# What a growing backlog of the backend's sampler means (--monitor-backend): the stage behind it.
+BUS_STAGES = {"celery": rate_capacity.CELERY, "redis_bus": rate_capacity.CONSUMERS,
+              "kafka_bus": rate_capacity.CONSUMERS, "vector": rate_capacity.CLICKHOUSE}
+
+
+def _use_capacity_search(environment, run: TrackingRun) -> None:
+    """--capacity-search: the arrival rate is searched (events/s), on a live open-model plan."""
+    o = environment.parsed_options
+
+    def stored() -> int:
+        return len(run.e2e.seen) if run.e2e is not None else 0
+
+    run.capacity = loadtesting.locust_plugin.RateTarget(
+        "tracking events", lambda rate, ramp: open_model.set_rate(environment, "tracking events", rate, ramp),
+        REQUEST_TYPE, None if o.no_e2e else stored, "events", BUS_STAGES.get(o.pipeline_backend))
+    loadtesting.locust_plugin.use_rate_search(environment, run.capacity)
 
 
 class Generator:
@@ -156,14 +188,17 @@ class Generator:
         self.index, self.count = budget.process_share(environment, o.tracking_processes)
         self.learners = [TrackedLearner(uid, name) for uid, name in run_state.of(environment, TrackingRun).users]
         self.factory = EventFactory(o.course_id, o.event_mix, Clock(slot=self.index))
-        self.budget = None if o.run_until_killed else budget.share(o.num_events, self.index, self.count)
+        searching = bool(o.capacity_search)  # the search steps the rate until it is done
+        self.budget = None if o.run_until_killed or searching else budget.share(o.num_events, self.index, self.count)
         self.sent = self.reserved = 0
         self.started = time.monotonic()
         self.finishing = False
         self.finished_at: float | None = None
         self.sender = backends.get(o.pipeline_backend).sender(environment, o)
         self.model: open_model.OpenModel | None = None
-        if open_model.enabled(environment, o.events_per_second):
+        if searching:
+            self.model = open_model.OpenModel(environment, "tracking events", o.capacity_start_rate, live=True)
+        elif open_model.enabled(environment, o.events_per_second):
             # The plan holds this process's share of --num-events: each is sent or dropped.
             self.model = open_model.OpenModel(environment, "tracking events", o.events_per_second,
                                               None if o.run_until_killed else o.num_events)
@@ -241,6 +276,11 @@ def _start(environment, **_kw) -> None:
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         runner.send_message("tracking_course", o.course_id)
+    if isinstance(runner, WorkerRunner):
+        # A worker knows the run's options (its learners, where the bus is) only from the master's
+        # spawn message, which comes just before this: its own defaults point at its own loopback.
+        _load_learners(environment)
+        backends.get(o.pipeline_backend).check_reachable(o)
     if not isinstance(runner, MasterRunner):
         try:
             run_state.of(environment, TrackingRun).generator = Generator(environment)
@@ -254,13 +294,18 @@ def _start(environment, **_kw) -> None:
 def _start_e2e(environment) -> None:
     o = environment.parsed_options
 
+    target = run_state.of(environment, TrackingRun).capacity
+
     def latency(ms: float) -> None:
+        if target is not None:
+            target.observe_latency(ms)
         e2e_rows.record(environment, E2E_NAME, ms)  # its own row: Aggregated holds the events sent
 
     xapi = XapiTable.from_options(o)  # the monitor's --xapi-* options
     e2e = EndToEnd(xapi.url, xapi.database, xapi.table, time.time() - 1,
                    lambda: _sent_total(environment), o.e2e_poll_interval, o.course_id, xapi.time_column,
-                   o.e2e_timestamp_sql, o.clickhouse_data_path, latency)
+                   o.e2e_timestamp_sql, o.clickhouse_data_path, latency,
+                   clock_offsets=lambda: clocks.offsets(environment))
     run = run_state.of(environment, TrackingRun)
     run.e2e = e2e
 

@@ -8,3 +8,11 @@ BATCH   ?= 100
 pipeline-test: setup
 	$(PY) -m stack run clickhouse redis kafka -- \
 	  $(PY) -m loadtesting.pipeline_run $(BACKEND) --events $(EVENTS) --eps $(EPS) --workers $(WORKERS) --batch $(BATCH)
+
+## make pipeline-capacity  the events/s the reference pipeline sustains and what limits it: BACKEND=… WORKERS=2 BATCH=100 (CAPACITY_ARGS="--capacity-start-rate 100 …")
+CAPACITY_ARGS ?=
+
+.PHONY: pipeline-capacity
+pipeline-capacity: setup
+	$(PY) -m stack run clickhouse redis kafka -- \
+	  $(PY) -m loadtesting.pipeline_run $(BACKEND) --workers $(WORKERS) --batch $(BATCH) --capacity $(CAPACITY_ARGS)

@@ -1,4 +1,5 @@
 """Standalone monitor: `python -m monitors --monitor-backend redis_bus --monitor-interval 5`.
+(`python -m monitors replay-spill list|replay|discard`: rows kept while a ClickHouse was unreachable.)
 
 Mirrors Aspects' `monitor_load_test_tracking` without its defects: it waits for the newest
 unfinished run started in the last minute in `load_test_runs` (or takes --run-id), samples
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
 import time
 
 import configargparse
@@ -19,6 +21,7 @@ import configargparse
 from lifecycle.exit_codes import ExitCode
 from monitors import loop
 from monitors import samplers as sampling_options
+from monitors import sink as sinks
 from monitors.figures import console_line, error_text
 from monitors.loop import store_sample
 from monitors.schema import check_database_name
@@ -53,6 +56,7 @@ def parser() -> configargparse.ArgumentParser:
     p.add_argument("--wait-timeout", type=float, default=0.0, env_var="LOCUST_WAIT_TIMEOUT",
                    help="give up waiting for a run after this many seconds (default 0: wait forever)")
     p.add_argument("--spill-dir", default=settings.SPILL_DIR.default, env_var=settings.SPILL_DIR.env)
+    sinks.add_arguments(p)
     sampling_options.add_arguments(p)
     return p
 
@@ -63,6 +67,32 @@ FIND_RUN = (
     "ORDER BY timestamp DESC LIMIT 1"
 )
 HAS_ENDED = "SELECT count() FROM {db}.load_test_runs WHERE run_id = %(r)s AND event_type = 'end'"
+
+
+class EndWatch:
+    """Looks for the run's end row every `interval` s in a thread of its own, so a hung ClickHouse
+    never holds up the sampling; `ended_at` is the monotonic time the end was first seen."""
+
+    def __init__(self, sink: Sink, database: str, run_id: str, interval: float) -> None:
+        self.sink, self.database, self.run_id, self.interval = sink, database, run_id, interval
+        self.ended_at: float | None = None
+        self.stopped = threading.Event()
+        threading.Thread(target=self._watch, name="end-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        failing = False
+        while not self.stopped.is_set():
+            try:
+                if self.sink.query(HAS_ENDED.format(db=self.database), {"r": self.run_id})[0][0]:
+                    self.ended_at = time.monotonic()
+                    log.info("run %s has ended; waiting for the pipeline to drain (Ctrl-C to stop)", self.run_id)
+                    return
+                failing = False
+            except Exception as exc:  # noqa: BLE001 - said once per outage; the sink reports the outage
+                if not failing:
+                    log.warning("cannot check the end of the run: %s", error_text(exc))
+                failing = True
+            self.stopped.wait(self.interval)
 
 
 class Unreachable(Exception):
@@ -107,9 +137,17 @@ def wait_for_run(sink: Sink, database: str, timeout: float) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logs.setup()
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["replay-spill"]:
+        from monitors import spill
+
+        return spill.main(argv[1:])
     args = parser().parse_args(argv)
     try:
         sampling_options.parse_backends(args.monitor_backend)
+        sampling_options.timeouts(args)
+        sinks.check_timeouts(args.clickhouse_connect_timeout, args.clickhouse_timeout)
         chclient.parse_url(args.clickhouse_url)
         check_database_name(args.monitor_database)
         if not args.monitor_interval > 0:
@@ -120,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.BAD_OPTION
-    sink = Sink(args.clickhouse_url, args.monitor_database, args.spill_dir, name=f"standalone-{int(time.time())}")
+    sink = Sink(args.clickhouse_url, args.monitor_database, args.spill_dir, name=f"standalone-{int(time.time())}",
+                connect_timeout=args.clickhouse_connect_timeout, timeout=args.clickhouse_timeout)
     try:
         run_id = args.run_id or wait_for_run(sink, args.monitor_database, args.wait_timeout)
         if not run_id:
@@ -136,30 +175,24 @@ def main(argv: list[str] | None = None) -> int:
         loop.close_all(samplers)
         return ExitCode.ERRORS  # no run
     log.info("monitoring run %s: %s every %.1f s", run_id, ", ".join(samplers), args.monitor_interval)
-    sampling = loop.Sampling(samplers)
+    sampling = loop.Sampling(samplers, sampling_options.timeouts(args))
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-    ended_at = None
-    drained = interrupted = check_failed = False
+    drained = interrupted = False
     t_start = time.time()
     next_t = time.monotonic()
+    # Rows go out from the sink's writer and the end row is looked for by the watch: both in threads
+    # of their own, so a hung ClickHouse never holds up a sample (each sampler has its timeout).
+    sink.start()
+    watch = EndWatch(sink, args.monitor_database, run_id, args.monitor_interval)
     try:
         while not stop["now"]:
             taken_at = time.monotonic()
+            ended_at = watch.ended_at
             now, stats, backlog = sampling.take()
             store_sample(sink, run_id, now, stats, backlog)
-            sink.flush()
+            sink.wake()
             log.info(console_line(run_id, stats, backlog, ended_at is not None))
-            if ended_at is None:
-                try:
-                    if sink.query(HAS_ENDED.format(db=args.monitor_database), {"r": run_id})[0][0]:
-                        ended_at = time.monotonic()
-                        log.info("run %s has ended; waiting for the pipeline to drain (Ctrl-C to stop)", run_id)
-                    check_failed = False
-                except Exception as exc:  # noqa: BLE001 - said once per outage; the sink reports the outage
-                    if not check_failed:
-                        log.warning("cannot check the end of the run: %s", error_text(exc))
-                    check_failed = True
             # Only a sample taken after the end was seen judges the drain: one taken before may predate
             # the run's last events.
             verdict = None if ended_at is None or taken_at < ended_at else \
@@ -177,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("interrupted")
         interrupted = True
     finally:
+        watch.stopped.set()
         sampling.close()
         sink.close()
     log.info("monitored run %s from %s for %.0f s", run_id, time.strftime("%H:%M:%S", time.gmtime(t_start)),

@@ -9,6 +9,10 @@ windows with correct averages plus percentiles and rate:
     [STAT 1K] …   [STAT 10K] …   [STAT 100K] …
     [TOTAL] - 1000 msgs read, avg 12.40 ms, p50 … ms, 2290.3 msg/s; errors: 0 negative, 0 in seconds, 0 invalid; 0 duplicates
 
+Windows are exact. TOTAL's percentiles come from a histogram: exact to 1 ms below 10 s (Kafka
+timestamps are whole milliseconds), three significant digits above; its average and maximum are
+exact. Memory stays bounded however long the run (LatencyStats).
+
 It starts at the end of the topic (or --start committed|beginning|time:<epoch ms>), commits its
 offsets, reports the timestamp type it saw (LogAppendTime or CreateTime), refuses to mix a
 `timestamp_start` written in seconds into the figures, and counts negative deltas as errors.
@@ -23,11 +27,12 @@ import math
 import signal
 import sys
 import time
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from monitors.schema import check_database_name
-from plumbing import kafka_conf, settings
+from plumbing import histogram, kafka_conf, settings
 from plumbing.percentile import percentile
 
 log = logging.getLogger("monitors.kafka_latency")
@@ -56,72 +61,154 @@ def format_window(s: dict) -> str:
             f"p95 {s['p95_ms']:g} p99 {s['p99_ms']:g} ms, {s['msgs_per_s']:.1f} msg/s")
 
 
+RECENT = max(size for size, _ in WINDOWS)  # deltas kept: the largest window's
+MAX_OPAQUE_IDS = 1_000_000  # ids that are no (producer, integer sequence) pair: the newest this many are checked
+
+
+class SeqRanges:
+    """The sequence numbers seen from one producer, as sorted disjoint ranges [start, end]: memory grows
+    with the gaps (messages not seen yet), not with the messages; in-order arrival extends the last range."""
+
+    __slots__ = ("starts", "ends")
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+
+    def add(self, seq: int) -> bool:
+        """True when `seq` is new (and now recorded), False when it was seen before."""
+        starts, ends = self.starts, self.ends
+        if ends and seq == ends[-1] + 1:
+            ends[-1] = seq
+            return True
+        i = bisect_right(starts, seq) - 1  # the range starting at or before seq
+        if i >= 0 and seq <= ends[i]:
+            return False
+        left = i >= 0 and seq == ends[i] + 1
+        right = i + 1 < len(starts) and seq == starts[i + 1] - 1
+        if left and right:  # fills the gap between two ranges
+            ends[i] = ends[i + 1]
+            del starts[i + 1], ends[i + 1]
+        elif left:
+            ends[i] = seq
+        elif right:
+            starts[i + 1] = seq
+        else:
+            starts.insert(i + 1, seq)
+            ends.insert(i + 1, seq)
+        return True
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+
 class LatencyStats:
-    """Rolling windows of 100/1K/10K/100K deltas; each window's figures are over exactly its deltas."""
+    """Rolling windows of 100/1K/10K/100K deltas, each exact over exactly its deltas, and a TOTAL
+    from a histogram (plumbing.histogram.latency_bucket: exact to 1 ms below 10 s, three significant
+    digits above; average and maximum exact). Memory is bounded by the windows: the last RECENT to
+    2×RECENT deltas, a histogram of at most ~12,000 buckets, and duplicates checked per producer as
+    ranges of sequence numbers (SeqRanges), however long the run."""
 
     def __init__(self, on_window: Callable[[dict], None] | None = None,
                  on_total: Callable[[str], None] | None = None) -> None:
         self.windows = [Window(label, size) for size, label in WINDOWS]
-        self.all: list[float] = []
+        self.recent: list[float] = []  # the newest deltas; recent[0] is delta number `_dropped`
+        self._dropped = 0
+        self.hist: dict[int, int] = {}  # every delta so far, by bucket (plumbing.histogram)
+        self._folded = 0  # deltas counted into hist, sum and max
+        self._sum = 0.0
+        self._max = 0.0
         self.negative = self.in_seconds = self.invalid = self.duplicates = 0
         self.timestamp_types: dict[str, int] = {}
         self.on_window = on_window or (lambda s: print(format_window(s), flush=True))
         self.on_total = on_total or (lambda line: print(line, flush=True))
         self.started = 0.0  # first delta: msg/s is the rate of reading, not of waiting for traffic
         self.last_total = 0.0
-        self._seen: set = set()
-        self._sorted: list[float] = []
+        self._ranges: dict = {}  # producer -> SeqRanges
+        self._opaque: dict = {}  # other ids, oldest first (bounded)
 
     def add(self, delta_ms: float) -> None:
-        # The hot path: one append and one modulo per message. Windows are the last `size` deltas
-        # of `all`; every window size is a multiple of WINDOW_STEP, so their first and last
-        # messages fall where count % WINDOW_STEP is 1 or 0, and only there is there work to do.
-        deltas = self.all
+        # The hot path: one append and one modulo per message. Windows are the last `size` deltas;
+        # every window size is a multiple of WINDOW_STEP, so their first and last messages fall
+        # where count % WINDOW_STEP is 1 or 0, and only there is there work to do.
+        deltas = self.recent
         deltas.append(delta_ms)
-        n = len(deltas)
+        n = self._dropped + len(deltas)
         if n % WINDOW_STEP <= 1:
             self._window_edge(n)
 
     @property
     def count(self) -> int:
         """Deltas measured so far."""
-        return len(self.all)
+        return self._dropped + len(self.recent)
 
     def _window_edge(self, n: int) -> None:
         now = time.monotonic()
         if n == 1:
             self.started = now
+        if n % WINDOW_STEP == 0:
+            self._fold()
         for w in self.windows:
             if (n - 1) % w.size == 0:  # the window's first delta
                 w.started = now
             if n % w.size == 0:
-                self.on_window(w.summary(self.all[-w.size:]))
-        # A running total every 1,000 messages, at most once a second (percentiles of every delta so far).
+                self.on_window(w.summary(self.recent[-w.size:]))
+        if len(self.recent) >= 2 * RECENT:  # (folded already: n is a multiple of RECENT here)
+            del self.recent[:RECENT]
+            self._dropped += RECENT
+        # A running total every 1,000 messages, at most once a second.
         if n % 1000 == 0 and now - self.last_total >= 1.0:
             self.last_total = now
             self.on_total(self.total_line())
 
+    def _fold(self) -> None:
+        """Count the deltas not yet in the histogram into it."""
+        chunk = self.recent[self._folded - self._dropped:]
+        if not chunk:
+            return
+        hist, bucket, exact = self.hist, histogram.latency_bucket, histogram.EXACT_BELOW_MS
+        for d in chunk:
+            b = int(d + 0.5) if d < exact else bucket(d)
+            hist[b] = hist.get(b, 0) + 1
+        self._sum += sum(chunk)
+        self._max = max(self._max, max(chunk))
+        self._folded += len(chunk)
+
     def seen_before(self, message_id) -> bool:
+        """Whether `message_id` came before (counted as a duplicate). A (producer, integer sequence)
+        id is checked against every message of that producer; any other id against the newest
+        MAX_OPAQUE_IDS such ids."""
         if message_id is None:
             return False
-        if message_id in self._seen:
-            self.duplicates += 1
-            return True
-        self._seen.add(message_id)
-        return False
+        if len(message_id) == 2 and type(message_id[1]) is int:
+            ranges = self._ranges.get(message_id[0])
+            if ranges is None:
+                ranges = self._ranges[message_id[0]] = SeqRanges()
+            if ranges.add(message_id[1]):
+                return False
+        else:
+            opaque = self._opaque
+            if message_id not in opaque:
+                opaque[message_id] = None
+                if len(opaque) > MAX_OPAQUE_IDS:
+                    del opaque[next(iter(opaque))]
+                return False
+        self.duplicates += 1
+        return True
+
+    @property
+    def id_ranges(self) -> int:
+        """Sequence ranges held for duplicate detection (memory: grows with gaps, not with messages)."""
+        return sum(len(r) for r in self._ranges.values())
 
     def total(self) -> dict:
-        # `_sorted` holds the deltas of earlier totals in order: sorting only the new ones and
-        # letting timsort merge the two runs costs ~25 ms at 1M deltas instead of ~170 ms.
-        new = self.all[len(self._sorted):]
-        new.sort()
-        self._sorted += new
-        self._sorted.sort()
-        d = self._sorted
+        self._fold()
+        n, h = self._folded, self.hist
         secs = max(time.monotonic() - self.started, 1e-9) if self.started else 1e-9
-        return {"window": "TOTAL", "messages": len(d), "avg_ms": sum(d) / len(d) if d else 0.0,
-                "p50_ms": percentile(d, 0.5), "p95_ms": percentile(d, 0.95), "p99_ms": percentile(d, 0.99),
-                "max_ms": d[-1] if d else 0.0, "msgs_per_s": len(d) / secs, "negative": self.negative,
+        return {"window": "TOTAL", "messages": n, "avg_ms": self._sum / n if n else 0.0,
+                "p50_ms": histogram.nearest_rank(h, 0.5), "p95_ms": histogram.nearest_rank(h, 0.95),
+                "p99_ms": histogram.nearest_rank(h, 0.99), "max_ms": self._max if n else 0.0,
+                "msgs_per_s": n / secs, "negative": self.negative,
                 "in_seconds": self.in_seconds, "invalid": self.invalid, "duplicates": self.duplicates,
                 "timestamp_types": dict(self.timestamp_types)}
 
@@ -224,13 +311,16 @@ class WindowWriter:
     """Sends each window (and the total) to ClickHouse with the run id, batched by the sink."""
 
     def __init__(self, url: str | None, run_id: str, topic: str, spill_dir: str | None,
-                 database: str = settings.MONITOR_DATABASE.default) -> None:
+                 database: str = settings.MONITOR_DATABASE.default, connect_timeout: float = 3.0,
+                 timeout: float = 10.0) -> None:
         self.sink = None
         self.run_id, self.topic = run_id, topic
         if url:
             from monitors.sink import Sink
 
-            self.sink = Sink(url, database, spill_dir, name=f"kafka-latency-{run_id}")
+            # Its own writer thread: a hung ClickHouse never holds up the reading (rows wait, then spill).
+            self.sink = Sink(url, database, spill_dir, name=f"kafka-latency-{run_id}",
+                             connect_timeout=connect_timeout, timeout=timeout).start()
 
     def add(self, s: dict) -> None:
         if self.sink:
@@ -239,11 +329,38 @@ class WindowWriter:
 
     def flush(self) -> None:
         if self.sink:
-            self.sink.flush()
+            self.sink.wake()
 
     def close(self) -> None:
         if self.sink:
             self.sink.close()
+
+
+def group_members(admin, group: str) -> int:
+    """Members of consumer group `group` now (0 while it does not exist or rebalances)."""
+    from confluent_kafka import ConsumerGroupState, KafkaException
+
+    try:
+        desc = admin.describe_consumer_groups([group], request_timeout=5)[group].result()
+    except KafkaException:
+        return 0
+    return len(desc.members) if desc.state == ConsumerGroupState.STABLE else 0
+
+
+def wait_members(client: dict, group: str, members: int, timeout: float) -> int:
+    """Exit code 0 once `group` is stable with at least `members` members, 1 after `timeout` s."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({**client, "log_level": 0})
+    deadline, seen = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline:
+        seen = group_members(admin, group)
+        if seen >= members:
+            print(f"group {group}: {seen} members", flush=True)
+            return 0
+        time.sleep(1)  # a poll of the broker, not a synchronisation: the deadline decides
+    print(f"error: group {group} has {seen} of {members} members after {timeout:g} s", file=sys.stderr)
+    return 1
 
 
 def parser():
@@ -264,12 +381,18 @@ def parser():
                    help="stop after this many messages (default 0: run until interrupted or idle)")
     p.add_argument("--idle-timeout", type=float, default=0, env_var="KAFKA_LATENCY_IDLE_TIMEOUT",
                    help="stop after this many seconds without a message (default 0: never)")
+    p.add_argument("--wait-members", type=int, default=0, env_var="KAFKA_LATENCY_WAIT_MEMBERS",
+                   help="only wait until the group has this many members, then exit 0 (producers start after "
+                        "their consumers: an init container); exit 1 after --idle-timeout s (default 0: read)")
     p.add_argument("--clickhouse-url", default=None, env_var=settings.CLICKHOUSE_URL.env,
                    help="store the windows in <monitor-database>.load_test_kafka_latency (default: do not store)")
     p.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.default, env_var=settings.MONITOR_DATABASE.env,
                    help="database of the run tables (default event_sink)")
     p.add_argument("--run-id", default=None, env_var=settings.RUN_ID.env, help="run id stored with the windows")
     p.add_argument("--spill-dir", default=settings.SPILL_DIR.default, env_var=settings.SPILL_DIR.env)
+    from monitors.sink import add_arguments
+
+    add_arguments(p)
     return p
 
 
@@ -284,21 +407,29 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--messages {args.messages}: expected a count >= 0 (0: no limit)")
         if args.idle_timeout < 0:
             raise ValueError(f"--idle-timeout {args.idle_timeout:g}: expected seconds >= 0 (0: never)")
+        if args.wait_members < 0:
+            raise ValueError(f"--wait-members {args.wait_members}: expected a count >= 0 (0: read the topic)")
         if args.clickhouse_url:
+            from monitors.sink import check_timeouts
+
             chclient.parse_url(args.clickhouse_url)
             check_database_name(args.monitor_database)
+            check_timeouts(args.clickhouse_connect_timeout, args.clickhouse_timeout)
         start = check_start(args.start)
         conf = consumer_config(kafka_conf.client_config(args.brokers), args.group)
         conf["session.timeout.ms"] = args.session_timeout_ms
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.wait_members:
+        return wait_members(kafka_conf.client_config(args.brokers), args.group, args.wait_members, args.idle_timeout or 300)
     from confluent_kafka import Consumer, KafkaException
 
     from plumbing.runid import new_run_id
 
     run_id = args.run_id or new_run_id()
-    writer = WindowWriter(args.clickhouse_url, run_id, args.topic, args.spill_dir, args.monitor_database)
+    writer = WindowWriter(args.clickhouse_url, run_id, args.topic, args.spill_dir, args.monitor_database,
+                          args.clickhouse_connect_timeout, args.clickhouse_timeout)
 
     def on_window(s: dict) -> None:
         print(format_window(s), flush=True)

@@ -43,6 +43,7 @@ from lifecycle.exit_codes import ExitCode
 from lifecycle.run import run_id
 from monitors import e2e
 from monitors import samplers as sampling
+from monitors import sink as sinks
 from monitors.figures import console_line
 from monitors.loop import Sampling, close_all, drain_verdict, store_sample
 from monitors.planned import planned_stats
@@ -80,6 +81,7 @@ def _options(parser) -> None:
                    help="after the test stops, sample until every backlog is 0 or this many seconds pass")
     g.add_argument("--spill-dir", default=settings.SPILL_DIR.default, env_var=settings.SPILL_DIR.env,
                    help="where rows wait (JSONL) while ClickHouse is unreachable; replayed when it answers")
+    sinks.add_arguments(g)
     g.add_argument("--check-e2e-p95", type=float, default=None, env_var="LOCUST_CHECK_E2E_P95",
                    help=f"exit {ExitCode.E2E_P95.value} if the 95th percentile end-to-end latency (ms, every E2E row "
                         "merged) is above this")
@@ -94,6 +96,8 @@ def _check_options(environment, runner=None, **_kw) -> None:
         return
     try:
         sampling.chosen(o)
+        sampling.timeouts(o)
+        sinks.check_timeouts(o.clickhouse_connect_timeout, o.clickhouse_timeout)
         chclient.parse_url(o.clickhouse_url)
         from monitors.schema import check_database_name
 
@@ -136,7 +140,9 @@ class Monitor:
 
     # -- sampling (monitors.loop: the same loop body as `python -m monitors`) ------------------
     def __post_init__(self) -> None:
-        self.sampling = Sampling(self.samplers)  # the same dict: samplers added later are sampled
+        o = self.environment.parsed_options
+        # The same dict: samplers added later are sampled. Each within its timeout (monitors.loop).
+        self.sampling = Sampling(self.samplers, sampling.timeouts(o) if o is not None else {"": self.sleep_time})
 
     @property
     def max_backlog(self) -> int:
@@ -151,13 +157,14 @@ class Monitor:
         return self.sampling.latest
 
     def tick(self) -> None:
-        now, stats, self.backlog = self.sampling.take(self.pushed)
-        self.pushed = {}
+        # Locust's interval is cut first, on time, whatever the samplers take (each within its timeout).
+        self._store_request_stats(time.time())
+        pushed, self.pushed = self.pushed, {}
+        now, stats, self.backlog = self.sampling.take(pushed)
         store_sample(self.sink, self.run_id, now, stats, self.backlog, self.results_dir)
-        self._store_request_stats(now)
         log.info(console_line(self.run_id, stats, self.backlog, self.stopping_at is not None))
         if self.sink:
-            self.sink.flush()
+            self.sink.wake()  # the sink's writer sends the rows: a hung ClickHouse never holds up the next sample
 
     def _store_request_stats(self, now: float) -> None:
         env = self.environment
@@ -332,7 +339,8 @@ def _start(environment, run_id: str, start: dict, meta: dict, **_kw) -> None:
     if o is None or o.no_monitor:
         return
     results = settings.RESULTS_DIR.resolve()
-    sink = Sink(o.clickhouse_url, o.monitor_database, o.spill_dir, name=rid)
+    sink = Sink(o.clickhouse_url, o.monitor_database, o.spill_dir, name=rid, connect_timeout=o.clickhouse_connect_timeout,
+                timeout=o.clickhouse_timeout).start()
     samplers = sampling.build_samplers(o)
     mon = Monitor(environment, rid, sink, samplers, o.monitor_interval, o.drain_timeout,
                   Path(results) if results else None)

@@ -1,6 +1,10 @@
 """The monitor's loop body, shared by the Locust plugin (monitors.locust_plugin.Monitor) and the
 standalone `python -m monitors`: take one sample of every sampler, store it, and judge the drain.
 
+Every sampler is asked at once, each in a thread of its own (a greenlet under gevent), and waited
+for at most its timeout (--sampler-timeout): a server that hangs makes only its own figures missing
+from a sample, never the sample late; a call still hanging is not started again until it returns.
+
 Backlog rule (one for both): None when no sampler measures one, -1 (unknown, so not drained) when a
 sampler that drains failed, else the sum of the samplers' backlogs.
 """
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,31 +23,108 @@ from monitors.figures import error_text, flatten
 log = logging.getLogger("monitors")
 
 
+REMIND_EVERY = 30.0  # seconds between reminders that a sampler is still failing or late
+
+
+class _Call:
+    """One sampler's sample (and backlog), taken in a thread of its own (a greenlet under gevent's
+    monkey-patching), so a server that hangs holds up only this call, never the loop."""
+
+    def __init__(self, sampler) -> None:
+        self.done = threading.Event()
+        self.sample: dict | None = None
+        self.backlog: int | None = None
+        self.error: BaseException | None = None
+        threading.Thread(target=self._run, args=(sampler,), name=f"sampler-{getattr(sampler, 'name', '')}",
+                         daemon=True).start()
+
+    def _run(self, sampler) -> None:
+        try:
+            self.sample = sampler.sample()
+            self.backlog = sampler.backlog(self.sample)
+        except Exception as exc:  # noqa: BLE001 - reported by the loop
+            self.error = exc
+        finally:
+            self.done.set()
+
+
+@dataclass
+class _Trouble:
+    """A sampler failing or late since `since` (monotonic): said once, recalled every REMIND_EVERY s."""
+
+    since: float
+    reminded: float
+    missed: int = 0
+
+
+def parse_timeouts(values, default: float) -> dict[str, float]:
+    """--sampler-timeout values (SECONDS for every sampler, NAME=SECONDS for one; repeated or
+    comma-separated) as {name: seconds} with "" for the rest; ValueError names a bad one."""
+    out = {"": float(default)}
+    if isinstance(values, str):
+        values = [values]
+    for value in values or []:
+        for item in str(value).split(","):
+            item = item.strip()
+            if not item:
+                continue
+            name, sep, secs = item.rpartition("=")
+            try:
+                seconds = float(secs)
+            except ValueError:
+                seconds = -1.0
+            if not seconds > 0:
+                raise ValueError(f"--sampler-timeout {item!r}: expected SECONDS > 0 or NAME=SECONDS")
+            out[name.strip() if sep else ""] = seconds
+    return out
+
+
 @dataclass
 class Sampling:
-    """The samplers of one run, sampled together; failures are reported and retried every sample."""
+    """The samplers of one run, sampled together, each within its timeout: a sampler that fails or
+    answers late has its figures missing from that sample (said once, recalled every 30 s, and once
+    when it answers again) while the others are sampled on time; it is retried every sample."""
 
     samplers: dict
-    errors: int = 0
+    timeouts: dict = field(default_factory=lambda: {"": 5.0})  # parse_timeouts: seconds per sampler call
+    errors: int = 0  # samples a sampler failed or was late
     max_backlog: int = 0
     latest: dict = field(default_factory=dict)  # the newest sample, for the web UI's pipeline tab
+    remind_every: float = REMIND_EVERY
+    _calls: dict = field(default_factory=dict)  # name -> _Call (the last one started)
+    _trouble: dict = field(default_factory=dict)  # name -> _Trouble
+
+    def timeout(self, name: str) -> float:
+        return self.timeouts.get(name, self.timeouts.get("", 5.0))
 
     def take(self, extra: dict | None = None) -> tuple[float, dict, int | None]:
         """(time, stats by source, backlog); `extra` are samples pushed since the last call."""
         now = time.time()
+        start = time.monotonic()
+        fresh: dict[str, _Call] = {}
+        for name, sampler in list(self.samplers.items()):  # others may add a sampler meanwhile
+            call = self._calls.get(name)
+            if call is None or call.done.is_set():  # a call still hanging is not started again
+                fresh[name] = self._calls[name] = _Call(sampler)
         stats: dict = {}
         backlogs: list[int] = []
-        for name, sampler in list(self.samplers.items()):  # others may add a sampler meanwhile
-            try:
-                sample = sampler.sample()
-                b = sampler.backlog(sample)
-                if b is not None:
-                    backlogs.append(int(b))
-            except Exception as exc:  # noqa: BLE001 - a dead dependency is reported and retried
-                self.errors += 1
-                sample = {"error": error_text(exc)}
-                if self.errors == 1 or self.errors % 20 == 0:
-                    log.warning("monitor: %s sampler failed (%s); retrying every sample", name, sample["error"])
+        for name, sampler in list(self.samplers.items()):
+            call = self._calls[name]
+            if name in fresh:
+                call.done.wait(max(0.0, start + self.timeout(name) - time.monotonic()))
+            if call.done.is_set() and name in fresh and call.error is None:
+                sample = call.sample
+                if call.backlog is not None:
+                    backlogs.append(int(call.backlog))
+                self._recovered(name)
+            else:
+                if call.done.is_set() and name in fresh:
+                    problem = f"failed: {error_text(call.error)}"
+                    sample = {"error": error_text(call.error)}
+                else:
+                    problem = f"no answer within {self.timeout(name):g} s"
+                    sample = {"error": f"missing: {problem}", "missing": True}
+                self._troubled(name, problem)
                 if getattr(sampler, "drains", True):
                     backlogs.append(-1)  # unknown: not drained
             stats[name] = sample
@@ -53,6 +135,28 @@ class Sampling:
             self.max_backlog = max(self.max_backlog, sum(known))
         self.latest = {"time": now, "stats": stats, "backlog": backlog}
         return now, stats, backlog
+
+    def _troubled(self, name: str, problem: str) -> None:
+        self.errors += 1
+        now = time.monotonic()
+        trouble = self._trouble.get(name)
+        if trouble is None:
+            self._trouble[name] = _Trouble(now, now, 1)
+            log.warning("monitor: %s sampler %s; its figures are missing until it answers (retried every sample)",
+                        name, problem)
+            return
+        trouble.missed += 1
+        if now - trouble.reminded >= self.remind_every:
+            trouble.reminded = now
+            log.warning("monitor: %s sampler still %s after %.0f s (%d samples missing)", name,
+                        problem if problem.startswith("failed") else f"late ({problem})", now - trouble.since,
+                        trouble.missed)
+
+    def _recovered(self, name: str) -> None:
+        trouble = self._trouble.pop(name, None)
+        if trouble is not None:
+            log.warning("monitor: %s sampler answers again after %.1f s (%d samples missing)", name,
+                        time.monotonic() - trouble.since, trouble.missed)
 
     def close(self) -> None:
         close_all(self.samplers)

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import backends
 from monitors import clickhouse, host
-from monitors.loop import close_all
+from monitors.loop import close_all, parse_timeouts
 
 # The backends that have a sampler (backends.NAMES is the list).
 BACKENDS = backends.having("sampler")
@@ -53,11 +53,29 @@ def add_arguments(parser) -> None:
     group = parser.add_argument_group("pipeline monitor: samplers")
     group.add_argument("--monitor-backend", action="append", default=[], env_var="LOCUST_MONITOR_BACKEND",
                        help=f"pipeline backend(s) to sample: {', '.join(BACKENDS)} (repeat or comma-separate)")
+    group.add_argument("--sampler-timeout", action="append", default=[], env_var="LOCUST_SAMPLER_TIMEOUT",
+                       help="seconds a sampler may take per sample before its figures count as missing for that "
+                            f"sample (default: the monitor interval, at least {MIN_TIMEOUT:g}); NAME=SECONDS for "
+                            "one sampler (e.g. redis_bus=3); repeat or comma-separate")
     clickhouse.add_arguments(group)
     for backend in backends.modules():
         if hasattr(backend, "add_monitor_arguments"):
             backend.add_monitor_arguments(group)
     host.add_arguments(group)
+
+
+MIN_TIMEOUT = 2.0  # the default sampler timeout's floor: a short interval does not make servers late
+
+
+def timeouts(options) -> dict[str, float]:
+    """Each sampler's timeout ({name: seconds}, "" for the rest); ValueError names a bad value."""
+    interval = float(getattr(options, "monitor_interval", 5) or 5)
+    out = parse_timeouts(getattr(options, "sampler_timeout", []), max(interval, MIN_TIMEOUT))
+    known = ("clickhouse", *BACKENDS, "host", "e2e")  # e2e: the tracking run's end-to-end sampler
+    for name in out:
+        if name and name not in known:
+            raise ValueError(f"--sampler-timeout {name}=…: no sampler {name!r}; expected one of: {', '.join(known)}")
+    return out
 
 
 def build_samplers(options) -> dict[str, Sampler]:

@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from monitors.schema import check_database_name
+from openedx_erb.events import TIME_SLOTS
 from plumbing import chclient
 from plumbing.percentile import percentile
 
@@ -69,6 +70,9 @@ class EndToEnd:
     ts_sql: str = DEFAULT_TS_SQL
     data_path: str = ""
     on_latency: Callable[[float], None] | None = None
+    # Process slot -> seconds to add to its event times to read them on this process's clock (a worker on
+    # another host: monitors.clocks); an event time's microseconds modulo TIME_SLOTS name its process.
+    clock_offsets: Callable[[], dict[int, float]] | None = None
     name: str = "e2e"
     drains: bool = True
     seen: dict[str, int] = field(default_factory=dict)  # event timestamp -> most rows seen at once
@@ -77,6 +81,8 @@ class EndToEnd:
     last_seen: float | None = None
     errors: int = 0
     last_error: str = ""
+    corrected: dict[int, float] = field(default_factory=dict)  # slot -> offset (s) applied to its events
+    by_process: dict[int, list[float]] = field(default_factory=dict)  # slot -> its events' latencies (ms), corrected
     _per_second: dict[int, int] = field(default_factory=dict)
     _client: object = None
 
@@ -115,8 +121,11 @@ class EndToEnd:
         course, params = self._course()
         try:
             client = self._c()
+            offsets = self.clock_offsets() if self.clock_offsets else {}
+            # A worker whose clock is behind stamps its events before the run's start on this clock.
+            start = self.start - max([0.0, *offsets.values()])
             counts = client.execute(SQL_PER_SECOND.format(col=self.time_column, db=self.database, table=self.table,
-                                                          course=course), {"start": int(self.start), **params})
+                                                          course=course), {"start": int(start), **params})
             changed = [s for s, n in counts if self._per_second.get(s) != n]
             if not changed:
                 return 0
@@ -141,6 +150,12 @@ class EndToEnd:
                 continue  # not one of ours (another writer's odd timestamp)
             self.seen[ts] = n
             new += 1
+            if offsets:
+                slot = round(t * 1_000_000) % TIME_SLOTS
+                if slot in offsets:
+                    t += offsets[slot]
+                    self.corrected[slot] = offsets[slot]
+                    self.by_process.setdefault(slot, []).append(max(0.0, (now - t) * 1000))
             ms = max(0.0, (now - t) * 1000)
             self.latencies.append(ms)
             if self.on_latency:
@@ -187,6 +202,10 @@ class EndToEnd:
             "resolution_ms": round(self.poll_interval * 1000),
             "poll_errors": self.errors,
         }
+        if self.corrected:  # event times of other hosts' clocks, read on this one's
+            out["clock_offsets_ms"] = {str(k): round(v * 1000, 1) for k, v in sorted(self.corrected.items())}
+            out["p50_ms_by_process"] = {str(k): round(percentile(sorted(v), 0.50), 1)
+                                        for k, v in sorted(self.by_process.items())}
         if with_runway:
             out["runway"] = self.runway()
         return out

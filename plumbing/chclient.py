@@ -60,11 +60,13 @@ def parse_url(url: str) -> ClickHouseURL:
     )
 
 
-def connect(url: str, **settings):
-    """A `clickhouse_driver.Client` for `url` (connects lazily, on first query).
+def connect(url: str, connect_timeout: float = 3, send_receive_timeout: float = 30, **settings):
+    """A `clickhouse_driver.Client` for `url` (connects lazily, on first query); a server that stops
+    answering fails a call after `send_receive_timeout` s (one that refuses, after `connect_timeout`).
 
     Rows go in as data: ``client.execute("INSERT INTO t VALUES", rows)`` (inline VALUES hang on 18.16).
     """
     from clickhouse_driver import Client
 
-    return Client(**parse_url(url).kwargs(), settings=settings or None, connect_timeout=3, send_receive_timeout=30)
+    return Client(**parse_url(url).kwargs(), settings=settings or None, connect_timeout=connect_timeout,
+                  send_receive_timeout=send_receive_timeout, sync_request_timeout=min(5, send_receive_timeout))

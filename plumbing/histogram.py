@@ -15,6 +15,7 @@ figure here is clamped to the maximum, as `stats.json` is.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 PERCENTILES = (0.50, 0.95, 0.99)
@@ -76,3 +77,33 @@ def merged_sql(database: str, where: str = "", group: str = "timing, request_typ
             "sumMap(buckets, counts) AS h, h.1 AS ks, arrayCumSum(h.2) AS cum, arraySum(h.2) AS total "
             f"FROM {database}.load_test_request_stats WHERE run_id = %(run)s {where} GROUP BY {group}) "
             f"ORDER BY {group}")
+
+
+# -- latencies measured by the suite itself (Kafka latency TOTAL) ---------------------------------
+EXACT_BELOW_MS = 10_000  # 1 ms buckets below this, three significant digits at and above
+
+
+def latency_bucket(ms: float) -> int:
+    """A latency's bucket: the nearest whole millisecond below 10 s (exact for the whole-millisecond
+    deltas of Kafka timestamps), three significant digits from 10 s on (at most 0.5 % off). The
+    buckets of any run of messages stay below ~12,000 however many messages there are."""
+    if ms < EXACT_BELOW_MS:
+        return int(ms + 0.5)
+    scale = 10 ** (len(str(int(ms))) - 3)
+    return int(ms / scale + 0.5) * scale
+
+
+def nearest_rank(hist: dict[int, int], p: float) -> float:
+    """The nearest-rank percentile (plumbing.percentile's rule) of a {bucket: count} histogram: the
+    smallest bucket with at least p of all counts at or below it; 0.0 when empty."""
+    buckets, counts = arrays(hist)
+    total = sum(counts)
+    if not total:
+        return 0.0
+    need = max(1, math.ceil(p * total))
+    seen = 0
+    for b, c in zip(buckets, counts, strict=True):
+        seen += c
+        if seen >= need:
+            return b
+    return buckets[-1]

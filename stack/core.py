@@ -84,10 +84,10 @@ def env_for(endpoints: dict[str, Endpoint]) -> dict[str, str]:
     return {ENV_NAMES[n]: e.url for n, e in endpoints.items() if n in ENV_NAMES}
 
 
-def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on `host` (an address of this machine) right now."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -154,6 +154,8 @@ class Stack:
     `ports` pins ports by key (e.g. ``{"clickhouse": 19000}``); keys not given get
     STACK_<KEY>_PORT, else free ports when `free_ports` is set (the tests), else the default
     ports their services declared with `register`. `options` are service settings such as ``{"site_profile": "tuned"}``.
+    `host` is the address servers listen on and endpoints name (another host's address in the
+    multi-host tests); `exec_prefix` goes before each server's command (e.g. ``ip netns exec NS``).
     """
 
     def __init__(
@@ -163,7 +165,11 @@ class Stack:
         ports: dict[str, int] | None = None,
         free_ports: bool = False,
         options: dict | None = None,
+        host: str = "127.0.0.1",
+        exec_prefix: tuple[str, ...] = (),
     ) -> None:
+        self.host = host
+        self.exec_prefix = tuple(exec_prefix)
         self.run_dir = Path(run_dir).resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "logs").mkdir(exist_ok=True)
@@ -235,7 +241,7 @@ class Stack:
         with open(log, "ab") as out:
             try:
                 p = subprocess.Popen(
-                    proc.argv,
+                    [*self.exec_prefix, *proc.argv],
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
@@ -262,6 +268,10 @@ class Stack:
             self.stop()
             raise StackError(f"{proc.label} did not start: {why}; log {log}: {_tail(log)}") from None
         return p
+
+    def pids(self, name: str) -> list[int]:
+        """The process ids of a running service (tests pause a server with SIGSTOP through them)."""
+        return [p.pid for p in self._running[name][1]]
 
     def stop(self, *names: str) -> None:
         """Stop `names` (default: everything), in reverse start order."""

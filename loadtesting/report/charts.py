@@ -24,6 +24,8 @@ def charts(data: RunData, out: Path) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     made = []
+    if data.capacity and data.capacity.get("steps") and "sustained_per_second" in data.capacity:
+        made.append(rate_capacity_chart(data.capacity, out / "capacity.png"))  # needs no timeline
     if not data.timeline:
         return made
     t0 = data.timeline[0]["time"]
@@ -72,7 +74,7 @@ def charts(data: RunData, out: Path) -> list[Path]:
         _shade(ax, data, t0)
         made.append(_finish(fig, ax, "seconds since start", "end-to-end p95 ms per interval", out / "e2e.png"))
 
-    if data.capacity and data.capacity.get("steps"):
+    if data.capacity and data.capacity.get("steps") and "sustained_per_second" not in data.capacity:
         steps = data.capacity["steps"]
         fig, ax = plt.subplots(figsize=(10, 3.5))
         ordered = sorted(steps, key=lambda s: s["users"])
@@ -83,6 +85,38 @@ def charts(data: RunData, out: Path) -> list[Path]:
         ax.axvline(data.capacity["max_sustainable_users"], color="#2ca02c", linestyle="--", label="max sustainable")
         made.append(_finish(fig, ax, "users", "requests/s", out / "capacity.png"))
     return made
+
+
+def rate_capacity_chart(cap: dict, path: Path) -> Path:
+    """A rate search: offered vs stored rate per step, and each step's backlog slope with its 95 % interval."""
+    import matplotlib.pyplot as plt
+
+    unit = cap.get("unit", "events")
+    steps = sorted(cap["steps"], key=lambda s: s["target"])
+    x = [s["target"] for s in steps]
+    fig, (top, low) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    top.plot(x, x, color="#999999", linestyle=":", label="target")
+    top.plot(x, [s["offered_per_s"] for s in steps], marker="o", color="#1f77b4", label=f"offered {unit}/s")
+    if any(s["stored_per_s"] is not None for s in steps):
+        top.plot(x, [s["stored_per_s"] for s in steps], marker="s", color="#ff7f0e", label=f"stored {unit}/s")
+    for s in steps:
+        colour = {"pass": "#2ca02c", "generator": "#9467bd"}.get(s["verdict"], "#d62728")
+        top.annotate("ok" if s["verdict"] == "pass" else s["verdict"], (s["target"], s["offered_per_s"]), fontsize=7,
+                     color=colour, textcoords="offset points", xytext=(0, 6))
+    if cap.get("sustained_per_second"):
+        for ax in (top, low):
+            ax.axvline(cap["sustained_per_second"], color="#2ca02c", linestyle="--", label="sustained")
+    top.set_ylabel(f"{unit}/s")
+    top.grid(alpha=0.3)
+    top.legend(fontsize=8)
+    for name, colour in (("sent − stored", "#ff7f0e"), ("bus", "#1f77b4")):
+        pts = [(s["target"], s["backlog"][name]) for s in steps if name in s.get("backlog", {})]
+        if pts:
+            low.errorbar([t for t, _ in pts], [b["slope"] for _, b in pts], yerr=[b["ci"] for _, b in pts],
+                         marker="o", capsize=3, color=colour, label=f"{name} backlog slope")
+    low.plot(x, [cap["rule"]["backlog_tolerance"] * t for t in x], color="#d62728", linestyle=":",
+             label="tolerance")
+    return _finish(fig, low, f"target {unit}/s", f"backlog growth ({unit}/s)", path)
 
 
 def lag_unit(series_name: str) -> str:

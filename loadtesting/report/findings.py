@@ -32,8 +32,8 @@ def _served(f: dict) -> float | None:
 
 
 def _searched(data: RunData) -> bool:
-    """The run was a capacity search with steps."""
-    return bool(data.capacity and data.capacity.get("steps"))
+    """The run was a capacity search over users with steps (a rate search: loadtesting.rate_capacity)."""
+    return bool(data.capacity and data.capacity.get("steps") and "sustained_per_second" not in data.capacity)
 
 
 def _events(data: RunData) -> list[dict]:

@@ -89,6 +89,8 @@ def section_capacity(page: Page) -> list[str]:
     """The capacity search's steps and its maximum sustainable load."""
     data = page.data
     md: list[str] = []
+    if data.capacity and data.capacity.get("steps") and "sustained_per_second" in data.capacity:
+        return rate_capacity_section(data.capacity)
     if data.capacity and data.capacity.get("steps"):
         cap = data.capacity
         md += ["## Capacity", "",
@@ -108,6 +110,42 @@ def section_capacity(page: Page) -> list[str]:
                   data.planned else ""), ""]
         md += _table(header, rows) + [""]
     return md
+
+
+def rate_capacity_section(cap: dict) -> list[str]:
+    """A rate search (events/s): what was sustained, what failed first and why, the named bottleneck, every step."""
+    unit = cap.get("unit", "events")
+    md = ["## Capacity", ""]
+    first = cap.get("first_failing")
+    if cap.get("generator_limited_at") is not None:
+        why = next(s["why"] for s in cap["steps"] if s["verdict"] == "generator")
+        md += [f"**The generator was the limit at {cap['generator_limited_at']:g} {unit}/s** ({why}): "
+               "raise -u/--users, --processes or the Locust workers. "
+               + (f"The pipeline sustained at least {cap['sustained_per_second']:g} {unit}/s." if
+                  cap["sustained_per_second"] else "No capacity is claimed."), ""]
+    else:
+        md += [f"Sustained: **{cap['sustained_per_second']:g} {unit}/s** (resolution {cap['resolution']:g}), "
+               f"end-to-end p95 {fmt(cap.get('e2e_p95_ms_at_sustained'), 0)} ms there."
+               + (f" The first failing step was {first['target']:g} {unit}/s: {first['why']}." if first else
+                  " No step failed up to --capacity-max-rate."), ""]
+    if cap.get("bottleneck"):
+        md += [f"Bottleneck: **{cap['bottleneck']['stage']}**: {cap['bottleneck']['evidence']}.", ""]
+    rule = cap.get("rule", {})
+    md += [f"A step passes when every backlog's least-squares slope over its {fmt(rule.get('step_time_s'))} s window, "
+           f"with its 95 % interval, stays under {fmt(100 * rule.get('backlog_tolerance', 0))} % of the rate, the "
+           f"end-to-end p95 is under {fmt(rule.get('slo_e2e_p95_ms'), 0)} ms and no send failed (docs/capacity.md).",
+           ""]
+    header = ["target /s", "offered /s", "stored /s", "backlog slope /s", "bus slope /s", "e2e p95 ms",
+              "e2e p95 from planned ≤ ms", "drops", "generator CPU %", "result"]
+    rows = []
+    for s in cap["steps"]:
+        e2e, bus = s["backlog"].get("sent − stored"), s["backlog"].get("bus")
+        rows.append([s["target"], s["offered_per_s"], s["stored_per_s"],
+                     f"{e2e['slope']:+.1f} ± {e2e['ci']:.1f}" if e2e else None,
+                     f"{bus['slope']:+.1f} ± {bus['ci']:.1f}" if bus else None, s["e2e_p95_ms"],
+                     s["e2e_p95_from_planned_ms"], s["dropped"], s["generator_cpu_max"],
+                     "ok" if s["verdict"] == "pass" else f"{s['verdict']}: {s['why']}"])
+    return md + _table(header, rows) + [""]
 
 
 def section_phases(page: Page) -> list[str]:
@@ -223,6 +261,42 @@ def section_lag(page: Page) -> list[str]:
                          [[k, lag_unit(k), max(v for _, v in s), s[-1][1]] for k, s in lag.items()])
 
 
+def section_generator_hosts(page: Page) -> list[str]:
+    """Distributed runs: sar of each worker host, beside the master's own (above)."""
+    hosts = (page.data.meta.get("extra") or {}).get("generator_hosts")
+    if not hosts:
+        return []
+    keys = ["samples", "cpu_user", "cpu_system", "cpu_iowait", "cpu_idle", "mem_used_pct", "net_rx_kBps",
+            "net_tx_kBps"]
+    md = _titled_table("System activity (sar) per worker host", ["host", *keys],
+                       [[h, *[s.get(k) for k in keys]] for h, s in hosts.items()])
+    return md + ["Averages over each worker's test, recorded on its own host (a generator near 100 % CPU "
+                 "measures itself, not the system under test).", ""]
+
+
+def section_clocks(page: Page) -> list[str]:
+    """Distributed runs: each worker's clock offset from the master, and what it means for latencies."""
+    extra = page.data.meta.get("extra") or {}
+    clocks = extra.get("clocks")
+    if not clocks:
+        return []
+    rows = [[i, f"{r['offset_ms']:+.1f}", f"± {r['uncertainty_ms']:.1f}", r["round_trip_ms"], r["exchanges"]]
+            for i, r in clocks["workers"].items()]
+    corrected = (extra.get("e2e") or {}).get("clock_offsets_ms")
+    md = _titled_table("Clocks", ["worker", "offset from master ms", "uncertainty ms", "round trip ms", "exchanges"],
+                       rows)
+    md += ["Offsets are the master's clock minus each worker's, from NTP-style exchanges over Locust's worker "
+           "messages (the shortest round trip of the last 16; the true offset is within ± half of it).",
+           "Response times are measured on one host and need no correction. "
+           + ("End-to-end latencies of tracking events (event time on a worker, arrival seen on the master) "
+              "were corrected by these offsets, so they are uncertain by up to "
+              f"{clocks['max_uncertainty_ms']:.1f} ms more."
+              if corrected else
+              "Latencies that compare a worker's time with another host's (end-to-end, Kafka) are off by up to "
+              f"{clocks['max_abs_offset_ms']:.1f} ms where they were not corrected."), ""]
+    return md
+
+
 def section_charts(page: Page) -> list[str]:
     """The charts, with the phases shaded."""
     made = page.charts
@@ -236,7 +310,7 @@ def section_charts(page: Page) -> list[str]:
 
 # The report, top to bottom: adding a section is one function above and one entry here.
 SECTIONS = [section_tested, section_findings, section_capacity, section_phases, section_requests, section_planned,
-            section_failures, section_lag, section_charts]
+            section_failures, section_lag, section_generator_hosts, section_clocks, section_charts]
 
 
 def render(data: RunData, folder: Path, extra: Sequence[Callable[[Page], list[str]]] = ()) -> Path:

@@ -19,7 +19,7 @@ def run(cmd: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
 
 def locust(locustfile: str, *args: str) -> list[str]:
     return [LOCUST, "-f", f"locustfiles/{locustfile}.py", "--headless", "--users", "1", "--spawn-rate", "1",
-            "--run-time", "3s", "--spill-dir", ".run/test-spill", *args]
+            "--run-time", "3s", *args]  # spill: the session's folder (conftest)
 
 
 def python(module: str, *args: str) -> list[str]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 import subprocess
 import sys
 import time
 
-from monitors.kafka_latency import LatencyStats, check_start
+from monitors.kafka_latency import RECENT, LatencyStats, SeqRanges, check_start
 from plumbing.locust_csv import read_locust_stats
 from plumbing.percentile import percentile
 from tests.helpers import REPO, run_locust
@@ -50,6 +51,90 @@ def test_running_totals_stay_exact_as_deltas_arrive_out_of_order():
         t, expected = stats.total(), sorted(deltas[:upto])
         assert (t["messages"], t["p50_ms"], t["p99_ms"], t["max_ms"]) == (
             upto, percentile(expected, 0.5), percentile(expected, 0.99), expected[-1])
+
+
+def test_total_percentiles_hold_the_stated_precision_and_average_and_maximum_stay_exact():
+    # Whole milliseconds below 10 s are exact (Kafka timestamps are whole ms); above, 3 significant digits.
+    rng = random.Random(7)
+    deltas = [float(rng.randint(0, 9_999)) for _ in range(50_000)] + [rng.uniform(10_000, 900_000) for _ in range(5_000)]
+    rng.shuffle(deltas)
+    stats = LatencyStats(on_window=lambda _: None, on_total=lambda _: None)
+    for d in deltas:
+        stats.add(d)
+    t, exact = stats.total(), sorted(deltas)
+    for p, key in ((0.5, "p50_ms"), (0.95, "p95_ms"), (0.99, "p99_ms")):
+        want = percentile(exact, p)
+        if want < 10_000:
+            assert t[key] == want, (key, t[key], want)
+        else:
+            assert abs(t[key] - want) <= 0.005 * want, (key, t[key], want)
+    assert t["max_ms"] == exact[-1] and abs(t["avg_ms"] - sum(deltas) / len(deltas)) < 1e-6
+    assert t["messages"] == len(deltas)
+
+
+def test_windows_stay_exact_long_after_the_kept_deltas_rolled_over():
+    windows = []
+    stats = LatencyStats(on_window=windows.append, on_total=lambda _: None)
+    n = 3 * RECENT + 50_000
+    for i in range(1, n + 1):
+        stats.add(float(i))
+    big = [w for w in windows if w["window"] == "100K"]
+    assert len(big) == 3
+    # The third 100K window holds deltas 200,001..300,000 exactly (its mean, its nearest-rank p99).
+    assert big[2]["avg_ms"] == 250_000.5 and big[2]["p99_ms"] == 299_000.0 and big[2]["max_ms"] == 300_000.0
+    assert [w["avg_ms"] for w in windows if w["window"] == "1K"][-1] == n - 499.5
+    assert stats.count == n and len(stats.recent) <= 2 * RECENT
+
+
+def test_memory_stays_flat_however_many_messages():
+    import psutil
+
+    stats = LatencyStats(on_window=lambda _: None, on_total=lambda _: None)
+    producers = [f"p{k}" for k in range(4)]
+
+    def feed(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            stats.seen_before((producers[i % 4], i // 4))
+            stats.add(float(i % 5_000))
+
+    rss = psutil.Process().memory_info
+    feed(0, 2 * RECENT + 1)  # warm-up: the kept deltas at their most
+    stats.total()
+    warm = rss().rss
+    feed(2 * RECENT + 1, 1_000_000)
+    stats.total()
+    # 800,000 more messages: the former accounting kept ~170 bytes for each (a delta, a sorted copy, an id).
+    assert rss().rss - warm < 20 * 2**20, (rss().rss - warm) / 2**20
+    assert stats.count == 1_000_000 and stats.duplicates == 0 and stats.id_ranges == 4
+
+
+def test_duplicates_are_found_in_interleaved_partitions_and_ranges_merge_back():
+    # Two producers' sequences spread over 4 partitions, read a partition batch at a time, with a
+    # batch redelivered (a consumer restarted before committing) and one message lost.
+    stats = LatencyStats(on_window=lambda _: None, on_total=lambda _: None)
+    ids = [(f"p{i % 2}", i // 2) for i in range(8_000)]
+    lost = ids.pop(5_000)
+    partitions = [ids[p::4] for p in range(4)]
+    order = []
+    for start in range(0, 2_000, 250):
+        for p in range(4):
+            order.extend(partitions[p][start:start + 250])
+    order.extend(partitions[2][500:750])  # redelivered
+    fresh = [m for m in order if not stats.seen_before(m)]
+    assert stats.duplicates == 250 and len(fresh) == len(ids) == len(set(fresh))
+    assert stats.id_ranges == 3  # one range per producer, and the lost message's gap
+    assert not stats.seen_before(lost) and stats.id_ranges == 2
+    assert stats.seen_before(lost) and stats.duplicates == 251
+
+
+def test_sequence_ranges_keep_what_was_seen():
+    rng = random.Random(3)
+    r, seen = SeqRanges(), set()
+    for _ in range(20_000):
+        seq = rng.randint(0, 5_000)
+        assert r.add(seq) == (seq not in seen)
+        seen.add(seq)
+    assert len(r) == sum(1 for s in seen if s - 1 not in seen)  # one range per run of consecutive numbers
 
 
 def test_percentile_is_nearest_rank():

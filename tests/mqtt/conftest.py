@@ -25,7 +25,7 @@ LOCUSTFILE = str(REPO / "locustfiles" / "mqtt.py")
 class Recorder:
     """A paho subscriber (its own thread; the test process is not gevent-patched)."""
 
-    def __init__(self, port: int, topic: str | list[str] = "devices/#", qos: int = 2) -> None:
+    def __init__(self, port: int, topic: str | list[str] = "devices/#", qos: int = 2, host: str = "127.0.0.1") -> None:
         self.messages: list[mqtt.MQTTMessage] = []
         self.lock = threading.Lock()
         self.ready = threading.Event()
@@ -34,7 +34,7 @@ class Recorder:
         self.client.on_subscribe = lambda *a: self.ready.set()
         topics = [(t, qos) for t in ([topic] if isinstance(topic, str) else topic)]
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topics)
-        self.client.connect("127.0.0.1", port)
+        self.client.connect(host, port)
         self.client.loop_start()
         assert self.ready.wait(10), "subscription not acknowledged"
 

@@ -1,0 +1,316 @@
+"""Capacity search over the arrival rate (events/s) for open-model generators: its options and
+decisions, without Locust (testable on their own). The Locust side is `loadtesting.rate_capacity_shape`.
+
+The tracking generator switches it on with ``--capacity-search``: instead of users, the search steps
+the open model's rate. Each step ramps to its rate (--capacity-ramp-time), settles
+(--capacity-settle-time), then is measured over a window (--capacity-step-time). While steps pass the
+rate rises by --capacity-rate-step (0: doubles); after a failure it bisects between the best passing
+and the lowest failing rate until they are --capacity-rate-resolution apart (0: 10 % of the passing rate).
+
+The pass rule (docs/capacity.md says why):
+- every backlog series of the window (sent − stored from the end-to-end check; the bus lag or Celery
+  queues when --monitor-backend samples them) is *flat*: the 95 % confidence interval of its
+  least-squares slope lies below the tolerance (--capacity-backlog-tolerance × the rate). A slope
+  whose interval lies above it is *growing* (fail); an interval straddling it is unclear, and the
+  window is measured once more, then counts as a failure ("not shown to keep up");
+- the end-to-end p95 of the window is at most --capacity-slo-e2e-p95;
+- nothing lost: no send failed.
+A step whose planned events were not all offered (drops: no free user; the generator's CPU at
+≥ 90 %; or fewer events sent than planned) is the generator's limit, not the pipeline's: the search
+stops there and claims no capacity at or above that rate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+GENERATOR_CPU_LIMIT = 90.0  # % of one core: a Locust process this busy delays its own instants
+GROWING, FLAT, UNCLEAR = "growing", "flat", "unclear"
+PASS, FAIL, GENERATOR = "pass", "fail", "generator"
+CONSUMERS, CELERY, CLICKHOUSE, HOST, UNDETERMINED = ("bus consumers", "celery workers", "clickhouse insert path",
+                                                     "host resources", "not determined")
+
+# Two-sided 95 % Student t quantiles by degrees of freedom (1.96 beyond 30).
+_T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+        2.045, 2.042]
+
+
+def add_arguments(parser) -> None:
+    g = parser.add_argument_group("capacity search over the arrival rate (tracking, kafka)")
+    g.add_argument("--capacity-start-rate", type=float, default=50.0, env_var="LOCUST_CAPACITY_START_RATE",
+                   help="events/s of the first step (default 50)")
+    g.add_argument("--capacity-rate-step", type=float, default=0.0, env_var="LOCUST_CAPACITY_RATE_STEP",
+                   help="events/s added per step while steps pass (default 0: double the rate)")
+    g.add_argument("--capacity-rate-resolution", type=float, default=0.0, env_var="LOCUST_CAPACITY_RATE_RESOLUTION",
+                   help="stop honing in when passing and failing rates are this close, events/s "
+                        "(default 0: 10 %% of the passing rate)")
+    g.add_argument("--capacity-max-rate", type=float, default=5000.0, env_var="LOCUST_CAPACITY_MAX_RATE",
+                   help="never offer more than this many events/s (default 5000)")
+    g.add_argument("--capacity-ramp-time", type=float, default=3.0, env_var="LOCUST_CAPACITY_RAMP_TIME",
+                   help="seconds over which a step's rate is reached linearly (default 3)")
+    g.add_argument("--capacity-backlog-tolerance", type=float, default=0.05,
+                   env_var="LOCUST_CAPACITY_BACKLOG_TOLERANCE",
+                   help="a backlog growing slower than this fraction of the rate counts as flat (default 0.05)")
+    g.add_argument("--capacity-slo-e2e-p95", type=float, default=30_000.0, env_var="LOCUST_CAPACITY_SLO_E2E_P95",
+                   help="a step fails when its end-to-end p95 (ms) is above this (default 30000)")
+    g.add_argument("--capacity-drain-timeout", type=float, default=60.0, env_var="LOCUST_CAPACITY_DRAIN_TIMEOUT",
+                   help="after a failed step, seconds to wait at the lowest rate for its backlog to drain "
+                        "before the next step (default 60)")
+    g.add_argument("--capacity-sample-interval", type=float, default=1.0,
+                   env_var="LOCUST_CAPACITY_SAMPLE_INTERVAL",
+                   help="seconds between the search's backlog samples (default 1)")
+
+
+def check_options(o) -> str | None:
+    """The first bad rate-search option as a one-line message, or None."""
+    from loadtesting.capacity import step_time as _step_time
+
+    step_time = _step_time(o, rate=True)
+    checks = [
+        (o.capacity_start_rate > 0, f"--capacity-start-rate {o.capacity_start_rate}: expected events/s > 0"),
+        (o.capacity_rate_step >= 0, f"--capacity-rate-step {o.capacity_rate_step}: expected events/s >= 0"),
+        (o.capacity_rate_resolution >= 0,
+         f"--capacity-rate-resolution {o.capacity_rate_resolution}: expected events/s >= 0"),
+        (o.capacity_max_rate >= o.capacity_start_rate,
+         f"--capacity-max-rate {o.capacity_max_rate}: expected at least --capacity-start-rate"),
+        (o.capacity_ramp_time >= 0, f"--capacity-ramp-time {o.capacity_ramp_time}: expected seconds >= 0"),
+        (0 < o.capacity_backlog_tolerance < 1,
+         f"--capacity-backlog-tolerance {o.capacity_backlog_tolerance}: expected a fraction 0 … <1"),
+        (o.capacity_slo_e2e_p95 > 0, f"--capacity-slo-e2e-p95 {o.capacity_slo_e2e_p95}: expected ms > 0"),
+        (o.capacity_drain_timeout >= 0,
+         f"--capacity-drain-timeout {o.capacity_drain_timeout}: expected seconds >= 0"),
+        (o.capacity_sample_interval > 0,
+         f"--capacity-sample-interval {o.capacity_sample_interval}: expected seconds > 0"),
+        (step_time >= 4 * o.capacity_sample_interval,
+         f"--capacity-step-time {step_time}: expected at least 4 samples (--capacity-sample-interval "
+         f"{o.capacity_sample_interval})"),
+    ]
+    return next((msg for ok, msg in checks if not ok), None)
+
+
+# -- the backlog rule --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Trend:
+    slope: float  # backlog change per second (events/s)
+    half_width: float  # of its 95 % confidence interval
+    samples: int
+    verdict: str  # FLAT, GROWING or UNCLEAR
+
+    def text(self) -> str:
+        return f"{self.slope:+.1f} ± {self.half_width:.1f}/s over {self.samples} samples"
+
+
+def slope_ci(times: list[float], values: list[float]) -> tuple[float, float]:
+    """Least-squares slope of values over times and the half-width of its 95 % confidence interval."""
+    n = len(times)
+    if n < 3:
+        return 0.0, math.inf
+    mt, mv = sum(times) / n, sum(values) / n
+    sxx = sum((t - mt) ** 2 for t in times)
+    if sxx <= 0:
+        return 0.0, math.inf
+    slope = sum((t - mt) * (v - mv) for t, v in zip(times, values, strict=True)) / sxx
+    resid = sum((v - mv - slope * (t - mt)) ** 2 for t, v in zip(times, values, strict=True))
+    se = math.sqrt(resid / (n - 2) / sxx)
+    t95 = _T95[n - 3] if n - 2 <= len(_T95) else 1.96
+    return slope, t95 * se
+
+
+def trend(times: list[float], values: list[float], tolerance: float) -> Trend:
+    """FLAT when the slope's whole interval is at most `tolerance`, GROWING when all of it is above."""
+    slope, half = slope_ci(times, values)
+    if slope + half <= tolerance:
+        verdict = FLAT
+    elif slope - half > tolerance:
+        verdict = GROWING
+    else:
+        verdict = UNCLEAR
+    return Trend(round(slope, 3), round(half, 3) if math.isfinite(half) else half, len(times), verdict)
+
+
+# -- a step ------------------------------------------------------------------------------------------
+@dataclass
+class RateStep:
+    target: float  # events/s planned
+    start: float = 0.0  # epoch s of the measured window
+    end: float = 0.0
+    planned: int = 0  # events whose instant fell in the window
+    sent: int = 0  # sent without error in the window (Locust's stats)
+    dropped: int = 0  # instants dropped (no free user) in the window
+    failed: int = 0  # sends that failed in the window
+    offered_per_s: float = 0.0
+    stored_per_s: float | None = None  # stored in the xAPI table during the window
+    backlog: dict = field(default_factory=dict)  # series name -> {start, end, slope, ci, verdict}
+    clickhouse_lag_s: float | None = None  # the xAPI table's lag (now − newest event) at the window's end
+    e2e_p50_ms: float | None = None
+    e2e_p95_ms: float | None = None  # event time → first seen in the xAPI table, events stored in the window
+    e2e_p95_from_planned_ms: float | None = None  # an upper bound: p97.5 E2E + p97.5 planned → sent
+    send_p95_from_planned_ms: float | None = None
+    generator_cpu_max: float | None = None  # %, the busiest Locust process
+    host_cpu_max: float | None = None  # %, the generator's machine
+    clickhouse: dict = field(default_factory=dict)  # system.events / metrics / parts over the window
+    measured_twice: bool = False
+    verdict: str = ""  # PASS, FAIL or GENERATOR
+    why: str = ""
+    backlog_before: int | None = None  # sent − stored when the step started (a former step's leftover)
+    drain_s: float | None = None  # after a failed step: the time its backlog took to drain
+    bus_before: int | None = None  # the bus backlog when the step started
+    leftover: int = 0  # events a timed-out drain left before this step (its e2e p95 is then not judged)
+    sent_per_s_reported: float | None = None  # on a master: sent/s from the workers' reports (coarse)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == PASS
+
+
+def judge(step: RateStep, trends: dict[str, Trend], slo_p95_ms: float, final: bool) -> str | None:
+    """Set the step's verdict and reason; None (no verdict) when a backlog is unclear and not `final`."""
+    reasons = []
+    growing = [f"{name} backlog growing ({t.text()})" for name, t in trends.items() if t.verdict == GROWING]
+    unclear = [f"{name} backlog not shown flat ({t.text()})" for name, t in trends.items() if t.verdict == UNCLEAR]
+    if step.failed:
+        reasons.append(f"{step.failed} sends failed")
+    reasons += growing
+    if step.e2e_p95_ms is not None and step.e2e_p95_ms > slo_p95_ms:
+        reasons.append(f"end-to-end p95 {step.e2e_p95_ms:.0f} ms > SLO {slo_p95_ms:.0f} ms")
+    if not reasons and unclear and not final:
+        return None
+    reasons += unclear
+    if not trends and step.e2e_p95_ms is None:
+        reasons.append("nothing measured the pipeline (no end-to-end check, no --monitor-backend)")
+    step.verdict, step.why = (FAIL, "; ".join(reasons)) if reasons else (PASS, "")
+    return step.verdict
+
+
+def generator_limit(step: RateStep, report_lag_s: float = 0.0, check_sent: bool = True) -> str:
+    """Why the generator could not offer the step's rate ('' when it did)."""
+    if step.dropped:
+        slow = (f"; sends took up to {step.send_p95_from_planned_ms:.0f} ms (p95) from their planned instant"
+                if step.send_p95_from_planned_ms else "")
+        starved = ""
+        if step.host_cpu_max is not None and step.host_cpu_max >= GENERATOR_CPU_LIMIT and \
+                (step.generator_cpu_max or 0) < GENERATOR_CPU_LIMIT:
+            starved = (f"; its machine was at {step.host_cpu_max:.0f} % CPU with the generator at "
+                       f"{step.generator_cpu_max or 0:.0f} %: it waited for CPU (give it its own cores or machine)")
+        return f"{step.dropped} planned events dropped (no free user{slow}){starved}"
+    if step.generator_cpu_max is not None and step.generator_cpu_max >= GENERATOR_CPU_LIMIT:
+        return f"a generator process at {step.generator_cpu_max:.0f} % CPU"
+    window = max(step.end - step.start, 1e-9)
+    # Sent counts on a master come with the workers' reports: allow for that much of the window.
+    short = max(0.05, 2 * report_lag_s / window)
+    if check_sent and step.planned and step.sent + step.failed < (1 - short) * step.planned:
+        return f"sent {step.sent + step.failed} of {step.planned} planned events"
+    return ""
+
+
+def next_rate(steps: list[RateStep], start: float, add: float, resolution: float, max_rate: float) -> float | None:
+    """The next step's rate, or None when the search is over (pure, like capacity.decide)."""
+    if not steps:
+        return start
+    lo = max((s.target for s in steps if s.ok), default=0.0)
+    above = [s.target for s in steps if not s.ok and s.target > lo]
+    if not above:
+        top = max(s.target for s in steps)
+        if top >= max_rate:
+            return None
+        return min(top + add if add > 0 else top * 2, max_rate)
+    hi = min(above)
+    res = resolution if resolution > 0 else max(0.1 * lo, 1.0) if lo else max(0.1 * hi, 1.0)
+    if hi - lo <= res:
+        return None
+    if lo == 0:
+        return hi / 2  # the first step failed: halve until one passes
+    return round((lo + hi) / 2, 3)
+
+
+# -- what limits it ----------------------------------------------------------------------------------
+def attribute(step: RateStep, bus_kind: str | None) -> tuple[str, str]:
+    """(stage, evidence) for a failed step, from its measurements; UNDETERMINED with the reason when
+    the evidence does not single one out. `bus_kind` is CONSUMERS or CELERY for the backend's backlog."""
+    if step.verdict == GENERATOR:
+        behind = [f"{name} backlog {b['slope']:+.1f}/s" for name, b in step.backlog.items() if b["verdict"] == GROWING]
+        return "generator", step.why + (f"; the pipeline fell behind as well ({', '.join(behind)}), not judged: "
+                                        "the rate offered was not the one planned" if behind else "")
+    if step.host_cpu_max is not None and step.host_cpu_max >= GENERATOR_CPU_LIMIT:
+        host = (f"; the generator's machine was at {step.host_cpu_max:.0f} % CPU (stages running on it, "
+                "e.g. a local reference pipeline, share that limit)")
+    else:
+        host = ""
+    e2e = step.backlog.get("sent − stored")
+    bus = step.backlog.get("bus")
+    ch = step.clickhouse
+    ch_note = ""
+    if ch.get("delayed_inserts") or ch.get("rejected_inserts"):
+        ch_note = (f"; ClickHouse delayed {ch.get('delayed_inserts', 0)} and rejected "
+                   f"{ch.get('rejected_inserts', 0)} inserts (too many parts)")
+    if bus is not None and bus["verdict"] == GROWING:
+        # What left the bus reached ClickHouse: the sent − stored backlog is no more than the bus's.
+        if e2e is None or e2e["slope"] - bus["slope"] <= e2e_tolerance(step):
+            stage = bus_kind or CONSUMERS
+            what = {CELERY: "Celery queues", CLICKHOUSE: "the sink's lag (received − sent)"}.get(stage, "bus lag")
+            evidence = f"{what} grew {bus['slope']:+.1f}/s"
+            if e2e is not None:
+                evidence += f" while ClickHouse kept pace with what left it (sent − stored grew {e2e['slope']:+.1f}/s)"
+            return stage, evidence + host
+        return UNDETERMINED, (f"the bus backlog grew {bus['slope']:+.1f}/s and sent − stored faster "
+                              f"({e2e['slope']:+.1f}/s): more than one stage fell behind")
+    if e2e is not None and e2e["verdict"] == GROWING:
+        if bus is not None and bus["verdict"] == FLAT:
+            return (CLICKHOUSE,
+                    f"bus backlog flat ({bus['slope']:+.1f}/s) while sent − stored grew {e2e['slope']:+.1f}/s: "
+                    f"events left the bus but did not reach the xAPI table" + ch_note + host)
+        if bus is None:
+            return UNDETERMINED, (f"sent − stored grew {e2e['slope']:+.1f}/s but no bus or queue was sampled "
+                                  "(add --monitor-backend) to tell the consumers from ClickHouse" + ch_note)
+    if host:
+        return HOST, f"no stage's backlog was shown to grow ({step.why})" + host
+    if step.failed:
+        return UNDETERMINED, f"{step.failed} sends failed: the entry point refused events ({step.why})"
+    if step.e2e_p95_ms is not None and "p95" in step.why:
+        return UNDETERMINED, f"end-to-end p95 {step.e2e_p95_ms:.0f} ms above the SLO with no backlog growing"
+    return UNDETERMINED, f"no stage's backlog was shown to grow ({step.why})"
+
+
+def e2e_tolerance(step: RateStep) -> float:
+    return max(step.backlog.get("sent − stored", {}).get("ci", 0.0), 0.05 * step.target)
+
+
+# -- the result --------------------------------------------------------------------------------------
+def progress_line(step: RateStep, left_s: float | None, unit: str = "events") -> str:
+    verdict = {PASS: "ok", FAIL: "FAILED", GENERATOR: "GENERATOR LIMIT"}.get(step.verdict, step.verdict)
+    stored = f", stored {step.stored_per_s:.1f}/s" if step.stored_per_s is not None else ""
+    p95 = f", e2e p95 {step.e2e_p95_ms:.0f} ms" if step.e2e_p95_ms is not None else ""
+    left = f"; at most {left_s / 60:.1f} min left" if left_s is not None else ""
+    return (f"capacity search: {step.target:g} {unit}/s → offered {step.offered_per_s:.1f}/s{stored}{p95}: "
+            f"{verdict}{f' ({step.why})' if step.why else ''}{left}")
+
+
+def summary_text(result: dict) -> str:
+    unit = result.get("unit", "events")
+    lines = ["", f"Capacity search ({unit}/s)",
+             f"{'target':>9} {'offered':>9} {'stored':>9} {'backlog/s':>10} {'e2e p95':>9} {'drops':>6}  result"]
+    for s in result["steps"]:
+        b = s["backlog"].get("sent − stored") or s["backlog"].get("bus") or {}
+        stored = f"{s['stored_per_s']:.1f}" if s["stored_per_s"] is not None else "-"
+        p95 = f"{s['e2e_p95_ms']:.0f}" if s["e2e_p95_ms"] is not None else "-"
+        slope = f"{b['slope']:+.1f}" if b else "-"
+        lines.append(f"{s['target']:>9g} {s['offered_per_s']:>9.1f} {stored:>9} {slope:>10} {p95:>9} "
+                     f"{s['dropped']:>6}  " + ("ok" if s["verdict"] == PASS else f"{s['verdict']}: {s['why']}"))
+    cap = result["sustained_per_second"]
+    if result.get("generator_limited_at") is not None:
+        why = next(s["why"] for s in result["steps"] if s["verdict"] == GENERATOR)
+        lines.append(f"the generator was the limit at {result['generator_limited_at']:g} {unit}/s "
+                     f"({why}): raise -u/--users, --processes or workers; "
+                     + (f"the pipeline sustained at least {cap:g} {unit}/s" if cap else "no capacity claimed"))
+    elif result["first_failing"] is None:
+        lines.append(f"sustained {cap:g} {unit}/s: no step failed up to --capacity-max-rate")
+    else:
+        lines.append(f"sustained: {cap:g} {unit}/s (resolution {result['resolution']:g}); fails at "
+                     f"{result['first_failing']['target']:g} {unit}/s: {result['first_failing']['why']}")
+    b = result.get("bottleneck")
+    if b:
+        lines.append(f"bottleneck: {b['stage']}: {b['evidence']}")
+    lines.append(f"search took {result['duration_s']:.0f} s")
+    return "\n".join(lines)

@@ -1,0 +1,114 @@
+"""A pipeline stand-in whose capacity is exactly known: a redis_bus consumer group member that moves
+tracking events from the event bus (openedx-event-bus-redis's wire format) through ERB into the xAPI
+table at most --rate events/s, limited at one stage:
+
+- ``--limit consumer``: reading the bus is paced (the bus lag grows above the rate; what is read
+  is stored at once), as a consumer too slow for its stream;
+- ``--limit insert``: the bus is read and acknowledged at once, and the ClickHouse inserts are
+  paced (events leave the bus and wait before the xAPI table), as a slow insert path.
+
+    python -m tests.capacity.standin --limit consumer --rate 40 --redis-url … --stream t1-analytics \
+        --clickhouse-url … --xapi-database xapi_t1 --ready-file …
+"""
+
+from __future__ import annotations
+
+import argparse
+import queue
+import signal
+import threading
+import time
+from pathlib import Path
+
+import openedx_erb
+from targets.pipeline import decode
+from targets.pipeline.router import Store
+
+TICK = 0.1  # s: the pace's granularity (events move in slices of rate × TICK)
+
+
+class Pace:
+    """At most `rate` events/s on average, in slices: the caller waits until its slice is due. The
+    schedule is fixed (a slow slice, e.g. a slow insert, is caught up) with at most CATCH_UP s of
+    credit, so the stage moves `rate` events/s whenever it has them, however slow this machine is."""
+
+    CATCH_UP = 2 * TICK
+
+    def __init__(self, rate: float) -> None:
+        self.rate, self.due = rate, time.monotonic()
+
+    def take(self, n: int) -> None:
+        now = time.monotonic()
+        if self.due > now:
+            time.sleep(self.due - now)
+        self.due = max(self.due, now - self.CATCH_UP) + n / self.rate
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.capacity.standin", description=__doc__)
+    p.add_argument("--limit", choices=("consumer", "insert"), required=True)
+    p.add_argument("--rate", type=float, required=True)
+    p.add_argument("--redis-url", required=True)
+    p.add_argument("--stream", required=True)
+    p.add_argument("--group", default="event_routing_backends")
+    p.add_argument("--clickhouse-url", required=True)
+    p.add_argument("--xapi-database", required=True)
+    p.add_argument("--ready-file", type=Path, required=True)
+    a = p.parse_args(argv)
+    import redis
+
+    openedx_erb.setup()
+    store = Store(a.clickhouse_url, a.xapi_database)
+    store.ensure_table()
+    r = redis.Redis.from_url(a.redis_url)
+    try:
+        r.xgroup_create(a.stream, a.group, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    read: queue.Queue = queue.Queue()
+    slice_n = max(1, round(a.rate * TICK))
+
+    def consume() -> None:
+        pace = Pace(a.rate) if a.limit == "consumer" else None
+        while not stop.is_set():
+            resp = r.xreadgroup(a.group, "standin", {a.stream: ">"}, count=slice_n if pace else 1000, block=200)
+            entries = resp[0][1] if resp else []
+            if not entries:
+                continue
+            if pace:
+                pace.take(len(entries))
+            read.put([decode.tracking_event(fields[b"event_data"]) for _id, fields in entries])
+            r.xack(a.stream, a.group, *[i for i, _f in entries])
+
+    def insert() -> None:
+        pace = Pace(a.rate) if a.limit == "insert" else None
+        waiting: list[dict] = []
+        while not stop.is_set():
+            try:
+                while True:
+                    waiting += read.get(timeout=TICK) if not waiting else read.get_nowait()
+            except queue.Empty:
+                pass
+            if not waiting:
+                continue
+            batch, waiting = (waiting[:slice_n], waiting[slice_n:]) if pace else (waiting, [])
+            if pace:
+                pace.take(len(batch))
+            statements = [s for e in batch for s in openedx_erb.statements(e)]
+            if statements:
+                store.insert(statements)
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (consume, insert)]
+    for t in threads:
+        t.start()
+    a.ready_file.touch()
+    stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

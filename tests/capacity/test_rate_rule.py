@@ -1,0 +1,135 @@
+"""The rate search's rule and decisions, without a load test: the backlog trend, the next rate, the
+live plan's rate changes, and which stage a failed step's evidence names."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from generators.arrival import LivePlan
+from loadtesting import rate_capacity as rc
+
+
+def series(slope: float, noise: float, n: int = 20, seed: int = 1) -> tuple[list[float], list[float]]:
+    rng = random.Random(seed)
+    times = [i * 0.5 for i in range(n)]
+    return times, [100 + slope * t + rng.uniform(-noise, noise) for t in times]
+
+
+def test_a_steady_backlog_with_batch_noise_is_flat():
+    assert rc.trend(*series(0.0, 30.0, n=40), tolerance=5.0).verdict == rc.FLAT
+
+
+def test_a_backlog_growing_faster_than_the_tolerance_is_growing():
+    assert rc.trend(*series(20.0, 5.0), tolerance=5.0).verdict == rc.GROWING
+
+
+def test_noise_that_hides_the_trend_leaves_it_unclear_never_a_pass():
+    t = rc.trend(*series(4.0, 200.0, n=8), tolerance=5.0)
+    assert t.verdict == rc.UNCLEAR and t.half_width > 5.0
+
+
+def test_an_unclear_backlog_is_measured_again_then_fails():
+    step = rc.RateStep(target=100.0, e2e_p95_ms=500.0)
+    unclear = {"sent − stored": rc.Trend(4.0, 9.0, 8, rc.UNCLEAR)}
+    assert rc.judge(step, unclear, 30_000, final=False) is None
+    assert rc.judge(step, unclear, 30_000, final=True) == rc.FAIL and "not shown flat" in step.why
+
+
+def test_the_e2e_slo_and_failed_sends_fail_a_step_with_a_flat_backlog():
+    flat = {"sent − stored": rc.Trend(0.0, 1.0, 16, rc.FLAT)}
+    slow = rc.RateStep(target=100.0, e2e_p95_ms=9000.0)
+    assert rc.judge(slow, flat, 5000, final=False) == rc.FAIL and "p95 9000 ms > SLO 5000 ms" in slow.why
+    lost = rc.RateStep(target=100.0, e2e_p95_ms=100.0, failed=3)
+    assert rc.judge(lost, flat, 5000, final=False) == rc.FAIL and "3 sends failed" in lost.why
+
+
+def steps(*results: tuple[float, bool]) -> list[rc.RateStep]:
+    return [rc.RateStep(target=r, verdict=rc.PASS if ok else rc.FAIL) for r, ok in results]
+
+
+@pytest.mark.parametrize(("done", "add", "expected"), [
+    ([], 0, 50), ([(50, True)], 0, 100), ([(50, True), (100, True)], 30, 130),
+    ([(50, True), (100, False)], 0, 75), ([(50, True), (100, False), (75, True)], 0, 87.5),
+    ([(50, True), (100, False), (75, True), (87.5, False)], 0, 81.25),  # 12.5 apart > 10 % of 75
+])
+def test_next_rate_climbs_then_bisects(done, add, expected):
+    assert rc.next_rate(steps(*done), 50, add, 0, 5000) == expected
+
+
+def test_next_rate_stops_within_the_resolution_and_at_the_ceiling():
+    assert rc.next_rate(steps((50, True), (60, False)), 50, 0, 10, 5000) is None
+    assert rc.next_rate(steps((50, True), (100, True)), 50, 0, 0, 100) is None
+    assert rc.next_rate(steps((50, True)), 50, 0, 0, 80) == 80
+
+
+def test_a_failing_first_step_halves_the_rate():
+    assert rc.next_rate(steps((50, False)), 50, 0, 0, 5000) == 25
+
+
+def test_a_live_plan_changes_rate_without_losing_or_doubling_an_instant():
+    plan = LivePlan(10.0)
+    it = plan.instants()
+    first = [next(it) for _ in range(10)]  # 0.0 … 0.9 at 10/s
+    plan.set_rate(100.0, at=1.0, ramp=0.0)
+    after = [next(it) for _ in range(10)]
+    assert first == pytest.approx([i / 10 for i in range(10)])
+    assert after == pytest.approx([1.0 + i / 100 for i in range(10)])
+
+
+def test_a_change_ahead_of_the_instants_handed_out_keeps_the_old_rate_until_it():
+    plan = LivePlan(10.0)
+    it = plan.instants()
+    next(it)
+    plan.set_rate(20.0, at=0.5, ramp=0.0)  # instants before 0.5 s keep 10/s
+    assert [next(it) for _ in range(6)] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.55])
+
+
+def test_processes_share_a_live_plan_and_interleave_after_a_change():
+    one = LivePlan(40.0)
+    two = [LivePlan(40.0, process=i, processes=2) for i in range(2)]
+    for p in (one, *two):
+        p.set_rate(80.0, at=0.5, ramp=1.0)
+
+    def take(p, n):
+        it = p.instants()
+        return [next(it) for _ in range(n)]
+    merged = sorted(take(two[0], 50) + take(two[1], 50))
+    assert merged == pytest.approx(take(one, 100))
+
+
+def evidence(bus: str | None, e2e: str, e2e_slope: float = 5.0, bus_slope: float = 5.0, **kw) -> rc.RateStep:
+    backlog = {"sent − stored": {"slope": e2e_slope, "ci": 0.5, "verdict": e2e}}
+    if bus is not None:
+        backlog["bus"] = {"slope": bus_slope, "ci": 0.5, "verdict": bus}
+    return rc.RateStep(target=100.0, backlog=backlog, verdict=rc.FAIL, why="backlog growing", **kw)
+
+
+def test_a_growing_bus_with_clickhouse_keeping_pace_names_the_consumers_or_celery():
+    assert rc.attribute(evidence(rc.GROWING, rc.GROWING), rc.CONSUMERS)[0] == rc.CONSUMERS
+    stage, why = rc.attribute(evidence(rc.GROWING, rc.GROWING), rc.CELERY)
+    assert stage == rc.CELERY and "Celery queues grew" in why
+
+
+def test_a_flat_bus_with_sent_minus_stored_growing_names_the_clickhouse_insert_path():
+    stage, why = rc.attribute(evidence(rc.FLAT, rc.GROWING, bus_slope=0.1,
+                                       clickhouse={"delayed_inserts": 4, "rejected_inserts": 0}), rc.CONSUMERS)
+    assert stage == rc.CLICKHOUSE and "delayed 4" in why
+
+
+def test_ambiguous_evidence_is_not_determined_with_the_reason():
+    stage, why = rc.attribute(evidence(None, rc.GROWING), rc.CONSUMERS)
+    assert stage == rc.UNDETERMINED and "--monitor-backend" in why
+    stage, why = rc.attribute(evidence(rc.GROWING, rc.GROWING, e2e_slope=40.0, bus_slope=5.0), rc.CONSUMERS)
+    assert stage == rc.UNDETERMINED and "more than one stage" in why
+
+
+def test_drops_or_a_busy_generator_are_the_generators_limit():
+    assert "dropped" in rc.generator_limit(rc.RateStep(target=100, dropped=7, start=0, end=10))
+    starved = rc.RateStep(target=100, dropped=7, start=0, end=10, generator_cpu_max=15, host_cpu_max=100)
+    assert "it waited for CPU" in rc.generator_limit(starved)
+    assert "CPU" in rc.generator_limit(rc.RateStep(target=100, generator_cpu_max=97, start=0, end=10))
+    short = rc.RateStep(target=100, planned=1000, sent=700, start=0, end=10)
+    assert "sent 700 of 1000" in rc.generator_limit(short)
+    assert rc.generator_limit(rc.RateStep(target=100, planned=1000, sent=990, start=0, end=10)) == ""

@@ -1,0 +1,77 @@
+"""The rate capacity search end to end, against a stand-in pipeline whose capacity is exactly known
+(tests.capacity.standin: a redis_bus consumer limited to R events/s at one stage)."""
+
+from __future__ import annotations
+
+import json
+
+from plumbing import chclient
+from tests.capacity.conftest import LOCUSTFILE
+from tests.helpers import LOCUST, REPO
+
+
+def test_a_slow_consumer_is_found_at_its_rate_and_named(standin, search, clickhouse):
+    rate = 45  # the consumer's limit; steps 30, 50 (fails), 40: resolution 10
+    prefix, db = standin("consumer", rate)
+    run = search(prefix, db, "--monitor-backend", "redis_bus", "--capacity-start-rate", "30",
+                 "--capacity-rate-step", "20", "--capacity-rate-resolution", "10")
+    assert run.done.returncode == 0, run.output[-3000:]
+    cap = run.capacity
+    assert rate - 10 <= cap["sustained_events_per_second"] <= rate, run.output[-5000:]
+    assert cap["lowest_failing_above"] > rate, cap
+    assert cap["bottleneck"]["stage"] == "bus consumers", cap["bottleneck"]
+    by_target = {s["target"]: s for s in cap["steps"]}
+    failed = by_target[50.0]
+    assert failed["backlog"]["bus"]["verdict"] == "growing" and failed["drain_s"] is not None
+    # The failed step's backlog was drained before the next step, which passed (40 < 45).
+    after = cap["steps"][cap["steps"].index(failed) + 1]
+    assert after["target"] == 40.0 and after["verdict"] == "pass", after
+    assert "capacity search: 50 events/s → offered" in run.output and "min left" in run.output
+    # ClickHouse: the run's capacity row and a row per step.
+    client = chclient.connect(clickhouse.url)
+    rows = client.execute("SELECT event_type, extra FROM event_sink.load_test_runs WHERE run_id = %(r)s",
+                          {"r": run.run_id})
+    kinds = [t for t, _ in rows]
+    assert kinds.count("capacity_step") == len(cap["steps"]) and kinds.count("capacity") == 1
+    stored = json.loads(next(e for t, e in rows if t == "capacity"))
+    assert stored["sustained_events_per_second"] == cap["sustained_events_per_second"]
+
+
+def test_a_slow_insert_path_under_two_processes_is_found_and_named_clickhouse(standin, search):
+    rate = 110  # inserts limited; the bus is read at once
+    prefix, db = standin("insert", rate)
+    run = search(prefix, db, "--monitor-backend", "redis_bus", "--capacity-start-rate", "90",
+                 "--capacity-rate-step", "60", "--capacity-rate-resolution", "20", "--processes", "2",
+                 users=100)  # 50 a process: a stall of this loaded machine drops no instant
+    assert run.done.returncode == 0, run.output[-3000:]
+    cap = run.capacity
+    assert rate - 20 <= cap["sustained_events_per_second"] <= rate * 1.05, run.output[-4000:]
+    assert cap["bottleneck"]["stage"] == "clickhouse insert path", cap["bottleneck"]
+    # Split, not copied: what two processes sent together, as stored in ClickHouse (measured apart from
+    # the search's own plan), is the target of each passing step, not twice it.
+    for s in cap["steps"]:
+        if s["verdict"] == "pass":
+            assert abs(s["stored_per_s"] - s["target"]) <= 0.15 * s["target"], s
+        assert s["sent_per_s_reported"] < 1.5 * s["target"], s
+    assert "open model: planned" in run.output
+
+
+def test_too_few_users_is_the_generators_limit_and_no_capacity_is_claimed(search):
+    run = search("cnone", "xapi_cnone", "--capacity-start-rate", "20000", "--capacity-max-rate", "20000", "--no-e2e", "--no-monitor",
+                 "--capacity-ramp-time", "0", "--capacity-settle-time", "1", "--capacity-step-time", "3", users=1)
+    assert run.done.returncode == 0, run.output[-3000:]
+    cap = run.capacity
+    assert cap["generator_limited_at"] == 20000 and cap["sustained_events_per_second"] == 0, cap
+    assert cap["bottleneck"]["stage"] == "generator" and len(cap["steps"]) == 1
+    assert "the generator was the limit at 20000 events/s" in run.output
+    assert "no capacity claimed" in run.output
+
+
+def test_a_bad_rate_option_is_a_one_line_error():
+    import subprocess
+
+    done = subprocess.run([LOCUST, "-f", LOCUSTFILE, "--headless", "--no-monitor", "--capacity-search",
+                           "--capacity-start-rate", "0"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "--capacity-start-rate 0.0: expected events/s > 0" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,62 @@
+"""The Kafka generator's capacity search over messages/s, against a stream processor limited to a
+known rate (tests.capacity.paced_processor)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.capacity.conftest import FAST
+from tests.helpers import REPO, run_locust, wait_for
+
+
+@pytest.fixture
+def paced(kafka, topics, tmp_path):
+    procs = []
+
+    def start(rate: float) -> None:
+        ready = tmp_path / "ready"
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "tests.capacity.paced_processor", "--brokers", kafka.url, "--input-topic",
+             topics[0], "--output-topic", topics[1], "--group", f"paced-{topics[0]}", "--rate", str(rate),
+             "--ready-file", str(ready)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True))
+        wait_for(lambda: ready.exists() or procs[-1].poll() is not None, timeout=60, what="paced processor ready")
+        assert ready.exists(), f"the paced processor exited with {procs[-1].poll()}"
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(timeout=30)
+
+
+def test_a_processor_limited_to_a_known_rate_is_found_within_the_resolution(kafka, topics, paced, tmp_path):
+    rate = 80  # messages/s; steps 50, 90 (fails), 70: resolution 20
+    paced(rate)
+    at = FAST.index("--e2e-poll-interval")
+    fast = FAST[:at] + FAST[at + 2:]  # a tracking option
+    done = run_locust(["-f", str(REPO / "locustfiles" / "kafka.py"), "--headless", "-u", "20", "-r", "20",
+                       "--kafka-brokers", kafka.url, "--kafka-topic", topics[0], "--kafka-latency-topic", topics[1],
+                       "--capacity-search", "--capacity-start-rate", "50", "--capacity-rate-step", "40",
+                       "--capacity-rate-resolution", "20", "--no-monitor", *fast],
+                      env={"LOCUST_RESULTS_DIR": str(tmp_path)}, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    cap = json.loads((tmp_path / "capacity.json").read_text())
+    assert cap["unit"] == "messages" and rate - 20 <= cap["sustained_messages_per_second"] <= rate, done.stderr[-4000:]
+    failed = next(s for s in cap["steps"] if s["verdict"] == "fail")
+    assert failed["target"] > rate and failed["backlog"]["sent − stored"]["verdict"] in ("growing", "unclear")
+    assert "capacity search: 50 messages/s → offered" in done.stderr
+
+
+def test_the_kafka_search_needs_the_output_topic(kafka):
+    done = subprocess.run([str(REPO / ".venv" / "bin" / "locust"), "-f", str(REPO / "locustfiles" / "kafka.py"),
+                           "--headless", "--no-monitor", "--kafka-brokers", kafka.url, "--capacity-search"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "expected --kafka-latency-topic" in done.stderr
+    assert "Traceback" not in done.stderr
