@@ -203,7 +203,7 @@ def add_event_bus_arguments(group) -> None:
     if group.get_default("event_bus_prefix") is not None:
         return
     group.add_argument("--event-bus-prefix", default="dev", env_var="LOCUST_EVENT_BUS_PREFIX",
-                       help="EVENT_BUS_TOPIC_PREFIX: the stream/topic is <prefix>-analytics (default dev)")
+                       help="EVENT_BUS_TOPIC_PREFIX: the stream/topic is <prefix>-analytics (default %(default)s)")
 
 
 def event_bus_topic(options) -> str:

@@ -31,7 +31,7 @@ def _csv(value) -> tuple[str, ...]:
 
 def add_arguments(group) -> None:
     group.add_argument("--celery-queue", default="edx.lms.core.default", env_var="LOCUST_CELERY_QUEUE",
-                       help="celery: queue the send_event tasks go to (default edx.lms.core.default)")
+                       help="celery: queue the send_event tasks go to (default %(default)s)")
 
 
 def add_monitor_arguments(group) -> None:

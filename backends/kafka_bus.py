@@ -36,9 +36,9 @@ def add_arguments(group) -> None:
                        help="kafka_bus message key: user (spreads partitions) or name (Open edX's tracking_log.name, "
                             "the two-partition hot spot)")
     group.add_argument("--kafka-value-schema-id", type=int, default=1, env_var="LOCUST_KAFKA_VALUE_SCHEMA_ID",
-                       help="kafka_bus: Schema Registry id of the TrackingLogData schema in the messages (default 1)")
+                       help="kafka_bus: Schema Registry id of the TrackingLogData schema in the messages (default %(default)s)")
     group.add_argument("--kafka-key-schema-id", type=int, default=2, env_var="LOCUST_KAFKA_KEY_SCHEMA_ID",
-                       help="kafka_bus: Schema Registry id of the key schema (default 2)")
+                       help="kafka_bus: Schema Registry id of the key schema (default %(default)s)")
     group.add_argument("--schema-registry-url", default="", env_var="LOCUST_SCHEMA_REGISTRY_URL",
                        help="kafka_bus: register the schemas in this Confluent Schema Registry (subjects "
                             "<topic>-value and <topic>-key) and use its ids instead of the two options above")
@@ -51,7 +51,7 @@ def add_monitor_arguments(group) -> None:
     group.add_argument("--kafka-bus-topic", default=None, env_var="LOCUST_KAFKA_BUS_TOPIC",
                        help="topic, if not <event-bus-prefix>-analytics")
     group.add_argument("--kafka-bus-group", default="event_routing_backends", env_var="LOCUST_KAFKA_BUS_GROUP",
-                       help="consumer group whose lag is measured (default event_routing_backends)")
+                       help="consumer group whose lag is measured (default %(default)s)")
 
 
 class Sampler:

@@ -16,7 +16,7 @@ import gevent
 
 import openedx_erb
 from backends.base import Sender
-from plumbing.options import OptionError, require
+from plumbing.options import OptionError, positive_float, positive_int
 from plumbing.redaction import redact, remember, where
 
 NAME = "ralph"
@@ -28,22 +28,16 @@ def add_arguments(group) -> None:
                        help="ralph: the LRS base URL; statements go to <url>/xAPI/statements (default "
                             "http://127.0.0.1:8100)")
     group.add_argument("--ralph-username", default="loadtest", env_var="LOCUST_RALPH_USERNAME",
-                       help="ralph: LRS basic-auth user (default loadtest); the password comes from "
+                       help="ralph: LRS basic-auth user (default %(default)s); the password comes from "
                             "LOCUST_RALPH_PASSWORD or --ralph-password-file")
     group.add_argument("--ralph-password-file", default="", env_var="LOCUST_RALPH_PASSWORD_FILE",
                        help="ralph: file holding the LRS password")
-    group.add_argument("--ralph-batch-size", type=int, default=100, env_var="LOCUST_RALPH_BATCH_SIZE",
-                       help="ralph: statements per POST (default 100, event-routing-backends' batch)")
-    group.add_argument("--ralph-batch-interval", type=float, default=1.0, env_var="LOCUST_RALPH_BATCH_INTERVAL",
+    group.add_argument("--ralph-batch-size", type=positive_int, default=100, env_var="LOCUST_RALPH_BATCH_SIZE",
+                       help="ralph: statements per POST (default %(default)s, event-routing-backends' batch)")
+    group.add_argument("--ralph-batch-interval", type=positive_float, default=1.0, env_var="LOCUST_RALPH_BATCH_INTERVAL",
                        help="ralph: seconds a partial batch waits before it is sent anyway (default 1)")
-    group.add_argument("--ralph-concurrency", type=int, default=4, env_var="LOCUST_RALPH_CONCURRENCY",
-                       help="ralph: POSTs in flight per process (default 4)")
-
-
-def check_options(o) -> None:
-    require(o.ralph_batch_size >= 1, f"--ralph-batch-size {o.ralph_batch_size}: expected at least 1")
-    require(o.ralph_batch_interval > 0, f"--ralph-batch-interval {o.ralph_batch_interval}: expected seconds > 0")
-    require(o.ralph_concurrency >= 1, f"--ralph-concurrency {o.ralph_concurrency}: expected at least 1")
+    group.add_argument("--ralph-concurrency", type=positive_int, default=4, env_var="LOCUST_RALPH_CONCURRENCY",
+                       help="ralph: POSTs in flight per process (default %(default)s)")
 
 
 def ralph_password(o) -> str:

@@ -32,7 +32,7 @@ def add_monitor_arguments(group) -> None:
     group.add_argument("--event-bus-stream", default=None, env_var="LOCUST_EVENT_BUS_STREAM",
                        help="stream name, if not <prefix>-analytics")
     group.add_argument("--redis-bus-count-limit", type=int, default=1_000_000, env_var="LOCUST_REDIS_BUS_COUNT_LIMIT",
-                       help="most entries counted by XRANGE when Redis gives no lag (default 1000000)")
+                       help="most entries counted by XRANGE when Redis gives no lag (default %(default)s)")
 
 
 def _s(value) -> str:

@@ -57,7 +57,7 @@ def add_monitor_arguments(group) -> None:
     group.add_argument("--vector-graphql-url", default=None, env_var="LOCUST_VECTOR_GRAPHQL_URL",
                        help="Vector < 0.55 only: read the GraphQL API instead (e.g. http://vector:8686/graphql)")
     group.add_argument("--vector-component", default="clickhouse_xapi", env_var="LOCUST_VECTOR_COMPONENT",
-                       help="sink component id (default clickhouse_xapi)")
+                       help="sink component id (default %(default)s)")
 
 
 def parse_exposition(text: str, component: str) -> dict[str, float]:

@@ -34,6 +34,7 @@ from locust.event import EventHook
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, WorkerRunner
 
 from lifecycle import checks
+from lifecycle import run as identity
 from lifecycle.exit_codes import INTERRUPTED, ExitCode
 from plumbing import run_state
 
@@ -44,6 +45,10 @@ pipeline_draining = EventHook()
 pipeline_drained = EventHook()
 run_measured = EventHook()
 run_ending = EventHook()
+# A test starts (master or local runner; from the web UI, each test is a run of its own):
+# listeners (the monitor) take `environment`, `run_id`, `start` (the start row's fields) and `meta`
+# (the metadata row's fields).
+run_started = EventHook()
 # A row of the run besides its start and end (e.g. `phase`, `capacity`): listeners (the monitor)
 # store it; listeners take `environment`, `event_type` and `extra`.
 run_event = EventHook()
@@ -179,11 +184,17 @@ def _init(environment, **_kw) -> None:
 
 @events.test_start.add_listener
 def _test_start(environment, **_kw) -> None:
-    """A new test from the web UI ends the previous run first (its end rows, its figures)."""
-    run = _state(environment)
-    if run.started and not run.ended:
+    """A new test from the web UI ends the previous run first (its end rows, its figures), then
+    the new run starts: its id, its start and metadata rows (`run_started`)."""
+    state = _state(environment)
+    if state.started and not state.ended:
         end(environment)
-    run.started, run.ended, run.interrupted, run.failed, run.exit_code, run.extras = True, False, "", {}, None, {}
+    state.started, state.ended, state.interrupted, state.failed, state.exit_code, state.extras = (
+        True, False, "", {}, None, {})
+    if not isinstance(environment.runner, WorkerRunner):
+        run_started.fire(environment=environment, run_id=identity.new_id(environment),
+                         start=identity.start_row(environment, start_fields(environment)),
+                         meta=identity.meta(environment))
 
 
 @events.quitting.add_listener

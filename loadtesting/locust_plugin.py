@@ -27,6 +27,7 @@ from lifecycle.end import add_run_extra, record_run_event
 from loadtesting import capacity, phases, rate_capacity, run, sar
 from loadtesting.capacity_shape import CapacitySearch
 from loadtesting.rate_capacity_shape import RateSearch, RateTarget
+from monitors.locust_plugin import store_target
 from monitors.planned import planned_stats
 from plumbing import run_state, settings
 from plumbing.options import OptionError
@@ -42,7 +43,7 @@ def _options(parser) -> None:
     g.add_argument("--no-sar", action="store_true", default=False, env_var="LOCUST_NO_SAR",
                    help="do not record sar figures into the run folder")
     g.add_argument("--sar-interval", type=int, default=1, env_var="LOCUST_SAR_INTERVAL",
-                   help="seconds between sar records (default 1)")
+                   help="seconds between sar records (default %(default)s)")
 
 
 def results_dir() -> Path | None:
@@ -72,9 +73,10 @@ def _init(environment, runner=None, web_ui=None, **_kw) -> None:
     if message:
         raise OptionError(message)
     out = results_dir()
-    if out is not None and not isinstance(runner, WorkerRunner) and hasattr(o, "monitor_database"):
+    target = store_target(o)
+    if out is not None and not isinstance(runner, WorkerRunner) and target is not None:
         # The effective options (config files, LOCUST_* variables, command line): the report reads these.
-        run.record_monitor_target(out, o.clickhouse_url, o.monitor_database)
+        run.record_monitor_target(out, *target)
     if o.capacity_search and not isinstance(runner, WorkerRunner) and not _RATE_GENERATOR["on"]:
         shape = CapacitySearch(
             environment, results_dir(),

@@ -22,7 +22,7 @@ from generators import open_model
 from generators.common import check_http_host
 from generators.lampi_data import credentials
 from loadtesting import webui_run
-from plumbing.options import require
+from plumbing.options import non_negative_float, positive_int, require
 from plumbing.web_options import per_test
 
 _CSRF_INPUT = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
@@ -31,7 +31,7 @@ _CSRF_INPUT = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
     group = parser.add_argument_group("LAMPI HTTP learners")
-    group.add_argument("--fake-users", type=int, default=10_000, env_var="LOCUST_FAKE_USERS",
+    group.add_argument("--fake-users", type=positive_int, default=10_000, env_var="LOCUST_FAKE_USERS",
                        help="how many fake users exist (user_000000 …); each learner picks one at random")
     group.add_argument("--first-fake-user", type=int, default=0, env_var="LOCUST_FIRST_FAKE_USER",
                        help="number of the first fake user to pick from")
@@ -41,7 +41,7 @@ def _options(parser) -> None:
                        help="longest think time between tasks, seconds")
     group.add_argument("--login-path", default="/login/", env_var="LOCUST_LOGIN_PATH",
                        help="path of the Django login form")
-    per_test(group.add_argument("--arrival-rate", type=float, default=0.0, env_var="LOCUST_ARRIVAL_RATE",
+    per_test(group.add_argument("--arrival-rate", type=non_negative_float, default=0.0, env_var="LOCUST_ARRIVAL_RATE",
                        help="open model: tasks per second over all processes, each started at its planned instant "
                             "by a free logged-in learner or dropped and counted (default 0: the closed model of "
                             "think times; docs/open-model.md)"))
@@ -52,12 +52,10 @@ def _check_options(environment, web_ui=None, **_kw) -> None:
     o = environment.parsed_options
     if o is None:  # a library user built the Environment without options
         return
-    require(o.fake_users >= 1, f"--fake-users {o.fake_users}: expected a count of at least 1")
     require(0 <= o.first_fake_user <= 999_999 - o.fake_users + 1,
             f"--first-fake-user {o.first_fake_user}: expected 0 … {1_000_000 - o.fake_users}")
     require(0 <= o.wait_min <= o.wait_max,
             f"--wait-min {o.wait_min} / --wait-max {o.wait_max}: expected 0 <= min <= max")
-    require(o.arrival_rate >= 0, f"--arrival-rate {o.arrival_rate}: expected tasks per second >= 0")
     # Once per process before the run (workers too: they send the load, and with --processes a
     # master that quit alone would leave its workers behind).
     if webui_run.web_ui_mode(environment, web_ui):

@@ -28,7 +28,7 @@ from generators.kafka_producer import KafkaLoad, LatencyReader, load_records
 from lifecycle import end
 from lifecycle.end import add_run_extra
 from plumbing import run_state, settings
-from plumbing.options import OptionError, require
+from plumbing.options import OptionError, non_negative_float, non_negative_int, positive_float, require
 from plumbing.web_options import per_test
 
 loadtesting.locust_plugin.generates_rate()  # --capacity-search searches messages/s (docs/capacity.md)
@@ -41,14 +41,14 @@ def _options(parser) -> None:
     g.add_argument("--kafka-brokers", default=None, env_var="KAFKA_BROKERS",
                    help="bootstrap servers (default 127.0.0.1:9092)")
     g.add_argument("--kafka-topic", default="performance-test", env_var="LOCUST_KAFKA_TOPIC",
-                   help="input topic of the pipeline (default performance-test)")
-    per_test(g.add_argument("--kafka-messages", type=int, default=0, env_var="LOCUST_KAFKA_MESSAGES",
-                   help="total messages over all users and processes, then stop (default 0: until stopped)"))
+                   help="input topic of the pipeline (default %(default)s)")
+    per_test(g.add_argument("--kafka-messages", type=non_negative_int, default=0, env_var="LOCUST_KAFKA_MESSAGES",
+                   help="total messages over all users and processes, then stop (default %(default)s: until stopped)"))
     g.add_argument("--kafka-key-field", default="identifier", env_var="LOCUST_KAFKA_KEY_FIELD",
-                   help="record field used as the message key (default identifier)")
+                   help="record field used as the message key (default %(default)s)")
     g.add_argument("--kafka-data-file", default=settings.KAFKA_DATA_FILE.default, env_var=settings.KAFKA_DATA_FILE.env,
                    help="JSON array of records to cycle through (default the suite's conf/kafka-data.json)")
-    per_test(g.add_argument("--kafka-rate", type=float, default=0.0, env_var="LOCUST_KAFKA_RATE",
+    per_test(g.add_argument("--kafka-rate", type=non_negative_float, default=0.0, env_var="LOCUST_KAFKA_RATE",
                    help="open model: messages per second over all processes, each started at its planned "
                         "instant by a free user or dropped and counted (default 0: as fast as possible, in "
                         "bursts; docs/open-model.md)"))
@@ -56,16 +56,17 @@ def _options(parser) -> None:
                    env_var="LOCUST_KAFKA_REQUEST_EVENTS",
                    help="fire events.request for every delivered message (for request listeners; "
                         "slower) instead of adding deliveries to the statistics in bulk")
-    g.add_argument("--kafka-linger-ms", type=float, default=5.0, env_var="LOCUST_KAFKA_LINGER_MS",
+    g.add_argument("--kafka-linger-ms", type=non_negative_float, default=5.0, env_var="LOCUST_KAFKA_LINGER_MS",
                    help="librdkafka linger.ms: batching delay (default 5)")
-    g.add_argument("--kafka-acks", default="all", env_var="LOCUST_KAFKA_ACKS", help="acks: 0, 1 or all (default all)")
+    g.add_argument("--kafka-acks", default="all", choices=("0", "1", "all", "-1"), env_var="LOCUST_KAFKA_ACKS",
+                   help="acks: 0, 1 or all (default %(default)s)")
     g.add_argument("--kafka-latency-topic", default="", env_var="LOCUST_KAFKA_LATENCY_TOPIC",
                    help="read this output topic and report end-to-end latency in its own E2E row (outside Aggregated)")
-    g.add_argument("--kafka-e2e-timeout", type=float, default=60.0, env_var="LOCUST_KAFKA_E2E_TIMEOUT",
+    g.add_argument("--kafka-e2e-timeout", type=non_negative_float, default=60.0, env_var="LOCUST_KAFKA_E2E_TIMEOUT",
                    help="after the last delivery, wait this long for the output messages (default 60)")
-    g.add_argument("--kafka-connect-timeout", type=float, default=10.0, env_var="LOCUST_KAFKA_CONNECT_TIMEOUT",
+    g.add_argument("--kafka-connect-timeout", type=positive_float, default=10.0, env_var="LOCUST_KAFKA_CONNECT_TIMEOUT",
                    help="seconds to reach the brokers at test start before giving up (default 10)")
-    g.add_argument("--kafka-processes", type=int, default=0, env_var="LOCUST_KAFKA_PROCESSES",
+    g.add_argument("--kafka-processes", type=non_negative_int, default=0, env_var="LOCUST_KAFKA_PROCESSES",
                    help="number of worker processes sharing --kafka-messages with --master/--worker "
                         "(--processes sets it by itself)")
 
@@ -83,9 +84,6 @@ def _check(environment, **_kw) -> None:
     o = environment.parsed_options
     if o is None:
         return
-    require(o.kafka_messages >= 0, f"--kafka-messages {o.kafka_messages}: expected a count >= 0")
-    require(o.kafka_rate >= 0, f"--kafka-rate {o.kafka_rate}: expected messages per second >= 0")
-    require(str(o.kafka_acks) in ("0", "1", "all", "-1"), f"--kafka-acks {o.kafka_acks!r}: expected 0, 1 or all")
     if o.capacity_search:
         require(bool(o.kafka_latency_topic),
                 "--capacity-search: expected --kafka-latency-topic (the processor's output: what arrives there "

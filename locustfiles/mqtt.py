@@ -34,10 +34,10 @@ from generators import open_model
 from generators.lampi_data import device_id
 from generators.mqtt_client import PAHO_MAX_INFLIGHT, Device, Settings, parse_payload, subscriber
 from monitors import e2e
-from monitors.locust_plugin import record_sample
+from monitors.locust_plugin import record_sample, sample_interval
 from monitors.mqtt_sys import SysRecorder, results_dir
 from plumbing import run_state
-from plumbing.options import OptionError, require
+from plumbing.options import OptionError, non_negative_float, positive_int, require
 from plumbing.redaction import redact, remember
 from plumbing.web_options import per_test
 
@@ -59,8 +59,8 @@ def _options(parser) -> None:
     g.add_argument("--mqtt-insecure", action="store_true", default=False, env_var="LOCUST_MQTT_INSECURE",
                    help="mqtts:// without certificate verification (test brokers only)")
     per_test(g.add_argument("--mqtt-profile", choices=sorted(model.PROFILES), default="worst", env_var="LOCUST_MQTT_PROFILE",
-                   help="interaction profile from the model (default worst: every user dragging a slider)"))
-    g.add_argument("--fake-devices", type=int, default=10_000, env_var="LOCUST_FAKE_DEVICES",
+                   help="interaction profile from the model (default %(default)s: every user dragging a slider)"))
+    g.add_argument("--fake-devices", type=positive_int, default=10_000, env_var="LOCUST_FAKE_DEVICES",
                    help="how many fake LAMPIs exist; each session picks one at random")
     g.add_argument("--first-fake-device", type=int, default=0, env_var="LOCUST_FIRST_FAKE_DEVICE")
     g.add_argument("--mqtt-keepalive", type=int, default=60, env_var="LOCUST_MQTT_KEEPALIVE")
@@ -74,7 +74,7 @@ def _options(parser) -> None:
                    help="subscribe to lamp/changed and report publish-to-delivery latency in an E2E row (outside Aggregated)")
     g.add_argument("--mqtt-no-sys", action="store_true", default=False, env_var="LOCUST_MQTT_NO_SYS",
                    help="do not record the broker's $SYS topics")
-    per_test(g.add_argument("--mqtt-message-rate", type=float, default=0.0, env_var="LOCUST_MQTT_MESSAGE_RATE",
+    per_test(g.add_argument("--mqtt-message-rate", type=non_negative_float, default=0.0, env_var="LOCUST_MQTT_MESSAGE_RATE",
                    help="open model: lamp/changed messages per second over all processes, each published at its "
                         "planned instant by a free connected device or dropped and counted (replaces the "
                         "profile's bursts and gaps; default 0: the profile; docs/open-model.md)"))
@@ -98,8 +98,6 @@ def settings_from(o) -> Settings:
     remember(password or parts.password)  # masked in anything logged from now on
     require(1 <= o.mqtt_max_inflight <= PAHO_MAX_INFLIGHT,
             f"--mqtt-max-inflight {o.mqtt_max_inflight}: expected 1 … {PAHO_MAX_INFLIGHT} (paho's limit)")
-    require(o.fake_devices >= 1, f"--fake-devices {o.fake_devices}: expected at least 1")
-    require(o.mqtt_message_rate >= 0, f"--mqtt-message-rate {o.mqtt_message_rate}: expected messages per second >= 0")
     if o.mqtt_ca_file:
         import ssl
 
@@ -172,7 +170,7 @@ def _start(environment, **_kw) -> None:
 
         def sample_sys() -> None:
             while True:
-                gevent.sleep(o.monitor_interval)
+                gevent.sleep(sample_interval(environment))
                 record_sample(environment, "mosquitto", rec.sample())
 
         run.sys_greenlet = gevent.spawn(sample_sys)

@@ -33,15 +33,16 @@ from backends.base import REQUEST_TYPE
 from generators import open_model
 from lifecycle import budget, end
 from lifecycle.end import add_run_extra, describe_run, expect_signal_end
+from lifecycle.run import run_id
 from loadtesting import rate_capacity
 from monitors import clocks
 from monitors import e2e as e2e_rows
 from monitors.clickhouse import XapiTable
-from monitors.locust_plugin import add_sampler, measuring, run_id
+from monitors.locust_plugin import add_sampler, drain_timeout, measuring
 from monitors.xapi_e2e import EndToEnd, summary_line
 from openedx_erb.events import MIXES, Clock, EventFactory, TrackedLearner, generated_users, load_users
 from plumbing import run_state
-from plumbing.options import OptionError, require
+from plumbing.options import OptionError, non_negative_float, positive_float, positive_int, require
 from plumbing.web_options import per_test
 
 log = logging.getLogger("tracking")
@@ -64,21 +65,21 @@ class TrackingRun:
 def _options(parser) -> None:
     g = parser.add_argument_group("tracking events (load_test_tracking_events)")
     per_test(g.add_argument("--pipeline-backend", default="redis_bus", env_var="LOCUST_PIPELINE_BACKEND",
-                   help=f"where events enter: {', '.join(backends.NAMES)} (default redis_bus)"))
+                   help=f"where events enter: {', '.join(backends.NAMES)} (default %(default)s)"))
     # dest differs: Locust's own -u/--users is stored as num_users.
-    g.add_argument("--num-users", type=int, default=100, dest="learners", env_var="LOCUST_TRACKING_NUM_USERS",
+    g.add_argument("--num-users", type=positive_int, default=100, dest="learners", env_var="LOCUST_TRACKING_NUM_USERS",
                    help="learners the events are about (default 100; --users-file gives real ones)")
     g.add_argument("--username-prefix", default="lt_", env_var="LOCUST_USERNAME_PREFIX",
-                   help="prefix of generated learner names, used as given: lt_000000, lt_000001 … (default lt_)")
+                   help="prefix of generated learner names, used as given: lt_000000, lt_000001 … (default %(default)s)")
     g.add_argument("--users-file", default="", env_var="LOCUST_USERS_FILE",
                    help="CSV of user_id,username that exist in your Open edX (instead of generated learners)")
     per_test(g.add_argument("--num-events", type=int, default=1000, env_var="LOCUST_NUM_EVENTS",
-                   help="events to send over all users and processes, then stop (default 1000)"))
+                   help="events to send over all users and processes, then stop (default %(default)s)"))
     g.add_argument("--run-until-killed", action="store_true", default=False, env_var="LOCUST_RUN_UNTIL_KILLED",
                    help="ignore --num-events: send until Ctrl-C, SIGTERM or --run-time")
-    g.add_argument("--sleep-time", type=float, default=0.75, env_var="LOCUST_SLEEP_TIME",
-                   help="seconds each user waits between events (default 0.75, as the reference)")
-    per_test(g.add_argument("--events-per-second", type=float, default=0.0, env_var="LOCUST_EVENTS_PER_SECOND",
+    g.add_argument("--sleep-time", type=non_negative_float, default=0.75, env_var="LOCUST_SLEEP_TIME",
+                   help="seconds each user waits between events (default %(default)s, as the reference)")
+    per_test(g.add_argument("--events-per-second", type=non_negative_float, default=0.0, env_var="LOCUST_EVENTS_PER_SECOND",
                    help="open model: target events/s over all processes (replaces --sleep-time); events are "
                         "started at planned instants, one a free user takes or dropped and counted "
                         "(docs/open-model.md)"))
@@ -87,9 +88,9 @@ def _options(parser) -> None:
     per_test(g.add_argument("--event-mix", default="enrollment", env_var="LOCUST_EVENT_MIX",
                    help="enrollment (activated/deactivated toggling, as the reference) or realistic "
                         "(video, problem, navigation, completion and enrollment)"))
-    g.add_argument("--e2e-poll-interval", type=float, default=1.0, env_var="LOCUST_E2E_POLL_INTERVAL",
+    g.add_argument("--e2e-poll-interval", type=positive_float, default=1.0, env_var="LOCUST_E2E_POLL_INTERVAL",
                    help="seconds between looks for stored events; the latency resolution (default 1)")
-    g.add_argument("--delivery-timeout", type=float, default=30.0, env_var="LOCUST_DELIVERY_TIMEOUT",
+    g.add_argument("--delivery-timeout", type=non_negative_float, default=30.0, env_var="LOCUST_DELIVERY_TIMEOUT",
                    help="at the end, seconds to wait for the backend to confirm the events in flight (e.g. Kafka "
                         "deliveries); those still unconfirmed then are counted as failed (default 30)")
     g.add_argument("--no-e2e", action="store_true", default=False, env_var="LOCUST_NO_E2E",
@@ -117,12 +118,7 @@ def _init(environment, runner=None, **_kw) -> None:
     require(o.pipeline_backend in backends.NAMES,
             f"--pipeline-backend {o.pipeline_backend!r}: expected one of {', '.join(backends.NAMES)}")
     require(o.event_mix in MIXES, f"--event-mix {o.event_mix!r}: expected one of {', '.join(MIXES)}")
-    require(o.learners >= 1, f"--num-users {o.learners}: expected at least 1")
     require(o.num_events >= 1 or o.run_until_killed, f"--num-events {o.num_events}: expected at least 1")
-    require(o.sleep_time >= 0, f"--sleep-time {o.sleep_time}: expected seconds >= 0")
-    require(o.events_per_second >= 0, f"--events-per-second {o.events_per_second}: expected events/s >= 0")
-    require(o.e2e_poll_interval > 0, f"--e2e-poll-interval {o.e2e_poll_interval}: expected seconds > 0")
-    require(o.delivery_timeout >= 0, f"--delivery-timeout {o.delivery_timeout}: expected seconds >= 0")
     for backend in backends.modules():
         if hasattr(backend, "check_options"):
             backend.check_options(o)
@@ -360,7 +356,7 @@ def _draining(environment, **_kw) -> None:
     e2e = run_state.of(environment, TrackingRun).e2e
     if e2e is None or measuring(environment):
         return
-    deadline = time.monotonic() + float(getattr(environment.parsed_options, "drain_timeout", 60) or 60)
+    deadline = time.monotonic() + drain_timeout(environment)
     while e2e.summary()["missing"] and time.monotonic() < deadline:
         gevent.sleep(e2e.poll_interval)
 

@@ -40,7 +40,7 @@ def add_arguments(group) -> None:
     group.add_argument("--xapi-table", default=settings.XAPI_TABLE.default, env_var=settings.XAPI_TABLE.env,
                        help="raw xAPI table (default xapi_events_all)")
     group.add_argument("--xapi-time-column", default="emission_time", env_var="LOCUST_XAPI_TIME_COLUMN",
-                       help="event-time column, first in the table's ORDER BY (default emission_time)")
+                       help="event-time column, first in the table's ORDER BY (default %(default)s)")
 
 
 class Sampler:

@@ -31,6 +31,7 @@ from locust.runners import (
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
 from lifecycle import checks, end
+from lifecycle import run as identity
 from lifecycle.end import (  # noqa: F401 - also found here, their former home
     add_run_extra,
     describe_run,
@@ -40,6 +41,7 @@ from lifecycle.end import (  # noqa: F401 - also found here, their former home
     run_measured,
 )
 from lifecycle.exit_codes import ExitCode
+from lifecycle.run import run_id
 from monitors import e2e
 from monitors import samplers as sampling
 from monitors import sink as sinks
@@ -48,10 +50,8 @@ from monitors.loop import Sampling, close_all, drain_verdict, store_sample
 from monitors.planned import planned_stats
 from monitors.sink import Sink
 from plumbing import chclient, histogram, logs, run_state, settings
-from plumbing.options import OptionError
-from plumbing.redaction import redact, redact_options, redact_text
-from plumbing.runid import new_run_id
-from plumbing.versions import versions
+from plumbing.options import OptionError, non_negative_float, positive_float
+from plumbing.redaction import redact, redact_text
 from plumbing.web_options import per_test
 
 log = logging.getLogger("monitors")
@@ -67,10 +67,6 @@ FINAL_REPORT_WAIT = 3 * WORKER_REPORT_INTERVAL
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
     g = parser.add_argument_group("pipeline monitor")
-    g.add_argument("--run-id", default=settings.RUN_ID.default, env_var=settings.RUN_ID.env,
-                   help="id of this run (default: a new one, UTC time + random, at each test start)")
-    per_test(g.add_argument("--run-tags", default="", env_var="LOCUST_RUN_TAGS",
-                   help="comma-separated tags stored with the run (e.g. baseline,2-workers)"))
     g.add_argument("--no-monitor", action="store_true", default=False, env_var="LOCUST_NO_MONITOR",
                    help="do not sample or store anything (e.g. a standalone `python -m monitors` runs)")
     g.add_argument("--clickhouse-url", default=settings.CLICKHOUSE_URL.default, env_var=settings.CLICKHOUSE_URL.env,
@@ -79,10 +75,10 @@ def _options(parser) -> None:
     g.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.default,
                    env_var=settings.MONITOR_DATABASE.env,
                    help="database of load_test_runs / load_test_stats and the typed tables (default event_sink)")
-    per_test(g.add_argument("--monitor-interval", type=float, default=float(settings.MONITOR_INTERVAL.default),
+    per_test(g.add_argument("--monitor-interval", type=positive_float, default=float(settings.MONITOR_INTERVAL.default),
                    env_var=settings.MONITOR_INTERVAL.env,
-                   help="seconds between monitor samples (default 5)"))
-    per_test(g.add_argument("--drain-timeout", type=float, default=float(settings.DRAIN_TIMEOUT.default),
+                   help="seconds between monitor samples (default %(default)s)"))
+    per_test(g.add_argument("--drain-timeout", type=non_negative_float, default=float(settings.DRAIN_TIMEOUT.default),
                    env_var=settings.DRAIN_TIMEOUT.env,
                    help="after the test stops, sample until every backlog is 0 or this many seconds pass"))
     g.add_argument("--spill-dir", default=settings.SPILL_DIR.default, env_var=settings.SPILL_DIR.env,
@@ -101,7 +97,7 @@ def _check_options(environment, runner=None, **_kw) -> None:
     if o is None or o.no_monitor:
         return
     try:
-        sampling.parse_backends(o.monitor_backend)
+        sampling.chosen(o)
         sampling.timeouts(o)
         sinks.check_timeouts(o.clickhouse_connect_timeout, o.clickhouse_timeout)
         chclient.parse_url(o.clickhouse_url)
@@ -117,10 +113,6 @@ def _check_options(environment, runner=None, **_kw) -> None:
             close_all(sampling.build_samplers(o))
         except Exception as exc:  # noqa: BLE001 - ValueError, or a client library's config error
             raise OptionError(redact_text(str(exc))) from None
-    if not o.monitor_interval > 0:
-        raise OptionError(f"--monitor-interval {o.monitor_interval}: expected seconds > 0")
-    if o.drain_timeout < 0:
-        raise OptionError(f"--drain-timeout {o.drain_timeout}: expected seconds >= 0")
     if o.check_e2e_p95 is not None and not o.check_e2e_p95 > 0:
         raise OptionError(f"--check-e2e-p95 {o.check_e2e_p95}: expected milliseconds > 0")
 
@@ -302,11 +294,6 @@ class Monitor:
                                              **fields})
 
 
-def _options_for_storage(o) -> dict:
-    """Options as stored with the run: secrets redacted."""
-    return redact_options(dict(sorted(vars(o).items())))
-
-
 # Each sample as it is taken (listeners: environment, run_id, time, stats by source, backlogs by
 # source, request_rows: the interval's rows of load_test_request_stats), e.g. the web UI's charts.
 sampled = EventHook()
@@ -317,8 +304,6 @@ class MonitorRun:
     """The monitor's state in this Locust process (plumbing.run_state)."""
 
     monitor: Monitor | None = None  # the current test's (None with --no-monitor)
-    run_id: str = ""
-    used_run_ids: set[str] = field(default_factory=set)  # a second test from the web UI gets a new id
     worker_users: dict[str, int] = field(default_factory=dict)  # master: worker id -> users in its last report
 
 
@@ -336,7 +321,7 @@ def _web_ui(environment, **_kw) -> None:
 
     def latest() -> tuple[str, dict]:
         run = _run(environment)
-        return run.run_id, (run.monitor.latest if run.monitor is not None else None) or {}
+        return run_id(environment), (run.monitor.latest if run.monitor is not None else None) or {}
 
     webui.install(environment, latest)
     if environment.web_ui is not None:  # the charts' points are kept only for a web UI to show
@@ -368,19 +353,12 @@ def workers_with_users(environment) -> set[str]:
     return reported | {c.id for c in runner.clients.values() if c.user_count and c.state != STATE_MISSING}
 
 
-@events.test_start.add_listener
-def _start(environment, **_kw) -> None:
-    o = environment.parsed_options
-    if isinstance(environment.runner, WorkerRunner):
-        return
-    previous = _monitor(environment)
-    if previous is not None and not previous.finished:
-        end.end(environment)  # the previous test's (web UI): its phases and end row first
+@end.run_started.add_listener
+def _start(environment, run_id: str, start: dict, meta: dict, **_kw) -> None:
+    """The run (lifecycle) started a test on the master or a local runner: sample it, store its rows."""
+    o, rid = environment.parsed_options, run_id
     run = _run(environment)
-    given = settings.RUN_ID.resolve(o.run_id if o is not None else None)
-    rid = given if given and given not in run.used_run_ids else new_run_id()
-    run.used_run_ids.add(rid)
-    run.run_id, run.monitor = rid, None
+    run.monitor = None
     if o is None or o.no_monitor:
         return
     results = settings.RESULTS_DIR.resolve()
@@ -390,13 +368,8 @@ def _start(environment, **_kw) -> None:
     mon = Monitor(environment, rid, sink, samplers, o.monitor_interval, o.drain_timeout,
                   Path(results) if results else None)
     run.monitor = mon
-    tags = [t.strip() for t in (o.run_tags or "").split(",") if t.strip()]
-    mon.run_row("start", {"tags": tags, "locustfile": o.locustfile, "host": redact(o.host or ""),
-                          "backends": sampling.parse_backends(o.monitor_backend), "users": o.num_users,
-                          "spawn_rate": o.spawn_rate, **end.start_fields(environment)})
-    mon.meta_row(1, locustfile=str(o.locustfile), host=redact(o.host or ""), tags=tags,
-                 options=json.dumps(_options_for_storage(o), default=str), versions=json.dumps(versions()),
-                 exit_code=-1)
+    mon.run_row("start", {"backends": sampling.chosen(o), **start})
+    mon.meta_row(1, **meta, exit_code=-1)
     log.info("monitor: run %s, sampling %s every %.1f s into %s/%s", rid, ", ".join(samplers), o.monitor_interval,
              redact(o.clickhouse_url), o.monitor_database)
     mon.greenlet = gevent.spawn(mon.run)
@@ -462,12 +435,8 @@ def _end_rows(environment, exit_code: int, **_kw) -> None:
              "max_backlog": mon.max_backlog, "exit_code": exit_code, "sample_errors": mon.sample_errors,
              "interrupted": bool(end.interrupted(environment))}
     mon.run_row("end", extra)
-    o = environment.parsed_options
-    tags = [t.strip() for t in (o.run_tags or "").split(",") if t.strip()] if o else []
-    mon.meta_row(2, ended=time.time(), locustfile=str(getattr(o, "locustfile", "")),
-                 host=redact(getattr(o, "host", "") or ""),
-                 tags=tags, options=json.dumps(_options_for_storage(o), default=str) if o else "{}",
-                 versions=json.dumps(versions()), exit_code=exit_code, drained=1 if mon.drained else 0,
+    mon.meta_row(2, ended=time.time(), **identity.meta(environment), exit_code=exit_code,
+                 drained=1 if mon.drained else 0,
                  drain_seconds=mon.drain_seconds or 0.0, max_backlog=mon.max_backlog, extra=json.dumps(extras))
     mon.sampling.close()
     if mon.sink:
@@ -477,15 +446,6 @@ def _end_rows(environment, exit_code: int, **_kw) -> None:
 
 
 # -- API for the rest of the suite --------------------------------------------------------------
-def run_id(environment) -> str:
-    """The current run's id (set at test start; LOCUST_RUN_ID or --run-id when given)."""
-    run = _run(environment)
-    if not run.run_id:
-        o = environment.parsed_options
-        run.run_id = settings.RUN_ID.resolve(o.run_id if o is not None else None) or new_run_id()
-    return run.run_id
-
-
 def record_sample(environment, source: str, sample: dict) -> None:
     """Add a sample from outside the monitor (e.g. MQTT $SYS figures) to the next stored sample."""
     mon = _monitor(environment)
@@ -501,6 +461,23 @@ def add_sampler(environment, name: str, sampler) -> bool:
         return False
     mon.samplers[name] = sampler
     return True
+
+
+def sample_interval(environment) -> float:
+    """Seconds between the monitor's samples (--monitor-interval), for samplers of their own."""
+    return environment.parsed_options.monitor_interval
+
+
+def drain_timeout(environment) -> float:
+    """How long the run's end waits for the pipeline to drain (--drain-timeout)."""
+    return environment.parsed_options.drain_timeout
+
+
+def store_target(options) -> tuple[str, str] | None:
+    """The ClickHouse URL and database the run's rows go to; None without this plugin's options."""
+    if not hasattr(options, "monitor_database"):
+        return None
+    return options.clickhouse_url, options.monitor_database
 
 
 def measuring(environment) -> bool:

@@ -43,6 +43,11 @@ def parse_backends(values) -> list[str]:
     return out
 
 
+def chosen(options) -> list[str]:
+    """The backends --monitor-backend names (ValueError names an unknown one)."""
+    return parse_backends(getattr(options, "monitor_backend", []))
+
+
 def add_arguments(parser) -> None:
     """Every sampler's options, in groups, on a Locust or configargparse parser."""
     group = parser.add_argument_group("pipeline monitor: samplers")
@@ -76,11 +81,11 @@ def timeouts(options) -> dict[str, float]:
 def build_samplers(options) -> dict[str, Sampler]:
     """The host sampler, and for any backend chosen, the ClickHouse sampler and the backend's."""
     samplers: dict[str, Sampler] = {}
-    chosen = parse_backends(getattr(options, "monitor_backend", []))
+    backends_chosen = chosen(options)
     try:
-        if chosen:
+        if backends_chosen:
             samplers["clickhouse"] = clickhouse.from_options(options)
-        for name in chosen:
+        for name in backends_chosen:
             samplers[name] = backends.get(name).sampler(options)
         samplers["host"] = host.from_options(options)
     except Exception:

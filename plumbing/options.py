@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 
 class OptionError(SystemExit):
     """A bad option: Locust exits with this one line (no traceback) and a non-zero code."""
@@ -14,3 +16,26 @@ def require(ok: bool, message: str) -> None:
     """Exit with `message` (name the bad value and what was expected) unless `ok`."""
     if not ok:
         raise OptionError(message)
+
+
+# argparse `type=` validators (as Locust's own argument_parser.py does): a bad value from the command line,
+# a LOCUST_* variable or locust.conf exits with argparse's one line naming the option, the value and what
+# was expected.
+def _number(name: str, kind: type, test, expected: str):
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}") from None
+        if not test(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}")
+        return value
+
+    convert.__name__ = name  # argparse names the type in its "invalid <name> value" errors
+    return convert
+
+
+positive_int = _number("positive_int", int, lambda v: v >= 1, "an integer >= 1")
+non_negative_int = _number("non_negative_int", int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _number("positive_float", float, lambda v: v > 0, "a number > 0")
+non_negative_float = _number("non_negative_float", float, lambda v: v >= 0, "a number >= 0")

@@ -10,7 +10,7 @@ import time
 from locust import User, events, task
 
 PLUGINS = ["monitors.locust_plugin", "loadtesting.locust_plugin", "generators.open_model", "lifecycle.end"]
-PHASES = ["load_finished", "pipeline_draining", "pipeline_drained", "run_measured", "run_ending"]
+PHASES = ["run_started", "load_finished", "pipeline_draining", "pipeline_drained", "run_measured", "run_ending"]
 REVERSE = os.environ.get("LIFECYCLE_ORDER") == "reverse"
 
 modules = [importlib.import_module(name) for name in (reversed(PLUGINS) if REVERSE else PLUGINS)]

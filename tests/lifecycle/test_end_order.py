@@ -13,10 +13,10 @@ from plumbing import chclient
 from tests.helpers import run_locust
 
 LOCUSTFILE = str(Path(__file__).with_name("order_locustfile.py"))
-PHASES = ["load_finished", "pipeline_draining", "pipeline_drained", "run_measured", "run_ending"]
+PHASES = ["run_started", "load_finished", "pipeline_draining", "pipeline_drained", "run_measured", "run_ending"]
 
 
-def end_of_run(clickhouse, tmp_path: Path, order: str) -> tuple[int, list[str], dict, dict]:
+def end_of_run(clickhouse, tmp_path: Path, order: str) -> tuple[int, list[str], dict, dict, dict]:
     run_id = f"t-order-{order}"
     out = tmp_path / order
     out.mkdir()
@@ -30,15 +30,19 @@ def end_of_run(clickhouse, tmp_path: Path, order: str) -> tuple[int, list[str], 
     try:
         (end_row,), = client.execute("SELECT extra FROM event_sink.load_test_runs WHERE run_id = %(r)s AND "
                                      "event_type = 'end'", {"r": run_id})
+        (start_row,), = client.execute("SELECT extra FROM event_sink.load_test_runs WHERE run_id = %(r)s AND "
+                                       "event_type = 'start'", {"r": run_id})
     finally:
         client.disconnect()
-    return done.returncode, phases, final, json.loads(end_row)
+    return done.returncode, phases, final, json.loads(end_row), json.loads(start_row)
 
 
 @pytest.mark.parametrize("order", ["forward", "reverse"])
 def test_the_phases_come_in_one_order_whatever_the_registration_order(clickhouse, tmp_path, order):
-    code, phases, final, end_row = end_of_run(clickhouse, tmp_path, order)
+    code, phases, final, end_row, start_row = end_of_run(clickhouse, tmp_path, order)
     assert phases == PHASES
+    # The run (lifecycle.run) started it with the given id; the monitor stored what it was handed.
+    assert start_row["locustfile"] == LOCUSTFILE and start_row["users"] == 2 and start_row["backends"] == []
     # A check judged after every measurement: its code is the process's and the end row's.
     assert code == 4 and end_row["exit_code"] == 4
     # Every figure was in before the end row and stats.json: the final count, the open model's summary.

@@ -121,7 +121,8 @@ def test_fail_ratio_check_sets_its_exit_code(clickhouse, ch, tmp_path):
 @pytest.mark.parametrize(("args", "message"), [
     (["--monitor-backend", "rabbit"],
      "error: --monitor-backend 'rabbit' is unknown; expected one of: celery, redis_bus, kafka_bus, vector"),
-    (["--monitor-interval", "0"], "error: --monitor-interval 0.0: expected seconds > 0"),
+    (["--monitor-interval", "0"], "locust: error: argument --monitor-interval: '0': expected a number > 0"),
+    (["--drain-timeout", "-1"], "locust: error: argument --drain-timeout: '-1': expected a number >= 0"),
     (["--clickhouse-url", "http://127.0.0.1:8123"],
      "error: ClickHouse URL 'http://127.0.0.1:8123' is not clickhouse://user[:password]@host[:port]/database"),
     (["--sampler-timeout", "rdis=3"],

@@ -1,0 +1,81 @@
+"""The run's identity and its start: its id, its tags, the fields of its `start` row and of its metadata.
+
+`lifecycle.end` starts each test's run (a new id for each test from the web UI) and fires
+`lifecycle.end.run_started(environment, run_id, start, meta)` on the master or a local runner: the
+monitor listens and stores the rows. Anything may ask for `run_id(environment)` at any time.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from locust import events
+
+from plumbing import run_state, settings
+from plumbing.redaction import redact, redact_options
+from plumbing.runid import new_run_id
+from plumbing.versions import versions
+from plumbing.web_options import per_test
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser) -> None:
+    g = parser.add_argument_group("run")
+    g.add_argument("--run-id", default=settings.RUN_ID.default, env_var=settings.RUN_ID.env,
+                   help="id of this run (default: a new one, UTC time + random, at each test start)")
+    per_test(g.add_argument("--run-tags", default="", env_var="LOCUST_RUN_TAGS",
+                   help="comma-separated tags stored with the run (e.g. baseline,2-workers)"))
+
+
+@dataclass
+class RunIdentity:
+    """This process's run id (plumbing.run_state)."""
+
+    run_id: str = ""
+    used: set[str] = field(default_factory=set)  # a second test from the web UI gets a new id
+
+
+def _state(environment) -> RunIdentity:
+    return run_state.of(environment, RunIdentity)
+
+
+def _given(environment) -> str | None:
+    o = environment.parsed_options
+    return settings.RUN_ID.resolve(o.run_id if o is not None else None)
+
+
+def new_id(environment) -> str:
+    """A test starts: the given id (--run-id, LOCUST_RUN_ID) unless an earlier test used it, else a new one."""
+    run, given = _state(environment), _given(environment)
+    run.run_id = given if given and given not in run.used else new_run_id()
+    run.used.add(run.run_id)
+    return run.run_id
+
+
+def run_id(environment) -> str:
+    """The current run's id (set at test start; LOCUST_RUN_ID or --run-id when given)."""
+    run = _state(environment)
+    if not run.run_id:
+        run.run_id = _given(environment) or new_run_id()
+    return run.run_id
+
+
+def tags(options) -> list[str]:
+    return [t.strip() for t in (getattr(options, "run_tags", "") or "").split(",") if t.strip()]
+
+
+def meta(environment) -> dict:
+    """Fields of the run's metadata row: what ran, against what, with which options (secrets redacted)."""
+    o = environment.parsed_options
+    options = redact_options(dict(sorted(vars(o).items()))) if o is not None else {}
+    return {"locustfile": str(getattr(o, "locustfile", "")), "host": redact(getattr(o, "host", "") or ""),
+            "tags": tags(o), "options": json.dumps(options, default=str), "versions": json.dumps(versions())}
+
+
+def start_row(environment, described: dict) -> dict:
+    """Fields of the run's `start` row; `described`: what generators added with describe_run."""
+    o = environment.parsed_options
+    return {"tags": tags(o), "locustfile": getattr(o, "locustfile", None),
+            "host": redact(getattr(o, "host", "") or ""), "users": getattr(o, "num_users", None),
+            "spawn_rate": getattr(o, "spawn_rate", None), **described}
