@@ -155,6 +155,9 @@ class RateStep:
     verdict: str = ""  # PASS, FAIL or GENERATOR
     why: str = ""
     backlog_before: int | None = None  # sent − stored when the step started (a former step's leftover)
+    # Events past the bus but not yet stored ((sent − stored) − bus, per sample): its own trend says
+    # whether the stage after the bus fell behind too; it attributes, it does not judge the step.
+    between: dict = field(default_factory=dict)  # {start, end, slope, ci, samples, verdict}
     drain_s: float | None = None  # after a failed step: the time its backlog took to drain
     bus_before: int | None = None  # the bus backlog when the step started
     leftover: int = 0  # events a timed-out drain left before this step (its e2e p95 is then not judged)
@@ -246,16 +249,23 @@ def attribute(step: RateStep, bus_kind: str | None) -> tuple[str, str]:
         ch_note = (f"; ClickHouse delayed {ch.get('delayed_inserts', 0)} and rejected "
                    f"{ch.get('rejected_inserts', 0)} inserts (too many parts)")
     if bus is not None and bus["verdict"] == GROWING:
-        # What left the bus reached ClickHouse: the sent − stored backlog is no more than the bus's.
-        if e2e is None or e2e["slope"] - bus["slope"] <= e2e_tolerance(step):
+        # What left the bus reached ClickHouse: what lies between them did not grow. Judged by that
+        # series' own trend and interval when both were sampled together (a consumer's batch in hand
+        # makes a sawtooth the two slopes' difference alone would read as growth); else by the slopes.
+        between = step.between.get("verdict")
+        kept_pace = (between != GROWING if between is not None
+                     else e2e["slope"] - bus["slope"] <= e2e_tolerance(step))
+        if e2e is None or kept_pace:
             stage = bus_kind or CONSUMERS
             what = {CELERY: "Celery queues", CLICKHOUSE: "the sink's lag (received − sent)"}.get(stage, "bus lag")
             evidence = f"{what} grew {bus['slope']:+.1f}/s"
             if e2e is not None:
                 evidence += f" while ClickHouse kept pace with what left it (sent − stored grew {e2e['slope']:+.1f}/s)"
             return stage, evidence + host
-        return UNDETERMINED, (f"the bus backlog grew {bus['slope']:+.1f}/s and sent − stored faster "
-                              f"({e2e['slope']:+.1f}/s): more than one stage fell behind")
+        grew = (f"what lay between the bus and ClickHouse grew too ({step.between['slope']:+.1f} ± "
+                f"{step.between['ci']:.1f}/s)" if step.between else f"sent − stored faster ({e2e['slope']:+.1f}/s)")
+        return UNDETERMINED, (f"the bus backlog grew {bus['slope']:+.1f}/s and {grew}: more than one stage "
+                              "fell behind")
     if e2e is not None and e2e["verdict"] == GROWING:
         if bus is not None and bus["verdict"] == FLAT:
             return (CLICKHOUSE,

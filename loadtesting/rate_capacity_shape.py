@@ -318,6 +318,14 @@ class RateSearch(LoadTestShape):
             trends[name] = tr
             step.backlog[name] = {"start": points[0][1], "end": points[-1][1], "slope": tr.slope,
                                   "ci": tr.half_width, "samples": tr.samples, "verdict": tr.verdict}
+        both = [(s["t"], self._e2e_backlog(s, 0) - s["bus"]) for s in window
+                if s.get("stored") is not None and "bus" in s]
+        step.between = {}
+        if len(both) >= 4:
+            t0 = both[0][0]
+            tr = rc.trend([t - t0 for t, _ in both], [float(v) for _, v in both], tol)
+            step.between = {"start": both[0][1], "end": both[-1][1], "slope": tr.slope, "ci": tr.half_width,
+                            "samples": tr.samples, "verdict": tr.verdict}
         return trends
 
     def _figures(self, step: rc.RateStep, c0: _Counts, c1: _Counts, lat0: int, window: list[dict]) -> None:

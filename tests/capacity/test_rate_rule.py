@@ -112,6 +112,18 @@ def test_a_growing_bus_with_clickhouse_keeping_pace_names_the_consumers_or_celer
     assert stage == rc.CELERY and "Celery queues grew" in why
 
 
+def test_the_stage_after_the_bus_is_judged_by_its_own_trend_not_by_the_slopes_difference():
+    # A consumer holding a batch makes sent − stored a sawtooth: its slope above the bus's is noise
+    # when what lies between them is not shown growing.
+    sawtooth = evidence(rc.GROWING, rc.GROWING, e2e_slope=8.1, bus_slope=5.1,
+                        between={"slope": 3.0, "ci": 4.0, "verdict": rc.UNCLEAR})
+    assert rc.attribute(sawtooth, rc.CONSUMERS)[0] == rc.CONSUMERS
+    both = evidence(rc.GROWING, rc.GROWING, e2e_slope=40.0, bus_slope=5.0,
+                    between={"slope": 35.0, "ci": 2.0, "verdict": rc.GROWING})
+    stage, why = rc.attribute(both, rc.CONSUMERS)
+    assert stage == rc.UNDETERMINED and "between the bus and ClickHouse grew too" in why
+
+
 def test_a_flat_bus_with_sent_minus_stored_growing_names_the_clickhouse_insert_path():
     stage, why = rc.attribute(evidence(rc.FLAT, rc.GROWING, bus_slope=0.1,
                                        clickhouse={"delayed_inserts": 4, "rejected_inserts": 0}), rc.CONSUMERS)

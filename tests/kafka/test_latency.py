@@ -12,7 +12,7 @@ import time
 from monitors.kafka_latency import RECENT, LatencyStats, SeqRanges, check_start
 from plumbing.locust_csv import read_locust_stats
 from plumbing.percentile import percentile
-from tests.helpers import REPO, run_locust
+from tests.helpers import REPO, run_locust, wait_for
 from tests.kafka.conftest import latency_cli, produce_output, producer
 
 
@@ -160,9 +160,37 @@ def test_injected_delay_is_reported_within_1_ms_at_every_percentile(kafka, topic
     out, _ = consumer.communicate(timeout=120)
     t = total(out)
     assert t["messages"] == 200, out[-2000:]
-    for key in ("avg", "p50", "p95", "p99"):
-        assert 300 <= t[key] <= 301, (key, t)
+    # The truth, read from the output topic itself: each message's CreateTime minus the input time it
+    # carries. The processor held each one at least the delay; how much later a busy machine let it
+    # produce is the pipeline's own time, which the report must give exactly, not a figure of ours.
+    deltas = sorted(output_deltas(kafka, topics[1], since_ms=t0, count=200))
+    assert deltas[0] >= 300, deltas[:5]
+    truth = {"avg": sum(deltas) / len(deltas), "p50": percentile(deltas, 0.50), "p95": percentile(deltas, 0.95),
+             "p99": percentile(deltas, 0.99)}
+    for key, value in truth.items():
+        assert abs(t[key] - value) <= 1, (key, t, truth)
     assert t["timestamps"] == "CreateTime 200"  # Tansu gives CreateTime only, and it is reported
+
+
+def output_deltas(kafka, topic: str, since_ms: int, count: int) -> list[int]:
+    """CreateTime − timestamp_start (ms) of the first `count` messages of `topic` from `since_ms` on."""
+    from confluent_kafka import Consumer
+
+    c = Consumer({"bootstrap.servers": kafka.url, "group.id": f"truth-{topic}", "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    deltas: list[int] = []
+    try:
+        def read() -> bool:
+            msg = c.poll(0.5)
+            if msg is not None and not msg.error():
+                start = json.loads(msg.value()).get("timestamp_start")
+                if start is not None and start >= since_ms:
+                    deltas.append(msg.timestamp()[1] - start)
+            return len(deltas) >= count
+        wait_for(read, timeout=90, what=f"{count} messages on {topic}")
+    finally:
+        c.close()
+    return deltas
 
 
 def test_every_produced_message_comes_out_once(kafka, topics, processor, tmp_path):
