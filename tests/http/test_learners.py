@@ -44,7 +44,9 @@ def test_task_weights_hold(site, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     stats = read_locust_stats(prefix)
     observed = {name: int(stats[name]["Request Count"]) for name in TASK_WEIGHTS}
-    assert sum(observed.values()) >= 1000, observed
+    # Enough for the test to have power (every expected count well above 5), not a speed: a loaded
+    # machine serves a few hundred in 10 s where an idle one serves thousands.
+    assert sum(observed.values()) >= 200, observed
     # df = 2: P(chi2 > 13.82) = 0.001, so a correct mix fails this one time in a thousand.
     assert chi_square(observed, TASK_WEIGHTS) < 13.82, observed
 
