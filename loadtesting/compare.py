@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from loadtesting.report import charts
 from loadtesting.report import data as report_data
 from loadtesting.report.findings import fmt
 
@@ -673,14 +674,7 @@ def chart(c: Comparison, path: Path) -> Path | None:
     if not drawn:
         plt.close(fig)
         return None
-    ax.set_xlabel("seconds since start")
-    ax.set_ylabel("p95 per interval (ms)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return charts.finish(fig, ax, "seconds since start", "p95 per interval (ms)", path)
 
 
 # -- command line ----------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ def charts(data: RunData, out: Path) -> list[Path]:
         for name, series in data.e2e.items():
             ax.plot([t - t0 for t, _ in series], [v for _, v in series], label=name, linewidth=1.2)
         _shade(ax, data, t0)
-        made.append(_finish(fig, ax, "seconds since start", "end-to-end p95 ms per interval", out / "e2e.png"))
+        made.append(finish(fig, ax, "seconds since start", "end-to-end p95 ms per interval", out / "e2e.png"))
 
     if data.capacity and data.capacity.get("steps") and "sustained_per_second" not in data.capacity:
         steps = data.capacity["steps"]
@@ -83,7 +83,7 @@ def charts(data: RunData, out: Path) -> list[Path]:
             ax.annotate("ok" if s["ok"] else "fail", (s["users"], s["rps"]), fontsize=7,
                         color="#2ca02c" if s["ok"] else "#d62728", textcoords="offset points", xytext=(0, 6))
         ax.axvline(data.capacity["max_sustainable_users"], color="#2ca02c", linestyle="--", label="max sustainable")
-        made.append(_finish(fig, ax, "users", "requests/s", out / "capacity.png"))
+        made.append(finish(fig, ax, "users", "requests/s", out / "capacity.png"))
     return made
 
 
@@ -116,7 +116,7 @@ def rate_capacity_chart(cap: dict, path: Path) -> Path:
                          marker="o", capsize=3, color=colour, label=f"{name} backlog slope")
     low.plot(x, [cap["rule"]["backlog_tolerance"] * t for t in x], color="#d62728", linestyle=":",
              label="tolerance")
-    return _finish(fig, low, f"target {unit}/s", f"backlog growth ({unit}/s)", path)
+    return finish(fig, low, f"target {unit}/s", f"backlog growth ({unit}/s)", path)
 
 
 def lag_unit(series_name: str) -> str:
@@ -132,7 +132,8 @@ def lag_panels(lag: dict[str, list]) -> dict[str, dict[str, list]]:
     return panels
 
 
-def _finish(fig, ax, xlabel: str, ylabel: str, path: Path) -> Path:
+def finish(fig, ax, xlabel: str, ylabel: str, path: Path) -> Path:
+    """Label, grid and legend a chart, save it at `path` and close it (every chart of the suite ends so)."""
     import matplotlib.pyplot as plt
 
     ax.set_xlabel(xlabel)
