@@ -34,6 +34,7 @@ class RunIdentity:
 
     run_id: str = ""
     used: set[str] = field(default_factory=set)  # a second test from the web UI gets a new id
+    reserved: str = ""  # the id `reserve` chose for the test about to start
 
 
 def _state(environment) -> RunIdentity:
@@ -45,10 +46,25 @@ def _given(environment) -> str | None:
     return settings.RUN_ID.resolve(o.run_id if o is not None else None)
 
 
-def new_id(environment) -> str:
-    """A test starts: the given id (--run-id, LOCUST_RUN_ID) unless an earlier test used it, else a new one."""
+def _next(environment) -> str:
     run, given = _state(environment), _given(environment)
-    run.run_id = given if given and given not in run.used else new_run_id()
+    return given if given and given not in run.used else new_run_id()
+
+
+def reserve(environment) -> str:
+    """The id of the test about to start, known before it starts (e.g. to name its run folder): the
+    test's start takes this one. Reserving again before that start gives the same id."""
+    run = _state(environment)
+    if not run.reserved:
+        run.reserved = _next(environment)
+    return run.reserved
+
+
+def new_id(environment) -> str:
+    """A test starts: the reserved id, else the given one (--run-id, LOCUST_RUN_ID) unless an earlier
+    test used it, else a new one."""
+    run = _state(environment)
+    run.run_id, run.reserved = run.reserved or _next(environment), ""
     run.used.add(run.run_id)
     return run.run_id
 

@@ -55,8 +55,7 @@ def parser() -> configargparse.ArgumentParser:
                    help="after the run's end row, sample until drained or this many seconds (default 300)")
     p.add_argument("--wait-timeout", type=float, default=0.0, env_var="LOCUST_WAIT_TIMEOUT",
                    help="give up waiting for a run after this many seconds (default 0: wait forever)")
-    p.add_argument("--spill-dir", default=settings.SPILL_DIR.default, env_var=settings.SPILL_DIR.env)
-    sinks.add_arguments(p)
+    sinks.add_arguments(p)  # --spill-dir and the timeouts
     sampling_options.add_arguments(p)
     return p
 
@@ -146,8 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         sampling_options.parse_backends(args.monitor_backend)
-        sampling_options.timeouts(args)
-        sinks.check_timeouts(args.clickhouse_connect_timeout, args.clickhouse_timeout)
+        sampling_options.timeouts(args, args.monitor_interval)
         chclient.parse_url(args.clickhouse_url)
         check_database_name(args.monitor_database)
         if not args.monitor_interval > 0:
@@ -175,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         loop.close_all(samplers)
         return ExitCode.ERRORS  # no run
     log.info("monitoring run %s: %s every %.1f s", run_id, ", ".join(samplers), args.monitor_interval)
-    sampling = loop.Sampling(samplers, sampling_options.timeouts(args))
+    sampling = loop.Sampling(samplers, sampling_options.timeouts(args, args.monitor_interval))
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     drained = interrupted = False

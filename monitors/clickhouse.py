@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from monitors import sink
 from monitors.schema import check_database_name
 from plumbing import chclient, settings
 
@@ -144,8 +145,8 @@ class XapiTable:
 
     @classmethod
     def from_options(cls, options) -> XapiTable:
-        url = settings.CLICKHOUSE_URL.resolve(getattr(options, "xapi_clickhouse_url", None)
-                                              or getattr(options, "clickhouse_url", None))
+        # Without --xapi-clickhouse-url: the ClickHouse the run's rows go to (monitors.sink owns that option).
+        url = options.xapi_clickhouse_url or sink.url(options)
         return cls(url, options.xapi_database, options.xapi_table, options.xapi_time_column)
 
 

@@ -389,10 +389,9 @@ def parser():
     p.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.default, env_var=settings.MONITOR_DATABASE.env,
                    help="database of the run tables (default event_sink)")
     p.add_argument("--run-id", default=None, env_var=settings.RUN_ID.env, help="run id stored with the windows")
-    p.add_argument("--spill-dir", default=settings.SPILL_DIR.default, env_var=settings.SPILL_DIR.env)
     from monitors.sink import add_arguments
 
-    add_arguments(p)
+    add_arguments(p)  # --spill-dir and the timeouts
     return p
 
 
@@ -410,11 +409,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.wait_members < 0:
             raise ValueError(f"--wait-members {args.wait_members}: expected a count >= 0 (0: read the topic)")
         if args.clickhouse_url:
-            from monitors.sink import check_timeouts
-
             chclient.parse_url(args.clickhouse_url)
             check_database_name(args.monitor_database)
-            check_timeouts(args.clickhouse_connect_timeout, args.clickhouse_timeout)
         start = check_start(args.start)
         conf = consumer_config(kafka_conf.client_config(args.brokers), args.group)
         conf["session.timeout.ms"] = args.session_timeout_ms

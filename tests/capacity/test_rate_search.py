@@ -78,5 +78,5 @@ def test_a_bad_rate_option_is_a_one_line_error():
     done = subprocess.run([LOCUST, "-f", LOCUSTFILE, "--headless", "--no-monitor", "--capacity-search",
                            "--capacity-start-rate", "0"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
-    assert "--capacity-start-rate 0.0: expected events/s > 0" in done.stderr
+    assert "argument --capacity-start-rate: '0': expected a number > 0" in done.stderr
     assert "Traceback" not in done.stderr
