@@ -27,6 +27,7 @@ from monitors.loop import store_sample
 from monitors.schema import check_database_name
 from monitors.sink import Sink
 from plumbing import chclient, logs, settings
+from plumbing.options import non_negative_float, positive_float
 from plumbing.redaction import redact
 
 log = logging.getLogger("monitors")
@@ -47,13 +48,13 @@ def parser() -> configargparse.ArgumentParser:
     p.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.default,
                    env_var=settings.MONITOR_DATABASE.env)
     # --sleep-time: its former name (LOCUST_SLEEP_TIME is the tracking generator's pause between events).
-    p.add_argument("--monitor-interval", "--sleep-time", dest="monitor_interval", type=float,
+    p.add_argument("--monitor-interval", "--sleep-time", dest="monitor_interval", type=positive_float,
                    default=float(settings.MONITOR_INTERVAL.default), env_var=settings.MONITOR_INTERVAL.env,
                    help="seconds between samples (default 5), as in Locust")
-    p.add_argument("--drain-timeout", type=float, default=float(settings.DRAIN_TIMEOUT.default),
+    p.add_argument("--drain-timeout", type=non_negative_float, default=float(settings.DRAIN_TIMEOUT.default),
                    env_var=settings.DRAIN_TIMEOUT.env,
                    help="after the run's end row, sample until drained or this many seconds (default 300)")
-    p.add_argument("--wait-timeout", type=float, default=0.0, env_var="LOCUST_WAIT_TIMEOUT",
+    p.add_argument("--wait-timeout", type=non_negative_float, default=0.0, env_var="LOCUST_WAIT_TIMEOUT",
                    help="give up waiting for a run after this many seconds (default 0: wait forever)")
     sinks.add_arguments(p)  # --spill-dir and the timeouts
     sampling_options.add_arguments(p)
@@ -148,10 +149,6 @@ def main(argv: list[str] | None = None) -> int:
         sampling_options.timeouts(args, args.monitor_interval)
         chclient.parse_url(args.clickhouse_url)
         check_database_name(args.monitor_database)
-        if not args.monitor_interval > 0:
-            raise ValueError(f"--monitor-interval {args.monitor_interval}: expected seconds > 0")
-        if args.wait_timeout < 0:
-            raise ValueError(f"--wait-timeout {args.wait_timeout}: expected seconds >= 0 (0: wait forever)")
         samplers = sampling_options.build_samplers(args)  # bad sampler URLs fail here, before any waiting
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -63,6 +63,12 @@ CASES = {
                                       "clickhouse://user[:password]@host[:port]/database"),
     "kafka_latency, negative count": (lambda f: python("monitors.kafka_latency", "--topic", "t", "--messages", "-1"),
                                       "error: --messages -1: expected a count >= 0 (0: no limit)"),
+    "capacity, max below start": (lambda f: locust("http", "--capacity-search", "--capacity-max-users", "5"),
+                                  "error: --capacity-max-users 5: expected at least --capacity-start-users (10)"),
+    "rate search, too few samples": (lambda f: locust("tracking", "--no-e2e", "--capacity-search",
+                                                      "--capacity-step-time", "2"),
+                                     "error: --capacity-step-time 2: expected at least 4 samples "
+                                     "(--capacity-sample-interval 1)"),
     "run, a helper module": (lambda f: python("loadtesting.run", "lampi_data"),
                              "error: lampi_data: expected a kind (http, kafka, mqtt, tracking) "
                              "or the path of a .py locustfile"),
