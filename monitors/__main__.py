@@ -50,12 +50,12 @@ def parser() -> configargparse.ArgumentParser:
     # --sleep-time: its former name (LOCUST_SLEEP_TIME is the tracking generator's pause between events).
     p.add_argument("--monitor-interval", "--sleep-time", dest="monitor_interval", type=positive_float,
                    default=float(settings.MONITOR_INTERVAL.default), env_var=settings.MONITOR_INTERVAL.env,
-                   help="seconds between samples (default 5), as in Locust")
+                   help="seconds between samples (default %(default)g), as in Locust")
     p.add_argument("--drain-timeout", type=non_negative_float, default=float(settings.DRAIN_TIMEOUT.default),
                    env_var=settings.DRAIN_TIMEOUT.env,
-                   help="after the run's end row, sample until drained or this many seconds (default 300)")
+                   help="after the run's end row, sample until drained or this many seconds (default %(default)g)")
     p.add_argument("--wait-timeout", type=non_negative_float, default=0.0, env_var="LOCUST_WAIT_TIMEOUT",
-                   help="give up waiting for a run after this many seconds (default 0: wait forever)")
+                   help="give up waiting for a run after this many seconds (default %(default)g: wait forever)")
     sinks.add_arguments(p)  # --spill-dir and the timeouts
     sampling_options.add_arguments(p)
     return p
