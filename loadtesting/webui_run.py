@@ -93,6 +93,10 @@ def _init(environment, web_ui=None, **_kw) -> None:
         return  # the caller gave the one run folder (LOCUST_RESULTS_DIR: loadtesting.run, a script)
     state.active = True
     state.root = Path(environment.parsed_options.results).resolve()
+    if environment.parsed_options.autostart:
+        # The first test starts without the start form: its id and folder now, before any test_start
+        # listener (the run's start takes the reserved id whichever listener runs first).
+        _prepare(environment)
     from flask import jsonify, request
 
     def is_swarm() -> bool:

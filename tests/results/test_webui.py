@@ -227,3 +227,18 @@ def test_a_test_running_when_the_web_ui_is_ended_by_a_signal_still_gets_its_fold
     meta = json.loads((folder / "run.json").read_text())
     assert meta["exit_code"] == 143 and meta["interrupted"]
     assert FOLDER_FILES <= {p.name for p in folder.iterdir()}
+
+
+def test_an_autostarted_test_gets_the_folder_of_its_run_id(capped, clickhouse, tmp_path):
+    """--autostart starts the first test without the start form: its folder is named for the id the
+    run started with, whichever test_start listener runs first (its samples go there)."""
+    ui = start_web_ui(tmp_path, LOCUSTFILE, capped, "--clickhouse-url", clickhouse.url, "--monitor-interval", "0.5",
+                      "--autostart", "--autoquit", "0", "--run-time", "2s", "-u", "1", "-r", "1", "--no-sar")
+    try:
+        ui.proc.wait(timeout=90)
+        [folder] = list(ui.results.iterdir())
+        rows = (folder / "request_stats.jsonl").read_text().splitlines()
+        assert rows and {json.loads(line)["run_id"] for line in rows} == {folder.name}
+        assert json.loads((folder / "run.json").read_text())["run_id"] == folder.name
+    finally:
+        stop_web_ui(ui)
