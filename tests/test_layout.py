@@ -133,8 +133,9 @@ def option_declarations(root: Path = REPO) -> tuple[dict[str, set[str]], dict[st
 
 
 def _holder(node: ast.AST) -> bool:
+    """`o`, `options`, `opts`, `parsed_options`, or any of them as an attribute (`self.o`, `env.parsed_options`)."""
     return (isinstance(node, ast.Name) and node.id in OPTION_HOLDERS) or \
-        (isinstance(node, ast.Attribute) and node.attr == "parsed_options")
+        (isinstance(node, ast.Attribute) and node.attr in OPTION_HOLDERS)
 
 
 def option_reads(tree: ast.AST) -> list[tuple[int, str]]:
