@@ -4,6 +4,7 @@ Locust's Environment (plumbing.run_state and event hooks carry it)."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 from tests.helpers import REPO
@@ -29,9 +30,15 @@ SUITE = {*MAY_IMPORT, "tests"}
 LOCUST_SETTABLE = {"process_exit_code", "shape_class"}
 
 
-def sources(package: str):
-    for path in sorted((REPO / package).rglob("*.py")):
-        yield path, ast.parse(path.read_text(), str(path))
+@functools.cache
+def parsed(path: Path) -> ast.Module:
+    """The tree of a source file (read once for all the rules below)."""
+    return ast.parse(path.read_text(), str(path))
+
+
+def sources(package: str, root: Path = REPO):
+    for path in sorted((root / package).rglob("*.py")):
+        yield path, parsed(path)
 
 
 def imported(tree: ast.AST) -> set[str]:
@@ -120,8 +127,8 @@ def option_declarations(root: Path = REPO) -> tuple[dict[str, set[str]], dict[st
     plugin: dict[str, set[str]] = {}
     every: dict[str, set[str]] = {}
     for package in PLUGIN_PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
-            tree, name = ast.parse(path.read_text(), str(path)), str(path.relative_to(root))
+        for path, tree in sources(package, root):
+            name = str(path.relative_to(root))
             standalone = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and _makes_a_parser(f)
                           for n in ast.walk(f)}
             for node in ast.walk(tree):
@@ -155,9 +162,9 @@ def cross_option_reads(root: Path = REPO) -> list[tuple[str, int, str]]:
     plugin, every = option_declarations(root)
     found = []
     for package in PLUGIN_PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
+        for path, tree in sources(package, root):
             name = str(path.relative_to(root))
-            found += [(name, line, option) for line, option in option_reads(ast.parse(path.read_text(), str(path)))
+            found += [(name, line, option) for line, option in option_reads(tree)
                       if option in plugin and option not in every.get(name, set())]
     return found
 
