@@ -92,8 +92,9 @@ def test_no_code_keeps_state_on_locusts_environment() -> None:
 # are programs of their own.
 PLUGIN_PACKAGES = ("plumbing", "backends", "lifecycle", "monitors", "loadtesting", "generators", "locustfiles")
 OPTION_HOLDERS = {"o", "options", "opts", "parsed_options"}  # names an options namespace goes by
-# Reads the ro-entry branch (issue 22) is moving into the modules that declare them; remove each
-# pair once that lands: (module, option).
+# Reads the ro-entry branch (issue 22) is moving into the modules that declare them (the capacity
+# ones become `capacity.searching(o)` and `rate_capacity.start_rate(o)`); remove each pair once that
+# lands: (module, option).
 CROSS_READS_BEING_FIXED = {
     ("backends/kafka_bus.py", "delivery_timeout"),
     *(("generators/kafka_producer.py", name) for name in (
