@@ -20,7 +20,7 @@ USERS      ?= 100
 SPAWN_RATE ?= 10
 RUN_TIME   ?= 60s
 PROFILE    ?= baseline
-BACKEND    ?= redis_bus
+BACKEND    ?=
 
 .PHONY: help setup apt browser venv venv-ralph demo test lint http-test bench stack-up stack-down stack-status clean
 
@@ -29,7 +29,7 @@ BACKEND    ?= redis_bus
 stack_or_venv = $(if $(strip $(1)),venv,setup)
 
 help:
-	@echo "make demo        local stack, 10,000 LAMPI users, a 60 s headless HTTP test, 5,000 tracking events via redis_bus"
+	@echo "make demo        local stack, 10,000 LAMPI users, a 60 s headless HTTP test, 5,000 tracking events through the reference pipeline (BACKEND=)"
 	@echo "make test        run the test suite (real servers on free loopback ports)"
 	@echo "make http-test   headless HTTP run against HOST (default: the local site; USERS, SPAWN_RATE, RUN_TIME)"
 	@echo "make bench       generator benchmarks against native tools (ratios)"
@@ -81,12 +81,8 @@ stack-status:
 
 # The main job: local stack, 10,000 users, a headless HTTP run; results/<run-id>/ printed at the end.
 demo: setup
-	@set -e; trap '$(PY) -m stack down >/dev/null' EXIT; \
-	$(PY) -m stack up --site-profile $(PROFILE); \
-	source $(RUN_DIR)/stack/stack.env; \
-	LAMPISITE_PROFILE=$(PROFILE) LAMPISITE_DATA_DIR=$(RUN_DIR)/stack/site $(PY) targets/lampisite/manage.py loadtestingdata; \
-	$(PY) -m loadtesting.run http --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME); \
-	$(PY) -m loadtesting.pipeline_run redis_bus --events 5000 --eps 500
+	$(PY) -m stack run --site-profile $(PROFILE) --site-data -- \
+	  $(PY) -m loadtesting.demo --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME) $(if $(BACKEND),--backend $(BACKEND))
 
 test: setup browser
 	$(VENV)/bin/ruff check .
