@@ -15,6 +15,7 @@ import argparse
 import logging
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -62,16 +63,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _router(a) -> Router:
-    store = Store(a.clickhouse_url, a.xapi_database, a.xapi_table)
-    return Router(a.redis_url, store, a.batch_size, a.batch_interval, a.backend_name)
-
-
 def _bus_worker(a, index: int) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s pipeline[{a.backend}#{index}] %(message)s")
     quiet_client_logs()
     stop = consumers.stop_event()
-    router = _router(a)
+    router = Router(a.redis_url, Store(a.clickhouse_url, a.xapi_database, a.xapi_table), a.batch_size,
+                    a.batch_interval, a.backend_name, stopping=stop)
     router.start_timer()
     try:
         topic = f"{a.topic_prefix}-analytics"
@@ -98,7 +95,7 @@ def _run_celery(a) -> int:
            "-P", "threads", "-c", str(a.workers), "--without-gossip", "--without-mingle", "--without-heartbeat",
            "-l", "WARNING", "-n", f"pipeline-{os.getpid()}@%h"]
     proc = subprocess.Popen(cmd, env=env)
-    stop = consumers.stop_event()
+    stop = consumers.stop_event(grace=consumers.STOP_GRACE + 5)  # Celery's own warm shutdown first
     stop.wait()
     proc.terminate()
     return proc.wait()
@@ -125,13 +122,13 @@ def _run_bus(a) -> int:
         p.start()
     if a.ready_file:
         a.ready_file.touch()
-    stop = consumers.stop_event()
+    stop = consumers.stop_event(grace=consumers.STOP_GRACE + 5)  # the workers' own grace first
     stop.wait()
     for p in procs:
         if p.pid:
-            os.kill(p.pid, 15)
+            os.kill(p.pid, signal.SIGTERM)
     for p in procs:
-        p.join(timeout=30)
+        p.join()
     return 0
 
 
