@@ -4,15 +4,7 @@ SHELL := /bin/bash
 
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
-LOCUST  := $(VENV)/bin/locust
-SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RUN_DIR := .run
-
-# Debian packages: the servers of the local stack and the native tools the benchmarks compare with.
-APT_PACKAGES := clickhouse-server clickhouse-client redis-server mosquitto mosquitto-clients \
-                nginx-light sysstat wrk kcat iproute2 faketime
-# A program from each package above; `apt` installs only when one is missing.
-APT_PROGRAMS := clickhouse-server clickhouse-client redis-server mosquitto mosquitto_pub nginx sar wrk kcat ip faketime
 
 # HTTP run settings (make http-test / demo); every LOCUST_* variable also works.
 HOST       ?=
@@ -39,22 +31,13 @@ help:
 
 setup: apt venv venv-ralph
 
+# Debian packages (stack/packages.py lists them), only those missing; the system's python3, before any venv.
 apt:
-	@missing=""; for p in $(APT_PROGRAMS); do \
-	  command -v $$p >/dev/null 2>&1 || [ -x /usr/sbin/$$p ] || [ -x /usr/bin/$$p ] || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages (missing:$$missing)"; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
-	fi
+	@python3 -m stack.packages stack
 
 # Headless Chromium and its driver: only the test of the web UI's Pipeline page in a browser needs them.
 browser:
-	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
-	  echo "installing Debian packages (chromium chromium-driver)"; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
-	fi
+	@python3 -m stack.packages browser
 
 venv: $(VENV)/.installed
 

@@ -27,14 +27,14 @@ def dry_run(tmp_path, *args: str) -> str:
                                   ("report",)])
 def test_a_target_against_the_users_own_host_installs_no_packages(tmp_path, args):
     out = dry_run(tmp_path, *args)
-    assert "apt-get" not in out and "ensure_venv" not in out, out  # no servers, no Ralph venv
+    assert "stack.packages" not in out and "ensure_venv" not in out, out  # no servers, no Ralph venv
 
 
 @pytest.mark.skipif(MAKE is None, reason="make is not installed")
 @pytest.mark.parametrize("target", ["http-test", "mqtt-test", "capacity", "demo"])
 def test_a_target_that_starts_the_local_stack_installs_its_packages(tmp_path, target):
     out = dry_run(tmp_path, target)
-    assert "apt-get install" in out, out
+    assert "python3 -m stack.packages stack" in out, out
 
 
 @pytest.mark.skipif(MAKE is None, reason="make is not installed")
@@ -71,3 +71,4 @@ def test_the_backend_is_the_users_or_the_runs_default_never_a_list_in_make(tmp_p
 
     assert not [name for name in backends.NAMES if name in runs()]  # python -m loadtesting.pipeline_run's default
     assert "vector" in runs("BACKEND=vector")
+
