@@ -26,6 +26,8 @@ from plumbing.redaction import redact
 from targets.pipeline import consumers
 from targets.pipeline.router import Router, Store
 
+log = logging.getLogger("pipeline")
+
 
 def quiet_client_logs() -> None:
     """clickhouse-driver logs every refused connection with a traceback; our one-line errors say it."""
@@ -98,7 +100,13 @@ def _run_celery(a) -> int:
     stop = consumers.stop_event(grace=consumers.STOP_GRACE + 5)  # Celery's own warm shutdown first
     stop.wait()
     proc.terminate()
-    return proc.wait()
+    try:
+        return proc.wait(timeout=consumers.STOP_GRACE)
+    except subprocess.TimeoutExpired:  # a task blocked on a server that does not answer
+        log.error("the Celery worker still runs %.0f s after SIGTERM; killed", consumers.STOP_GRACE)
+        proc.kill()
+        proc.wait()
+        return 128 + signal.SIGTERM
 
 
 def _run_vector(a) -> int:
