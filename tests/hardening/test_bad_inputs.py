@@ -67,6 +67,10 @@ CASES = {
     "run, a helper module": (lambda f: python("loadtesting.run", "lampi_data"),
                              "error: lampi_data: expected a kind (http, kafka, mqtt, tracking) "
                              "or the path of a .py locustfile"),
+    "pipeline run, unknown backend": (lambda f: python("loadtesting.pipeline_run", "nope"),
+                                      "error: backend 'nope': expected one of celery, redis_bus, kafka_bus, vector"),
+    "streams run, no messages": (lambda f: python("loadtesting.streams_run", "--messages", "0"),
+                                 "error: --messages 0: expected at least 1"),
     "compare, not a run folder": (lambda f: python("loadtesting.compare", f, f),
                                   "error: '{f}': not a run folder (no run.json or request_stats.jsonl); "
                                   "expected a run id or a run folder (results/<run-id>/)"),
