@@ -45,6 +45,11 @@ def record_drain(environment, drained: bool | None, seconds: float | None, max_b
     d.drained, d.seconds, d.max_backlog, d.measured = drained, seconds, max_backlog, True
 
 
+def drain(environment) -> Drain:
+    """The drain figures of this run (not `measured` when no monitor ran)."""
+    return run_state.of(environment, Drain)
+
+
 def judge(environment, failed: Callable[..., None]) -> None:
     """Apply the --check-* thresholds to this run's figures; `failed(environment, code, why)` for each."""
     o = environment.parsed_options

@@ -31,7 +31,6 @@ from locust.runners import (
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
 from lifecycle import checks, end
-from lifecycle import run as identity
 from lifecycle.end import (  # noqa: F401 - also found here, their former home
     add_run_extra,
     describe_run,
@@ -411,20 +410,15 @@ def _run_event(environment, event_type: str, extra: dict, **_kw) -> None:
 
 
 @end.run_ending.add_listener
-def _end_rows(environment, exit_code: int, **_kw) -> None:
-    """The exit code is decided: the end row and the run's metadata, then the sink is closed."""
+def _end_rows(environment, end_row: dict, meta: dict, **_kw) -> None:
+    """The exit code is decided: the end row and the run's metadata (their fields from lifecycle, with
+    the monitor's own sample errors), then the sink is closed."""
     mon = _monitor(environment)
     if mon is None or mon.finished:
         return
     mon.finished = True
-    extras = end.extras(environment)
-    extra = {**extras, "drained": mon.drained, "drain_seconds": mon.drain_seconds,
-             "max_backlog": mon.max_backlog, "exit_code": exit_code, "sample_errors": mon.sample_errors,
-             "interrupted": bool(end.interrupted(environment))}
-    mon.run_row("end", extra)
-    mon.meta_row(2, ended=time.time(), **identity.meta(environment), exit_code=exit_code,
-                 drained=1 if mon.drained else 0,
-                 drain_seconds=mon.drain_seconds or 0.0, max_backlog=mon.max_backlog, extra=json.dumps(extras))
+    mon.run_row("end", {**end_row, "sample_errors": mon.sample_errors})
+    mon.meta_row(2, **meta)
     mon.sampling.close()
     if mon.sink:
         ok = mon.sink.close()

@@ -55,8 +55,7 @@ def test_a_processor_limited_to_a_known_rate_is_found_within_the_resolution(kafk
 
 
 def test_the_kafka_search_needs_the_output_topic(kafka):
-    done = subprocess.run([str(REPO / ".venv" / "bin" / "locust"), "-f", str(REPO / "locustfiles" / "kafka.py"),
-                           "--headless", "--no-monitor", "--kafka-brokers", kafka.url, "--capacity-search"],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    done = run_locust(["-f", str(REPO / "locustfiles" / "kafka.py"), "--headless", "--no-monitor",
+                       "--kafka-brokers", kafka.url, "--capacity-search"], timeout=60)
     assert done.returncode != 0 and "expected --kafka-latency-topic" in done.stderr
     assert "Traceback" not in done.stderr

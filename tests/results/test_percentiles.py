@@ -43,12 +43,11 @@ def late_run(clickhouse, tmp_path_factory) -> LateRun:
     """10 open-model users falling behind their plan for 4 s, sampled every 0.5 s (several intervals)."""
     results = tmp_path_factory.mktemp("late")
     raw = results / "raw.jsonl"
-    done = subprocess.run(
-        [sys.executable, "-m", "loadtesting.run", LOCUSTFILE, "--results", str(results), "-u", "10", "-r", "100",
+    done = run_locust(
+        [LOCUSTFILE, "--results", str(results), "-u", "10", "-r", "100",
          "-t", "4s", "--monitor-interval", "0.5", "--clickhouse-url", clickhouse.url, "--spill-dir",
-         str(results / "spill")],
-        cwd=REPO, capture_output=True, text=True, timeout=180,
-        env={**os.environ, "LATENCY_LOG": str(raw), "LOCUST_CLICKHOUSE_URL": clickhouse.url})
+         str(results / "spill")], via=["loadtesting.run"], timeout=180,
+        env={"LATENCY_LOG": str(raw), "LOCUST_CLICKHOUSE_URL": clickhouse.url})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     run_id = re.search(r"^run (\S+):", done.stdout, re.M).group(1)
     folder = results / run_id

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from stack import free_port
-from tests.helpers import LOCUST, REPO, wait_for
+from tests.helpers import REPO, start_locust, wait_for
 from tests.results.conftest import LOCUSTFILE
 
 HTTP_LOCUSTFILE = str(REPO / "locustfiles" / "http.py")
@@ -53,12 +53,11 @@ def start_web_ui(tmp_path, locustfile: str, host: str, *args: str, via_run: bool
     `python -m loadtesting.run KIND --web`)."""
     port = free_port()
     results = tmp_path / "results"
-    start = [sys.executable, "-m", "loadtesting.run", locustfile, "--web", "--results", str(results)] if via_run \
-        else [LOCUST, "-f", locustfile]
-    proc = subprocess.Popen([*start, "-H", host, "--web-host", "127.0.0.1", "--web-port", str(port),
-                             "--spill-dir", str(tmp_path / "spill"), *args], cwd=REPO,
-                            env={**os.environ, "LOCUST_RESULTS": str(results)},
-                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "locust.log", "w"), start_new_session=True)
+    start = [locustfile, "--web", "--results", str(results)] if via_run else ["-f", locustfile]
+    proc = start_locust([*start, "-H", host, "--web-host", "127.0.0.1", "--web-port", str(port),
+                         "--spill-dir", str(tmp_path / "spill"), *args], via=["loadtesting.run"] if via_run else None,
+                        env={"LOCUST_RESULTS": str(results)},
+                        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "locust.log", "w"))
     ui = WebUI(f"http://127.0.0.1:{port}", proc, results)
 
     def up():
