@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -73,8 +74,11 @@ def run_locust(args: list[str], *, env: dict[str, str | None] | None = None, tim
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
-        raise AssertionError(f"{' '.join(proc.args)} still running after {timeout} s; its output ended with:\n"
-                             f"{(out or '')[-1500:]}\n{(err or '')[-3000:]}") from None
+        # Its log lines, not the stats tables it prints every 2 s, say where it hung.
+        log = [line for line in (err or "").splitlines()
+               if any(mark in line for mark in ("/INFO/", "/WARNING/", "/ERROR/", "Traceback", "Error"))]
+        raise AssertionError(f"{' '.join(proc.args)} still running after {timeout} s; its log:\n"
+                             + "\n".join(log[-40:]) + f"\nits output ended with:\n{(out or '')[-1500:]}") from None
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -109,3 +113,13 @@ def load_site_users(site: Endpoint, count: int) -> None:
     subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=300)
 
 
+
+
+_STATS_LINE = re.compile(r"^\s*$|^(Type\s|-{8}|Response time percentiles)|\s\|\s|^\s+Aggregated|(\s+[\d.]+){5,}\s*$")
+
+
+def log_of(text: str | None, limit: int = 4000) -> str:
+    """What a Locust run printed, without the stats tables it prints every few seconds: its log
+    lines and tracebacks (the end of them, `limit` characters), which say why it ended as it did."""
+    lines = [line for line in (text or "").splitlines() if not _STATS_LINE.search(line)]
+    return "\n".join(lines)[-limit:]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import REPO, locust_env, parse_locust
+from tests.helpers import REPO, locust_env, log_of, parse_locust
 
 K8S_VERSION = "1.37.0"  # the newest Kubernetes kubernetes-validate 1.37.0 knows
 VALIDATE = str(Path(sys.executable).with_name("kubernetes-validate"))
@@ -90,7 +90,7 @@ def parse(container: dict) -> dict:
                               capture_output=True, text=True, env=locust_env(env), timeout=120)
     else:
         done = parse_locust(locust_argv(command), env=env)
-    assert done.returncode == 0, f"{command}: {done.stderr[-2000:]}"
+    assert done.returncode == 0, f"{command}: {log_of(done.stderr)}"
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
