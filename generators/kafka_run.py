@@ -1,7 +1,5 @@
-"""Kafka producers for a stream pipeline, with optional end-to-end latency from its output topic.
-
-    locust -f locustfiles/kafka.py --config conf/kafka.conf --headless -u 10 -r 10 --kafka-messages 100000
-    locust -f locustfiles/kafka.py --headless --processes 2 --kafka-latency-topic performance-test-out …
+"""The Kafka producers' run (its entry point is locustfiles/kafka.py): producers for a stream
+pipeline, with optional end-to-end latency from its output topic.
 
 Each user produces records cycled from --kafka-data-file (a JSON array), keyed by
 --kafka-key-field; each delivery is a PRODUCE request timed from produce() to the broker's
@@ -10,6 +8,10 @@ each counted once) are delivered. With --kafka-latency-topic, every output messa
 (output timestamp − timestamp_start, ms) goes into an E2E row named for that topic, outside
 Aggregated (monitors.e2e), so percentiles aggregate across workers and Aggregated stays PRODUCE.
 Connection: KAFKA_BROKERS, KAFKA_APIKEY (+ KAFKA_SASL_MECHANISM), KAFKA_CERT, KAFKA_PROPERTIES.
+
+Here: the --kafka-* options (read here only: the producer gets a `ProducerConfig`), the data set and
+the brokers checked before the run, and each process's `KafkaLoad` made at test start and closed when
+the load finishes.
 """
 
 from __future__ import annotations
@@ -17,29 +19,28 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from locust import User, events, task
-from locust.exception import StopUser
+from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 import loadtesting.locust_plugin  # capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from generators import open_model
-from generators.kafka_producer import KafkaLoad, LatencyReader, load_records
+from generators.kafka_producer import KafkaLoad, LatencyReader, ProducerConfig, load_records
 from lifecycle import end
 from lifecycle.end import add_run_extra
+from loadtesting import capacity, rate_capacity
 from plumbing import run_state, settings
 from plumbing.options import OptionError, non_negative_float, non_negative_int, positive_float, require
 from plumbing.web_options import per_test
 
 loadtesting.locust_plugin.generates_rate()  # --capacity-search searches messages/s (docs/capacity.md)
-BURST = 64  # messages per task call when producing flat out
 
 
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
     g = parser.add_argument_group("Kafka producers")
     g.add_argument("--kafka-brokers", default=None, env_var="KAFKA_BROKERS",
-                   help="bootstrap servers (default 127.0.0.1:9092)")
+                   help=f"bootstrap servers (default {settings.KAFKA_BROKERS.default})")
     g.add_argument("--kafka-topic", default="performance-test", env_var="LOCUST_KAFKA_TOPIC",
                    help="input topic of the pipeline (default %(default)s)")
     per_test(g.add_argument("--kafka-messages", type=non_negative_int, default=0, env_var="LOCUST_KAFKA_MESSAGES",
@@ -57,18 +58,27 @@ def _options(parser) -> None:
                    help="fire events.request for every delivered message (for request listeners; "
                         "slower) instead of adding deliveries to the statistics in bulk")
     g.add_argument("--kafka-linger-ms", type=non_negative_float, default=5.0, env_var="LOCUST_KAFKA_LINGER_MS",
-                   help="librdkafka linger.ms: batching delay (default 5)")
+                   help="librdkafka linger.ms: batching delay (default %(default)s)")
     g.add_argument("--kafka-acks", default="all", choices=("0", "1", "all", "-1"), env_var="LOCUST_KAFKA_ACKS",
                    help="acks: 0, 1 or all (default %(default)s)")
     g.add_argument("--kafka-latency-topic", default="", env_var="LOCUST_KAFKA_LATENCY_TOPIC",
                    help="read this output topic and report end-to-end latency in its own E2E row (outside Aggregated)")
     g.add_argument("--kafka-e2e-timeout", type=non_negative_float, default=60.0, env_var="LOCUST_KAFKA_E2E_TIMEOUT",
-                   help="after the last delivery, wait this long for the output messages (default 60)")
+                   help="after the last delivery, wait this long for the output messages (default %(default)s)")
     g.add_argument("--kafka-connect-timeout", type=positive_float, default=10.0, env_var="LOCUST_KAFKA_CONNECT_TIMEOUT",
-                   help="seconds to reach the brokers at test start before giving up (default 10)")
+                   help="seconds to reach the brokers at test start before giving up (default %(default)s)")
     g.add_argument("--kafka-processes", type=non_negative_int, default=0, env_var="LOCUST_KAFKA_PROCESSES",
                    help="number of worker processes sharing --kafka-messages with --master/--worker "
                         "(--processes sets it by itself)")
+
+
+def producer_config(o) -> ProducerConfig:
+    """The producer's settings from this module's options."""
+    return ProducerConfig(brokers=o.kafka_brokers, topic=o.kafka_topic, messages=o.kafka_messages,
+                          key_field=o.kafka_key_field, request_events=o.kafka_request_events,
+                          linger_ms=o.kafka_linger_ms, acks=o.kafka_acks, rate=o.kafka_rate,
+                          processes=o.kafka_processes, e2e_timeout=o.kafka_e2e_timeout,
+                          search_start_rate=rate_capacity.start_rate(o) if capacity.enabled(o) else None)
 
 
 @dataclass
@@ -84,7 +94,7 @@ def _check(environment, **_kw) -> None:
     o = environment.parsed_options
     if o is None:
         return
-    if o.capacity_search:
+    if capacity.enabled(o):
         require(bool(o.kafka_latency_topic),
                 "--capacity-search: expected --kafka-latency-topic (the processor's output: what arrives there "
                 "and how late is what the search judges)")
@@ -134,7 +144,7 @@ def _start(environment, **_kw) -> None:
     if isinstance(environment.runner, WorkerRunner):
         _prepare(environment)  # with the run's options, which came with the master's spawn message
     o, run = environment.parsed_options, run_state.of(environment, KafkaRun)
-    load = KafkaLoad(environment, o, run.records)
+    load = KafkaLoad(environment, producer_config(o), run.records)
     if o.kafka_latency_topic:
         load.reader = LatencyReader(environment, load.conf, o.kafka_latency_topic, load.index, load.count,
                                     int(time.time() * 1000))
@@ -153,28 +163,6 @@ def _load_finished(environment, **_kw) -> None:
     add_run_extra(environment, **extra)
 
 
-class KafkaProducerUser(User):
-    """Produces records as fast as allowed, or one at each planned instant of --kafka-rate."""
-
-    ticket = None
-    load: KafkaLoad | None = None
-
-    def on_start(self) -> None:
-        self.load = load = run_state.of(self.environment, KafkaRun).load
-        open_model.attach(self, load.model if load is not None else None)  # closed model: no-op
-
-    def wait_time(self) -> float:  # the closed model's: flat out
-        return 0.0
-
-    @task
-    def produce(self) -> None:
-        load = self.load
-        if load is None or not load.take():
-            raise StopUser()
-        if load.model is not None:
-            if self.ticket is None:
-                raise StopUser()
-            load.send_planned(self.ticket)
-        else:
-            # Flat out: a burst per task call, so Locust's per-task overhead is paid once per burst.
-            load.send_many(BURST)
+def load(environment) -> KafkaLoad | None:
+    """This process's producers for the run (None on a master, or before the test starts)."""
+    return run_state.of(environment, KafkaRun).load

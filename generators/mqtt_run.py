@@ -1,7 +1,5 @@
-"""LAMPI devices publishing to the MQTT broker, per docs/mqtt-model.md.
-
-    locust -f locustfiles/mqtt.py --config conf/mqtt.conf                      # web UI
-    locust -f locustfiles/mqtt.py --headless -u 2000 -r 100 -t 5m --mqtt-profile worst
+"""The LAMPI devices' run (its entry point is locustfiles/mqtt.py): devices publishing to the MQTT
+broker, per docs/mqtt-model.md.
 
 Each Locust user is one LAMPI as the cloud broker sees it, i.e. its Mosquitto bridge (a random fake
 device id per session, '%x' % (0x1e0000000000 + n)): it connects (CONNECT request, timed to
@@ -10,6 +8,9 @@ services' connection states, the lamp's current state), then interacts per the p
 retained `lamp/changed` state updates. Requests are named by topic pattern; QoS 1 is timed to
 PUBACK, QoS 0 ("PUB0") only to the socket write.
 The broker's `$SYS/#` is recorded for the run; --mqtt-e2e also measures publish→delivery.
+
+Here: the options (read here only: the devices get a `Settings` and a `Fleet`), the broker probed
+before the run, the $SYS recorder and the end-to-end subscriber for the run's length.
 """
 
 from __future__ import annotations
@@ -23,21 +24,27 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import gevent
-from locust import User, events, task
-from locust.exception import StopUser
+from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from generators import mqtt_model as model
 from generators import open_model
-from generators.lampi_data import device_id
 from generators.mqtt_client import PAHO_MAX_INFLIGHT, Device, Settings, parse_payload, subscriber
 from monitors import e2e
 from monitors.locust_plugin import record_sample, sample_interval
 from monitors.mqtt_sys import SysRecorder, results_dir
 from plumbing import run_state
-from plumbing.options import OptionError, non_negative_float, positive_int, require
+from plumbing.options import (
+    OptionError,
+    int_between,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    require,
+)
 from plumbing.redaction import redact, remember
 from plumbing.web_options import per_test
 
@@ -62,13 +69,15 @@ def _options(parser) -> None:
                    help="interaction profile from the model (default %(default)s: every user dragging a slider)"))
     g.add_argument("--fake-devices", type=positive_int, default=10_000, env_var="LOCUST_FAKE_DEVICES",
                    help="how many fake LAMPIs exist; each session picks one at random")
-    g.add_argument("--first-fake-device", type=int, default=0, env_var="LOCUST_FIRST_FAKE_DEVICE")
-    g.add_argument("--mqtt-keepalive", type=int, default=60, env_var="LOCUST_MQTT_KEEPALIVE")
-    g.add_argument("--mqtt-connect-timeout", type=float, default=10.0, env_var="LOCUST_MQTT_CONNECT_TIMEOUT",
-                   help="seconds to wait for CONNACK, and at the end of a run for the acks still in flight (default 10)")
-    g.add_argument("--mqtt-max-inflight", type=int, default=20, env_var="LOCUST_MQTT_MAX_INFLIGHT",
+    g.add_argument("--first-fake-device", type=non_negative_int, default=0, env_var="LOCUST_FIRST_FAKE_DEVICE")
+    g.add_argument("--mqtt-keepalive", type=non_negative_int, default=60, env_var="LOCUST_MQTT_KEEPALIVE")
+    g.add_argument("--mqtt-connect-timeout", type=positive_float, default=10.0, env_var="LOCUST_MQTT_CONNECT_TIMEOUT",
+                   help="seconds to wait for CONNACK, and at the end of a run for the acks still in flight "
+                        "(default %(default)s)")
+    g.add_argument("--mqtt-max-inflight", type=int_between(1, PAHO_MAX_INFLIGHT, "(paho's limit)"), default=20,
+                   env_var="LOCUST_MQTT_MAX_INFLIGHT",
                    help=f"QoS>0 messages in flight per device (at most {PAHO_MAX_INFLIGHT})")
-    g.add_argument("--mqtt-max-queued", type=int, default=1000, env_var="LOCUST_MQTT_MAX_QUEUED",
+    g.add_argument("--mqtt-max-queued", type=non_negative_int, default=1000, env_var="LOCUST_MQTT_MAX_QUEUED",
                    help="messages queued per device beyond those in flight; more fail as 'queue full'")
     g.add_argument("--mqtt-e2e", action="store_true", default=False, env_var="LOCUST_MQTT_E2E",
                    help="subscribe to lamp/changed and report publish-to-delivery latency in an E2E row (outside Aggregated)")
@@ -96,8 +105,6 @@ def settings_from(o) -> Settings:
             raise OptionError(f"--mqtt-password-file {o.mqtt_password_file!r} cannot be read: {exc.strerror}") \
                 from None
     remember(password or parts.password)  # masked in anything logged from now on
-    require(1 <= o.mqtt_max_inflight <= PAHO_MAX_INFLIGHT,
-            f"--mqtt-max-inflight {o.mqtt_max_inflight}: expected 1 … {PAHO_MAX_INFLIGHT} (paho's limit)")
     if o.mqtt_ca_file:
         import ssl
 
@@ -112,11 +119,31 @@ def settings_from(o) -> Settings:
                     max_inflight=o.mqtt_max_inflight, max_queued=o.mqtt_max_queued)
 
 
+@dataclass(frozen=True)
+class Fleet:
+    """The devices' part of the options, for each device user (set again at each test start: the web UI
+    may change the profile)."""
+
+    profile: model.Profile  # --mqtt-profile
+    first: int  # --first-fake-device
+    count: int  # --fake-devices
+    e2e: bool  # --mqtt-e2e: stamp each lamp/changed for the end-to-end subscriber
+
+    def pick(self) -> int:
+        """A fake device's number, at random (two sessions may draw the same one)."""
+        return random.randrange(self.first, self.first + self.count)
+
+
+def fleet_from(o) -> Fleet:
+    return Fleet(model.PROFILES[o.mqtt_profile], o.first_fake_device, o.fake_devices, o.mqtt_e2e)
+
+
 @dataclass
 class MqttRun:
     """This process's MQTT state for one run (plumbing.run_state)."""
 
     settings: Settings | None = None
+    fleet: Fleet | None = None
     sys_recorder: SysRecorder | None = None  # the broker's $SYS figures (not on workers)
     sys_client: Device | None = None
     sys_greenlet: gevent.Greenlet | None = None
@@ -163,7 +190,7 @@ def _start(environment, **_kw) -> None:
         # The run's options as the master sent them (they came with the spawn message, just before this).
         run.settings = settings_from(o)
         _probe(environment)
-    s = run.settings
+    s, run.fleet = run.settings, fleet_from(o)
     if not isinstance(environment.runner, WorkerRunner) and not o.mqtt_no_sys:
         rec = run.sys_recorder = SysRecorder(results_dir())
         run.sys_client = subscriber(f"lampi-sys-{os.getpid()}", s, [("$SYS/#", 0)], rec.on_message)
@@ -201,77 +228,11 @@ def _stop(environment, **_kw) -> None:
         run.e2e_client = None
 
 
-class LampiDevice(User):
-    """One LAMPI: the bridge's announcement on connect, then bursts of lamp/changed (or, in the open
-    model, one lamp/changed at each planned instant it takes)."""
+def settings(environment) -> Settings:
+    """The broker and client settings each device connects with."""
+    return run_state.of(environment, MqttRun).settings
 
-    ticket = None
-    model: open_model.OpenModel | None = None  # the open model's plan, when it is on
 
-    def wait_time(self) -> float:  # the closed model's (open_model.attach replaces it in the open model)
-        p = model.PROFILES[self.environment.parsed_options.mqtt_profile]
-        return random.uniform(*p.interaction_gap)
-
-    def on_start(self) -> None:
-        o = self.environment.parsed_options
-        n = random.randrange(o.first_fake_device, o.first_fake_device + o.fake_devices)
-        self.device_id = device_id(n)
-        self.e2e = o.mqtt_e2e
-        self.state = model.random_state()
-        kind, payload = model.WILL
-        will = (kind.topic.format(device_id=self.device_id), payload, kind.qos, kind.retain)
-        # The bridge's client id is `<device_id>_broker`; the suffix keeps two sessions that drew the
-        # same fake device from taking over each other's connection.
-        self.dev = Device(f"{self.device_id}_broker-{random.randrange(1 << 30):x}",
-                          run_state.of(self.environment, MqttRun).settings, self.environment.events.request.fire,
-                          will=will)
-        self.dev.on_reconnect = self.announce
-        if self.dev.connect():
-            self.announce()
-        self.model = open_model.named(self.environment, OPEN_MODEL)
-        open_model.attach(self, self.model)  # closed model: no-op
-
-    def announce(self) -> None:
-        for kind in model.ANNOUNCE:
-            self.send(kind, kind.payload(**self.state) if kind is model.LAMP_CHANGED else kind.payload())
-
-    def send(self, kind: model.MessageKind, payload: bytes) -> None:
-        self.dev.publish(kind.topic.format(device_id=self.device_id), model.topic(kind), payload, kind.qos,
-                         kind.retain)
-
-    @task
-    def interact(self) -> None:
-        if self.model is not None:
-            self.planned_message()
-            return
-        if not self.dev.connected.is_set():
-            if not self.dev.running or self.dev.driver is None:
-                if self.dev.connect():
-                    self.announce()
-            return
-        p = model.PROFILES[self.environment.parsed_options.mqtt_profile]
-        for i in range(p.burst):
-            self.state = state = model.random_state()
-            if self.e2e:
-                state = {**state, "_ts": time.time() * 1000}
-            self.send(model.LAMP_CHANGED, model.LAMP_CHANGED.payload(**state))
-            if i < p.burst - 1:
-                gevent.sleep(p.burst_interval)
-
-    def planned_message(self) -> None:
-        """Open model: one lamp/changed for the instant taken (a device that lost its connection
-        reconnects first; a failed reconnect fails the message: a failed request, not a drop)."""
-        if self.ticket is None:
-            raise StopUser()
-        if not self.dev.connected.is_set() and (not self.dev.running or self.dev.driver is None):
-            if self.dev.connect():
-                self.announce()
-        state = model.random_state()
-        if self.e2e:
-            state["_ts"] = time.time() * 1000
-        kind = model.LAMP_CHANGED
-        self.dev.publish(kind.topic.format(device_id=self.device_id), model.topic(kind), kind.payload(**state),
-                         kind.qos, kind.retain, open_model.context_of(self.ticket))
-
-    def on_stop(self) -> None:
-        self.dev.close()
+def fleet(environment) -> Fleet:
+    """The devices' profile, numbers and end-to-end stamping for the current test."""
+    return run_state.of(environment, MqttRun).fleet

@@ -1,7 +1,5 @@
-"""Open edX tracking events into an analytics pipeline, with a per-event end-to-end check.
-
-    locust -f locustfiles/tracking.py --headless -u 20 -r 20 --pipeline-backend redis_bus --num-events 10000
-    locust -f locustfiles/tracking.py --headless --pipeline-backend celery --events-per-second 500 --run-until-killed
+"""The tracking generator (its entry point is locustfiles/tracking.py): Open edX tracking events into
+an analytics pipeline, with a per-event end-to-end check.
 
 Options mirror `load_test_tracking_events` (--num-users, --username-prefix, --num-events,
 --run-until-killed, --sleep-time; its --tags is Locust's --run-tags here, since Locust's own
@@ -10,6 +8,10 @@ Options mirror `load_test_tracking_events` (--num-users, --username-prefix, --nu
 send is an EVENT request named by event name. Every stored xAPI statement is matched to its event
 in ClickHouse (an E2E row outside Aggregated: event time → first seen in the xAPI table), and the run ends with
 sent, stored, missing, duplicates, latency percentiles and the storage runway.
+
+Here: the options, the per-process `Generator` (learners, events, sender, budget, pacing) that the
+entry point's users call, the end-to-end check, and their part in the run's life (init, test start,
+the end's phases).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 
 import gevent
 from gevent.lock import Semaphore
-from locust import User, events, task
+from locust import events
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
@@ -34,7 +36,7 @@ from generators import open_model
 from lifecycle import budget, end
 from lifecycle.end import add_run_extra, describe_run, expect_signal_end
 from lifecycle.run import run_id
-from loadtesting import rate_capacity
+from loadtesting import capacity, rate_capacity
 from monitors import clocks
 from monitors import e2e as e2e_rows
 from monitors.clickhouse import XapiTable
@@ -42,7 +44,7 @@ from monitors.locust_plugin import add_sampler, drain_timeout, measuring
 from monitors.xapi_e2e import EndToEnd, summary_line
 from openedx_erb.events import MIXES, Clock, EventFactory, TrackedLearner, generated_users, load_users
 from plumbing import run_state
-from plumbing.options import OptionError, non_negative_float, positive_float, positive_int, require
+from plumbing.options import OptionError, non_negative_float, non_negative_int, positive_float, positive_int, require
 from plumbing.web_options import per_test
 
 log = logging.getLogger("tracking")
@@ -68,12 +70,12 @@ def _options(parser) -> None:
                    help=f"where events enter: {', '.join(backends.NAMES)} (default %(default)s)"))
     # dest differs: Locust's own -u/--users is stored as num_users.
     g.add_argument("--num-users", type=positive_int, default=100, dest="learners", env_var="LOCUST_TRACKING_NUM_USERS",
-                   help="learners the events are about (default 100; --users-file gives real ones)")
+                   help="learners the events are about (default %(default)s; --users-file gives real ones)")
     g.add_argument("--username-prefix", default="lt_", env_var="LOCUST_USERNAME_PREFIX",
                    help="prefix of generated learner names, used as given: lt_000000, lt_000001 … (default %(default)s)")
     g.add_argument("--users-file", default="", env_var="LOCUST_USERS_FILE",
                    help="CSV of user_id,username that exist in your Open edX (instead of generated learners)")
-    per_test(g.add_argument("--num-events", type=int, default=1000, env_var="LOCUST_NUM_EVENTS",
+    per_test(g.add_argument("--num-events", type=positive_int, default=1000, env_var="LOCUST_NUM_EVENTS",
                    help="events to send over all users and processes, then stop (default %(default)s)"))
     g.add_argument("--run-until-killed", action="store_true", default=False, env_var="LOCUST_RUN_UNTIL_KILLED",
                    help="ignore --num-events: send until Ctrl-C, SIGTERM or --run-time")
@@ -89,10 +91,10 @@ def _options(parser) -> None:
                    help="enrollment (activated/deactivated toggling, as the reference) or realistic "
                         "(video, problem, navigation, completion and enrollment)"))
     g.add_argument("--e2e-poll-interval", type=positive_float, default=1.0, env_var="LOCUST_E2E_POLL_INTERVAL",
-                   help="seconds between looks for stored events; the latency resolution (default 1)")
+                   help="seconds between looks for stored events; the latency resolution (default %(default)s)")
     g.add_argument("--delivery-timeout", type=non_negative_float, default=30.0, env_var="LOCUST_DELIVERY_TIMEOUT",
                    help="at the end, seconds to wait for the backend to confirm the events in flight (e.g. Kafka "
-                        "deliveries); those still unconfirmed then are counted as failed (default 30)")
+                        "deliveries); those still unconfirmed then are counted as failed (default %(default)s)")
     g.add_argument("--no-e2e", action="store_true", default=False, env_var="LOCUST_NO_E2E",
                    help="do not match stored statements (e.g. no read access to the xAPI table)")
     g.add_argument("--e2e-timestamp-sql", default="visitParamExtractString(event, 'timestamp')",
@@ -101,7 +103,7 @@ def _options(parser) -> None:
                         "'timestamp'))")
     g.add_argument("--clickhouse-data-path", default="", env_var="LOCUST_CLICKHOUSE_DATA_PATH",
                    help="ClickHouse's data folder on this machine, for the free-disk runway (default: none)")
-    g.add_argument("--tracking-processes", type=int, default=0, env_var="LOCUST_TRACKING_PROCESSES",
+    g.add_argument("--tracking-processes", type=non_negative_int, default=0, env_var="LOCUST_TRACKING_PROCESSES",
                    help="worker processes sharing --num-events / --events-per-second with --master/--worker "
                         "(--processes sets it by itself)")
     for backend in backends.modules():
@@ -118,7 +120,6 @@ def _init(environment, runner=None, **_kw) -> None:
     require(o.pipeline_backend in backends.NAMES,
             f"--pipeline-backend {o.pipeline_backend!r}: expected one of {', '.join(backends.NAMES)}")
     require(o.event_mix in MIXES, f"--event-mix {o.event_mix!r}: expected one of {', '.join(MIXES)}")
-    require(o.num_events >= 1 or o.run_until_killed, f"--num-events {o.num_events}: expected at least 1")
     for backend in backends.modules():
         if hasattr(backend, "check_options"):
             backend.check_options(o)
@@ -133,11 +134,12 @@ def _init(environment, runner=None, **_kw) -> None:
         _load_learners(environment)
     # Aspects' mode: sent until killed, so a signal is the planned end, not an interruption.
     expect_signal_end(environment, o.run_until_killed and not o.run_time)
-    if o.capacity_search:
+    searching = capacity.enabled(o)
+    if searching:
         _use_capacity_search(environment, run)
     describe_run(environment, course_id=o.course_id, num_users=len(run.users), username_prefix=o.username_prefix,
                  backend=o.pipeline_backend,
-                 num_events=None if o.run_until_killed or o.capacity_search else o.num_events,
+                 num_events=None if o.run_until_killed or searching else o.num_events,
                  events_per_second=o.events_per_second or None)
     if runner is None or not isinstance(runner, MasterRunner | WorkerRunner):
         backends.get(o.pipeline_backend).check_reachable(o)
@@ -189,7 +191,7 @@ class Generator:
         self.index, self.count = budget.process_share(environment, o.tracking_processes)
         self.learners = [TrackedLearner(uid, name) for uid, name in run_state.of(environment, TrackingRun).users]
         self.factory = EventFactory(o.course_id, o.event_mix, Clock(slot=self.index))
-        searching = bool(o.capacity_search)  # the search steps the rate until it is done
+        searching = capacity.enabled(o)  # the search steps the rate until it is done
         self.budget = None if o.run_until_killed or searching else budget.share(o.num_events, self.index, self.count)
         self.sent = self.reserved = 0
         self.started = time.monotonic()
@@ -198,13 +200,18 @@ class Generator:
         self.sender = backends.get(o.pipeline_backend).sender(environment, o)
         self.model: open_model.OpenModel | None = None
         if searching:
-            self.model = open_model.OpenModel(environment, "tracking events", o.capacity_start_rate, live=True)
+            self.model = open_model.OpenModel(environment, "tracking events", rate_capacity.start_rate(o), live=True)
         elif open_model.enabled(environment, o.events_per_second):
             # The plan holds this process's share of --num-events: each is sent or dropped.
             self.model = open_model.OpenModel(environment, "tracking events", o.events_per_second,
                                               None if o.run_until_killed else o.num_events)
             gevent.spawn(self._finish_when_planned)
         self.turn = Semaphore()  # the user taking the due instants (open model)
+
+    def pause(self) -> float:
+        """A user's wait between events: --sleep-time in the closed model; none in the open model (the
+        plan paces it, and a queueing sender's users wait their turn in send_due)."""
+        return 0.0 if self.model is not None else self.o.sleep_time
 
     def take(self) -> bool:
         """Reserve one event of the budget. Reserving before sending matters: a send yields to the
@@ -264,6 +271,11 @@ class Generator:
                  f", {self.model.scheduler.dropped} dropped" if self.model is not None else "")
         # The monitor and the E2E check drain, then the run's end writes the end row.
         budget.spent(self.env, "tracking", sent=self.sent)
+
+
+def generator(environment) -> Generator | None:
+    """This process's generator for the run (None on a master, or before the test starts)."""
+    return run_state.of(environment, TrackingRun).generator
 
 
 def _sent_total(environment) -> int:
@@ -341,7 +353,7 @@ def _load_finished(environment, **_kw) -> None:
     run = run_state.of(environment, TrackingRun)
     gen = run.generator
     if gen is not None:
-        gen.sender.close()
+        gen.sender.close(gen.o.delivery_timeout)
         if not isinstance(environment.runner, WorkerRunner):  # a worker's extras do not reach the master
             add_run_extra(environment, events_per_second_achieved=round(gen.achieved_rate(), 1))
         # Open model: the rate achieved and the drops are logged and stored by generators.open_model.
@@ -359,34 +371,3 @@ def _draining(environment, **_kw) -> None:
     deadline = time.monotonic() + drain_timeout(environment)
     while e2e.summary()["missing"] and time.monotonic() < deadline:
         gevent.sleep(e2e.poll_interval)
-
-
-class TrackingUser(User):
-    """Sends tracking events: every --sleep-time seconds, or at the planned instants of
-    --events-per-second (open model: a pool of users taking instants from the scheduler; with a
-    sender that queues, one of them at a time takes all the instants due at a wake-up)."""
-
-    ticket = None
-    gen: Generator | None = None
-
-    def on_start(self) -> None:
-        self.gen = gen = run_state.of(self.environment, TrackingRun).generator
-        if gen is not None and gen.model is not None and not gen.sender.queues:
-            open_model.attach(self, gen.model)  # one instant per user and iteration (its wait_time)
-
-    def wait_time(self) -> float:  # the closed model's; in the open model a queueing sender's users wait in send_due
-        gen = self.gen
-        return 0.0 if gen is not None and gen.model is not None else self.environment.parsed_options.sleep_time
-
-    @task
-    def emit(self) -> None:
-        gen = self.gen
-        if gen is None:
-            raise StopUser()
-        if gen.model is not None and gen.sender.queues:
-            gen.send_due()
-            return
-        if (gen.model is not None and self.ticket is None) or not gen.take():
-            raise StopUser()
-        gen.sender.wait_for_room()
-        gen.send_one(self.ticket)

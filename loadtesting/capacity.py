@@ -28,6 +28,11 @@ STEP_TIME, SETTLE_TIME = 60.0, 10.0
 RATE_STEP_TIME, RATE_SETTLE_TIME = 30.0, 5.0
 
 
+def enabled(o) -> bool:
+    """--capacity-search: the run searches its capacity (users, or a generator's arrival rate)."""
+    return bool(o.capacity_search)
+
+
 def step_time(o, rate: bool = False) -> float:
     return o.capacity_step_time if o.capacity_step_time is not None else RATE_STEP_TIME if rate else STEP_TIME
 

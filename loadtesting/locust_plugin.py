@@ -77,7 +77,7 @@ def _init(environment, runner=None, web_ui=None, **_kw) -> None:
     if out is not None and not isinstance(runner, WorkerRunner) and target is not None:
         # The effective options (config files, LOCUST_* variables, command line): the report reads these.
         run.record_monitor_target(out, *target)
-    if o.capacity_search and not isinstance(runner, WorkerRunner) and not _RATE_GENERATOR["on"]:
+    if capacity.enabled(o) and not isinstance(runner, WorkerRunner) and not _RATE_GENERATOR["on"]:
         shape = CapacitySearch(
             environment, results_dir(),
             on_phase=lambda p: record_run_event(environment, "phase", asdict(p)),
@@ -102,7 +102,7 @@ def use_rate_search(environment, target: RateTarget) -> None:
     """From an open-model locustfile's init listener (after this plugin's): with --capacity-search,
     search the arrival rate through `target` instead of the user count."""
     o = environment.parsed_options
-    if o is None or not o.capacity_search or isinstance(environment.runner, WorkerRunner):
+    if o is None or not capacity.enabled(o) or isinstance(environment.runner, WorkerRunner):
         return
     message = rate_capacity.check_options(o)
     if message:

@@ -63,6 +63,11 @@ def add_arguments(parser) -> None:
                    help="seconds between the search's backlog samples (default 1)")
 
 
+def start_rate(o) -> float:
+    """--capacity-start-rate: the rate (per second) a generator offers at the search's first step."""
+    return o.capacity_start_rate
+
+
 def check_options(o) -> str | None:
     """The first bad rate-search option as a one-line message, or None."""
     from loadtesting.capacity import step_time as _step_time

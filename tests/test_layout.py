@@ -78,3 +78,37 @@ def test_no_code_keeps_state_on_locusts_environment() -> None:
                         and node.args and _is_environment(node.args[0]):
                     found.append(f"{where(path, node)} setattr on the environment")
     assert found == []
+
+
+def _entry_point_extras(tree: ast.Module) -> list[tuple[int, str]]:
+    """What a locustfile holds besides its docstring, its imports and its Locust User classes."""
+    from loadtesting.run import USER_BASES
+
+    def is_user(node: ast.ClassDef) -> bool:
+        return any((b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "")) in USER_BASES
+                   for b in node.bases)
+
+    extras = []
+    for i, node in enumerate(tree.body):
+        docstring = i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        if docstring or isinstance(node, ast.Import | ast.ImportFrom):
+            continue
+        if isinstance(node, ast.ClassDef) and is_user(node):
+            continue
+        extras.append((node.lineno, type(node).__name__ + (f" {node.name}" if hasattr(node, "name") else "")))
+    return extras
+
+
+def test_locustfiles_hold_only_entry_points():
+    """locustfiles/ is what `locust -f` is given: imports (the generators and plugins, registering their
+    options and listeners) and User classes. Options, listeners, run state and helpers live in generators/."""
+    found = [f"{path.relative_to(REPO)}:{line} {what}" for path, tree in sources("locustfiles")
+             for line, what in _entry_point_extras(tree)]
+    assert found == []
+
+
+def test_the_entry_point_check_finds_library_code():
+    tree = ast.parse('"""doc"""\nimport x\nfrom locust import User, events\nLIMIT = 3\n\n'
+                     '@events.init.add_listener\ndef _init(environment, **kw):\n    pass\n\n'
+                     'class Helper:\n    pass\n\nclass Device(User):\n    pass\n')
+    assert _entry_point_extras(tree) == [(4, "Assign"), (7, "FunctionDef _init"), (10, "ClassDef Helper")]

@@ -22,6 +22,20 @@ CASES = {
                                     "locust: error: argument --mqtt-message-rate: '-5': expected a number >= 0"),
     "tracking zero poll interval": ("tracking", ["--e2e-poll-interval", "0"], {},
                                     "locust: error: argument --e2e-poll-interval: '0': expected a number > 0"),
+    "tracking zero events": ("tracking", ["--num-events", "0"], {},
+                             "locust: error: argument --num-events: '0': expected an integer >= 1"),
+    "tracking negative processes from env": ("tracking", [], {"LOCUST_TRACKING_PROCESSES": "-1"},
+                                             "locust: error: argument --tracking-processes: '-1': "
+                                             "expected an integer >= 0"),
+    "mqtt inflight above paho's limit": ("mqtt", ["--mqtt-max-inflight", "70000"], {},
+                                         "locust: error: argument --mqtt-max-inflight: '70000': "
+                                         "expected an integer 1 … 65535 (paho's limit)"),
+    "mqtt keepalive not a number": ("mqtt", ["--mqtt-keepalive", "1m"], {},
+                                    "locust: error: argument --mqtt-keepalive: '1m': expected an integer >= 0"),
+    "mqtt zero connect timeout": ("mqtt", ["--mqtt-connect-timeout", "0"], {},
+                                  "locust: error: argument --mqtt-connect-timeout: '0': expected a number > 0"),
+    "http negative wait": ("http", ["--wait-min", "-1"], {},
+                           "locust: error: argument --wait-min: '-1': expected a number >= 0"),
     "ralph zero concurrency": ("tracking", ["--ralph-concurrency", "0"], {},
                                "locust: error: argument --ralph-concurrency: '0': expected an integer >= 1"),
 }

@@ -34,6 +34,15 @@ def test_a_bad_value_from_the_form_is_one_line_naming_it():
     assert web_options.check_form({"check_p95_ms": "", "rate_per_s": "5", "mode_x": "b", "other": "?"}) is None
 
 
+def test_a_value_a_type_validator_refuses_is_one_line_naming_it():
+    from plumbing.options import positive_int
+
+    parser = argparse.ArgumentParser()
+    web_options.per_test(parser.add_argument("--count-x", type=positive_int, default=1000))
+    assert web_options.check_form({"count_x": "0"}) == "error: --count-x '0': expected an integer >= 1"
+    assert web_options.check_form({"count_x": "many"}) == "error: --count-x 'many': expected an integer >= 1"
+
+
 def test_values_left_as_text_by_locust_become_typed_at_the_start():
     _parser()
     # Locust keeps the text of an option whose value was None; "" clears a threshold.
