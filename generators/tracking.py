@@ -16,6 +16,7 @@ the end's phases).
 
 from __future__ import annotations
 
+import argparse
 import logging
 import random
 import time
@@ -44,7 +45,7 @@ from monitors.locust_plugin import add_sampler, drain_timeout, measuring
 from monitors.xapi_e2e import EndToEnd, summary_line
 from openedx_erb.events import MIXES, Clock, EventFactory, TrackedLearner, generated_users, load_users
 from plumbing import run_state
-from plumbing.options import OptionError, non_negative_float, non_negative_int, positive_float, positive_int, require
+from plumbing.options import OptionError, non_negative_float, non_negative_int, positive_float, positive_int
 from plumbing.web_options import per_test
 
 log = logging.getLogger("tracking")
@@ -63,10 +64,18 @@ class TrackingRun:
     capacity: loadtesting.locust_plugin.RateTarget | None = None  # --capacity-search: what the search steps
 
 
+def course_key(text: str) -> str:
+    """`type=` of --course-id: a course run key, course-v1:ORG+COURSE+RUN ("": a new one per run)."""
+    if text and not (text.startswith("course-v1:") and text.count("+") == 2):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected course-v1:ORG+COURSE+RUN")
+    return text
+
+
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
     g = parser.add_argument_group("tracking events (load_test_tracking_events)")
-    per_test(g.add_argument("--pipeline-backend", default="redis_bus", env_var="LOCUST_PIPELINE_BACKEND",
+    per_test(g.add_argument("--pipeline-backend", default="redis_bus", choices=backends.NAMES,
+                   metavar="PIPELINE_BACKEND", env_var="LOCUST_PIPELINE_BACKEND",
                    help=f"where events enter: {', '.join(backends.NAMES)} (default %(default)s)"))
     # dest differs: Locust's own -u/--users is stored as num_users.
     g.add_argument("--num-users", type=positive_int, default=100, dest="learners", env_var="LOCUST_TRACKING_NUM_USERS",
@@ -85,9 +94,10 @@ def _options(parser) -> None:
                    help="open model: target events/s over all processes (replaces --sleep-time); events are "
                         "started at planned instants, one a free user takes or dropped and counted "
                         "(docs/open-model.md)"))
-    g.add_argument("--course-id", default="", env_var="LOCUST_COURSE_ID",
+    g.add_argument("--course-id", type=course_key, default="", env_var="LOCUST_COURSE_ID",
                    help="course the events name (default: a new course-v1:OEX+<6 hex>+2024-1 per run)")
-    per_test(g.add_argument("--event-mix", default="enrollment", env_var="LOCUST_EVENT_MIX",
+    per_test(g.add_argument("--event-mix", default="enrollment", choices=MIXES, metavar="EVENT_MIX",
+                            env_var="LOCUST_EVENT_MIX",
                    help="enrollment (activated/deactivated toggling, as the reference) or realistic "
                         "(video, problem, navigation, completion and enrollment)"))
     g.add_argument("--e2e-poll-interval", type=positive_float, default=1.0, env_var="LOCUST_E2E_POLL_INTERVAL",
@@ -117,16 +127,10 @@ def _init(environment, runner=None, **_kw) -> None:
     o = environment.parsed_options
     if o is None:
         return
-    require(o.pipeline_backend in backends.NAMES,
-            f"--pipeline-backend {o.pipeline_backend!r}: expected one of {', '.join(backends.NAMES)}")
-    require(o.event_mix in MIXES, f"--event-mix {o.event_mix!r}: expected one of {', '.join(MIXES)}")
     for backend in backends.modules():
         if hasattr(backend, "check_options"):
             backend.check_options(o)
-    if o.course_id:
-        require(o.course_id.startswith("course-v1:") and o.course_id.count("+") == 2,
-                f"--course-id {o.course_id!r}: expected course-v1:ORG+COURSE+RUN")
-    else:
+    if not o.course_id:
         # One course per run as the reference creates; the master passes it on to its workers.
         o.course_id = f"course-v1:OEX+{uuid.uuid4().hex[:6]}+2024-1"
     run = run_state.of(environment, TrackingRun)
