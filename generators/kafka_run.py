@@ -78,7 +78,7 @@ def producer_config(o) -> ProducerConfig:
                           key_field=o.kafka_key_field, request_events=o.kafka_request_events,
                           linger_ms=o.kafka_linger_ms, acks=o.kafka_acks, rate=o.kafka_rate,
                           processes=o.kafka_processes, e2e_timeout=o.kafka_e2e_timeout,
-                          search_start_rate=rate_capacity.start_rate(o) if capacity.enabled(o) else None)
+                          search_start_rate=rate_capacity.start_rate(o) if capacity.searching(o) else None)
 
 
 @dataclass
@@ -94,7 +94,7 @@ def _check(environment, **_kw) -> None:
     o = environment.parsed_options
     if o is None:
         return
-    if capacity.enabled(o):
+    if capacity.searching(o):
         require(bool(o.kafka_latency_topic),
                 "--capacity-search: expected --kafka-latency-topic (the processor's output: what arrives there "
                 "and how late is what the search judges)")

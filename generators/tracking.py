@@ -138,7 +138,7 @@ def _init(environment, runner=None, **_kw) -> None:
         _load_learners(environment)
     # Aspects' mode: sent until killed, so a signal is the planned end, not an interruption.
     expect_signal_end(environment, o.run_until_killed and not o.run_time)
-    searching = capacity.enabled(o)
+    searching = capacity.searching(o)
     if searching:
         _use_capacity_search(environment, run)
     describe_run(environment, course_id=o.course_id, num_users=len(run.users), username_prefix=o.username_prefix,
@@ -195,7 +195,7 @@ class Generator:
         self.index, self.count = budget.process_share(environment, o.tracking_processes)
         self.learners = [TrackedLearner(uid, name) for uid, name in run_state.of(environment, TrackingRun).users]
         self.factory = EventFactory(o.course_id, o.event_mix, Clock(slot=self.index))
-        searching = capacity.enabled(o)  # the search steps the rate until it is done
+        searching = capacity.searching(o)  # the search steps the rate until it is done
         self.budget = None if o.run_until_killed or searching else budget.share(o.num_events, self.index, self.count)
         self.sent = self.reserved = 0
         self.started = time.monotonic()

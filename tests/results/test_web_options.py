@@ -6,6 +6,7 @@ import argparse
 from types import SimpleNamespace
 
 from plumbing import web_options
+from plumbing.options import ratio
 
 
 def _parser():
@@ -34,13 +35,11 @@ def test_a_bad_value_from_the_form_is_one_line_naming_it():
     assert web_options.check_form({"check_p95_ms": "", "rate_per_s": "5", "mode_x": "b", "other": "?"}) is None
 
 
-def test_a_value_a_type_validator_refuses_is_one_line_naming_it():
-    from plumbing.options import positive_int
-
+def test_a_value_the_options_validator_refuses_is_one_line_naming_it():
     parser = argparse.ArgumentParser()
-    web_options.per_test(parser.add_argument("--count-x", type=positive_int, default=1000))
-    assert web_options.check_form({"count_x": "0"}) == "error: --count-x '0': expected an integer >= 1"
-    assert web_options.check_form({"count_x": "many"}) == "error: --count-x 'many': expected an integer >= 1"
+    web_options.per_test(parser.add_argument("--share-x", type=ratio, default=None))
+    assert web_options.check_form({"share_x": "2"}) == "error: --share-x '2': expected a number from 0 to 1"
+    assert web_options.check_form({"share_x": "0.5"}) is None
 
 
 def test_the_form_shows_help_with_its_default_written_out():
