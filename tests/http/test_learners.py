@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -15,7 +14,7 @@ import requests
 
 from plumbing.locust_csv import read_locust_failures, read_locust_stats
 from stack import free_port
-from tests.helpers import REPO, log_of, run_locust, start_locust, wait_for
+from tests.helpers import REPO, locust_until, log_of, run_locust, start_locust, wait_for
 
 LOCUSTFILE = str(REPO / "locustfiles" / "http.py")
 TASK_WEIGHTS = {"/": 100, "/lampi": 80, "/lampi/device/<device_id>": 75}
@@ -147,31 +146,22 @@ def test_lost_session_counts_as_failure_and_logs_in_again(site, tmp_path):
     users = 5
     db = Path(site.extra["data_dir"]) / "db.sqlite3"
     prefix = tmp_path / "run"
-    proc = start_locust(["-f", LOCUSTFILE, "--headless", "--host", site.url, "--users", str(users), "--spawn-rate", "50",
-                         "--run-time", "600s", "--csv", str(prefix), "--wait-min", "0.05", "--wait-max", "0.1",
-                         "--no-sar", "--no-monitor"],
-                        env={"LOCUST_RESULTS_DIR": str(tmp_path)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    args = ["-f", LOCUSTFILE, "--headless", "--host", site.url, "--users", str(users), "--spawn-rate", "50",
+            "--run-time", "600s", "--csv", str(prefix), "--wait-min", "0.05", "--wait-max", "0.1", "--no-sar", "--no-monitor"]
 
     def logins() -> int:
         try:
-            with open(f"{prefix}_stats.csv", newline="") as f:
-                return sum(int(r["Request Count"]) for r in csv.DictReader(f) if r["Name"] == "/login/ (POST)")
+            return int(read_locust_stats(prefix)["/login/ (POST)"]["Request Count"])
         except (OSError, ValueError, KeyError):
             return 0
 
-    try:
-        wait_for(lambda: logins() >= users, timeout=120, interval=0.5, what="every learner logged in",
-                 on_timeout=lambda: Path(f"{prefix}_stats.csv").read_text() if Path(f"{prefix}_stats.csv").exists() else "")
+    with locust_until(args, env={"LOCUST_RESULTS_DIR": str(tmp_path)}) as run:
+        wait_for(lambda: logins() >= users, timeout=120, interval=0.5, what="every learner logged in")
         with sqlite3.connect(db, timeout=20) as conn:
             conn.execute("DELETE FROM django_session")
         wait_for(lambda: logins() >= 2 * users, timeout=120, interval=0.5, what="every learner logged in again")
-        proc.send_signal(signal.SIGTERM)
-        err = proc.communicate(timeout=120)[1]
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 143, log_of(err)
+        code, err = run.end()
+    assert code == 143, log_of(err)
     failures = json.loads((tmp_path / "stats.json").read_text())["failures"]
     assert sum(f["occurrences"] for f in failures if "session lost" in f["error"]) >= users, log_of(err)
     assert final_stats(tmp_path)["/login/ (POST)"]["requests"] >= 2 * users
