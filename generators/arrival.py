@@ -241,6 +241,9 @@ SWEEP_INTERVAL = 0.25  # s between counts of the instants that passed while ever
 # turn, late (its latency counts from its planned instant); one this late is dropped instead (the
 # generator's CPU, not its users, cannot keep up: the rate is not offered).
 TAKER_MAX_LATENESS = 1.0
+# Most instants acquire_due() hands out at once: a taker behind its plan yields to the loop between
+# batches (its sender's own greenlet writes and reads meanwhile) instead of holding it for all of them.
+TAKE_MAX = 1000
 # The loop cannot wake for instants closer than this: libev's epoll backend waits in whole milliseconds.
 WAKE_RESOLUTION = 0.001
 
@@ -279,6 +282,8 @@ class Scheduler:
     _ahead_until: float = 0.0  # just past the latest instant started ahead of its time (acquire_due), s
     _taker: bool = False  # instants are taken with acquire_due(): late ones are taken, up to TAKER_MAX_LATENESS
     _unreported: int = 0  # drops not yet passed to on_drop
+    _slept: bool = False  # the last acquire() waited for its instant (else it was due already: behind)
+    _behind: bool = False  # acquire_due()'s last instant was due when it was taken
 
     # -- start, stop ---------------------------------------------------------------------------
     def start(self, at_wall: float | None = None) -> None:
@@ -391,12 +396,14 @@ class Scheduler:
         self._report_drops()
         self._claims[index] = offset
         at = self.start_mono + offset
+        self._slept = False
         try:
             # libev starts timers from the loop's cached time, older than the clock: refresh it, or the
             # timer fires early and a second sleep is needed (a busy loop's cache can be far behind).
             loop = gevent.get_hub().loop
             while (now := time.monotonic()) < at:
                 loop.update_now()
+                self._slept = True
                 gevent.sleep(at - now)
         except BaseException:
             # Killed before its instant (the run stops, or the user count shrinks): a stopped run's
@@ -419,16 +426,22 @@ class Scheduler:
         """acquire(), then also the instants that follow it and are due by the time it wakes (the loop
         wakes in whole milliseconds: at 2,000/s about two of them), or due within `lookahead` (up to
         WAKE_RESOLUTION, to start instants closer than the loop can wake for in one go, at most that
-        much early), at most `most` in all, each with its own planned time. [] when the plan is over.
+        much early), at most `most` (and TAKE_MAX) in all, each with its own planned time. [] when the
+        plan is over. A caller whose previous call found its instant already due (it is behind the
+        plan) first yields to the loop once, so the greenlets its work feeds run between its batches.
 
         It takes the following instants only while no other caller holds a claim: theirs are earlier,
         so taking later ones would start instants out of order. A caller that takes instants one
         batch at a time (one at a time under a lock, as the tracking generator does) starts them in
         plan order with one wake-up for all the instants of a loop's turn."""
         self._taker = True
+        if self._behind:
+            gevent.sleep(0)  # before claiming anything: a kill here loses no instant
         first = self.acquire(idle_since)
         if first is None:
             return []
+        self._behind = not self._slept
+        most = min(most, TAKE_MAX)
         out = [first]
         horizon = time.monotonic() + lookahead - self.start_mono
         stop = self.stopped_at if self.finished.is_set() else None
