@@ -8,7 +8,6 @@ deliveries are reported in batches: each event once in the topic and once in the
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import pytest
 
 from stack import Stack
 from targets.pipeline.decode import tracking_event
-from tests.helpers import LOCUST, REPO, wait_for
+from tests.helpers import REPO, start_locust, wait_for
 from tests.pipeline.conftest import LOCUSTFILE
 
 STREAM = "pipelined-analytics"
@@ -34,12 +33,12 @@ def own_redis(tmp_path):
 
 
 def start_run(url: str, tmp_path, events: int, rate: int) -> subprocess.Popen:
-    cmd = [LOCUST, "-f", LOCUSTFILE, "--headless", "-u", "20", "-r", "20", "--pipeline-backend", "redis_bus",
+    args = ["-f", LOCUSTFILE, "--headless", "-u", "20", "-r", "20", "--pipeline-backend", "redis_bus",
            "--event-bus-redis-url", url, "--event-bus-stream", STREAM, "--redis-stream-maxlen", "0",
            "--num-events", str(events), "--events-per-second", str(rate), "--event-mix", "realistic",
            "--no-e2e", "--no-monitor", "--no-sar", "--only-summary", "-t", "120s",
            "--json-file", str(tmp_path / "stats")]
-    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return start_locust(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def finish(proc: subprocess.Popen, tmp_path) -> tuple[dict, dict]:
@@ -126,13 +125,13 @@ def test_kafka_bus_events_are_each_delivered_and_counted_once_in_plan_order(kafk
     topic = f"pipelined{threading.get_ident() % 100_000}-{tmp_path.name[-6:]}-analytics"
     subprocess.run([sys.executable, "-m", "targets.streams.topics", "--brokers", kafka.url, topic], cwd=REPO,
                    check=True, capture_output=True)
-    cmd = [LOCUST, "-f", LOCUSTFILE, "--headless", "-u", "20", "-r", "20", "--pipeline-backend", "kafka_bus",
+    args = ["-f", LOCUSTFILE, "--headless", "-u", "20", "-r", "20", "--pipeline-backend", "kafka_bus",
            "--kafka-bus-brokers", kafka.url, "--kafka-bus-topic", topic, "--num-events", "3000",
            "--events-per-second", "1500", "--event-mix", "realistic", "--no-e2e", "--no-monitor", "--no-sar",
            "--only-summary", "-t", "120s", "--json-file", str(tmp_path / "stats")]
     (tmp_path / "results").mkdir()
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "LOCUST_RESULTS_DIR": str(tmp_path / "results")},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = start_locust(args, env={"LOCUST_RESULTS_DIR": str(tmp_path / "results")}, stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE)
     om, events = finish(proc, tmp_path)
     assert om["planned"] == 3000 and om["started"] + om["dropped"] == 3000
     assert events == {"requests": om["started"], "failures": 0}
