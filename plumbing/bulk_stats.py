@@ -20,13 +20,30 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 
-from locust.event import EventHook
-from locust.stats import bucket_response_time
+# Locust is imported where it is used: backends/ import this module and stay importable without
+# Locust (which monkey-patches the standard library on import).
+
+
+class Hook:
+    """Listeners called in the order they were added (as Locust's EventHook, without Locust)."""
+
+    def __init__(self) -> None:
+        self._handlers: list[Callable] = []
+
+    def add_listener(self, handler: Callable) -> Callable:
+        self._handlers.append(handler)
+        return handler
+
+    def fire(self, **kwargs) -> None:
+        for handler in self._handlers:
+            handler(**kwargs)
+
 
 # Fired by RequestBatch.flush with environment, request_type, items: [(name, ms from the planned start
 # to the response, size)] (each measured when its response came).
-planned_batch = EventHook()
+planned_batch = Hook()
 
 
 class BulkRequests:
@@ -107,6 +124,8 @@ class RequestBatch:
 def add_to_entry(entry, times: list[float], buckets: Counter) -> None:
     """What `StatsEntry.log` does once per time, for all `times` together (their bytes were logged with
     the first request of the flush)."""
+    from locust.stats import bucket_response_time
+
     if not times:
         return
     now = time.time()
