@@ -38,7 +38,7 @@ class Sender:
     environment: object
     backend: str
     # send() only queues (the write and its reply happen later, elsewhere): the open model then starts
-    # many instants per wake-up (locustfiles/tracking.py). A sender whose send() does the work keeps
+    # many instants per wake-up (generators/tracking.py). A sender whose send() does the work keeps
     # one instant per user, so a saturated generator drops instants instead of falling behind.
     queues: ClassVar[bool] = False
     # send() takes the events as the event bus carries them (openedx_erb.wire.TrackingLog: the generator
@@ -74,8 +74,9 @@ class Sender:
         """Block (cooperatively) while the sender's queue is full; True if it had to."""
         return False
 
-    def close(self) -> None:
-        pass
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop sending; a sender whose events are still unconfirmed waits at most `timeout` seconds for
+        them (the generator's --delivery-timeout), then counts them as failed."""
 
 
 @dataclass
@@ -185,7 +186,7 @@ class RedisSender(Sender):
     def outstanding(self) -> int:
         return len(self._queue) + self._in_flight
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
         # The events still queued go out first (the caller waited --delivery-timeout for them already).
         while self._queue or self._in_flight:
             if self._writer.dead:

@@ -136,8 +136,7 @@ def _register_schemas(o) -> None:
 
 def sender(environment, o) -> KafkaSender:
     return KafkaSender(environment, NAME, conf=kafka_conf.client_config(o.kafka_bus_brokers), topic=_topic(o),
-                       key=o.kafka_key, value_schema_id=o.kafka_value_schema_id, key_schema_id=o.kafka_key_schema_id,
-                       delivery_timeout=o.delivery_timeout)
+                       key=o.kafka_key, value_schema_id=o.kafka_value_schema_id, key_schema_id=o.kafka_key_schema_id)
 
 
 def sampler(options) -> Sampler:
@@ -160,7 +159,6 @@ class KafkaSender(Sender):
     value_schema_id: int = 1
     key_schema_id: int = 2
     source: str = "openedx/lms/web"
-    delivery_timeout: float = 30.0  # at close: seconds for the deliveries still in flight
     max_in_flight: int = 20_000  # messages produced, not yet acknowledged; a sender with this many is full
     _producer: object = None
     _pump: object = None
@@ -223,15 +221,15 @@ class KafkaSender(Sender):
             gevent.sleep(0.001)
         return waited
 
-    def close(self) -> None:
-        deadline = time.monotonic() + self.delivery_timeout
+    def close(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
         while len(self._producer) and time.monotonic() < deadline:
             gevent.sleep(0.01)
         if len(self._producer):
             # Still undelivered (e.g. the broker is down): purged, their delivery reports count them as
             # failed requests instead of leaving them out of the stats.
             log.warning("kafka_bus: %d events undelivered %g s after the end; counted as failed", len(self._producer),
-                        self.delivery_timeout)
+                        timeout)
             self._producer.purge()
             while len(self._producer) and time.monotonic() < deadline + 10:
                 gevent.sleep(0.01)

@@ -102,8 +102,8 @@ class Sampling:
         now = time.time()
         start = time.monotonic()
         fresh: dict[str, _Call] = {}
-        # One list for both passes: others may add a sampler meanwhile (the tracking generator's E2E
-        # check at test start, while this waits for the calls); it is sampled from the next sample on.
+        # One list for the whole sample: a sampler added while this one waits (a listener that runs
+        # at the switch, e.g. the tracking run's e2e) is first asked at the next sample.
         samplers = list(self.samplers.items())
         for name, sampler in samplers:
             call = self._calls.get(name)
