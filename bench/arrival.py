@@ -20,7 +20,9 @@ Then the CPU per iteration of the pacing alone (bench/locustfiles/pacing.py: ite
 nothing) at 2,000/s, against the former per-user wait_time pacing: the open model per user
 (`attach`, what HTTP, MQTT and Kafka users use) and as the tracking generator takes it (`due`: the
 instants due at one wake-up in one go); the process's CPU time minus an idle run's, divided by the
-iterations. All on this machine's loopback.
+iterations. All on this machine's loopback. With BENCH_BASELINE the baseline's open model paces
+too, right after the current one's; BENCH_ARRIVAL_PACING_ROUNDS=N repeats the pacing runs N times;
+BENCH_ARRIVAL_PACING_ONLY=1 runs only them (no stack).
 """
 
 from __future__ import annotations
@@ -132,16 +134,48 @@ def received_rate(ms: list[int]) -> float:
     return (len(ms) - 1) * 1000 / (ms[-1] - ms[0]) if len(ms) > 1 and ms[-1] > ms[0] else 0.0
 
 
-def pacing_cpu(mode: str) -> tuple[float, int]:
-    """CPU seconds of a pacing run between its plan's start and its stop, and its iterations meanwhile."""
+def pacing_cpu(mode: str, code: Path = REPO) -> tuple[float, int]:
+    """CPU seconds of a pacing run between its plan's start and its stop, and its iterations meanwhile
+    (`code`: the checkout whose scheduler paces, the current one's pacing locustfile)."""
     args = [LOCUST, "-f", str(REPO / "bench" / "locustfiles" / "pacing.py"), "--headless", "-u", "100", "-r", "100",
             "-t", f"{PACE_SECONDS}s", "--pacing", mode, "--pace-rate", str(PACE_RATE), "--no-monitor",
             "--only-summary"]
-    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=PACE_SECONDS + 120)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys([str(code), str(REPO)]))}
+    done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=PACE_SECONDS + 120)
     m = re.search(r"in the window: (\d+) iterations, ([\d.]+) s CPU", done.stderr)
     if not m:
         raise RuntimeError(f"no pacing figures from the {mode} run: {done.stderr[-2000:]}")
     return float(m.group(2)), int(m.group(1))
+
+
+PACE_MODES = (("scheduler", "open model per user"), ("due", "open model, due at once"),
+              ("wait_time", "wait_time (former)"), ("wait_time_even", "wait_time, phases spread"))
+
+
+def pacing_report(codes: list[tuple[str, Path]]) -> None:
+    """BENCH_ARRIVAL_PACING_ROUNDS (1) rounds of the pacing runs, the open model's of each code right
+    after the other (before/after pairs from the same minutes), each round's ratios from its own runs."""
+    for rnd in range(int(os.environ.get("BENCH_ARRIVAL_PACING_ROUNDS", "1"))):
+        idle_cpu = pacing_cpu("idle")[0]
+        per = {}
+        print(f"\nPacing, round {rnd + 1} ({PACE_RATE:,}/s, 100 users, {PACE_SECONDS} s; the idle run's "
+              f"{idle_cpu:.3f} s CPU subtracted; load average {os.getloadavg()[0]:.1f}):", flush=True)
+        for mode, name in PACE_MODES:
+            for label, code in codes if mode in ("scheduler", "due") else codes[:1]:
+                cpu, n = pacing_cpu(mode, code)
+                key = f"{name} ({label})" if mode in ("scheduler", "due") else name
+                if n <= 0 or cpu <= idle_cpu:
+                    print(f"  pacing {key:<40} not measured: {n:,} iterations, {cpu:.3f} s CPU", flush=True)
+                    continue
+                per[(mode, label)] = (cpu - idle_cpu) * 1e6 / n
+                print(f"  pacing {key:<40} {n:>7,} iterations: {per[(mode, label)]:.1f} µs CPU per iteration",
+                      flush=True)
+        for mode in ("scheduler", "due"):
+            for label, _code in codes:
+                for base, goal in ((("wait_time", "now"), " (goal <= 1.5)"), (("wait_time_even", "now"), "")):
+                    if (mode, label) in per and base in per:
+                        print(f"  {mode} ({label}) / {base[0]} CPU per iteration: "
+                              f"{per[(mode, label)] / per[base]:.2f}{goal}")
 
 
 def main() -> int:
@@ -151,6 +185,9 @@ def main() -> int:
         codes = [("now", REPO)]
         if baseline:
             codes.append((baseline[:10], baseline_checkout(baseline, Path(tmp))))
+        if os.environ.get("BENCH_ARRIVAL_PACING_ONLY"):
+            pacing_report(codes)
+            return 0
         stack = Stack(Path(tmp) / "stack", free_ports=True)
         try:
             eps = stack.start("redis", "kafka")
@@ -193,10 +230,8 @@ def main() -> int:
                     {"error": done.stderr.strip().splitlines()[-1:]}
         finally:
             stack.stop()
-        if os.environ.get("BENCH_ARRIVAL_NO_PACING"):
-            pacing = {}
-        else:
-            pacing = {mode: pacing_cpu(mode) for mode in ("idle", "scheduler", "due", "wait_time", "wait_time_even")}
+        if not os.environ.get("BENCH_ARRIVAL_NO_PACING"):
+            pacing_report(codes)  # here: a baseline checkout lives in tmp
     print(f"\nOpen model, tracking generator, 1 process, {USERS} users, {SECONDS} s plans ({os.cpu_count()} cores, "
           "loopback; machine shared and noisy)")
     print(f"{'backend':<10}{'code':>11}{'target/s':>13}{'planned':>10}{'started':>9}{'dropped':>9}{'failed':>8}"
@@ -240,23 +275,6 @@ def main() -> int:
             continue
         print(f"{backend:<10}{c['build']:>8,.1f}{c.get('erb', 0):>8,.1f}{c['encode']:>8,.1f}{c['stats']:>8,.1f}"
               f"{c['transport']:>11,.1f}{c['total']:>8,.1f}{c['build'] + c['total']:>12,.1f}")
-    if not pacing:
-        return 0
-    idle_cpu = pacing["idle"][0]
-    per = {}
-    for mode, name in (("scheduler", "open model per user"), ("due", "open model, due at once"),
-                       ("wait_time", "wait_time (former)"), ("wait_time_even", "wait_time, phases spread")):
-        cpu, n = pacing[mode]
-        if n <= 0 or cpu <= idle_cpu:
-            print(f"pacing {name:<26} not measured: {n:,} iterations, {cpu:.3f} s CPU (idle run {idle_cpu:.3f} s)")
-            continue
-        per[mode] = (cpu - idle_cpu) * 1e6 / n
-        print(f"pacing {name:<26} {n:>7,} iterations at a {PACE_RATE:,}/s target: "
-              f"{per[mode]:.1f} µs CPU per iteration (the idle run's {idle_cpu:.3f} s CPU subtracted)")
-    for mode in ("scheduler", "due"):
-        for base, goal in (("wait_time", " (goal <= 1.5)"), ("wait_time_even", "")):
-            if mode in per and base in per:
-                print(f"{mode} / {base} CPU per iteration: {per[mode] / per[base]:.2f}{goal}")
     return 0
 
 
