@@ -15,20 +15,56 @@ import logging
 import os
 import socket
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gevent
+from locust import events
 
 from generators import open_model
 from generators.bulk_stats import BulkRequests
 from lifecycle import budget
 from monitors import e2e
-from monitors.kafka_latency import LatencyStats, consumer_config, format_window, handle_message
+from monitors.kafka_latency import ArrivalWindows, LatencyStats, consumer_config, format_window, handle_message
 from monitors.locust_plugin import record_sample
-from plumbing import kafka_conf
+from plumbing import kafka_conf, run_state
 from plumbing.blocking import run_blocking
 
 log = logging.getLogger("locustfiles.kafka")
+REPORT_WINDOWS = "kafka_latency_windows"  # a worker's report key (Locust's own: "stats", "errors", …)
+
+
+@dataclass
+class LatencyWindows:
+    """The output latencies by the second they were read, exact (monitors.kafka_latency.ArrivalWindows):
+    this process's reader's and, on a master, its workers' merged from their reports. A capacity
+    search judges a step by its window's (plumbing.run_state)."""
+
+    windows: ArrivalWindows = field(default_factory=ArrivalWindows)
+
+
+def latency_windows(environment) -> ArrivalWindows:
+    return run_state.of(environment, LatencyWindows).windows
+
+
+@events.init.add_listener
+def _report_windows(environment, **_kw) -> None:
+    def on_report_to_master(client_id, data, **_kw) -> None:
+        taken = latency_windows(environment).take()
+        if taken:
+            data[REPORT_WINDOWS] = taken
+
+    def on_worker_report(client_id, data, **_kw) -> None:
+        if REPORT_WINDOWS in data:
+            latency_windows(environment).merge(data[REPORT_WINDOWS])
+
+    environment.events.report_to_master.add_listener(on_report_to_master)
+    environment.events.worker_report.add_listener(on_worker_report)
+
+
+@events.test_start.add_listener
+def _new_windows(environment, **_kw) -> None:
+    run_state.reset(environment, LatencyWindows)  # each test its own (the web UI can start several)
 
 
 def load_records(path: str | Path) -> list[dict]:
@@ -244,10 +280,12 @@ class LatencyReader:
     """Reads the pipeline's output topic from the test's start time; each delta goes into the E2E row
     named for the topic (monitors.e2e: outside Aggregated)."""
 
-    def __init__(self, environment, conf: dict, topic: str, index: int, count: int, start_ms: int) -> None:
+    def __init__(self, environment, conf: dict, topic: str, index: int, count: int, start_ms: int,
+                 arrivals: ArrivalWindows | None = None) -> None:
         from confluent_kafka import Consumer
 
         self.env, self.topic = environment, topic
+        self.arrivals = arrivals  # exact latencies by arrival second (a capacity search's windows)
         self.consumer = Consumer(consumer_config(conf, f"kafka-latency-{topic}"))
         self.windows: dict[str, dict] = {}  # the newest full window of each size
         self.stats = LatencyStats(on_window=self._window, on_total=log.info)
@@ -279,6 +317,7 @@ class LatencyReader:
         env = self.env
         while True:
             batch = self.consumer.consume(num_messages=1000, timeout=0)
+            deltas = []
             for msg in batch:
                 if msg.error():
                     continue
@@ -288,6 +327,9 @@ class LatencyReader:
                 delta = handle_message(self.stats, msg)
                 if delta is not None:
                     e2e.record(env, self.topic, delta, len(msg.value() or b""))  # outside Aggregated
+                    deltas.append(delta)
+            if self.arrivals is not None and deltas:
+                self.arrivals.add_many(deltas, time.time())
             if batch and time.monotonic() - last_commit > 1:
                 self.consumer.commit(asynchronous=True)
                 last_commit = time.monotonic()

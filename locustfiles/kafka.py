@@ -24,7 +24,7 @@ from locust.runners import MasterRunner, WorkerRunner
 import loadtesting.locust_plugin  # capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
 from generators import open_model
-from generators.kafka_producer import KafkaLoad, LatencyReader, load_records
+from generators.kafka_producer import KafkaLoad, LatencyReader, latency_windows, load_records
 from lifecycle import end
 from lifecycle.end import add_run_extra
 from plumbing import run_state, settings
@@ -90,7 +90,8 @@ def _check(environment, **_kw) -> None:
                 "and how late is what the search judges)")
         loadtesting.locust_plugin.use_rate_search(environment, loadtesting.locust_plugin.RateTarget(
             o.kafka_topic, lambda rate, ramp: open_model.set_rate(environment, o.kafka_topic, rate, ramp), "PRODUCE",
-            unit="messages", output=("E2E", o.kafka_latency_topic)))
+            unit="messages", output=("E2E", o.kafka_latency_topic),
+            window_latencies=lambda start, end: latency_windows(environment).histogram(start, end)))
     if isinstance(environment.runner, MasterRunner):
         return  # the master produces nothing
     if isinstance(environment.runner, WorkerRunner):
@@ -137,7 +138,8 @@ def _start(environment, **_kw) -> None:
     load = KafkaLoad(environment, o, run.records)
     if o.kafka_latency_topic:
         load.reader = LatencyReader(environment, load.conf, o.kafka_latency_topic, load.index, load.count,
-                                    int(time.time() * 1000))
+                                    int(time.time() * 1000),
+                                    latency_windows(environment) if o.capacity_search else None)
     run.load = load
 
 
