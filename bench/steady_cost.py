@@ -19,7 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.pipeline import pipeline_rate, tree_cpu_seconds
+from bench.pipeline import pipeline_rate, start_pipeline, tree_cpu_seconds
 from plumbing import chclient
 from stack import Stack
 
@@ -34,12 +34,7 @@ def steady(backend: str, workers: int, batch: int, rate: float, ep: dict, home: 
     if backend == "kafka_bus":
         subprocess.run([sys.executable, "-m", "targets.streams.topics", "--brokers", ep["kafka"], f"{prefix}-analytics"],
                        cwd=REPO, check=True, capture_output=True)
-    pipe = subprocess.Popen([sys.executable, "-m", "targets.pipeline", backend, "--workers", str(workers),
-                             "--batch-size", str(batch), "--batch-interval", "1", "--clickhouse-url", ep["clickhouse"],
-                             "--xapi-database", db, "--redis-url", ep["redis"], "--topic-prefix", prefix,
-                             "--queues", f"{prefix}.lms", "--backend-name", prefix, "--kafka-brokers", ep["kafka"],
-                             "--session-timeout-ms", "6000", "--log-file", str(log_file), "--ready-file", str(ready)],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    pipe = start_pipeline(backend, workers, batch, ep, prefix, log_file, ready)
     gen = None
     try:
         while not ready.exists():
