@@ -67,9 +67,11 @@ demo: setup
 	$(PY) -m stack run --site-profile $(PROFILE) --site-data -- \
 	  $(PY) -m loadtesting.demo --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME) $(if $(BACKEND),--backend $(BACKEND))
 
+# Two pytest workers: most tests wait on real servers and runs of fixed length, not on the CPU.
+TEST_JOBS ?= 2
 test: setup browser
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadgroup
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -19,6 +19,7 @@ from backends import celery, kafka_bus, redis_bus, vector
 from monitors import clickhouse as ch_sampler
 from monitors import host
 from monitors import samplers as sampling
+from monitors.loop import Sampling
 from tests.helpers import REPO, log_of, wait_for
 
 FIXTURES = Path(__file__).with_name("fixtures")
@@ -279,3 +280,34 @@ def test_unknown_backend_is_a_one_line_error():
         sampling.parse_backends(["rabbit"])
     assert str(err.value) == ("--monitor-backend 'rabbit' is unknown; expected one of: celery, redis_bus, "
                               "kafka_bus, vector")
+
+
+class _Fixed:
+    drains = True
+
+    def __init__(self, backlog: int) -> None:
+        self.value = backlog
+
+    def sample(self) -> dict:
+        return {"n": self.value}
+
+    def backlog(self, sample: dict) -> int:
+        return sample["n"]
+
+
+class _GrowingSamplers(dict):
+    """Gains a sampler after the sample has started its calls: what a listener does when it adds its
+    sampler at a gevent switch during a sample (the tracking run's e2e at its test start)."""
+
+    def items(self):
+        listed = list(super().items())
+        self.setdefault("late", _Fixed(5))
+        return listed
+
+
+def test_a_sampler_added_during_a_sample_is_first_asked_at_the_next():
+    sampling = Sampling(_GrowingSamplers(bus=_Fixed(3)))
+    _, stats, backlog = sampling.take()
+    assert (stats, backlog) == ({"bus": {"n": 3}}, 3)
+    _, stats, backlog = sampling.take()
+    assert (stats, backlog) == ({"bus": {"n": 3}, "late": {"n": 5}}, 8)
