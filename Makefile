@@ -4,15 +4,7 @@ SHELL := /bin/bash
 
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
-LOCUST  := $(VENV)/bin/locust
-SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RUN_DIR := .run
-
-# Debian packages: the servers of the local stack and the native tools the benchmarks compare with.
-APT_PACKAGES := clickhouse-server clickhouse-client redis-server mosquitto mosquitto-clients \
-                nginx-light sysstat wrk kcat iproute2 faketime
-# A program from each package above; `apt` installs only when one is missing.
-APT_PROGRAMS := clickhouse-server clickhouse-client redis-server mosquitto mosquitto_pub nginx sar wrk kcat ip faketime
 
 # HTTP run settings (make http-test / demo); every LOCUST_* variable also works.
 HOST       ?=
@@ -20,7 +12,7 @@ USERS      ?= 100
 SPAWN_RATE ?= 10
 RUN_TIME   ?= 60s
 PROFILE    ?= baseline
-BACKEND    ?= redis_bus
+BACKEND    ?=
 
 .PHONY: help setup apt browser venv venv-ralph demo test lint http-test bench stack-up stack-down stack-status clean
 
@@ -29,7 +21,7 @@ BACKEND    ?= redis_bus
 stack_or_venv = $(if $(strip $(1)),venv,setup)
 
 help:
-	@echo "make demo        local stack, 10,000 LAMPI users, a 60 s headless HTTP test, 5,000 tracking events via redis_bus"
+	@echo "make demo        local stack, 10,000 LAMPI users, a 60 s headless HTTP test, 5,000 tracking events through the reference pipeline (BACKEND=)"
 	@echo "make test        run the test suite (real servers on free loopback ports)"
 	@echo "make http-test   headless HTTP run against HOST (default: the local site; USERS, SPAWN_RATE, RUN_TIME)"
 	@echo "make bench       generator benchmarks against native tools (ratios)"
@@ -39,22 +31,13 @@ help:
 
 setup: apt venv venv-ralph
 
+# Debian packages (stack/packages.py lists them), only those missing; the system's python3, before any venv.
 apt:
-	@missing=""; for p in $(APT_PROGRAMS); do \
-	  command -v $$p >/dev/null 2>&1 || [ -x /usr/sbin/$$p ] || [ -x /usr/bin/$$p ] || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages (missing:$$missing)"; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
-	fi
+	@python3 -m stack.packages stack
 
 # Headless Chromium and its driver: only the test of the web UI's Pipeline page in a browser needs them.
 browser:
-	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
-	  echo "installing Debian packages (chromium chromium-driver)"; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
-	fi
+	@python3 -m stack.packages browser
 
 venv: $(VENV)/.installed
 
@@ -81,16 +64,14 @@ stack-status:
 
 # The main job: local stack, 10,000 users, a headless HTTP run; results/<run-id>/ printed at the end.
 demo: setup
-	@set -e; trap '$(PY) -m stack down >/dev/null' EXIT; \
-	$(PY) -m stack up --site-profile $(PROFILE); \
-	source $(RUN_DIR)/stack/stack.env; \
-	LAMPISITE_PROFILE=$(PROFILE) LAMPISITE_DATA_DIR=$(RUN_DIR)/stack/site $(PY) targets/lampisite/manage.py loadtestingdata; \
-	$(PY) -m loadtesting.run http --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME); \
-	$(PY) -m loadtesting.pipeline_run redis_bus --events 5000 --eps 500
+	$(PY) -m stack run --site-profile $(PROFILE) --site-data -- \
+	  $(PY) -m loadtesting.demo --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME) $(if $(BACKEND),--backend $(BACKEND))
 
+# Two pytest workers: most tests wait on real servers and runs of fixed length, not on the CPU.
+TEST_JOBS ?= 2
 test: setup browser
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadgroup
 
 lint: venv
 	$(VENV)/bin/ruff check .

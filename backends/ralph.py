@@ -35,7 +35,7 @@ def add_arguments(group) -> None:
     group.add_argument("--ralph-batch-size", type=positive_int, default=100, env_var="LOCUST_RALPH_BATCH_SIZE",
                        help="ralph: statements per POST (default %(default)s, event-routing-backends' batch)")
     group.add_argument("--ralph-batch-interval", type=positive_float, default=1.0, env_var="LOCUST_RALPH_BATCH_INTERVAL",
-                       help="ralph: seconds a partial batch waits before it is sent anyway (default 1)")
+                       help="ralph: seconds a partial batch waits before it is sent anyway (default %(default)g)")
     group.add_argument("--ralph-concurrency", type=positive_int, default=4, env_var="LOCUST_RALPH_CONCURRENCY",
                        help="ralph: POSTs in flight per process (default %(default)s)")
 

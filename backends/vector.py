@@ -25,7 +25,7 @@ from backends.base import Sender
 from openedx_erb import wire
 from plumbing import settings
 from plumbing.blocking import run_blocking
-from plumbing.options import OptionError, require
+from plumbing.options import OptionError
 
 NAME = "vector"
 REFERENCE_CONSUMER = "targets.pipeline"
@@ -45,7 +45,8 @@ _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 def add_arguments(group) -> None:
     group.add_argument("--vector-log-file", default=settings.VECTOR_LOG_FILE.default, env_var=settings.VECTOR_LOG_FILE.env,
                        help="vector: the log file Vector tails (default the checkout's .run/tracking.log)")
-    group.add_argument("--vector-lines", default="xapi", env_var="LOCUST_VECTOR_LINES",
+    group.add_argument("--vector-lines", default="xapi", choices=("xapi", "tracking", "both"),
+                       env_var="LOCUST_VECTOR_LINES",
                        help="vector: xapi ([xapi_tracking] lines, what Aspects stores), tracking, or both")
 
 
@@ -136,11 +137,6 @@ class Sampler:
 
     def close(self) -> None:
         pass
-
-
-def check_options(o) -> None:
-    require(o.vector_lines in ("xapi", "tracking", "both"),
-            f"--vector-lines {o.vector_lines!r}: expected xapi, tracking or both")
 
 
 def check_reachable(o) -> None:

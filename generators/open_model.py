@@ -27,7 +27,7 @@ from lifecycle.end import add_run_extra
 from lifecycle.exit_codes import ExitCode
 from monitors import clocks
 from plumbing import run_state
-from plumbing.options import OptionError, require
+from plumbing.options import OptionError, fraction, require
 from plumbing.request_context import PLANNED_START  # where an iteration's planned instant goes
 
 log = logging.getLogger("open_model")
@@ -58,7 +58,7 @@ def _options(parser) -> None:
                    help="instants evenly spaced (default) or a Poisson process")
     g.add_argument("--arrival-seed", type=int, default=None, env_var="LOCUST_ARRIVAL_SEED",
                    help="seed of the Poisson instants (default: a new plan each run)")
-    g.add_argument("--check-min-rate", type=float, default=None, env_var="LOCUST_CHECK_MIN_RATE",
+    g.add_argument("--check-min-rate", type=fraction, default=None, env_var="LOCUST_CHECK_MIN_RATE",
                    help=f"exit {ExitCode.MIN_RATE.value} if any iteration was dropped or the achieved arrival rate is "
                         "short of the target by more than this fraction (e.g. 0.01)")
 
@@ -74,8 +74,6 @@ def _init(environment, runner=None, **_kw) -> None:
     except ValueError as exc:
         raise OptionError(str(exc)) from None
     require(all(s.rate >= 0 for s in run.stages), f"--rate-stages {o.rate_stages!r}: expected rates >= 0")
-    if o.check_min_rate is not None:
-        require(0 <= o.check_min_rate < 1, f"--check-min-rate {o.check_min_rate}: expected a fraction 0 … <1")
     # spawning_complete passes no environment: bind it here.
     environment.events.spawning_complete.add_listener(lambda **_k: _spawned(environment))
     if isinstance(runner, MasterRunner):

@@ -10,14 +10,14 @@ from locust import events
 
 from lifecycle.exit_codes import ExitCode
 from plumbing import run_state
-from plumbing.options import OptionError
+from plumbing.options import ratio
 from plumbing.web_options import per_test
 
 
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
     g = parser.add_argument_group("pipeline monitor")
-    per_test(g.add_argument("--check-fail-ratio", type=float, default=None, env_var="LOCUST_CHECK_FAIL_RATIO",
+    per_test(g.add_argument("--check-fail-ratio", type=ratio, default=None, env_var="LOCUST_CHECK_FAIL_RATIO",
                    help=f"exit {ExitCode.FAIL_RATIO.value} if the failure ratio (0-1) is above this"))
     per_test(g.add_argument("--check-p95", type=float, default=None, env_var="LOCUST_CHECK_P95",
                    help=f"exit {ExitCode.P95.value} if the 95th percentile response time (ms) of the generator's own "
@@ -27,13 +27,6 @@ def _options(parser) -> None:
     per_test(g.add_argument("--check-drain-time", type=float, default=None, env_var="LOCUST_CHECK_DRAIN_TIME",
                    help=f"exit {ExitCode.DRAIN.value} if draining took longer than this many seconds (or never "
                         "ended)"))
-
-
-@events.init.add_listener
-def _check_options(environment, **_kw) -> None:
-    o = environment.parsed_options
-    if o is not None and o.check_fail_ratio is not None and not 0 <= o.check_fail_ratio <= 1:
-        raise OptionError(f"--check-fail-ratio {o.check_fail_ratio}: expected a ratio between 0 and 1")
 
 
 @dataclass
@@ -50,6 +43,11 @@ def record_drain(environment, drained: bool | None, seconds: float | None, max_b
     """The monitor's drain figures, for --check-max-lag and --check-drain-time."""
     d = run_state.reset(environment, Drain)
     d.drained, d.seconds, d.max_backlog, d.measured = drained, seconds, max_backlog, True
+
+
+def drain(environment) -> Drain:
+    """The drain figures of this run (not `measured` when no monitor ran)."""
+    return run_state.of(environment, Drain)
 
 
 def judge(environment, failed: Callable[..., None]) -> None:

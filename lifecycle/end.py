@@ -9,8 +9,9 @@
                          end-to-end summary).
     run measured      → `run_measured`: every measurement is in: write the final figures
                          (stats.json) and judge the checks (`check_failed`).
-    quitting          → `run_ending(environment, exit_code)`: the exit code is decided: write the
-                         end rows, stop recordings, close sinks.
+    quitting          → `run_ending(environment, exit_code, end_row, meta)`: the exit code is
+                         decided: store the end row and the final metadata row (their fields are
+                         given, lifecycle.run), stop recordings, close sinks.
 
 Every listener takes `environment` (keyword) and may be registered in any order: listeners of one
 phase do not depend on each other, and a later phase sees everything an earlier one did. The
@@ -141,7 +142,10 @@ def end(environment) -> int:
     if not isinstance(runner, WorkerRunner):
         checks.judge(environment, check_failed)
     run.exit_code = code = _decide(environment)
-    run_ending.fire(environment=environment, exit_code=code)
+    drain = checks.drain(environment)
+    run_ending.fire(environment=environment, exit_code=code,
+                    end_row=identity.end_row(run.extras, drain, code, bool(run.interrupted)),
+                    meta=identity.end_meta(environment, run.extras, drain, code))
     return code
 
 

@@ -1,13 +1,15 @@
-"""The run's identity and its start: its id, its tags, the fields of its `start` row and of its metadata.
+"""The run's identity and its rows: its id, its tags, the fields of its `start` and `end` rows and of its metadata.
 
 `lifecycle.end` starts each test's run (a new id for each test from the web UI) and fires
-`lifecycle.end.run_started(environment, run_id, start, meta)` on the master or a local runner: the
-monitor listens and stores the rows. Anything may ask for `run_id(environment)` at any time.
+`lifecycle.end.run_started(environment, run_id, start, meta)` on the master or a local runner, and
+at its end `lifecycle.end.run_ending(environment, exit_code, end_row, meta)`: the monitor listens
+and stores the rows. Anything may ask for `run_id(environment)` at any time.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 
 from locust import events
@@ -34,6 +36,7 @@ class RunIdentity:
 
     run_id: str = ""
     used: set[str] = field(default_factory=set)  # a second test from the web UI gets a new id
+    reserved: str = ""  # the id `reserve` chose for the test about to start
 
 
 def _state(environment) -> RunIdentity:
@@ -45,10 +48,25 @@ def _given(environment) -> str | None:
     return settings.RUN_ID.resolve(o.run_id if o is not None else None)
 
 
-def new_id(environment) -> str:
-    """A test starts: the given id (--run-id, LOCUST_RUN_ID) unless an earlier test used it, else a new one."""
+def _next(environment) -> str:
     run, given = _state(environment), _given(environment)
-    run.run_id = given if given and given not in run.used else new_run_id()
+    return given if given and given not in run.used else new_run_id()
+
+
+def reserve(environment) -> str:
+    """The id of the test about to start, known before it starts (e.g. to name its run folder): the
+    test's start takes this one. Reserving again before that start gives the same id."""
+    run = _state(environment)
+    if not run.reserved:
+        run.reserved = _next(environment)
+    return run.reserved
+
+
+def new_id(environment) -> str:
+    """A test starts: the reserved id, else the given one (--run-id, LOCUST_RUN_ID) unless an earlier
+    test used it, else a new one."""
+    run = _state(environment)
+    run.run_id, run.reserved = run.reserved or _next(environment), ""
     run.used.add(run.run_id)
     return run.run_id
 
@@ -79,3 +97,16 @@ def start_row(environment, described: dict) -> dict:
     return {"tags": tags(o), "locustfile": getattr(o, "locustfile", None),
             "host": redact(getattr(o, "host", "") or ""), "users": getattr(o, "num_users", None),
             "spawn_rate": getattr(o, "spawn_rate", None), **described}
+
+
+def end_row(extras: dict, drain, exit_code: int, interrupted: bool) -> dict:
+    """Fields of the run's `end` row: what the run added (`add_run_extra`), the monitor's drain figures
+    (`lifecycle.checks.Drain`), the exit code and whether a signal stopped the run before its planned end."""
+    return {**extras, "drained": drain.drained, "drain_seconds": drain.seconds, "max_backlog": drain.max_backlog,
+            "exit_code": exit_code, "interrupted": interrupted}
+
+
+def end_meta(environment, extras: dict, drain, exit_code: int) -> dict:
+    """Fields of the run's final metadata row (its first, `meta`, has exit code -1)."""
+    return {"ended": time.time(), **meta(environment), "exit_code": exit_code, "drained": 1 if drain.drained else 0,
+            "drain_seconds": drain.seconds or 0.0, "max_backlog": drain.max_backlog, "extra": json.dumps(extras)}

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from plumbing.options import fraction, non_negative_float, positive_float, positive_int, require
+
 # Defaults of the user search; the rate search (loadtesting.rate_capacity) measures shorter steps, as
 # its backlog slope needs no new users to warm up.
 STEP_TIME, SETTLE_TIME = 60.0, 10.0
@@ -29,56 +31,70 @@ RATE_STEP_TIME, RATE_SETTLE_TIME = 20.0, 5.0
 
 
 def step_time(o, rate: bool = False) -> float:
+    """Seconds each step is measured (--capacity-step-time, else the user or rate search's default)."""
     return o.capacity_step_time if o.capacity_step_time is not None else RATE_STEP_TIME if rate else STEP_TIME
 
 
 def settle_time(o, rate: bool = False) -> float:
+    """Seconds after a step's ramp before its measurement (--capacity-settle-time, else the default)."""
     if o.capacity_settle_time is not None:
         return o.capacity_settle_time
     return RATE_SETTLE_TIME if rate else SETTLE_TIME
+
+
+def searching(o) -> bool:
+    """--capacity-search: the run is a capacity search (of users, or of a rate for open-model generators)."""
+    return bool(getattr(o, "capacity_search", False))
 
 
 def add_arguments(parser) -> None:
     g = parser.add_argument_group("capacity search")
     g.add_argument("--capacity-search", action="store_true", default=False, env_var="LOCUST_CAPACITY_SEARCH",
                    help="find the highest user count with no failures (replaces --users/--run-time)")
-    g.add_argument("--capacity-start-users", type=int, default=10, env_var="LOCUST_CAPACITY_START_USERS",
-                   help="users of the first step, the minimal-load phase (default 10)")
-    g.add_argument("--capacity-step", type=int, default=100, env_var="LOCUST_CAPACITY_STEP",
-                   help="users added per step while no step has failed (default 100)")
-    g.add_argument("--capacity-resolution", type=int, default=10, env_var="LOCUST_CAPACITY_RESOLUTION",
-                   help="stop honing in when the step is below this many users (default 10)")
-    g.add_argument("--capacity-step-time", type=float, default=None, env_var="LOCUST_CAPACITY_STEP_TIME",
+    g.add_argument("--capacity-start-users", type=positive_int, default=10, env_var="LOCUST_CAPACITY_START_USERS",
+                   help="users of the first step, the minimal-load phase (default %(default)s)")
+    g.add_argument("--capacity-step", type=positive_int, default=100, env_var="LOCUST_CAPACITY_STEP",
+                   help="users added per step while no step has failed (default %(default)s)")
+    g.add_argument("--capacity-resolution", type=positive_int, default=10, env_var="LOCUST_CAPACITY_RESOLUTION",
+                   help="stop honing in when the step is below this many users (default %(default)s)")
+    g.add_argument("--capacity-step-time", type=positive_float, default=None, env_var="LOCUST_CAPACITY_STEP_TIME",
                    help=f"seconds each step is measured (default {STEP_TIME:g}; {RATE_STEP_TIME:g} for a rate search)")
-    g.add_argument("--capacity-settle-time", type=float, default=None, env_var="LOCUST_CAPACITY_SETTLE_TIME",
+    g.add_argument("--capacity-settle-time", type=non_negative_float, default=None,
+                   env_var="LOCUST_CAPACITY_SETTLE_TIME",
                    help=f"seconds after a step's ramp before its measurement starts (default {SETTLE_TIME:g}; "
                         f"{RATE_SETTLE_TIME:g} for a rate search)")
-    g.add_argument("--capacity-max-users", type=int, default=100_000, env_var="LOCUST_CAPACITY_MAX_USERS",
-                   help="never go above this many users (default 100000)")
-    g.add_argument("--capacity-fail-ratio", type=float, default=0.0, env_var="LOCUST_CAPACITY_FAIL_RATIO",
-                   help="a step fails above this failure ratio (default 0: any failure)")
-    g.add_argument("--capacity-slo-p95", type=float, default=None, env_var="LOCUST_CAPACITY_SLO_P95",
+    g.add_argument("--capacity-max-users", type=positive_int, default=100_000, env_var="LOCUST_CAPACITY_MAX_USERS",
+                   help="never go above this many users (default %(default)s)")
+    g.add_argument("--capacity-fail-ratio", type=fraction, default=0.0, env_var="LOCUST_CAPACITY_FAIL_RATIO",
+                   help="a step fails above this failure ratio (default %(default)g: any failure)")
+    g.add_argument("--capacity-slo-p95", type=positive_float, default=None, env_var="LOCUST_CAPACITY_SLO_P95",
                    help="a step also fails when its p95 response time (ms) is above this")
 
 
-def check_options(o) -> str | None:
-    """The first bad capacity option as a one-line message, or None."""
-    if not o.capacity_search:
-        return None
-    checks = [
-        (o.capacity_start_users >= 1, f"--capacity-start-users {o.capacity_start_users}: expected at least 1"),
-        (o.capacity_step >= 1, f"--capacity-step {o.capacity_step}: expected at least 1 user"),
-        (o.capacity_resolution >= 1, f"--capacity-resolution {o.capacity_resolution}: expected at least 1 user"),
-        (step_time(o) > 0, f"--capacity-step-time {o.capacity_step_time}: expected seconds > 0"),
-        (settle_time(o) >= 0, f"--capacity-settle-time {o.capacity_settle_time}: expected seconds >= 0"),
-        (o.capacity_max_users >= o.capacity_start_users,
-         f"--capacity-max-users {o.capacity_max_users}: expected at least --capacity-start-users"),
-        (0 <= o.capacity_fail_ratio < 1, f"--capacity-fail-ratio {o.capacity_fail_ratio}: expected 0 <= ratio < 1"),
-        (o.capacity_slo_p95 is None or o.capacity_slo_p95 > 0,
-         f"--capacity-slo-p95 {o.capacity_slo_p95}: expected milliseconds > 0"),
-        ((o.spawn_rate or 0) > 0, f"--spawn-rate {o.spawn_rate}: expected users per second > 0"),
-    ]
-    return next((msg for ok, msg in checks if not ok), None)
+@dataclass(frozen=True)
+class UserSearchSettings:
+    """The user search's settings: the --capacity-* options, checked once here (each value by its
+    argparse type; what involves two values by `from_options`)."""
+
+    start_users: int
+    step: int
+    resolution: int
+    max_users: int
+    step_time: float
+    settle_time: float
+    fail_ratio: float
+    slo_p95: float | None
+    spawn_rate: float  # Locust's --spawn-rate: the ramp speed between steps
+
+    @classmethod
+    def from_options(cls, o) -> UserSearchSettings:
+        """The settings of `o`; OptionError (one line) when they do not fit together."""
+        require(o.capacity_max_users >= o.capacity_start_users,
+                f"--capacity-max-users {o.capacity_max_users}: expected at least --capacity-start-users "
+                f"({o.capacity_start_users})")
+        require((o.spawn_rate or 0) > 0, f"--spawn-rate {o.spawn_rate}: expected users per second > 0")
+        return cls(o.capacity_start_users, o.capacity_step, o.capacity_resolution, o.capacity_max_users,
+                   step_time(o), settle_time(o), o.capacity_fail_ratio, o.capacity_slo_p95, float(o.spawn_rate))
 
 
 @dataclass

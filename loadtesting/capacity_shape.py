@@ -12,7 +12,7 @@ from locust import LoadTestShape
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
 from loadtesting import phases
-from loadtesting.capacity import Step, decide, settle_time, step_time, summary_text
+from loadtesting.capacity import Step, UserSearchSettings, decide, summary_text
 
 log = logging.getLogger("loadtesting.capacity")
 
@@ -27,17 +27,17 @@ class _Snapshot:
 class CapacitySearch(LoadTestShape):
     use_common_options = True  # --spawn-rate sets the ramp speed
 
-    def __init__(self, environment, results_dir: Path | None = None, on_phase=None, on_done=None) -> None:
+    def __init__(self, environment, search: UserSearchSettings, results_dir: Path | None = None, on_phase=None,
+                 on_done=None) -> None:
         super().__init__()
-        o = environment.parsed_options
         self.environment = environment
         self.results_dir = results_dir
         self.on_phase, self.on_done = on_phase, on_done
-        self.spawn_rate = float(o.spawn_rate or 10)
-        self.start_users, self.step = o.capacity_start_users, o.capacity_step
-        self.resolution, self.max_users = o.capacity_resolution, o.capacity_max_users
-        self.step_time, self.settle_time = step_time(o), settle_time(o)
-        self.fail_ratio, self.slo_p95 = o.capacity_fail_ratio, o.capacity_slo_p95
+        self.spawn_rate = search.spawn_rate
+        self.start_users, self.step = search.start_users, search.step
+        self.resolution, self.max_users = search.resolution, search.max_users
+        self.step_time, self.settle_time = search.step_time, search.settle_time
+        self.fail_ratio, self.slo_p95 = search.fail_ratio, search.slo_p95
         self.steps: list[Step] = []
         self.result: dict | None = None
         self._target = self.start_users

@@ -75,7 +75,8 @@ def _init(environment, runner=None, **_kw) -> None:
 def _start(environment, **_kw) -> None:
     runner, o = environment.runner, environment.parsed_options
     rec = run_state.of(environment, GeneratorHosts)
-    if not isinstance(runner, WorkerRunner) or o is None or getattr(o, "no_sar", False) or rec.process is not None:
+    every = sar.interval(o)
+    if not isinstance(runner, WorkerRunner) or every is None or rec.process is not None:
         return
     try:
         rec.label, local = host_label(o.master_host, o.master_port)
@@ -86,7 +87,7 @@ def _start(environment, **_kw) -> None:
         return
     rec.folder = Path(tempfile.mkdtemp(prefix="loadtest-sar-"))
     try:
-        rec.process = sar.start(rec.folder / "sar.data", getattr(o, "sar_interval", 1))
+        rec.process = sar.start(rec.folder / "sar.data", every)
     except sar.SarError as exc:
         log.warning("no sar on %s: %s", rec.label, exc)
         shutil.rmtree(rec.folder, ignore_errors=True)

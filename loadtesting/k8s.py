@@ -191,15 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtesting.k8s", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("kind", help=", ".join(KINDS))
-    p.add_argument("--workers", type=int, default=2, help="worker pods (default 2)")
+    p.add_argument("--workers", type=int, default=2, help="worker pods (default %(default)s)")
     p.add_argument("--web-ui", action="store_true", help="the master with its web UI (a Deployment and a Service)")
     p.add_argument("--image", default=IMAGE, help=f"image, with its registry (default {IMAGE})")
     p.add_argument("--name", default=None, help="prefix of the objects' names (default loadtest-KIND)")
-    p.add_argument("--config-map", default="pipeline-loadtest", help="ConfigMap of settings (default pipeline-loadtest)")
-    p.add_argument("--secret", default="pipeline-loadtest", help="Secret of passwords (default pipeline-loadtest)")
+    p.add_argument("--config-map", default="pipeline-loadtest", help="ConfigMap of settings (default %(default)s)")
+    p.add_argument("--secret", default="pipeline-loadtest", help="Secret of passwords (default %(default)s)")
     p.add_argument("--results-claim", default=None, help="an existing PersistentVolumeClaim for run folders "
                    "(default: one named NAME-results is part of the manifests)")
-    p.add_argument("--latency-consumers", type=int, default=2, help="kafka: latency consumer pods (default 2, 0: none)")
+    p.add_argument("--latency-consumers", type=int, default=2, help="kafka: latency consumer pods (default %(default)s, 0: none)")
     args = p.parse_args(argv)
     try:
         docs = render(args.kind, workers=args.workers, web_ui=args.web_ui, image=args.image, name=args.name,

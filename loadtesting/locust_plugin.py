@@ -30,7 +30,6 @@ from loadtesting.rate_capacity_shape import RateSearch, RateTarget
 from monitors.locust_plugin import store_target
 from monitors.planned import planned_stats
 from plumbing import run_state, settings
-from plumbing.options import OptionError
 
 log = logging.getLogger("loadtesting")
 
@@ -39,11 +38,7 @@ log = logging.getLogger("loadtesting")
 def _options(parser) -> None:
     capacity.add_arguments(parser)
     rate_capacity.add_arguments(parser)
-    g = parser.add_argument_group("system activity (sar)")
-    g.add_argument("--no-sar", action="store_true", default=False, env_var="LOCUST_NO_SAR",
-                   help="do not record sar figures into the run folder")
-    g.add_argument("--sar-interval", type=int, default=1, env_var="LOCUST_SAR_INTERVAL",
-                   help="seconds between sar records (default %(default)s)")
+    sar.add_arguments(parser)
 
 
 def results_dir() -> Path | None:
@@ -67,19 +62,17 @@ def _init(environment, runner=None, web_ui=None, **_kw) -> None:
     o = environment.parsed_options
     if o is None:
         return
-    message = None if _RATE_GENERATOR["on"] else capacity.check_options(o)
-    if message is None and o.sar_interval < 1:
-        message = f"--sar-interval {o.sar_interval}: expected whole seconds >= 1"
-    if message:
-        raise OptionError(message)
+    # Each value was checked by its argparse type; the user search checks how they fit together.
+    search = capacity.UserSearchSettings.from_options(o) if capacity.searching(o) and not _RATE_GENERATOR["on"] \
+        else None
     out = results_dir()
     target = store_target(o)
     if out is not None and not isinstance(runner, WorkerRunner) and target is not None:
         # The effective options (config files, LOCUST_* variables, command line): the report reads these.
         run.record_monitor_target(out, *target)
-    if o.capacity_search and not isinstance(runner, WorkerRunner) and not _RATE_GENERATOR["on"]:
+    if search is not None and not isinstance(runner, WorkerRunner):
         shape = CapacitySearch(
-            environment, results_dir(),
+            environment, search, results_dir(),
             on_phase=lambda p: record_run_event(environment, "phase", asdict(p)),
             on_done=lambda result: _capacity_done(environment, result))
         shape.runner = runner
@@ -102,12 +95,9 @@ def use_rate_search(environment, target: RateTarget) -> None:
     """From an open-model locustfile's init listener (after this plugin's): with --capacity-search,
     search the arrival rate through `target` instead of the user count."""
     o = environment.parsed_options
-    if o is None or not o.capacity_search or isinstance(environment.runner, WorkerRunner):
+    if o is None or not capacity.searching(o) or isinstance(environment.runner, WorkerRunner):
         return
-    message = rate_capacity.check_options(o)
-    if message:
-        raise OptionError(message)
-    shape = RateSearch(environment, target, results_dir(),
+    shape = RateSearch(environment, target, rate_capacity.RateSearchSettings.from_options(o), results_dir(),
                        on_phase=lambda p: record_run_event(environment, "phase", asdict(p)),
                        on_done=lambda result: _capacity_done(environment, result))
     shape.runner = environment.runner
@@ -134,16 +124,16 @@ class SarRecording:
 
 @events.test_start.add_listener
 def _start_sar(environment, **_kw) -> None:
-    o = environment.parsed_options
+    every = sar.interval(environment.parsed_options)
     out = results_dir()
-    if o is None or o.no_sar or out is None or isinstance(environment.runner, WorkerRunner):
+    if every is None or out is None or isinstance(environment.runner, WorkerRunner):
         return
     rec = run_state.of(environment, SarRecording)
     if rec.process is not None:
         return  # one recording per Locust process, across tests started from the web UI
     try:
-        rec.process = sar.start(out / "sar.data", o.sar_interval)
-        log.info("recording system activity every %d s into %s", o.sar_interval, out / "sar.data")
+        rec.process = sar.start(out / "sar.data", every)
+        log.info("recording system activity every %d s into %s", every, out / "sar.data")
     except sar.SarError as exc:
         log.warning("no sar recording: %s", exc)
 
@@ -160,9 +150,8 @@ def stop_sar(environment) -> None:
     proc, rec.process = rec.process, None
     out = results_dir()
     if proc is not None:
-        o = environment.parsed_options
         sar.stop(proc, path=out / "sar.data" if out else None, covering=time.time(),
-                 interval=o.sar_interval if o is not None else 1)
+                 interval=sar.interval(environment.parsed_options) or 1)
 
 
 @end.run_measured.add_listener

@@ -28,7 +28,7 @@ BACKENDS = backends.having("REFERENCE_CONSUMER")  # the backends with a referenc
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtesting.pipeline_run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("backend")
+    p.add_argument("backend", nargs="?", default="redis_bus", help=f"one of {', '.join(BACKENDS)} (default %(default)s)")
     p.add_argument("--events", type=int, default=20_000)
     p.add_argument("--eps", type=float, default=1000.0, help="events per second")
     p.add_argument("--workers", type=int, default=2)
@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--capacity", action="store_true",
                    help="search the events/s the pipeline sustains (--capacity-search) instead of --events/--eps")
     p.add_argument("--users", type=int, default=400,
-                   help="open-model users of a search: concurrent sends, enough for a stall of the machine at the highest rate (default 400)")
+                   help="open-model users of a search: concurrent sends, enough for a stall of the machine at the "
+                        "highest rate (default %(default)s)")
     p.add_argument("--kafka-monitor", action="store_true",
                    help="also sample the Kafka group's lag (Tansu's high watermark is off by a batch)")
     a, extra = p.parse_known_args(argv)
@@ -50,40 +51,69 @@ def main(argv: list[str] | None = None) -> int:
     a.run_dir = a.run_dir.resolve()  # the pipeline and the generator start in other folders: one absolute path
     log_file = a.run_dir / "tracking.log"
     ready = a.run_dir / "pipeline.ready"
-    for f in (log_file, log_file.with_name("tracking.log.offset"), ready):
+    for f in (log_file, log_file.with_name("tracking.log.offset")):
         f.unlink(missing_ok=True)
     a.run_dir.mkdir(parents=True, exist_ok=True)
     metrics_port = 19598
-    pipeline = subprocess.Popen([sys.executable, "-m", backends.get(a.backend).REFERENCE_CONSUMER, a.backend, "--workers", str(a.workers),
-                                 "--batch-size", str(a.batch), "--clickhouse-url", ch, "--redis-url", redis_url,
-                                 "--kafka-brokers", brokers, "--log-file", str(log_file),
-                                 "--metrics-port", str(metrics_port), "--ready-file", str(ready)],
-                                cwd=REPO, start_new_session=True)
+    pipeline = [sys.executable, "-m", backends.get(a.backend).REFERENCE_CONSUMER, a.backend, "--workers", str(a.workers),
+                "--batch-size", str(a.batch), "--clickhouse-url", ch, "--redis-url", redis_url,
+                "--kafka-brokers", brokers, "--log-file", str(log_file),
+                "--metrics-port", str(metrics_port), "--ready-file", str(ready)]
+    monitor = [] if a.backend == "kafka_bus" and not a.kafka_monitor else ["--monitor-backend", a.backend]
+    data = REPO / ".run" / "stack" / "clickhouse"
+    load = (["--capacity-search", "-u", str(a.users), "-r", str(a.users)] if a.capacity
+            else ["--num-events", str(a.events), "--events-per-second", str(a.eps)])
+    cmd = [sys.executable, "-m", "loadtesting.run", "tracking", "--pipeline-backend", a.backend, *monitor,
+           *load, "--vector-log-file", str(log_file),
+           "--vector-metrics-url", f"http://127.0.0.1:{metrics_port}/metrics", "--kafka-bus-brokers", brokers,
+           "--run-tags", f"pipeline,{a.backend},{a.workers}-workers,batch{a.batch}{',capacity' if a.capacity else ''}",
+           *(["--clickhouse-data-path", str(data)] if data.is_dir() else []), *extra]
+    return run_beside(pipeline, ready, f"the {a.backend} reference pipeline", cmd)
+
+
+def run_to_end(command: list[str]) -> int:
+    """Run `command` in the checkout and return its exit code. Ctrl-C reaches it too (one process
+    group): it ends as it decides (a run finishes its folder and end rows), never killed from here."""
+    proc = subprocess.Popen(command, cwd=REPO)
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            continue
+
+
+def run_beside(system: list[str], ready: Path, what: str, command: list[str], timeout: float = 60,
+               log: Path | None = None) -> int:
+    """Start `system` (a reference system that touches `ready` once it consumes), run `command` once it
+    is ready and return its exit code; `system` (its process group) gets SIGTERM however it ends.
+    Exit 1 if `system` ends or is not ready within `timeout` s."""
+    ready.unlink(missing_ok=True)
+    out = open(log, "wb") if log is not None else None  # noqa: SIM115 - closed below, after the process
+    proc = subprocess.Popen(system, cwd=REPO, start_new_session=True, stdout=out, stderr=subprocess.STDOUT if out else None)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout
         while not ready.exists():
-            if pipeline.poll() is not None or time.monotonic() > deadline:
-                print(f"error: the {a.backend} reference pipeline did not start (exit {pipeline.poll()})",
-                      file=sys.stderr)
+            if proc.poll() is not None or time.monotonic() > deadline:
+                print(f"error: {what} did not start (exit {proc.poll()}"
+                      f"{f'; its log: {log}' if log is not None else ''})", file=sys.stderr)
                 return 1
             time.sleep(0.1)
-        monitor = [] if a.backend == "kafka_bus" and not a.kafka_monitor else ["--monitor-backend", a.backend]
-        data = REPO / ".run" / "stack" / "clickhouse"
-        load = (["--capacity-search", "-u", str(a.users), "-r", str(a.users)] if a.capacity
-                else ["--num-events", str(a.events), "--events-per-second", str(a.eps)])
-        cmd = [sys.executable, "-m", "loadtesting.run", "tracking", "--pipeline-backend", a.backend, *monitor,
-               *load, "--vector-log-file", str(log_file),
-               "--vector-metrics-url", f"http://127.0.0.1:{metrics_port}/metrics", "--kafka-bus-brokers", brokers,
-               "--run-tags", f"pipeline,{a.backend},{a.workers}-workers,batch{a.batch}{',capacity' if a.capacity else ''}",
-               *(["--clickhouse-data-path", str(data)] if data.is_dir() else []), *extra]
-        return subprocess.run(cmd, cwd=REPO).returncode
+        return run_to_end(command)
+    except KeyboardInterrupt:  # while waiting for it to be ready
+        return 130
     finally:
-        if pipeline.poll() is None:
+        if proc.poll() is None:
             try:
-                os.killpg(pipeline.pid, signal.SIGTERM)
+                os.killpg(proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass  # it ended meanwhile
-        pipeline.wait(timeout=60)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if out is not None:
+            out.close()
 
 
 if __name__ == "__main__":

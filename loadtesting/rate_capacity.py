@@ -25,6 +25,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from loadtesting import capacity
+from plumbing.options import non_negative_float, positive_float, positive_fraction, require
+
 GENERATOR_CPU_LIMIT = 90.0  # % of one core: a Locust process this busy delays its own instants
 GROWING, FLAT, UNCLEAR = "growing", "flat", "unclear"
 PASS, FAIL, GENERATOR = "pass", "fail", "generator"
@@ -39,63 +42,85 @@ _T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2
 
 def add_arguments(parser) -> None:
     g = parser.add_argument_group("capacity search over the arrival rate (tracking, kafka)")
-    g.add_argument("--capacity-start-rate", type=float, default=50.0, env_var="LOCUST_CAPACITY_START_RATE",
-                   help="events/s of the first step (default 50)")
-    g.add_argument("--capacity-rate-step", type=float, default=0.0, env_var="LOCUST_CAPACITY_RATE_STEP",
-                   help="events/s added per step while steps pass (default 0: double the rate)")
-    g.add_argument("--capacity-rate-resolution", type=float, default=0.0, env_var="LOCUST_CAPACITY_RATE_RESOLUTION",
+    g.add_argument("--capacity-start-rate", type=positive_float, default=50.0, env_var="LOCUST_CAPACITY_START_RATE",
+                   help="events/s of the first step (default %(default)g)")
+    g.add_argument("--capacity-rate-step", type=non_negative_float, default=0.0, env_var="LOCUST_CAPACITY_RATE_STEP",
+                   help="events/s added per step while steps pass (default %(default)g: double the rate)")
+    g.add_argument("--capacity-rate-resolution", type=non_negative_float, default=0.0,
+                   env_var="LOCUST_CAPACITY_RATE_RESOLUTION",
                    help="stop honing in when passing and failing rates are this close, events/s "
-                        "(default 0: 10 %% of the passing rate)")
-    g.add_argument("--capacity-max-rate", type=float, default=5000.0, env_var="LOCUST_CAPACITY_MAX_RATE",
-                   help="never offer more than this many events/s (default 5000)")
-    g.add_argument("--capacity-ramp-time", type=float, default=3.0, env_var="LOCUST_CAPACITY_RAMP_TIME",
-                   help="seconds over which a step's rate is reached linearly (default 3)")
-    g.add_argument("--capacity-backlog-tolerance", type=float, default=0.05,
+                        "(default %(default)g: 10 %% of the passing rate)")
+    g.add_argument("--capacity-max-rate", type=positive_float, default=5000.0, env_var="LOCUST_CAPACITY_MAX_RATE",
+                   help="never offer more than this many events/s (default %(default)g)")
+    g.add_argument("--capacity-ramp-time", type=non_negative_float, default=3.0, env_var="LOCUST_CAPACITY_RAMP_TIME",
+                   help="seconds over which a step's rate is reached linearly (default %(default)g)")
+    g.add_argument("--capacity-backlog-tolerance", type=positive_fraction, default=0.05,
                    env_var="LOCUST_CAPACITY_BACKLOG_TOLERANCE",
-                   help="a backlog growing slower than this fraction of the rate counts as flat (default 0.05)")
-    g.add_argument("--capacity-slo-e2e-p95", type=float, default=30_000.0, env_var="LOCUST_CAPACITY_SLO_E2E_P95",
-                   help="a step fails when its end-to-end p95 (ms) is above this (default 30000)")
-    g.add_argument("--capacity-drain-timeout", type=float, default=60.0, env_var="LOCUST_CAPACITY_DRAIN_TIMEOUT",
+                   help="a backlog growing slower than this fraction of the rate counts as flat (default %(default)g)")
+    g.add_argument("--capacity-slo-e2e-p95", type=positive_float, default=30_000.0,
+                   env_var="LOCUST_CAPACITY_SLO_E2E_P95",
+                   help="a step fails when its end-to-end p95 (ms) is above this (default %(default)g)")
+    g.add_argument("--capacity-drain-timeout", type=non_negative_float, default=60.0,
+                   env_var="LOCUST_CAPACITY_DRAIN_TIMEOUT",
                    help="after a failed step, seconds to wait at the lowest rate for its backlog to drain "
-                        "before the next step (default 60)")
-    g.add_argument("--capacity-time-limit", type=float, default=600.0, env_var="LOCUST_CAPACITY_TIME_LIMIT",
+                        "before the next step (default %(default)g)")
+    g.add_argument("--capacity-time-limit", type=positive_float, default=600.0, env_var="LOCUST_CAPACITY_TIME_LIMIT",
                    help="seconds the whole search may take: a step (and the drain before it) starts only when "
                         "its longest case ends within this; the search then stops with the capacity between "
-                        "the rates it found (default 600)")
-    g.add_argument("--capacity-sample-interval", type=float, default=1.0,
+                        "the rates it found (default %(default)g)")
+    g.add_argument("--capacity-sample-interval", type=positive_float, default=1.0,
                    env_var="LOCUST_CAPACITY_SAMPLE_INTERVAL",
-                   help="seconds between the search's backlog samples (default 1)")
+                   help="seconds between the search's backlog samples (default %(default)g)")
 
 
-def check_options(o) -> str | None:
-    """The first bad rate-search option as a one-line message, or None."""
-    from loadtesting.capacity import settle_time, step_time
+def start_rate(o) -> float:
+    """Events/s of the search's first step (--capacity-start-rate): the open model's rate to start from."""
+    return o.capacity_start_rate
 
-    step = step_time(o, rate=True)
-    longest = step_worst_s(o, step, settle_time(o, rate=True), 0.0)
-    checks = [
-        (o.capacity_start_rate > 0, f"--capacity-start-rate {o.capacity_start_rate}: expected events/s > 0"),
-        (o.capacity_rate_step >= 0, f"--capacity-rate-step {o.capacity_rate_step}: expected events/s >= 0"),
-        (o.capacity_rate_resolution >= 0,
-         f"--capacity-rate-resolution {o.capacity_rate_resolution}: expected events/s >= 0"),
-        (o.capacity_max_rate >= o.capacity_start_rate,
-         f"--capacity-max-rate {o.capacity_max_rate}: expected at least --capacity-start-rate"),
-        (o.capacity_ramp_time >= 0, f"--capacity-ramp-time {o.capacity_ramp_time}: expected seconds >= 0"),
-        (0 < o.capacity_backlog_tolerance < 1,
-         f"--capacity-backlog-tolerance {o.capacity_backlog_tolerance}: expected a fraction 0 … <1"),
-        (o.capacity_slo_e2e_p95 > 0, f"--capacity-slo-e2e-p95 {o.capacity_slo_e2e_p95}: expected ms > 0"),
-        (o.capacity_drain_timeout >= 0,
-         f"--capacity-drain-timeout {o.capacity_drain_timeout}: expected seconds >= 0"),
-        (o.capacity_sample_interval > 0,
-         f"--capacity-sample-interval {o.capacity_sample_interval}: expected seconds > 0"),
-        (o.capacity_time_limit >= longest,
-         f"--capacity-time-limit {o.capacity_time_limit:g}: expected seconds >= one step's longest case, "
-         f"{longest:g} (ramp + settle + twice the step time)"),
-        (step >= 4 * o.capacity_sample_interval,
-         f"--capacity-step-time {step}: expected at least 4 samples (--capacity-sample-interval "
-         f"{o.capacity_sample_interval})"),
-    ]
-    return next((msg for ok, msg in checks if not ok), None)
+
+@dataclass(frozen=True)
+class RateSearchSettings:
+    """The rate search's settings: the --capacity-* options, checked once here (each value by its
+    argparse type; what involves two values by `from_options`)."""
+
+    start_rate: float
+    rate_step: float  # 0: double the rate
+    rate_resolution: float  # 0: 10 % of the passing rate
+    max_rate: float
+    ramp_time: float
+    backlog_tolerance: float  # a fraction of the rate
+    slo_e2e_p95: float  # ms
+    drain_timeout: float
+    sample_interval: float
+    step_time: float
+    settle_time: float
+    time_limit: float = 600.0  # s, the whole search
+
+    @classmethod
+    def from_options(cls, o) -> RateSearchSettings:
+        """The settings of `o`; OptionError (one line) when they do not fit together."""
+        step_time, settle_time = capacity.step_time(o, rate=True), capacity.settle_time(o, rate=True)
+        require(o.capacity_max_rate >= o.capacity_start_rate,
+                f"--capacity-max-rate {o.capacity_max_rate:g}: expected at least --capacity-start-rate "
+                f"({o.capacity_start_rate:g})")
+        require(step_time >= 4 * o.capacity_sample_interval,
+                f"--capacity-step-time {step_time:g}: expected at least 4 samples (--capacity-sample-interval "
+                f"{o.capacity_sample_interval:g})")
+        settings = cls(o.capacity_start_rate, o.capacity_rate_step, o.capacity_rate_resolution, o.capacity_max_rate,
+                       o.capacity_ramp_time, o.capacity_backlog_tolerance, o.capacity_slo_e2e_p95,
+                       o.capacity_drain_timeout, o.capacity_sample_interval, step_time, settle_time,
+                       o.capacity_time_limit)
+        longest = step_worst_s(settings, 0.0)
+        require(o.capacity_time_limit >= longest,
+                f"--capacity-time-limit {o.capacity_time_limit:g}: expected seconds >= one step's longest case, "
+                f"{longest:g} (ramp + settle + twice the step time)")
+        return settings
+
+    def rule(self) -> dict:
+        """The pass rule's settings, as capacity.json keeps them."""
+        return {"backlog_tolerance": self.backlog_tolerance, "slo_e2e_p95_ms": self.slo_e2e_p95,
+                "step_time_s": self.step_time, "settle_time_s": self.settle_time,
+                "ramp_time_s": self.ramp_time, "sample_interval_s": self.sample_interval}
 
 
 # -- the backlog rule --------------------------------------------------------------------------------
@@ -237,13 +262,13 @@ def next_rate(steps: list[RateStep], start: float, add: float, resolution: float
 
 
 # -- the time it takes ------------------------------------------------------------------------------
-def step_worst_s(o, step_time: float, settle: float, horizon: float, report_lag: float = 0.0) -> float:
+def step_worst_s(cfg: RateSearchSettings, horizon: float, report_lag: float = 0.0) -> float:
     """The longest a step can take: its ramp, the users' instants claimed at the old rate (`horizon`),
     the settling, the window measured twice (unclear the first time), a sample and a report's delay."""
-    return o.capacity_ramp_time + horizon + settle + 2 * step_time + o.capacity_sample_interval + report_lag
+    return cfg.ramp_time + horizon + cfg.settle_time + 2 * cfg.step_time + cfg.sample_interval + report_lag
 
 
-def plan_left_s(steps: list[RateStep], o, per_step: float) -> float:
+def plan_left_s(steps: list[RateStep], cfg: RateSearchSettings, per_step: float) -> float:
     """An upper bound of the plan's remaining time after `steps` (the time limit aside): the climb to
     --capacity-max-rate failing at its worst point, then the bisection to the resolution, each failing
     step followed by a drain of at most --capacity-drain-timeout."""
@@ -251,10 +276,10 @@ def plan_left_s(steps: list[RateStep], o, per_step: float) -> float:
         return 0.0
     lo = max((s.target for s in steps if s.ok), default=0.0)
     above = [s.target for s in steps if not s.ok and s.target > lo]
-    per_failed = per_step + o.capacity_drain_timeout
+    per_failed = per_step + cfg.drain_timeout
 
     def bisections(low: float, high: float) -> int:
-        res = o.capacity_rate_resolution or max(0.1 * low, 1.0)
+        res = cfg.rate_resolution or max(0.1 * low, 1.0)
         n, gap = 0, high - low
         while gap > res:
             gap, n = gap / 2, n + 1
@@ -262,10 +287,10 @@ def plan_left_s(steps: list[RateStep], o, per_step: float) -> float:
 
     if above:
         return bisections(lo, min(above)) * per_failed
-    rates = [] if steps else [o.capacity_start_rate]
-    top = max((s.target for s in steps), default=o.capacity_start_rate)
-    while top < o.capacity_max_rate:
-        top = min(top + o.capacity_rate_step if o.capacity_rate_step > 0 else top * 2, o.capacity_max_rate)
+    rates = [] if steps else [cfg.start_rate]
+    top = max((s.target for s in steps), default=cfg.start_rate)
+    while top < cfg.max_rate:
+        top = min(top + cfg.rate_step if cfg.rate_step > 0 else top * 2, cfg.max_rate)
         rates.append(top)
     worst = len(rates) * per_step  # every step passes
     for i, rate in enumerate(rates):  # or the climb fails at `rate`, then bisects below it

@@ -21,7 +21,7 @@ from locust import LoadTestShape
 from locust.runners import MasterRunner
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
-from loadtesting import capacity, phases
+from loadtesting import phases
 from loadtesting import rate_capacity as rc
 from monitors import clickhouse as ch_sampler
 from monitors import samplers as sampling
@@ -69,16 +69,16 @@ class _Counts:
 class RateSearch(LoadTestShape):
     use_common_options = True  # -u: the open model's users; --spawn-rate
 
-    def __init__(self, environment, target: RateTarget, results_dir: Path | None = None, on_phase=None,
-                 on_done=None) -> None:
+    def __init__(self, environment, target: RateTarget, settings: rc.RateSearchSettings,
+                 results_dir: Path | None = None, on_phase=None, on_done=None) -> None:
         super().__init__()
         o = environment.parsed_options
         self.environment, self.target, self.results_dir = environment, target, results_dir
         self.on_phase, self.on_done = on_phase, on_done
         self.users = max(int(o.num_users or 1), 1)
         self.spawn_rate = float(o.spawn_rate or self.users)
-        self.step_time, self.settle_time = capacity.step_time(o, rate=True), capacity.settle_time(o, rate=True)
-        self.o = o
+        self.settings = settings
+        self.step_time, self.settle_time = settings.step_time, settings.settle_time
         self.steps: list[rc.RateStep] = []
         self.result: dict | None = None
         self._driver: gevent.Greenlet | None = None
@@ -99,7 +99,7 @@ class RateSearch(LoadTestShape):
         return at
 
     def _rate_at(self, wall: float) -> float:
-        rate = self.o.capacity_start_rate
+        rate = self.settings.start_rate
         for at, r0, r1, ramp in self._schedule:
             if wall < at:
                 break
@@ -163,19 +163,18 @@ class RateSearch(LoadTestShape):
 
     # -- sampling ------------------------------------------------------------------------------
     def _open_samplers(self) -> None:
-        o = self.o
+        o = self.environment.parsed_options  # the samplers' own options, read by their builders
         try:
             self._samplers = sampling.build_samplers(o)
             if "clickhouse" not in self._samplers and self.target.stored is not None and self.target.unit == "events":
                 self._samplers["clickhouse"] = ch_sampler.from_options(o)
+            self._backend_names = [n for n in sampling.chosen(o) if n in self._samplers]
         except Exception as exc:  # noqa: BLE001 - the search goes on with what it can measure
             log.warning("capacity search: samplers unavailable (%s); judging by the end-to-end check only", exc)
-            self._samplers = {}
-        self._backend_names = [n for n in sampling.parse_backends(getattr(o, "monitor_backend", []))
-                               if n in self._samplers]
+            self._samplers, self._backend_names = {}, []
 
     def _sample_loop(self) -> None:
-        interval = self.o.capacity_sample_interval
+        interval = self.settings.sample_interval
         next_t = time.monotonic()
         while True:
             s: dict = {"t": time.time(), "cpu": self._generator_cpu()}
@@ -252,16 +251,15 @@ class RateSearch(LoadTestShape):
         return self.users / prev_rate
 
     def _step_worst(self, horizon: float) -> float:
-        return rc.step_worst_s(self.o, self.step_time, self.settle_time, horizon, self._report_lag())
+        return rc.step_worst_s(self.settings, horizon, self._report_lag())
 
     def _search(self, began: float) -> None:
-        o = self.o
-        self._deadline = began + o.capacity_time_limit
-        rate, prev_rate = o.capacity_start_rate, o.capacity_start_rate
+        cfg = self.settings
+        self._deadline = began + cfg.time_limit
+        rate, prev_rate = cfg.start_rate, cfg.start_rate
         first = True
         log.info("capacity search: from %g %s/s, at most %.1f min (the plan's longest case within "
-                 "--capacity-time-limit %g s)", rate, self.target.unit, self._time_left(began) / 60,
-                 o.capacity_time_limit)
+                 "--capacity-time-limit %g s)", rate, self.target.unit, self._time_left(began) / 60, cfg.time_limit)
         while rate is not None:
             step = rc.RateStep(target=rate, leftover=self._leftover)
             self._leftover = 0
@@ -269,28 +267,27 @@ class RateSearch(LoadTestShape):
                 left = self._e2e_backlog(self._samples[-1], 0)
                 step.backlog_before = int(left) if left is not None else None
                 step.bus_before = self._samples[-1].get("bus")
-            at = time.time() if first else self._set_rate(rate, o.capacity_ramp_time)
+            at = time.time() if first else self._set_rate(rate, cfg.ramp_time)
             horizon = 0.0 if first else self._horizon(prev_rate)
-            self._wait_until(at + o.capacity_ramp_time + horizon + self.settle_time)
+            self._wait_until(at + cfg.ramp_time + horizon + self.settle_time)
             self._measure(step)
             self.steps.append(step)
             log.info(rc.progress_line(step, self._time_left(began), self.target.unit))
             if step.verdict == rc.GENERATOR:
                 return
             first, prev_rate = False, rate
-            rate = rc.next_rate(self.steps, o.capacity_start_rate, o.capacity_rate_step, o.capacity_rate_resolution,
-                                o.capacity_max_rate)
+            rate = rc.next_rate(self.steps, cfg.start_rate, cfg.rate_step, cfg.rate_resolution, cfg.max_rate)
             if rate is None:
                 return
             # The next step starts only when its longest case (after a drain, at the drain's rate)
             # ends within --capacity-time-limit: the search's duration is bounded by construction.
             allowed = rc.drain_allowed(self._deadline - time.time(),
                                        self._step_worst(self._horizon(self._drain_rate() if not step.ok else prev_rate)),
-                                       o.capacity_drain_timeout if not step.ok else 0.0)
+                                       cfg.drain_timeout if not step.ok else 0.0)
             if allowed is None:
                 self._time_limited = rate
                 log.info("capacity search: the next step (%g %s/s) would not end within --capacity-time-limit "
-                         "%g s: stopping here", rate, self.target.unit, o.capacity_time_limit)
+                         "%g s: stopping here", rate, self.target.unit, cfg.time_limit)
                 return
             if not step.ok:
                 prev_rate = self._drain(step, allowed)
@@ -299,12 +296,12 @@ class RateSearch(LoadTestShape):
         return [s for s in self._samples if start <= s["t"] <= end]
 
     def _measure(self, step: rc.RateStep) -> None:
-        o = self.o
+        cfg = self.settings
         start = time.time()
         self.target.latencies.clear()  # memory stays bounded: only this step's latencies are kept
         c0, ch0 = self._counts(), self._clickhouse()
         lat0 = 0
-        tol = o.capacity_backlog_tolerance * step.target
+        tol = cfg.backlog_tolerance * step.target
         end = start + self.step_time
         while True:
             self._wait_until(end)
@@ -319,7 +316,7 @@ class RateSearch(LoadTestShape):
                 break
             # A backlog the drain left (accounted for): the window's events queue behind it, so their
             # latency says nothing of this rate; the slopes, offset-free, still judge the step.
-            slo = o.capacity_slo_e2e_p95 if not step.leftover else float("inf")
+            slo = cfg.slo_e2e_p95 if not step.leftover else float("inf")
             if rc.judge(step, trends, slo, final=step.measured_twice) is not None:
                 if step.leftover and step.e2e_p95_ms is not None:
                     step.why = "; ".join(filter(None, [step.why, f"end-to-end p95 not judged: {step.leftover} "
@@ -397,20 +394,20 @@ class RateSearch(LoadTestShape):
     def _drain_rate(self) -> float:
         # Well below any passing rate, so the backlog drains fast; but no lower than the users can hold
         # claims for within DRAIN_HORIZON_S (users / rate: how long the next rate waits behind them).
-        o = self.o
-        return min(max(o.capacity_start_rate / 4, self.users / DRAIN_HORIZON_S, 1.0), o.capacity_start_rate)
+        cfg = self.settings
+        return min(max(cfg.start_rate / 4, self.users / DRAIN_HORIZON_S, 1.0), cfg.start_rate)
 
     def _drain(self, failed: rc.RateStep, timeout: float) -> float:
         """After a failed step: hold a quarter of the start rate until the backlog is back to what it was
         before the step (or `timeout` passes: the next step then notes the leftover)."""
-        o = self.o
+        cfg = self.settings
         low = self._drain_rate()
         self._set_rate(low, 0.0)
         began = time.time()
         limit = failed.backlog_before if failed.backlog_before is not None else 0
         left = None
         while time.time() - began < timeout:
-            gevent.sleep(o.capacity_sample_interval)
+            gevent.sleep(cfg.sample_interval)
             last = self._samples[-1] if self._samples else {}
             left = self._e2e_backlog(last, 0)
             # Back to the level before the failed step (the series' offsets cancel), with a second
@@ -429,8 +426,8 @@ class RateSearch(LoadTestShape):
     def _time_left(self, began: float) -> float:
         """A bound on what is left: the plan's longest case, within what --capacity-time-limit leaves."""
         per_step = self._step_worst(self.users / max(self._drain_rate(), 1e-9))
-        return max(min(rc.plan_left_s(self.steps, self.o, per_step), began + self.o.capacity_time_limit - time.time()),
-                   0.0)
+        return max(min(rc.plan_left_s(self.steps, self.settings, per_step),
+                       began + self.settings.time_limit - time.time()), 0.0)
 
     # -- the result ----------------------------------------------------------------------------
     def _finish(self, began: float) -> None:
@@ -445,7 +442,7 @@ class RateSearch(LoadTestShape):
             stage, evidence = rc.attribute(first_fail, self.target.bus_kind)
             bottleneck = {"stage": stage, "evidence": evidence, "step": first_fail.target}
         sustained = best.target if best else 0.0
-        o = self.o
+        cfg = self.settings
         self.result = {
             "unit": self.target.unit,
             "sustained_per_second": sustained,
@@ -458,13 +455,11 @@ class RateSearch(LoadTestShape):
                               if first_fail else None),
             "lowest_failing_above": worst.target if worst else None,
             "generator_limited_at": gen.target if gen else None,
-            "time_limit_s": o.capacity_time_limit,
+            "time_limit_s": cfg.time_limit,
             "stopped_by_time_limit": self._time_limited,
             "bottleneck": bottleneck,
-            "resolution": o.capacity_rate_resolution or round(max(0.1 * sustained, 1.0), 3),
-            "rule": {"backlog_tolerance": o.capacity_backlog_tolerance, "slo_e2e_p95_ms": o.capacity_slo_e2e_p95,
-                     "step_time_s": self.step_time, "settle_time_s": self.settle_time,
-                     "ramp_time_s": o.capacity_ramp_time, "sample_interval_s": o.capacity_sample_interval},
+            "resolution": cfg.rate_resolution or round(max(0.1 * sustained, 1.0), 3),
+            "rule": cfg.rule(),
             "users": self.users,
             "duration_s": round(time.time() - began, 1),
             "steps": [asdict(s) for s in self.steps],

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from plumbing.options import positive_int
+
 SADC_PATHS = ("/usr/lib/sysstat/sadc", "/usr/lib64/sa/sadc", "/usr/libexec/sysstat/sadc", "/usr/lib/sa/sadc")
 # sadf activity flags: CPU, memory, block devices, network interfaces.
 ACTIVITIES = ("-u", "-r", "-d", "-n", "DEV")
@@ -33,6 +35,22 @@ ACTIVITIES = ("-u", "-r", "-d", "-n", "DEV")
 
 class SarError(RuntimeError):
     pass
+
+
+def add_arguments(parser) -> None:
+    """The sar recording's options (a Locust parser: loadtesting.locust_plugin adds them)."""
+    g = parser.add_argument_group("system activity (sar)")
+    g.add_argument("--no-sar", action="store_true", default=False, env_var="LOCUST_NO_SAR",
+                   help="do not record sar figures into the run folder")
+    g.add_argument("--sar-interval", type=positive_int, default=1, env_var="LOCUST_SAR_INTERVAL",
+                   help="seconds between sar records (default %(default)s)")
+
+
+def interval(options) -> int | None:
+    """Seconds between sar records (--sar-interval); None with --no-sar (or without these options)."""
+    if options is None or getattr(options, "no_sar", True):
+        return None
+    return options.sar_interval
 
 
 def sadc_path() -> str:

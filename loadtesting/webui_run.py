@@ -35,11 +35,12 @@ from locust import events
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, WorkerRunner
 
 from lifecycle import end
+from lifecycle import run as identity
 from loadtesting import run
 from loadtesting.locust_plugin import stop_sar
+from monitors.locust_plugin import drain_timeout, store_target
 from plumbing import run_state, settings, web_options
 from plumbing.redaction import redact_args, redact_options, redact_text
-from plumbing.runid import new_run_id
 from plumbing.versions import versions
 
 log = logging.getLogger("loadtesting")
@@ -64,7 +65,6 @@ class WebRun:
     prepared: bool = False  # by the start request, for the test_start to come
     completed: bool = True
     completing: object = None  # the greenlet writing the last test's results
-    first: bool = True
     started: str = ""
     t0: float = 0.0
     checks: list[Callable[[str], None]] = field(default_factory=list)
@@ -93,6 +93,10 @@ def _init(environment, web_ui=None, **_kw) -> None:
         return  # the caller gave the one run folder (LOCUST_RESULTS_DIR: loadtesting.run, a script)
     state.active = True
     state.root = Path(environment.parsed_options.results).resolve()
+    if environment.parsed_options.autostart:
+        # The first test starts without the start form: its id and folder now, before any test_start
+        # listener (the run's start takes the reserved id whichever listener runs first).
+        _prepare(environment)
     from flask import jsonify, request
 
     def is_swarm() -> bool:
@@ -132,9 +136,8 @@ def _init(environment, web_ui=None, **_kw) -> None:
 def _refusal(environment, form) -> str | None:
     state = run_state.of(environment, WebRun)
     if state.completing is not None and not state.completing.dead:
-        o = environment.parsed_options
         return (f"error: the previous test ({state.run_id}) is still finishing: its pipeline drains for at most "
-                f"{o.drain_timeout:g} s (--drain-timeout), then its results are written; start again then")
+                f"{drain_timeout(environment):g} s (--drain-timeout), then its results are written; start again then")
     bad = web_options.check_form(form)
     if bad:
         return bad
@@ -152,8 +155,7 @@ def _prepare(environment) -> None:
     """A new run id and run folder for the test about to start."""
     state = run_state.of(environment, WebRun)
     o = environment.parsed_options
-    rid = o.run_id if state.first and o.run_id else new_run_id()
-    o.run_id = rid  # the monitor takes it at test start (an id not used yet)
+    rid = identity.reserve(environment)  # the run's start takes it (lifecycle.run)
     folder = state.root / rid
     folder.mkdir(parents=True, exist_ok=True)
     state.folder, state.run_id, state.prepared, state.completed = folder, rid, True, False
@@ -162,8 +164,9 @@ def _prepare(environment) -> None:
             "command": redact_args(["locust", *sys.argv[1:]]),
             "started": state.started, "versions": versions(), "web_ui": True}
     _write_json(folder / "run.json", meta)
-    if hasattr(o, "monitor_database"):
-        run.record_monitor_target(folder, o.clickhouse_url, o.monitor_database)
+    target = store_target(o)
+    if target is not None:
+        run.record_monitor_target(folder, *target)
     # The run folder of the suite's modules (settings.RESULTS_DIR), as loadtesting.run sets it.
     os.environ[settings.RESULTS_DIR.env] = str(folder)
 
@@ -183,7 +186,7 @@ def _test_start(environment, **_kw) -> None:
         return
     if not state.prepared:  # started without the start form (--autostart): the folder now
         _prepare(environment)
-    state.prepared, state.first = False, False
+    state.prepared = False
     environment.process_exit_code = None  # this test's verdict, not the previous one's
     o = environment.parsed_options
     web_options.coerce(o)
@@ -255,10 +258,10 @@ def _write_json(path: Path, data: dict) -> None:
 
 def _report(environment, rid: str) -> None:
     """`python -m loadtesting.report` in a subprocess: drawing charts would hold the gevent loop."""
-    o = environment.parsed_options
     env = dict(os.environ)
-    if hasattr(o, "clickhouse_url"):  # the password, if in the URL, travels in the environment only
-        env.update({settings.CLICKHOUSE_URL.env: o.clickhouse_url, settings.MONITOR_DATABASE.env: o.monitor_database})
+    target = store_target(environment.parsed_options)
+    if target is not None:  # the password, if in the URL, travels in the environment only
+        env.update({settings.CLICKHOUSE_URL.env: target[0], settings.MONITOR_DATABASE.env: target[1]})
     done = subprocess.run([sys.executable, "-m", "loadtesting.report", rid, "--results", str(run_state.of(
         environment, WebRun).root)], env=env, cwd=run.REPO, capture_output=True, text=True, check=False)
     for line in (done.stdout + done.stderr).splitlines():

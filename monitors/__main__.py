@@ -27,6 +27,7 @@ from monitors.loop import store_sample
 from monitors.schema import check_database_name
 from monitors.sink import Sink
 from plumbing import chclient, logs, settings
+from plumbing.options import non_negative_float, positive_float
 from plumbing.redaction import redact
 
 log = logging.getLogger("monitors")
@@ -47,16 +48,15 @@ def parser() -> configargparse.ArgumentParser:
     p.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.default,
                    env_var=settings.MONITOR_DATABASE.env)
     # --sleep-time: its former name (LOCUST_SLEEP_TIME is the tracking generator's pause between events).
-    p.add_argument("--monitor-interval", "--sleep-time", dest="monitor_interval", type=float,
+    p.add_argument("--monitor-interval", "--sleep-time", dest="monitor_interval", type=positive_float,
                    default=float(settings.MONITOR_INTERVAL.default), env_var=settings.MONITOR_INTERVAL.env,
-                   help="seconds between samples (default 5), as in Locust")
-    p.add_argument("--drain-timeout", type=float, default=float(settings.DRAIN_TIMEOUT.default),
+                   help="seconds between samples (default %(default)g), as in Locust")
+    p.add_argument("--drain-timeout", type=non_negative_float, default=float(settings.DRAIN_TIMEOUT.default),
                    env_var=settings.DRAIN_TIMEOUT.env,
-                   help="after the run's end row, sample until drained or this many seconds (default 300)")
-    p.add_argument("--wait-timeout", type=float, default=0.0, env_var="LOCUST_WAIT_TIMEOUT",
-                   help="give up waiting for a run after this many seconds (default 0: wait forever)")
-    p.add_argument("--spill-dir", default=settings.SPILL_DIR.default, env_var=settings.SPILL_DIR.env)
-    sinks.add_arguments(p)
+                   help="after the run's end row, sample until drained or this many seconds (default %(default)g)")
+    p.add_argument("--wait-timeout", type=non_negative_float, default=0.0, env_var="LOCUST_WAIT_TIMEOUT",
+                   help="give up waiting for a run after this many seconds (default %(default)g: wait forever)")
+    sinks.add_arguments(p)  # --spill-dir and the timeouts
     sampling_options.add_arguments(p)
     return p
 
@@ -146,14 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         sampling_options.parse_backends(args.monitor_backend)
-        sampling_options.timeouts(args)
-        sinks.check_timeouts(args.clickhouse_connect_timeout, args.clickhouse_timeout)
+        sampling_options.timeouts(args, args.monitor_interval)
         chclient.parse_url(args.clickhouse_url)
         check_database_name(args.monitor_database)
-        if not args.monitor_interval > 0:
-            raise ValueError(f"--monitor-interval {args.monitor_interval}: expected seconds > 0")
-        if args.wait_timeout < 0:
-            raise ValueError(f"--wait-timeout {args.wait_timeout}: expected seconds >= 0 (0: wait forever)")
         samplers = sampling_options.build_samplers(args)  # bad sampler URLs fail here, before any waiting
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -175,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         loop.close_all(samplers)
         return ExitCode.ERRORS  # no run
     log.info("monitoring run %s: %s every %.1f s", run_id, ", ".join(samplers), args.monitor_interval)
-    sampling = loop.Sampling(samplers, sampling_options.timeouts(args))
+    sampling = loop.Sampling(samplers, sampling_options.timeouts(args, args.monitor_interval))
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     drained = interrupted = False

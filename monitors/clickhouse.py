@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from monitors import sink
 from monitors.schema import check_database_name
 from plumbing import chclient, settings
 
@@ -36,9 +37,9 @@ def add_arguments(group) -> None:
     group.add_argument("--xapi-clickhouse-url", default=None, env_var="LOCUST_XAPI_CLICKHOUSE_URL",
                        help="ClickHouse holding the xAPI table (default: --clickhouse-url)")
     group.add_argument("--xapi-database", default=settings.XAPI_DATABASE.default, env_var=settings.XAPI_DATABASE.env,
-                       help="database of the xAPI table (default xapi; Vector installs use openedx)")
+                       help="database of the xAPI table (default %(default)s; Vector installs use openedx)")
     group.add_argument("--xapi-table", default=settings.XAPI_TABLE.default, env_var=settings.XAPI_TABLE.env,
-                       help="raw xAPI table (default xapi_events_all)")
+                       help="raw xAPI table (default %(default)s)")
     group.add_argument("--xapi-time-column", default="emission_time", env_var="LOCUST_XAPI_TIME_COLUMN",
                        help="event-time column, first in the table's ORDER BY (default %(default)s)")
 
@@ -144,8 +145,8 @@ class XapiTable:
 
     @classmethod
     def from_options(cls, options) -> XapiTable:
-        url = settings.CLICKHOUSE_URL.resolve(getattr(options, "xapi_clickhouse_url", None)
-                                              or getattr(options, "clickhouse_url", None))
+        # Without --xapi-clickhouse-url: the ClickHouse the run's rows go to (monitors.sink owns that option).
+        url = options.xapi_clickhouse_url or sink.url(options)
         return cls(url, options.xapi_database, options.xapi_table, options.xapi_time_column)
 
 

@@ -435,27 +435,26 @@ def parser():
     p.add_argument("--brokers", default=None, env_var=settings.KAFKA_BROKERS.env,
                    help=f"bootstrap servers (default {settings.KAFKA_BROKERS.default})")
     p.add_argument("--group", default="kafka-latency", env_var="KAFKA_LATENCY_GROUP",
-                   help="consumer group; instances in one group split the partitions (default kafka-latency)")
+                   help="consumer group; instances in one group split the partitions (default %(default)s)")
     p.add_argument("--start", default="end", env_var="KAFKA_LATENCY_START",
                    help="end (default), committed, beginning or time:<epoch ms>")
     p.add_argument("--session-timeout-ms", type=int, default=45_000, env_var="KAFKA_LATENCY_SESSION_TIMEOUT_MS",
-                   help="consumer group session timeout (default 45000, librdkafka's)")
+                   help="consumer group session timeout (default %(default)s, librdkafka's)")
     p.add_argument("--messages", type=int, default=0, env_var="KAFKA_LATENCY_MESSAGES",
-                   help="stop after this many messages (default 0: run until interrupted or idle)")
+                   help="stop after this many messages (default %(default)s: run until interrupted or idle)")
     p.add_argument("--idle-timeout", type=float, default=0, env_var="KAFKA_LATENCY_IDLE_TIMEOUT",
-                   help="stop after this many seconds without a message (default 0: never)")
+                   help="stop after this many seconds without a message (default %(default)s: never)")
     p.add_argument("--wait-members", type=int, default=0, env_var="KAFKA_LATENCY_WAIT_MEMBERS",
                    help="only wait until the group has this many members, then exit 0 (producers start after "
-                        "their consumers: an init container); exit 1 after --idle-timeout s (default 0: read)")
+                        "their consumers: an init container); exit 1 after --idle-timeout s (default %(default)s: read)")
     p.add_argument("--clickhouse-url", default=None, env_var=settings.CLICKHOUSE_URL.env,
                    help="store the windows in <monitor-database>.load_test_kafka_latency (default: do not store)")
     p.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.default, env_var=settings.MONITOR_DATABASE.env,
-                   help="database of the run tables (default event_sink)")
+                   help="database of the run tables (default %(default)s)")
     p.add_argument("--run-id", default=None, env_var=settings.RUN_ID.env, help="run id stored with the windows")
-    p.add_argument("--spill-dir", default=settings.SPILL_DIR.default, env_var=settings.SPILL_DIR.env)
     from monitors.sink import add_arguments
 
-    add_arguments(p)
+    add_arguments(p)  # --spill-dir and the timeouts
     return p
 
 
@@ -473,11 +472,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.wait_members < 0:
             raise ValueError(f"--wait-members {args.wait_members}: expected a count >= 0 (0: read the topic)")
         if args.clickhouse_url:
-            from monitors.sink import check_timeouts
-
             chclient.parse_url(args.clickhouse_url)
             check_database_name(args.monitor_database)
-            check_timeouts(args.clickhouse_connect_timeout, args.clickhouse_timeout)
         start = check_start(args.start)
         conf = consumer_config(kafka_conf.client_config(args.brokers), args.group)
         conf["session.timeout.ms"] = args.session_timeout_ms

@@ -31,7 +31,6 @@ from locust.runners import (
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
 from lifecycle import checks, end
-from lifecycle import run as identity
 from lifecycle.end import (  # noqa: F401 - also found here, their former home
     add_run_extra,
     describe_run,
@@ -49,7 +48,7 @@ from monitors.figures import console_line
 from monitors.loop import Sampling, close_all, drain_verdict, store_sample
 from monitors.planned import planned_stats
 from monitors.sink import Sink
-from plumbing import chclient, histogram, logs, run_state, settings
+from plumbing import histogram, logs, run_state, settings
 from plumbing.options import OptionError, non_negative_float, positive_float
 from plumbing.redaction import redact, redact_text
 from plumbing.web_options import per_test
@@ -69,22 +68,15 @@ def _options(parser) -> None:
     g = parser.add_argument_group("pipeline monitor")
     g.add_argument("--no-monitor", action="store_true", default=False, env_var="LOCUST_NO_MONITOR",
                    help="do not sample or store anything (e.g. a standalone `python -m monitors` runs)")
-    g.add_argument("--clickhouse-url", default=settings.CLICKHOUSE_URL.default, env_var=settings.CLICKHOUSE_URL.env,
-                   help="where run rows, stats and samples go: clickhouse://user[:password]@host:port/db "
-                        "(password better in CLICKHOUSE_PASSWORD or CLICKHOUSE_PASSWORD_FILE)")
-    g.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.default,
-                   env_var=settings.MONITOR_DATABASE.env,
-                   help="database of load_test_runs / load_test_stats and the typed tables (default event_sink)")
+    sinks.add_target_arguments(g)
     per_test(g.add_argument("--monitor-interval", type=positive_float, default=float(settings.MONITOR_INTERVAL.default),
                    env_var=settings.MONITOR_INTERVAL.env,
                    help="seconds between monitor samples (default %(default)s)"))
     per_test(g.add_argument("--drain-timeout", type=non_negative_float, default=float(settings.DRAIN_TIMEOUT.default),
                    env_var=settings.DRAIN_TIMEOUT.env,
                    help="after the test stops, sample until every backlog is 0 or this many seconds pass"))
-    g.add_argument("--spill-dir", default=settings.SPILL_DIR.default, env_var=settings.SPILL_DIR.env,
-                   help="where rows wait (JSONL) while ClickHouse is unreachable; replayed when it answers")
-    sinks.add_arguments(g)
-    per_test(g.add_argument("--check-e2e-p95", type=float, default=None, env_var="LOCUST_CHECK_E2E_P95",
+    sinks.add_arguments(g)  # --spill-dir and the sink's timeouts
+    per_test(g.add_argument("--check-e2e-p95", type=positive_float, default=None, env_var="LOCUST_CHECK_E2E_P95",
                    help=f"exit {ExitCode.E2E_P95.value} if the 95th percentile end-to-end latency (ms, every E2E row "
                         "merged) is above this"))
     sampling.add_arguments(parser)
@@ -98,12 +90,8 @@ def _check_options(environment, runner=None, **_kw) -> None:
         return
     try:
         sampling.chosen(o)
-        sampling.timeouts(o)
-        sinks.check_timeouts(o.clickhouse_connect_timeout, o.clickhouse_timeout)
-        chclient.parse_url(o.clickhouse_url)
-        from monitors.schema import check_database_name
-
-        check_database_name(o.monitor_database)
+        sampling.timeouts(o, o.monitor_interval)
+        sinks.check_target(o)
     except ValueError as exc:
         raise OptionError(str(exc)) from None
     if not isinstance(runner, WorkerRunner):
@@ -113,8 +101,6 @@ def _check_options(environment, runner=None, **_kw) -> None:
             close_all(sampling.build_samplers(o))
         except Exception as exc:  # noqa: BLE001 - ValueError, or a client library's config error
             raise OptionError(redact_text(str(exc))) from None
-    if o.check_e2e_p95 is not None and not o.check_e2e_p95 > 0:
-        raise OptionError(f"--check-e2e-p95 {o.check_e2e_p95}: expected milliseconds > 0")
 
 
 @dataclass
@@ -144,7 +130,8 @@ class Monitor:
     def __post_init__(self) -> None:
         o = self.environment.parsed_options
         # The same dict: samplers added later are sampled. Each within its timeout (monitors.loop).
-        self.sampling = Sampling(self.samplers, sampling.timeouts(o) if o is not None else {"": self.sleep_time})
+        self.sampling = Sampling(self.samplers, sampling.timeouts(o, self.sleep_time) if o is not None
+                                 else {"": self.sleep_time})
 
     @property
     def max_backlog(self) -> int:
@@ -362,8 +349,7 @@ def _start(environment, run_id: str, start: dict, meta: dict, **_kw) -> None:
     if o is None or o.no_monitor:
         return
     results = settings.RESULTS_DIR.resolve()
-    sink = Sink(o.clickhouse_url, o.monitor_database, o.spill_dir, name=rid, connect_timeout=o.clickhouse_connect_timeout,
-                timeout=o.clickhouse_timeout).start()
+    sink = sinks.from_options(o, name=rid).start()
     samplers = sampling.build_samplers(o)
     mon = Monitor(environment, rid, sink, samplers, o.monitor_interval, o.drain_timeout,
                   Path(results) if results else None)
@@ -371,7 +357,7 @@ def _start(environment, run_id: str, start: dict, meta: dict, **_kw) -> None:
     mon.run_row("start", {"backends": sampling.chosen(o), **start})
     mon.meta_row(1, **meta, exit_code=-1)
     log.info("monitor: run %s, sampling %s every %.1f s into %s/%s", rid, ", ".join(samplers), o.monitor_interval,
-             redact(o.clickhouse_url), o.monitor_database)
+             redact(sink.url), sink.database)
     mon.greenlet = gevent.spawn(mon.run)
 
 
@@ -424,20 +410,15 @@ def _run_event(environment, event_type: str, extra: dict, **_kw) -> None:
 
 
 @end.run_ending.add_listener
-def _end_rows(environment, exit_code: int, **_kw) -> None:
-    """The exit code is decided: the end row and the run's metadata, then the sink is closed."""
+def _end_rows(environment, end_row: dict, meta: dict, **_kw) -> None:
+    """The exit code is decided: the end row and the run's metadata (their fields from lifecycle, with
+    the monitor's own sample errors), then the sink is closed."""
     mon = _monitor(environment)
     if mon is None or mon.finished:
         return
     mon.finished = True
-    extras = end.extras(environment)
-    extra = {**extras, "drained": mon.drained, "drain_seconds": mon.drain_seconds,
-             "max_backlog": mon.max_backlog, "exit_code": exit_code, "sample_errors": mon.sample_errors,
-             "interrupted": bool(end.interrupted(environment))}
-    mon.run_row("end", extra)
-    mon.meta_row(2, ended=time.time(), **identity.meta(environment), exit_code=exit_code,
-                 drained=1 if mon.drained else 0,
-                 drain_seconds=mon.drain_seconds or 0.0, max_backlog=mon.max_backlog, extra=json.dumps(extras))
+    mon.run_row("end", {**end_row, "sample_errors": mon.sample_errors})
+    mon.meta_row(2, **meta)
     mon.sampling.close()
     if mon.sink:
         ok = mon.sink.close()
@@ -475,9 +456,7 @@ def drain_timeout(environment) -> float:
 
 def store_target(options) -> tuple[str, str] | None:
     """The ClickHouse URL and database the run's rows go to; None without this plugin's options."""
-    if not hasattr(options, "monitor_database"):
-        return None
-    return options.clickhouse_url, options.monitor_database
+    return sinks.target(options)
 
 
 def measuring(environment) -> bool:

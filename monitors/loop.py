@@ -102,13 +102,16 @@ class Sampling:
         now = time.time()
         start = time.monotonic()
         fresh: dict[str, _Call] = {}
-        for name, sampler in list(self.samplers.items()):  # others may add a sampler meanwhile
+        # One list for the whole sample: a sampler added while this one waits (a listener that runs
+        # at the switch, e.g. the tracking run's e2e) is first asked at the next sample.
+        samplers = list(self.samplers.items())
+        for name, sampler in samplers:
             call = self._calls.get(name)
             if call is None or call.done.is_set():  # a call still hanging is not started again
                 fresh[name] = self._calls[name] = _Call(sampler)
         stats: dict = {}
         backlogs: list[int] = []
-        for name, sampler in list(self.samplers.items()):
+        for name, sampler in samplers:
             call = self._calls[name]
             if name in fresh:
                 call.done.wait(max(0.0, start + self.timeout(name) - time.monotonic()))

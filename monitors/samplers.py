@@ -67,9 +67,9 @@ def add_arguments(parser) -> None:
 MIN_TIMEOUT = 2.0  # the default sampler timeout's floor: a short interval does not make servers late
 
 
-def timeouts(options) -> dict[str, float]:
-    """Each sampler's timeout ({name: seconds}, "" for the rest); ValueError names a bad value."""
-    interval = float(getattr(options, "monitor_interval", 5) or 5)
+def timeouts(options, interval: float) -> dict[str, float]:
+    """Each sampler's timeout ({name: seconds}, "" for the rest) when the monitor samples every `interval`
+    seconds; ValueError names a bad value."""
     out = parse_timeouts(getattr(options, "sampler_timeout", []), max(interval, MIN_TIMEOUT))
     known = ("clickhouse", *BACKENDS, "host", "e2e")  # e2e: the tracking run's end-to-end sampler
     for name in out:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from monitors import schema, spill
 from plumbing import chclient, settings
+from plumbing.options import positive_float
 from plumbing.redaction import redact
 
 log = logging.getLogger("monitors.sink")
@@ -32,15 +33,51 @@ CONNECT_TIMEOUT = 3.0  # seconds; the defaults of --clickhouse-connect-timeout a
 SEND_RECEIVE_TIMEOUT = 10.0
 
 
+def add_target_arguments(group) -> None:
+    """Where the run's rows go (--clickhouse-url, --monitor-database), on a Locust parser (group)."""
+    group.add_argument("--clickhouse-url", default=settings.CLICKHOUSE_URL.default, env_var=settings.CLICKHOUSE_URL.env,
+                       help="where run rows, stats and samples go: clickhouse://user[:password]@host:port/db "
+                            "(password better in CLICKHOUSE_PASSWORD or CLICKHOUSE_PASSWORD_FILE)")
+    group.add_argument("--monitor-database", default=settings.MONITOR_DATABASE.default,
+                       env_var=settings.MONITOR_DATABASE.env,
+                       help="database of load_test_runs / load_test_stats and the typed tables (default %(default)s)")
+
+
 def add_arguments(group) -> None:
-    """The sink's timeouts, on a Locust or configargparse parser (group)."""
-    group.add_argument("--clickhouse-connect-timeout", type=float, default=CONNECT_TIMEOUT,
+    """The sink's spill folder and timeouts, on a Locust or configargparse parser (group)."""
+    group.add_argument("--spill-dir", default=settings.SPILL_DIR.default, env_var=settings.SPILL_DIR.env,
+                       help="where rows wait (JSONL) while ClickHouse is unreachable; replayed when it answers")
+    group.add_argument("--clickhouse-connect-timeout", type=positive_float, default=CONNECT_TIMEOUT,
                        env_var="LOCUST_CLICKHOUSE_CONNECT_TIMEOUT",
-                       help=f"seconds to connect to ClickHouse before the rows wait for a retry (default {CONNECT_TIMEOUT:g})")
-    group.add_argument("--clickhouse-timeout", type=float, default=SEND_RECEIVE_TIMEOUT,
+                       help="seconds to connect to ClickHouse before the rows wait for a retry (default %(default)g)")
+    group.add_argument("--clickhouse-timeout", type=positive_float, default=SEND_RECEIVE_TIMEOUT,
                        env_var="LOCUST_CLICKHOUSE_TIMEOUT",
                        help="seconds a ClickHouse write may wait for the server (send/receive) before it counts "
-                            f"as hung and the rows wait for a retry (default {SEND_RECEIVE_TIMEOUT:g})")
+                            "as hung and the rows wait for a retry (default %(default)g)")
+
+
+def url(options) -> str:
+    """The ClickHouse the run's rows go to: --clickhouse-url, else LOCUST_CLICKHOUSE_URL, else the one default."""
+    return settings.CLICKHOUSE_URL.resolve(getattr(options, "clickhouse_url", None))
+
+
+def target(options) -> tuple[str, str] | None:
+    """The ClickHouse URL and database the run's rows go to; None without these options."""
+    if not hasattr(options, "monitor_database"):
+        return None
+    return url(options), settings.MONITOR_DATABASE.resolve(options.monitor_database)
+
+
+def check_target(options) -> None:
+    """ValueError naming a --clickhouse-url or --monitor-database that cannot be used."""
+    chclient.parse_url(url(options))
+    schema.check_database_name(options.monitor_database)
+
+
+def from_options(options, name: str) -> Sink:
+    """A sink (not started) for the rows of `name` (a run id), as the options say."""
+    return Sink(*target(options), options.spill_dir, name=name, connect_timeout=options.clickhouse_connect_timeout,
+                timeout=options.clickhouse_timeout)
 
 
 def check_timeouts(connect_timeout: float, timeout: float) -> None:

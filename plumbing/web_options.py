@@ -45,6 +45,8 @@ def typed(action: argparse.Action, text: str):
     if action.type is not None:
         try:
             value = action.type(text)
+        except argparse.ArgumentTypeError as exc:  # a validator of plumbing.options: "'<text>': expected …"
+            raise ValueError(f"{flag(action)} {exc}") from None
         except (TypeError, ValueError):
             raise ValueError(f"{flag(action)} {text!r}: expected {_expected(action)}") from None
     if action.choices and value not in action.choices:

@@ -95,8 +95,13 @@ def run_in(run_dir: Path, env: dict[str, str], command: list[str], site_profile:
             site_env = {**env, "LAMPISITE_PROFILE": site_profile, "LAMPISITE_DATA_DIR": str(run_dir / "site")}
             subprocess.run([sys.executable, str(REPO / "targets" / "lampisite" / "manage.py"), "loadtestingdata"],
                            env=site_env, check=True)
-        return subprocess.run(command, env=env).returncode
-    except KeyboardInterrupt:
+        proc = subprocess.Popen(command, env=env)
+        while True:
+            try:
+                return proc.wait()
+            except KeyboardInterrupt:  # it got the Ctrl-C too (one process group): it ends as it decides
+                continue
+    except KeyboardInterrupt:  # while the site's users were loaded
         return 130
     except subprocess.CalledProcessError as exc:
         return exc.returncode

@@ -88,3 +88,11 @@ def chdb_session(tmp_path_factory):
     s = session.Session(str(tmp_path_factory.mktemp("chdb")))
     yield s
     s.close()
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    # Under pytest-xdist (make test), the network-namespace hosts run on one worker, one at a time:
+    # each picks the first free /24 of 10.213.0.0/16 and two at once could pick the same.
+    for item in items:
+        if item.nodeid.startswith("tests/multihost/"):
+            item.add_marker(pytest.mark.xdist_group("network-namespaces"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -30,18 +32,32 @@ def wait_for(cond: Callable[[], object], timeout: float = 30.0, what: str = "con
         time.sleep(interval)
 
 
-def start_locust(args: list[str], *, env: dict[str, str] | None = None, cwd: Path = REPO,
-                 **popen) -> subprocess.Popen:
-    """Start `locust ARGS` in its own process group (so a test can end it with its workers); output
-    merged into one text pipe unless `popen` says otherwise (stdout=, stderr=, text=)."""
+def locust_command(args: list[str], via: list[str] | None = None, prefix: list[str] | None = None) -> list[str]:
+    """`locust ARGS`, or with `via` the suite's command that runs Locust (e.g. ["loadtesting.run", "http"]:
+    `python -m loadtesting.run http ARGS`); `prefix` goes first (e.g. `ip netns exec NS`)."""
+    return [*(prefix or []), *([sys.executable, "-m", *via] if via else [LOCUST]), *args]
+
+
+def locust_env(env: dict[str, str | None] | None) -> dict[str, str]:
+    """The test's environment with `env` over it; a None value removes that variable."""
+    merged = {**os.environ, **(env or {})}
+    return {k: v for k, v in merged.items() if v is not None}
+
+
+def start_locust(args: list[str], *, env: dict[str, str | None] | None = None, cwd: Path = REPO,
+                 via: list[str] | None = None, prefix: list[str] | None = None, **popen) -> subprocess.Popen:
+    """Start `locust ARGS` (or `via` it, after `prefix`: see locust_command) in its own process group
+    (so a test can end it with its workers); output merged into one text pipe unless `popen` says
+    otherwise (stdout=, stderr=, text=)."""
     options = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True, "start_new_session": True,
                **popen}
-    return subprocess.Popen([LOCUST, *args], cwd=cwd, env={**os.environ, **(env or {})}, **options)
+    return subprocess.Popen(locust_command(args, via, prefix), cwd=cwd, env=locust_env(env), **options)
 
 
-def run_locust(args: list[str], *, env: dict[str, str] | None = None, timeout: float = 180,
-               cwd: Path = REPO) -> subprocess.CompletedProcess:
-    """Run `locust ARGS` to completion (headless runs end by --run-time); output captured as text.
+def run_locust(args: list[str], *, env: dict[str, str | None] | None = None, timeout: float = 180,
+               cwd: Path = REPO, via: list[str] | None = None) -> subprocess.CompletedProcess:
+    """Run `locust ARGS` (or `via` it, see locust_command) to completion (headless runs end by
+    --run-time); stdout and stderr captured as text.
 
     A run still going after `timeout` is killed with its worker processes (its own process group)
     and fails the test with the end of what it printed, so a hang says where it hung."""
@@ -52,19 +68,42 @@ def run_locust(args: list[str], *, env: dict[str, str] | None = None, timeout: f
         # run, a bench) would swap workers. The forked workers connect to --master-port.
         port = str(free_port())
         args = [*args, "--master-bind-port", port, "--master-port", port]
-    proc = start_locust(args, env=env, cwd=cwd, stderr=subprocess.PIPE)
+    proc = start_locust(args, env=env, cwd=cwd, via=via, stderr=subprocess.PIPE)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
-        raise AssertionError(f"locust {' '.join(args)} still running after {timeout} s; its output ended with:\n"
-                             f"{(out or '')[-1500:]}\n{(err or '')[-3000:]}") from None
+        # Its log lines, not the stats tables it prints every 2 s, say where it hung.
+        log = [line for line in (err or "").splitlines()
+               if any(mark in line for mark in ("/INFO/", "/WARNING/", "/ERROR/", "Traceback", "Error"))]
+        raise AssertionError(f"{' '.join(proc.args)} still running after {timeout} s; its log:\n"
+                             + "\n".join(log[-40:]) + f"\nits output ended with:\n{(out or '')[-1500:]}") from None
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+# Locust's own parser with the locustfile loaded, as `locust` builds it; prints the options as JSON.
+_PARSE = """
+import json, sys
+from locust.argument_parser import get_parser, parse_locustfile_option
+from locust.main import get_locustfiles_locally, merge_locustfiles_content
+argv = json.loads(sys.argv[1])
+merge_locustfiles_content(get_locustfiles_locally(parse_locustfile_option(argv)))
+print(json.dumps(vars(get_parser().parse_args(argv)), default=str))
+"""
+
+
+def parse_locust(args: list[str], *, env: dict[str, str | None] | None = None,
+                 timeout: float = 120) -> subprocess.CompletedProcess:
+    """What `locust ARGS` would run with, without running it: its options (locustfile's included,
+    environment and config files read) as JSON on stdout, or exit 2 with argparse's error. In a fresh
+    interpreter: importing locust here would gevent-patch pytest."""
+    return subprocess.run([sys.executable, "-c", _PARSE, json.dumps(args)], cwd=REPO, capture_output=True,
+                          text=True, env=locust_env(env), timeout=timeout)
 
 
 def load_site_users(site: Endpoint, count: int) -> None:
@@ -74,3 +113,13 @@ def load_site_users(site: Endpoint, count: int) -> None:
     subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=300)
 
 
+
+
+_STATS_LINE = re.compile(r"^\s*$|^(Type\s|-{8}|Response time percentiles)|\s\|\s|^\s+Aggregated|(\s+[\d.]+){5,}\s*$")
+
+
+def log_of(text: str | None, limit: int = 4000) -> str:
+    """What a Locust run printed, without the stats tables it prints every few seconds: its log
+    lines and tracebacks (the end of them, `limit` characters), which say why it ended as it did."""
+    lines = [line for line in (text or "").splitlines() if not _STATS_LINE.search(line)]
+    return "\n".join(lines)[-limit:]

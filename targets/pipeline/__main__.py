@@ -15,6 +15,7 @@ import argparse
 import logging
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,8 @@ from plumbing.kafka_conf import client_config
 from plumbing.redaction import redact
 from targets.pipeline import consumers
 from targets.pipeline.router import Router, Store
+
+log = logging.getLogger("pipeline")
 
 
 def quiet_client_logs() -> None:
@@ -62,16 +65,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _router(a) -> Router:
-    store = Store(a.clickhouse_url, a.xapi_database, a.xapi_table)
-    return Router(a.redis_url, store, a.batch_size, a.batch_interval, a.backend_name)
-
-
 def _bus_worker(a, index: int) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s pipeline[{a.backend}#{index}] %(message)s")
     quiet_client_logs()
     stop = consumers.stop_event()
-    router = _router(a)
+    router = Router(a.redis_url, Store(a.clickhouse_url, a.xapi_database, a.xapi_table), a.batch_size,
+                    a.batch_interval, a.backend_name, stopping=stop)
     router.start_timer()
     try:
         topic = f"{a.topic_prefix}-analytics"
@@ -98,10 +97,16 @@ def _run_celery(a) -> int:
            "-P", "threads", "-c", str(a.workers), "--without-gossip", "--without-mingle", "--without-heartbeat",
            "-l", "WARNING", "-n", f"pipeline-{os.getpid()}@%h"]
     proc = subprocess.Popen(cmd, env=env)
-    stop = consumers.stop_event()
+    stop = consumers.stop_event(grace=consumers.STOP_GRACE + 5)  # Celery's own warm shutdown first
     stop.wait()
     proc.terminate()
-    return proc.wait()
+    try:
+        return proc.wait(timeout=consumers.STOP_GRACE)
+    except subprocess.TimeoutExpired:  # a task blocked on a server that does not answer
+        log.error("the Celery worker still runs %.0f s after SIGTERM; killed", consumers.STOP_GRACE)
+        proc.kill()
+        proc.wait()
+        return 128 + signal.SIGTERM
 
 
 def _run_vector(a) -> int:
@@ -125,13 +130,13 @@ def _run_bus(a) -> int:
         p.start()
     if a.ready_file:
         a.ready_file.touch()
-    stop = consumers.stop_event()
+    stop = consumers.stop_event(grace=consumers.STOP_GRACE + 5)  # the workers' own grace first
     stop.wait()
     for p in procs:
         if p.pid:
-            os.kill(p.pid, 15)
+            os.kill(p.pid, signal.SIGTERM)
     for p in procs:
-        p.join(timeout=30)
+        p.join()
     return 0
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
 from plumbing import settings
 from targets.pipeline.router import Router, Store
@@ -46,6 +46,12 @@ def _start(**_kw) -> None:
     ready = os.environ.get("PIPELINE_READY_FILE")
     if ready:
         open(ready, "w").close()
+
+
+@worker_shutting_down.connect
+def _stopping(**_kw) -> None:
+    """SIGTERM: a task retrying a dead ClickHouse gives up now, so Celery's warm shutdown ends."""
+    router.stopping.set()
 
 
 @worker_shutdown.connect

@@ -31,11 +31,33 @@ log = logging.getLogger("pipeline")
 XAPI_LINE = re.compile(r"^.* \[xapi_tracking\] [^{}]* (?P<tracking_message>\{.*\})$")
 
 
-def stop_event() -> threading.Event:
+# Once stopping, the process ends within this many seconds whatever it waits on (a ClickHouse or a
+# Redis that stopped answering blocks a call for up to its socket timeout); what is in hand then is
+# lost, as when Kubernetes kills a pod after its grace period.
+STOP_GRACE = 5.0
+
+
+def stop_event(grace: float = STOP_GRACE) -> threading.Event:
+    """An Event set by SIGTERM or Ctrl-C; `grace` s later the process exits (code 143) if it is still running."""
     stop = threading.Event()
+
+    def stopping(signum, _frame) -> None:
+        if stop.is_set():
+            return
+        stop.set()
+        watchdog = threading.Timer(grace, _exit_late, (grace,))
+        watchdog.daemon = True
+        watchdog.start()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, stopping)
     return stop
+
+
+def _exit_late(grace: float) -> None:
+    log.error("still stopping %.0f s after the signal (a call on a server that does not answer); exiting", grace)
+    logging.shutdown()
+    os._exit(128 + signal.SIGTERM)
 
 
 def run_redis_bus(router: Router, url: str, stream: str, group: str, stop: threading.Event, block_ms: int = 500) -> None:
@@ -166,13 +188,17 @@ def run_vector(store: Store, path: Path, checkpoint: Path, batch_size: int, batc
         due = first_at is not None and time.monotonic() - first_at >= batch_interval
         if pending and (len(pending) >= batch_size or due):
             for i in range(0, len(pending), batch_size):
-                store.insert(pending[i:i + batch_size])
+                store.insert(pending[i:i + batch_size], stop)
             counters.sent += len(pending)
             pending, first_at = [], None
             checkpoint.write_text(str(pending_end))
         if not got:
             stop.wait(0.05)
     if pending:
-        store.insert(pending)
+        try:
+            store.insert(pending, stop)
+        except Exception as exc:  # noqa: BLE001 - not lost: read again from the checkpoint at the next start
+            log.error("stopping: %d statements not inserted (%s); read again at the next start", len(pending), exc)
+            return
         counters.sent += len(pending)
         checkpoint.write_text(str(pending_end))

@@ -53,8 +53,11 @@ class Store:
             client.execute(statement)
         client.disconnect()
 
-    def insert(self, statements: list[dict]) -> None:
+    def insert(self, statements: list[dict], stop: threading.Event | None = None) -> None:
+        """Insert, retrying a failed attempt with growing pauses; once `stop` is set (the pipeline
+        stops) no further attempt is made: the last error is raised at once."""
         rows = [(s["id"], emission_time(s["timestamp"]), json.dumps(s, separators=(",", ":"))) for s in statements]
+        stop = stop or threading.Event()
         delay = 0.5
         for attempt in range(1, self.attempts + 1):
             try:
@@ -65,10 +68,11 @@ class Store:
                 return
             except Exception as exc:  # noqa: BLE001 - retried, then reported by the caller
                 self._local.client = None
-                if attempt == self.attempts:
+                if attempt == self.attempts or stop.is_set():
                     raise
                 log.warning("insert of %d statements failed (%s); retry %d in %.1f s", len(rows), exc, attempt, delay)
-                time.sleep(delay)
+                if stop.wait(delay):
+                    raise
                 delay = min(delay * 2, 10)
 
 
@@ -80,8 +84,10 @@ class Router:
     batch_interval: float = 5.0
     backend_name: str = "xapi"
     flushed: int = 0
+    # Set when the pipeline stops (SIGTERM): retries end, and a batch that fails then goes back to
+    # the list for the next start instead of waiting on a dead ClickHouse (consumers.stop_event).
+    stopping: threading.Event = field(default_factory=threading.Event)
     _redis: redis.Redis | None = None
-    _stop: threading.Event = field(default_factory=threading.Event)
     _timer: threading.Thread | None = None
 
     @property
@@ -109,7 +115,7 @@ class Router:
         self._timer.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        self.stopping.set()
         if self._timer is not None:
             self._timer.join(timeout=self.batch_interval + 5)
         self.flush()  # what is left goes now, not at some later event
@@ -127,7 +133,7 @@ class Router:
         return last is None or time.time() - float(last) >= self.batch_interval
 
     def _tick(self) -> None:
-        while not self._stop.wait(min(self.batch_interval / 2, 1.0)):
+        while not self.stopping.wait(min(self.batch_interval / 2, 1.0)):
             try:
                 if self._interval_passed() and self.r().llen(self.queue):
                     self.flush()
@@ -157,8 +163,12 @@ class Router:
                     statements.append(st)
             try:
                 if statements:
-                    self.store.insert(statements)
+                    self.store.insert(statements, self.stopping)
             except Exception as exc:  # noqa: BLE001
+                if self.stopping.is_set():  # not given up: back where it was popped, for the next start
+                    log.error("stopping: batch of %d events left in %s (%s)", len(raw), self.queue, exc)
+                    self.r().rpush(self.queue, *reversed(raw))
+                    break
                 log.error("batch of %d events to %s: %s", len(raw), self.dead_queue, exc)
                 self.r().lpush(self.dead_queue, *raw)
                 continue

@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from tests.helpers import run_locust
+from tests.helpers import log_of, run_locust
 
 LOCUSTFILE = str(Path(__file__).with_name("open_locustfile.py"))
 
@@ -15,7 +15,7 @@ def run(tmp_path: Path, *args: str):
     done = run_locust(["-f", LOCUSTFILE, "--headless", "--no-monitor", "--json-file",
                        str(tmp_path / "stats"), *args], timeout=120)
     m = re.search(r"open model: planned ([\d,]+), started ([\d,]+), dropped ([\d,]+)", done.stderr)
-    assert m, done.stderr[-3000:]
+    assert m, log_of(done.stderr)
     planned, started, dropped = (int(g.replace(",", "")) for g in m.groups())
     rows = {(r["method"], r["name"]): r for r in json.loads((tmp_path / "stats.json").read_text())}
     return done, (planned, started, dropped), rows
@@ -30,7 +30,7 @@ def tally(text: str) -> tuple[int, int, int]:
 def test_every_planned_instant_is_started_once_or_dropped(tmp_path):
     done, (planned, started, dropped), rows = run(tmp_path, "-u", "20", "-r", "20", "-t", "6s", "--noop-rate", "100",
                                                   "--noop-iterations", "250")
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, log_of(done.stderr)
     assert planned == 250 and started + dropped == 250
     assert rows[("NOOP", "noop")]["num_requests"] == started
     assert rows.get(("DROPPED", "noop"), {"num_requests": 0})["num_requests"] == dropped
@@ -39,7 +39,7 @@ def test_every_planned_instant_is_started_once_or_dropped(tmp_path):
 def test_each_request_carries_its_planned_instant_and_never_starts_before_it(tmp_path):
     done, (_p, started, _d), _rows = run(tmp_path, "-u", "20", "-r", "20", "-t", "6s", "--noop-rate", "100",
                                          "--noop-iterations", "200", "--arrival", "poisson")
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, log_of(done.stderr)
     assert tally(done.stderr) == (started, started, 0)
 
 
@@ -58,13 +58,13 @@ def test_check_min_rate_passes_when_every_instant_found_a_user(tmp_path):
     done, (planned, started, dropped), _rows = run(tmp_path, "-u", "50", "-r", "50", "-t", "5s", "--noop-rate", "20",
                                                    "--noop-iterations", "40", "--check-min-rate", "0.01")
     assert (planned, started, dropped) == (40, 40, 0)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, log_of(done.stderr)
 
 
 def test_processes_share_the_plan_exactly(tmp_path):
     done, (planned, started, dropped), rows = run(tmp_path, "-u", "20", "-r", "20", "-t", "8s", "--processes", "2",
                                                   "--noop-rate", "200", "--noop-iterations", "301")
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, log_of(done.stderr)
     assert planned == 301 and started + dropped == 301
     assert "over 1.5 s" in done.stderr  # 301 instants at 200/s, interleaved over the two workers
     assert rows[("NOOP", "noop")]["num_requests"] == started

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import REPO
+from tests.helpers import REPO, locust_env, log_of, parse_locust
 
 K8S_VERSION = "1.37.0"  # the newest Kubernetes kubernetes-validate 1.37.0 knows
 VALIDATE = str(Path(sys.executable).with_name("kubernetes-validate"))
@@ -37,16 +37,6 @@ SETTINGS = {
     "KAFKA_LATENCY_TOPIC": "topic-example-out",
 }
 
-# Run in a fresh interpreter (importing locust here would gevent-patch pytest): Locust's own parser with
-# the locustfile loaded, as `locust` builds it; prints the parsed options as JSON, or exits 2 with argparse's error.
-PARSE_LOCUST = """
-import json, sys
-from locust.argument_parser import get_parser, parse_locustfile_option
-from locust.main import get_locustfiles_locally, merge_locustfiles_content
-argv = json.loads(sys.argv[1])
-merge_locustfiles_content(get_locustfiles_locally(parse_locustfile_option(argv)))
-print(json.dumps(vars(get_parser().parse_args(argv)), default=str))
-"""
 PARSE_LATENCY = """
 import json, sys
 from monitors.kafka_latency import parser
@@ -92,14 +82,15 @@ def locust_argv(command: list[str]) -> list[str]:
 
 def parse(container: dict) -> dict:
     command = container["command"]
+    # The pod's environment: none of this process's settings, the container's own.
+    env = {**{k: None for k in os.environ if k.startswith(("LOCUST_", "KAFKA_", "CLICKHOUSE_"))},
+           **pod_env(container)}
     if command[:3] == ["python", "-m", "monitors.kafka_latency"]:
-        script, argv = PARSE_LATENCY, command[3:]
+        done = subprocess.run([sys.executable, "-c", PARSE_LATENCY, json.dumps(command[3:])], cwd=REPO,
+                              capture_output=True, text=True, env=locust_env(env), timeout=120)
     else:
-        script, argv = PARSE_LOCUST, locust_argv(command)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "KAFKA_", "CLICKHOUSE_"))}
-    done = subprocess.run([sys.executable, "-c", script, json.dumps(argv)], cwd=REPO, capture_output=True,
-                          text=True, env={**env, **pod_env(container)}, timeout=120)
-    assert done.returncode == 0, f"{command}: {done.stderr[-2000:]}"
+        done = parse_locust(locust_argv(command), env=env)
+    assert done.returncode == 0, f"{command}: {log_of(done.stderr)}"
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -8,22 +8,23 @@ import sys
 import pytest
 
 from stack import free_port
-from tests.helpers import LOCUST, REPO
+from tests.helpers import REPO, log_of, run_locust, start_locust
 
 CLOSED = free_port()  # bound and released: nothing listens there
 
 
-def run(cmd: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-
-
-def locust(locustfile: str, *args: str) -> list[str]:
-    return [LOCUST, "-f", f"locustfiles/{locustfile}.py", "--headless", "--users", "1", "--spawn-rate", "1",
+def locust_args(locustfile: str, *args: str) -> list[str]:
+    return ["-f", f"locustfiles/{locustfile}.py", "--headless", "--users", "1", "--spawn-rate", "1",
             "--run-time", "3s", *args]  # spill: the session's folder (conftest)
 
 
-def python(module: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", module, *args]
+def locust(locustfile: str, *args: str) -> subprocess.CompletedProcess:
+    return run_locust(locust_args(locustfile, *args), timeout=120)
+
+
+def python(module: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def _a_file(tmp_path_factory) -> str:
@@ -63,9 +64,19 @@ CASES = {
                                       "clickhouse://user[:password]@host[:port]/database"),
     "kafka_latency, negative count": (lambda f: python("monitors.kafka_latency", "--topic", "t", "--messages", "-1"),
                                       "error: --messages -1: expected a count >= 0 (0: no limit)"),
+    "capacity, max below start": (lambda f: locust("http", "--capacity-search", "--capacity-max-users", "5"),
+                                  "error: --capacity-max-users 5: expected at least --capacity-start-users (10)"),
+    "rate search, too few samples": (lambda f: locust("tracking", "--no-e2e", "--capacity-search",
+                                                      "--capacity-step-time", "2"),
+                                     "error: --capacity-step-time 2: expected at least 4 samples "
+                                     "(--capacity-sample-interval 1)"),
     "run, a helper module": (lambda f: python("loadtesting.run", "lampi_data"),
                              "error: lampi_data: expected a kind (http, kafka, mqtt, tracking) "
                              "or the path of a .py locustfile"),
+    "pipeline run, unknown backend": (lambda f: python("loadtesting.pipeline_run", "nope"),
+                                      "error: backend 'nope': expected one of celery, redis_bus, kafka_bus, vector"),
+    "streams run, no messages": (lambda f: python("loadtesting.streams_run", "--messages", "0"),
+                                 "error: --messages 0: expected at least 1"),
     "compare, not a run folder": (lambda f: python("loadtesting.compare", f, f),
                                   "error: '{f}': not a run folder (no run.json or request_stats.jsonl); "
                                   "expected a run id or a run folder (results/<run-id>/)"),
@@ -76,7 +87,7 @@ CASES = {
 def test_a_bad_input_is_one_error_line(case, tmp_path_factory):
     a_file = _a_file(tmp_path_factory)
     build, message = CASES[case]
-    done = run(build(a_file))
+    done = build(a_file)
     output = done.stdout + done.stderr
     errors = [line for line in output.splitlines() if line.startswith("error:")]
     assert done.returncode != 0, output[-3000:]
@@ -88,7 +99,7 @@ def test_run_offers_only_locustfiles_that_define_users():
     from loadtesting.run import locustfiles
 
     assert locustfiles() == ["http", "kafka", "mqtt", "tracking"]
-    assert "http, kafka, mqtt, tracking" in run(python("loadtesting.run", "--help")).stdout
+    assert "http, kafka, mqtt, tracking" in python("loadtesting.run", "--help").stdout
 
 
 def test_a_host_that_goes_away_mid_run_is_measured_as_failures(tmp_path):
@@ -104,10 +115,9 @@ def test_a_host_that_goes_away_mid_run_is_measured_as_failures(tmp_path):
                                      cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     try:
         wait_for(lambda: server.has("Serving HTTP"), timeout=30, what="the server")
-        proc = subprocess.Popen(locust("http", "--host", f"http://127.0.0.1:{port}", "--run-time", "6s",
-                                       "--no-monitor", "--wait-min", "0.1", "--wait-max", "0.2",
-                                       "--csv", str(tmp_path / "run")),
-                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = start_locust(locust_args("http", "--host", f"http://127.0.0.1:{port}", "--run-time", "6s",
+                                        "--no-monitor", "--wait-min", "0.1", "--wait-max", "0.2",
+                                        "--csv", str(tmp_path / "run")))
         wait_for(lambda: server.has("GET /login/"), timeout=30, what="a first request")
         server.proc.terminate()
         server.wait(timeout=10)
@@ -124,13 +134,13 @@ def test_a_host_that_goes_away_mid_run_is_measured_as_failures(tmp_path):
 
 def test_the_standalone_monitor_takes_a_locust_conf_and_passes_over_the_generators_keys():
     # conf/tracking.conf holds the generator's options (users, pipeline-backend …) beside the monitor's.
-    done = run(python("monitors", "--config", "conf/tracking.conf", "--wait-timeout", "0.5",
-                      "--clickhouse-url", f"clickhouse://default@127.0.0.1:{CLOSED}/default"), timeout=60)
-    assert "unrecognized arguments" not in done.stderr, done.stderr[-2000:]
+    done = python("monitors", "--config", "conf/tracking.conf", "--wait-timeout", "0.5",
+                  "--clickhouse-url", f"clickhouse://default@127.0.0.1:{CLOSED}/default", timeout=60)
+    assert "unrecognized arguments" not in done.stderr, log_of(done.stderr)
     assert done.returncode == 1 and "ClickHouse unreachable for the whole --wait-timeout" in done.stderr
 
 
 def test_bench_help_lists_the_benchmarks():
-    done = run(python("bench", "--help"), timeout=60)
+    done = python("bench", "--help", timeout=60)
     assert done.returncode == 0, done.stderr
     assert "usage: python -m bench" in done.stdout and "  kafka " in done.stdout and "(only when named)" in done.stdout

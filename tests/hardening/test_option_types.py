@@ -3,9 +3,12 @@ or locust.conf stops Locust before it starts, with argparse's one line naming th
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
-from tests.helpers import run_locust
+from tests.helpers import REPO, run_locust
 
 # (locustfile, command-line arguments, environment, the one error line)
 CASES = {
@@ -24,6 +27,25 @@ CASES = {
                                     "locust: error: argument --e2e-poll-interval: '0': expected a number > 0"),
     "ralph zero concurrency": ("tracking", ["--ralph-concurrency", "0"], {},
                                "locust: error: argument --ralph-concurrency: '0': expected an integer >= 1"),
+    "capacity step zero": ("http", ["--capacity-step", "0"], {},
+                           "locust: error: argument --capacity-step: '0': expected an integer >= 1"),
+    "capacity fail ratio from env": ("mqtt", [], {"LOCUST_CAPACITY_FAIL_RATIO": "1"},
+                                     "locust: error: argument --capacity-fail-ratio: '1': expected a number >= 0 "
+                                     "and < 1"),
+    "rate search tolerance": ("tracking", ["--capacity-backlog-tolerance", "0"], {},
+                              "locust: error: argument --capacity-backlog-tolerance: '0': expected a number > 0 "
+                              "and < 1"),
+    "sar interval zero": ("http", ["--sar-interval", "0"], {},
+                          "locust: error: argument --sar-interval: '0': expected an integer >= 1"),
+    "check fail ratio above 1": ("kafka", ["--check-fail-ratio", "2"], {},
+                                 "locust: error: argument --check-fail-ratio: '2': expected a number from 0 to 1"),
+    "check min rate of 1": ("tracking", [], {"LOCUST_CHECK_MIN_RATE": "1"},
+                            "locust: error: argument --check-min-rate: '1': expected a number >= 0 and < 1"),
+    "sink timeout zero": ("mqtt", ["--clickhouse-connect-timeout", "0"], {},
+                          "locust: error: argument --clickhouse-connect-timeout: '0': expected a number > 0"),
+    "vector lines": ("tracking", ["--vector-lines", "all"], {},
+                     "locust: error: argument --vector-lines: invalid choice: 'all' (choose from 'xapi', 'tracking', "
+                     "'both')"),
 }
 
 
@@ -46,3 +68,11 @@ def test_a_bad_value_in_locust_conf_names_the_option(tmp_path):
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.splitlines()[-1] == ("locust: error: argument --kafka-processes: '-2': "
                                             "expected an integer >= 0")
+
+
+def test_the_standalone_monitor_types_its_options_too():
+    done = subprocess.run([sys.executable, "-m", "monitors", "--wait-timeout", "-1"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.splitlines()[-1] == ("python -m monitors: error: argument --wait-timeout: '-1': "
+                                            "expected a number >= 0")

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 import pytest
 
 from plumbing import chclient
 from stack import free_port
-from tests.helpers import REPO, wait_for
+from tests.helpers import run_locust, wait_for
 
 DATABASE = "secrets_test"  # the runs' own monitor database: every table in it is searched
 USER = "loadtest_secret"
@@ -72,8 +70,7 @@ def secret_redis(redis_server):
 
 
 def run(kind: str, args: list[str], env: dict, results) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "loadtesting.run", kind, "--results", str(results), *args]
-    return subprocess.run(cmd, cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+    return run_locust([kind, "--results", str(results), *args], via=["loadtesting.run"], env=env, timeout=300)
 
 
 @pytest.fixture(scope="module")

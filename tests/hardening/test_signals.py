@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 
 import pytest
 
 from plumbing import chclient
-from tests.helpers import REPO, start_locust, wait_for
+from tests.helpers import start_locust, wait_for
 from tests.monitor.conftest import LOCUSTFILE
 from tests.monitor.test_lifecycle import Output
 
@@ -23,10 +21,10 @@ def ch(clickhouse):
 
 
 def start_run(clickhouse, tmp_path, run_time: str) -> Output:
-    cmd = [sys.executable, "-m", "loadtesting.run", LOCUSTFILE, "--results", str(tmp_path), "--no-report",
-           "--users", "2", "--spawn-rate", "10", "--run-time", run_time, "--monitor-interval", "0.5",
-           "--clickhouse-url", clickhouse.url, "--spill-dir", str(tmp_path / "spill")]
-    return Output(subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    args = [LOCUSTFILE, "--results", str(tmp_path), "--no-report",
+            "--users", "2", "--spawn-rate", "10", "--run-time", run_time, "--monitor-interval", "0.5",
+            "--clickhouse-url", clickhouse.url, "--spill-dir", str(tmp_path / "spill")]
+    return Output(start_locust(args, via=["loadtesting.run"], start_new_session=False))
 
 
 def run_json(tmp_path) -> dict:

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from tests.helpers import REPO
+from tests.helpers import REPO, log_of
 
 COMPARE = r"""
 import json, random
@@ -40,7 +40,7 @@ print(json.dumps({"one_by_one": [figures(one_by_one.stats.get("t", "PRODUCE")), 
 
 def test_bulk_fold_gives_the_statistics_of_one_event_per_request():
     done = subprocess.run([sys.executable, "-c", COMPARE], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 0, log_of(done.stderr)
     out = json.loads(done.stdout)
     assert out["flushed"] == 5000
     for a, b in zip(out["one_by_one"], out["bulk"], strict=True):

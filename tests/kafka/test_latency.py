@@ -12,7 +12,7 @@ import time
 from monitors.kafka_latency import RECENT, LatencyStats, SeqRanges, check_start
 from plumbing.locust_csv import read_locust_stats
 from plumbing.percentile import percentile
-from tests.helpers import REPO, run_locust, wait_for
+from tests.helpers import REPO, log_of, run_locust, wait_for
 from tests.kafka.conftest import latency_cli, produce_output, producer
 
 
@@ -200,9 +200,9 @@ def test_every_produced_message_comes_out_once(kafka, topics, processor, tmp_pat
     done = run_locust(["-f", str(REPO / "locustfiles" / "kafka.py"), "--headless", "-u", "5", "-r", "5", "-t", "10m",
                        "--kafka-brokers", kafka.url, "--kafka-topic", topics[0], "--kafka-messages", "1000",
                        "--kafka-latency-topic", topics[1], "--csv", str(prefix), "--no-monitor"], timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, log_of(done.stderr)
     stats = read_locust_stats(prefix)
-    assert topics[0] in stats, (list(stats), done.stderr[-3000:])
+    assert topics[0] in stats, (list(stats), log_of(done.stderr))
     assert int(stats[topics[0]]["Request Count"]) == 1000 and int(stats[topics[0]]["Failure Count"]) == 0
     assert int(stats[topics[1]]["Request Count"]) == 1000  # E2E: produced = consumed
     assert int(stats["Aggregated"]["Request Count"]) == 1000  # the PRODUCE requests only: E2E is outside
@@ -214,7 +214,7 @@ def test_produced_once_per_message_across_two_processes(kafka, topics, tmp_path)
     done = run_locust(["-f", str(REPO / "locustfiles" / "kafka.py"), "--headless", "-u", "4", "-r", "4", "-t", "10m",
                        "--processes", "2", "--kafka-brokers", kafka.url, "--kafka-topic", topics[0],
                        "--kafka-messages", "501", "--csv", str(prefix), "--no-monitor"], timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, log_of(done.stderr)
     assert int(read_locust_stats(prefix)[topics[0]]["Request Count"]) == 501
 
 
@@ -244,7 +244,7 @@ def test_unreadable_messages_are_counted_invalid_not_raised(kafka, topics):
         p.produce(topics[1], value)
     p.flush(30)
     done = latency_cli(kafka, "--topic", topics[1], "--start", f"time:{now - 1000}", "--messages", "7")
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 0, log_of(done.stderr)
     t = total(done.stdout)
     assert (t["messages"], t["invalid"]) == (1, 6)
 
@@ -316,9 +316,9 @@ def test_kafka_rate_produces_each_planned_message_once_or_drops_it(kafka, topics
     done = run_locust(["-f", str(REPO / "locustfiles" / "kafka.py"), "--headless", "-u", "20", "-r", "20", "-t", "10m",
                        "--kafka-brokers", kafka.url, "--kafka-topic", topics[0], "--kafka-messages", "300",
                        "--kafka-rate", "150", "--csv", str(prefix), "--no-monitor"], timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, log_of(done.stderr)
     m = re.search(r"open model: planned (\d+), started (\d+), dropped (\d+) over 2.0 s", done.stderr)
-    assert m, done.stderr[-3000:]
+    assert m, log_of(done.stderr)
     planned, started, dropped = map(int, m.groups())
     assert planned == 300 and started + dropped == 300
     stats = read_locust_stats(prefix)
@@ -331,5 +331,5 @@ def test_the_default_data_file_is_found_outside_the_checkout(kafka, topics, tmp_
     done = run_locust(["-f", str(REPO / "locustfiles" / "kafka.py"), "--headless", "-u", "2", "-r", "2", "-t", "60s",
                        "--kafka-brokers", kafka.url, "--kafka-topic", topics[0], "--kafka-messages", "20",
                        "--no-monitor"], cwd=tmp_path, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, log_of(done.stderr)
     assert "kafka-data-file" not in done.stderr and "kafka: 20 messages sent, 20 delivered" in done.stderr

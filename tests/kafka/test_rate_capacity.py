@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from tests.capacity.conftest import FAST
-from tests.helpers import REPO, run_locust, wait_for
+from tests.helpers import REPO, log_of, run_locust, wait_for
 
 
 @pytest.fixture
@@ -46,9 +46,9 @@ def test_a_processor_limited_to_a_known_rate_is_found_within_the_resolution(kafk
                        "--kafka-brokers", kafka.url, "--kafka-topic", topics[0], "--kafka-latency-topic", topics[1], "--capacity-search", "--capacity-start-rate", "50",
                        "--capacity-rate-step", "40", "--capacity-rate-resolution", "20", "--no-monitor", *fast],
                       env={"LOCUST_RESULTS_DIR": str(tmp_path)}, timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, log_of(done.stderr)
     cap = json.loads((tmp_path / "capacity.json").read_text())
-    assert cap["unit"] == "messages" and rate - 20 <= cap["sustained_messages_per_second"] <= rate, done.stderr[-4000:]
+    assert cap["unit"] == "messages" and rate - 20 <= cap["sustained_messages_per_second"] <= rate, log_of(done.stderr)
     failed = next(s for s in cap["steps"] if s["verdict"] == "fail")
     assert failed["target"] > rate and failed["backlog"]["sent − stored"]["verdict"] in ("growing", "unclear")
     # The first step's output latency (the processor kept up, no backlog before it): the exact window p95,
@@ -77,8 +77,7 @@ def test_a_step_is_judged_by_the_exact_p95_of_its_window(kafka, topics, paced, t
 
 
 def test_the_kafka_search_needs_the_output_topic(kafka):
-    done = subprocess.run([str(REPO / ".venv" / "bin" / "locust"), "-f", str(REPO / "locustfiles" / "kafka.py"),
-                           "--headless", "--no-monitor", "--kafka-brokers", kafka.url, "--capacity-search"],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    done = run_locust(["-f", str(REPO / "locustfiles" / "kafka.py"), "--headless", "--no-monitor",
+                       "--kafka-brokers", kafka.url, "--capacity-search"], timeout=60)
     assert done.returncode != 0 and "expected --kafka-latency-topic" in done.stderr
     assert "Traceback" not in done.stderr

@@ -3,6 +3,7 @@ phases, in the order LIFECYCLE_ORDER gives (forward or reverse); requests come w
 an open-model rate, so the run ends by --run-time with stats.json, the end row and its checks."""
 
 import importlib
+import json
 import logging
 import os
 import time
@@ -20,7 +21,12 @@ log = logging.getLogger("order")
 
 
 def _probe(name: str):
-    return lambda environment, **_kw: log.info("phase %s", name)
+    def probe(environment, **kw) -> None:
+        log.info("phase %s", name)
+        if name == "run_ending":  # lifecycle hands the end row's fields to whoever stores them
+            log.info("handed end_row %s", json.dumps(kw["end_row"]))
+
+    return probe
 
 
 for phase in reversed(PHASES) if REVERSE else PHASES:

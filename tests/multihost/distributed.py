@@ -16,16 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plumbing import chclient
-from tests.helpers import LOCUST, REPO
+from tests.helpers import REPO, locust_env, start_locust
 
 MASTER_PORT = 5557
 WORKERS = ("w1", "w2")
 
 
+def unset_settings(**more: str) -> dict[str, str | None]:
+    """The suite's settings of this process unset (none may reach a host unasked), and `more` set."""
+    return {**{k: None for k in os.environ if k.startswith(("LOCUST_", "KAFKA_", "CLICKHOUSE_", "STACK_"))}, **more}
+
+
 def clean_env(**more: str) -> dict[str, str]:
-    """This process's environment without the suite's settings (none may reach a host unasked)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "KAFKA_", "CLICKHOUSE_", "STACK_"))}
-    return {**env, **more}
+    """This process's environment without the suite's settings, with `more`."""
+    return locust_env(unset_settings(**more))
 
 
 @dataclass
@@ -56,17 +60,19 @@ def run(topology, locustfile: str, master_args: list[str], tmp_path: Path, *,
     logs = {name: tmp_path / f"{name}.log" for name in ("master", *WORKERS)}
     try:
         with open(logs["master"], "w") as log:
-            procs["master"] = master.popen(
-                [LOCUST, "-f", lf, "--headless", "--master", "--expect-workers", str(len(WORKERS)),
+            procs["master"] = start_locust(
+                ["-f", lf, "--headless", "--master", "--expect-workers", str(len(WORKERS)),
                  "--master-bind-host", master.addr, "--master-bind-port", str(MASTER_PORT), *master_args],
-                env=clean_env(LOCUST_RESULTS_DIR=str(out), LOCUST_RUN_ID=run_id,
-                              LOCUST_SPILL_DIR=str(tmp_path / "spill-master")), stdout=log,
-                stderr=subprocess.STDOUT)
+                prefix=master.argv(), env=unset_settings(LOCUST_RESULTS_DIR=str(out), LOCUST_RUN_ID=run_id,
+                                                         LOCUST_SPILL_DIR=str(tmp_path / "spill-master")),
+                stdout=log, stderr=subprocess.STDOUT)
         for name in WORKERS:
             with open(logs[name], "w") as log:
-                procs[name] = topology[name].popen(
-                    [LOCUST, "-f", lf, "--worker", "--master-host", master.addr, "--master-port", str(MASTER_PORT)],
-                    env=clean_env(LOCUST_SPILL_DIR=str(tmp_path / f"spill-{name}"), **(worker_env or {}).get(name, {})),
+                procs[name] = start_locust(
+                    ["-f", lf, "--worker", "--master-host", master.addr, "--master-port", str(MASTER_PORT)],
+                    prefix=topology[name].argv(),
+                    env=unset_settings(LOCUST_SPILL_DIR=str(tmp_path / f"spill-{name}"),
+                                       **(worker_env or {}).get(name, {})),
                     stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         codes = {}

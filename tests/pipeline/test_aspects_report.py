@@ -14,7 +14,7 @@ import uuid
 
 from monitors import schema
 from plumbing import chclient
-from tests.helpers import REPO, run_locust
+from tests.helpers import REPO, log_of, run_locust
 from tests.pipeline.conftest import generate
 
 ASPECTS_REPORT = """
@@ -95,7 +95,7 @@ def test_aspects_report_query_reads_a_tagged_run_sampled_every_5_s(pipeline, cli
                        "--drain-timeout", "60", "--spill-dir", str(tmp_path), "--no-sar",
                        *p.generator_args(clickhouse, redis_server, None), "--num-events", "1500",
                        "--events-per-second", "100", "--run-tags", "aspects,erb"], timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, log_of(done.stderr)
     db = copy_run_to_chdb(clickhouse, chdb_session, run_id, tmp_path)
     samples = stats_samples(chdb_session, db)
     gaps = [b[0] - a[0] for a, b in zip(samples, samples[1:], strict=False)]
@@ -116,7 +116,7 @@ def test_an_untagged_run_writes_an_empty_tag_list_which_aspects_report_skips(pip
                                                                             chdb_session, tmp_path):
     p = pipeline("redis_bus", "--batch-size", "50", "--batch-interval", "1")
     done, end = generate(p, clickhouse, redis_server, None, "--num-events", "50", "--events-per-second", "100")
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, log_of(done.stderr)
     db = copy_run_to_chdb(clickhouse, chdb_session, end["run_id"], tmp_path)
     start = json.loads(str(chdb_session.query(f"SELECT extra FROM {db}.load_test_runs WHERE event_type = 'start'",
                                               "JSONEachRow")).splitlines()[0])["extra"]

@@ -18,7 +18,7 @@ import openedx_erb
 from openedx_erb import wire
 from openedx_erb.events import LMS_ROOT_URL, MIXES, REALISTIC_MIX, EventFactory, TrackedLearner
 from plumbing import chclient
-from tests.helpers import REPO, wait_for
+from tests.helpers import REPO, log_of, wait_for
 
 COURSE = "course-v1:OEX+erb123+2024-1"
 ENROLLMENT = ("edx.course.enrollment.activated", "edx.course.enrollment.deactivated")
@@ -145,7 +145,7 @@ def test_the_generator_modules_import_without_locust():
     code = ("import sys, openedx_erb, openedx_erb.events, openedx_erb.wire; openedx_erb.setup(); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'locust'))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr[-2000:]
+    assert out.returncode == 0 and out.stdout.strip() == "[]", log_of(out.stderr)
 
 
 def test_the_reference_pipeline_stores_erbs_statements(pipeline, clickhouse, redis_server):

@@ -10,7 +10,7 @@ import pytest
 
 from monitors.xapi_e2e import EndToEnd
 from plumbing import chclient
-from tests.helpers import run_locust, wait_for
+from tests.helpers import log_of, run_locust, wait_for
 from tests.pipeline.conftest import LOCUSTFILE, generate, stored, summary_line
 
 
@@ -29,7 +29,7 @@ def test_n_events_in_give_exactly_n_statements_out(backend, pipeline, clickhouse
         create_topic(kafka, f"{p.prefix}-analytics")
     done, end = generate(p, clickhouse, redis_server, kafka, "--num-events", "400", "--events-per-second", "400",
                          "--event-mix", "realistic", results=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, log_of(done.stderr)
     e2e = end["e2e"]
     n = 400 - end["open_model"]["dropped"]  # open model: an event no user was free for is dropped, not sent
     assert (e2e["sent"], e2e["stored"], e2e["missing"], e2e["duplicates"]) == (n, n, 0, 0), e2e
@@ -45,7 +45,7 @@ def test_e2e_latency_has_its_own_row_and_check_outside_aggregated(pipeline, clic
     # A batch interval of 0.5 s puts every end-to-end latency far above 1 ms: the E2E check fails.
     done, end = generate(p, clickhouse, redis_server, None, "--num-events", "100", "--events-per-second", "200",
                          "--clickhouse-data-path", str(tmp_path), "--check-e2e-p95", "1", results=tmp_path)
-    assert done.returncode == 9, done.stderr[-3000:]
+    assert done.returncode == 9, log_of(done.stderr)
     assert "check failed: end-to-end p95" in done.stderr
     runway = end["e2e"]["runway"]
     assert runway["bytes_per_event"] > 0 and runway["free_disk_bytes"] > 0 and runway["hours_until_disk_full"] > 0
@@ -72,7 +72,7 @@ def test_the_monitor_sees_the_batch_list_rise_and_drain(pipeline, clickhouse, re
     p = pipeline("celery", "--batch-size", "1000", "--batch-interval", "4")
     done, end = generate(p, clickhouse, redis_server, None, "--num-events", "300", "--events-per-second", "300",
                          results=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, log_of(done.stderr)
     samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
     batch = [s["stats"]["celery"]["batch_queue_length"] for s in samples if "celery" in s["stats"]]
     assert max(batch) > 0 and batch[-1] == 0, batch
@@ -102,7 +102,7 @@ def test_a_stopped_consumer_shows_growing_lag_and_drains_after_restart(pipeline,
     pipeline("redis_bus", p=p)  # restart: its pending and new entries are read
     t.join(timeout=180)
     done, end = result["done"], result["end"]
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, log_of(done.stderr)
     assert end["drained"] is True and end["e2e"]["stored"] == 300 and end["e2e"]["missing"] == 0
     assert lags()[-1] == 0
 
@@ -111,7 +111,7 @@ def test_two_processes_count_each_event_once(pipeline, clickhouse, redis_server,
     p = pipeline("redis_bus", "--batch-size", "100", "--batch-interval", "1", "--workers", "2")
     done, end = generate(p, clickhouse, redis_server, None, "--num-events", "501", "--events-per-second", "500",
                          processes=2)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, log_of(done.stderr)
     n = 501 - end["open_model"]["dropped"]
     assert end["open_model"]["planned"] == 501 and end["open_model"]["processes"] == 2
     assert (end["e2e"]["sent"], end["e2e"]["stored"], end["e2e"]["duplicates"]) == (n, n, 0)
@@ -186,7 +186,7 @@ def test_open_model_sends_each_planned_event_or_counts_it_dropped(pipeline, clic
     p = pipeline("redis_bus", "--batch-size", "100", "--batch-interval", "1")
     done, end = generate(p, clickhouse, redis_server, None, "--num-events", "600", "--events-per-second", "200",
                          results=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, log_of(done.stderr)
     om = end["open_model"]
     # The plan's own numbers: 600 instants 5 ms apart are a 3 s window at 200/s, whatever the machine.
     assert (om["planned"], om["started"] + om["dropped"]) == (600, 600)
@@ -202,7 +202,7 @@ def test_open_model_never_runs_ahead_of_its_plan(pipeline, clickhouse, redis_ser
     # bursts, no early start before spawning is complete (Redis and the generator share the clock).
     p = pipeline("redis_bus", "--batch-size", "100", "--batch-interval", "1")
     done, end = generate(p, clickhouse, redis_server, None, "--num-events", "400", "--events-per-second", "200")
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, log_of(done.stderr)
     om = end["open_model"]
     received = stream_ms(redis_server, f"{p.prefix}-analytics")
     start_ms = om["start_wall"] * 1000
@@ -215,7 +215,7 @@ def test_an_unreachable_rate_drops_events_and_names_the_generator_as_the_limit(p
     p = pipeline("redis_bus", "--batch-size", "1000", "--batch-interval", "1")
     done, end = generate(p, clickhouse, redis_server, None, "--num-events", "5000", "--events-per-second", "10000000",
                          users=1)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, log_of(done.stderr)
     om = end["open_model"]
     assert om["planned"] == 5000 and om["started"] + om["dropped"] == 5000 and om["dropped"] > 0
     assert len(stream_ms(redis_server, f"{p.prefix}-analytics")) == om["started"]
@@ -226,5 +226,5 @@ def test_check_min_rate_fails_the_run_when_events_are_dropped(pipeline, clickhou
     p = pipeline("redis_bus", "--batch-size", "1000", "--batch-interval", "1")
     done, end = generate(p, clickhouse, redis_server, None, "--num-events", "5000", "--events-per-second", "10000000",
                          "--check-min-rate", "0.01", users=1)  # more than the sender queues, as above
-    assert done.returncode == 8, done.stderr[-3000:]
+    assert done.returncode == 8, log_of(done.stderr)
     assert "check failed: achieved" in done.stderr and end["exit_code"] == 8

@@ -15,7 +15,7 @@ import pytest
 
 from stack import Stack
 from targets.pipeline.decode import tracking_event
-from tests.helpers import LOCUST, REPO, wait_for
+from tests.helpers import start_locust, wait_for
 from tests.pipeline.conftest import LOCUSTFILE
 
 STREAM = "pipelined-analytics"
@@ -30,12 +30,12 @@ def own_redis(tmp_path):
 
 
 def start_run(url: str, tmp_path, events: int, rate: int) -> subprocess.Popen:
-    cmd = [LOCUST, "-f", LOCUSTFILE, "--headless", "-u", "20", "-r", "20", "--pipeline-backend", "redis_bus",
+    args = ["-f", LOCUSTFILE, "--headless", "-u", "20", "-r", "20", "--pipeline-backend", "redis_bus",
            "--event-bus-redis-url", url, "--event-bus-stream", STREAM, "--redis-stream-maxlen", "0",
            "--num-events", str(events), "--events-per-second", str(rate), "--event-mix", "realistic",
            "--no-e2e", "--no-monitor", "--no-sar", "--only-summary", "-t", "120s",
            "--json-file", str(tmp_path / "stats")]
-    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return start_locust(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def finish(proc: subprocess.Popen, tmp_path) -> tuple[dict, dict]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from plumbing.locust_csv import read_locust_stats
-from tests.helpers import REPO, run_locust
+from tests.helpers import REPO, log_of, run_locust
 
 LOCUSTFILE = str(REPO / "locustfiles" / "tracking.py")
 
@@ -40,7 +40,7 @@ def stored(ralph) -> list[dict]:
 
 def test_a_batch_of_events_arrives_as_xapi_statements(ralph, tmp_path):
     done = send(ralph, tmp_path, "--num-events", "50", "--ralph-batch-size", "100", "--ralph-batch-interval", "0.5")
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, log_of(done.stderr)
     stats = read_locust_stats(tmp_path / "run")
     post = stats["POST /xAPI/statements"]
     assert (int(post["Request Count"]), int(post["Failure Count"])) == (1, 0)  # the timer sent the partial batch

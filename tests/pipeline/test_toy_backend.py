@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 from plumbing.locust_csv import read_locust_stats
-from tests.helpers import REPO, run_locust
+from tests.helpers import REPO, log_of, run_locust
 
 TOY = '''"""toy: events as JSON lines in a file; its sampler counts the lines."""
 
@@ -135,7 +135,7 @@ def test_a_backend_added_as_one_module_and_one_name_runs_end_to_end(clickhouse, 
          "--num-events", "40", "--sleep-time", "0", "--no-e2e", "--clickhouse-url", clickhouse.url,
          "--monitor-database", db, "--monitor-interval", "0.5", "--csv", str(tmp_path / "run")],
         cwd=repo, env={"PYTHONPATH": str(repo), "LOCUST_RESULTS_DIR": str(results)}, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, log_of(done.stderr)
     assert len(events_file.read_text().splitlines()) == 40
     assert int(read_locust_stats(tmp_path / "run")["Aggregated"]["Request Count"]) == 40
     samples = [json.loads(line) for line in (results / "samples.jsonl").read_text().splitlines()]

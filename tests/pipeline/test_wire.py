@@ -13,6 +13,7 @@ from openedx_erb import wire
 from openedx_erb.events import Clock, EventFactory, TrackedLearner, generated_users, load_users
 from targets.pipeline import decode
 from targets.pipeline.consumers import XAPI_LINE
+from tests.helpers import log_of
 
 
 def event(name_mix: str = "realistic") -> dict:
@@ -132,7 +133,7 @@ def test_kafka_bus_messages_carry_the_schema_ids_the_registry_gave(kafka, tmp_pa
                            "--event-bus-prefix", prefix, "--schema-registry-url", registry.url, "--num-events", "20",
                            "--no-e2e", "--no-monitor", "--no-sar"],
                           env={"SCHEMA_REGISTRY_API_KEY": "k", "SCHEMA_REGISTRY_API_SECRET": "s"}, timeout=120)
-        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.returncode == 0, log_of(done.stderr)
         value_id, key_id = registry.subjects[f"{topic}-value"], registry.subjects[f"{topic}-key"]
         assert value_id != key_id and all(a == "Basic " + base64.b64encode(b"k:s").decode() for a in registry.auth)
         consumer = Consumer({"bootstrap.servers": kafka.url, "group.id": prefix, "enable.auto.commit": False})

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from stack import free_port
-from tests.helpers import REPO, wait_for
+from tests.helpers import REPO, run_locust, wait_for
 
 CAP = 13  # concurrent requests the capped endpoint serves
 RESOLUTION = 2
@@ -57,12 +57,11 @@ class CapacityRun:
 def capacity_run(capped, clickhouse, tmp_path_factory) -> CapacityRun:
     """One capacity search against the capped endpoint through `python -m loadtesting.run`."""
     results = tmp_path_factory.mktemp("results")
-    done = subprocess.run(
-        [sys.executable, "-m", "loadtesting.run", LOCUSTFILE, "--results", str(results), "-H", capped,
+    done = run_locust(
+        [LOCUSTFILE, "--results", str(results), "-H", capped,
          "--capacity-search", "--capacity-start-users", "4", "--capacity-step", "8",
          "--capacity-resolution", str(RESOLUTION), "--capacity-step-time", "3", "--capacity-settle-time", "1",
          "--spawn-rate", "50", "--clickhouse-url", clickhouse.url, "--monitor-interval", "1",
-         "--spill-dir", str(results / "spill")],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
+         "--spill-dir", str(results / "spill")], via=["loadtesting.run"], timeout=300)
     run_id = re.search(r"^run (\S+):", done.stdout, re.M).group(1)
     return CapacityRun(run_id, results, results / run_id, done.stdout + done.stderr, done.returncode, clickhouse.url)

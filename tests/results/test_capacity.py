@@ -80,5 +80,5 @@ def test_a_bad_capacity_option_is_a_one_line_error(capped):
     done = run_locust(["-f", LOCUSTFILE, "--headless", "-H", capped, "--no-monitor",
                        "--capacity-search", "--capacity-step", "0"], timeout=60)
     assert done.returncode != 0
-    assert "--capacity-step 0: expected at least 1 user" in done.stderr
+    assert "argument --capacity-step: '0': expected an integer >= 1" in done.stderr
     assert "Traceback" not in done.stderr

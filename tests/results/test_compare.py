@@ -14,7 +14,7 @@ import pytest
 
 from loadtesting import compare
 from stack import free_port
-from tests.helpers import REPO, wait_for
+from tests.helpers import REPO, run_locust, start_locust, wait_for
 from tests.results.conftest import _accepts
 
 SERVICE_MS = 100  # the endpoint's own time per request: well above a starved generator's jitter
@@ -44,10 +44,12 @@ def _endpoint(service_ms: int):
     return proc, f"http://127.0.0.1:{port}"
 
 
-def _command(results: Path, host: str, clickhouse_url: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "loadtesting.run", LOCUSTFILE, "--results", str(results), "-H", host,
-            "--users", "30", "--spawn-rate", "100", "--run-time", "20s", "--monitor-interval", "1",
-            "--clickhouse-url", clickhouse_url, "--no-sar", "--spill-dir", str(results / "spill"), *extra]
+def _start(results: Path, host: str, clickhouse_url: str, *extra: str) -> subprocess.Popen:
+    """`python -m loadtesting.run` of the capped endpoint, its output merged."""
+    return start_locust([LOCUSTFILE, "--results", str(results), "-H", host,
+                         "--users", "30", "--spawn-rate", "100", "--run-time", "20s", "--monitor-interval", "1",
+                         "--clickhouse-url", clickhouse_url, "--no-sar", "--spill-dir", str(results / "spill"), *extra],
+                        via=["loadtesting.run"])
 
 
 def _finish(proc: subprocess.Popen) -> tuple[str, str]:
@@ -68,13 +70,9 @@ def runs(clickhouse, tmp_path_factory) -> Runs:
     fast, fast_url = _endpoint(SERVICE_MS)
     slow, slow_url = _endpoint(SERVICE_MS + DELAY_MS)
     try:
-        procs = [subprocess.Popen(_command(results, url, clickhouse.url, "--no-report"), cwd=REPO,
-                                  stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True) for url in (fast_url, fast_url, slow_url)]
+        procs = [_start(results, url, clickhouse.url, "--no-report") for url in (fast_url, fast_url, slow_url)]
         (a, _), (b, _), (c, _) = [_finish(p) for p in procs]
-        reported, out = _finish(subprocess.Popen(
-            _command(results, slow_url, clickhouse.url, "--run-time", "10s", "--baseline", a), cwd=REPO,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        reported, out = _finish(_start(results, slow_url, clickhouse.url, "--run-time", "10s", "--baseline", a))
     finally:
         for proc in (fast, slow):
             proc.terminate()
@@ -225,9 +223,8 @@ def test_a_report_rewritten_with_a_baseline_has_the_comparison(runs, tmp_path):
 
 
 def test_a_wrong_baseline_stops_the_run_before_it_starts(runs, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "loadtesting.run", LOCUSTFILE, "--results", str(tmp_path),
-                           "--baseline", "20200101-000000-00000000", "--clickhouse-url", runs.clickhouse_url],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    done = run_locust([LOCUSTFILE, "--results", str(tmp_path), "--baseline", "20200101-000000-00000000",
+                       "--clickhouse-url", runs.clickhouse_url], via=["loadtesting.run"], timeout=60)
     assert done.returncode == 2
     assert done.stderr.startswith("error: --baseline 20200101-000000-00000000")
     assert not list(tmp_path.iterdir())  # no run folder: nothing ran

@@ -12,23 +12,23 @@ import sys
 import pytest
 
 from plumbing import chclient
-from tests.helpers import REPO
+from tests.helpers import REPO, run_locust
 from tests.results.conftest import LOCUSTFILE
 
 
 def run_with_database(capped, clickhouse, tmp_path, how: str, database: str) -> tuple[str, subprocess.CompletedProcess]:
     results = tmp_path / "results"
-    env = {k: v for k, v in os.environ.items() if k != "LOCUST_MONITOR_DATABASE"}
-    cmd = [sys.executable, "-m", "loadtesting.run", LOCUSTFILE, "--results", str(results), "-H", capped,
-           "-u", "2", "-r", "2", "-t", "2s", "--clickhouse-url", clickhouse.url, "--monitor-interval", "1",
-           "--no-sar", "--spill-dir", str(tmp_path / "spill")]
+    env = {"LOCUST_MONITOR_DATABASE": None}
+    args = [LOCUSTFILE, "--results", str(results), "-H", capped,
+            "-u", "2", "-r", "2", "-t", "2s", "--clickhouse-url", clickhouse.url, "--monitor-interval", "1",
+            "--no-sar", "--spill-dir", str(tmp_path / "spill")]
     if how == "config file":
         conf = tmp_path / "run.conf"
         conf.write_text(f"monitor-database = {database}\n")
-        cmd += ["--config", str(conf)]
+        args += ["--config", str(conf)]
     else:
         env["LOCUST_MONITOR_DATABASE"] = database
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = run_locust(args, via=["loadtesting.run"], env=env, timeout=300)
     run_id = re.search(r"^run (\S+):", done.stdout, re.M).group(1)
     return run_id, done
 

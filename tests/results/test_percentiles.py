@@ -17,7 +17,7 @@ from loadtesting.report.data import QUERIES, RunData, merge_rows, read_request_s
 from monitors import schema
 from plumbing import chclient
 from stack import free_port
-from tests.helpers import LOCUST, REPO, run_locust, start_locust
+from tests.helpers import LOCUST, REPO, run_locust, start_locust, log_of
 from tests.monitor.conftest import chdb_render
 
 LOCUSTFILE = str(Path(__file__).with_name("late_locustfile.py"))
@@ -43,13 +43,12 @@ def late_run(clickhouse, tmp_path_factory) -> LateRun:
     """10 open-model users falling behind their plan for 4 s, sampled every 0.5 s (several intervals)."""
     results = tmp_path_factory.mktemp("late")
     raw = results / "raw.jsonl"
-    done = subprocess.run(
-        [sys.executable, "-m", "loadtesting.run", LOCUSTFILE, "--results", str(results), "-u", "10", "-r", "100",
+    done = run_locust(
+        [LOCUSTFILE, "--results", str(results), "-u", "10", "-r", "100",
          "-t", "4s", "--monitor-interval", "0.5", "--clickhouse-url", clickhouse.url, "--spill-dir",
-         str(results / "spill")],
-        cwd=REPO, capture_output=True, text=True, timeout=180,
-        env={**os.environ, "LATENCY_LOG": str(raw), "LOCUST_CLICKHOUSE_URL": clickhouse.url})
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+         str(results / "spill")], via=["loadtesting.run"], timeout=180,
+        env={"LATENCY_LOG": str(raw), "LOCUST_CLICKHOUSE_URL": clickhouse.url})
+    assert done.returncode == 0, done.stdout[-3000:] + log_of(done.stderr)
     run_id = re.search(r"^run (\S+):", done.stdout, re.M).group(1)
     folder = results / run_id
     raw.rename(folder / "raw.jsonl")
@@ -214,7 +213,7 @@ def test_a_distributed_run_sends_planned_start_latency_to_the_master(tmp_path):
     finally:
         worker.terminate()
         worker.wait(timeout=30)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, log_of(done.stderr)
     body = json.loads((tmp_path / "stats.json").read_text())
     service, planned = body["requests"][-1], body["from_planned_start"][-1]
     assert service["name"] == planned["name"] == "Aggregated"

@@ -15,7 +15,7 @@ import pytest
 from loadtesting.run import ramp_warning
 from plumbing import settings
 from stack import free_port
-from tests.helpers import REPO
+from tests.helpers import REPO, run_locust
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +24,9 @@ def refused_run(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("elsewhere")
     relative = f"results-{uuid.uuid4().hex[:8]}"
     try:
-        done = subprocess.run([sys.executable, "-m", "loadtesting.run", "http", "--results", relative, "--host",
-                               f"http://127.0.0.1:{free_port()}", "-u", "1", "-r", "1", "-t", "2s", "--no-monitor",
-                               "--no-sar"], cwd=cwd, capture_output=True, text=True, timeout=180)
+        done = run_locust(["http", "--results", relative, "--host", f"http://127.0.0.1:{free_port()}", "-u", "1",
+                           "-r", "1", "-t", "2s", "--no-monitor", "--no-sar"], via=["loadtesting.run"], cwd=cwd,
+                          timeout=180)
         run_id = re.search(r"^run (\S+):", done.stdout, re.M).group(1)
         yield done, cwd / relative / run_id, REPO / relative
     finally:

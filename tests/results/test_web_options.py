@@ -6,6 +6,7 @@ import argparse
 from types import SimpleNamespace
 
 from plumbing import web_options
+from plumbing.options import ratio
 
 
 def _parser():
@@ -32,6 +33,13 @@ def test_a_bad_value_from_the_form_is_one_line_naming_it():
     assert web_options.check_form({"rate_per_s": ""}) == "error: --rate-per-s: empty, expected a number"
     assert web_options.check_form({"mode_x": "c"}) == "error: --mode-x 'c': expected one of a, b"
     assert web_options.check_form({"check_p95_ms": "", "rate_per_s": "5", "mode_x": "b", "other": "?"}) is None
+
+
+def test_a_value_the_options_validator_refuses_is_one_line_naming_it():
+    parser = argparse.ArgumentParser()
+    web_options.per_test(parser.add_argument("--share-x", type=ratio, default=None))
+    assert web_options.check_form({"share_x": "2"}) == "error: --share-x '2': expected a number from 0 to 1"
+    assert web_options.check_form({"share_x": "0.5"}) is None
 
 
 def test_values_left_as_text_by_locust_become_typed_at_the_start():

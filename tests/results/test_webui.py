@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from stack import free_port
-from tests.helpers import LOCUST, REPO, wait_for
+from tests.helpers import REPO, start_locust, wait_for
 from tests.results.conftest import LOCUSTFILE
 
 HTTP_LOCUSTFILE = str(REPO / "locustfiles" / "http.py")
@@ -53,12 +53,11 @@ def start_web_ui(tmp_path, locustfile: str, host: str, *args: str, via_run: bool
     `python -m loadtesting.run KIND --web`)."""
     port = free_port()
     results = tmp_path / "results"
-    start = [sys.executable, "-m", "loadtesting.run", locustfile, "--web", "--results", str(results)] if via_run \
-        else [LOCUST, "-f", locustfile]
-    proc = subprocess.Popen([*start, "-H", host, "--web-host", "127.0.0.1", "--web-port", str(port),
-                             "--spill-dir", str(tmp_path / "spill"), *args], cwd=REPO,
-                            env={**os.environ, "LOCUST_RESULTS": str(results)},
-                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "locust.log", "w"), start_new_session=True)
+    start = [locustfile, "--web", "--results", str(results)] if via_run else ["-f", locustfile]
+    proc = start_locust([*start, "-H", host, "--web-host", "127.0.0.1", "--web-port", str(port),
+                         "--spill-dir", str(tmp_path / "spill"), *args], via=["loadtesting.run"] if via_run else None,
+                        env={"LOCUST_RESULTS": str(results)},
+                        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "locust.log", "w"))
     ui = WebUI(f"http://127.0.0.1:{port}", proc, results)
 
     def up():
@@ -227,3 +226,18 @@ def test_a_test_running_when_the_web_ui_is_ended_by_a_signal_still_gets_its_fold
     meta = json.loads((folder / "run.json").read_text())
     assert meta["exit_code"] == 143 and meta["interrupted"]
     assert FOLDER_FILES <= {p.name for p in folder.iterdir()}
+
+
+def test_an_autostarted_test_gets_the_folder_of_its_run_id(capped, clickhouse, tmp_path):
+    """--autostart starts the first test without the start form: its folder is named for the id the
+    run started with, whichever test_start listener runs first (its samples go there)."""
+    ui = start_web_ui(tmp_path, LOCUSTFILE, capped, "--clickhouse-url", clickhouse.url, "--monitor-interval", "0.5",
+                      "--autostart", "--autoquit", "0", "--run-time", "2s", "-u", "1", "-r", "1", "--no-sar")
+    try:
+        ui.proc.wait(timeout=90)
+        [folder] = list(ui.results.iterdir())
+        rows = (folder / "request_stats.jsonl").read_text().splitlines()
+        assert rows and {json.loads(line)["run_id"] for line in rows} == {folder.name}
+        assert json.loads((folder / "run.json").read_text())["run_id"] == folder.name
+    finally:
+        stop_web_ui(ui)
