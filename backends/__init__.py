@@ -3,7 +3,7 @@
 A backend module `backends/<name>.py` holds everything about one way into an analytics pipeline
 (every hook but `sender` and `check_reachable` is optional):
 
-    add_arguments(group)          the generator's options (locustfiles/tracking.py)
+    add_arguments(group)          the generator's options (generators/tracking.py)
     add_monitor_arguments(group)  where its broker is and what to sample (every locustfile, the monitor)
     check_options(options)        one-line errors (plumbing.options.require) for its own options
     check_reachable(options)      before the run: its entry point answers, else one OptionError line

@@ -167,7 +167,7 @@ class RalphSender(Sender):
     def outstanding(self) -> int:
         return len(self._buffer) + len(self._pool)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
         self._flush()
         self._pool.join(timeout=60)
         self._timer.kill(block=False)

@@ -205,7 +205,7 @@ class VectorSender(Sender):
             return
         self._fire(event["name"], start, t0, len(data), None, planned)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -1,5 +1,7 @@
-"""Kafka machinery for locustfiles/kafka.py: one non-blocking producer per process, an optional
-end-to-end latency reader, and the message budget shared by all users.
+"""The Kafka producers' machinery (generators.kafka_run runs it; locustfiles/kafka.py is the entry
+point): one non-blocking producer per process, an optional end-to-end latency reader, and the message
+budget shared by all users. It takes a `ProducerConfig` (built from the --kafka-* options by
+generators.kafka_run), not the options themselves.
 
 Nothing here blocks the gevent loop: `produce()` only queues (librdkafka sends from its own
 threads), delivery reports are drained by a greenlet calling `poll(0)`, the latency reader uses
@@ -15,56 +17,38 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import gevent
-from locust import events
 
 from generators import open_model
-from generators.bulk_stats import BulkRequests
 from lifecycle import budget
 from monitors import e2e
 from monitors.kafka_latency import ArrivalWindows, LatencyStats, consumer_config, format_window, handle_message
 from monitors.locust_plugin import record_sample
-from plumbing import kafka_conf, run_state
+from plumbing import kafka_conf
 from plumbing.blocking import run_blocking
+from plumbing.bulk_stats import BulkRequests
 
-log = logging.getLogger("locustfiles.kafka")
-REPORT_WINDOWS = "kafka_latency_windows"  # a worker's report key (Locust's own: "stats", "errors", …)
-
-
-@dataclass
-class LatencyWindows:
-    """The output latencies by the second they were read, exact (monitors.kafka_latency.ArrivalWindows):
-    this process's reader's and, on a master, its workers' merged from their reports. A capacity
-    search judges a step by its window's (plumbing.run_state)."""
-
-    windows: ArrivalWindows = field(default_factory=ArrivalWindows)
+log = logging.getLogger("generators.kafka")
 
 
-def latency_windows(environment) -> ArrivalWindows:
-    return run_state.of(environment, LatencyWindows).windows
+@dataclass(frozen=True)
+class ProducerConfig:
+    """What a process's producer needs to know of the run (generators.kafka_run.producer_config)."""
 
-
-@events.init.add_listener
-def _report_windows(environment, **_kw) -> None:
-    def on_report_to_master(client_id, data, **_kw) -> None:
-        taken = latency_windows(environment).take()
-        if taken:
-            data[REPORT_WINDOWS] = taken
-
-    def on_worker_report(client_id, data, **_kw) -> None:
-        if REPORT_WINDOWS in data:
-            latency_windows(environment).merge(data[REPORT_WINDOWS])
-
-    environment.events.report_to_master.add_listener(on_report_to_master)
-    environment.events.worker_report.add_listener(on_worker_report)
-
-
-@events.test_start.add_listener
-def _new_windows(environment, **_kw) -> None:
-    run_state.reset(environment, LatencyWindows)  # each test its own (the web UI can start several)
+    brokers: str | None  # bootstrap servers; None: the suite's default (plumbing.kafka_conf)
+    topic: str
+    messages: int = 0  # over all processes; 0: until stopped
+    key_field: str = "identifier"
+    request_events: bool = False  # one events.request per delivery instead of bulk statistics
+    linger_ms: float = 5.0
+    acks: str = "all"
+    rate: float = 0.0  # open model: messages/s over all processes; 0: flat out
+    processes: int = 0  # worker processes sharing `messages` (0: as the runner says)
+    e2e_timeout: float = 60.0  # after the last delivery, seconds to wait for the output messages
+    search_start_rate: float | None = None  # a capacity search steps a live rate from here
 
 
 def load_records(path: str | Path) -> list[dict]:
@@ -90,40 +74,39 @@ def encode_record(record: dict, key_field: str) -> tuple[str, bytes | None]:
 class KafkaLoad:
     """Per-process state: the producer, the budget, the delivery-report pump, the latency reader."""
 
-    def __init__(self, environment, options, records: list[dict]) -> None:
+    def __init__(self, environment, config: ProducerConfig, records: list[dict]) -> None:
         from confluent_kafka import Producer
 
-        self.env, self.o, self.records = environment, options, records
-        self.conf = kafka_conf.client_config(options.kafka_brokers)
+        self.env, self.config, self.records = environment, config, records
+        self.conf = kafka_conf.client_config(config.brokers)
         self.errors: list[str] = []
         # LocalRunner has a worker_index too (always 0); a worker learns the count from the master.
-        index, count = budget.process_share(environment, options.kafka_processes)
+        index, count = budget.process_share(environment, config.processes)
         self.index, self.count = index, count
-        self.budget = budget.share(options.kafka_messages, index, count) if options.kafka_messages else None
+        self.budget = budget.share(config.messages, index, count) if config.messages else None
         self.sent = self.failed = 0
         self._delivered_events = 0  # deliveries reported one event each (--kafka-request-events)
         self.producer_id = f"{socket.gethostname()}-{os.getpid()}"
         self._next_seq = 0
-        self.topic = options.kafka_topic
+        self.topic = config.topic
         # Each record's JSON up to the per-message fields, with this producer's id, encoded once.
         self._encoded = itertools.cycle([((body + f'"_producer":"{self.producer_id}","_seq":').encode(), key)
-                                         for body, key in (encode_record(r, options.kafka_key_field)
+                                         for body, key in (encode_record(r, config.key_field)
                                                            for r in records)])
-        self.bulk = None if options.kafka_request_events else BulkRequests(environment, "PRODUCE", self.topic)
+        self.bulk = None if config.request_events else BulkRequests(environment, "PRODUCE", self.topic)
         # One producer-wide delivery callback: a callback per produce() costs an allocation each.
-        self.producer = Producer({**self.conf, "linger.ms": options.kafka_linger_ms, "acks": options.kafka_acks,
+        self.producer = Producer({**self.conf, "linger.ms": config.linger_ms, "acks": config.acks,
                                   "log_level": 0, "error_cb": self._error, "on_delivery": self._delivery_callback()})
         self.finishing = False
         self.reader: LatencyReader | None = None
         self.pump = gevent.spawn(self._pump)
         self.model: open_model.OpenModel | None = None
-        if options.capacity_search:  # the search steps the rate (loadtesting.rate_capacity) until it is done
+        if config.search_start_rate is not None:  # the search steps the rate (loadtesting.rate_capacity) until done
             self.budget = None
-            self.model = open_model.OpenModel(environment, self.topic, options.capacity_start_rate, live=True)
-        elif open_model.enabled(environment, options.kafka_rate):
+            self.model = open_model.OpenModel(environment, self.topic, config.search_start_rate, live=True)
+        elif open_model.enabled(environment, config.rate):
             # The plan holds this process's share of --kafka-messages: each is produced or dropped.
-            self.model = open_model.OpenModel(environment, self.topic, options.kafka_rate,
-                                              options.kafka_messages or None)
+            self.model = open_model.OpenModel(environment, self.topic, config.rate, config.messages or None)
             gevent.spawn(self._finish_when_planned)
 
     def _error(self, err) -> None:
@@ -266,7 +249,7 @@ class KafkaLoad:
         log.info("kafka: %d messages sent, %d delivered, %d failed%s", self.sent, self.delivered, self.failed,
                  f", {left} undelivered" if left else "")
         if self.reader is not None:
-            self.reader.wait_for(self.delivered, self.o.kafka_e2e_timeout)
+            self.reader.wait_for(self.delivered, self.config.e2e_timeout)
         budget.spent(self.env, "kafka", sent=self.sent, delivered=self.delivered)
 
     def close(self) -> None:

@@ -39,6 +39,14 @@ positive_int = _number("positive_int", int, lambda v: v >= 1, "an integer >= 1")
 non_negative_int = _number("non_negative_int", int, lambda v: v >= 0, "an integer >= 0")
 positive_float = _number("positive_float", float, lambda v: v > 0, "a number > 0")
 non_negative_float = _number("non_negative_float", float, lambda v: v >= 0, "a number >= 0")
+
+
+def int_between(low: int, high: int, why: str = ""):
+    """A `type=` validator for an integer from `low` to `high` (`why`: the bound's reason, e.g. "(paho's limit)")."""
+    return _number("int_between", int, lambda v: low <= v <= high,
+                   f"an integer {low} … {high}" + (f" {why}" if why else ""))
+
+
 # Fractions: 0 <= f < 1 (a share that may be none but never all), 0 < f < 1, and a ratio 0 … 1.
 fraction = _number("fraction", float, lambda v: 0 <= v < 1, "a number >= 0 and < 1")
 positive_fraction = _number("positive_fraction", float, lambda v: 0 < v < 1, "a number > 0 and < 1")

@@ -21,6 +21,10 @@ SHOWN: dict[str, argparse.Action] = {}  # dest -> action of the options marked p
 def per_test(action: argparse.Action, *, secret: bool = False) -> argparse.Action:
     """Show `action` (returned by add_argument) among the web UI's custom parameters; a `secret`
     one in a masked field."""
+    if action.help and "%(" in action.help:
+        # Locust's start form shows the help as written (argparse expands it only for --help): expanded
+        # once here, its percent signs escaped again for argparse.
+        action.help = (action.help % {**vars(action), "prog": "locust"}).replace("%", "%%")
     action.include_in_web_ui = True
     action.is_secret = secret
     action.is_required = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -95,6 +96,29 @@ argv = json.loads(sys.argv[1])
 merge_locustfiles_content(get_locustfiles_locally(parse_locustfile_option(argv)))
 print(json.dumps(vars(get_parser().parse_args(argv)), default=str))
 """
+
+
+@contextlib.contextmanager
+def locust_until(args: list[str], *, env: dict[str, str | None] | None = None):
+    """A run (start_locust, its stderr kept) that the test ends with SIGTERM once it has seen what it
+    waits for, however long this machine takes to get there: `with locust_until(args) as run:` ...
+    `run.end()` -> (exit code, stderr). Left running (a failed wait), it is killed with its workers."""
+    import signal
+
+    proc = start_locust(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def end(timeout: float = 120) -> tuple[int, str]:
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=timeout)[1]
+        return proc.returncode, err
+
+    proc.end = end
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def parse_locust(args: list[str], *, env: dict[str, str | None] | None = None,

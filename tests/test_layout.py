@@ -87,24 +87,45 @@ def test_no_code_keeps_state_on_locusts_environment() -> None:
     assert found == []
 
 
+def _entry_point_extras(tree: ast.Module) -> list[tuple[int, str]]:
+    """What a locustfile holds besides its docstring, its imports and its Locust User classes."""
+    from loadtesting.run import USER_BASES
+
+    def is_user(node: ast.ClassDef) -> bool:
+        return any((b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "")) in USER_BASES
+                   for b in node.bases)
+
+    extras = []
+    for i, node in enumerate(tree.body):
+        docstring = i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        if docstring or isinstance(node, ast.Import | ast.ImportFrom):
+            continue
+        if isinstance(node, ast.ClassDef) and is_user(node):
+            continue
+        extras.append((node.lineno, type(node).__name__ + (f" {node.name}" if hasattr(node, "name") else "")))
+    return extras
+
+
+def test_locustfiles_hold_only_entry_points():
+    """locustfiles/ is what `locust -f` is given: imports (the generators and plugins, registering their
+    options and listeners) and User classes. Options, listeners, run state and helpers live in generators/."""
+    found = [f"{path.relative_to(REPO)}:{line} {what}" for path, tree in sources("locustfiles")
+             for line, what in _entry_point_extras(tree)]
+    assert found == []
+
+
+def test_the_entry_point_check_finds_library_code():
+    tree = ast.parse('"""doc"""\nimport x\nfrom locust import User, events\nLIMIT = 3\n\n'
+                     '@events.init.add_listener\ndef _init(environment, **kw):\n    pass\n\n'
+                     'class Helper:\n    pass\n\nclass Device(User):\n    pass\n')
+    assert _entry_point_extras(tree) == [(4, "Assign"), (7, "FunctionDef _init"), (10, "ClassDef Helper")]
+
+
 # -- options: declared, validated and read in the module that owns them --------------------------------
 # Packages whose modules are Locust plugins (their options go on Locust's parser); bench/ and targets/
 # are programs of their own.
 PLUGIN_PACKAGES = ("plumbing", "backends", "lifecycle", "monitors", "loadtesting", "generators", "locustfiles")
 OPTION_HOLDERS = {"o", "options", "opts", "parsed_options"}  # names an options namespace goes by
-# Reads the ro-entry branch (issue 22) is moving into the modules that declare them (the capacity
-# ones become `capacity.searching(o)` and `rate_capacity.start_rate(o)`); remove each pair once that
-# lands: (module, option).
-CROSS_READS_BEING_FIXED = {
-    ("backends/kafka_bus.py", "delivery_timeout"),
-    *(("generators/kafka_producer.py", name) for name in (
-        "kafka_brokers", "kafka_processes", "kafka_messages", "kafka_topic", "kafka_key_field",
-        "kafka_request_events", "kafka_linger_ms", "kafka_acks", "kafka_rate", "kafka_e2e_timeout",
-        "capacity_search", "capacity_start_rate")),
-    ("locustfiles/kafka.py", "capacity_search"),
-    ("locustfiles/tracking.py", "capacity_search"),
-    ("locustfiles/tracking.py", "capacity_start_rate"),
-}
 
 
 def _dest(call: ast.Call) -> str | None:
@@ -173,8 +194,7 @@ def cross_option_reads(root: Path = REPO) -> list[tuple[str, int, str]]:
 def test_no_module_reads_an_option_another_declares() -> None:
     """Options are read where they are declared; the others call that module's functions (e.g.
     `monitors.locust_plugin.drain_timeout`) or take what its `from_options(o)` built."""
-    found = [f"{module}:{line} reads {option}" for module, line, option in cross_option_reads()
-             if (module, option) not in CROSS_READS_BEING_FIXED]
+    found = [f"{module}:{line} reads {option}" for module, line, option in cross_option_reads()]
     assert found == []
 
 

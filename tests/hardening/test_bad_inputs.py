@@ -41,6 +41,8 @@ CASES = {
     "http unknown name": (lambda f: locust("http", "--host", "http://no-such-host.invalid"),
                           "error: --host http://no-such-host.invalid: cannot connect (name not known: "
                           "no-such-host.invalid)"),
+    "http wait-min above wait-max": (lambda f: locust("http", "--wait-min", "3", "--wait-max", "1"),
+                                     "error: --wait-min 3.0 / --wait-max 1.0: expected min <= max"),
     "mqtt missing CA file": (lambda f: locust("mqtt", "--mqtt-url", f"mqtts://127.0.0.1:{CLOSED}",
                                               "--mqtt-ca-file", f + "-missing.pem"),
                              "error: --mqtt-ca-file '{f}-missing.pem': No such file or directory; "

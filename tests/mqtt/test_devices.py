@@ -14,7 +14,7 @@ import threading
 from generators import mqtt_model as model
 from generators.lampi_data import device_id
 from plumbing.locust_csv import read_locust_failures, read_locust_stats
-from tests.helpers import REPO, log_of, start_locust, wait_for
+from tests.helpers import REPO, locust_until, log_of, start_locust, wait_for
 from tests.mqtt.conftest import LOCUSTFILE, CourseLamp, Recorder, pattern, retained_view, run_devices
 
 CHANGED = model.topic(model.LAMP_CHANGED)
@@ -156,24 +156,20 @@ def test_broker_restart_mid_run_reconnects_and_counts_failures(own_broker, tmp_p
 def test_two_thousand_devices_from_one_process(mosquitto, tmp_path):
     # Ends once all have connected (however long spawning takes on this machine), by SIGTERM.
     csv = tmp_path / "run"
-    proc = start_locust(["-f", LOCUSTFILE, "--headless", "-u", "2000", "-r", "500",
-                         "-t", "600s", "--mqtt-url", mosquitto.url, "--mqtt-profile", "normal", "--no-monitor",
-                         "--csv", str(csv)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        def connects():
-            try:
-                row = read_locust_stats(csv).get("connect")
-            except (OSError, ValueError):
-                return None
-            return row and int(row["Request Count"]) + int(row["Failure Count"]) >= 2000 and row
+    args = ["-f", LOCUSTFILE, "--headless", "-u", "2000", "-r", "500", "-t", "600s", "--mqtt-url", mosquitto.url,
+            "--mqtt-profile", "normal", "--no-monitor", "--csv", str(csv)]
+
+    def connects():
+        try:
+            row = read_locust_stats(csv).get("connect")
+        except (OSError, ValueError):
+            return None
+        return row and int(row["Request Count"]) + int(row["Failure Count"]) >= 2000 and row
+
+    with locust_until(args) as run:
         row = wait_for(connects, timeout=240, interval=0.5, what="2,000 connects")
-        proc.send_signal(signal.SIGTERM)
-        err = proc.communicate(timeout=120)[1]
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 143, log_of(err)
+        code, err = run.end()
+    assert code == 143, log_of(err)
     assert int(row["Request Count"]) == 2000 and int(row["Failure Count"]) == 0, log_of(err)
 
 

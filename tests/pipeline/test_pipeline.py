@@ -152,11 +152,12 @@ def test_e2e_queries_run_on_current_clickhouse(chdb_session):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--pipeline-backend", "nope"], "--pipeline-backend 'nope': expected one of celery, redis_bus, kafka_bus, vector"),
-    (["--event-mix", "x"], "--event-mix 'x': expected one of enrollment, realistic"),
-    (["--course-id", "DemoX"], "--course-id 'DemoX': expected course-v1:ORG+COURSE+RUN"),
+    (["--pipeline-backend", "nope"], "argument --pipeline-backend: invalid choice: 'nope' (choose from 'celery', "
+                                     "'redis_bus', 'kafka_bus', 'vector', 'ralph')"),
+    (["--event-mix", "x"], "argument --event-mix: invalid choice: 'x' (choose from 'enrollment', 'realistic')"),
+    (["--course-id", "DemoX"], "argument --course-id: 'DemoX': expected course-v1:ORG+COURSE+RUN"),
     (["--users-file", "/nonexistent.csv"], "--users-file '/nonexistent.csv': No such file or directory"),
-    (["--num-events", "0"], "--num-events 0: expected at least 1"),
+    (["--num-events", "0"], "argument --num-events: '0': expected an integer >= 1"),
 ])
 def test_bad_options_are_one_line_errors(args, message):
     done = run_locust(["-f", LOCUSTFILE, "--headless", "-t", "1s", "--no-monitor", *args], timeout=60)

@@ -42,6 +42,14 @@ def test_a_value_the_options_validator_refuses_is_one_line_naming_it():
     assert web_options.check_form({"share_x": "0.5"}) is None
 
 
+def test_the_form_shows_help_with_its_default_written_out():
+    parser = argparse.ArgumentParser(prog="locust")
+    rate = web_options.per_test(parser.add_argument("--pace-x", type=float, default=2.5,
+                                                    help="events/s (default %(default)s)"))
+    assert rate.help == "events/s (default 2.5)"  # what the web UI shows
+    assert "events/s (default 2.5)" in parser.format_help()
+
+
 def test_values_left_as_text_by_locust_become_typed_at_the_start():
     _parser()
     # Locust keeps the text of an option whose value was None; "" clears a threshold.
