@@ -2,9 +2,12 @@
 celery and redis_bus both use, and the event bus option of redis_bus and kafka_bus.
 
 A sender puts one tracking event into a pipeline without blocking the gevent loop. Each
-`send(event)` fires one Locust request (type EVENT, named by event name): timed from the call to
-the broker's answer (Redis reply, Kafka delivery report, the write). This module stays Locust-free:
-it fires requests through the environment it is given.
+`send(event)` is one Locust request (type EVENT, named by event name): timed from the call to
+the broker's answer (Redis reply, Kafka delivery report, the write). A failure fires
+`events.request` at once; a sender with a loop of its own (Redis's writer, Kafka's delivery pump)
+adds each success, timed as it comes, to a `plumbing.bulk_stats.RequestBatch` that its loop
+flushes into the statistics once per turn (a request event per event cost more than the rest of
+the send). This module stays Locust-free: it reports through the environment it is given.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import ClassVar
 import gevent
 from gevent.event import Event
 
+from openedx_erb.wire import TrackingLog
+from plumbing.bulk_stats import RequestBatch
 from plumbing.options import OptionError
 from plumbing.redaction import redact
 from plumbing.request_context import PLANNED_START
@@ -36,9 +41,22 @@ class Sender:
     # many instants per wake-up (generators/tracking.py). A sender whose send() does the work keeps
     # one instant per user, so a saturated generator drops instants instead of falling behind.
     queues: ClassVar[bool] = False
+    # send() takes the events as the event bus carries them (openedx_erb.wire.TrackingLog: the generator
+    # makes them without building dicts); an event dict is encoded first.
+    takes_tracking_log: ClassVar[bool] = False
+    # Successes waiting for the sender's loop to flush them (_batch_stats()); None: each one fires.
+    _stats: RequestBatch | None = field(default=None, init=False, repr=False)
+
+    def _batch_stats(self) -> None:
+        """Report successes in batches: the sender's loop calls self._stats.flush() once per turn."""
+        self._stats = RequestBatch(self.environment, REQUEST_TYPE)
 
     def _fire(self, name: str, start: float, t0: float, size: int, exc: Exception | None,
               planned: float | None = None) -> None:
+        if exc is None and self._stats is not None:
+            self._stats.add((name, (time.perf_counter() - t0) * 1000, size,
+                             None if planned is None else (time.time() - planned) * 1000))
+            return
         # Open model: the event's planned instant, for latency measured from it (coordinated omission).
         context = {} if planned is None else {PLANNED_START: planned}
         self.environment.events.request.fire(request_type=REQUEST_TYPE, name=name,
@@ -96,16 +114,18 @@ class RedisSender(Sender):
         self._errors = (redis.ConnectionError, redis.TimeoutError)
         self._response_error = redis.ResponseError
         self._wake, self._room = Event(), Event()
+        self._batch_stats()
         self._writer = gevent.spawn(self._run)
 
-    def send(self, event: dict, planned: float | None = None) -> None:
+    def send(self, event, planned: float | None = None) -> None:
         start, t0 = time.time(), time.perf_counter()
+        name = event.name if isinstance(event, TrackingLog) else event["name"]
         try:
             args, size = self.command(event)
         except Exception as exc:  # noqa: BLE001 - an event that cannot be encoded is a failed request
-            self._fire(event["name"], start, t0, 0, exc, planned)
+            self._fire(name, start, t0, 0, exc, planned)
             return
-        self._queue.append((event["name"], start, t0, planned, resp_command(args), size))
+        self._queue.append((name, start, t0, planned, resp_command(args), size))
         if not self._wake.is_set():
             self._wake.set()
 
@@ -132,6 +152,7 @@ class RedisSender(Sender):
                     self._write(items)
                 finally:
                     self._in_flight = 0
+                    self._stats.flush()
                 self._room.set()
 
     def _write(self, items: list) -> None:
@@ -174,6 +195,7 @@ class RedisSender(Sender):
                 break
             gevent.sleep(0.005)
         self._writer.kill(block=True)
+        self._stats.flush()
         self._conn.disconnect()
 
 

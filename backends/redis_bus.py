@@ -112,15 +112,19 @@ def check_reachable(options) -> None:
     check_redis(NAME, _url(options))
 
 
+class RedisBusSender(RedisSender):
+    takes_tracking_log = True  # XADD's fields hold the event as the bus carries it
+
+
 def sender(environment, options) -> RedisSender:
     stream, maxlen = _stream(options), options.redis_stream_maxlen
     head = ("XADD", stream, *(("MAXLEN", "~", maxlen) if maxlen else ()), "*")
 
-    def command(event: dict) -> tuple[tuple, int]:
+    def command(event: dict | wire.TrackingLog) -> tuple[tuple, int]:
         fields = wire.redis_bus_fields(event)
         return (*head, *(x for kv in fields.items() for x in kv)), len(fields["event_data"])
 
-    return RedisSender(environment, NAME, command, url=_url(options))
+    return RedisBusSender(environment, NAME, command, url=_url(options))
 
 
 def sampler(options) -> Sampler:

@@ -1,8 +1,10 @@
 """Where the tracking generator's CPU per event goes, stage by stage, in one process (no scheduler):
 `python -m bench._generator_cost BACKEND REDIS_URL KAFKA_BROKERS TMPDIR` prints one JSON line of CPU µs
-per event: build (openedx_erb.events), erb (event-routing-backends' statements, vector only), encode
-(the wire format), stats (Locust's request event and statistics), transport (the sender's own work:
-queueing, the write, the replies, minus encode and stats), total (a whole send). bench/arrival.py runs it.
+per event: build (openedx_erb.events: the event dict, or for a sender that takes the bus's form,
+redis_bus and kafka_bus, `next_tracking_log` with its data and context JSON), erb (event-routing-backends'
+statements, vector only), encode (the rest of the wire format), stats (Locust's request event and
+statistics; for the senders that report in batches, a RequestBatch's add and flush), transport (the
+sender's own work: queueing, the write, the replies, minus encode and stats), total (a whole send). bench/arrival.py runs it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import backends
 from backends.base import REQUEST_TYPE, resp_command
 from openedx_erb import wire
 from openedx_erb.events import EventFactory, TrackedLearner
+from plumbing.bulk_stats import RequestBatch
 
 N = 20_000
 
@@ -43,8 +46,11 @@ def main(backend: str, redis_url: str, brokers: str, tmp: str) -> dict:
     n = N if backend != "vector" else N // 10
     factory = EventFactory("course-v1:OEX+bench+2024-1", "realistic")
     learners = [TrackedLearner(i, f"lt__{i:06d}") for i in range(100)]
-    evs: list[dict] = []
-    out = {"build": cpu_us(lambda: evs.extend(factory.next_event(learners[i % 100]) for i in range(n)), n)}
+    evs: list = []
+    bus_form = backends.get(backend).sender(env, o)
+    make = factory.next_tracking_log if bus_form.takes_tracking_log else factory.next_event
+    bus_form.close()
+    out = {"build": cpu_us(lambda: evs.extend(make(learners[i % 100]) for i in range(n)), n)}
     if backend == "vector":
         import openedx_erb
 
@@ -56,16 +62,29 @@ def main(backend: str, redis_url: str, brokers: str, tmp: str) -> dict:
         out["encode"] = cpu_us(lambda: [("".join(wire.xapi_line(s) for s in ss)).encode() for ss in statements], n)
     elif backend == "kafka_bus":
         out["encode"] = cpu_us(lambda: [(wire.confluent_wire(1, wire.tracking_log_avro(e)),
-                                         wire.confluent_wire(2, wire.avro_string(e["context"]["username"])),
+                                         wire.confluent_wire(2, wire.avro_string(e.username)),
                                          wire.kafka_headers()) for e in evs], n)
     else:
         sender = backends.get(backend).sender(env, o)
         out["encode"] = cpu_us(lambda: [resp_command(sender.command(e)[0]) for e in evs], n)
         sender.close()
     fire = env.events.request.fire
-    out["stats"] = cpu_us(lambda: [fire(request_type=REQUEST_TYPE, name=e["name"], response_time=1.0,
-                                        response_length=500, exception=None, context={}, start_time=0.0)
-                                   for e in evs], n)
+    names = [e.name if isinstance(e, wire.TrackingLog) else e["name"] for e in evs]
+    if bus_form._stats is not None:  # reported in batches, flushed once per turn of the sender's loop
+        batch = RequestBatch(env, REQUEST_TYPE)
+
+        def batched() -> None:
+            for i, name in enumerate(names):
+                batch.add((name, 1.0, 500, 2.0))
+                if i % 200 == 199:
+                    batch.flush()
+            batch.flush()
+
+        out["stats"] = cpu_us(batched, n)
+    else:
+        out["stats"] = cpu_us(lambda: [fire(request_type=REQUEST_TYPE, name=name, response_time=1.0,
+                                            response_length=500, exception=None, context={}, start_time=0.0)
+                                       for name in names], n)
     sender = backends.get(backend).sender(env, o)
 
     def send_all() -> None:

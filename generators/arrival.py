@@ -237,6 +237,13 @@ class Ticket(NamedTuple):
 
 
 SWEEP_INTERVAL = 0.25  # s between counts of the instants that passed while every user was busy
+# acquire_due's callers only queue work: an instant that came while one queued is taken at its next
+# turn, late (its latency counts from its planned instant); one this late is dropped instead (the
+# generator's CPU, not its users, cannot keep up: the rate is not offered).
+TAKER_MAX_LATENESS = 1.0
+# Most instants acquire_due() hands out at once: a taker behind its plan yields to the loop between
+# batches (its sender's own greenlet writes and reads meanwhile) instead of holding it for all of them.
+TAKE_MAX = 1000
 # The loop cannot wake for instants closer than this: libev's epoll backend waits in whole milliseconds.
 WAKE_RESOLUTION = 0.001
 
@@ -250,10 +257,12 @@ class Scheduler:
     user was idle (before the claiming user became idle) is dropped and counted; so is one a
     sweeper greenlet finds past and unclaimed, so drops show while every user is busy. A user idle
     since before its instant keeps it even when it wakes late (a busy loop), so none is lost.
+    Callers of acquire_due (they only queue work) take the instants that came meanwhile at their
+    next turn; the sweeper drops those TAKER_MAX_LATENESS late. `on_drop(n)`: n more were dropped.
     """
 
     plan: Plan
-    on_drop: Callable[[Ticket], None] | None = None
+    on_drop: Callable[[int], None] | None = None
     planned: int = 0  # instants whose time came: started + dropped
     started: int = 0  # instants a user took at (or after) their time
     dropped: int = 0
@@ -271,7 +280,10 @@ class Scheduler:
     _pending: deque = field(default_factory=deque)  # claimed by the sweeper for the next idle user
     _greenlet: object = None
     _ahead_until: float = 0.0  # just past the latest instant started ahead of its time (acquire_due), s
-    _taker_waiting: bool = False  # a caller of acquire_due() waits for its instant: it takes the ones due after it
+    _taker: bool = False  # instants are taken with acquire_due(): late ones are taken, up to TAKER_MAX_LATENESS
+    _unreported: int = 0  # drops not yet passed to on_drop
+    _slept: bool = False  # the last acquire() waited for its instant (else it was due already: behind)
+    _behind: bool = False  # acquire_due()'s last instant was due when it was taken
 
     # -- start, stop ---------------------------------------------------------------------------
     def start(self, at_wall: float | None = None) -> None:
@@ -290,8 +302,7 @@ class Scheduler:
         self._begun.set()
         while not self.finished.is_set():
             gevent.sleep(SWEEP_INTERVAL)
-            if not self._taker_waiting:
-                self._drop_until(time.monotonic())
+            self._drop_until(time.monotonic() - (TAKER_MAX_LATENESS if self._taker else 0.0))
             self._check_exhausted()
 
     def stop(self) -> None:
@@ -322,26 +333,34 @@ class Scheduler:
     def _drop(self, index: int, offset: float) -> None:
         self.planned += 1
         self.dropped += 1
-        if self.on_drop is not None:
-            self.on_drop(Ticket(index, self.start_mono + offset, self.start_wall + offset))
+        self._unreported += 1
+
+    def _report_drops(self) -> None:
+        # Once per batch of drops: a saturated generator drops thousands per second.
+        n, self._unreported = self._unreported, 0
+        if n and self.on_drop is not None:
+            self.on_drop(n)
 
     def _drop_until(self, before: float) -> None:
         """Drop the unclaimed instants earlier than the monotonic time `before`."""
-        while self._pending and self.start_mono + self._claims[self._pending[0]] < before:
-            index = self._pending.popleft()
-            self._drop(index, self._claims.pop(index))
-        if self._pending:
-            return
-        while not self._no_more:
-            offset = self._pull()
-            if offset is None:
+        try:
+            while self._pending and self.start_mono + self._claims[self._pending[0]] < before:
+                index = self._pending.popleft()
+                self._drop(index, self._claims.pop(index))
+            if self._pending:
                 return
-            index, self._next = self._next, self._next + 1
-            if self.start_mono + offset >= before:
-                self._claims[index] = offset  # not due: kept for the next idle user
-                self._pending.append(index)
-                return
-            self._drop(index, offset)
+            while not self._no_more:
+                offset = self._pull()
+                if offset is None:
+                    return
+                index, self._next = self._next, self._next + 1
+                if self.start_mono + offset >= before:
+                    self._claims[index] = offset  # not due: kept for the next idle user
+                    self._pending.append(index)
+                    return
+                self._drop(index, offset)
+        finally:
+            self._report_drops()
 
     def _check_exhausted(self) -> None:
         if self._no_more and not self._claims and not self.finished.is_set():
@@ -367,20 +386,24 @@ class Scheduler:
             else:
                 offset = self._pull()
                 if offset is None:
+                    self._report_drops()
                     self._check_exhausted()
                     return None
                 index, self._next = self._next, self._next + 1
             if self.start_mono + offset >= idle_since - 1e-9:
                 break
             self._drop(index, offset)  # it came while this user (and every other) was busy
+        self._report_drops()
         self._claims[index] = offset
         at = self.start_mono + offset
+        self._slept = False
         try:
             # libev starts timers from the loop's cached time, older than the clock: refresh it, or the
             # timer fires early and a second sleep is needed (a busy loop's cache can be far behind).
             loop = gevent.get_hub().loop
             while (now := time.monotonic()) < at:
                 loop.update_now()
+                self._slept = True
                 gevent.sleep(at - now)
         except BaseException:
             # Killed before its instant (the run stops, or the user count shrinks): a stopped run's
@@ -388,6 +411,7 @@ class Scheduler:
             self._claims.pop(index, None)
             if not self.finished.is_set():
                 self._drop(index, offset)
+                self._report_drops()
                 self._check_exhausted()
             raise
         self._claims.pop(index, None)
@@ -402,19 +426,22 @@ class Scheduler:
         """acquire(), then also the instants that follow it and are due by the time it wakes (the loop
         wakes in whole milliseconds: at 2,000/s about two of them), or due within `lookahead` (up to
         WAKE_RESOLUTION, to start instants closer than the loop can wake for in one go, at most that
-        much early), at most `most` in all, each with its own planned time. [] when the plan is over.
+        much early), at most `most` (and TAKE_MAX) in all, each with its own planned time. [] when the
+        plan is over. A caller whose previous call found its instant already due (it is behind the
+        plan) first yields to the loop once, so the greenlets its work feeds run between its batches.
 
         It takes the following instants only while no other caller holds a claim: theirs are earlier,
         so taking later ones would start instants out of order. A caller that takes instants one
         batch at a time (one at a time under a lock, as the tracking generator does) starts them in
         plan order with one wake-up for all the instants of a loop's turn."""
-        self._taker_waiting = True
-        try:
-            first = self.acquire(idle_since)
-        finally:
-            self._taker_waiting = False
+        self._taker = True
+        if self._behind:
+            gevent.sleep(0)  # before claiming anything: a kill here loses no instant
+        first = self.acquire(idle_since)
         if first is None:
             return []
+        self._behind = not self._slept
+        most = min(most, TAKE_MAX)
         out = [first]
         horizon = time.monotonic() + lookahead - self.start_mono
         stop = self.stopped_at if self.finished.is_set() else None

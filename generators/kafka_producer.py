@@ -23,13 +23,13 @@ from pathlib import Path
 import gevent
 
 from generators import open_model
-from generators.bulk_stats import BulkRequests
 from lifecycle import budget
 from monitors import e2e
 from monitors.kafka_latency import LatencyStats, consumer_config, format_window, handle_message
 from monitors.locust_plugin import record_sample
 from plumbing import kafka_conf
 from plumbing.blocking import run_blocking
+from plumbing.bulk_stats import BulkRequests
 
 log = logging.getLogger("generators.kafka")
 

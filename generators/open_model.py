@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ from lifecycle.end import add_run_extra
 from lifecycle.exit_codes import ExitCode
 from monitors import clocks
 from plumbing import run_state
+from plumbing.bulk_stats import add_to_entry
 from plumbing.options import OptionError, fraction, require
 from plumbing.request_context import PLANNED_START  # where an iteration's planned instant goes
 
@@ -113,13 +115,21 @@ class OpenModel:
             self.plan = Plan(profile, self.index, self.count, o.arrival, o.arrival_seed, limit, self.limit_total)
         # Only the DROPPED row counts a drop (made at the first one): the Aggregated total stays the
         # requests really sent.
-        self.scheduler = Scheduler(self.plan, on_drop=lambda _t: env.stats.get(self.name, DROPPED).log(0, 0))
+        self.scheduler = Scheduler(self.plan, on_drop=lambda n: _count_drops(env, self.name, n))
         run.models.append(self)
         if run.start_at is not None:  # the start message came first (a generator made at spawn)
             self.scheduler.start(run.start_at)
 
     def acquire(self) -> Ticket | None:
         return self.scheduler.acquire()
+
+
+def _count_drops(environment, name: str, n: int) -> None:
+    """n more requests of the DROPPED row `name` (time 0, not in the Aggregated total), added at once."""
+    entry = environment.stats.get(name, DROPPED)
+    entry.log(0, 0)
+    if n > 1:
+        add_to_entry(entry, [0.0] * (n - 1), Counter({0: n - 1}))
 
 
 def for_users(environment, name: str, rate: float) -> OpenModel | None:

@@ -202,6 +202,8 @@ class Generator:
         self.finishing = False
         self.finished_at: float | None = None
         self.sender = backends.get(o.pipeline_backend).sender(environment, o)
+        # The event as the sender takes it: a bus sender the encoded form, made without building dicts.
+        self.next_event = self.factory.next_tracking_log if self.sender.takes_tracking_log else self.factory.next_event
         self.model: open_model.OpenModel | None = None
         if searching:
             self.model = open_model.OpenModel(environment, "tracking events", rate_capacity.start_rate(o), live=True)
@@ -248,8 +250,8 @@ class Generator:
                 idle_since = time.monotonic() if sender.wait_for_room() else tickets[-1].at
 
     def send_one(self, ticket=None) -> None:
-        learner = random.choice(self.learners)  # with replacement, as the reference
-        self.sender.send(self.factory.next_event(learner), None if ticket is None else ticket.wall)
+        learner = self.learners[int(random.random() * len(self.learners))]  # with replacement, as the reference
+        self.sender.send(self.next_event(learner), None if ticket is None else ticket.wall)
         self.sent += 1
         if self.model is None and self.budget is not None and self.sent >= self.budget and not self.finishing:
             self.finishing, self.finished_at = True, time.monotonic()

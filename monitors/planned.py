@@ -6,7 +6,8 @@ that instant into the request event's context as ``context["planned_start"]`` (e
 response time, measured from the moment a request was actually sent, hides that (locust#2347).
 
 For every request whose context has the key, this records ``time.time() - planned_start`` at the
-moment the request event fires, in ms, into a second `locust.stats.RequestStats` of its own
+moment the request event fires, in ms (and the same figure for successes reported in batches,
+`plumbing.bulk_stats.planned_batch`), into a second `locust.stats.RequestStats` of its own
 (`planned_stats(environment)`), never into Locust's stats, so Aggregated counts every request once.
 Workers send theirs to the master with each report (`events.report_to_master` /
 `events.worker_report`), as Locust does with its own stats. The monitor stores it per interval
@@ -23,6 +24,7 @@ from locust import events
 from locust.stats import RequestStats, StatsEntry
 
 from plumbing import run_state
+from plumbing.bulk_stats import log_grouped, planned_batch
 from plumbing.request_context import PLANNED_START
 
 # Keys of a worker's report; distinct from Locust's own ("stats", "stats_total", "errors").
@@ -71,7 +73,15 @@ def _install(environment, **_kw) -> None:
             current.get(entry.name, entry.method).extend(entry)
         current.total.extend(StatsEntry.unserialize(data[REPORT_TOTAL], current))
 
+    def on_planned_batch(environment, request_type, items, **_kw) -> None:
+        # Successes reported in batches (plumbing.bulk_stats.RequestBatch), each timed to its own response.
+        if environment is not env:
+            return
+        log_grouped(stats, request_type, [(name, max(0.0, ms), size) for name, ms, size in items])
+
+    env = environment
     environment.events.request.add_listener(on_request)
+    planned_batch.add_listener(on_planned_batch)
     environment.events.report_to_master.add_listener(on_report_to_master)
     environment.events.worker_report.add_listener(on_worker_report)
 

@@ -14,16 +14,18 @@ process never reuses a value.
 
 from __future__ import annotations
 
+import bisect
 import csv
+import itertools
 import random
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from openedx_erb import LMS_ROOT_URL
+from openedx_erb.wire import TrackingLog, compact_json, iso_utc
 
 TIME_SLOTS = 64  # processes that can generate at once with distinct timestamps
 
@@ -66,7 +68,7 @@ def iso(us: int) -> str:
     """ISO 8601 with +00:00, as Open edX writes event times: `datetime.isoformat()` in eventtracking's
     log encoder and openedx-events' Avro serializer, so a time on a whole second has no fraction. ERB
     hashes this string into the statement id, so the form must be the LMS's own."""
-    return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat()
+    return iso_utc(us)
 
 
 def generated_users(prefix: str, count: int) -> list[tuple[int, str]]:
@@ -113,12 +115,16 @@ class Course:
         self.hex = {kind: [uuid.uuid5(uuid.NAMESPACE_URL, f"{self.course_id}/{kind}/{i}").hex for i in range(n)]
                     for kind, n in BLOCKS.items()}
         self._prefix = "block-v1:" + self.course_id.split(":", 1)[-1] + "+type@"
+        self._pages = [self._courseware_url(seq) for seq in range(BLOCKS["sequential"])]
 
     def usage_key(self, kind: str, i: int) -> str:
         return f"{self._prefix}{kind}+block@{self.hex[kind][i]}"
 
     def courseware_url(self, seq: int) -> str:
         """The unit page a learner is on; ERB takes a browser event's block from activate_block_id."""
+        return self._pages[seq]
+
+    def _courseware_url(self, seq: int) -> str:
         chapter = self.hex["chapter"][seq * BLOCKS["chapter"] // BLOCKS["sequential"]]
         key = quote(self.usage_key("sequential", seq), safe="")
         return (f"{LMS_ROOT_URL}/courses/{self.course_id}/courseware/{chapter}/{self.hex['sequential'][seq]}/"
@@ -127,7 +133,10 @@ class Course:
 
 @dataclass
 class EventFactory:
-    """Builds the tracking events of one generator process."""
+    """Builds the tracking events of one generator process: `next_event` as dicts (what ERB and the
+    Celery and Vector paths take), `next_tracking_log` as the event bus carries them (the data and
+    context already JSON, the context joined from parts encoded once: the learner's, the page's or
+    problem's). Both draw the same events: one is the other encoded (tests/pipeline/test_wire.py)."""
 
     course_id: str
     mix: str = "enrollment"
@@ -140,35 +149,103 @@ class EventFactory:
         self.course = Course(self.course_id, self.org)
         self.org = self.course.org
         self._names = list(REALISTIC_MIX)
-        self._weights = list(REALISTIC_MIX.values())
+        self._cum_weights = list(itertools.accumulate(REALISTIC_MIX.values()))
         self._contexts: dict[int, dict] = {}
+        self._learner_json: dict[int, tuple[str, str, str, str]] = {}  # per learner: encoded once
+        self._part_json: dict[tuple, str] = {}  # per context part (page, problem, …): encoded once
+        self._problem_json: dict[tuple, str] = {}  # problem_check data per (problem, answer, grade, attempts)
 
     def next_event(self, learner: TrackedLearner) -> dict:
-        kind = "enrollment" if self.mix == "enrollment" else random.choices(self._names, self._weights)[0]
-        us = self.clock.next_us()
+        name, us, data, part, browser = self._draw(learner)
         base = self._base_context(learner)
+        if browser:
+            context = {**base, "client_id": f"{base['user_id']}.1700000000", **self._part(part)}
+        else:
+            context = {**base, **self._part(part)}
+        return {"name": name, "timestamp": iso(us), "data": self._data(learner, data), "context": context}
+
+    def next_tracking_log(self, learner: TrackedLearner) -> TrackingLog:
+        """The next event as `wire.tracking_log(next_event(learner))` gives it, without building it."""
+        name, us, data, part, browser = self._draw(learner)
+        mine = self._learner_json.get(learner.user_id)
+        if mine is None:
+            mine = self._encode_learner(learner)
+        part_json = self._part_json.get(part)
+        if part_json is None:
+            part_json = self._part_json[part] = compact_json(self._part(part))[1:-1]
+        if data[0] == "problem":
+            data_json = self._problem_json.get(data)
+            if data_json is None:
+                data_json = self._problem_json[data] = compact_json(self._data(learner, data))
+        elif data[0] == "enrollment":
+            data_json = mine[2]
+        elif data[0] == "grade":
+            data_json = mine[3]
+        else:
+            data_json = compact_json(data[1])
+        context = f"{{{mine[0]},{mine[1]},{part_json}}}" if browser else f"{{{mine[0]},{part_json}}}"
+        return TrackingLog(name, iso(us), data_json, context, learner.username)
+
+    def _encode_learner(self, learner: TrackedLearner) -> tuple[str, str, str, str]:
+        base = self._base_context(learner)
+        mine = self._learner_json[learner.user_id] = (
+            compact_json(base)[1:-1], compact_json({"client_id": f"{base['user_id']}.1700000000"})[1:-1],
+            compact_json(self._data(learner, ("enrollment",))), compact_json(self._data(learner, ("grade",))))
+        return mine
+
+    def _draw(self, learner: TrackedLearner) -> tuple[str, int, tuple, tuple, bool]:
+        """The next event's random choices: (name, time in µs, data (a key, or the dict itself), the
+        key of its context's part, whether it is a browser event (a client id after the learner's))."""
+        # random.choices(names, cum_weights)[0], and int(random() * n) for randrange(n): the draws the
+        # random module makes, without its pure-Python argument handling (a third of building an event).
+        rnd = random.random
+        kind = "enrollment" if self.mix == "enrollment" else \
+            self._names[bisect.bisect(self._cum_weights, rnd() * self._cum_weights[-1])]
+        us = self.clock.next_us()
         if kind == "enrollment":
             # Learners unenroll from the dashboard and enroll from the course's about page.
-            if learner.enrolled:
-                name, referer = "edx.course.enrollment.deactivated", f"{LMS_ROOT_URL}/dashboard"
-            else:
-                name, referer = "edx.course.enrollment.activated", f"{LMS_ROOT_URL}/courses/{self.course_id}/about"
+            name = "edx.course.enrollment.deactivated" if learner.enrolled else "edx.course.enrollment.activated"
+            part = ("enrollment", learner.enrolled)
             learner.enrolled = not learner.enrolled
-            data = {"course_id": self.course_id, "mode": "audit", "user_id": learner.user_id}
-            context = {**base, "client_id": None, "path": "/change_enrollment", "referer": referer}
-        elif kind == "edx.course.grade.passed.first_time":
-            name = kind
-            data = {"course_id": self.course_id, "user_id": learner.user_id}
-            seq = random.randrange(BLOCKS["sequential"])
-            context = {**base, "client_id": None, "path": self._handler_path("problem", seq * 3, "problem_check"),
-                       "referer": self.course.courseware_url(seq)}
-        elif kind == "problem_check":
-            name = kind
-            data, context = self._problem_check(base)
-        else:
-            name = kind
-            data, context = self._browser(name, base)
-        return {"name": name, "timestamp": iso(us), "data": data, "context": context}
+            return name, us, ("enrollment",), part, False
+        if kind == "edx.course.grade.passed.first_time":
+            return kind, us, ("grade",), ("grade", int(rnd() * BLOCKS["sequential"])), False
+        if kind == "problem_check":
+            problem = int(rnd() * BLOCKS["problem"])
+            grade = int(rnd() * 2)
+            choice = int(rnd() * 4)
+            data = ("problem", problem, grade, choice, 1 + int(rnd() * 3))
+            return kind, us, data, ("problem", problem), False
+        data, seq = self._browser_data(kind)
+        return kind, us, ("browser", data), ("page", seq), True
+
+    def _data(self, learner: TrackedLearner, data: tuple) -> dict:
+        kind = data[0]
+        if kind == "enrollment":
+            return {"course_id": self.course_id, "mode": "audit", "user_id": learner.user_id}
+        if kind == "grade":
+            return {"course_id": self.course_id, "user_id": learner.user_id}
+        if kind == "problem":
+            return self._problem_data(*data[1:])
+        return data[1]
+
+    def _part(self, part: tuple) -> dict:
+        """The context's keys after the learner's (a new dict each time: nothing shared between events)."""
+        kind, k = part
+        if kind == "page":
+            page = self.course.courseware_url(k)
+            return {"event_source": "browser", "page": page, "path": "/event", "referer": page}
+        if kind == "enrollment":  # `k`: enrolled before this event, so it unenrolls
+            referer = f"{LMS_ROOT_URL}/dashboard" if k else f"{LMS_ROOT_URL}/courses/{self.course_id}/about"
+            return {"client_id": None, "path": "/change_enrollment", "referer": referer}
+        if kind == "grade":
+            return {"client_id": None, "path": self._handler_path("problem", k * 3, "problem_check"),
+                    "referer": self.course.courseware_url(k)}
+        usage = self.course.usage_key("problem", k)
+        return {"asides": {}, "client_id": None, "course_user_tags": {}, "event_source": "server",
+                "module": {"display_name": f"Problem {k + 1}", "usage_key": usage}, "page": "x_module",
+                "path": self._handler_path("problem", k, "problem_check"),
+                "referer": self.course.courseware_url(k % BLOCKS["sequential"])}
 
     def _base_context(self, learner: TrackedLearner) -> dict:
         base = self._contexts.get(learner.user_id)
@@ -185,37 +262,33 @@ class EventFactory:
         return (f"/courses/{self.course_id}/xblock/{self.course.usage_key(kind, i % BLOCKS[kind])}"
                 f"/handler/xmodule_handler/{handler}")
 
-    def _browser(self, name: str, base: dict) -> tuple[dict, dict]:
-        """play_video, pause_video, edx.ui.lms.sequence.next_selected: sent by the page to /event."""
+    def _browser_data(self, name: str) -> tuple[dict, int]:
+        """play_video, pause_video, edx.ui.lms.sequence.next_selected: sent by the page to /event; (data,
+        the sequential whose page sent it)."""
+        rnd = random.random
         if name == "edx.ui.lms.sequence.next_selected":
-            seq = random.randrange(BLOCKS["sequential"])
-            tabs = random.randint(2, 10)
-            data = {"current_tab": random.randint(1, tabs - 1), "id": self.course.usage_key("sequential", seq),
-                    "tab_count": tabs, "widget_placement": random.choice(("top", "bottom"))}
-        else:
-            video = random.randrange(BLOCKS["video"])
-            seq = video % BLOCKS["sequential"]
-            duration = 60 * (2 + video % 9)
-            # The video player sends the bare block id, not the usage key.
-            data = {"code": "html5", "currentTime": round(random.uniform(0, duration), 3), "duration": duration,
-                    "id": self.course.hex["video"][video]}
-        page = self.course.courseware_url(seq)
-        context = {**base, "client_id": f"{base['user_id']}.1700000000", "event_source": "browser", "page": page,
-                   "path": "/event", "referer": page}
-        return data, context
+            seq = int(rnd() * BLOCKS["sequential"])
+            tabs = 2 + int(rnd() * 9)
+            data = {"current_tab": 1 + int(rnd() * (tabs - 1)), "id": self.course.usage_key("sequential", seq),
+                    "tab_count": tabs, "widget_placement": "top" if rnd() < 0.5 else "bottom"}
+            return data, seq
+        video = int(rnd() * BLOCKS["video"])
+        duration = 60 * (2 + video % 9)
+        # The video player sends the bare block id, not the usage key.
+        data = {"code": "html5", "currentTime": round(rnd() * duration, 3), "duration": duration,
+                "id": self.course.hex["video"][video]}
+        return data, video % BLOCKS["sequential"]
 
-    def _problem_check(self, base: dict) -> tuple[dict, dict]:
+    def _problem_data(self, problem: int, grade: int, choice_index: int, attempts: int) -> dict:
         """The server's problem_check (graded), from the problem's XBlock handler: one question."""
-        problem = random.randrange(BLOCKS["problem"])
         hexid = self.course.hex["problem"][problem]
         usage = self.course.usage_key("problem", problem)
         answer_id = f"{hexid}_2_1"
-        grade = random.randint(0, 1)
         correctness = "correct" if grade else "incorrect"
-        choice = f"choice_{random.randrange(4)}"
+        choice = f"choice_{choice_index}"
         correct_map = {answer_id: {"answervariable": None, "correctness": correctness, "hint": "", "hintmode": None,
                                    "msg": "", "npoints": None, "queuestate": None}}
-        data = {"answers": {answer_id: choice}, "attempts": random.randint(1, 3), "correct_map": correct_map,
+        return {"answers": {answer_id: choice}, "attempts": attempts, "correct_map": correct_map,
                 "grade": grade, "max_grade": 1, "problem_id": usage,
                 "state": {"correct_map": correct_map, "done": True, "has_saved_answers": False,
                           "input_state": {answer_id: {}}, "seed": 1, "student_answers": {answer_id: choice}},
@@ -224,11 +297,6 @@ class EventFactory:
                                            "question": f"Question {problem + 1}", "response_type": "multiplechoiceresponse",
                                            "variant": ""}},
                 "success": correctness}
-        context = {**base, "asides": {}, "client_id": None, "course_user_tags": {}, "event_source": "server",
-                   "module": {"display_name": f"Problem {problem + 1}", "usage_key": usage}, "page": "x_module",
-                   "path": self._handler_path("problem", problem, "problem_check"),
-                   "referer": self.course.courseware_url(problem % BLOCKS["sequential"])}
-        return data, context
 
 
 def _org(course_id: str) -> str:

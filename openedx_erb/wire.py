@@ -20,8 +20,10 @@ import os
 import random
 import socket
 import struct
+import time
 import uuid
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 SIGNAL_TYPE = "org.openedx.analytics.tracking.event.emitted.v1"
 TASK = "eventtracking.tasks.send_event"
@@ -47,8 +49,48 @@ def _json(obj) -> str:
     return _ENCODE(obj)
 
 
+compact_json = _json  # json.dumps(obj, separators=(",", ":")): the form of TrackingLogData's data and context
+
+
+class TrackingLog(NamedTuple):
+    """An event as the event bus carries it (openedx-events' TrackingLogData: its data and context as
+    compact JSON text) and the username that keys it. `tracking_log(event)` encodes an event dict;
+    `EventFactory.next_tracking_log` makes one without building the dicts."""
+
+    name: str
+    timestamp: str
+    data: str
+    context: str
+    username: str
+
+
+def tracking_log(event: dict | TrackingLog) -> TrackingLog:
+    if isinstance(event, TrackingLog):
+        return event
+    return TrackingLog(event["name"], event["timestamp"], _ENCODE(event["data"]), _ENCODE(event["context"]),
+                       event["context"].get("username", ""))
+
+
+def iso_utc(us: int) -> str:
+    """`datetime.fromtimestamp(us / 1e6, UTC).isoformat()` (a zero fraction dropped, as Open edX writes
+    it), the date and time formatted once per second."""
+    sec, frac = divmod(us, 1_000_000)
+    if sec != _ISO_SECOND[0]:
+        _ISO_SECOND[:] = [sec, datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")]
+    return f"{_ISO_SECOND[1]}.{frac:06d}+00:00" if frac else f"{_ISO_SECOND[1]}+00:00"
+
+
+_ISO_SECOND: list = [None, ""]
+
+
 # -- Avro ---------------------------------------------------------------------------------------
 def _avro_long(n: int) -> bytes:
+    if 0 <= n < 8192:  # a length: one or two bytes (zigzag 2n), the hot path
+        return _AVRO_SMALL[n] if n < 64 else bytes((((n << 1) & 0x7F) | 0x80, n >> 6))
+    return _avro_long_any(n)
+
+
+def _avro_long_any(n: int) -> bytes:
     n = (n << 1) ^ (n >> 63)  # zigzag
     out = bytearray()
     while n & ~0x7F:
@@ -58,15 +100,20 @@ def _avro_long(n: int) -> bytes:
     return bytes(out)
 
 
+_AVRO_SMALL = [bytes((n << 1,)) for n in range(64)]
+
+
 def avro_string(text: str) -> bytes:
     raw = text.encode()
     return _avro_long(len(raw)) + raw
 
 
-def tracking_log_avro(event: dict) -> bytes:
+def tracking_log_avro(event: dict | TrackingLog) -> bytes:
     """TrackingLogData(name, timestamp, data=json string, context=json string), Avro binary."""
-    return b"".join(avro_string(v) for v in (event["name"], event["timestamp"], _json(event["data"]),
-                                             _json(event["context"])))
+    t = tracking_log(event)
+    name, stamp, data, context = t.name.encode(), t.timestamp.encode(), t.data.encode(), t.context.encode()
+    return b"".join((_avro_long(len(name)), name, _avro_long(len(stamp)), stamp, _avro_long(len(data)), data,
+                     _avro_long(len(context)), context))
 
 
 def confluent_wire(schema_id: int, payload: bytes) -> bytes:
@@ -106,10 +153,31 @@ def metadata(source: str) -> dict[str, str]:
 
 
 def _id_and_time() -> tuple[bytes, bytes]:
-    return str(uuid.uuid1(_ID_NODE, _ID_SEQ)).encode(), datetime.now(UTC).isoformat().encode()
+    """A version-1 UUID (uuid.uuid1(node, clock_seq)'s fields, formatted as str(UUID)) and the time, now."""
+    ns = time.time_ns()
+    ts = ns // 100 + 0x01B21DD213814000  # 100 ns intervals since 1582-10-15, as uuid1
+    if ts <= _LAST_TS[0]:
+        ts = _LAST_TS[0] + 1  # as uuid1: never the same timestamp twice in this process
+    _LAST_TS[0] = ts
+    uid = b"%08x-%04x-%04x-%b" % (ts & 0xFFFFFFFF, (ts >> 32) & 0xFFFF, ((ts >> 48) & 0x0FFF) | 0x1000,
+                                  _uuid_tail())
+    return uid, iso_utc(ns // 1000).encode()
 
 
-def redis_bus_fields(event: dict, source: str = "openedx/lms/web") -> dict[str, bytes]:
+_LAST_TS = [0]
+_UUID_TAIL: dict = {}
+
+
+def _uuid_tail() -> bytes:
+    """The clock sequence (with the RFC 4122 variant) and node of this process's ids, formatted once."""
+    key = (_ID_NODE, _ID_SEQ)
+    tail = _UUID_TAIL.get(key)
+    if tail is None:
+        tail = _UUID_TAIL[key] = b"%02x%02x-%012x" % (((_ID_SEQ >> 8) & 0x3F) | 0x80, _ID_SEQ & 0xFF, _ID_NODE)
+    return tail
+
+
+def redis_bus_fields(event: dict | TrackingLog, source: str = "openedx/lms/web") -> dict[str, bytes]:
     """Fields of the stream entry (XADD) that event-bus-redis's consumer parses (metadata()'s, encoded;
     all but the id and time encoded once per source)."""
     event_id, now = _id_and_time()
@@ -121,10 +189,16 @@ def redis_bus_fields(event: dict, source: str = "openedx/lms/web") -> dict[str, 
 def kafka_headers(source: str = "openedx/lms/web") -> list[tuple[str, bytes]]:
     """event-bus-kafka's headers: CloudEvent attributes prefixed `ce_`, plus content type."""
     event_id, now = _id_and_time()
-    sourceb, hostb, libb = _constants(source)
-    return [("ce_type", _SIGNAL_TYPE_B), ("ce_id", event_id), ("ce_source", sourceb), ("ce_time", now),
-            ("ce_minorversion", b"0"), ("sourcehost", hostb), ("sourcelib", libb), ("ce_specversion", b"1.0"),
-            ("content-type", b"application/avro")]
+    fixed = _KAFKA_FIXED.get(source)
+    if fixed is None:
+        sourceb, hostb, libb = _constants(source)
+        fixed = _KAFKA_FIXED[source] = (("ce_type", _SIGNAL_TYPE_B), ("ce_source", sourceb), ("ce_minorversion", b"0"),
+                                        ("sourcehost", hostb), ("sourcelib", libb), ("ce_specversion", b"1.0"),
+                                        ("content-type", b"application/avro"))
+    return [fixed[0], ("ce_id", event_id), fixed[1], ("ce_time", now), *fixed[2:]]
+
+
+_KAFKA_FIXED: dict[str, tuple] = {}  # per source: the headers that are the same in every message
 
 
 _SIGNAL_TYPE_B = SIGNAL_TYPE.encode()

@@ -4,6 +4,9 @@
 --pacing wait_time: the tracking generator's former open model, a per-user wait_time schedule;
 --pacing due: the open model as the tracking generator takes it: one user at a time takes every instant
 due at its wake-up (Scheduler.acquire_due), so one wake-up starts the instants of a loop's turn;
+--pacing wait_time_even: the former pacing with the users' phases spread over its period (user k
+first wakes k/rate after the start), so the loop wakes as often as for an evenly spaced plan (the former
+pacing's users, spawned at once, wake together: 20 wake-ups a second at 2,000/s with 100 users);
 --pacing idle: users that never iterate (the start-up and idle-loop CPU to subtract).
 """
 
@@ -26,7 +29,8 @@ window = {}  # process CPU time at spawning complete (the plan's start) and when
 
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
-    parser.add_argument("--pacing", default="scheduler", choices=("scheduler", "due", "wait_time", "idle"))
+    parser.add_argument("--pacing", default="scheduler", choices=("scheduler", "due", "wait_time", "wait_time_even",
+                                                                  "idle"))
     parser.add_argument("--pace-rate", type=float, default=1000.0)
 
 
@@ -57,13 +61,18 @@ def _done(environment, **_kw) -> None:
 
 
 turn = Semaphore()
+spawned = {"n": 0}
 
 
 class Paced(User):
     def on_start(self) -> None:
         self.ticket = None
         self._next = time.monotonic()
-        if self.environment.parsed_options.pacing == "scheduler":
+        o = self.environment.parsed_options
+        if o.pacing == "wait_time_even":  # user k's phase: k instants of the whole rate after the first
+            self._next += spawned["n"] / o.pace_rate
+            spawned["n"] += 1
+        if o.pacing == "scheduler":
             open_model.attach(self, open_model.named(self.environment, "noop"))
 
     def wait_time(self) -> float:

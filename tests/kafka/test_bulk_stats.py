@@ -13,7 +13,7 @@ COMPARE = r"""
 import json, random
 from locust import events
 from locust.env import Environment
-from generators.bulk_stats import BulkRequests
+from plumbing.bulk_stats import BulkRequests
 
 rng = random.Random(7)
 times_s = [rng.choice((rng.uniform(0.0001, 0.09), rng.uniform(0.1, 3.0))) for _ in range(5000)]

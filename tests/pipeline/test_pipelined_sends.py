@@ -1,7 +1,8 @@
 """Pipelined sends (backends.base.RedisSender): many events per write on one connection, each timed to
 its own reply. Every event arrives exactly once, in the order the process made them, and every send
 is counted as succeeded or failed, also when the server closes the connection in the middle of a
-batch. Each test has a Redis of its own (the session's is not disturbed).
+batch. Each test has a Redis of its own (the session's is not disturbed). kafka_bus, whose
+deliveries are reported in batches: each event once in the topic and once in the statistics.
 """
 
 from __future__ import annotations
@@ -9,13 +10,15 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import threading
+import time
 
 import pytest
 
 from stack import Stack
 from targets.pipeline.decode import tracking_event
-from tests.helpers import start_locust, wait_for
+from tests.helpers import REPO, start_locust, wait_for
 from tests.pipeline.conftest import LOCUSTFILE
 
 STREAM = "pipelined-analytics"
@@ -110,3 +113,47 @@ def test_a_connection_closed_mid_batch_fails_its_unanswered_events_and_loses_non
     assert ok <= len(entries) <= events["requests"]
     assert len(entries) > 1500 * 5  # it reconnected after each cut and went on
     assert_once_in_order(entries)
+
+
+def test_kafka_bus_events_are_each_delivered_and_counted_once_in_plan_order(kafka, tmp_path):
+    # kafka_bus reports its deliveries in batches (one flush per turn of its delivery pump): each event
+    # is a request once, timed from its send and from its planned instant, and in the topic once.
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from monitors.kafka_latency import consumer_config
+
+    topic = f"pipelined{threading.get_ident() % 100_000}-{tmp_path.name[-6:]}-analytics"
+    subprocess.run([sys.executable, "-m", "targets.streams.topics", "--brokers", kafka.url, topic], cwd=REPO,
+                   check=True, capture_output=True)
+    args = ["-f", LOCUSTFILE, "--headless", "-u", "20", "-r", "20", "--pipeline-backend", "kafka_bus",
+           "--kafka-bus-brokers", kafka.url, "--kafka-bus-topic", topic, "--num-events", "3000",
+           "--events-per-second", "1500", "--event-mix", "realistic", "--no-e2e", "--no-monitor", "--no-sar",
+           "--only-summary", "-t", "120s", "--json-file", str(tmp_path / "stats")]
+    (tmp_path / "results").mkdir()
+    proc = start_locust(args, env={"LOCUST_RESULTS_DIR": str(tmp_path / "results")}, stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE)
+    om, events = finish(proc, tmp_path)
+    assert om["planned"] == 3000 and om["started"] + om["dropped"] == 3000
+    assert events == {"requests": om["started"], "failures": 0}
+    final = json.loads((tmp_path / "results" / "stats.json").read_text())
+    planned = [r for r in final["from_planned_start"] if r["type"] == "EVENT"]
+    assert sum(r["requests"] for r in planned) == om["started"]  # each timed from its planned instant once
+
+    c = Consumer(consumer_config({"bootstrap.servers": kafka.url}, f"t-{tmp_path.name[-8:]}"))
+    parts = sorted(c.list_topics(topic, timeout=10).topics[topic].partitions)
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+    by_partition: dict[int, list[tuple[str, str]]] = {}
+    n = 0
+    deadline = time.monotonic() + 60
+    while n < om["started"] and time.monotonic() < deadline:
+        for msg in c.consume(num_messages=1000, timeout=0.5):
+            if msg.error():
+                continue
+            by_partition.setdefault(msg.partition(), []).append(
+                (dict(msg.headers())["ce_id"].decode(), tracking_event(msg.value()[5:])["timestamp"]))
+            n += 1
+    c.close()
+    assert n == om["started"]
+    for entries in by_partition.values():  # one process's events: in the order it made them, per partition
+        assert_once_in_order(entries)
+    assert len({i for entries in by_partition.values() for i, _t in entries}) == n

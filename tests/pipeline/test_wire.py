@@ -170,3 +170,56 @@ def test_an_unreachable_schema_registry_is_a_one_line_error(kafka):
 def test_generated_learners_take_the_prefix_as_given():
     assert generated_users("lt_", 3) == [(1, "lt_000000"), (2, "lt_000001"), (3, "lt_000002")]  # not lt__000000
     assert generated_users("loadtest2_", 1) == [(1, "loadtest2_000000")]
+
+
+class _SteppingClock:
+    """Event times a fixed step apart (some on a whole second), the same for two factories."""
+
+    def __init__(self) -> None:
+        self.us = 1_796_031_347_000_000
+
+    def next_us(self) -> int:
+        self.us += 499_968 if self.us % 3 else 448
+        return self.us
+
+
+@pytest.mark.parametrize("mix", ["realistic", "enrollment"])
+def test_the_bus_form_of_an_event_is_its_dict_encoded(mix):
+    # The generator's bus senders take next_tracking_log (joined from parts encoded once); it must be
+    # byte for byte what encoding next_event's dict gives, for every kind of event and learner.
+    import random
+
+    def draw(method: str) -> list:
+        f = EventFactory("course-v1:OEX+abc123+2024-1", mix, _SteppingClock())
+        learners = [TrackedLearner(i, f"lt__{i:06d}") for i in range(1, 40)]
+        random.seed(11)
+        return [getattr(f, method)(learners[i % len(learners)]) for i in range(3000)]
+
+    dicts, logs = draw("next_event"), draw("next_tracking_log")
+    assert len({e["name"] for e in dicts}) == (7 if mix == "realistic" else 2)
+    assert [wire.tracking_log(e) for e in dicts] == logs
+    assert [wire.tracking_log_avro(e) for e in dicts] == [wire.tracking_log_avro(t) for t in logs]
+    back = decode.tracking_event(wire.redis_bus_fields(logs[0])["event_data"])
+    assert back["data"] == dicts[0]["data"] and back["context"] == dicts[0]["context"]
+
+
+def test_event_ids_are_version_1_uuids_of_this_process_in_time_order():
+    import uuid
+
+    ids = [uuid.UUID(h.decode()) for h in (dict(wire.kafka_headers())["ce_id"] for _ in range(5000))]
+    assert len(set(ids)) == 5000
+    assert all(u.version == 1 and u.variant == uuid.RFC_4122 for u in ids)
+    assert len({(u.node, u.clock_seq) for u in ids}) == 1  # one node and clock sequence per process
+    assert all(a.time < b.time for a, b in zip(ids, ids[1:], strict=False))
+
+
+def test_event_times_are_formatted_as_datetime_isoformat():
+    import random
+    from datetime import UTC, datetime
+
+    from openedx_erb.events import iso
+
+    rng = random.Random(3)
+    stamps = [rng.randrange(1_700_000_000_000_000, 1_900_000_000_000_000) for _ in range(20_000)]
+    stamps += [s - s % 1_000_000 for s in stamps[:2000]] + [s - s % 1000 for s in stamps[:2000]]
+    assert [iso(us) for us in stamps] == [datetime.fromtimestamp(us / 1_000_000, UTC).isoformat() for us in stamps]
