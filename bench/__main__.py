@@ -14,8 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-# Run only when named (`make bench BENCH=soak`): the soak lasts 30 minutes by default.
-ON_REQUEST = {"soak"}
+# Run only when named (`make bench BENCH=soak`): the soak lasts 30 minutes by default, the capacity
+# table 6–9 minutes a configuration (14 of them), the steady cost a few minutes.
+ON_REQUEST = {"soak", "capacity_table", "steady_cost"}
 
 
 def available() -> list[str]:

@@ -187,6 +187,17 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def start_pipeline(backend: str, workers: int, batch: int, ep: dict, prefix: str, log_file: Path, ready: Path,
+                   stderr=subprocess.DEVNULL) -> subprocess.Popen:
+    """The reference pipeline of `backend` on its own names (`prefix`: queues, stream, topic, database)."""
+    return subprocess.Popen([sys.executable, "-m", "targets.pipeline", backend, "--workers", str(workers),
+                             "--batch-size", str(batch), "--batch-interval", "1", "--clickhouse-url", ep["clickhouse"],
+                             "--xapi-database", f"xapi_{prefix}", "--redis-url", ep["redis"], "--topic-prefix", prefix,
+                             "--queues", f"{prefix}.lms", "--backend-name", prefix, "--kafka-brokers", ep["kafka"],
+                             "--session-timeout-ms", "6000", "--log-file", str(log_file), "--ready-file", str(ready)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+
+
 STALL_S = 120  # no new row in ClickHouse for this long: the pipeline is stuck, its capacity not measured
 
 
@@ -203,13 +214,7 @@ def pipeline_rate(backend: str, workers: int, batch: int, ep: dict, tmp: Path) -
     ready, err_file = tmp / f"{prefix}.ready", tmp / f"{prefix}.err"
     t0 = time.perf_counter()
     with open(err_file, "wb") as err_out:
-        proc = subprocess.Popen([sys.executable, "-m", "targets.pipeline", backend, "--workers", str(workers),
-                                 "--batch-size", str(batch), "--batch-interval", "1", "--clickhouse-url",
-                                 ep["clickhouse"], "--xapi-database", db, "--redis-url", ep["redis"], "--topic-prefix",
-                                 prefix, "--queues", f"{prefix}.lms", "--backend-name", prefix, "--kafka-brokers",
-                                 ep["kafka"], "--session-timeout-ms", "6000", "--log-file", str(log_file),
-                                 "--ready-file", str(ready)],
-                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=err_out, start_new_session=True)
+        proc = start_pipeline(backend, workers, batch, ep, prefix, log_file, ready, err_out)
     client = chclient.connect(ep["clickhouse"])
     n, last_n, progress_at = 0, -1, time.monotonic()
     try:

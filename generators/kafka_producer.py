@@ -25,7 +25,7 @@ import gevent
 from generators import open_model
 from lifecycle import budget
 from monitors import e2e
-from monitors.kafka_latency import LatencyStats, consumer_config, format_window, handle_message
+from monitors.kafka_latency import ArrivalWindows, LatencyStats, consumer_config, format_window, handle_message
 from monitors.locust_plugin import record_sample
 from plumbing import kafka_conf
 from plumbing.blocking import run_blocking
@@ -263,10 +263,12 @@ class LatencyReader:
     """Reads the pipeline's output topic from the test's start time; each delta goes into the E2E row
     named for the topic (monitors.e2e: outside Aggregated)."""
 
-    def __init__(self, environment, conf: dict, topic: str, index: int, count: int, start_ms: int) -> None:
+    def __init__(self, environment, conf: dict, topic: str, index: int, count: int, start_ms: int,
+                 arrivals: ArrivalWindows | None = None) -> None:
         from confluent_kafka import Consumer
 
         self.env, self.topic = environment, topic
+        self.arrivals = arrivals  # exact latencies by arrival second (a capacity search's windows)
         self.consumer = Consumer(consumer_config(conf, f"kafka-latency-{topic}"))
         self.windows: dict[str, dict] = {}  # the newest full window of each size
         self.stats = LatencyStats(on_window=self._window, on_total=log.info)
@@ -298,6 +300,7 @@ class LatencyReader:
         env = self.env
         while True:
             batch = self.consumer.consume(num_messages=1000, timeout=0)
+            deltas = []
             for msg in batch:
                 if msg.error():
                     continue
@@ -307,6 +310,9 @@ class LatencyReader:
                 delta = handle_message(self.stats, msg)
                 if delta is not None:
                     e2e.record(env, self.topic, delta, len(msg.value() or b""))  # outside Aggregated
+                    deltas.append(delta)
+            if self.arrivals is not None and deltas:
+                self.arrivals.add_many(deltas, time.time())
             if batch and time.monotonic() - last_commit > 1:
                 self.consumer.commit(asynchronous=True)
                 last_commit = time.monotonic()

@@ -29,11 +29,13 @@ from generators.kafka_producer import KafkaLoad, LatencyReader, ProducerConfig, 
 from lifecycle import end
 from lifecycle.end import add_run_extra
 from loadtesting import capacity, rate_capacity
+from monitors.kafka_latency import ArrivalWindows
 from plumbing import run_state, settings
 from plumbing.options import OptionError, non_negative_float, non_negative_int, positive_float, require
 from plumbing.web_options import per_test
 
 loadtesting.locust_plugin.generates_rate()  # --capacity-search searches messages/s (docs/capacity.md)
+REPORT_WINDOWS = "kafka_latency_windows"  # a worker's report key (Locust's own: "stats", "errors", …)
 
 
 @events.init_command_line_parser.add_listener
@@ -89,6 +91,39 @@ class KafkaRun:
     load: KafkaLoad | None = None  # not on a master
 
 
+@dataclass
+class LatencyWindows:
+    """The output latencies by the second they were read, exact (monitors.kafka_latency.ArrivalWindows):
+    this process's reader's and, on a master, its workers' merged from their reports. A capacity
+    search judges a step by its window's (plumbing.run_state)."""
+
+    windows: ArrivalWindows = field(default_factory=ArrivalWindows)
+
+
+def latency_windows(environment) -> ArrivalWindows:
+    return run_state.of(environment, LatencyWindows).windows
+
+
+@events.init.add_listener
+def _report_windows(environment, **_kw) -> None:
+    def on_report_to_master(client_id, data, **_kw) -> None:
+        taken = latency_windows(environment).take()
+        if taken:
+            data[REPORT_WINDOWS] = taken
+
+    def on_worker_report(client_id, data, **_kw) -> None:
+        if REPORT_WINDOWS in data:
+            latency_windows(environment).merge(data[REPORT_WINDOWS])
+
+    environment.events.report_to_master.add_listener(on_report_to_master)
+    environment.events.worker_report.add_listener(on_worker_report)
+
+
+@events.test_start.add_listener
+def _new_windows(environment, **_kw) -> None:
+    run_state.reset(environment, LatencyWindows)  # each test its own (the web UI can start several)
+
+
 @events.init.add_listener
 def _check(environment, **_kw) -> None:
     o = environment.parsed_options
@@ -100,7 +135,8 @@ def _check(environment, **_kw) -> None:
                 "and how late is what the search judges)")
         loadtesting.locust_plugin.use_rate_search(environment, loadtesting.locust_plugin.RateTarget(
             o.kafka_topic, lambda rate, ramp: open_model.set_rate(environment, o.kafka_topic, rate, ramp), "PRODUCE",
-            unit="messages", output=("E2E", o.kafka_latency_topic)))
+            unit="messages", output=("E2E", o.kafka_latency_topic),
+            window_latencies=lambda start, end: latency_windows(environment).histogram(start, end)))
     if isinstance(environment.runner, MasterRunner):
         return  # the master produces nothing
     if isinstance(environment.runner, WorkerRunner):
@@ -147,7 +183,8 @@ def _start(environment, **_kw) -> None:
     load = KafkaLoad(environment, producer_config(o), run.records)
     if o.kafka_latency_topic:
         load.reader = LatencyReader(environment, load.conf, o.kafka_latency_topic, load.index, load.count,
-                                    int(time.time() * 1000))
+                                    int(time.time() * 1000),
+                                    latency_windows(environment) if capacity.searching(o) else None)
     run.load = load
 
 

@@ -27,7 +27,7 @@ from plumbing.options import fraction, non_negative_float, positive_float, posit
 # Defaults of the user search; the rate search (loadtesting.rate_capacity) measures shorter steps, as
 # its backlog slope needs no new users to warm up.
 STEP_TIME, SETTLE_TIME = 60.0, 10.0
-RATE_STEP_TIME, RATE_SETTLE_TIME = 30.0, 5.0
+RATE_STEP_TIME, RATE_SETTLE_TIME = 20.0, 5.0
 
 
 def step_time(o, rate: bool = False) -> float:

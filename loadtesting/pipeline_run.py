@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-dir", type=Path, default=REPO / ".run")
     p.add_argument("--capacity", action="store_true",
                    help="search the events/s the pipeline sustains (--capacity-search) instead of --events/--eps")
-    p.add_argument("--users", type=int, default=1000,
-                   help="open-model users of a search: concurrent sends, enough for a slow entry point (default %(default)s)")
+    p.add_argument("--users", type=int, default=400,
+                   help="open-model users of a search: concurrent sends, enough for a stall of the machine at the "
+                        "highest rate (default %(default)s)")
     p.add_argument("--kafka-monitor", action="store_true",
                    help="also sample the Kafka group's lag (Tansu's high watermark is off by a batch)")
     a, extra = p.parse_known_args(argv)

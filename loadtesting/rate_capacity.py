@@ -64,6 +64,10 @@ def add_arguments(parser) -> None:
                    env_var="LOCUST_CAPACITY_DRAIN_TIMEOUT",
                    help="after a failed step, seconds to wait at the lowest rate for its backlog to drain "
                         "before the next step (default %(default)g)")
+    g.add_argument("--capacity-time-limit", type=positive_float, default=600.0, env_var="LOCUST_CAPACITY_TIME_LIMIT",
+                   help="seconds the whole search may take: a step (and the drain before it) starts only when "
+                        "its longest case ends within this; the search then stops with the capacity between "
+                        "the rates it found (default %(default)g)")
     g.add_argument("--capacity-sample-interval", type=positive_float, default=1.0,
                    env_var="LOCUST_CAPACITY_SAMPLE_INTERVAL",
                    help="seconds between the search's backlog samples (default %(default)g)")
@@ -90,6 +94,7 @@ class RateSearchSettings:
     sample_interval: float
     step_time: float
     settle_time: float
+    time_limit: float = 600.0  # s, the whole search
 
     @classmethod
     def from_options(cls, o) -> RateSearchSettings:
@@ -101,9 +106,15 @@ class RateSearchSettings:
         require(step_time >= 4 * o.capacity_sample_interval,
                 f"--capacity-step-time {step_time:g}: expected at least 4 samples (--capacity-sample-interval "
                 f"{o.capacity_sample_interval:g})")
-        return cls(o.capacity_start_rate, o.capacity_rate_step, o.capacity_rate_resolution, o.capacity_max_rate,
-                   o.capacity_ramp_time, o.capacity_backlog_tolerance, o.capacity_slo_e2e_p95,
-                   o.capacity_drain_timeout, o.capacity_sample_interval, step_time, settle_time)
+        settings = cls(o.capacity_start_rate, o.capacity_rate_step, o.capacity_rate_resolution, o.capacity_max_rate,
+                       o.capacity_ramp_time, o.capacity_backlog_tolerance, o.capacity_slo_e2e_p95,
+                       o.capacity_drain_timeout, o.capacity_sample_interval, step_time, settle_time,
+                       o.capacity_time_limit)
+        longest = step_worst_s(settings, 0.0)
+        require(o.capacity_time_limit >= longest,
+                f"--capacity-time-limit {o.capacity_time_limit:g}: expected seconds >= one step's longest case, "
+                f"{longest:g} (ramp + settle + twice the step time)")
+        return settings
 
     def rule(self) -> dict:
         """The pass rule's settings, as capacity.json keeps them."""
@@ -250,6 +261,51 @@ def next_rate(steps: list[RateStep], start: float, add: float, resolution: float
     return round((lo + hi) / 2, 3)
 
 
+# -- the time it takes ------------------------------------------------------------------------------
+def step_worst_s(cfg: RateSearchSettings, horizon: float, report_lag: float = 0.0) -> float:
+    """The longest a step can take: its ramp, the users' instants claimed at the old rate (`horizon`),
+    the settling, the window measured twice (unclear the first time), a sample and a report's delay."""
+    return cfg.ramp_time + horizon + cfg.settle_time + 2 * cfg.step_time + cfg.sample_interval + report_lag
+
+
+def plan_left_s(steps: list[RateStep], cfg: RateSearchSettings, per_step: float) -> float:
+    """An upper bound of the plan's remaining time after `steps` (the time limit aside): the climb to
+    --capacity-max-rate failing at its worst point, then the bisection to the resolution, each failing
+    step followed by a drain of at most --capacity-drain-timeout."""
+    if steps and steps[-1].verdict == GENERATOR:
+        return 0.0
+    lo = max((s.target for s in steps if s.ok), default=0.0)
+    above = [s.target for s in steps if not s.ok and s.target > lo]
+    per_failed = per_step + cfg.drain_timeout
+
+    def bisections(low: float, high: float) -> int:
+        res = cfg.rate_resolution or max(0.1 * low, 1.0)
+        n, gap = 0, high - low
+        while gap > res:
+            gap, n = gap / 2, n + 1
+        return n
+
+    if above:
+        return bisections(lo, min(above)) * per_failed
+    rates = [] if steps else [cfg.start_rate]
+    top = max((s.target for s in steps), default=cfg.start_rate)
+    while top < cfg.max_rate:
+        top = min(top + cfg.rate_step if cfg.rate_step > 0 else top * 2, cfg.max_rate)
+        rates.append(top)
+    worst = len(rates) * per_step  # every step passes
+    for i, rate in enumerate(rates):  # or the climb fails at `rate`, then bisects below it
+        worst = max(worst, i * per_step + per_failed + bisections(rates[i - 1] if i else lo, rate) * per_failed)
+    return worst
+
+
+def drain_allowed(left_s: float, next_step_s: float, drain_timeout: float) -> float | None:
+    """Seconds a drain may take before the next step with `left_s` of the time limit left, or None
+    when the next step's longest case no longer fits (the search stops)."""
+    if next_step_s > left_s:
+        return None
+    return max(min(drain_timeout, left_s - next_step_s), 0.0)
+
+
 # -- what limits it ----------------------------------------------------------------------------------
 def attribute(step: RateStep, bus_kind: str | None) -> tuple[str, str]:
     """(stage, evidence) for a failed step, from its measurements; UNDETERMINED with the reason when
@@ -336,6 +392,11 @@ def summary_text(result: dict) -> str:
         lines.append(f"the generator was the limit at {result['generator_limited_at']:g} {unit}/s "
                      f"({why}): raise -u/--users, --processes or workers; "
                      + (f"the pipeline sustained at least {cap:g} {unit}/s" if cap else "no capacity claimed"))
+    elif result.get("stopped_by_time_limit") is not None:
+        above = result.get("lowest_failing_above")
+        lines.append(f"sustained: {cap:g} {unit}/s; stopped by --capacity-time-limit {result['time_limit_s']:g} s "
+                     f"before trying {result['stopped_by_time_limit']:g} {unit}/s"
+                     + (f": the capacity lies between {cap:g} and {above:g} {unit}/s" if above else ""))
     elif result["first_failing"] is None:
         lines.append(f"sustained {cap:g} {unit}/s: no step failed up to --capacity-max-rate")
     else:

@@ -27,9 +27,11 @@ from monitors import clickhouse as ch_sampler
 from monitors import samplers as sampling
 from monitors.loop import close_all
 from monitors.planned import planned_stats
+from plumbing import histogram
 from plumbing.percentile import percentile
 
 log = logging.getLogger("loadtesting.capacity")
+DRAIN_HORIZON_S = 10.0  # a drain's rate keeps the users' claimed instants within this many seconds
 E2E_SERIES, BUS_SERIES = "sent − stored", "bus"
 
 
@@ -44,10 +46,12 @@ class RateTarget:
     unit: str = "events"
     bus_kind: str | None = None  # rc.CONSUMERS or rc.CELERY: what the backend's backlog is
     latencies: list = field(default_factory=list)  # (time, ms) of end-to-end latencies, fed by the locustfile
-    # Or, instead of `stored` and `latencies`: the (request type, name) of the end-to-end requests in
-    # Locust's stats (e.g. the Kafka output topic's E2E rows): their count is what arrived, their
-    # histogram (Locust's buckets) the window's latencies.
+    # Or, instead of `stored`: the (request type, name) of the end-to-end requests in Locust's stats
+    # (e.g. the Kafka output topic's E2E rows): their count is what arrived.
     output: tuple[str, str] | None = None
+    # Or, instead of `latencies`: the exact latency histogram ({ms: count}, merged over processes) of
+    # what arrived from one epoch time to another (the Kafka latency reader's ArrivalWindows).
+    window_latencies: Callable[[float, float], dict[int, int]] | None = None
 
     def observe_latency(self, ms: float) -> None:
         self.latencies.append((time.time(), ms))
@@ -60,7 +64,6 @@ class _Counts:
     dropped: int
     planned_times: dict
     stored: int | None
-    output_times: dict | None = None
 
 
 class RateSearch(LoadTestShape):
@@ -85,6 +88,8 @@ class RateSearch(LoadTestShape):
         self._distributed = isinstance(environment.runner, MasterRunner)
         self._began = time.time()
         self._leftover = 0  # events a drain that timed out left behind, for the next step
+        self._deadline = 0.0  # the search's start + --capacity-time-limit
+        self._time_limited: float | None = None  # the rate the time limit left untried
         self._schedule: list[tuple[float, float, float, float]] = []  # (wall, from rate, to rate, ramp s)
 
     def _set_rate(self, rate: float, ramp: float) -> float:
@@ -112,7 +117,7 @@ class RateSearch(LoadTestShape):
 
     def reset_time(self) -> None:
         super().reset_time()
-        self.steps, self.result, self._samples = [], None, []
+        self.steps, self.result, self._samples, self._time_limited = [], None, [], None
         if self._driver is not None:
             self._driver.kill(block=False)
         self._driver = None
@@ -139,12 +144,11 @@ class RateSearch(LoadTestShape):
             if method == self.target.request_type:
                 for k, v in e.response_times.items():
                     times[k] = times.get(k, 0) + v
-        stored, output_times = self.target.stored() if self.target.stored else None, None
+        stored = self.target.stored() if self.target.stored else None
         if self.target.output is not None:
             entry = self.environment.stats.entries.get((self.target.output[1], self.target.output[0]))
             stored = entry.num_requests if entry is not None else 0
-            output_times = dict(entry.response_times) if entry is not None else {}
-        return _Counts(sent, failed, dropped, times, stored, output_times)
+        return _Counts(sent, failed, dropped, times, stored)
 
     def _generator_cpu(self) -> float:
         runner = self.environment.runner
@@ -240,10 +244,22 @@ class RateSearch(LoadTestShape):
         while (left := wall - time.time()) > 0:
             gevent.sleep(min(left, 0.5))
 
+    def _horizon(self, prev_rate: float) -> float:
+        # Users idle at the old rate hold one instant each (the pull scheduler): the new rate applies
+        # after those, at most users / old rate seconds on (instants of the new rate that come before
+        # then find no free user: transient drops, outside the window).
+        return self.users / prev_rate
+
+    def _step_worst(self, horizon: float) -> float:
+        return rc.step_worst_s(self.settings, horizon, self._report_lag())
+
     def _search(self, began: float) -> None:
         cfg = self.settings
+        self._deadline = began + cfg.time_limit
         rate, prev_rate = cfg.start_rate, cfg.start_rate
         first = True
+        log.info("capacity search: from %g %s/s, at most %.1f min (the plan's longest case within "
+                 "--capacity-time-limit %g s)", rate, self.target.unit, self._time_left(began) / 60, cfg.time_limit)
         while rate is not None:
             step = rc.RateStep(target=rate, leftover=self._leftover)
             self._leftover = 0
@@ -252,10 +268,7 @@ class RateSearch(LoadTestShape):
                 step.backlog_before = int(left) if left is not None else None
                 step.bus_before = self._samples[-1].get("bus")
             at = time.time() if first else self._set_rate(rate, cfg.ramp_time)
-            # Users idle at the old rate hold one instant each (the pull scheduler): the new rate
-            # applies after those, at most users / old rate seconds on (instants of the new rate that
-            # come before then find no free user: transient drops, outside the window).
-            horizon = 0.0 if first else self.users / prev_rate
+            horizon = 0.0 if first else self._horizon(prev_rate)
             self._wait_until(at + cfg.ramp_time + horizon + self.settle_time)
             self._measure(step)
             self.steps.append(step)
@@ -263,10 +276,21 @@ class RateSearch(LoadTestShape):
             if step.verdict == rc.GENERATOR:
                 return
             first, prev_rate = False, rate
-            rate = rc.next_rate(self.steps, cfg.start_rate, cfg.rate_step, cfg.rate_resolution,
-                                cfg.max_rate)
-            if rate is not None and not step.ok:
-                prev_rate = self._drain(step)
+            rate = rc.next_rate(self.steps, cfg.start_rate, cfg.rate_step, cfg.rate_resolution, cfg.max_rate)
+            if rate is None:
+                return
+            # The next step starts only when its longest case (after a drain, at the drain's rate)
+            # ends within --capacity-time-limit: the search's duration is bounded by construction.
+            allowed = rc.drain_allowed(self._deadline - time.time(),
+                                       self._step_worst(self._horizon(self._drain_rate() if not step.ok else prev_rate)),
+                                       cfg.drain_timeout if not step.ok else 0.0)
+            if allowed is None:
+                self._time_limited = rate
+                log.info("capacity search: the next step (%g %s/s) would not end within --capacity-time-limit "
+                         "%g s: stopping here", rate, self.target.unit, cfg.time_limit)
+                return
+            if not step.ok:
+                prev_rate = self._drain(step, allowed)
 
     def _window_samples(self, start: float, end: float) -> list[dict]:
         return [s for s in self._samples if start <= s["t"] <= end]
@@ -346,11 +370,14 @@ class RateSearch(LoadTestShape):
         if lat:
             step.e2e_p50_ms = round(percentile(lat, 0.50), 1)
             step.e2e_p95_ms = round(percentile(lat, 0.95), 1)
-        out = diff_response_time_dicts(c1.output_times or {}, c0.output_times or {})
-        n_out = sum(out.values())
-        if n_out:
-            step.e2e_p50_ms = float(calculate_response_time_percentile(out, n_out, 0.50))
-            step.e2e_p95_ms = float(calculate_response_time_percentile(out, n_out, 0.95))
+        if self.target.window_latencies is not None:
+            if self._distributed:  # the workers' latencies of the window's last seconds come with their reports
+                self._wait_until(step.end + self._report_lag() + 0.5)
+            # Exact percentiles of the window's latencies, the processes' histograms added, never averaged.
+            hist = self.target.window_latencies(step.start, step.end)
+            if hist:
+                step.e2e_p50_ms = float(histogram.nearest_rank(hist, 0.50))
+                step.e2e_p95_ms = float(histogram.nearest_rank(hist, 0.95))
         delta = diff_response_time_dicts(c1.planned_times, c0.planned_times)
         n = sum(delta.values())
         if n:
@@ -364,18 +391,22 @@ class RateSearch(LoadTestShape):
         hosts = [s["host_cpu"] for s in window if s.get("host_cpu") is not None]
         step.host_cpu_max = max(hosts) if hosts else None
 
-    def _drain(self, failed: rc.RateStep) -> float:
-        """After a failed step: hold a quarter of the start rate until the backlog is back to what it was before the
-        step (or --capacity-drain-timeout passes: the next step then notes the leftover)."""
-        cfg = self.settings
+    def _drain_rate(self) -> float:
         # Well below any passing rate, so the backlog drains fast; but no lower than the users can hold
-        # claims for within a step time (users / rate: how long the next rate waits behind them).
-        low = min(max(cfg.start_rate / 4, self.users / self.step_time, 1.0), cfg.start_rate)
+        # claims for within DRAIN_HORIZON_S (users / rate: how long the next rate waits behind them).
+        cfg = self.settings
+        return min(max(cfg.start_rate / 4, self.users / DRAIN_HORIZON_S, 1.0), cfg.start_rate)
+
+    def _drain(self, failed: rc.RateStep, timeout: float) -> float:
+        """After a failed step: hold a quarter of the start rate until the backlog is back to what it was
+        before the step (or `timeout` passes: the next step then notes the leftover)."""
+        cfg = self.settings
+        low = self._drain_rate()
         self._set_rate(low, 0.0)
         began = time.time()
         limit = failed.backlog_before if failed.backlog_before is not None else 0
         left = None
-        while time.time() - began < cfg.drain_timeout:
+        while time.time() - began < timeout:
             gevent.sleep(cfg.sample_interval)
             last = self._samples[-1] if self._samples else {}
             left = self._e2e_backlog(last, 0)
@@ -392,27 +423,11 @@ class RateSearch(LoadTestShape):
         failed.drain_s = failed_drain
         return low
 
-    def _time_left(self, began: float) -> float | None:
-        """A bound on what is left: the climb to --capacity-max-rate or the bisection to the resolution."""
-        cfg = self.settings
-        per_step = cfg.ramp_time + self.settle_time + 2 * self.step_time + 1
-        lo = max((s.target for s in self.steps if s.ok), default=0.0)
-        above = [s.target for s in self.steps if not s.ok and s.target > lo]
-        if self.steps and self.steps[-1].verdict == rc.GENERATOR:
-            return 0.0
-        if above:
-            hi = min(above)
-            res = cfg.rate_resolution or max(0.1 * lo, 1.0)
-            n, gap = 0, hi - lo
-            while gap > res:
-                gap, n = gap / 2, n + 1
-            return n * (per_step + cfg.drain_timeout)
-        top = max((s.target for s in self.steps), default=cfg.start_rate)
-        n = 0
-        while top < cfg.max_rate:
-            top = top + cfg.rate_step if cfg.rate_step > 0 else top * 2
-            n += 1
-        return n * per_step + 4 * (per_step + cfg.drain_timeout)
+    def _time_left(self, began: float) -> float:
+        """A bound on what is left: the plan's longest case, within what --capacity-time-limit leaves."""
+        per_step = self._step_worst(self.users / max(self._drain_rate(), 1e-9))
+        return max(min(rc.plan_left_s(self.steps, self.settings, per_step),
+                       began + self.settings.time_limit - time.time()), 0.0)
 
     # -- the result ----------------------------------------------------------------------------
     def _finish(self, began: float) -> None:
@@ -440,6 +455,8 @@ class RateSearch(LoadTestShape):
                               if first_fail else None),
             "lowest_failing_above": worst.target if worst else None,
             "generator_limited_at": gen.target if gen else None,
+            "time_limit_s": cfg.time_limit,
+            "stopped_by_time_limit": self._time_limited,
             "bottleneck": bottleneck,
             "resolution": cfg.rate_resolution or round(max(0.1 * sustained, 1.0), 3),
             "rule": cfg.rule(),

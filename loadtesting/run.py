@@ -144,7 +144,9 @@ def monitor_target(meta: dict, extra: list[str]) -> tuple[str, str]:
 def _report(run_id: str, results: Path, clickhouse_url: str, database: str, baseline: str | None = None) -> None:
     """The run's markdown and HTML report, with the comparison against `baseline` when given; a run
     whose report cannot be written still keeps its exit code."""
-    from loadtesting import compare, report
+    from loadtesting import report
+    from loadtesting.compare_data import CompareError
+    from loadtesting.compare_report import baseline_section
     from plumbing.redaction import redact_text
 
     try:
@@ -152,8 +154,8 @@ def _report(run_id: str, results: Path, clickhouse_url: str, database: str, base
         extra = []
         if baseline:
             try:
-                extra.append(compare.baseline_section(baseline, data, results, clickhouse_url, database))
-            except compare.CompareError as exc:
+                extra.append(baseline_section(baseline, data, results, clickhouse_url, database))
+            except CompareError as exc:
                 print(f"warning: no comparison with run {baseline}: {redact_text(str(exc))}", file=sys.stderr)
         report.render(data, results / run_id, extra)
     except Exception as exc:  # noqa: BLE001 - e.g. the run died before writing any stats
@@ -184,11 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.web:
         return _web(args.kind, args.results, extra)
     if args.baseline:  # a wrong baseline is said before the run, not found out after it
-        from loadtesting import compare
+        from loadtesting.compare_data import CompareError, load_run
 
         try:
-            compare.load_run(args.baseline, args.results, "auto", *monitor_target({}, extra))
-        except compare.CompareError as exc:
+            load_run(args.baseline, args.results, "auto", *monitor_target({}, extra))
+        except CompareError as exc:
             print(f"error: --baseline {args.baseline}: {exc}", file=sys.stderr)
             return 2
 

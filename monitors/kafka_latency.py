@@ -222,6 +222,69 @@ class LatencyStats:
                 f"timestamps: {types}")
 
 
+class ArrivalWindows:
+    """Exact latency histograms by the second the messages were read (plumbing.histogram buckets: 1 ms
+    below 10 s, exact for Kafka's whole-millisecond deltas), so any span of whole seconds has its exact
+    percentiles, and processes' histograms merge by adding counts (never averaging percentiles). A
+    capacity step reads its window's (`histogram(start, end)`); the seconds older than KEEP_S go.
+    A worker hands what it read since its last report to the master (`take`, `merge`)."""
+
+    KEEP_S = 900
+
+    def __init__(self) -> None:
+        self.seconds: dict[int, dict[int, int]] = {}
+        self._unreported: dict[int, dict[int, int]] = {}
+
+    def add_many(self, deltas: list[float], now: float) -> None:
+        """Deltas (ms) read at epoch second `now` (one clock reading per batch: the hot path)."""
+        if not deltas:
+            return
+        second = int(now)
+        merged = self.seconds.get(second)
+        if merged is None:
+            merged = self.seconds[second] = {}
+            self._forget(second)
+        fresh = self._unreported.setdefault(second, {})
+        bucket, exact = histogram.latency_bucket, histogram.EXACT_BELOW_MS
+        for d in deltas:
+            b = int(d + 0.5) if d < exact else bucket(d)
+            merged[b] = merged.get(b, 0) + 1
+            fresh[b] = fresh.get(b, 0) + 1
+
+    def _forget(self, now_second: int) -> None:
+        old = [s for s in self.seconds if s < now_second - self.KEEP_S]
+        for s in old:
+            del self.seconds[s]
+            self._unreported.pop(s, None)
+
+    def take(self) -> dict[int, dict[int, int]]:
+        """What was read since the last take (a worker's report to the master)."""
+        out, self._unreported = self._unreported, {}
+        return out
+
+    def merge(self, report: dict) -> None:
+        """Another process's `take()` (keys may arrive as strings after serialisation)."""
+        for second, hist in report.items():
+            second = int(second)
+            mine = self.seconds.get(second)
+            if mine is None:
+                mine = self.seconds[second] = {}
+                self._forget(second)
+            for b, c in hist.items():
+                mine[int(b)] = mine.get(int(b), 0) + c
+
+    def histogram(self, start: float, end: float) -> dict[int, int]:
+        """The merged histogram of the deltas read from epoch `start` to `end` (in whole seconds: those
+        whose middle falls in the span, so either edge is off by at most half a second)."""
+        first, last = math.ceil(start - 0.5), math.ceil(end - 0.5)
+        out: dict[int, int] = {}
+        for second, hist in self.seconds.items():
+            if first <= second < last:
+                for b, c in hist.items():
+                    out[b] = out.get(b, 0) + c
+        return out
+
+
 TIMESTAMP_TYPES = {1: "CreateTime", 2: "LogAppendTime"}
 # json.loads on bytes first sniffs their encoding; Kafka JSON is UTF-8, and decoding it ourselves
 # then parsing the str costs ~1.3 µs instead of ~2 µs a message (same strictness).

@@ -59,11 +59,12 @@ def main(argv: list[str] | None = None) -> int:
               "the run is not there; the report uses the run folder's files", file=sys.stderr)
     extra = []
     if args.baseline:
-        from loadtesting import compare
+        from loadtesting.compare_data import CompareError
+        from loadtesting.compare_report import baseline_section
 
         try:
-            extra.append(compare.baseline_section(args.baseline, data, args.results, url, database))
-        except compare.CompareError as exc:
+            extra.append(baseline_section(args.baseline, data, args.results, url, database))
+        except CompareError as exc:
             print(f"error: --baseline {args.baseline}: {redact_text(str(exc))}", file=sys.stderr)
             return 2
     path = render(data, args.out or args.results / run_id, extra)

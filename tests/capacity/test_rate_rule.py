@@ -145,3 +145,28 @@ def test_drops_or_a_busy_generator_are_the_generators_limit():
     short = rc.RateStep(target=100, planned=1000, sent=700, start=0, end=10)
     assert "sent 700 of 1000" in rc.generator_limit(short)
     assert rc.generator_limit(rc.RateStep(target=100, planned=1000, sent=990, start=0, end=10)) == ""
+
+
+def settings(**over) -> rc.RateSearchSettings:
+    base = {"start_rate": 50.0, "rate_step": 0.0, "rate_resolution": 0.0, "max_rate": 5000.0, "ramp_time": 3.0,
+            "backlog_tolerance": 0.05, "slo_e2e_p95": 30_000.0, "drain_timeout": 60.0, "sample_interval": 1.0,
+            "step_time": 20.0, "settle_time": 5.0, "time_limit": 600.0}
+    return rc.RateSearchSettings(**{**base, **over})
+
+
+def test_a_step_starts_only_when_its_longest_case_ends_within_the_time_limit():
+    assert rc.step_worst_s(settings(), horizon=4) == 3 + 4 + 5 + 2 * 20 + 1
+    assert rc.drain_allowed(left_s=100, next_step_s=60, drain_timeout=60) == 40  # the drain is cut short
+    assert rc.drain_allowed(left_s=500, next_step_s=60, drain_timeout=60) == 60
+    assert rc.drain_allowed(left_s=59, next_step_s=60, drain_timeout=60) is None  # the search stops
+
+
+def test_the_time_left_bounds_the_bisection_and_the_climb():
+    o = settings()
+    # 50 passed, 100 failed: 10 % of 50 apart takes 4 bisections (25, 12.5, 6.25, 3.1), each at most a
+    # failed step and a drain.
+    assert rc.plan_left_s(steps((50, True), (100, False)), o, per_step=10) == 4 * (10 + 60)
+    # Still climbing from 50 to 5000 by doubling: 7 more steps; the worst is failing at 3200, then 4
+    # bisections below it (4 × 70 + 70 > 7 × 10).
+    assert rc.plan_left_s(steps((50, True)), o, per_step=10) == 5 * 10 + 70 + 4 * 70
+    assert rc.plan_left_s([rc.RateStep(target=50, verdict=rc.GENERATOR)], o, per_step=10) == 0

@@ -72,6 +72,10 @@ CASES = {
                                                       "--capacity-step-time", "2"),
                                      "error: --capacity-step-time 2: expected at least 4 samples "
                                      "(--capacity-sample-interval 1)"),
+    "rate search, time limit below one step": (lambda f: locust("tracking", "--no-e2e", "--capacity-search",
+                                                                "--capacity-time-limit", "30"),
+                                               "error: --capacity-time-limit 30: expected seconds >= one step's "
+                                               "longest case, 49 (ramp + settle + twice the step time)"),
     "run, a helper module": (lambda f: python("loadtesting.run", "lampi_data"),
                              "error: lampi_data: expected a kind (http, kafka, mqtt, tracking) "
                              "or the path of a .py locustfile"),

@@ -333,3 +333,22 @@ def test_the_default_data_file_is_found_outside_the_checkout(kafka, topics, tmp_
                        "--no-monitor"], cwd=tmp_path, timeout=120)
     assert done.returncode == 0, log_of(done.stderr)
     assert "kafka-data-file" not in done.stderr and "kafka: 20 messages sent, 20 delivered" in done.stderr
+
+
+def test_arrival_windows_merge_processes_into_the_exact_percentiles_of_a_span():
+    from monitors.kafka_latency import ArrivalWindows
+    from plumbing import histogram
+    from plumbing.percentile import percentile
+
+    a, b, master = ArrivalWindows(), ArrivalWindows(), ArrivalWindows()
+    a.add_many([1040.0] * 90 + [1500.0] * 5, now=100.2)
+    b.add_many([1041.0] * 4 + [3000.0], now=101.7)
+    b.add_many([9999.0] * 50, now=103.1)  # read after the span
+    master.merge(a.take())
+    master.merge({str(s): {str(ms): n for ms, n in h.items()} for s, h in b.take().items()})  # as msgpack may hand it
+    assert a.take() == {} and b.take() == {}  # each report carries only what is new
+    span = master.histogram(100.0, 103.0)
+    everything = sorted([1040.0] * 90 + [1500.0] * 5 + [1041.0] * 4 + [3000.0])
+    assert sum(span.values()) == 100
+    assert histogram.nearest_rank(span, 0.94) == percentile(everything, 0.94) == 1041
+    assert histogram.nearest_rank(span, 0.95) == percentile(everything, 0.95) == 1500

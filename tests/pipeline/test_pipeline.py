@@ -98,7 +98,14 @@ def test_a_stopped_consumer_shows_growing_lag_and_drains_after_restart(pipeline,
             return []
         return [json.loads(line)["stats"].get("redis_bus", {}).get("lag") or 0 for line in path.read_text().splitlines()]
 
-    wait_for(lambda: max(lags(), default=0) >= 300, timeout=60, what="the stream's lag reaching 300")
+    def state() -> str:
+        path = tmp_path / "samples.jsonl"
+        last = path.read_text().splitlines()[-3:] if path.exists() else []
+        done = result.get("done")
+        return "\n".join([*last, f"generator: {'running' if done is None else log_of(done.stderr)}"])
+
+    wait_for(lambda: max(lags(), default=0) >= 300, timeout=120, interval=0.5, what="the stream's lag reaching 300",
+             on_timeout=state)
     pipeline("redis_bus", p=p)  # restart: its pending and new entries are read
     t.join(timeout=180)
     done, end = result["done"], result["end"]

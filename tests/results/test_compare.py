@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtesting import compare
+from loadtesting import compare_data, compare_stats
 from stack import free_port
 from tests.helpers import REPO, run_locust, start_locust, wait_for
 from tests.results.conftest import _accepts
@@ -81,10 +81,10 @@ def runs(clickhouse, tmp_path_factory) -> Runs:
 
 
 def _compare(runs: Runs, base: str, cand: str, source: str = "clickhouse", skip: tuple[str, str] = ("0", "0")
-             ) -> compare.Comparison:
-    return compare.compare(*(compare.load_run(ref, runs.results, source, runs.clickhouse_url,
-                                              skip_first=float(skip[0]), skip_last=float(skip[1]))
-                             for ref in (base, cand)))
+             ) -> compare_stats.Comparison:
+    return compare_stats.compare(*(compare_data.load_run(ref, runs.results, source, runs.clickhouse_url,
+                                                         skip_first=float(skip[0]), skip_last=float(skip[1]))
+                                   for ref in (base, cand)))
 
 
 def _cli(runs: Runs, *args: str) -> subprocess.CompletedProcess:
@@ -93,7 +93,7 @@ def _cli(runs: Runs, *args: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-def _tested(c: compare.Comparison) -> list[compare.Delta]:
+def _tested(c: compare_stats.Comparison) -> list[compare_stats.Delta]:
     return [d for d in [*c.key, *c.requests] if d.ci is not None]
 
 
@@ -106,7 +106,7 @@ def test_a_run_compared_with_itself_has_every_delta_zero_and_no_significant_chan
         assert d.delta == 0, (d.figure.key, d.request, d.delta)
     tested = _tested(c)
     assert len(tested) >= 10
-    assert {d.verdict for d in tested} == {compare.SAME}
+    assert {d.verdict for d in tested} == {compare_stats.SAME}
 
 
 def test_the_percentiles_compared_are_the_reports_merged_histograms(runs):
@@ -121,25 +121,25 @@ def test_the_percentiles_compared_are_the_reports_merged_histograms(runs):
 
 def test_two_runs_of_the_same_endpoint_have_no_worse_verdict(runs):
     c = _compare(runs, *runs.same)
-    worse = [(d.figure.key, d.request, d.base, d.cand, d.ci) for d in _tested(c) if d.verdict == compare.WORSE]
+    worse = [(d.figure.key, d.request, d.base, d.cand, d.ci) for d in _tested(c) if d.verdict == compare_stats.WORSE]
     assert not worse
 
 
 def test_a_slowed_endpoint_is_worse_at_p95_by_about_its_delay(runs):
     c = _compare(runs, runs.same[0], runs.slowed, skip=SKIP)  # the steady part: see SKIP
     p95 = c.figure("p95")
-    assert p95.verdict == compare.WORSE
+    assert p95.verdict == compare_stats.WORSE
     assert 0.7 * DELAY_MS <= p95.delta <= 2 * DELAY_MS, p95.delta  # warm-up spikes add to the slow run's tail
     p50 = c.figure("p50")  # the middle of the distribution moves by the delay too, with less noise
-    assert p50.verdict == compare.WORSE and 0.7 * DELAY_MS <= p50.delta <= 1.5 * DELAY_MS, p50.delta
-    assert c.figure("rps").verdict != compare.WORSE  # paced users: the same rate, slower answers
+    assert p50.verdict == compare_stats.WORSE and 0.7 * DELAY_MS <= p50.delta <= 1.5 * DELAY_MS, p50.delta
+    assert c.figure("rps").verdict != compare_stats.WORSE  # paced users: the same rate, slower answers
 
 
 def test_run_folders_compare_as_their_clickhouse_rows_do(runs):
     folders = [str(runs.results / r) for r in (runs.same[0], runs.slowed)]
     from_folders = _compare(runs, *folders, source="csv", skip=SKIP)
     assert from_folders.base.data.source == "csv"
-    assert from_folders.figure("p95").verdict == compare.WORSE
+    assert from_folders.figure("p95").verdict == compare_stats.WORSE
     assert from_folders.figure("p95").delta == _compare(runs, runs.same[0], runs.slowed, skip=SKIP).figure("p95").delta
 
 
