@@ -198,26 +198,35 @@ def test_the_kafka_latency_writer_never_waits_for_a_hung_clickhouse(own_clickhou
 
     url, pids = own_clickhouse
     writer = WindowWriter(url, "t-kafka-hang-1", "out", str(tmp_path), connect_timeout=1, timeout=3)
-    window = {"window": "100", "messages": 100, "avg_ms": 1.0, "p50_ms": 1, "p95_ms": 1, "p99_ms": 1, "max_ms": 1,
-              "msgs_per_s": 1.0}
-    writer.add(window)
+
+    def window(n: int) -> dict:
+        return {"window": str(n), "messages": 100, "avg_ms": 1.0, "p50_ms": 1, "p95_ms": 1, "p99_ms": 1, "max_ms": 1,
+                "msgs_per_s": 1.0}
+
+    writer.add(window(0))
     writer.flush()
-    ch = chclient.connect(url)
-    count = "SELECT count() FROM event_sink.load_test_kafka_latency WHERE run_id = 't-kafka-hang-1'"
-    wait_for(lambda: ch.execute(count)[0][0] == 1, timeout=60, what="the first window stored")
-    ch.disconnect()
+    def stored() -> list[int]:
+        query = "SELECT DISTINCT stat_window FROM event_sink.load_test_kafka_latency WHERE run_id = 't-kafka-hang-1'"
+        try:
+            return sorted(int(w) for (w,) in chclient.connect(url).execute(query))
+        except Exception:  # noqa: BLE001 - its database or table not created yet
+            return []
+
+    wait_for(lambda: stored() == [0], timeout=60, what="the first window stored")
     pause(pids)
     try:
-        for _ in range(5):  # each flush is a wake-up: the reading goes on at once (the write waits 3 s)
+        for n in range(1, 6):  # each flush is a wake-up: the reading goes on at once (the write waits 3 s)
             t0 = time.monotonic()
-            writer.add(window)
+            writer.add(window(n))
             writer.flush()
             assert time.monotonic() - t0 < 1.0
         wait_for(lambda: writer.sink.failures >= 1, timeout=60, what="the hung write given up")
     finally:
         resume(pids)
     writer.close()
-    assert chclient.connect(url).execute(count)[0][0] == 6
+    # Every window stored (at least once: an INSERT the paused server had received whole is applied
+    # when it resumes, and written again by the sink that gave up on it; docs/monitor.md).
+    assert stored() == list(range(6))
 
 
 @pytest.fixture(scope="module")
