@@ -125,6 +125,10 @@ def _run_vector(a) -> int:
 
 def _run_bus(a) -> int:
     """Consumer processes in one group (redis_bus, kafka_bus)."""
+    if a.backend == "redis_bus":
+        # The group exists before the ready file (each worker would create it only once started):
+        # events sent right after "ready" wait for the workers, even ones stopped before they joined.
+        consumers.create_redis_group(a.redis_url, f"{a.topic_prefix}-analytics", a.group)
     procs = [multiprocessing.Process(target=_bus_worker, args=(a, i), daemon=False) for i in range(a.workers)]
     for p in procs:
         p.start()

@@ -60,16 +60,26 @@ def _exit_late(grace: float) -> None:
     os._exit(128 + signal.SIGTERM)
 
 
-def run_redis_bus(router: Router, url: str, stream: str, group: str, stop: threading.Event, block_ms: int = 500) -> None:
+def create_redis_group(url: str, stream: str, group: str) -> None:
+    """The consumer group, reading from the stream's start (it may exist already)."""
     import redis
 
     r = redis.Redis.from_url(url)
-    consumer = f"{socket.gethostname()}-{os.getpid()}"
     try:
         r.xgroup_create(stream, group, id="0", mkstream=True)
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
+    finally:
+        r.close()
+
+
+def run_redis_bus(router: Router, url: str, stream: str, group: str, stop: threading.Event, block_ms: int = 500) -> None:
+    import redis
+
+    create_redis_group(url, stream, group)
+    r = redis.Redis.from_url(url)
+    consumer = f"{socket.gethostname()}-{os.getpid()}"
     start_id = "0"  # first our own pending entries (a restart), then new ones
     while not stop.is_set():
         resp = r.xreadgroup(group, consumer, {stream: start_id}, count=500, block=None if start_id == "0" else block_ms)
