@@ -6,7 +6,6 @@ Sampler: `XINFO STREAM <prefix>-analytics FULL` — length, lag and pending per 
 cannot compute it (entries deleted or trimmed past the group's position). Then it is counted
 directly: the entries after the group's last-delivered id (XRANGE, bounded by --redis-bus-count-limit;
 beyond that the figure is marked inexact). Backlog = lag + pending (delivered, not acknowledged).
-A stream no consumer group reads yet: its whole length is the lag.
 """
 
 from __future__ import annotations
@@ -84,10 +83,6 @@ class Sampler:
                            "pending": pending, "consumers": consumers})
             lag_total += int(lag)
             pending_total += pending
-        if not groups:
-            # No consumer group has ever read this stream: every entry in it is outstanding (0 would
-            # say "drained" of a pipeline whose consumers never joined).
-            lag_total = int(info.get("length", 0))
         return {
             "stream": self.stream,
             "total_events": int(info.get("length", 0)),  # XLEN: capped by the producer's MAXLEN ~

@@ -88,13 +88,6 @@ def test_redis_bus_lag_is_entries_not_yet_delivered(redis_server, rds):
     assert redis_bus.Sampler(redis_server.url, "dev-analytics").backlog(s) == 35
 
 
-def test_redis_bus_without_a_consumer_group_counts_every_entry_as_lag(redis_server, rds):
-    for i in range(12):
-        rds.xadd("nogroup-analytics", {"n": i})
-    s = redis_bus.Sampler(redis_server.url, "nogroup-analytics").sample()
-    assert (s["groups"], s["lag"], s["pending"]) == ([], 12, 0)
-
-
 def test_redis_bus_counts_lag_itself_when_redis_reports_nil(redis_server, rds):
     ids = [rds.xadd("dev-analytics", {"i": i}) for i in range(40)]
     rds.xgroup_create("dev-analytics", "g", id="0")
