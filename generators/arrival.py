@@ -381,9 +381,10 @@ class Scheduler:
             self._end()
 
     # -- the users' side -----------------------------------------------------------------------
-    def _claim(self, idle_since: float | None) -> tuple[int, float] | None:
-        """The earliest instant no caller holds, claimed (index, offset); the instants before it that
-        came while every caller was busy (before `idle_since`) are dropped. None when the plan is over."""
+    def acquire(self, idle_since: float | None = None, stepped: bool = False) -> Ticket | None:
+        """Wait until this caller's instant comes; None when the plan is over. `idle_since`: when the
+        caller became idle, if before this call (it waited its turn to call). `stepped`: wake at
+        wake_time() (acquire_due's callers), not at the instant itself."""
         if idle_since is None:
             idle_since = time.monotonic()
         if not self._begun.is_set():
@@ -407,16 +408,6 @@ class Scheduler:
             self._drop(index, offset)  # it came while this user (and every other) was busy
         self._report_drops()
         self._claims[index] = offset
-        return index, offset
-
-    def acquire(self, idle_since: float | None = None, stepped: bool = False) -> Ticket | None:
-        """Wait until this caller's instant comes; None when the plan is over. `idle_since`: when the
-        caller became idle, if before this call (it waited its turn to call). `stepped`: wake at
-        wake_time() (acquire_due's callers), not at the instant itself."""
-        claimed = self._claim(idle_since)
-        if claimed is None:
-            return None
-        index, offset = claimed
         at = self.start_mono + offset
         self._slept = False
         try:
@@ -446,49 +437,6 @@ class Scheduler:
         self.planned += 1
         self.started += 1
         return Ticket(index, at, self.start_wall + offset)
-
-    # -- one sleep per iteration: the caller sleeps by itself ----------------------------------
-    def claim(self, idle_since: float | None = None) -> Ticket | None:
-        """acquire() without its sleep: the caller's instant, claimed, not started. The caller sleeps
-        until `ticket.at` by itself (Locust's wait() sleeping what wait_time returns: one wake-up per
-        iteration instead of acquire's sleep and then wait()'s), then calls begin(ticket), or
-        release(ticket) if it never gets there. None when the plan is over. Waits only for the start."""
-        claimed = self._claim(idle_since)
-        if claimed is None:
-            return None
-        index, offset = claimed
-        return Ticket(index, self.start_mono + offset, self.start_wall + offset)
-
-    def begin(self, ticket: Ticket) -> bool:
-        """The claimed instant's iteration starts now: counted started (a caller woken before its
-        instant first sleeps the rest: none starts early). False when it is no longer the caller's to
-        start: the run stopped before it (outside the window) or it was released."""
-        if (now := time.monotonic()) < ticket.at:
-            loop = gevent.get_hub().loop  # as in acquire(): a timer started from a stale loop time
-            while now < ticket.at:
-                loop.update_now()
-                gevent.sleep(ticket.at - now)
-                now = time.monotonic()
-        offset = self._claims.pop(ticket.index, None)
-        if offset is None:
-            return False
-        if self.finished.is_set() and self.stopped_at is not None and offset >= self.stopped_at:
-            return False  # the run stopped while its caller slept: outside the window
-        self.lateness_max = max(self.lateness_max, now - ticket.at)
-        self.planned += 1
-        self.started += 1
-        return True
-
-    def release(self, ticket: Ticket) -> None:
-        """Give back a claimed instant whose iteration will not begin (its caller was killed while it
-        slept): dropped and counted while the run goes on; after a stop it is outside the window (the
-        window ends at the earliest claimed instant not started), so neither. Idempotent."""
-        offset = self._claims.pop(ticket.index, None)
-        if offset is None or self.finished.is_set():
-            return
-        self._drop(ticket.index, offset)
-        self._report_drops()
-        self._check_exhausted()
 
     def wake_time(self, offset: float) -> float:
         """When a user holding the instant at `offset` wakes (monotonic): while this process's instants

@@ -148,60 +148,18 @@ def named(environment, name: str) -> OpenModel | None:
 def attach(user, model: OpenModel | None) -> None:
     """From on_start: pace `user` by the plan (wait_time takes instants; every request's context gets
     the iteration's planned instant through User.context()) and wait for its first instant.
-    Nothing happens in the closed model (model None).
-
-    One wake-up per iteration: wait_time claims the user's next instant and returns the time left
-    until it, so Locust's own wait() does the only sleep; the instant is counted started when the
-    user's task begins (its tasks are wrapped for that), and given back (dropped, or outside a stopped
-    run's window) from on_stop when the user is killed while it sleeps. A user with nested TaskSets
-    (each of their tasks waits) takes its instants in wait_time, sleeping there (`wait_for_ticket`)."""
+    Nothing happens in the closed model (model None)."""
     if model is None:
         return
+    user.wait_time = lambda: wait_for_ticket(user, model)
     user.context = lambda: context_of(user.ticket)
-    if any(isinstance(t, type) for t in user.tasks):
-        user.wait_time = lambda: wait_for_ticket(user, model)
-        first_ticket(user, model)
-        return
-    held: list[Ticket] = []  # the instant claimed and not begun yet (at most one)
-    scheduler = model.scheduler
-    loop = gevent.get_hub().loop
-
-    def wait_time() -> float:
-        if held:  # claimed, never begun (a task rescheduled itself): give it back
-            scheduler.release(held.pop())
-        ticket = scheduler.claim()
-        if ticket is None:
-            raise StopUser()
-        user.ticket = ticket
-        held.append(ticket)
-        # libev starts Locust's timer from the loop's cached time, older than the clock: refresh it,
-        # or the user wakes before its instant (begin() would then sleep again).
-        loop.update_now()
-        return max(ticket.at - time.monotonic(), 0.0)
-
-    def paced(task):
-        def run(u) -> None:
-            if held and not scheduler.begin(held.pop()):
-                raise StopUser()  # the run stopped while this user slept: its instant is outside the window
-            task(u)
-        return run
-
-    def on_stop(stop=user.on_stop) -> None:
-        if held:
-            scheduler.release(held.pop())
-        stop()
-
-    user.tasks = [paced(t) for t in user.tasks]
-    user.wait_time = wait_time
-    user.on_stop = on_stop
     first_ticket(user, model)
 
 
 def wait_for_ticket(user, model: OpenModel) -> float:
-    """A user's wait_time() in the open model when its instants cannot be begun at its tasks (nested
-    TaskSets): block (in Locust's waiting state, so a stopping run kills it cleanly) until the
-    scheduler hands over an instant, keep it as `user.ticket`, return 0. No instant left (the plan is
-    over): the user stops."""
+    """A user's wait_time() in the open model: block (in Locust's waiting state, so a stopping run
+    kills it cleanly) until the scheduler hands over an instant, keep it as `user.ticket`, return 0.
+    No instant left (the plan is over): the user stops."""
     ticket = model.acquire()
     if ticket is None:
         raise StopUser()
