@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -82,7 +84,7 @@ class RateSearch(LoadTestShape):
         self.steps: list[rc.RateStep] = []
         self.result: dict | None = None
         self._driver: gevent.Greenlet | None = None
-        self._samples: list[dict] = []
+        self._samples: deque[dict] = self._new_samples()
         self._samplers: dict = {}
         self._backend_names: list[str] = []
         self._distributed = isinstance(environment.runner, MasterRunner)
@@ -91,6 +93,13 @@ class RateSearch(LoadTestShape):
         self._deadline = 0.0  # the search's start + --capacity-time-limit
         self._time_limited: float | None = None  # the rate the time limit left untried
         self._schedule: list[tuple[float, float, float, float]] = []  # (wall, from rate, to rate, ramp s)
+
+    def _new_samples(self) -> deque[dict]:
+        """Room for the samples a judgement reads (a window measured twice, with its ramp, settle and
+        drain before it), no more: memory stays bounded however long the search may run."""
+        cfg = self.settings
+        span = 3 * cfg.step_time + cfg.settle_time + cfg.ramp_time + cfg.drain_timeout
+        return deque(maxlen=math.ceil(span / cfg.sample_interval) + 16)
 
     def _set_rate(self, rate: float, ramp: float) -> float:
         at = self.target.set_rate(rate, ramp)
@@ -117,7 +126,7 @@ class RateSearch(LoadTestShape):
 
     def reset_time(self) -> None:
         super().reset_time()
-        self.steps, self.result, self._samples, self._time_limited = [], None, [], None
+        self.steps, self.result, self._samples, self._time_limited = [], None, self._new_samples(), None
         if self._driver is not None:
             self._driver.kill(block=False)
         self._driver = None
