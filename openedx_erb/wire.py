@@ -108,11 +108,12 @@ def avro_string(text: str) -> bytes:
     return _avro_long(len(raw)) + raw
 
 
-def tracking_log_avro(event: dict | TrackingLog) -> bytes:
-    """TrackingLogData(name, timestamp, data=json string, context=json string), Avro binary."""
+def tracking_log_avro(event: dict | TrackingLog, head: bytes = b"") -> bytes:
+    """TrackingLogData(name, timestamp, data=json string, context=json string), Avro binary, after `head`
+    (e.g. Confluent's framing: one join, not a second copy of the value to prepend it)."""
     t = tracking_log(event)
     name, stamp, data, context = t.name.encode(), t.timestamp.encode(), t.data.encode(), t.context.encode()
-    return b"".join((_avro_long(len(name)), name, _avro_long(len(stamp)), stamp, _avro_long(len(data)), data,
+    return b"".join((head, _avro_long(len(name)), name, _avro_long(len(stamp)), stamp, _avro_long(len(data)), data,
                      _avro_long(len(context)), context))
 
 
@@ -188,14 +189,16 @@ def redis_bus_fields(event: dict | TrackingLog, source: str = "openedx/lms/web")
 
 def kafka_headers(source: str = "openedx/lms/web") -> list[tuple[str, bytes]]:
     """event-bus-kafka's headers: CloudEvent attributes prefixed `ce_`, plus content type."""
-    event_id, now = _id_and_time()
     fixed = _KAFKA_FIXED.get(source)
     if fixed is None:
         sourceb, hostb, libb = _constants(source)
         fixed = _KAFKA_FIXED[source] = (("ce_type", _SIGNAL_TYPE_B), ("ce_source", sourceb), ("ce_minorversion", b"0"),
                                         ("sourcehost", hostb), ("sourcelib", libb), ("ce_specversion", b"1.0"),
                                         ("content-type", b"application/avro"))
-    return [fixed[0], ("ce_id", event_id), fixed[1], ("ce_time", now), *fixed[2:]]
+    # The seven constant headers are the same tuples in every message; only ce_id and ce_time are new.
+    ce_type, ce_source, minor, host, lib, spec, content = fixed
+    event_id, now = _id_and_time()
+    return [ce_type, ("ce_id", event_id), ce_source, ("ce_time", now), minor, host, lib, spec, content]
 
 
 _KAFKA_FIXED: dict[str, tuple] = {}  # per source: the headers that are the same in every message
