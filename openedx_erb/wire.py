@@ -134,8 +134,9 @@ _ID_NODE, _ID_SEQ = _id_fields()
 
 
 def _reseed_ids() -> None:
-    global _ID_NODE, _ID_SEQ
+    global _ID_NODE, _ID_SEQ, _UUID_TAIL
     _ID_NODE, _ID_SEQ = _id_fields()
+    _UUID_TAIL = _uuid_tail()
 
 
 os.register_at_fork(after_in_child=_reseed_ids)
@@ -154,28 +155,33 @@ def metadata(source: str) -> dict[str, str]:
 
 
 def _id_and_time() -> tuple[bytes, bytes]:
-    """A version-1 UUID (uuid.uuid1(node, clock_seq)'s fields, formatted as str(UUID)) and the time, now."""
+    """A version-1 UUID (uuid.uuid1(node, clock_seq)'s fields, formatted as str(UUID)) and the time, now
+    (iso_utc's form, made as bytes: the date and time formatted once per second)."""
     ns = time.time_ns()
     ts = ns // 100 + 0x01B21DD213814000  # 100 ns intervals since 1582-10-15, as uuid1
-    if ts <= _LAST_TS[0]:
-        ts = _LAST_TS[0] + 1  # as uuid1: never the same timestamp twice in this process
-    _LAST_TS[0] = ts
-    uid = b"%08x-%04x-%04x-%b" % (ts & 0xFFFFFFFF, (ts >> 32) & 0xFFFF, ((ts >> 48) & 0x0FFF) | 0x1000,
-                                  _uuid_tail())
-    return uid, iso_utc(ns // 1000).encode()
+    last = _LAST_TS
+    if ts <= last[0]:
+        ts = last[0] + 1  # as uuid1: never the same timestamp twice in this process
+    last[0] = ts
+    uid = b"%08x-%04x-%04x-%b" % (ts & 0xFFFFFFFF, (ts >> 32) & 0xFFFF, ((ts >> 48) & 0x0FFF) | 0x1000, _UUID_TAIL)
+    sec, frac = divmod(ns // 1000, 1_000_000)
+    second = _ISO_SECOND_B
+    if sec != second[0]:
+        second[:] = [sec, datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S").encode()]
+    return uid, b"%b.%06d+00:00" % (second[1], frac) if frac else second[1] + b"+00:00"
 
 
 _LAST_TS = [0]
-_UUID_TAIL: dict = {}
+_ISO_SECOND_B: list = [None, b""]
 
 
 def _uuid_tail() -> bytes:
-    """The clock sequence (with the RFC 4122 variant) and node of this process's ids, formatted once."""
-    key = (_ID_NODE, _ID_SEQ)
-    tail = _UUID_TAIL.get(key)
-    if tail is None:
-        tail = _UUID_TAIL[key] = b"%02x%02x-%012x" % (((_ID_SEQ >> 8) & 0x3F) | 0x80, _ID_SEQ & 0xFF, _ID_NODE)
-    return tail
+    """The clock sequence (with the RFC 4122 variant) and node of this process's ids, formatted once
+    (and again in a forked child)."""
+    return b"%02x%02x-%012x" % (((_ID_SEQ >> 8) & 0x3F) | 0x80, _ID_SEQ & 0xFF, _ID_NODE)
+
+
+_UUID_TAIL = _uuid_tail()
 
 
 def redis_bus_fields(event: dict | TrackingLog, source: str = "openedx/lms/web") -> dict[str, bytes]:
