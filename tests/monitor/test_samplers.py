@@ -189,6 +189,23 @@ def test_kafka_bus_lag_per_partition_of_the_group(kafka):
     assert s["lag"] == 7 and s["group"] == "event_routing_backends"
 
 
+def test_kafka_bus_lag_of_a_group_that_never_joined_nor_committed_is_unknown_not_zero(kafka):
+    from confluent_kafka import Producer
+
+    topic, group = f"nogroup-{uuid.uuid4().hex[:8]}", f"never-{uuid.uuid4().hex[:8]}"
+    producer = Producer({"bootstrap.servers": kafka.url, "linger.ms": 0})
+    for i in range(3):
+        producer.produce(topic, value=str(i).encode(), partition=0)
+        producer.flush(10)
+    sampler = kafka_bus.Sampler(kafka.url, topic, group)
+    try:
+        s = sampler.sample()
+        assert (s["lag"], s["lag_unknown"], sampler.backlog(s)) == (
+            None, f"consumer group {group} has committed nothing on {topic} and has no member", None)
+    finally:
+        sampler.close()
+
+
 # -- vector ---------------------------------------------------------------------------------------
 class _Serve(BaseHTTPRequestHandler):
     body = b""
