@@ -38,6 +38,19 @@ def test_celery_counts_every_queue_and_the_erb_lists(redis_server, rds):
     assert s["lag"] == 109  # "drained" includes ERB's batch buffer and its dead letters
 
 
+def test_celery_counts_the_queue_the_runs_tasks_go_to_even_when_not_listed(redis_server, rds):
+    from types import SimpleNamespace
+
+    rds.delete("custom.tasks")
+    rds.lpush("custom.tasks", *range(4))
+    opts = SimpleNamespace(celery_broker_url=redis_server.url, celery_queues="edx.lms.core.default",
+                           celery_queue="custom.tasks", erb_redis_url=None, erb_lists="")
+    try:
+        assert celery.sampler(opts).sample()["lag"] == 4  # not 0: "drained" while the tasks wait
+    finally:
+        rds.delete("custom.tasks")
+
+
 def test_celery_backlog_drains_when_a_real_worker_consumes(redis_server, rds, tmp_path):
     import subprocess
     import sys
