@@ -68,7 +68,9 @@ def judge(environment, failed: Callable[..., None]) -> None:
         failed(environment, ExitCode.P95, f"p95 {p95} ms > --check-p95 {o.check_p95}")
     if not d.measured:
         return  # no monitor ran (--no-monitor): no backlog or drain to judge
-    if o.check_max_lag is not None and d.max_backlog > o.check_max_lag:
+    if o.check_max_lag is not None and d.unknown:
+        failed(environment, ExitCode.MAX_LAG, f"max backlog unknown ({d.unknown}; --check-max-lag {o.check_max_lag})")
+    elif o.check_max_lag is not None and d.max_backlog > o.check_max_lag:
         failed(environment, ExitCode.MAX_LAG, f"max backlog {d.max_backlog} > --check-max-lag {o.check_max_lag}")
     if o.check_drain_time is not None and (not d.drained or (d.seconds or 0) > o.check_drain_time):
         how = (f"unknown ({d.unknown})" if d.unknown else "never finished" if not d.drained
