@@ -191,10 +191,10 @@ def main(argv: list[str] | None = None) -> int:
             # Only a sample taken after the end was seen judges the drain: one taken before may predate
             # the run's last events.
             outcome = None if ended_at is None or taken_at < ended_at else \
-                loop.drain_outcome(sampling, time.monotonic() - ended_at, args.drain_timeout)
+                loop.drain_outcome(sampling, time.monotonic() - ended_at, args.drain_timeout, "the run ended")
             if outcome is not None:
                 drained, text = outcome
-                (log.info if drained else log.warning)("%s (since the run ended)", text)
+                (log.info if drained else log.warning)(text)
                 break
             next_t = max(next_t + args.monitor_interval, time.monotonic())
             time.sleep(max(0.0, next_t - time.monotonic()))

@@ -160,7 +160,7 @@ class Sampling:
                 log.warning("monitor: %s: lag unknown — is the pipeline consuming? (%s's backlog is missing from "
                             "the samples, and the drain is not waited on for it)", why, name)
         for name in self.unknown.keys() - unknown.keys():
-            log.warning("monitor: %s lag measured again (%s)", name, self.unknown[name])
+            log.warning("monitor: %s lag measured again (it was unknown: %s)", name, self.unknown[name])
         self.unknown = unknown
 
     def _troubled(self, name: str, problem: str) -> None:
@@ -213,20 +213,21 @@ def drain_verdict(backlog: int | None, waited: float, timeout: float) -> bool | 
     return None
 
 
-def drain_outcome(sampling: Sampling, waited: float, timeout: float) -> tuple[bool | None, str] | None:
-    """After the load stopped, judged on the newest sample: None to sample on, else (drained, what to log)
-    with drained True, False (`timeout` reached first), or None (unknown: a lag that cannot be measured is
-    neither waited on nor called drained)."""
+def drain_outcome(sampling: Sampling, waited: float, timeout: float,
+                  since: str = "the test stopped") -> tuple[bool | None, str] | None:
+    """`waited` s after `since`, judged on the newest sample: None to sample on, else (drained, what to
+    log) with drained True, False (`timeout` reached first), or None (unknown: a lag that cannot be
+    measured is neither waited on nor called drained)."""
     verdict = drain_verdict(sampling.known_backlog, waited, timeout)
     if verdict is None:
         return None
     if not verdict:
-        return False, f"not drained after {waited:.0f} s (backlog {sampling.known_backlog}); giving up"
+        return False, f"not drained {waited:.0f} s after {since} (backlog {sampling.known_backlog}); giving up"
     if sampling.unknown:
         why = "; ".join(sampling.unknown.values())
-        rest = "" if sampling.known_backlog is None else f"the rest drained {waited:.1f} s after the load stopped; "
+        rest = "" if sampling.known_backlog is None else f"the rest drained {waited:.1f} s after {since}; "
         return None, f"drain unknown ({why}; {rest}not waited on)"
-    return True, f"drained {waited:.1f} s after the load stopped"
+    return True, f"drained {waited:.1f} s after {since}"
 
 
 def store_sample(sink, run_id: str, now: float, stats: dict, backlog: int | None,
