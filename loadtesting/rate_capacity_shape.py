@@ -202,6 +202,7 @@ class RateSearch(LoadTestShape):
                     if b is None and sample.get("lag_unknown"):
                         # No series rather than a flat one: a backlog nobody reads is not judged.
                         self._say_unknown(name, sample["lag_unknown"])
+                        s["bus_unknown"] = sample["lag_unknown"]
                         bus = []
                         break
                     if b is not None and b >= 0:
@@ -354,6 +355,7 @@ class RateSearch(LoadTestShape):
         series = {E2E_SERIES: [(s["t"], self._e2e_backlog(s, 0)) for s in window if s.get("stored") is not None],
                   BUS_SERIES: [(s["t"], s["bus"]) for s in window if "bus" in s]}
         step.backlog = {}
+        step.bus_unknown = next((s["bus_unknown"] for s in window if "bus_unknown" in s), "")
         for name, points in series.items():
             if len(points) < 4:
                 continue
