@@ -206,7 +206,9 @@ class RateSearch(LoadTestShape):
                         bus = []
                         break
                     if b is not None and b >= 0:
-                        bus.append(b)
+                        # Events the bus discarded unread (a stream's MAXLEN trimming a lagging group's
+                        # entries) are events its consumers did not keep up with: they stay in the series.
+                        bus.append(b + int(sample.get("lost_unread") or 0))
                 except Exception as exc:  # noqa: BLE001 - a missed sample; the slope uses the others
                     log.debug("capacity search: %s sample failed: %s", name, exc)
                     bus = []
