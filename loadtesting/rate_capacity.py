@@ -392,6 +392,11 @@ def summary_text(result: dict) -> str:
         lines.append(f"the generator was the limit at {result['generator_limited_at']:g} {unit}/s "
                      f"({why}): raise -u/--users, --processes or workers; "
                      + (f"the pipeline sustained at least {cap:g} {unit}/s" if cap else "no capacity claimed"))
+    elif result.get("stopped"):
+        during = result.get("stopped_during")
+        lines.append("stopped before the search ended"
+                     + (f" (while measuring {during:g} {unit}/s)" if during is not None else "") + ": a partial result, "
+                     + (f"sustained at least {cap:g} {unit}/s" if cap else "no step passed"))
     elif result.get("stopped_by_time_limit") is not None:
         above = result.get("lowest_failing_above")
         lines.append(f"sustained: {cap:g} {unit}/s; stopped by --capacity-time-limit {result['time_limit_s']:g} s "

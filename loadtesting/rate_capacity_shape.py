@@ -70,13 +70,12 @@ class RateSearch(LoadTestShape):
     use_common_options = True  # -u: the open model's users; --spawn-rate
 
     def __init__(self, environment, target: RateTarget, settings: rc.RateSearchSettings,
-                 results_dir: Path | None = None, on_phase=None, on_done=None) -> None:
+                 results_dir: Path | Callable[[], Path | None] | None = None, on_phase=None, on_done=None) -> None:
         super().__init__()
-        o = environment.parsed_options
+        # The run folder, or how to find it when the search ends (the web UI makes one per test).
         self.environment, self.target, self.results_dir = environment, target, results_dir
         self.on_phase, self.on_done = on_phase, on_done
-        self.users = max(int(o.num_users or 1), 1)
-        self.spawn_rate = float(o.spawn_rate or self.users)
+        self._read_users()
         self.settings = settings
         self.step_time, self.settle_time = settings.step_time, settings.settle_time
         self.steps: list[rc.RateStep] = []
@@ -91,6 +90,15 @@ class RateSearch(LoadTestShape):
         self._deadline = 0.0  # the search's start + --capacity-time-limit
         self._time_limited: float | None = None  # the rate the time limit left untried
         self._schedule: list[tuple[float, float, float, float]] = []  # (wall, from rate, to rate, ramp s)
+        self._step: rc.RateStep | None = None  # the step being measured
+        self._finishing = False
+
+    def _read_users(self) -> None:
+        # -u and -r, or the web UI's start form (Locust puts its user count into parsed_options): the
+        # open model's pool of concurrent sends for this test, not a load level.
+        o = self.environment.parsed_options
+        self.users = max(int(o.num_users or 1), 1)
+        self.spawn_rate = float(o.spawn_rate or self.users)
 
     def _set_rate(self, rate: float, ramp: float) -> float:
         at = self.target.set_rate(rate, ramp)
@@ -116,11 +124,24 @@ class RateSearch(LoadTestShape):
         return total
 
     def reset_time(self) -> None:
+        """A new test (Locust calls this at each start, e.g. from the web UI): a search from scratch."""
         super().reset_time()
-        self.steps, self.result, self._samples, self._time_limited = [], None, [], None
         if self._driver is not None:
             self._driver.kill(block=False)
         self._driver = None
+        self.steps, self.result, self._samples, self._time_limited = [], None, [], None
+        self._schedule, self._leftover, self._step, self._finishing = [], 0, None, False
+        self._began = time.time()
+        self._read_users()
+
+    def stop(self) -> None:
+        """The test stops before the search ended (the web UI's Stop, --run-time, a signal): end the search
+        here with what it measured, marked as stopped (capacity.json, the rows, the summary)."""
+        if self.result is not None or self._driver is None or self._finishing:
+            return
+        driver, self._driver = self._driver, None
+        driver.kill(block=True)  # its `finally` closes the search's samplers
+        self._finish(self._began, stopped=True)
 
     def tick(self):
         if self.result is not None:
@@ -261,7 +282,7 @@ class RateSearch(LoadTestShape):
         log.info("capacity search: from %g %s/s, at most %.1f min (the plan's longest case within "
                  "--capacity-time-limit %g s)", rate, self.target.unit, self._time_left(began) / 60, cfg.time_limit)
         while rate is not None:
-            step = rc.RateStep(target=rate, leftover=self._leftover)
+            step = self._step = rc.RateStep(target=rate, leftover=self._leftover)
             self._leftover = 0
             if self._samples:
                 left = self._e2e_backlog(self._samples[-1], 0)
@@ -272,6 +293,7 @@ class RateSearch(LoadTestShape):
             self._wait_until(at + cfg.ramp_time + horizon + self.settle_time)
             self._measure(step)
             self.steps.append(step)
+            self._step = None
             log.info(rc.progress_line(step, self._time_left(began), self.target.unit))
             if step.verdict == rc.GENERATOR:
                 return
@@ -430,7 +452,12 @@ class RateSearch(LoadTestShape):
                        began + self.settings.time_limit - time.time()), 0.0)
 
     # -- the result ----------------------------------------------------------------------------
-    def _finish(self, began: float) -> None:
+    def _folder(self) -> Path | None:
+        folder = self.results_dir() if callable(self.results_dir) else self.results_dir
+        return Path(folder) if folder else None
+
+    def _finish(self, began: float, stopped: bool = False) -> None:
+        self._finishing = True
         passing = [s for s in self.steps if s.ok]
         best = max(passing, key=lambda s: s.target, default=None)
         failing = [s for s in self.steps if not s.ok and (best is None or s.target > best.target)]
@@ -457,6 +484,9 @@ class RateSearch(LoadTestShape):
             "generator_limited_at": gen.target if gen else None,
             "time_limit_s": cfg.time_limit,
             "stopped_by_time_limit": self._time_limited,
+            # Stopped before its end: a partial result (the step then being measured is not judged).
+            "stopped": stopped,
+            "stopped_during": self._step.target if stopped and self._step is not None else None,
             "bottleneck": bottleneck,
             "resolution": cfg.rate_resolution or round(max(0.1 * sustained, 1.0), 3),
             "rule": cfg.rule(),
@@ -473,13 +503,14 @@ class RateSearch(LoadTestShape):
                                  {"rate": step.target, "offered_per_s": step.offered_per_s,
                                   "stored_per_s": step.stored_per_s, "e2e_p95_ms": step.e2e_p95_ms})
             marked.append(phase)
-            phases.record_phase(self.results_dir, phase)
+            phases.record_phase(self._folder(), phase)
             if self.on_phase:
                 self.on_phase(phase)
         self.result["phases"] = [asdict(p) for p in marked]
         print(rc.summary_text(self.result), flush=True)
-        if self.results_dir:
-            (Path(self.results_dir) / "capacity.json").write_text(json.dumps(self.result, indent=1, default=str))
+        folder = self._folder()
+        if folder:
+            (folder / "capacity.json").write_text(json.dumps(self.result, indent=1, default=str))
         if self.on_done:
             self.on_done(self.result)
 
