@@ -24,6 +24,7 @@ from locust.stats import calculate_response_time_percentile, diff_response_time_
 from loadtesting import phases
 from loadtesting import rate_capacity as rc
 from monitors import clickhouse as ch_sampler
+from monitors import process_cpu
 from monitors import samplers as sampling
 from monitors.loop import close_all
 from monitors.planned import planned_stats
@@ -172,10 +173,13 @@ class RateSearch(LoadTestShape):
         return _Counts(sent, failed, dropped, times, stored)
 
     def _generator_cpu(self) -> float:
+        # The suite's own figure over the last few seconds (monitors.process_cpu: Locust's is read every
+        # 10 s and is 0 until its second reading), Locust's beside it; on a master, the busiest worker's.
         runner = self.environment.runner
         if isinstance(runner, MasterRunner):
-            return max((c.cpu_usage for c in runner.clients.values()), default=0.0)
-        return float(runner.current_cpu_usage or 0.0)
+            reported = process_cpu.workers(self.environment, 2 * self._report_lag() + 1).values()
+            return max([*reported, *(c.cpu_usage for c in runner.clients.values())], default=0.0)
+        return max(process_cpu.percent(self.environment) or 0.0, float(runner.current_cpu_usage or 0.0))
 
     def _report_lag(self) -> float:
         from locust.runners import WORKER_REPORT_INTERVAL

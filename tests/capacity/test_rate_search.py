@@ -68,6 +68,8 @@ def test_a_rate_beyond_the_generator_is_its_limit_and_no_capacity_is_claimed(sea
     cap = run.capacity
     assert cap["generator_limited_at"] == rate and cap["sustained_events_per_second"] == 0, cap["steps"]
     assert cap["bottleneck"]["stage"] == "generator" and len(cap["steps"]) == 1
+    # Its CPU is measured within the first seconds too (Locust's own figure reads 0 for its first 20 s).
+    assert cap["steps"][0]["generator_cpu_max"] > 0, cap["steps"]
     assert f"the generator was the limit at {rate} events/s" in run.output
     assert "no capacity claimed" in run.output
 
