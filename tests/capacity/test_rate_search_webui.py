@@ -20,7 +20,8 @@ def test_a_search_started_stopped_and_started_again_from_the_web_ui(standin, cli
     ui = start_web_ui(tmp_path, LOCUSTFILE, "http://127.0.0.1", "--pipeline-backend", "redis_bus",
                       "--event-bus-prefix", prefix, "--event-bus-redis-url", redis_server.url,
                       "--clickhouse-url", clickhouse.url, "--xapi-database", db, "--capacity-search",
-                      "--capacity-start-rate", "30", "--capacity-rate-step", "10", *FAST, "-u", "5")
+                      "--capacity-start-rate", "30", "--capacity-rate-step", "10", *FAST, "--capacity-step-time", "4",
+                      "-u", "5")
     try:
         # The start form's rate field would silently lose to the search: refused, saying why.
         refused = ui.start(20, events_per_second="500")
@@ -33,6 +34,10 @@ def test_a_search_started_stopped_and_started_again_from_the_web_ui(standin, cli
             # The progress line of the first step, in the UI's log (its Logs tab).
             wait_for(lambda seen=seen: _progress(ui, seen), timeout=60, what=f"test {n}'s first step in the UI's log")
             seen = len(ui.get("/logs").json()["master"])
+            # A new user count for the running search: Locust would say "Swarming started" and change
+            # nothing; refused, saying why.
+            edited = ui.start(40)
+            assert not edited["success"] and "stop it, then start again" in edited["message"], edited
             assert ui.post("/stop").json()["success"]
             wait_for(lambda n=n: len(_complete_folders(ui.results)) == n, timeout=90, what=f"run folder {n}")
             folder = _complete_folders(ui.results)[-1]
