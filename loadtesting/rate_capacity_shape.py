@@ -36,6 +36,15 @@ DRAIN_HORIZON_S = 10.0  # a drain's rate keeps the users' claimed instants withi
 E2E_SERIES, BUS_SERIES = "sent − stored", "bus"
 
 
+def drain_rate(start_rate: float, users: int, failed_rate: float) -> float:
+    """The rate held after a failed step until its backlog drains: well below any passing rate (a quarter
+    of the start rate), but no lower than the users can hold claims for within DRAIN_HORIZON_S (users /
+    rate: how long the next rate waits behind them); and at most half the failed step's own rate — a
+    step below those (the search halving after a failed first step, or many users) would otherwise be
+    "drained" at a rate it could not take, and its backlog would never drain."""
+    return min(max(start_rate / 4, users / DRAIN_HORIZON_S, 1.0), start_rate, failed_rate / 2)
+
+
 @dataclass
 class RateTarget:
     """What an open-model locustfile hands the search (counts over all processes)."""
@@ -308,7 +317,7 @@ class RateSearch(LoadTestShape):
             # The next step starts only when its longest case (after a drain, at the drain's rate)
             # ends within --capacity-time-limit: the search's duration is bounded by construction.
             allowed = rc.drain_allowed(self._deadline - time.time(),
-                                       self._step_worst(self._horizon(self._drain_rate() if not step.ok else prev_rate)),
+                                       self._step_worst(self._horizon(self._drain_rate(step.target) if not step.ok else prev_rate)),
                                        cfg.drain_timeout if not step.ok else 0.0)
             if allowed is None:
                 self._time_limited = rate
@@ -417,17 +426,14 @@ class RateSearch(LoadTestShape):
         hosts = [s["host_cpu"] for s in window if s.get("host_cpu") is not None]
         step.host_cpu_max = max(hosts) if hosts else None
 
-    def _drain_rate(self) -> float:
-        # Well below any passing rate, so the backlog drains fast; but no lower than the users can hold
-        # claims for within DRAIN_HORIZON_S (users / rate: how long the next rate waits behind them).
-        cfg = self.settings
-        return min(max(cfg.start_rate / 4, self.users / DRAIN_HORIZON_S, 1.0), cfg.start_rate)
+    def _drain_rate(self, failed: float) -> float:
+        return drain_rate(self.settings.start_rate, self.users, failed)
 
     def _drain(self, failed: rc.RateStep, timeout: float) -> float:
         """After a failed step: hold a quarter of the start rate until the backlog is back to what it was
         before the step (or `timeout` passes: the next step then notes the leftover)."""
         cfg = self.settings
-        low = self._drain_rate()
+        low = self._drain_rate(failed.target)
         self._set_rate(low, 0.0)
         began = time.time()
         limit = failed.backlog_before if failed.backlog_before is not None else 0
@@ -451,7 +457,8 @@ class RateSearch(LoadTestShape):
 
     def _time_left(self, began: float) -> float:
         """A bound on what is left: the plan's longest case, within what --capacity-time-limit leaves."""
-        per_step = self._step_worst(self.users / max(self._drain_rate(), 1e-9))
+        lowest = min((s.target for s in self.steps), default=self.settings.start_rate)
+        per_step = self._step_worst(self.users / max(self._drain_rate(lowest), 1e-9))
         return max(min(rc.plan_left_s(self.steps, self.settings, per_step),
                        began + self.settings.time_limit - time.time()), 0.0)
 
