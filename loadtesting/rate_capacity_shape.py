@@ -32,17 +32,7 @@ from plumbing import histogram
 from plumbing.percentile import percentile
 
 log = logging.getLogger("loadtesting.capacity")
-DRAIN_HORIZON_S = 10.0  # a drain's rate keeps the users' claimed instants within this many seconds
 E2E_SERIES, BUS_SERIES = "sent − stored", "bus"
-
-
-def drain_rate(start_rate: float, users: int, failed_rate: float) -> float:
-    """The rate held after a failed step until its backlog drains: well below any passing rate (a quarter
-    of the start rate), but no lower than the users can hold claims for within DRAIN_HORIZON_S (users /
-    rate: how long the next rate waits behind them); and at most half the failed step's own rate — a
-    step below those (the search halving after a failed first step, or many users) would otherwise be
-    "drained" at a rate it could not take, and its backlog would never drain."""
-    return min(max(start_rate / 4, users / DRAIN_HORIZON_S, 1.0), start_rate, failed_rate / 2)
 
 
 @dataclass
@@ -427,7 +417,7 @@ class RateSearch(LoadTestShape):
         step.host_cpu_max = max(hosts) if hosts else None
 
     def _drain_rate(self, failed: float) -> float:
-        return drain_rate(self.settings.start_rate, self.users, failed)
+        return rc.drain_rate(self.settings.start_rate, self.users, failed)
 
     def _drain(self, failed: rc.RateStep, timeout: float) -> float:
         """After a failed step: hold a quarter of the start rate until the backlog is back to what it was

@@ -173,11 +173,9 @@ def test_the_time_left_bounds_the_bisection_and_the_climb():
 
 
 def test_a_failed_step_is_drained_below_its_own_rate():
-    from loadtesting.rate_capacity_shape import drain_rate
-
     # (start rate, users, failed rate): the first step failing, a step below the start rate after it,
     # many users (make pipeline-capacity's 400: users / 10 s is 40/s).
     for start, users, failed in ((50, 20, 50), (50, 20, 12.5), (50, 400, 50), (50, 400, 6.25)):
-        assert drain_rate(start, users, failed) <= failed / 2, (start, users, failed)
-    assert drain_rate(50, 20, 50) == 12.5  # a quarter of the start rate when the users allow it
-    assert drain_rate(50, 200, 100) == 20  # no lower than the users' claims allow (200 users / 10 s)
+        assert rc.drain_rate(start, users, failed) <= failed / 2, (start, users, failed)
+    assert rc.drain_rate(50, 20, 50) == 12.5  # a quarter of the start rate when the users allow it
+    assert rc.drain_rate(50, 200, 100) == 20  # no lower than the users' claims allow (200 users / 10 s)
