@@ -137,7 +137,7 @@ class RateSearch(LoadTestShape):
     def stop(self) -> None:
         """The test stops before the search ended (the web UI's Stop, --run-time, a signal): end the search
         here with what it measured, marked as stopped (capacity.json, the rows, the summary)."""
-        if self.result is not None or self._driver is None or self._finishing:
+        if self.result is not None or self._driver is None or self._finishing or self._driver is gevent.getcurrent():
             return
         driver, self._driver = self._driver, None
         driver.kill(block=True)  # its `finally` closes the search's samplers
