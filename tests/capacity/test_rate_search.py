@@ -80,3 +80,12 @@ def test_a_bad_rate_option_is_a_one_line_error():
     assert done.returncode != 0
     assert "argument --capacity-start-rate: '0': expected a number > 0" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_rate_given_beside_the_search_is_a_one_line_error():
+    # It would be ignored (the search sets the rate): an error, not a silent override.
+    done = run_locust(["-f", LOCUSTFILE, "--headless", "--no-monitor", "--capacity-search",
+                       "--events-per-second", "100"], timeout=60)
+    assert done.returncode != 0
+    assert "--events-per-second 100: a capacity search sets the rate itself" in done.stderr
+    assert "Traceback" not in done.stderr
