@@ -180,7 +180,11 @@ class CapacitySearch(LoadTestShape):
             "steps": [asdict(s) for s in self.steps],
             "phases": [asdict(p) for p in marked],
         }
-        print(summary_text(self.result), flush=True)
+        text = summary_text(self.result)
+        print(text, flush=True)
+        # The conclusion in the log as well: the web UI's Logs tab shows the log, not the console.
+        conclusion = text.splitlines()[len(self.steps) + 3:]
+        log.info("capacity search: %s", "; ".join(conclusion))
         folder = self._folder()
         if folder:
             (folder / "capacity.json").write_text(json.dumps(self.result, indent=1))

@@ -508,7 +508,11 @@ class RateSearch(LoadTestShape):
             if self.on_phase:
                 self.on_phase(phase)
         self.result["phases"] = [asdict(p) for p in marked]
-        print(rc.summary_text(self.result), flush=True)
+        text = rc.summary_text(self.result)
+        print(text, flush=True)
+        # The conclusion in the log as well: the web UI's Logs tab shows the log, not the console.
+        conclusion = text.splitlines()[len(self.steps) + 3:]
+        log.info("capacity search: %s", "; ".join(conclusion))
         folder = self._folder()
         if folder:
             (folder / "capacity.json").write_text(json.dumps(self.result, indent=1, default=str))

@@ -41,6 +41,8 @@ def test_a_search_started_stopped_and_started_again_from_the_web_ui(standin, cli
             assert ui.post("/stop").json()["success"]
             wait_for(lambda n=n: len(_complete_folders(ui.results)) == n, timeout=90, what=f"run folder {n}")
             folder = _complete_folders(ui.results)[-1]
+            assert [line for line in ui.get("/logs").json()["master"][seen:]
+                    if "capacity search: stopped before the search ended" in line]  # its end, in the UI's log
             assert folder.name == started["run_id"]
             cap = json.loads((folder / "capacity.json").read_text())
             assert cap["stopped"] and cap["users"] == 20, cap
