@@ -332,7 +332,7 @@ class RateSearch(LoadTestShape):
             self._wait_until(end)
             c1 = self._counts()
             window = self._window_samples(start, end + 0.5)
-            trends = self._trends(step, window, tol)
+            trends = self._trends(step, window, tol, start)
             step.start, step.end = round(start, 3), round(time.time(), 3)
             self._figures(step, c0, c1, lat0, window)
             limit = rc.generator_limit(step, self._report_lag(), check_sent=not self._distributed)
@@ -353,7 +353,7 @@ class RateSearch(LoadTestShape):
         step.clickhouse = _clickhouse_delta(ch0, ch1)
         step.clickhouse_lag_s = ch1.get("lag_seconds")
 
-    def _trends(self, step: rc.RateStep, window: list[dict], tol: float) -> dict[str, rc.Trend]:
+    def _trends(self, step: rc.RateStep, window: list[dict], tol: float, step_start: float) -> dict[str, rc.Trend]:
         trends: dict[str, rc.Trend] = {}
         series = {E2E_SERIES: [(s["t"], self._e2e_backlog(s, 0)) for s in window if s.get("stored") is not None],
                   BUS_SERIES: [(s["t"], s["bus"]) for s in window if "bus" in s]}
@@ -364,16 +364,18 @@ class RateSearch(LoadTestShape):
             t0 = points[0][0]
             tr = rc.trend([t - t0 for t, _ in points], [float(v) for _, v in points], tol)
             trends[name] = tr
-            step.backlog[name] = {"start": points[0][1], "end": points[-1][1], "slope": tr.slope,
-                                  "ci": tr.half_width, "samples": tr.samples, "verdict": tr.verdict}
+            step.backlog[name] = {"start": points[0][1], "end": points[-1][1], **tr.as_dict()}
         both = [(s["t"], self._e2e_backlog(s, 0) - s["bus"]) for s in window
                 if s.get("stored") is not None and "bus" in s]
         step.between = {}
         if len(both) >= 4:
             t0 = both[0][0]
             tr = rc.trend([t - t0 for t, _ in both], [float(v) for _, v in both], tol)
-            step.between = {"start": both[0][1], "end": both[-1][1], "slope": tr.slope, "ci": tr.half_width,
-                            "samples": tr.samples, "verdict": tr.verdict}
+            step.between = {"start": both[0][1], "end": both[-1][1], **tr.as_dict()}
+        # The window's samples as judged (s from the window's start): the evidence behind the verdict.
+        step.series = [[round(s["t"] - step_start, 2),
+                        self._e2e_backlog(s, 0) if s.get("stored") is not None else None, s.get("bus")]
+                       for s in window]
         return trends
 
     def _figures(self, step: rc.RateStep, c0: _Counts, c1: _Counts, lat0: int, window: list[dict]) -> None:
