@@ -45,6 +45,7 @@ def test_a_search_started_stopped_and_started_again_from_the_web_ui(standin, cli
                     if "capacity search: stopped before the search ended" in line]  # its end, in the UI's log
             assert folder.name == started["run_id"]
             cap = json.loads((folder / "capacity.json").read_text())
+            assert "**The search was stopped before its end**" in next(folder.glob("*-results.md")).read_text()
             assert cap["stopped"] and cap["users"] == 20, cap
             # Each test searches from the start rate: the first step of each is 30/s, passed.
             assert cap["steps"][0]["target"] == 30 and cap["steps"][0]["verdict"] == "pass", cap["steps"]

@@ -104,8 +104,11 @@ def test_a_search_stopped_from_the_web_ui_writes_its_partial_result_and_the_next
             seen = len(ui.get("/logs").json()["master"])
             assert ui.post("/stop").json()["success"]
             wait_for(lambda n=n: len(_complete_folders(ui.results)) == n, timeout=90, what=f"run folder {n}")
-            cap = json.loads((_complete_folders(ui.results)[-1] / "capacity.json").read_text())
+            folder = _complete_folders(ui.results)[-1]
+            cap = json.loads((folder / "capacity.json").read_text())
             assert cap["stopped"] and not cap["reached_max_users"], cap
+            report = next(folder.glob("*-results.md")).read_text()
+            assert "The search was stopped before its end" in report and "No step failed" not in report
             assert cap["steps"][0]["users"] == 4, cap["steps"]  # each test searches from the start
     finally:
         stop_web_ui(ui)
