@@ -135,7 +135,10 @@ def rate_capacity_section(cap: dict) -> list[str]:
         md += [f"Sustained: **{cap['sustained_per_second']:g} {unit}/s** (resolution {cap['resolution']:g}), "
                f"end-to-end p95 {fmt(cap.get('e2e_p95_ms_at_sustained'), 0)} ms there."
                + (f" The first failing step was {first['target']:g} {unit}/s: {first['why']}." if first else
-                  " No step failed up to --capacity-max-rate."), ""]
+                  "" if cap.get("stopped_by_time_limit") is not None else " No step failed up to --capacity-max-rate.")
+               + (f" Stopped by --capacity-time-limit ({cap['time_limit_s']:g} s) before trying "
+                  f"{cap['stopped_by_time_limit']:g} {unit}/s." if cap.get("stopped_by_time_limit") is not None else ""),
+               ""]
     if cap.get("bottleneck"):
         md += [f"Bottleneck: **{cap['bottleneck']['stage']}**: {cap['bottleneck']['evidence']}.", ""]
     rule = cap.get("rule", {})

@@ -49,3 +49,12 @@ def test_a_stopped_search_is_reported_as_a_partial_result(tmp_path):
     assert "**The search was stopped before its end** (while measuring 200 events/s): a partial result. " \
            "Sustained at least **100 events/s**." in md
     assert "No step failed up to --capacity-max-rate" not in md
+
+
+def test_a_search_ended_by_its_time_limit_does_not_claim_that_nothing_failed_up_to_the_ceiling(tmp_path):
+    cap = {**capacity(), "first_failing": None, "bottleneck": None, "stopped_by_time_limit": 400.0,
+           "time_limit_s": 600}
+    cap["steps"] = cap["steps"][:2]
+    md = render(RunData(run_id="r", source="csv", kind="tracking", capacity=cap), tmp_path).read_text()
+    assert "Stopped by --capacity-time-limit (600 s) before trying 400 events/s." in md
+    assert "No step failed up to --capacity-max-rate" not in md
