@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -81,7 +83,7 @@ class RateSearch(LoadTestShape):
         self.steps: list[rc.RateStep] = []
         self.result: dict | None = None
         self._driver: gevent.Greenlet | None = None
-        self._samples: list[dict] = []
+        self._samples: deque[dict] = self._new_samples()
         self._samplers: dict = {}
         self._backend_names: list[str] = []
         self._distributed = isinstance(environment.runner, MasterRunner)
@@ -99,6 +101,13 @@ class RateSearch(LoadTestShape):
         o = self.environment.parsed_options
         self.users = max(int(o.num_users or 1), 1)
         self.spawn_rate = float(o.spawn_rate or self.users)
+
+    def _new_samples(self) -> deque[dict]:
+        """Room for the samples a judgement reads (a window measured twice, with its ramp, settle and
+        drain before it), no more: memory stays bounded however long the search may run."""
+        cfg = self.settings
+        span = 3 * cfg.step_time + cfg.settle_time + cfg.ramp_time + cfg.drain_timeout
+        return deque(maxlen=math.ceil(span / cfg.sample_interval) + 16)
 
     def _set_rate(self, rate: float, ramp: float) -> float:
         at = self.target.set_rate(rate, ramp)
@@ -129,7 +138,7 @@ class RateSearch(LoadTestShape):
         if self._driver is not None:
             self._driver.kill(block=False)
         self._driver = None
-        self.steps, self.result, self._samples, self._time_limited = [], None, [], None
+        self.steps, self.result, self._samples, self._time_limited = [], None, self._new_samples(), None
         self._schedule, self._leftover, self._step, self._finishing = [], 0, None, False
         self._began = time.time()
         self._read_users()
