@@ -228,6 +228,7 @@ class RateStep:
     leftover: int = 0  # events a timed-out drain left before this step (its e2e p95 is then not judged)
     sent_per_s_reported: float | None = None  # on a master: sent/s from the workers' reports (coarse)
     series: list = field(default_factory=list)  # the window's samples: [s from its start, sent − stored, bus]
+    bus_unknown: str = ""  # why the bus's lag was unknown in the window (e.g. no consumer group reads it)
 
     @property
     def ok(self) -> bool:
@@ -383,8 +384,10 @@ def attribute(step: RateStep, bus_kind: str | None) -> tuple[str, str]:
                     f"bus backlog flat ({bus['slope']:+.1f}/s) while sent − stored grew {e2e['slope']:+.1f}/s: "
                     f"events left the bus but did not reach the xAPI table" + ch_note + host)
         if bus is None:
-            return UNDETERMINED, (f"sent − stored grew {e2e['slope']:+.1f}/s but no bus or queue was sampled "
-                                  "(add --monitor-backend) to tell the consumers from ClickHouse" + ch_note)
+            unsampled = (f"the bus's lag was unknown ({step.bus_unknown})" if step.bus_unknown
+                         else "no bus or queue was sampled (add --monitor-backend)")
+            return UNDETERMINED, (f"sent − stored grew {e2e['slope']:+.1f}/s but {unsampled} to tell the consumers "
+                                  "from ClickHouse" + ch_note)
     if host:
         return HOST, f"no stage's backlog was shown to grow ({step.why})" + host
     if step.failed:

@@ -86,6 +86,7 @@ class RateSearch(LoadTestShape):
         self._samples: deque[dict] = self._new_samples()
         self._samplers: dict = {}
         self._backend_names: list[str] = []
+        self._said_unknown: set[str] = set()  # reasons a bus lag is unknown, said once
         self._distributed = isinstance(environment.runner, MasterRunner)
         self._began = time.time()
         self._leftover = 0  # events a drain that timed out left behind, for the next step
@@ -222,6 +223,12 @@ class RateSearch(LoadTestShape):
                 try:
                     sample = self._samplers[name].sample()
                     b = self._samplers[name].backlog(sample)
+                    if b is None and sample.get("lag_unknown"):
+                        # No series rather than a flat one: a backlog nobody reads is not judged.
+                        self._say_unknown(name, sample["lag_unknown"])
+                        s["bus_unknown"] = sample["lag_unknown"]
+                        bus = []
+                        break
                     if b is not None and b >= 0:
                         bus.append(b)
                 except Exception as exc:  # noqa: BLE001 - a missed sample; the slope uses the others
@@ -239,6 +246,12 @@ class RateSearch(LoadTestShape):
             self._samples.append(s)
             next_t += interval
             gevent.sleep(max(next_t - time.monotonic(), 0.0))
+
+    def _say_unknown(self, name: str, why: str) -> None:
+        if why not in self._said_unknown:
+            self._said_unknown.add(why)
+            log.warning("capacity search: %s: lag unknown — is the pipeline consuming? (%s's backlog is not "
+                        "judged; the end-to-end sent − stored series still is)", why, name)
 
     def _clickhouse(self) -> dict:
         sampler = self._samplers.get("clickhouse")
@@ -367,6 +380,7 @@ class RateSearch(LoadTestShape):
         series = {E2E_SERIES: [(s["t"], self._e2e_backlog(s, 0)) for s in window if s.get("stored") is not None],
                   BUS_SERIES: [(s["t"], s["bus"]) for s in window if "bus" in s]}
         step.backlog = {}
+        step.bus_unknown = next((s["bus_unknown"] for s in window if "bus_unknown" in s), "")
         for name, points in series.items():
             if len(points) < 4:
                 continue

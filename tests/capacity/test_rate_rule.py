@@ -169,6 +169,13 @@ def test_ambiguous_evidence_is_not_determined_with_the_reason():
     assert stage == rc.UNDETERMINED and "more than one stage" in why
 
 
+def test_an_unknown_bus_lag_is_named_as_the_reason_it_is_not_determined():
+    step = evidence(None, rc.GROWING)
+    step.bus_unknown = "no consumer group reads stream dev-analytics"
+    stage, why = rc.attribute(step, rc.CONSUMERS)
+    assert stage == rc.UNDETERMINED and "lag was unknown (no consumer group reads stream dev-analytics)" in why
+
+
 def test_drops_or_a_busy_generator_are_the_generators_limit():
     assert "dropped" in rc.generator_limit(rc.RateStep(target=100, dropped=7, start=0, end=10))
     starved = rc.RateStep(target=100, dropped=7, start=0, end=10, generator_cpu_max=15, host_cpu_max=100)
