@@ -81,6 +81,8 @@ def test_a_rate_beyond_the_generator_is_its_limit_and_no_capacity_is_claimed(sea
     cap = run.capacity
     assert cap["generator_limited_at"] == rate and cap["sustained_events_per_second"] == 0, cap["steps"]
     assert cap["bottleneck"]["stage"] == "generator" and len(cap["steps"]) == 1
+    # Its CPU is measured within the first seconds too (Locust's own figure reads 0 for its first 20 s).
+    assert cap["steps"][0]["generator_cpu_max"] > 0, cap["steps"]
     assert f"the generator was the limit at {rate} events/s" in run.output
     assert "no capacity claimed" in run.output
 
@@ -90,4 +92,13 @@ def test_a_bad_rate_option_is_a_one_line_error():
                        "--capacity-start-rate", "0"], timeout=60)
     assert done.returncode != 0
     assert "argument --capacity-start-rate: '0': expected a number > 0" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_rate_given_beside_the_search_is_a_one_line_error():
+    # It would be ignored (the search sets the rate): an error, not a silent override.
+    done = run_locust(["-f", LOCUSTFILE, "--headless", "--no-monitor", "--capacity-search",
+                       "--events-per-second", "100"], timeout=60)
+    assert done.returncode != 0
+    assert "--events-per-second 100: a capacity search sets the rate itself" in done.stderr
     assert "Traceback" not in done.stderr
