@@ -47,8 +47,9 @@ def standin(request, clickhouse, redis_server, tmp_path):
         tag = uuid.uuid4().hex[:8]
         prefix, db = f"c{tag}", f"xapi_c{tag}"
         ready = tmp_path / f"ready-{tag}"
+        # kafka_bus: group <prefix>-group (the search's --kafka-bus-group), none other tests share
         where = (["--redis-url", redis_server.url] if bus == "redis_bus"
-                 else ["--kafka-brokers", request.getfixturevalue("kafka").url])
+                 else ["--kafka-brokers", request.getfixturevalue("kafka").url, "--group", f"{prefix}-group"])
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "tests.capacity.standin", "--limit", limit, "--rate", str(rate), "--bus", bus,
              *where, "--stream", f"{prefix}-analytics", "--clickhouse-url", clickhouse.url,
@@ -75,7 +76,8 @@ def search(request, clickhouse, redis_server, tmp_path):
         run_id = f"cap-{uuid.uuid4().hex[:10]}"
         folder = tmp_path / run_id
         folder.mkdir()
-        kafka = ["--kafka-bus-brokers", request.getfixturevalue("kafka").url] if bus == "kafka_bus" else []
+        kafka = (["--kafka-bus-brokers", request.getfixturevalue("kafka").url, "--kafka-bus-group", f"{prefix}-group"]
+                 if bus == "kafka_bus" else [])
         args = ["-f", LOCUSTFILE, "--headless", "-u", str(users), "-r", str(users), "--run-id", run_id,
                 "--pipeline-backend", bus, *kafka, "--event-bus-prefix", prefix,
                 "--event-bus-redis-url", redis_server.url, "--clickhouse-url", clickhouse.url,

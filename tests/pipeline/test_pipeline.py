@@ -14,19 +14,10 @@ from tests.helpers import log_of, run_locust, wait_for
 from tests.pipeline.conftest import LOCUSTFILE, generate, stored, summary_line
 
 
-def create_topic(kafka, topic: str) -> None:
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": kafka.url})
-    admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])[topic].result(30)
-
-
 @pytest.mark.parametrize("backend", ["celery", "redis_bus", "kafka_bus", "vector"])
 def test_n_events_in_give_exactly_n_statements_out(backend, pipeline, clickhouse, redis_server, request, tmp_path):
     kafka = request.getfixturevalue("kafka") if backend == "kafka_bus" else None
-    p = pipeline(backend, "--batch-size", "50", "--batch-interval", "1")
-    if kafka is not None:
-        create_topic(kafka, f"{p.prefix}-analytics")
+    p = pipeline(backend, "--batch-size", "50", "--batch-interval", "1")  # kafka_bus: it creates its topic
     done, end = generate(p, clickhouse, redis_server, kafka, "--num-events", "400", "--events-per-second", "400",
                          "--event-mix", "realistic", results=tmp_path)
     assert done.returncode == 0, log_of(done.stderr)
