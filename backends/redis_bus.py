@@ -6,6 +6,11 @@ Sampler: `XINFO STREAM <prefix>-analytics FULL` — length, lag and pending per 
 cannot compute it (entries deleted or trimmed past the group's position). Then it is counted
 directly: the entries after the group's last-delivered id (XRANGE, bounded by --redis-bus-count-limit;
 beyond that the figure is marked inexact). Backlog = lag + pending (delivered, not acknowledged).
+
+A stream that no consumer group reads has no lag to measure: its entries wait for a reader that may
+never come (a pipeline whose consumers never joined) or be read by plain XREADs the stream does not
+record. Its lag is unknown (None, with `lag_unknown` saying why), never 0 ("drained"), nor its length
+(which would hold every run without a consumer to its drain timeout).
 """
 
 from __future__ import annotations
@@ -68,7 +73,11 @@ class Sampler:
             return {"stream": self.stream, "total_events": 0, "lag": 0, "pending": 0, "groups": [], "exists": False}
         info = self.client.xinfo_stream(self.stream, full=True)
         groups, lag_total, pending_total, exact = [], 0, 0, True
-        for g in info.get("groups") or []:
+        if not info.get("groups"):
+            return {"stream": self.stream, "total_events": int(info.get("length", 0)),
+                    "entries_added": int(info.get("entries-added", 0) or 0), "lag": None, "pending": None,
+                    "groups": [], "lag_unknown": f"no consumer group reads stream {self.stream}"}
+        for g in info["groups"]:
             lag = g.get("lag")
             if lag is None:
                 lag, ok = self._count_after(_s(g.get("last-delivered-id", "0-0")))
@@ -94,6 +103,9 @@ class Sampler:
         }
 
     def backlog(self, sample: dict) -> int | None:
+        """lag + pending; None when the lag is unknown (`lag_unknown` says why)."""
+        if sample["lag"] is None:
+            return None
         return sample["lag"] + sample["pending"]
 
     def close(self) -> None:

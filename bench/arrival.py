@@ -22,7 +22,9 @@ nothing) at 2,000/s, against the former per-user wait_time pacing: the open mode
 instants due at one wake-up in one go); the process's CPU time minus an idle run's, divided by the
 iterations. All on this machine's loopback. With BENCH_BASELINE the baseline's open model paces
 too, right after the current one's; BENCH_ARRIVAL_PACING_ROUNDS=N repeats the pacing runs N times;
-BENCH_ARRIVAL_PACING_ONLY=1 runs only them (no stack).
+BENCH_ARRIVAL_PACING_ONLY=1 runs only them (no stack); BENCH_ARRIVAL_RATES (100,1000,5000: the first is the
+CPU per event's base), BENCH_ARRIVAL_COST_BACKENDS (redis_bus,kafka_bus,celery,vector; empty: none) trim a run; BENCH_ARRIVAL_PACING_MODES=scheduler,wait_time only
+those pacings (of scheduler, due, wait_time, wait_time_even).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 LOCUST = str(Path(sys.executable).with_name("locust"))
 SECONDS = int(os.environ.get("BENCH_ARRIVAL_SECONDS", "10"))
 USERS = int(os.environ.get("BENCH_ARRIVAL_USERS", "200"))
-RATES = (100, 1000, 5000)
+RATES = tuple(int(r) for r in os.environ.get("BENCH_ARRIVAL_RATES", "100,1000,5000").split(","))  # the first: CPU's base
 CEILING_TARGET = 20_000  # the first ceiling target; doubled while 90 % of it is received
 CEILING_MAX = 320_000
 PACE_RATE, PACE_SECONDS = 2000, 10
@@ -160,7 +162,10 @@ def pacing_report(codes: list[tuple[str, Path]]) -> None:
         per = {}
         print(f"\nPacing, round {rnd + 1} ({PACE_RATE:,}/s, 100 users, {PACE_SECONDS} s; the idle run's "
               f"{idle_cpu:.3f} s CPU subtracted; load average {os.getloadavg()[0]:.1f}):", flush=True)
+        chosen = os.environ.get("BENCH_ARRIVAL_PACING_MODES", "")
         for mode, name in PACE_MODES:
+            if chosen and mode not in chosen.split(","):
+                continue
             for label, code in codes if mode in ("scheduler", "due") else codes[:1]:
                 cpu, n = pacing_cpu(mode, code)
                 key = f"{name} ({label})" if mode in ("scheduler", "due") else name
@@ -223,7 +228,8 @@ def main() -> int:
                 if ceil["recv_rate"] > 0:  # goal: no drops at 80 % of the ceiling just measured
                     measure(backend, round(0.8 * ceil["recv_rate"]), False, "now", REPO)["at80"] = True
             costs = {}
-            for backend in ("redis_bus", "kafka_bus", "celery", "vector"):
+            for backend in filter(None, os.environ.get("BENCH_ARRIVAL_COST_BACKENDS",
+                                                       "redis_bus,kafka_bus,celery,vector").split(",")):
                 done = subprocess.run([sys.executable, "-m", "bench._generator_cost", backend, ep["redis"], ep["kafka"],
                                        tmp], cwd=REPO, capture_output=True, text=True, timeout=600)
                 costs[backend] = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else \

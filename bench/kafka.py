@@ -7,6 +7,11 @@ Debian bookworm's kcat links librdkafka 2.0.2, which cannot parse Tansu's ApiVer
 the installed kcat cannot reach the broker, it is run on the librdkafka bundled in the
 confluent-kafka wheel (the very library the suite uses) through LD_LIBRARY_PATH. Without any
 working kcat the plain confluent-kafka loops are the baseline, and the table says so.
+
+First, BENCH_KAFKA_ROUNDS (3) interleaved producer rounds — plain loop, suite, suite, plain, … each in
+a process of its own — with each round's ratio, the median and its spread, and each side's CPU per
+message (net of a small run's start-up): one pair a minute apart swung 0.57–1.20 on this shared
+machine. BENCH_KAFKA_ROUNDS_ONLY=1 stops after them.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,21 +34,22 @@ from stack import Stack
 REPO = Path(__file__).resolve().parent.parent
 LOCUST = str(Path(sys.executable).with_name("locust"))
 N = int(os.environ.get("BENCH_KAFKA_MESSAGES", "1000000"))
+ROUNDS = int(os.environ.get("BENCH_KAFKA_ROUNDS", "3"))  # interleaved producer rounds (0: none)
 
 
-def lines() -> list[tuple[bytes, bytes]]:
+def lines(n: int = N) -> list[tuple[bytes, bytes]]:
     """(key, value) of what a native producer sends: the data file's records keyed by `identifier`, as
     the suite keys them (kcat -P -K reads them as `key<TAB>json` lines)."""
     records = json.loads((REPO / "conf" / "kafka-data.json").read_text())
     encoded = [(str(r["identifier"]).encode(), json.dumps(r, separators=(",", ":")).encode()) for r in records]
-    return [encoded[i % len(encoded)] for i in range(N)]
+    return [encoded[i % len(encoded)] for i in range(n)]
 
 
-def plain_produce(brokers: str, topic: str) -> float:
+def plain_produce(brokers: str, topic: str, n: int = N) -> float:
     """A bare confluent-kafka loop over pre-encoded lines, counting delivery reports, as kcat -P does."""
     from confluent_kafka import Producer
 
-    values = lines()
+    values = lines(n)
     delivered = [0]
 
     def on_delivery(err, msg) -> None:
@@ -58,23 +66,85 @@ def plain_produce(brokers: str, topic: str) -> float:
                 p.poll(0.01)
         p.poll(0)
     p.flush(60)
-    assert delivered[0] == N, delivered
-    return N / (time.perf_counter() - t0)
+    assert delivered[0] == n, delivered
+    return n / (time.perf_counter() - t0)
 
 
-def suite_produce(brokers: str, topic: str, out: Path) -> tuple[float, float]:
+def child_cpu(args: list[str], **kw) -> tuple[subprocess.CompletedProcess, float]:
+    """Run a child process to its end; its CPU seconds (every thread: librdkafka's too)."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(args, **kw)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return done, (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+
+
+def plain_produce_child(brokers: str, topic: str, n: int = N) -> tuple[float, float]:
+    """plain_produce in a process of its own, as the suite's Locust runs: (messages/s, CPU seconds of
+    the whole process)."""
+    done, cpu = child_cpu([sys.executable, "-m", "bench.kafka", "--plain", brokers, topic, str(n)], cwd=REPO,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return float(done.stdout.strip().splitlines()[-1]), cpu
+
+
+def suite_produce(brokers: str, topic: str, out: Path, n: int = N) -> tuple[float, float, float]:
     """(messages/s from Locust's own figures — first request to last delivery —, messages/s over the
-    whole process including Locust's start-up and end)."""
-    prefix = out / "produce"
+    whole process including Locust's start-up and end, CPU seconds of the whole process)."""
+    prefix = out / f"produce-{topic}"
     t0 = time.perf_counter()
-    done = subprocess.run([LOCUST, "-f", str(REPO / "locustfiles" / "kafka.py"), "--headless", "-u", "10", "-r", "100",
-                           "-t", "10m", "--kafka-brokers", brokers, "--kafka-topic", topic, "--kafka-messages", str(N),
+    done, cpu = child_cpu([LOCUST, "-f", str(REPO / "locustfiles" / "kafka.py"), "--headless", "-u", "10", "-r", "100",
+                           "-t", "10m", "--kafka-brokers", brokers, "--kafka-topic", topic, "--kafka-messages", str(n),
                            "--csv", str(prefix), "--no-monitor", "--no-sar", "--loglevel", "WARNING"], cwd=REPO,
                           capture_output=True, text=True, timeout=900)
     wall = time.perf_counter() - t0
     stats = read_locust_stats(prefix)[topic]
-    assert done.returncode == 0 and int(stats["Request Count"]) == N, (stats, done.stderr[-2000:])
-    return float(stats["Requests/s"]), N / wall
+    assert done.returncode == 0 and int(stats["Request Count"]) == n, (stats, done.stderr[-2000:])
+    return float(stats["Requests/s"]), n / wall, cpu
+
+
+def producer_rounds(brokers: str, tmp: Path, rounds: int) -> None:
+    """`rounds` interleaved rounds of the plain loop and the suite's producer (the order swapped each
+    round, so a drift of the machine's load favours neither), each round's ratio, then the median
+    ratio and its spread. Beside the rates, each side's CPU per message: (CPU of the N-message run −
+    CPU of a SMALL-message run of the same program) / (N − SMALL), start-up and exit cancelling out —
+    steadier than a rate when other jobs share the machine."""
+    small = max(N // 100, 1)
+    if N <= small:
+        print(f"Producer rounds not measured: BENCH_KAFKA_MESSAGES={N} leaves no messages beyond the start-up run")
+        return
+    topics = [f"b-r{r}-{k}" for r in range(rounds) for k in ("plain", "suite", "plain-s", "suite-s")]
+    subprocess.run([sys.executable, "-m", "targets.streams.topics", "--brokers", brokers, *topics], cwd=REPO,
+                   check=True, capture_output=True)
+    rates, cpus = [], []
+    print(f"Producer, {rounds} interleaved rounds of {N:,} messages (CPU per message net of a {small:,}-message "
+          "run of the same program):", flush=True)
+    for r in range(rounds):
+        got = {}
+        for kind in (("plain", "suite") if r % 2 == 0 else ("suite", "plain")):
+            load = os.getloadavg()[0]
+            if kind == "plain":
+                rate, cpu = plain_produce_child(brokers, f"b-r{r}-plain")
+                cpu_small = plain_produce_child(brokers, f"b-r{r}-plain-s", small)[1]
+            else:
+                rate, _wall, cpu = suite_produce(brokers, f"b-r{r}-suite", tmp)
+                cpu_small = suite_produce(brokers, f"b-r{r}-suite-s", tmp, small)[2]
+            # A start-up's CPU that varied by more than the work's leaves nothing measured.
+            got[kind] = (rate, (cpu - cpu_small) * 1e6 / (N - small) if cpu > cpu_small else None, load)
+        (pr, pc, pl), (sr, sc, sl) = got["plain"], got["suite"]
+        rates.append(sr / pr)
+        if pc is not None and sc is not None:
+            cpus.append(pc / sc)
+
+        def us(c: float | None) -> str:
+            return "CPU/msg not measured" if c is None else f"{c:.2f} µs CPU/msg"
+
+        print(f"  round {r + 1}: plain {pr:,.0f} msgs/s, {us(pc)} (load {pl:.1f}); suite {sr:,.0f} msgs/s, {us(sc)} "
+              f"(load {sl:.1f}); suite/plain rate {sr / pr:.2f}" + (f", CPU plain/suite {pc / sc:.2f}" if pc and sc else ""),
+              flush=True)
+    cpu_line = (f"CPU per message plain/suite median {statistics.median(cpus):.2f} (spread {min(cpus):.2f}–"
+                f"{max(cpus):.2f}, {len(cpus)} rounds)" if cpus else "CPU per message not measured")
+    print(f"producer suite/plain over {rounds} rounds: rate ratio median {statistics.median(rates):.2f} "
+          f"(spread {min(rates):.2f}–{max(rates):.2f}); {cpu_line} (goal >= 0.9)")
 
 
 def kcat_env(brokers: str, tmp: Path) -> tuple[dict, str, bool] | None:
@@ -176,16 +246,23 @@ def _met(ratio: float, goal: float) -> str:
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--plain"]:  # plain_produce_child's process
+        print(plain_produce(sys.argv[2], sys.argv[3], int(sys.argv[4])))
+        return 0
     with tempfile.TemporaryDirectory(prefix="bench-kafka-") as tmp:
         stack = Stack(Path(tmp) / "stack", free_ports=True)
         try:
             brokers = stack.start("kafka")["kafka"].url
+            if ROUNDS:
+                producer_rounds(brokers, Path(tmp), ROUNDS)
+                if os.environ.get("BENCH_KAFKA_ROUNDS_ONLY"):
+                    return 0
             subprocess.run([sys.executable, "-m", "targets.streams.topics", "--brokers", brokers, "b-plain", "b-suite",
                             "b-kcat", "b-out"], cwd=REPO, check=True, capture_output=True)
             native = kcat_env(brokers, Path(tmp))
             print(f"kcat usable: {bool(native)}; producing {N:,} messages per producer", file=sys.stderr, flush=True)
             plain_p = plain_produce(brokers, "b-plain")
-            suite_p, suite_wall = suite_produce(brokers, "b-suite", Path(tmp))
+            suite_p, suite_wall, _cpu = suite_produce(brokers, "b-suite", Path(tmp))
             kcat_p = kcat_produce(brokers, "b-kcat", Path(tmp), native[0]) if native else None
             fill_output(brokers, "b-out")
             plain_c = plain_consume(brokers, "b-out")

@@ -100,7 +100,7 @@ def _options(parser) -> None:
                             env_var="LOCUST_EVENT_MIX",
                    help="enrollment (activated/deactivated toggling, as the reference) or realistic "
                         "(video, problem, navigation, completion and enrollment)"))
-    g.add_argument("--e2e-poll-interval", type=positive_float, default=1.0, env_var="LOCUST_E2E_POLL_INTERVAL",
+    g.add_argument("--e2e-poll-interval", type=positive_float, default=0.5, env_var="LOCUST_E2E_POLL_INTERVAL",
                    help="seconds between looks for stored events; the latency resolution (default %(default)s)")
     g.add_argument("--delivery-timeout", type=non_negative_float, default=30.0, env_var="LOCUST_DELIVERY_TIMEOUT",
                    help="at the end, seconds to wait for the backend to confirm the events in flight (e.g. Kafka "

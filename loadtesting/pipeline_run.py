@@ -20,6 +20,7 @@ from pathlib import Path
 
 import backends
 from plumbing import redis_util, settings
+from plumbing.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 BACKENDS = backends.having("REFERENCE_CONSUMER")  # the backends with a reference pipeline of ours
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     for f in (log_file, log_file.with_name("tracking.log.offset")):
         f.unlink(missing_ok=True)
     a.run_dir.mkdir(parents=True, exist_ok=True)
-    metrics_port = 19598
+    metrics_port = free_port()  # the pipeline's /metrics: free, so two checkouts' pipelines can run side by side
     pipeline = [sys.executable, "-m", backends.get(a.backend).REFERENCE_CONSUMER, a.backend, "--workers", str(a.workers),
                 "--batch-size", str(a.batch), "--clickhouse-url", ch, "--redis-url", redis_url,
                 "--kafka-brokers", brokers, "--log-file", str(log_file),

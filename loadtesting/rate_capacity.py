@@ -68,7 +68,7 @@ def add_arguments(parser) -> None:
                    help="seconds the whole search may take: a step (and the drain before it) starts only when "
                         "its longest case ends within this; the search then stops with the capacity between "
                         "the rates it found (default %(default)g)")
-    g.add_argument("--capacity-sample-interval", type=positive_float, default=1.0,
+    g.add_argument("--capacity-sample-interval", type=positive_float, default=0.5,
                    env_var="LOCUST_CAPACITY_SAMPLE_INTERVAL",
                    help="seconds between the search's backlog samples (default %(default)g)")
 
@@ -130,9 +130,17 @@ class Trend:
     half_width: float  # of its 95 % confidence interval
     samples: int
     verdict: str  # FLAT, GROWING or UNCLEAR
+    basis: str = "samples"  # "samples": every sample; "troughs": the lowest after each drop (a sawtooth)
+    troughs: int = 0  # the troughs the estimate used (basis "troughs")
 
     def text(self) -> str:
-        return f"{self.slope:+.1f} ± {self.half_width:.1f}/s over {self.samples} samples"
+        of = f"{self.troughs} troughs of {self.samples} samples" if self.basis == "troughs" else f"{self.samples} samples"
+        return f"{self.slope:+.1f} ± {self.half_width:.1f}/s over {of}"
+
+    def as_dict(self) -> dict:
+        d = {"slope": self.slope, "ci": self.half_width, "samples": self.samples, "verdict": self.verdict,
+             "basis": self.basis}
+        return d | {"troughs": self.troughs} if self.basis == "troughs" else d
 
 
 def slope_ci(times: list[float], values: list[float]) -> tuple[float, float]:
@@ -151,16 +159,40 @@ def slope_ci(times: list[float], values: list[float]) -> tuple[float, float]:
     return slope, t95 * se
 
 
-def trend(times: list[float], values: list[float], tolerance: float) -> Trend:
-    """FLAT when the slope's whole interval is at most `tolerance`, GROWING when all of it is above."""
-    slope, half = slope_ci(times, values)
+def troughs(times: list[float], values: list[float]) -> tuple[list[float], list[float]]:
+    """The series' interior local minima: each sample lower than or equal to the one before and lower
+    than the one after (the last of a low plateau) — after each flush of a batching stage, its low."""
+    idx = [i for i in range(1, len(values) - 1) if values[i] <= values[i - 1] and values[i] < values[i + 1]]
+    return [times[i] for i in idx], [values[i] for i in idx]
+
+
+def _verdict(slope: float, half: float, tolerance: float) -> str:
     if slope + half <= tolerance:
-        verdict = FLAT
-    elif slope - half > tolerance:
-        verdict = GROWING
-    else:
-        verdict = UNCLEAR
-    return Trend(round(slope, 3), round(half, 3) if math.isfinite(half) else half, len(times), verdict)
+        return FLAT
+    if slope - half > tolerance:
+        return GROWING
+    return UNCLEAR
+
+
+def trend(times: list[float], values: list[float], tolerance: float) -> Trend:
+    """FLAT when the slope's whole interval is at most `tolerance`, GROWING when all of it is above.
+
+    Two estimates of the slope: over every sample, and over the troughs (the low after each drop). A
+    batching stage (a batch or a timer) makes the backlog a sawtooth whose teeth widen every sample's
+    interval, while its troughs — what is left after each flush — lie on a line with little scatter; a
+    backlog without teeth has its samples' estimate narrower. The verdict is the narrower estimate's;
+    growth shown by either fails (a pass needs the precise estimate flat and no evidence of growth)."""
+    slope, half = slope_ci(times, values)
+    full = Trend(round(slope, 3), round(half, 3) if math.isfinite(half) else half, len(times),
+                 _verdict(slope, half, tolerance))
+    tt, tv = troughs(times, values)
+    t_slope, t_half = slope_ci(tt, tv)
+    low = Trend(round(t_slope, 3), round(t_half, 3) if math.isfinite(t_half) else t_half, len(times),
+                _verdict(t_slope, t_half, tolerance), "troughs", len(tt))
+    chosen, other = (low, full) if t_half < half else (full, low)
+    if chosen.verdict != GROWING and other.verdict == GROWING:
+        return other
+    return chosen
 
 
 # -- a step ------------------------------------------------------------------------------------------
@@ -195,6 +227,8 @@ class RateStep:
     bus_before: int | None = None  # the bus backlog when the step started
     leftover: int = 0  # events a timed-out drain left before this step (its e2e p95 is then not judged)
     sent_per_s_reported: float | None = None  # on a master: sent/s from the workers' reports (coarse)
+    series: list = field(default_factory=list)  # the window's samples: [s from its start, sent − stored, bus]
+    bus_unknown: str = ""  # why the bus's lag was unknown in the window (e.g. no consumer group reads it)
 
     @property
     def ok(self) -> bool:
@@ -350,8 +384,10 @@ def attribute(step: RateStep, bus_kind: str | None) -> tuple[str, str]:
                     f"bus backlog flat ({bus['slope']:+.1f}/s) while sent − stored grew {e2e['slope']:+.1f}/s: "
                     f"events left the bus but did not reach the xAPI table" + ch_note + host)
         if bus is None:
-            return UNDETERMINED, (f"sent − stored grew {e2e['slope']:+.1f}/s but no bus or queue was sampled "
-                                  "(add --monitor-backend) to tell the consumers from ClickHouse" + ch_note)
+            unsampled = (f"the bus's lag was unknown ({step.bus_unknown})" if step.bus_unknown
+                         else "no bus or queue was sampled (add --monitor-backend)")
+            return UNDETERMINED, (f"sent − stored grew {e2e['slope']:+.1f}/s but {unsampled} to tell the consumers "
+                                  "from ClickHouse" + ch_note)
     if host:
         return HOST, f"no stage's backlog was shown to grow ({step.why})" + host
     if step.failed:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -82,15 +84,23 @@ class RateSearch(LoadTestShape):
         self.steps: list[rc.RateStep] = []
         self.result: dict | None = None
         self._driver: gevent.Greenlet | None = None
-        self._samples: list[dict] = []
+        self._samples: deque[dict] = self._new_samples()
         self._samplers: dict = {}
         self._backend_names: list[str] = []
+        self._said_unknown: set[str] = set()  # reasons a bus lag is unknown, said once
         self._distributed = isinstance(environment.runner, MasterRunner)
         self._began = time.time()
         self._leftover = 0  # events a drain that timed out left behind, for the next step
         self._deadline = 0.0  # the search's start + --capacity-time-limit
         self._time_limited: float | None = None  # the rate the time limit left untried
         self._schedule: list[tuple[float, float, float, float]] = []  # (wall, from rate, to rate, ramp s)
+
+    def _new_samples(self) -> deque[dict]:
+        """Room for the samples a judgement reads (a window measured twice, with its ramp, settle and
+        drain before it), no more: memory stays bounded however long the search may run."""
+        cfg = self.settings
+        span = 3 * cfg.step_time + cfg.settle_time + cfg.ramp_time + cfg.drain_timeout
+        return deque(maxlen=math.ceil(span / cfg.sample_interval) + 16)
 
     def _set_rate(self, rate: float, ramp: float) -> float:
         at = self.target.set_rate(rate, ramp)
@@ -117,7 +127,7 @@ class RateSearch(LoadTestShape):
 
     def reset_time(self) -> None:
         super().reset_time()
-        self.steps, self.result, self._samples, self._time_limited = [], None, [], None
+        self.steps, self.result, self._samples, self._time_limited = [], None, self._new_samples(), None
         if self._driver is not None:
             self._driver.kill(block=False)
         self._driver = None
@@ -189,6 +199,12 @@ class RateSearch(LoadTestShape):
                 try:
                     sample = self._samplers[name].sample()
                     b = self._samplers[name].backlog(sample)
+                    if b is None and sample.get("lag_unknown"):
+                        # No series rather than a flat one: a backlog nobody reads is not judged.
+                        self._say_unknown(name, sample["lag_unknown"])
+                        s["bus_unknown"] = sample["lag_unknown"]
+                        bus = []
+                        break
                     if b is not None and b >= 0:
                         bus.append(b)
                 except Exception as exc:  # noqa: BLE001 - a missed sample; the slope uses the others
@@ -206,6 +222,12 @@ class RateSearch(LoadTestShape):
             self._samples.append(s)
             next_t += interval
             gevent.sleep(max(next_t - time.monotonic(), 0.0))
+
+    def _say_unknown(self, name: str, why: str) -> None:
+        if why not in self._said_unknown:
+            self._said_unknown.add(why)
+            log.warning("capacity search: %s: lag unknown — is the pipeline consuming? (%s's backlog is not "
+                        "judged; the end-to-end sent − stored series still is)", why, name)
 
     def _clickhouse(self) -> dict:
         sampler = self._samplers.get("clickhouse")
@@ -307,7 +329,7 @@ class RateSearch(LoadTestShape):
             self._wait_until(end)
             c1 = self._counts()
             window = self._window_samples(start, end + 0.5)
-            trends = self._trends(step, window, tol)
+            trends = self._trends(step, window, tol, start)
             step.start, step.end = round(start, 3), round(time.time(), 3)
             self._figures(step, c0, c1, lat0, window)
             limit = rc.generator_limit(step, self._report_lag(), check_sent=not self._distributed)
@@ -328,27 +350,30 @@ class RateSearch(LoadTestShape):
         step.clickhouse = _clickhouse_delta(ch0, ch1)
         step.clickhouse_lag_s = ch1.get("lag_seconds")
 
-    def _trends(self, step: rc.RateStep, window: list[dict], tol: float) -> dict[str, rc.Trend]:
+    def _trends(self, step: rc.RateStep, window: list[dict], tol: float, step_start: float) -> dict[str, rc.Trend]:
         trends: dict[str, rc.Trend] = {}
         series = {E2E_SERIES: [(s["t"], self._e2e_backlog(s, 0)) for s in window if s.get("stored") is not None],
                   BUS_SERIES: [(s["t"], s["bus"]) for s in window if "bus" in s]}
         step.backlog = {}
+        step.bus_unknown = next((s["bus_unknown"] for s in window if "bus_unknown" in s), "")
         for name, points in series.items():
             if len(points) < 4:
                 continue
             t0 = points[0][0]
             tr = rc.trend([t - t0 for t, _ in points], [float(v) for _, v in points], tol)
             trends[name] = tr
-            step.backlog[name] = {"start": points[0][1], "end": points[-1][1], "slope": tr.slope,
-                                  "ci": tr.half_width, "samples": tr.samples, "verdict": tr.verdict}
+            step.backlog[name] = {"start": points[0][1], "end": points[-1][1], **tr.as_dict()}
         both = [(s["t"], self._e2e_backlog(s, 0) - s["bus"]) for s in window
                 if s.get("stored") is not None and "bus" in s]
         step.between = {}
         if len(both) >= 4:
             t0 = both[0][0]
             tr = rc.trend([t - t0 for t, _ in both], [float(v) for _, v in both], tol)
-            step.between = {"start": both[0][1], "end": both[-1][1], "slope": tr.slope, "ci": tr.half_width,
-                            "samples": tr.samples, "verdict": tr.verdict}
+            step.between = {"start": both[0][1], "end": both[-1][1], **tr.as_dict()}
+        # The window's samples as judged (s from the window's start): the evidence behind the verdict.
+        step.series = [[round(s["t"] - step_start, 2),
+                        self._e2e_backlog(s, 0) if s.get("stored") is not None else None, s.get("bus")]
+                       for s in window]
         return trends
 
     def _figures(self, step: rc.RateStep, c0: _Counts, c1: _Counts, lat0: int, window: list[dict]) -> None:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from plumbing.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -82,13 +83,6 @@ def register(name: str, *, ports: dict[str, int] | None = None, env: str | None 
 def env_for(endpoints: dict[str, Endpoint]) -> dict[str, str]:
     """The suite's environment variables for these endpoints (what `stack.env` holds)."""
     return {ENV_NAMES[n]: e.url for n, e in endpoints.items() if n in ENV_NAMES}
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on `host` (an address of this machine) right now."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def poll_until(cond: Callable[[], object], timeout: float, what: str, interval: float = 0.05):

@@ -224,6 +224,10 @@ def finding_cpu(data: RunData, figures: dict[str, dict]) -> list[str]:
 def finding_backlog(data: RunData, figures: dict[str, dict]) -> list[str]:
     """The pipeline's backlog: its peak, its last sample, and whether it drained."""
     backlog = data.lag.get("backlog (events)")
+    unknown = data.meta.get("lag_unknown")
+    if unknown:  # said before any backlog figure: a lag that could not be measured is not a drained pipeline
+        return [f"The pipeline's backlog is unknown: {unknown}: lag unknown — is the pipeline consuming? "
+                "The run did not wait for it to drain and does not claim it drained."]
     if not backlog:
         return []
     peak = max(v for _, v in backlog)

@@ -131,7 +131,8 @@ def rate_capacity_section(cap: dict) -> list[str]:
     if cap.get("bottleneck"):
         md += [f"Bottleneck: **{cap['bottleneck']['stage']}**: {cap['bottleneck']['evidence']}.", ""]
     rule = cap.get("rule", {})
-    md += [f"A step passes when every backlog's least-squares slope over its {fmt(rule.get('step_time_s'))} s window, "
+    md += [f"A step passes when every backlog's least-squares slope over its {fmt(rule.get('step_time_s'))} s window "
+           "(over every sample, or over its troughs — the low after each flush — when that is narrower: a sawtooth), "
            f"with its 95 % interval, stays under {fmt(100 * rule.get('backlog_tolerance', 0))} % of the rate, the "
            f"end-to-end p95 is under {fmt(rule.get('slo_e2e_p95_ms'), 0)} ms and no send failed (docs/capacity.md).",
            ""]
@@ -141,11 +142,17 @@ def rate_capacity_section(cap: dict) -> list[str]:
     for s in cap["steps"]:
         e2e, bus = s["backlog"].get("sent − stored"), s["backlog"].get("bus")
         rows.append([s["target"], s["offered_per_s"], s["stored_per_s"],
-                     f"{e2e['slope']:+.1f} ± {e2e['ci']:.1f}" if e2e else None,
-                     f"{bus['slope']:+.1f} ± {bus['ci']:.1f}" if bus else None, s["e2e_p95_ms"],
+                     _slope_text(e2e), _slope_text(bus), s["e2e_p95_ms"],
                      s["e2e_p95_from_planned_ms"], s["dropped"], s["generator_cpu_max"],
                      "ok" if s["verdict"] == "pass" else f"{s['verdict']}: {s['why']}"])
     return md + _table(header, rows) + [""]
+
+
+def _slope_text(trend: dict | None) -> str | None:
+    """A backlog's slope ± its interval; "(troughs)" when its troughs judged it."""
+    if not trend:
+        return None
+    return f"{trend['slope']:+.1f} ± {trend['ci']:.1f}" + (" (troughs)" if trend.get("basis") == "troughs" else "")
 
 
 def section_phases(page: Page) -> list[str]:

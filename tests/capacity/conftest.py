@@ -43,7 +43,7 @@ def standin(request, clickhouse, redis_server, tmp_path):
     kafka_bus); returns (prefix, database)."""
     procs: list[subprocess.Popen] = []
 
-    def start(limit: str, rate: float, bus: str = "redis_bus") -> tuple[str, str]:
+    def start(limit: str, rate: float, *extra: str, bus: str = "redis_bus") -> tuple[str, str]:
         tag = uuid.uuid4().hex[:8]
         prefix, db = f"c{tag}", f"xapi_c{tag}"
         ready = tmp_path / f"ready-{tag}"
@@ -53,7 +53,7 @@ def standin(request, clickhouse, redis_server, tmp_path):
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "tests.capacity.standin", "--limit", limit, "--rate", str(rate), "--bus", bus,
              *where, "--stream", f"{prefix}-analytics", "--clickhouse-url", clickhouse.url,
-             "--xapi-database", db, "--ready-file", str(ready)],
+             "--xapi-database", db, "--ready-file", str(ready), *extra],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
         wait_for(lambda: ready.exists() or procs[-1].poll() is not None, timeout=60, what="stand-in ready")
         assert ready.exists(), f"the stand-in exited with {procs[-1].poll()}"

@@ -8,6 +8,9 @@ events/s, limited at one stage:
 - ``--limit insert``: the bus is read and acknowledged at once, and the ClickHouse inserts are
   paced (events leave the bus and wait before the xAPI table), as a slow insert path.
 
+With ``--no-group`` it reads the stream with plain XREAD (no consumer group: the stream records no
+reader, so its lag cannot be measured).
+
     python -m tests.capacity.standin --limit consumer --rate 40 --redis-url … --stream t1-analytics \
         --clickhouse-url … --xapi-database xapi_t1 --ready-file …
     python -m tests.capacity.standin --bus kafka_bus --kafka-brokers … --stream t1-analytics …
@@ -57,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kafka-brokers", default="")
     p.add_argument("--stream", required=True, help="the stream (redis_bus) or topic (kafka_bus)")
     p.add_argument("--group", default="event_routing_backends")
+    p.add_argument("--no-group", action="store_true", help="read with XREAD, no consumer group")
     p.add_argument("--clickhouse-url", required=True)
     p.add_argument("--xapi-database", required=True)
     p.add_argument("--ready-file", type=Path, required=True)
@@ -108,21 +112,27 @@ def redis_reader(a, stop: threading.Event, read: queue.Queue, pace: Pace | None,
 
     r = redis.Redis.from_url(a.redis_url)
     try:
-        r.xgroup_create(a.stream, a.group, id="0", mkstream=True)
+        if not a.no_group:
+            r.xgroup_create(a.stream, a.group, id="0", mkstream=True)
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
 
     def consume() -> None:
+        last = "0"
         while not stop.is_set():
-            resp = r.xreadgroup(a.group, "standin", {a.stream: ">"}, count=count, block=200)
+            resp = (r.xread({a.stream: last}, count=count, block=200) if a.no_group
+                    else r.xreadgroup(a.group, "standin", {a.stream: ">"}, count=count, block=200))
             entries = resp[0][1] if resp else []
             if not entries:
                 continue
             if pace:
                 pace.take(len(entries))
             read.put([decode.tracking_event(fields[b"event_data"]) for _id, fields in entries])
-            r.xack(a.stream, a.group, *[i for i, _f in entries])
+            if a.no_group:
+                last = entries[-1][0]
+            else:
+                r.xack(a.stream, a.group, *[i for i, _f in entries])
 
     return consume
 

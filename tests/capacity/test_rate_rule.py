@@ -30,6 +30,38 @@ def test_noise_that_hides_the_trend_leaves_it_unclear_never_a_pass():
     assert t.verdict == rc.UNCLEAR and t.half_width > 5.0
 
 
+def sawtooth(growth: float, phase: float, seed: int, n: int = 40) -> tuple[list[float], list[float]]:
+    """sent − stored of a pipeline flushing on a 5 s timer (5.3 s with the insert) at 100 events/s,
+    sampled every second: a tooth of 500 events, and `growth` events/s left behind per second."""
+    rng = random.Random(seed)
+    times = [i + rng.uniform(0.0, 0.1) for i in range(n)]
+    return times, [100 * ((t + phase) % 5.3) + growth * t + rng.randint(0, 20) for t in times]
+
+
+@pytest.mark.parametrize("phase", [k * 0.53 for k in range(10)])
+def test_a_batch_timer_sawtooth_that_keeps_up_is_flat_by_its_troughs(phase):
+    t = rc.trend(*sawtooth(0.0, phase, seed=round(phase * 100)), tolerance=5.0)
+    assert t.verdict == rc.FLAT, t.text()
+
+
+@pytest.mark.parametrize("phase", [k * 0.53 for k in range(10)])
+def test_a_sawtooth_whose_troughs_rise_is_growing(phase):
+    t = rc.trend(*sawtooth(15.0, phase, seed=round(phase * 100)), tolerance=5.0)
+    assert t.verdict == rc.GROWING, t.text()
+
+
+def test_the_troughs_are_the_lows_after_each_drop():
+    times = list(range(10))
+    assert rc.troughs(times, [5, 0, 0, 3, 6, 1, 4, 4, 2, 9]) == ([2, 5, 8], [0, 1, 2])
+
+
+def test_growth_shown_by_the_wider_estimate_still_fails():
+    # Steady growth without teeth: the troughs (none, or a few of the noise) cannot hide it.
+    times = [i * 0.5 for i in range(40)]
+    values = [100 + 20 * t + (15 if i % 7 == 0 else 0) for i, t in enumerate(times)]
+    assert rc.trend(times, values, tolerance=5.0).verdict == rc.GROWING
+
+
 def test_an_unclear_backlog_is_measured_again_then_fails():
     step = rc.RateStep(target=100.0, e2e_p95_ms=500.0)
     unclear = {"sent − stored": rc.Trend(4.0, 9.0, 8, rc.UNCLEAR)}
@@ -135,6 +167,13 @@ def test_ambiguous_evidence_is_not_determined_with_the_reason():
     assert stage == rc.UNDETERMINED and "--monitor-backend" in why
     stage, why = rc.attribute(evidence(rc.GROWING, rc.GROWING, e2e_slope=40.0, bus_slope=5.0), rc.CONSUMERS)
     assert stage == rc.UNDETERMINED and "more than one stage" in why
+
+
+def test_an_unknown_bus_lag_is_named_as_the_reason_it_is_not_determined():
+    step = evidence(None, rc.GROWING)
+    step.bus_unknown = "no consumer group reads stream dev-analytics"
+    stage, why = rc.attribute(step, rc.CONSUMERS)
+    assert stage == rc.UNDETERMINED and "lag was unknown (no consumer group reads stream dev-analytics)" in why
 
 
 def test_drops_or_a_busy_generator_are_the_generators_limit():

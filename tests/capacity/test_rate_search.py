@@ -56,6 +56,19 @@ def test_a_slow_insert_path_under_two_processes_is_found_and_named_clickhouse(st
     assert "open model: planned" in run.output
 
 
+def test_a_stream_no_group_reads_has_no_bus_series_and_is_judged_end_to_end(standin, search):
+    prefix, db = standin("insert", 1000, "--no-group")  # read with XREAD: the stream records no reader
+    run = search(prefix, db, "--monitor-backend", "redis_bus", "--capacity-start-rate", "20",
+                 "--capacity-max-rate", "20")
+    assert run.done.returncode == 0, run.output[-3000:]
+    step = run.capacity["steps"][0]
+    assert "bus" not in step["backlog"], step  # unknown, not a flat 0
+    assert step["backlog"]["sent − stored"]["verdict"] == "flat" and step["verdict"] == "pass", step
+    why = f"no consumer group reads stream {prefix}-analytics: lag unknown — is the pipeline consuming?"
+    assert run.output.count(f"capacity search: {why}") == 1, run.output[-3000:]
+    assert run.output.count(f"monitor: {why}") == 1
+
+
 def test_a_rate_beyond_the_generator_is_its_limit_and_no_capacity_is_claimed(search):
     # One process of queueing (pipelined) sends offers some thousands of events/s, even from one user
     # (bench/arrival.py: ~6–20 k/s here); 200 k/s is beyond any machine's one process by far, so the
