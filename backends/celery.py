@@ -107,8 +107,15 @@ def sender(environment, options) -> RedisSender:
 
 
 def sampler(options) -> Sampler:
+    """The queues of --celery-queues, plus the one this run's tasks go to (--celery-queue, where the
+    tracking generator runs): a queue the tasks never reach reads as empty, so leaving theirs out
+    would make the monitor call the pipeline drained while they wait."""
     broker = _url(options)
-    return Sampler(broker, options.celery_queues, options.erb_redis_url or broker, options.erb_lists)
+    queues = _csv(options.celery_queues)
+    own = getattr(options, "celery_queue", None)
+    if own and own not in queues:
+        queues = (*queues, own)
+    return Sampler(broker, queues, options.erb_redis_url or broker, options.erb_lists)
 
 
 def entry(opts: dict) -> str:

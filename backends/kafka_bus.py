@@ -7,6 +7,11 @@ by one long-lived client that never joins the group. The reference monitor built
 per sample and asked about group `analytics-service`, which the Aspects consumer does not use
 (it is `event_routing_backends`), so its lag never drained. librdkafka calls block, so they
 run off the gevent loop (plumbing.blocking).
+
+A group that has committed nothing on the topic and has no member (its consumers never joined) has
+no lag to measure: unknown (None, `lag_unknown` says why), never 0, nor everything retained (which
+would hold every run without a consumer to its drain timeout). Once a member joined, what it has
+not committed counts from the partition's start (event-bus-kafka reads from the earliest offset).
 """
 
 from __future__ import annotations
@@ -68,6 +73,9 @@ class Sampler:
         # is down; a failed sample is reported by the monitor instead.
         conf.update({"group.id": group, "enable.auto.commit": False, "log_level": 0})
         self.consumer = Consumer(conf)
+        from confluent_kafka.admin import AdminClient
+
+        self.admin = AdminClient({**kafka_conf.client_config(brokers), "log_level": 0})
 
     def _read(self) -> dict:
         from confluent_kafka import TopicPartition
@@ -78,25 +86,41 @@ class Sampler:
             return {"topic": self.topic, "group": self.group, "partitions": [], "lag": 0, "exists": False}
         tps = [TopicPartition(self.topic, p) for p in sorted(tmeta.partitions)]
         committed = self.consumer.committed(tps, timeout=self.timeout)
-        parts, total = [], 0
+        parts, total, unknown = [], 0, ""
         for tp in committed:
             low, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, tp.partition),
                                                             timeout=self.timeout, cached=False)
             if high < 0:
-                lag = 0
+                lag = None
+                unknown = f"no high watermark for {self.topic} partition {tp.partition}"
             elif tp.offset < 0:  # the group has committed nothing here: everything retained is behind
                 lag = high - low
             else:
                 lag = max(high - tp.offset, 0)
             parts.append({"partition": tp.partition, "lag": lag, "committed": tp.offset, "high": high})
-            total += lag
+            total += lag or 0
+        if all(tp.offset < 0 for tp in committed) and not self._members():
+            unknown = f"consumer group {self.group} has committed nothing on {self.topic} and has no member"
+        if unknown:
+            return {"topic": self.topic, "group": self.group, "partitions": parts, "lag": None,
+                    "lag_unknown": unknown}
         return {"topic": self.topic, "group": self.group, "partitions": parts, "lag": total}
+
+    def _members(self) -> int:
+        """Members of the group now (0 while it does not exist; a failed answer counts as none)."""
+        from confluent_kafka import KafkaException
+
+        try:
+            desc = self.admin.describe_consumer_groups([self.group], request_timeout=self.timeout)[self.group]
+            return len(desc.result().members)
+        except KafkaException:
+            return 0
 
     def sample(self) -> dict:
         return run_blocking(self._read)
 
     def backlog(self, sample: dict) -> int | None:
-        return sample["lag"]
+        return sample["lag"]  # None: unknown (lag_unknown says why)
 
     def close(self) -> None:
         run_blocking(self.consumer.close)

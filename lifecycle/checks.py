@@ -37,12 +37,15 @@ class Drain:
     seconds: float | None = None
     max_backlog: int = 0
     measured: bool = False
+    unknown: str = ""  # measured, but drained is None: why (e.g. no consumer group reads stream X)
 
 
-def record_drain(environment, drained: bool | None, seconds: float | None, max_backlog: int) -> None:
-    """The monitor's drain figures, for --check-max-lag and --check-drain-time."""
+def record_drain(environment, drained: bool | None, seconds: float | None, max_backlog: int,
+                 unknown: str = "") -> None:
+    """The monitor's drain figures, for --check-max-lag and --check-drain-time; `drained` None with
+    `unknown` saying why when a lag could not be measured."""
     d = run_state.reset(environment, Drain)
-    d.drained, d.seconds, d.max_backlog, d.measured = drained, seconds, max_backlog, True
+    d.drained, d.seconds, d.max_backlog, d.measured, d.unknown = drained, seconds, max_backlog, True, unknown
 
 
 def drain(environment) -> Drain:
@@ -65,8 +68,12 @@ def judge(environment, failed: Callable[..., None]) -> None:
         failed(environment, ExitCode.P95, f"p95 {p95} ms > --check-p95 {o.check_p95}")
     if not d.measured:
         return  # no monitor ran (--no-monitor): no backlog or drain to judge
-    if o.check_max_lag is not None and d.max_backlog > o.check_max_lag:
+    if o.check_max_lag is not None and d.unknown:
+        failed(environment, ExitCode.MAX_LAG, f"max backlog unknown ({d.unknown}; --check-max-lag {o.check_max_lag})")
+    elif o.check_max_lag is not None and d.max_backlog > o.check_max_lag:
         failed(environment, ExitCode.MAX_LAG, f"max backlog {d.max_backlog} > --check-max-lag {o.check_max_lag}")
     if o.check_drain_time is not None and (not d.drained or (d.seconds or 0) > o.check_drain_time):
-        failed(environment, ExitCode.DRAIN, f"drain {'never finished' if not d.drained else f'took {d.seconds} s'} "
+        how = (f"unknown ({d.unknown})" if d.unknown else "never finished" if not d.drained
+               else f"took {d.seconds} s")
+        failed(environment, ExitCode.DRAIN, f"drain {how} "
                                             f"(--check-drain-time {o.check_drain_time})")

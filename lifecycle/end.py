@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 import gevent
 from locust import events
 from locust.event import EventHook
-from locust.runners import STATE_RUNNING, STATE_SPAWNING, WorkerRunner
+from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
-from lifecycle import checks
+from lifecycle import checks, processes
 from lifecycle import run as identity
 from lifecycle.exit_codes import INTERRUPTED, ExitCode
 from plumbing import run_state
@@ -141,6 +141,8 @@ def end(environment) -> int:
     run_measured.fire(environment=environment)
     if not isinstance(runner, WorkerRunner):
         checks.judge(environment, check_failed)
+    for line in processes.run_ending(bool(run.interrupted)):
+        run.failed.setdefault(ExitCode.WORKER_DIED, line)
     run.exit_code = code = _decide(environment)
     drain = checks.drain(environment)
     run_ending.fire(environment=environment, exit_code=code,
@@ -154,7 +156,7 @@ def _decide(environment) -> int:
     if run.interrupted:
         environment.process_exit_code = INTERRUPTED[run.interrupted].value
     elif run.failed:
-        first = ExitCode.MONITOR_CRASH if ExitCode.MONITOR_CRASH in run.failed else min(run.failed)
+        first = next((c for c in (ExitCode.WORKER_DIED, ExitCode.MONITOR_CRASH) if c in run.failed), min(run.failed))
         environment.process_exit_code = first.value
     if environment.process_exit_code is not None:
         return environment.process_exit_code
@@ -175,6 +177,12 @@ def _note_interruption(environment) -> None:
 
 
 # -- Locust's events -------------------------------------------------------------------------------
+@events.init_command_line_parser.add_listener
+def _parser(parser, **_kw) -> None:
+    """Locust parses its options before it forks its workers (--processes): watch them from their fork."""
+    processes.watch_forks()
+
+
 @events.init.add_listener
 def _init(environment, **_kw) -> None:
     """Note SIGTERM as it arrives: Locust ends SIGTERM and Ctrl-C alike in `quitting`.
@@ -184,6 +192,8 @@ def _init(environment, **_kw) -> None:
     """
     run = _state(environment)
     gevent.signal_handler(signal.SIGTERM, setattr, run, "sigterm_received", True)
+    o = environment.parsed_options
+    processes.init(isinstance(environment.runner, MasterRunner) and bool(getattr(o, "processes", None)))
 
 
 @events.test_start.add_listener
@@ -195,10 +205,18 @@ def _test_start(environment, **_kw) -> None:
         end(environment)
     state.started, state.ended, state.interrupted, state.failed, state.exit_code, state.extras = (
         True, False, "", {}, None, {})
+    processes.run_started()
     if not isinstance(environment.runner, WorkerRunner):
         run_started.fire(environment=environment, run_id=identity.new_id(environment),
                          start=identity.start_row(environment, start_fields(environment)),
                          meta=identity.meta(environment))
+
+
+@events.test_stopping.add_listener
+def _test_stopping(environment, **_kw) -> None:
+    """The workers are told to quit after this (a headless run's end): their exits are no deaths."""
+    if isinstance(environment.runner, MasterRunner):
+        processes.run_stopping()
 
 
 @events.quitting.add_listener

@@ -103,10 +103,12 @@ def end_row(extras: dict, drain, exit_code: int, interrupted: bool) -> dict:
     """Fields of the run's `end` row: what the run added (`add_run_extra`), the monitor's drain figures
     (`lifecycle.checks.Drain`), the exit code and whether a signal stopped the run before its planned end."""
     return {**extras, "drained": drain.drained, "drain_seconds": drain.seconds, "max_backlog": drain.max_backlog,
+            **({"lag_unknown": drain.unknown} if drain.unknown else {}),
             "exit_code": exit_code, "interrupted": interrupted}
 
 
 def end_meta(environment, extras: dict, drain, exit_code: int) -> dict:
     """Fields of the run's final metadata row (its first, `meta`, has exit code -1)."""
     return {"ended": time.time(), **meta(environment), "exit_code": exit_code, "drained": 1 if drain.drained else 0,
-            "drain_seconds": drain.seconds or 0.0, "max_backlog": drain.max_backlog, "extra": json.dumps(extras)}
+            "drain_seconds": drain.seconds or 0.0, "max_backlog": drain.max_backlog,
+            "extra": json.dumps({**extras, "lag_unknown": drain.unknown} if drain.unknown else extras)}

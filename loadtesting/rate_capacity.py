@@ -228,6 +228,7 @@ class RateStep:
     leftover: int = 0  # events a timed-out drain left before this step (its e2e p95 is then not judged)
     sent_per_s_reported: float | None = None  # on a master: sent/s from the workers' reports (coarse)
     series: list = field(default_factory=list)  # the window's samples: [s from its start, sent − stored, bus]
+    bus_unknown: str = ""  # why the bus's lag was unknown in the window (e.g. no consumer group reads it)
 
     @property
     def ok(self) -> bool:
@@ -383,8 +384,10 @@ def attribute(step: RateStep, bus_kind: str | None) -> tuple[str, str]:
                     f"bus backlog flat ({bus['slope']:+.1f}/s) while sent − stored grew {e2e['slope']:+.1f}/s: "
                     f"events left the bus but did not reach the xAPI table" + ch_note + host)
         if bus is None:
-            return UNDETERMINED, (f"sent − stored grew {e2e['slope']:+.1f}/s but no bus or queue was sampled "
-                                  "(add --monitor-backend) to tell the consumers from ClickHouse" + ch_note)
+            unsampled = (f"the bus's lag was unknown ({step.bus_unknown})" if step.bus_unknown
+                         else "no bus or queue was sampled (add --monitor-backend)")
+            return UNDETERMINED, (f"sent − stored grew {e2e['slope']:+.1f}/s but {unsampled} to tell the consumers "
+                                  "from ClickHouse" + ch_note)
     if host:
         return HOST, f"no stage's backlog was shown to grow ({step.why})" + host
     if step.failed:
@@ -425,6 +428,11 @@ def summary_text(result: dict) -> str:
         lines.append(f"the generator was the limit at {result['generator_limited_at']:g} {unit}/s "
                      f"({why}): raise -u/--users, --processes or workers; "
                      + (f"the pipeline sustained at least {cap:g} {unit}/s" if cap else "no capacity claimed"))
+    elif result.get("stopped"):
+        during = result.get("stopped_during")
+        lines.append("stopped before the search ended"
+                     + (f" (while measuring {during:g} {unit}/s)" if during is not None else "") + ": a partial result, "
+                     + (f"sustained at least {cap:g} {unit}/s" if cap else "no step passed"))
     elif result.get("stopped_by_time_limit") is not None:
         above = result.get("lowest_failing_above")
         lines.append(f"sustained: {cap:g} {unit}/s; stopped by --capacity-time-limit {result['time_limit_s']:g} s "
@@ -440,3 +448,15 @@ def summary_text(result: dict) -> str:
         lines.append(f"bottleneck: {b['stage']}: {b['evidence']}")
     lines.append(f"search took {result['duration_s']:.0f} s")
     return "\n".join(lines)
+
+
+DRAIN_HORIZON_S = 10.0  # a drain's rate keeps the users' claimed instants within this many seconds
+
+
+def drain_rate(start_rate: float, users: int, failed_rate: float) -> float:
+    """The rate held after a failed step until its backlog drains: well below any passing rate (a quarter
+    of the start rate), but no lower than the users can hold claims for within DRAIN_HORIZON_S (users /
+    rate: how long the next rate waits behind them); and at most half the failed step's own rate — a
+    step below those (the search halving after a failed first step, or many users) would otherwise be
+    "drained" at a rate it could not take, and its backlog would never drain."""
+    return min(max(start_rate / 4, users / DRAIN_HORIZON_S, 1.0), start_rate, failed_rate / 2)

@@ -190,14 +190,11 @@ def main(argv: list[str] | None = None) -> int:
             log.info(console_line(run_id, stats, backlog, ended_at is not None))
             # Only a sample taken after the end was seen judges the drain: one taken before may predate
             # the run's last events.
-            verdict = None if ended_at is None or taken_at < ended_at else \
-                loop.drain_verdict(backlog, time.monotonic() - ended_at, args.drain_timeout)
-            if verdict is not None:
-                drained = verdict
-                if verdict:
-                    log.info("drained %.1f s after the run ended", time.monotonic() - ended_at)
-                else:
-                    log.warning("not drained %.0f s after the run ended (backlog %s)", args.drain_timeout, backlog)
+            outcome = None if ended_at is None or taken_at < ended_at else \
+                loop.drain_outcome(sampling, time.monotonic() - ended_at, args.drain_timeout, "the run ended")
+            if outcome is not None:
+                drained, text = outcome
+                (log.info if drained else log.warning)(text)
                 break
             next_t = max(next_t + args.monitor_interval, time.monotonic())
             time.sleep(max(0.0, next_t - time.monotonic()))

@@ -42,7 +42,7 @@ def console_line(run_id: str, stats: dict, backlog: int | None, draining: bool) 
             parts.append(f"{source}: {sample['error']}")
             continue
         keys = KEY_FIGURES.get(source) or [k for k, v in sample.items() if isinstance(v, (int, float))][:4]
-        figures = " ".join(f"{k}={sample[k]}" for k in keys if k in sample)
+        figures = " ".join(f"{k}={'unknown' if sample[k] is None else sample[k]}" for k in keys if k in sample)
         parts.append(f"{source}: {figures}")
     state = "" if backlog is None else f" | backlog {'unknown' if backlog < 0 else backlog}"
     return f"monitor {run_id}{' (draining)' if draining else ''}: " + " | ".join(parts) + state

@@ -45,7 +45,7 @@ from monitors import e2e
 from monitors import samplers as sampling
 from monitors import sink as sinks
 from monitors.figures import console_line
-from monitors.loop import Sampling, close_all, drain_verdict, store_sample
+from monitors.loop import Sampling, close_all, drain_outcome, store_sample
 from monitors.planned import planned_stats
 from monitors.sink import Sink
 from plumbing import histogram, logs, run_state, settings
@@ -119,6 +119,7 @@ class Monitor:
     awaiting_reports: set = field(default_factory=set)  # workers whose last report (0 users) is still due
     drained: bool | None = None
     drain_seconds: float | None = None
+    drain_unknown: str = ""  # why the drain is unknown (a lag that cannot be measured), if it is
     crashed: bool = False
     finished: bool = False
     greenlet: object = None
@@ -259,14 +260,13 @@ class Monitor:
 
     def _drain_finished(self) -> bool:
         waited = time.monotonic() - self.stopping_at
-        verdict = drain_verdict(self.backlog, waited, self.drain_timeout)
-        if verdict is None:
+        outcome = drain_outcome(self.sampling, waited, self.drain_timeout)
+        if outcome is None:
             return False
-        self.drained, self.drain_seconds = verdict, round(waited, 3)
-        if verdict:
-            log.info("monitor: drained %.1f s after the test stopped", waited)
-        else:
-            log.warning("monitor: not drained after %.0f s (backlog %s); giving up", waited, self.backlog)
+        self.drained, text = outcome
+        self.drain_seconds = round(waited, 3)
+        self.drain_unknown = "; ".join(self.sampling.unknown.values()) if self.drained is None else ""
+        (log.info if self.drained else log.warning)("monitor: %s", text)
         return True
 
     # -- rows ----------------------------------------------------------------------------------
@@ -387,7 +387,7 @@ def _drain(environment, **_kw) -> None:
         end.check_failed(environment, ExitCode.MONITOR_CRASH, "the monitor's sampling crashed (logged above)")
     else:  # requests reported after the last sample (a late worker report) form a last interval
         mon._store_request_stats(time.time())
-    checks.record_drain(environment, mon.drained, mon.drain_seconds, mon.max_backlog)
+    checks.record_drain(environment, mon.drained, mon.drain_seconds, mon.max_backlog, mon.drain_unknown)
 
 
 @end.run_measured.add_listener

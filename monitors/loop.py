@@ -6,7 +6,10 @@ for at most its timeout (--sampler-timeout): a server that hangs makes only its 
 from a sample, never the sample late; a call still hanging is not started again until it returns.
 
 Backlog rule (one for both): None when no sampler measures one, -1 (unknown, so not drained) when a
-sampler that drains failed, else the sum of the samplers' backlogs.
+sampler that drains failed, else the sum of the samplers' backlogs. A sampler whose sample says its
+lag cannot be measured (`lag_unknown`: e.g. a Redis stream no consumer group reads) makes the backlog
+missing (None, never 0): said once, not waited on at the drain, and the drain is then unknown, not
+"drained" (drain_outcome).
 """
 
 from __future__ import annotations
@@ -90,6 +93,9 @@ class Sampling:
     errors: int = 0  # samples a sampler failed or was late
     max_backlog: int = 0
     latest: dict = field(default_factory=dict)  # the newest sample, for the web UI's pipeline tab
+    unknown: dict = field(default_factory=dict)  # name -> why its lag is unknown, in the newest sample
+    known_backlog: int | None = None  # the backlog of the samplers whose lag is known (what the drain waits on)
+    said_unknown: set = field(default_factory=set)  # the reasons already logged
     remind_every: float = REMIND_EVERY
     _calls: dict = field(default_factory=dict)  # name -> _Call (the last one started)
     _trouble: dict = field(default_factory=dict)  # name -> _Trouble
@@ -111,6 +117,7 @@ class Sampling:
                 fresh[name] = self._calls[name] = _Call(sampler)
         stats: dict = {}
         backlogs: list[int] = []
+        unknown: dict[str, str] = {}
         for name, sampler in samplers:
             call = self._calls[name]
             if name in fresh:
@@ -119,6 +126,8 @@ class Sampling:
                 sample = call.sample
                 if call.backlog is not None:
                     backlogs.append(int(call.backlog))
+                elif isinstance(sample, dict) and sample.get("lag_unknown") and getattr(sampler, "drains", True):
+                    unknown[name] = str(sample["lag_unknown"])
                 self._recovered(name)
             else:
                 if call.done.is_set() and name in fresh:
@@ -136,8 +145,23 @@ class Sampling:
         backlog = None if not backlogs else (sum(known) if len(known) == len(backlogs) else -1)
         if known:
             self.max_backlog = max(self.max_backlog, sum(known))
+        self._unknown(unknown)
+        self.known_backlog = backlog
+        if unknown and backlog != -1:
+            backlog = None  # a sum without the unknown lag would pass for the pipeline's backlog
         self.latest = {"time": now, "stats": stats, "backlog": backlog}
         return now, stats, backlog
+
+    def _unknown(self, unknown: dict[str, str]) -> None:
+        """Say once why a lag is unknown, and when it is measured again."""
+        for name, why in unknown.items():
+            if why not in self.said_unknown:
+                self.said_unknown.add(why)
+                log.warning("monitor: %s: lag unknown — is the pipeline consuming? (%s's backlog is missing from "
+                            "the samples, and the drain is not waited on for it)", why, name)
+        for name in self.unknown.keys() - unknown.keys():
+            log.warning("monitor: %s lag measured again (it was unknown: %s)", name, self.unknown[name])
+        self.unknown = unknown
 
     def _troubled(self, name: str, problem: str) -> None:
         self.errors += 1
@@ -187,6 +211,23 @@ def drain_verdict(backlog: int | None, waited: float, timeout: float) -> bool | 
     if waited >= timeout:
         return False
     return None
+
+
+def drain_outcome(sampling: Sampling, waited: float, timeout: float,
+                  since: str = "the test stopped") -> tuple[bool | None, str] | None:
+    """`waited` s after `since`, judged on the newest sample: None to sample on, else (drained, what to
+    log) with drained True, False (`timeout` reached first), or None (unknown: a lag that cannot be
+    measured is neither waited on nor called drained)."""
+    verdict = drain_verdict(sampling.known_backlog, waited, timeout)
+    if verdict is None:
+        return None
+    if not verdict:
+        return False, f"not drained {waited:.0f} s after {since} (backlog {sampling.known_backlog}); giving up"
+    if sampling.unknown:
+        why = "; ".join(sampling.unknown.values())
+        rest = "" if sampling.known_backlog is None else f"the rest drained {waited:.1f} s after {since}; "
+        return None, f"drain unknown ({why}; {rest}not waited on)"
+    return True, f"drained {waited:.1f} s after {since}"
 
 
 def store_sample(sink, run_id: str, now: float, stats: dict, backlog: int | None,

@@ -64,6 +64,8 @@ def latest_rows(environment, run_id: str, latest: dict) -> dict:
             rows.append({"source": source, "metric": "error", "value": sample["error"]})
             continue
         keys = KEY_FIGURES.get(source)
+        if sample.get("lag_unknown"):  # missing from the figures below, not 0
+            rows.append({"source": source, "metric": "lag", "value": f"unknown: {sample['lag_unknown']}"})
         for metric, value in flatten(sample):
             if keys is None or metric.split(".")[0] in keys:
                 rows.append({"source": source, "metric": metric, "value": round(value, 3)})

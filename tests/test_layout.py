@@ -14,7 +14,7 @@ BASE: set[str] = set()
 MAY_IMPORT = {
     "plumbing": BASE,
     "openedx_erb": BASE,
-    "stack": BASE,
+    "stack": {"plumbing"},
     "targets": {"plumbing", "openedx_erb"},
     "backends": {"plumbing", "openedx_erb"},
     "lifecycle": {"plumbing"},

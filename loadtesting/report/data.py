@@ -177,6 +177,12 @@ def load_csv(run_id: str, folder: Path) -> RunData:
                 continue
             if s.get("backlog") is not None:
                 data.lag.setdefault("backlog (events)", []).append((s["time"], float(s["backlog"])))
+            # A lag the last sample could not measure (e.g. no consumer group reads the stream): no lag, not 0.
+            unknown = [str(v["lag_unknown"]) for v in (s.get("stats") or {}).values()
+                       if isinstance(v, dict) and v.get("lag_unknown")]
+            data.meta.pop("lag_unknown", None)
+            if unknown:
+                data.meta["lag_unknown"] = "; ".join(unknown)
             for source, sample in (s.get("stats") or {}).items():
                 if isinstance(sample, dict):
                     for key in ("lag_seconds", "lag"):
@@ -248,6 +254,8 @@ def load_clickhouse(run_id: str, url: str, database: str) -> RunData | None:
                  "versions": json.loads(versions or "{}"), "exit_code": exit_code,
                  "drained": bool(drained), "drain_seconds": drain_s, "max_backlog": max_backlog,
                  "extra": json.loads(extra or "{}")}
+    if data.meta["extra"].get("lag_unknown"):
+        data.meta["lag_unknown"] = data.meta["extra"]["lag_unknown"]
     for t, users, rps, fail_rps, p95 in client.execute(q["timeline"], {"run": run_id}):
         data.timeline.append({"time": t / 1000, "users": users, "rps": rps, "fail_rps": fail_rps, "p95": p95})
     duration = (data.timeline[-1]["time"] - data.timeline[0]["time"]) if len(data.timeline) > 1 else 0

@@ -169,6 +169,13 @@ def test_ambiguous_evidence_is_not_determined_with_the_reason():
     assert stage == rc.UNDETERMINED and "more than one stage" in why
 
 
+def test_an_unknown_bus_lag_is_named_as_the_reason_it_is_not_determined():
+    step = evidence(None, rc.GROWING)
+    step.bus_unknown = "no consumer group reads stream dev-analytics"
+    stage, why = rc.attribute(step, rc.CONSUMERS)
+    assert stage == rc.UNDETERMINED and "lag was unknown (no consumer group reads stream dev-analytics)" in why
+
+
 def test_drops_or_a_busy_generator_are_the_generators_limit():
     assert "dropped" in rc.generator_limit(rc.RateStep(target=100, dropped=7, start=0, end=10))
     starved = rc.RateStep(target=100, dropped=7, start=0, end=10, generator_cpu_max=15, host_cpu_max=100)
@@ -202,3 +209,12 @@ def test_the_time_left_bounds_the_bisection_and_the_climb():
     # bisections below it (4 × 70 + 70 > 7 × 10).
     assert rc.plan_left_s(steps((50, True)), o, per_step=10) == 5 * 10 + 70 + 4 * 70
     assert rc.plan_left_s([rc.RateStep(target=50, verdict=rc.GENERATOR)], o, per_step=10) == 0
+
+
+def test_a_failed_step_is_drained_below_its_own_rate():
+    # (start rate, users, failed rate): the first step failing, a step below the start rate after it,
+    # many users (make pipeline-capacity's 400: users / 10 s is 40/s).
+    for start, users, failed in ((50, 20, 50), (50, 20, 12.5), (50, 400, 50), (50, 400, 6.25)):
+        assert rc.drain_rate(start, users, failed) <= failed / 2, (start, users, failed)
+    assert rc.drain_rate(50, 20, 50) == 12.5  # a quarter of the start rate when the users allow it
+    assert rc.drain_rate(50, 200, 100) == 20  # no lower than the users' claims allow (200 users / 10 s)

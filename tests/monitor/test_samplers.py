@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,8 @@ from backends import celery, kafka_bus, redis_bus, vector
 from monitors import clickhouse as ch_sampler
 from monitors import host
 from monitors import samplers as sampling
-from monitors.loop import Sampling
+from monitors.figures import flatten
+from monitors.loop import Sampling, drain_outcome, store_sample
 from tests.helpers import REPO, log_of, wait_for
 
 FIXTURES = Path(__file__).with_name("fixtures")
@@ -34,6 +36,19 @@ def test_celery_counts_every_queue_and_the_erb_lists(redis_server, rds):
     s = celery.Sampler(redis_server.url).sample()
     assert (s["lms_queue_length"], s["cms_queue_length"], s["batch_queue_length"], s["dead_queue_length"]) == (7, 2, 99, 1)
     assert s["lag"] == 109  # "drained" includes ERB's batch buffer and its dead letters
+
+
+def test_celery_counts_the_queue_the_runs_tasks_go_to_even_when_not_listed(redis_server, rds):
+    from types import SimpleNamespace
+
+    rds.delete("custom.tasks")
+    rds.lpush("custom.tasks", *range(4))
+    opts = SimpleNamespace(celery_broker_url=redis_server.url, celery_queues="edx.lms.core.default",
+                           celery_queue="custom.tasks", erb_redis_url=None, erb_lists="")
+    try:
+        assert celery.sampler(opts).sample()["lag"] == 4  # not 0: "drained" while the tasks wait
+    finally:
+        rds.delete("custom.tasks")
 
 
 def test_celery_backlog_drains_when_a_real_worker_consumes(redis_server, rds, tmp_path):
@@ -99,6 +114,54 @@ def test_redis_bus_counts_lag_itself_when_redis_reports_nil(redis_server, rds):
     assert (g["lag"], g["lag_source"]) == (29, "xrange")
 
 
+def _trimmed_stream(rds) -> None:
+    """A group that read 10 of 50 entries, then 1,000 more added with MAXLEN 100: 940 trimmed unread."""
+    for i in range(50):
+        rds.xadd("dev-analytics", {"i": i})
+    rds.xgroup_create("dev-analytics", "g", id="0")
+    _read_and_ack(rds, "dev-analytics", "g", 10, ack=10)
+    for i in range(1000):
+        rds.xadd("dev-analytics", {"i": i}, maxlen=100, approximate=False)
+
+
+def test_redis_bus_entries_trimmed_before_the_group_read_them_are_lost_not_lag(redis_server, rds, caplog):
+    _trimmed_stream(rds)
+    sampler = redis_bus.Sampler(redis_server.url, "dev-analytics")
+    behind = sampler.sample()
+    assert (behind["lag"], behind["lost_unread"]) == (100, 940)  # the whole stream is unread
+    _read_and_ack(rds, "dev-analytics", "g", 100, ack=100)
+    assert rds.xinfo_stream("dev-analytics", full=True)["groups"][0]["lag"] == 940  # Redis' own figure
+    caught_up = sampler.sample()
+    assert (caught_up["lag"], caught_up["pending"], caught_up["lost_unread"]) == (0, 0, 940)
+    assert sampler.backlog(caught_up) == 0  # drained: nothing left that a consumer could still read
+
+
+def test_redis_bus_lag_after_a_trim_counts_only_what_is_still_in_the_stream(redis_server, rds):
+    _trimmed_stream(rds)
+    _read_and_ack(rds, "dev-analytics", "g", 100, ack=100)
+    for i in range(30):
+        rds.xadd("dev-analytics", {"i": i}, maxlen=100, approximate=False)
+    fresh = redis_bus.Sampler(redis_server.url, "dev-analytics").sample()  # first look: counts once
+    assert (fresh["lag"], fresh["lost_unread"]) == (30, 940)
+
+
+def test_redis_bus_trimming_is_said_once_not_every_sample(redis_server, rds, caplog):
+    for i in range(50):
+        rds.xadd("dev-analytics", {"i": i})
+    rds.xgroup_create("dev-analytics", "g", id="0")
+    _read_and_ack(rds, "dev-analytics", "g", 10, ack=10)  # a group that reads (one that never did has no count)
+    sampler = redis_bus.Sampler(redis_server.url, "dev-analytics")
+    sampler.sample()
+    for i in range(500):
+        rds.xadd("dev-analytics", {"i": i}, maxlen=100, approximate=False)
+    with caplog.at_level("WARNING", logger="backends.redis_bus"):
+        sampler.sample()
+        rds.xadd("dev-analytics", {"i": 0}, maxlen=100, approximate=False)
+        sampler.sample()
+    said = [r.getMessage() for r in caplog.records if "trimmed" in r.getMessage()]
+    assert len(said) == 1 and "440 events trimmed before group g read them" in said[0]
+
+
 def test_redis_bus_stream_name_follows_the_prefix(redis_server, rds):
     from types import SimpleNamespace
 
@@ -107,6 +170,52 @@ def test_redis_bus_stream_name_follows_the_prefix(redis_server, rds):
     assert redis_bus.sampler(opts).stream == "prod-analytics"
     assert redis_bus.sampler(opts).sample() == {"stream": "prod-analytics", "total_events": 0, "lag": 0,
                                                      "pending": 0, "groups": [], "exists": False}
+
+
+NO_GROUP = "no consumer group reads stream bare-analytics"
+
+
+def test_redis_bus_lag_of_a_stream_no_group_reads_is_unknown_not_zero(redis_server, rds):
+    rds.delete("bare-analytics")
+    for i in range(5):
+        rds.xadd("bare-analytics", {"i": i})
+    sampler = redis_bus.Sampler(redis_server.url, "bare-analytics")
+    s = sampler.sample()
+    assert (s["total_events"], s["lag"], s["pending"], s["lag_unknown"]) == (5, None, None, NO_GROUP)
+    assert sampler.backlog(s) is None
+    assert "lag" not in dict(flatten(s))  # stored as missing, never as 0
+
+
+def test_an_unknown_lag_is_said_once_and_missing_from_the_stored_backlog(redis_server, rds, tmp_path, caplog):
+    rds.delete("bare-analytics")
+    rds.xadd("bare-analytics", {"i": 0})
+    sampling = Sampling({"redis_bus": redis_bus.Sampler(redis_server.url, "bare-analytics")})
+    with caplog.at_level(logging.WARNING, logger="monitors"):
+        for _ in range(3):
+            now, stats, backlog = sampling.take()
+            store_sample(None, "r", now, stats, backlog, tmp_path)
+    said = [r.getMessage() for r in caplog.records if "lag unknown" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"monitor: {NO_GROUP}: lag unknown — is the pipeline consuming?")
+    rows = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert [(r["backlog"], r["stats"]["redis_bus"]["lag"]) for r in rows] == [(None, None)] * 3
+    sampling.close()
+
+
+def test_the_drain_neither_waits_on_an_unknown_lag_nor_calls_it_drained(redis_server, rds):
+    rds.delete("bare-analytics")
+    rds.xadd("bare-analytics", {"i": 0})
+    bare = redis_bus.Sampler(redis_server.url, "bare-analytics")
+    alone = Sampling({"redis_bus": bare})
+    alone.take()
+    drained, text = drain_outcome(alone, waited=0.0, timeout=600)  # at once, not after the timeout
+    assert drained is None and text == f"drain unknown ({NO_GROUP}; not waited on)"
+    beside = Sampling({"redis_bus": bare, "queue": _Fixed(3)})
+    beside.take()
+    assert drain_outcome(beside, waited=0.0, timeout=600) is None  # the known backlog is still waited on
+    beside.samplers["queue"] = _Fixed(0)
+    beside.take()
+    assert drain_outcome(beside, waited=1.0, timeout=600)[0] is None
+    bare.close()
 
 
 # -- kafka_bus ----------------------------------------------------------------------------------
@@ -139,6 +248,23 @@ def test_kafka_bus_lag_per_partition_of_the_group(kafka):
     by_partition = {p["partition"]: p["lag"] for p in s["partitions"]}
     assert by_partition[0] == 12 - 5
     assert s["lag"] == 7 and s["group"] == "event_routing_backends"
+
+
+def test_kafka_bus_lag_of_a_group_that_never_joined_nor_committed_is_unknown_not_zero(kafka):
+    from confluent_kafka import Producer
+
+    topic, group = f"nogroup-{uuid.uuid4().hex[:8]}", f"never-{uuid.uuid4().hex[:8]}"
+    producer = Producer({"bootstrap.servers": kafka.url, "linger.ms": 0})
+    for i in range(3):
+        producer.produce(topic, value=str(i).encode(), partition=0)
+        producer.flush(10)
+    sampler = kafka_bus.Sampler(kafka.url, topic, group)
+    try:
+        s = sampler.sample()
+        assert (s["lag"], s["lag_unknown"], sampler.backlog(s)) == (
+            None, f"consumer group {group} has committed nothing on {topic} and has no member", None)
+    finally:
+        sampler.close()
 
 
 # -- vector ---------------------------------------------------------------------------------------

@@ -106,3 +106,46 @@ def test_an_older_table_gets_the_new_columns_on_current_clickhouse(chdb_session)
 def test_bad_database_name_is_refused():
     with pytest.raises(ValueError, match="database name 'x; DROP' is not a plain identifier"):
         schema.statements("x; DROP")
+
+
+class _Rows:
+    """A sink that keeps what it is given: the rows the monitor would insert."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, dict]] = []
+
+    def add(self, table: str, row: dict) -> None:
+        self.rows.append((table, row))
+
+
+def test_the_rows_of_an_unknown_lag_insert_on_both_engines(ch, chdb_session):
+    """A stream no consumer group reads: its lag is missing from the rows (no 0), the run's end row says
+    why; every row fits the typed columns on ClickHouse 18.16 and on current ClickHouse."""
+    import json
+    from datetime import datetime
+
+    from monitors.loop import store_sample
+
+    why = "no consumer group reads stream s-analytics"
+    sink = _Rows()
+    stats = {"redis_bus": {"stream": "s-analytics", "total_events": 5, "lag": None, "pending": None, "groups": [],
+                           "lag_unknown": why}}
+    store_sample(sink, "r-unknown", 1.8e9, stats, None)
+    sink.add("load_test_meta", {"run_id": "r-unknown", "version": 2, "started": 1.8e9, "ended": 1.8e9 + 5,
+                                "exit_code": 0, "drained": None, "drain_seconds": 0.3, "max_backlog": 0,
+                                "extra": json.dumps({"lag_unknown": why})})
+    assert {r["metric"] for t, r in sink.rows if t == "load_test_samples"} == {"total_events"}  # no lag, no backlog
+    schema.ensure(ch, "monitor_ddl_test")
+    for sql in schema.statements("monitor_ddl_test"):
+        chdb_session.query(sql)
+    for table, row in sink.rows:
+        values = schema.to_tuple(table, row)
+        ch.execute(schema.insert_sql(table, "monitor_ddl_test"), [values])
+        doc = {c: (v.strftime("%Y-%m-%d %H:%M:%S") if isinstance(v, datetime) else v)
+               for c, v in zip(schema.COLUMNS[table], values, strict=True)}
+        chdb_session.query(f"INSERT INTO monitor_ddl_test.{table} FORMAT JSONEachRow {json.dumps(doc)}")
+    query = "SELECT drained, extra FROM monitor_ddl_test.load_test_meta WHERE run_id = 'r-unknown'"
+    (drained, extra), = ch.execute(query)
+    assert (drained, json.loads(extra)["lag_unknown"]) == (0, why)
+    row = json.loads(chdb_session.query(query, "JSONEachRow").bytes())
+    assert (row["drained"], json.loads(row["extra"])["lag_unknown"]) == (0, why)
