@@ -79,7 +79,8 @@ def company(backend: str, rate: float, ep: dict, home: Path) -> subprocess.Popen
             "--run-until-killed", "--event-mix", "realistic", "--no-e2e", "--no-sar", *monitor,
             "--celery-broker-url", ep["redis"], "--celery-queue", tag, "--event-bus-redis-url", ep["redis"],
             "--kafka-bus-brokers", ep["kafka"], "--event-bus-prefix", tag, "--clickhouse-url", ep["clickhouse"],
-            "--vector-log-file", str(home / f"{tag}.log"), "--loglevel", "WARNING"]
+            "--vector-log-file", str(home / f"{tag}.log"), "--loglevel", "WARNING",
+            "--drain-timeout", "0"]  # nothing reads its place: its end must not wait for a drain
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     time.sleep(10)  # its users spawned and sending
