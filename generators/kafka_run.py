@@ -16,6 +16,7 @@ the load finishes.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -33,6 +34,8 @@ from monitors.kafka_latency import ArrivalWindows
 from plumbing import run_state, settings, web_options
 from plumbing.options import OptionError, non_negative_float, non_negative_int, positive_float, require
 from plumbing.web_options import per_test
+
+log = logging.getLogger("kafka")
 
 loadtesting.locust_plugin.generates_rate()  # --capacity-search searches messages/s (docs/capacity.md)
 REPORT_WINDOWS = "kafka_latency_windows"  # a worker's report key (Locust's own: "stats", "errors", …)
@@ -76,11 +79,12 @@ def _options(parser) -> None:
 
 def producer_config(o) -> ProducerConfig:
     """The producer's settings from this module's options."""
-    return ProducerConfig(brokers=o.kafka_brokers, topic=o.kafka_topic, messages=o.kafka_messages,
+    searching = capacity.searching(o)  # a search sets the rate and runs until it ends: no budget
+    return ProducerConfig(brokers=o.kafka_brokers, topic=o.kafka_topic, messages=0 if searching else o.kafka_messages,
                           key_field=o.kafka_key_field, request_events=o.kafka_request_events,
                           linger_ms=o.kafka_linger_ms, acks=o.kafka_acks, rate=o.kafka_rate,
                           processes=o.kafka_processes, e2e_timeout=o.kafka_e2e_timeout,
-                          search_start_rate=rate_capacity.start_rate(o) if capacity.searching(o) else None)
+                          search_start_rate=rate_capacity.start_rate(o) if searching else None)
 
 
 @dataclass
@@ -137,8 +141,9 @@ def _check(environment, **_kw) -> None:
         # ignored or cut the search short.
         for dest, flag, value in (("kafka_rate", "--kafka-rate", o.kafka_rate),
                                   ("kafka_messages", "--kafka-messages", o.kafka_messages)):
-            require(not value, f"{flag} {value:g}: a capacity search sets the rate itself and runs until it "
-                    "ends (--capacity-start-rate, --capacity-max-rate); expected none with --capacity-search")
+            if value and not isinstance(environment.runner, WorkerRunner):
+                log.warning("%s %g is not used: a capacity search sets the rate itself and runs until it ends "
+                            "(--capacity-start-rate, --capacity-max-rate)", flag, value)
             web_options.fix(dest, value, "a capacity search sets the rate itself and runs until it ends "
                             "(--capacity-search: --capacity-start-rate, --capacity-max-rate); leave it at 0")
         loadtesting.locust_plugin.use_rate_search(environment, loadtesting.locust_plugin.RateTarget(

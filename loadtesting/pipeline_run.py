@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     # Tansu's high watermark, short of the end by at most the last produce batch, does not matter).
     monitor = ["--monitor-backend", a.backend]
     data = REPO / ".run" / "stack" / "clickhouse"
-    load = (["--capacity-search", "-u", str(a.users), "-r", str(a.users)] if a.capacity
+    # A search sets the rate itself: the config's fixed-run rate is not for it (its count is not used).
+    load = (["--capacity-search", "-u", str(a.users), "-r", str(a.users), "--events-per-second", "0"] if a.capacity
             else ["--num-events", str(a.events), "--events-per-second", str(a.eps)])
     cmd = [sys.executable, "-m", "loadtesting.run", "tracking", "--pipeline-backend", a.backend, *monitor,
            *load, "--vector-log-file", str(log_file),

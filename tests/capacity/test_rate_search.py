@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 
 from plumbing import chclient
 from tests.capacity.conftest import LOCUSTFILE
-from tests.helpers import run_locust
+from tests.helpers import REPO, run_locust, start_locust, wait_for
 
 
 def test_a_slow_consumer_is_found_at_its_rate_and_named(standin, search, clickhouse):
@@ -95,13 +97,24 @@ def test_a_bad_rate_option_is_a_one_line_error():
     assert "Traceback" not in done.stderr
 
 
-def test_a_rate_given_beside_the_search_is_a_one_line_error():
-    # It would be ignored (the search sets the rate): an error, not a silent override.
-    done = run_locust(["-f", LOCUSTFILE, "--headless", "--no-monitor", "--capacity-search",
-                       "--events-per-second", "100"], timeout=60)
-    assert done.returncode != 0
-    assert "--events-per-second 100: a capacity search sets the rate itself" in done.stderr
-    assert "Traceback" not in done.stderr
+def test_a_rate_given_beside_the_search_is_said_not_used(tmp_path):
+    # conf/tracking.conf holds a fixed run's rate, and users keep it beside --capacity-search: the
+    # search runs, and says the rate is not its (the web UI's form refuses one: test_rate_search_webui).
+    log = tmp_path / "locust.log"
+    with log.open("w") as out:
+        proc = start_locust(["-f", LOCUSTFILE, "--config", str(REPO / "conf" / "tracking.conf"), "--headless",
+                             "--no-monitor", "--no-e2e", "--no-sar", "--capacity-search", "-u", "5", "-r", "5",
+                             "--pipeline-backend", "vector", "--vector-log-file", str(tmp_path / "tracking.log"),
+                             "--results", str(tmp_path / "results")], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "capacity search: from" in log.read_text(), timeout=120, what="the search's start",
+                 on_timeout=lambda: log.read_text()[-3000:])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    text = log.read_text()
+    assert "--events-per-second 1000 is not used: a capacity search sets the rate itself" in text, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
 
 
 def test_a_slow_kafka_consumer_is_named_from_the_groups_lag(standin, search):
