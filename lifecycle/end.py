@@ -81,6 +81,7 @@ class RunEnd:
     interrupted: str = ""  # the signal that stopped the run before its planned end
     failed: dict[ExitCode, str] = field(default_factory=dict)  # checks that failed: code -> why
     exit_code: int | None = None  # once decided
+    ending: Any = None  # the greenlet firing the end's phases
     extras: dict = field(default_factory=dict)  # add_run_extra: fields of the end row and metadata
     start_fields: dict = field(default_factory=dict)  # describe_run: fields of the start row (kept across tests)
 
@@ -141,8 +142,12 @@ def end(environment) -> int:
     """End the current run: fire the phases in order, decide and return the exit code (once)."""
     run = _state(environment)
     if run.ended:
+        # A second quit while the end runs (SIGTERM during the drain: Locust's handler quits again, then
+        # exits) waits for it: the end rows are written once, whole, and the code is the run's.
+        while run.exit_code is None and run.ending is not None and run.ending is not gevent.getcurrent():
+            gevent.sleep(0.05)
         return run.exit_code if run.exit_code is not None else 0
-    run.ended = True
+    run.ended, run.ending = True, gevent.getcurrent()
     _note_interruption(environment)
     runner = environment.runner
     if runner is not None and not isinstance(runner, WorkerRunner) and runner.state in (STATE_SPAWNING,

@@ -1,7 +1,7 @@
 """A locustfile for tests/lifecycle: the run's owner (lifecycle.end) loaded; with DIE_ONCE=PATH, the
 first worker process to create PATH dies at its init (a one-line option error, as a bad per-process
 setting would), the others run; users report requests without a server. Each end phase logs `phase NAME on ROLE
-(exit code N, interrupted B)`; with HOLD_END=PATH the master's drain waits until PATH exists (a
+(exit code N, interrupted B)`, and each `quitting` logs `quitting on ROLE`; with HOLD_END=PATH the master's drain waits until PATH exists (a
 signal can then reach the run during its end)."""
 
 import logging
@@ -37,6 +37,11 @@ def _probe(name: str):
 
 for _phase in lifecycle.end.PHASES:
     getattr(lifecycle.end, _phase).add_listener(_probe(_phase))
+
+
+@events.quitting.add_listener
+def _quitting(environment, **_kw) -> None:
+    log.info("quitting on %s", _role(environment))  # before lifecycle's end: `quitting` fires in reverse
 
 
 @events.init.add_listener

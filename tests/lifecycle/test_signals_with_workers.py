@@ -19,11 +19,26 @@ LOCUSTFILE = "tests/lifecycle/dying_worker_locustfile.py"
 PHASES = ["load_finished", "pipeline_draining", "pipeline_drained", "run_measured", "run_ending"]
 
 
-def processes_run(run_time: str, env: dict | None = None) -> Output:
+@pytest.fixture
+def started():
+    """The processes a test starts: killed with their groups at its end (a failed wait leaves them running)."""
+    procs: list[subprocess.Popen] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:  # not a group's leader
+                proc.kill()
+            proc.wait()
+
+
+def processes_run(started: list, run_time: str, env: dict | None = None) -> Output:
     port = str(free_port())  # the forked workers connect to --master-port; 5557 may be another run's
-    return Output(start_locust(["-f", LOCUSTFILE, "--headless", "--users", "4", "--spawn-rate", "10", "--run-time",
+    started.append(proc := start_locust(["-f", LOCUSTFILE, "--headless", "--users", "4", "--spawn-rate", "10", "--run-time",
                                 run_time, "--processes", "2", "--master-bind-port", port, "--master-port", port],
                                env=env))
+    return Output(proc)
 
 
 def wait_for_requests(out: Output) -> None:
@@ -59,16 +74,16 @@ def assert_none_left(pgid: int) -> None:
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
-def test_a_signal_to_the_process_group_of_a_processes_run_interrupts_it(sig, code):
-    out = processes_run("60s")
+def test_a_signal_to_the_process_group_of_a_processes_run_interrupts_it(started, sig, code):
+    out = processes_run(started, "60s")
     wait_for_requests(out)
     os.killpg(out.proc.pid, sig)  # what a terminal's Ctrl-C does: every process gets it
     assert_interrupted(out, sig.name, code)
     assert_none_left(out.proc.pid)
 
 
-def test_a_signal_that_reached_only_the_forked_workers_interrupts_the_run():
-    out = processes_run("60s")
+def test_a_signal_that_reached_only_the_forked_workers_interrupts_the_run(started):
+    out = processes_run(started, "60s")
     wait_for_requests(out)
     children = subprocess.run(["pgrep", "-P", str(out.proc.pid)], capture_output=True, text=True).stdout.split()
     assert len(children) == 2, children
@@ -78,37 +93,34 @@ def test_a_signal_that_reached_only_the_forked_workers_interrupts_the_run():
     assert_none_left(out.proc.pid)
 
 
-def test_ctrl_c_to_a_master_and_its_workers_on_one_machine_interrupts_the_run():
+def test_ctrl_c_to_a_master_and_its_workers_on_one_machine_interrupts_the_run(started):
     port = str(free_port())  # a group of its own (the workers join it): what one terminal's Ctrl-C reaches
-    master = Output(start_locust(["-f", LOCUSTFILE, "--headless", "--users", "4", "--spawn-rate", "10",
-                                  "--run-time", "60s", "--master", "--expect-workers", "2",
-                                  "--master-bind-port", port], start_new_session=False, process_group=0))
+    started.append(proc := start_locust(["-f", LOCUSTFILE, "--headless", "--users", "4", "--spawn-rate", "10",
+                                         "--run-time", "60s", "--master", "--expect-workers", "2",
+                                         "--master-bind-port", port], start_new_session=False, process_group=0))
+    master = Output(proc)
     workers = [start_locust(["-f", LOCUSTFILE, "--worker", "--master-port", port], start_new_session=False,
-                            process_group=master.proc.pid, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            process_group=proc.pid, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                for _ in range(2)]
-    try:
-        wait_for_requests(master)
-        os.killpg(master.proc.pid, signal.SIGINT)
-        assert_interrupted(master, "SIGINT", 130)
-        assert [w.wait(timeout=30) for w in workers] == [0, 0]
-        assert_none_left(master.proc.pid)
-    finally:
-        for w in workers:
-            if w.poll() is None:
-                w.kill()
-                w.wait()
+    started.extend(workers)
+    wait_for_requests(master)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert_interrupted(master, "SIGINT", 130)
+    assert [w.wait(timeout=30) for w in workers] == [0, 0]
+    assert_none_left(proc.pid)
 
 
-def test_a_processes_run_that_ended_as_planned_is_not_interrupted_by_a_signal_during_its_end(tmp_path):
+def test_a_processes_run_that_ended_as_planned_is_not_interrupted_by_a_signal_during_its_end(started, tmp_path):
     release = tmp_path / "release"
-    out = processes_run("2s", env={"HOLD_END": str(release)})
+    out = processes_run(started, "2s", env={"HOLD_END": str(release)})
     wait_for(lambda: out.has("phase pipeline_draining on master") or out.proc.poll() is not None, timeout=60,
              what="the master's drain", on_timeout=lambda: out.text[-3000:])
     os.killpg(out.proc.pid, signal.SIGTERM)  # its workers were told to quit at the planned end
-    wait_for(lambda: out.has("Got SIGTERM signal") or out.proc.poll() is not None, timeout=30,
-             what="the master to get the signal")
+    # Locust's SIGTERM handler quits the master a second time, in the middle of its end
+    wait_for(lambda: out.count("quitting on master") == 2 or out.proc.poll() is not None, timeout=30,
+             what="the master to quit again", on_timeout=lambda: out.text[-3000:])
     release.touch()
     assert out.wait() == 0, out.text[-4000:]
     assert not out.has("before its planned end"), out.text[-4000:]
-    assert master_phases(out) == PHASES
+    assert master_phases(out) == PHASES, out.text[-4000:]  # the second quit waited for the end's rows
     assert out.has(r"phase run_ending on master \(exit code 0, interrupted False\)")
