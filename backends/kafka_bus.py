@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import ClassVar
 
 import gevent
@@ -211,22 +212,16 @@ class KafkaSender(Sender):
 
     def send(self, event: dict | wire.TrackingLog, planned: float | None = None) -> None:
         t = wire.tracking_log(event)
-        value = self._value_head + wire.tracking_log_avro(t)
+        value = wire.tracking_log_avro(t, self._value_head)
         key = self._key_head + wire.avro_string(t.name if self.key == "name" else t.username)
-        start, t0 = time.time(), time.perf_counter()
-        name, size, add = t.name, len(value), self._stats.add
-
-        def delivered(err, _msg) -> None:
-            if err is None:  # the hot path: Sender._fire's success, inline
-                add((name, (time.perf_counter() - t0) * 1000, size,
-                     None if planned is None else (time.time() - planned) * 1000))
-            else:
-                self._fire(name, start, t0, size, RuntimeError(str(err)), planned)
-
+        headers = wire.kafka_headers(self.source)
+        # The event's delivery report: a partial of one function (one object and its arguments) rather than
+        # a closure per message (a function, its tuple and seven cells, all kept until the report): the
+        # send measured 3–7 µs cheaper (docs/bench.md). The event's timing starts here, ends in _delivered.
+        report = partial(_delivered, self, t.name, time.time(), time.perf_counter(), len(value), planned)
         while True:
             try:
-                self._producer.produce(self.topic, value, key=key, headers=wire.kafka_headers(self.source),
-                                       on_delivery=delivered)
+                self._producer.produce(self.topic, value, key=key, headers=headers, on_delivery=report)
                 return
             except BufferError:  # librdkafka's queue is full: let deliveries drain without blocking
                 gevent.sleep(0.001)
@@ -261,3 +256,12 @@ class KafkaSender(Sender):
         self._producer.poll(0)  # reports that came after the pump's last turn
         self._stats.flush()
 
+
+def _delivered(sender: KafkaSender, name: str, start: float, t0: float, size: int, planned: float | None, err,
+               _msg) -> None:
+    """One event's delivery report (librdkafka calls it from poll()): its timing ends here."""
+    if err is None:  # the hot path: Sender._fire's success, inline
+        sender._stats.add((name, (time.perf_counter() - t0) * 1000, size,
+                           None if planned is None else (time.time() - planned) * 1000))
+    else:
+        sender._fire(name, start, t0, size, RuntimeError(str(err)), planned)

@@ -15,10 +15,15 @@ record. Its lag is unknown (None, with `lag_unknown` saying why), never 0 ("drai
 
 from __future__ import annotations
 
+import logging
+import time
+
 from backends.base import RedisSender, add_event_bus_arguments, check_redis, event_bus_topic
 from openedx_erb import wire
 from plumbing import redis_util
 from plumbing.redaction import where
+
+log = logging.getLogger(__name__)
 
 NAME = "redis_bus"
 REFERENCE_CONSUMER = "targets.pipeline"
@@ -44,6 +49,12 @@ def _s(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _id(value) -> tuple[int, int]:
+    """A stream entry ID as a comparable (ms, seq); 0-0 when absent."""
+    ms, _, seq = _s(value or "0-0").partition("-")
+    return int(ms), int(seq or 0)
+
+
 def _get(d: dict, key: str, default=None):
     """redis-py decodes some XINFO keys and leaves others (consumers) as bytes."""
     return d.get(key, d.get(key.encode(), default))
@@ -55,6 +66,9 @@ class Sampler:
     def __init__(self, url: str, stream: str = "dev-analytics", count_limit: int = 1_000_000) -> None:
         self.url, self.stream, self.count_limit = url, stream, count_limit
         self.client = redis_util.connect(url)
+        self._trimmed: dict[str, int] = {}  # per group: entries trimmed before it read them
+        self._trimmed_before: dict[str, int] = {}  # per group: trimmed unread when sampling began
+        self._said_trimmed: dict[str, tuple[int, float]] = {}  # per group: (trimmed, when) last warned
 
     def _count_after(self, last_id: str) -> tuple[int, bool]:
         """Entries after `last_id` (exclusive), counted in pages; (count, exact)."""
@@ -77,30 +91,68 @@ class Sampler:
             return {"stream": self.stream, "total_events": int(info.get("length", 0)),
                     "entries_added": int(info.get("entries-added", 0) or 0), "lag": None, "pending": None,
                     "groups": [], "lag_unknown": f"no consumer group reads stream {self.stream}"}
+        last, first = _id(info.get("last-generated-id")), _id(info.get("recorded-first-entry-id"))
+        length = int(info.get("length", 0))
+        trimmed_total = 0
         for g in info["groups"]:
-            lag = g.get("lag")
-            if lag is None:
-                lag, ok = self._count_after(_s(g.get("last-delivered-id", "0-0")))
-                exact = exact and ok
-                source = "xrange"
-            else:
-                source = "redis"
+            name, delivered = _s(g.get("name")), _id(g.get("last-delivered-id"))
+            lag, trimmed, source = self._lag(name, g.get("lag"), delivered, last, first, length)
+            if source == "xrange (inexact)":
+                exact = False
             pending = int(g.get("pel-count", 0))
             consumers = [{"name": _s(_get(c, "name")), "pending": int(_get(c, "pel-count", 0))}
                          for c in g.get("consumers") or []]
-            groups.append({"name": _s(g.get("name")), "lag": int(lag), "lag_source": source,
-                           "pending": pending, "consumers": consumers})
+            groups.append({"name": name, "lag": int(lag), "lag_source": source, "pending": pending,
+                           "trimmed_unread": trimmed, "consumers": consumers})
             lag_total += int(lag)
             pending_total += pending
+            trimmed_total += trimmed
         return {
             "stream": self.stream,
-            "total_events": int(info.get("length", 0)),  # XLEN: capped by the producer's MAXLEN ~
+            "total_events": length,  # XLEN: capped by the producer's MAXLEN ~
             "entries_added": int(info.get("entries-added", 0) or 0),
             "lag": lag_total,
             "pending": pending_total,
+            # Events the producer's MAXLEN ~ trimmed before a group read them: lost to that group, never
+            # to be drained (since the group's creation; a run reads its own as the change).
+            "lost_unread": trimmed_total,
             "lag_exact": exact,
             "groups": groups,
         }
+
+    def _lag(self, group: str, redis_lag, delivered: tuple, last: tuple, first: tuple,
+             length: int) -> tuple[int, int, str]:
+        """(entries still to deliver to `group`, entries trimmed before it read them, how counted).
+
+        Redis 7's lag is entries added − entries the group read: entries the producer's MAXLEN ~ trimmed
+        before the group read them stay in it for good (a group that read everything still shows them).
+        The part still in the stream is known exactly when the group has everything (0) or its next
+        entry was trimmed (the whole stream); in between, the trimmed count last known holds (entries
+        after the group's position are trimmed only once it is behind the stream's start again)."""
+        if redis_lag is None:
+            count, ok = self._count_after(f"{delivered[0]}-{delivered[1]}")
+            return count, 0, "xrange" if ok else "xrange (inexact)"
+        redis_lag = int(redis_lag)
+        if delivered >= last:
+            present = 0
+        elif delivered < first:
+            present = length
+        elif group in self._trimmed:
+            present = max(redis_lag - self._trimmed[group], 0)
+        else:  # first look, mid-stream: count once to learn what the counter holds beside the unread
+            present, ok = self._count_after(f"{delivered[0]}-{delivered[1]}")
+            if not ok:
+                return redis_lag, 0, "redis"
+        trimmed = max(redis_lag - present, 0)
+        base = self._trimmed_before.setdefault(group, trimmed)
+        said, now = self._said_trimmed.get(group, (base, 0.0)), time.monotonic()
+        if trimmed > said[0] and now - said[1] >= 30:  # once, then at most every 30 s while it grows
+            log.warning("redis_bus: stream %s: %d events trimmed before group %s read them, since sampling began "
+                        "(the producer's XADD MAXLEN ~: edx-event-bus-redis' EVENT_BUS_REDIS_STREAM_MAX_LEN): "
+                        "lost to the pipeline, counted as lost_unread, not as lag", self.stream, trimmed - base, group)
+            self._said_trimmed[group] = (trimmed, now)
+        self._trimmed[group] = trimmed
+        return present, trimmed, "redis"
 
     def backlog(self, sample: dict) -> int | None:
         """lag + pending; None when the lag is unknown (`lag_unknown` says why)."""

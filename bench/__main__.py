@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 # Run only when named (`make bench BENCH=soak`): the soak lasts 30 minutes by default, the capacity
-# table 6–9 minutes a configuration (14 of them), the steady cost a few minutes.
-ON_REQUEST = {"soak", "capacity_table", "steady_cost"}
+# table 6–9 minutes a configuration (14 of them), the steady cost and the Kafka lag's error a few minutes.
+ON_REQUEST = {"soak", "capacity_table", "steady_cost", "kafka_lag"}
 
 
 def available() -> list[str]:

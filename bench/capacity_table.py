@@ -55,7 +55,11 @@ def load() -> str:
 def search(backend: str, workers: int, batch: int, env: dict) -> tuple[dict | None, float, str]:
     t0 = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "loadtesting.pipeline_run", backend, "--workers", str(workers),
-                           "--batch", str(batch), "--capacity", "--event-mix", "realistic"],
+                           "--batch", str(batch), "--capacity", "--event-mix", "realistic",
+                           # A group of its own per search: one broker serves the whole table, and a group
+                           # whose former members left rejoins slowly on some brokers (Tansu: not at all
+                           # with 2 members, docs/capacity.md) — a deployment does not restart like this.
+                           "--group", f"erb-{backend}-{workers}-{batch}-{int(time.time())}"],
                           cwd=REPO, env=env, capture_output=True, text=True)
     took = time.monotonic() - t0
     found = re.findall(r"results of run (\S+) \(exit code", done.stdout)
@@ -69,13 +73,14 @@ def search(backend: str, workers: int, batch: int, env: dict) -> tuple[dict | No
 def company(backend: str, rate: float, ep: dict, home: Path) -> subprocess.Popen:
     """The search's generator and monitor at `rate`, into a place of `backend` that no pipeline reads."""
     tag = f"company{os.getpid()}{int(time.time()) % 100000}"
-    monitor = [] if backend == "kafka_bus" else ["--monitor-backend", backend]
+    monitor = ["--monitor-backend", backend]  # sampled as the search samples it
     args = [str(Path(sys.executable).with_name("locust")), "-f", str(REPO / "locustfiles" / "tracking.py"),
             "--headless", "-u", "400", "-r", "400", "--pipeline-backend", backend, "--events-per-second", str(rate),
             "--run-until-killed", "--event-mix", "realistic", "--no-e2e", "--no-sar", *monitor,
             "--celery-broker-url", ep["redis"], "--celery-queue", tag, "--event-bus-redis-url", ep["redis"],
             "--kafka-bus-brokers", ep["kafka"], "--event-bus-prefix", tag, "--clickhouse-url", ep["clickhouse"],
-            "--vector-log-file", str(home / f"{tag}.log"), "--loglevel", "WARNING"]
+            "--vector-log-file", str(home / f"{tag}.log"), "--loglevel", "WARNING",
+            "--drain-timeout", "0"]  # nothing reads its place: its end must not wait for a drain
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     time.sleep(10)  # its users spawned and sending

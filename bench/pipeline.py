@@ -151,7 +151,7 @@ def fill(backend: str, ep: dict, prefix: str, log_file: Path) -> None:
                 pipe.execute()
         pipe.execute()
         if backend == "redis_bus":  # the group must exist from the stream's start, as if it had been running
-            r.xgroup_create(f"{prefix}-analytics", "event_routing_backends", id="0")
+            r.xgroup_create(f"{prefix}-analytics", group_of(prefix), id="0")
     elif backend == "kafka_bus":
         from confluent_kafka import Producer
 
@@ -187,6 +187,11 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def group_of(prefix: str) -> str:
+    """Each measurement's consumer group of its own (see bench.capacity_table: slow rejoins)."""
+    return f"erb-{prefix}"
+
+
 def start_pipeline(backend: str, workers: int, batch: int, ep: dict, prefix: str, log_file: Path, ready: Path,
                    stderr=subprocess.DEVNULL) -> subprocess.Popen:
     """The reference pipeline of `backend` on its own names (`prefix`: queues, stream, topic, database)."""
@@ -194,7 +199,8 @@ def start_pipeline(backend: str, workers: int, batch: int, ep: dict, prefix: str
                              "--batch-size", str(batch), "--batch-interval", "1", "--clickhouse-url", ep["clickhouse"],
                              "--xapi-database", f"xapi_{prefix}", "--redis-url", ep["redis"], "--topic-prefix", prefix,
                              "--queues", f"{prefix}.lms", "--backend-name", prefix, "--kafka-brokers", ep["kafka"],
-                             "--session-timeout-ms", "6000", "--log-file", str(log_file), "--ready-file", str(ready)],
+                             "--session-timeout-ms", "6000", "--log-file", str(log_file), "--ready-file", str(ready),
+                             "--group", group_of(prefix)],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
 
 

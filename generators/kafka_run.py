@@ -30,7 +30,7 @@ from lifecycle import end
 from lifecycle.end import add_run_extra
 from loadtesting import capacity, rate_capacity
 from monitors.kafka_latency import ArrivalWindows
-from plumbing import run_state, settings
+from plumbing import run_state, settings, web_options
 from plumbing.options import OptionError, non_negative_float, non_negative_int, positive_float, require
 from plumbing.web_options import per_test
 
@@ -133,6 +133,14 @@ def _check(environment, **_kw) -> None:
         require(bool(o.kafka_latency_topic),
                 "--capacity-search: expected --kafka-latency-topic (the processor's output: what arrives there "
                 "and how late is what the search judges)")
+        # The search sets the rate and runs until it ends: a rate or a budget given too would be
+        # ignored or cut the search short.
+        for dest, flag, value in (("kafka_rate", "--kafka-rate", o.kafka_rate),
+                                  ("kafka_messages", "--kafka-messages", o.kafka_messages)):
+            require(not value, f"{flag} {value:g}: a capacity search sets the rate itself and runs until it "
+                    "ends (--capacity-start-rate, --capacity-max-rate); expected none with --capacity-search")
+            web_options.fix(dest, value, "a capacity search sets the rate itself and runs until it ends "
+                            "(--capacity-search: --capacity-start-rate, --capacity-max-rate); leave it at 0")
         loadtesting.locust_plugin.use_rate_search(environment, loadtesting.locust_plugin.RateTarget(
             o.kafka_topic, lambda rate, ramp: open_model.set_rate(environment, o.kafka_topic, rate, ramp), "PRODUCE",
             unit="messages", output=("E2E", o.kafka_latency_topic),

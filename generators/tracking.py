@@ -44,8 +44,8 @@ from monitors.clickhouse import XapiTable
 from monitors.locust_plugin import add_sampler, drain_timeout, measuring
 from monitors.xapi_e2e import EndToEnd, summary_line
 from openedx_erb.events import MIXES, Clock, EventFactory, TrackedLearner, generated_users, load_users
-from plumbing import run_state
-from plumbing.options import OptionError, non_negative_float, non_negative_int, positive_float, positive_int
+from plumbing import run_state, web_options
+from plumbing.options import OptionError, non_negative_float, non_negative_int, positive_float, positive_int, require
 from plumbing.web_options import per_test
 
 log = logging.getLogger("tracking")
@@ -176,6 +176,13 @@ BUS_STAGES = {"celery": rate_capacity.CELERY, "redis_bus": rate_capacity.CONSUME
 def _use_capacity_search(environment, run: TrackingRun) -> None:
     """--capacity-search: the arrival rate is searched (events/s), on a live open-model plan."""
     o = environment.parsed_options
+    # The search sets the rate and runs until it ends: a rate or a count given too would be ignored.
+    require(not o.events_per_second, f"--events-per-second {o.events_per_second:g}: a capacity search sets the "
+            "rate itself (--capacity-start-rate, --capacity-max-rate); expected none with --capacity-search")
+    web_options.fix("events_per_second", o.events_per_second, "a capacity search sets the rate itself "
+                    "(--capacity-search: --capacity-start-rate, --capacity-max-rate); leave it at 0")
+    web_options.fix("num_events", o.num_events, "a capacity search runs until it ends or is stopped "
+                    "(--capacity-search); leave it as it is")
 
     def stored() -> int:
         return len(run.e2e.seen) if run.e2e is not None else 0

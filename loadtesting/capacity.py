@@ -138,8 +138,11 @@ def summary_text(result: dict) -> str:
         lines.append(f"maximum sustainable load: {result['max_sustainable_users']} users, "
                      f"{result['max_sustainable_rps']:.1f} requests/s, p95 {result['p95_ms_at_max']:.0f} ms")
     else:
-        lines.append("maximum sustainable load: none (the first step already failed)")
-    if result["first_failing_users"] is not None:
+        lines.append("maximum sustainable load: none (" + ("no step passed before the stop" if result.get("stopped")
+                                                          else "the first step already failed") + ")")
+    if result.get("stopped"):
+        lines.append(f"stopped before the search ended (while at {result['stopped_during']} users): a partial result")
+    elif result["first_failing_users"] is not None:
         lines.append(f"failures start at {result['first_failing_users']} users ({result['failure_reason']}); "
                      f"resolution {result['resolution']} users")
     else:

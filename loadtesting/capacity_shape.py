@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,8 +28,8 @@ class _Snapshot:
 class CapacitySearch(LoadTestShape):
     use_common_options = True  # --spawn-rate sets the ramp speed
 
-    def __init__(self, environment, search: UserSearchSettings, results_dir: Path | None = None, on_phase=None,
-                 on_done=None) -> None:
+    def __init__(self, environment, search: UserSearchSettings,
+                 results_dir: Path | Callable[[], Path | None] | None = None, on_phase=None, on_done=None) -> None:
         super().__init__()
         self.environment = environment
         self.results_dir = results_dir
@@ -44,11 +45,23 @@ class CapacitySearch(LoadTestShape):
         self._reached_at: float | None = None
         self._window: tuple[float, _Snapshot] | None = None
         self._recovery: dict | None = None
+        self._started = False  # a test started (reset_time): stop() ends its search
 
     def reset_time(self) -> None:
         super().reset_time()
         self.steps, self.result, self._target = [], None, self.start_users
         self._reached_at, self._window, self._recovery = None, None, None
+        self._started = True
+
+    def stop(self) -> None:
+        """The test stops before the search ended (the web UI's Stop, --run-time, a signal): its result
+        so far, marked as stopped."""
+        if self.result is None and self._started:
+            self._finish(stopped=True)
+
+    def _folder(self) -> Path | None:
+        folder = self.results_dir() if callable(self.results_dir) else self.results_dir
+        return Path(folder) if folder else None
 
     # -- measuring -------------------------------------------------------------------------
     def _snapshot(self) -> _Snapshot:
@@ -135,12 +148,12 @@ class CapacitySearch(LoadTestShape):
             self._target, self._reached_at, self._window, self._recovery = rec["next"], None, None, None
         return self._target, self.spawn_rate
 
-    def _finish(self) -> None:
+    def _finish(self, stopped: bool = False) -> None:
         passing = [s for s in self.steps if s.ok]
         failing = [s for s in self.steps if not s.ok]
         best = max(passing, key=lambda s: s.users, default=None)
         worst = min((s for s in failing if best is None or s.users > best.users), key=lambda s: s.users, default=None)
-        found = [(phases.MINIMAL, self.steps[0]), (phases.MAX_SUSTAINABLE, best), (phases.FAILURE, worst)]
+        found = [(phases.MINIMAL, self.steps[0] if self.steps else None), (phases.MAX_SUSTAINABLE, best), (phases.FAILURE, worst)]
         marked = []
         for name, step in found:
             if step is None:
@@ -150,7 +163,7 @@ class CapacitySearch(LoadTestShape):
                                   "failures": step.failures,
                                   "p95_ms": step.p95_ms})
             marked.append(phase)
-            phases.record_phase(self.results_dir, phase)
+            phases.record_phase(self._folder(), phase)
             if self.on_phase:
                 self.on_phase(phase)
         self.result = {
@@ -160,12 +173,20 @@ class CapacitySearch(LoadTestShape):
             "first_failing_users": worst.users if worst else None,
             "failure_reason": worst.why if worst else None,
             "resolution": self.resolution,
-            "reached_max_users": worst is None,
+            "reached_max_users": worst is None and not stopped,
+            # Stopped before its end: a partial result (the step then being measured is not judged).
+            "stopped": stopped,
+            "stopped_during": self._target if stopped else None,
             "steps": [asdict(s) for s in self.steps],
             "phases": [asdict(p) for p in marked],
         }
-        print(summary_text(self.result), flush=True)
-        if self.results_dir:
-            (Path(self.results_dir) / "capacity.json").write_text(json.dumps(self.result, indent=1))
+        text = summary_text(self.result)
+        print(text, flush=True)
+        # The conclusion in the log as well: the web UI's Logs tab shows the log, not the console.
+        conclusion = text.splitlines()[len(self.steps) + 3:]
+        log.info("capacity search: %s", "; ".join(conclusion))
+        folder = self._folder()
+        if folder:
+            (folder / "capacity.json").write_text(json.dumps(self.result, indent=1))
         if self.on_done:
             self.on_done(self.result)

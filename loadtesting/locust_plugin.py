@@ -72,7 +72,7 @@ def _init(environment, runner=None, web_ui=None, **_kw) -> None:
         run.record_monitor_target(out, *target)
     if search is not None and not isinstance(runner, WorkerRunner):
         shape = CapacitySearch(
-            environment, search, results_dir(),
+            environment, search, results_dir,
             on_phase=lambda p: record_run_event(environment, "phase", asdict(p)),
             on_done=lambda result: _capacity_done(environment, result))
         shape.runner = runner
@@ -97,11 +97,21 @@ def use_rate_search(environment, target: RateTarget) -> None:
     o = environment.parsed_options
     if o is None or not capacity.searching(o) or isinstance(environment.runner, WorkerRunner):
         return
-    shape = RateSearch(environment, target, rate_capacity.RateSearchSettings.from_options(o), results_dir(),
+    shape = RateSearch(environment, target, rate_capacity.RateSearchSettings.from_options(o), results_dir,
                        on_phase=lambda p: record_run_event(environment, "phase", asdict(p)),
                        on_done=lambda result: _capacity_done(environment, result))
     shape.runner = environment.runner
     environment.shape_class = shape
+
+
+@events.test_stopping.add_listener
+def _search_stopping(environment, **_kw) -> None:
+    """A test stopped before its capacity search ended (the web UI's Stop, --run-time, a signal): the
+    search ends with its partial result, in this test's run folder. (A search that ended by itself
+    already has its result.) Fired before the users stop and before the run folder is completed."""
+    shape = environment.shape_class
+    if isinstance(shape, CapacitySearch | RateSearch) and not isinstance(environment.runner, WorkerRunner):
+        shape.stop()
 
 
 @events.test_start.add_listener

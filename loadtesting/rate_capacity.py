@@ -428,6 +428,11 @@ def summary_text(result: dict) -> str:
         lines.append(f"the generator was the limit at {result['generator_limited_at']:g} {unit}/s "
                      f"({why}): raise -u/--users, --processes or workers; "
                      + (f"the pipeline sustained at least {cap:g} {unit}/s" if cap else "no capacity claimed"))
+    elif result.get("stopped"):
+        during = result.get("stopped_during")
+        lines.append("stopped before the search ended"
+                     + (f" (while measuring {during:g} {unit}/s)" if during is not None else "") + ": a partial result, "
+                     + (f"sustained at least {cap:g} {unit}/s" if cap else "no step passed"))
     elif result.get("stopped_by_time_limit") is not None:
         above = result.get("lowest_failing_above")
         lines.append(f"sustained: {cap:g} {unit}/s; stopped by --capacity-time-limit {result['time_limit_s']:g} s "
@@ -443,3 +448,15 @@ def summary_text(result: dict) -> str:
         lines.append(f"bottleneck: {b['stage']}: {b['evidence']}")
     lines.append(f"search took {result['duration_s']:.0f} s")
     return "\n".join(lines)
+
+
+DRAIN_HORIZON_S = 10.0  # a drain's rate keeps the users' claimed instants within this many seconds
+
+
+def drain_rate(start_rate: float, users: int, failed_rate: float) -> float:
+    """The rate held after a failed step until its backlog drains: well below any passing rate (a quarter
+    of the start rate), but no lower than the users can hold claims for within DRAIN_HORIZON_S (users /
+    rate: how long the next rate waits behind them); and at most half the failed step's own rate — a
+    step below those (the search halving after a failed first step, or many users) would otherwise be
+    "drained" at a rate it could not take, and its backlog would never drain."""
+    return min(max(start_rate / 4, users / DRAIN_HORIZON_S, 1.0), start_rate, failed_rate / 2)

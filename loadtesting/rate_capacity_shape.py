@@ -26,6 +26,7 @@ from locust.stats import calculate_response_time_percentile, diff_response_time_
 from loadtesting import phases
 from loadtesting import rate_capacity as rc
 from monitors import clickhouse as ch_sampler
+from monitors import process_cpu
 from monitors import samplers as sampling
 from monitors.loop import close_all
 from monitors.planned import planned_stats
@@ -33,7 +34,6 @@ from plumbing import histogram
 from plumbing.percentile import percentile
 
 log = logging.getLogger("loadtesting.capacity")
-DRAIN_HORIZON_S = 10.0  # a drain's rate keeps the users' claimed instants within this many seconds
 E2E_SERIES, BUS_SERIES = "sent − stored", "bus"
 
 
@@ -72,13 +72,12 @@ class RateSearch(LoadTestShape):
     use_common_options = True  # -u: the open model's users; --spawn-rate
 
     def __init__(self, environment, target: RateTarget, settings: rc.RateSearchSettings,
-                 results_dir: Path | None = None, on_phase=None, on_done=None) -> None:
+                 results_dir: Path | Callable[[], Path | None] | None = None, on_phase=None, on_done=None) -> None:
         super().__init__()
-        o = environment.parsed_options
+        # The run folder, or how to find it when the search ends (the web UI makes one per test).
         self.environment, self.target, self.results_dir = environment, target, results_dir
         self.on_phase, self.on_done = on_phase, on_done
-        self.users = max(int(o.num_users or 1), 1)
-        self.spawn_rate = float(o.spawn_rate or self.users)
+        self._read_users()
         self.settings = settings
         self.step_time, self.settle_time = settings.step_time, settings.settle_time
         self.steps: list[rc.RateStep] = []
@@ -94,6 +93,15 @@ class RateSearch(LoadTestShape):
         self._deadline = 0.0  # the search's start + --capacity-time-limit
         self._time_limited: float | None = None  # the rate the time limit left untried
         self._schedule: list[tuple[float, float, float, float]] = []  # (wall, from rate, to rate, ramp s)
+        self._step: rc.RateStep | None = None  # the step being measured
+        self._finishing = False
+
+    def _read_users(self) -> None:
+        # -u and -r, or the web UI's start form (Locust puts its user count into parsed_options): the
+        # open model's pool of concurrent sends for this test, not a load level.
+        o = self.environment.parsed_options
+        self.users = max(int(o.num_users or 1), 1)
+        self.spawn_rate = float(o.spawn_rate or self.users)
 
     def _new_samples(self) -> deque[dict]:
         """Room for the samples a judgement reads (a window measured twice, with its ramp, settle and
@@ -126,11 +134,24 @@ class RateSearch(LoadTestShape):
         return total
 
     def reset_time(self) -> None:
+        """A new test (Locust calls this at each start, e.g. from the web UI): a search from scratch."""
         super().reset_time()
-        self.steps, self.result, self._samples, self._time_limited = [], None, self._new_samples(), None
         if self._driver is not None:
             self._driver.kill(block=False)
         self._driver = None
+        self.steps, self.result, self._samples, self._time_limited = [], None, self._new_samples(), None
+        self._schedule, self._leftover, self._step, self._finishing = [], 0, None, False
+        self._began = time.time()
+        self._read_users()
+
+    def stop(self) -> None:
+        """The test stops before the search ended (the web UI's Stop, --run-time, a signal): end the search
+        here with what it measured, marked as stopped (capacity.json, the rows, the summary)."""
+        if self.result is not None or self._driver is None or self._finishing or self._driver is gevent.getcurrent():
+            return
+        driver, self._driver = self._driver, None
+        driver.kill(block=True)  # its `finally` closes the search's samplers
+        self._finish(self._began, stopped=True)
 
     def tick(self):
         if self.result is not None:
@@ -161,10 +182,13 @@ class RateSearch(LoadTestShape):
         return _Counts(sent, failed, dropped, times, stored)
 
     def _generator_cpu(self) -> float:
+        # The suite's own figure over the last few seconds (monitors.process_cpu: Locust's is read every
+        # 10 s and is 0 until its second reading), Locust's beside it; on a master, the busiest worker's.
         runner = self.environment.runner
         if isinstance(runner, MasterRunner):
-            return max((c.cpu_usage for c in runner.clients.values()), default=0.0)
-        return float(runner.current_cpu_usage or 0.0)
+            reported = process_cpu.workers(self.environment, 2 * self._report_lag() + 1).values()
+            return max([*reported, *(c.cpu_usage for c in runner.clients.values())], default=0.0)
+        return max(process_cpu.percent(self.environment) or 0.0, float(runner.current_cpu_usage or 0.0))
 
     def _report_lag(self) -> float:
         from locust.runners import WORKER_REPORT_INTERVAL
@@ -206,7 +230,9 @@ class RateSearch(LoadTestShape):
                         bus = []
                         break
                     if b is not None and b >= 0:
-                        bus.append(b)
+                        # Events the bus discarded unread (a stream's MAXLEN trimming a lagging group's
+                        # entries) are events its consumers did not keep up with: they stay in the series.
+                        bus.append(b + int(sample.get("lost_unread") or 0))
                 except Exception as exc:  # noqa: BLE001 - a missed sample; the slope uses the others
                     log.debug("capacity search: %s sample failed: %s", name, exc)
                     bus = []
@@ -283,7 +309,7 @@ class RateSearch(LoadTestShape):
         log.info("capacity search: from %g %s/s, at most %.1f min (the plan's longest case within "
                  "--capacity-time-limit %g s)", rate, self.target.unit, self._time_left(began) / 60, cfg.time_limit)
         while rate is not None:
-            step = rc.RateStep(target=rate, leftover=self._leftover)
+            step = self._step = rc.RateStep(target=rate, leftover=self._leftover)
             self._leftover = 0
             if self._samples:
                 left = self._e2e_backlog(self._samples[-1], 0)
@@ -294,6 +320,7 @@ class RateSearch(LoadTestShape):
             self._wait_until(at + cfg.ramp_time + horizon + self.settle_time)
             self._measure(step)
             self.steps.append(step)
+            self._step = None
             log.info(rc.progress_line(step, self._time_left(began), self.target.unit))
             if step.verdict == rc.GENERATOR:
                 return
@@ -304,7 +331,7 @@ class RateSearch(LoadTestShape):
             # The next step starts only when its longest case (after a drain, at the drain's rate)
             # ends within --capacity-time-limit: the search's duration is bounded by construction.
             allowed = rc.drain_allowed(self._deadline - time.time(),
-                                       self._step_worst(self._horizon(self._drain_rate() if not step.ok else prev_rate)),
+                                       self._step_worst(self._horizon(self._drain_rate(step.target) if not step.ok else prev_rate)),
                                        cfg.drain_timeout if not step.ok else 0.0)
             if allowed is None:
                 self._time_limited = rate
@@ -416,17 +443,14 @@ class RateSearch(LoadTestShape):
         hosts = [s["host_cpu"] for s in window if s.get("host_cpu") is not None]
         step.host_cpu_max = max(hosts) if hosts else None
 
-    def _drain_rate(self) -> float:
-        # Well below any passing rate, so the backlog drains fast; but no lower than the users can hold
-        # claims for within DRAIN_HORIZON_S (users / rate: how long the next rate waits behind them).
-        cfg = self.settings
-        return min(max(cfg.start_rate / 4, self.users / DRAIN_HORIZON_S, 1.0), cfg.start_rate)
+    def _drain_rate(self, failed: float) -> float:
+        return rc.drain_rate(self.settings.start_rate, self.users, failed)
 
     def _drain(self, failed: rc.RateStep, timeout: float) -> float:
         """After a failed step: hold a quarter of the start rate until the backlog is back to what it was
         before the step (or `timeout` passes: the next step then notes the leftover)."""
         cfg = self.settings
-        low = self._drain_rate()
+        low = self._drain_rate(failed.target)
         self._set_rate(low, 0.0)
         began = time.time()
         limit = failed.backlog_before if failed.backlog_before is not None else 0
@@ -450,12 +474,18 @@ class RateSearch(LoadTestShape):
 
     def _time_left(self, began: float) -> float:
         """A bound on what is left: the plan's longest case, within what --capacity-time-limit leaves."""
-        per_step = self._step_worst(self.users / max(self._drain_rate(), 1e-9))
+        lowest = min((s.target for s in self.steps), default=self.settings.start_rate)
+        per_step = self._step_worst(self.users / max(self._drain_rate(lowest), 1e-9))
         return max(min(rc.plan_left_s(self.steps, self.settings, per_step),
                        began + self.settings.time_limit - time.time()), 0.0)
 
     # -- the result ----------------------------------------------------------------------------
-    def _finish(self, began: float) -> None:
+    def _folder(self) -> Path | None:
+        folder = self.results_dir() if callable(self.results_dir) else self.results_dir
+        return Path(folder) if folder else None
+
+    def _finish(self, began: float, stopped: bool = False) -> None:
+        self._finishing = True
         passing = [s for s in self.steps if s.ok]
         best = max(passing, key=lambda s: s.target, default=None)
         failing = [s for s in self.steps if not s.ok and (best is None or s.target > best.target)]
@@ -482,6 +512,9 @@ class RateSearch(LoadTestShape):
             "generator_limited_at": gen.target if gen else None,
             "time_limit_s": cfg.time_limit,
             "stopped_by_time_limit": self._time_limited,
+            # Stopped before its end: a partial result (the step then being measured is not judged).
+            "stopped": stopped,
+            "stopped_during": self._step.target if stopped and self._step is not None else None,
             "bottleneck": bottleneck,
             "resolution": cfg.rate_resolution or round(max(0.1 * sustained, 1.0), 3),
             "rule": cfg.rule(),
@@ -498,13 +531,18 @@ class RateSearch(LoadTestShape):
                                  {"rate": step.target, "offered_per_s": step.offered_per_s,
                                   "stored_per_s": step.stored_per_s, "e2e_p95_ms": step.e2e_p95_ms})
             marked.append(phase)
-            phases.record_phase(self.results_dir, phase)
+            phases.record_phase(self._folder(), phase)
             if self.on_phase:
                 self.on_phase(phase)
         self.result["phases"] = [asdict(p) for p in marked]
-        print(rc.summary_text(self.result), flush=True)
-        if self.results_dir:
-            (Path(self.results_dir) / "capacity.json").write_text(json.dumps(self.result, indent=1, default=str))
+        text = rc.summary_text(self.result)
+        print(text, flush=True)
+        # The conclusion in the log as well: the web UI's Logs tab shows the log, not the console.
+        conclusion = text.splitlines()[len(self.steps) + 3:]
+        log.info("capacity search: %s", "; ".join(conclusion))
+        folder = self._folder()
+        if folder:
+            (folder / "capacity.json").write_text(json.dumps(self.result, indent=1, default=str))
         if self.on_done:
             self.on_done(self.result)
 

@@ -111,6 +111,11 @@ def _init(environment, web_ui=None, **_kw) -> None:
         if not is_swarm():
             return None
         if not is_start():
+            if environment.shape_class is not None:
+                # Locust would answer "Swarming started" and change nothing (a shape test cannot be edited).
+                return jsonify({"success": False, "host": environment.host, "message": (
+                    f"error: a {type(environment.shape_class).__name__} test (--capacity-search or a load shape) sets "
+                    "its own users and rate while it runs: stop it, then start again with new values")})
             bad = web_options.check_form(request.form)  # Locust would fail on a value it cannot convert
             return jsonify({"success": False, "message": bad, "host": environment.host}) if bad else None
         message = _refusal(environment, request.form)

@@ -108,11 +108,12 @@ def avro_string(text: str) -> bytes:
     return _avro_long(len(raw)) + raw
 
 
-def tracking_log_avro(event: dict | TrackingLog) -> bytes:
-    """TrackingLogData(name, timestamp, data=json string, context=json string), Avro binary."""
+def tracking_log_avro(event: dict | TrackingLog, head: bytes = b"") -> bytes:
+    """TrackingLogData(name, timestamp, data=json string, context=json string), Avro binary, after `head`
+    (e.g. Confluent's framing: one join, not a second copy of the value to prepend it)."""
     t = tracking_log(event)
     name, stamp, data, context = t.name.encode(), t.timestamp.encode(), t.data.encode(), t.context.encode()
-    return b"".join((_avro_long(len(name)), name, _avro_long(len(stamp)), stamp, _avro_long(len(data)), data,
+    return b"".join((head, _avro_long(len(name)), name, _avro_long(len(stamp)), stamp, _avro_long(len(data)), data,
                      _avro_long(len(context)), context))
 
 
@@ -133,8 +134,9 @@ _ID_NODE, _ID_SEQ = _id_fields()
 
 
 def _reseed_ids() -> None:
-    global _ID_NODE, _ID_SEQ
+    global _ID_NODE, _ID_SEQ, _UUID_TAIL
     _ID_NODE, _ID_SEQ = _id_fields()
+    _UUID_TAIL = _uuid_tail()
 
 
 os.register_at_fork(after_in_child=_reseed_ids)
@@ -153,28 +155,33 @@ def metadata(source: str) -> dict[str, str]:
 
 
 def _id_and_time() -> tuple[bytes, bytes]:
-    """A version-1 UUID (uuid.uuid1(node, clock_seq)'s fields, formatted as str(UUID)) and the time, now."""
+    """A version-1 UUID (uuid.uuid1(node, clock_seq)'s fields, formatted as str(UUID)) and the time, now
+    (iso_utc's form, made as bytes: the date and time formatted once per second)."""
     ns = time.time_ns()
     ts = ns // 100 + 0x01B21DD213814000  # 100 ns intervals since 1582-10-15, as uuid1
-    if ts <= _LAST_TS[0]:
-        ts = _LAST_TS[0] + 1  # as uuid1: never the same timestamp twice in this process
-    _LAST_TS[0] = ts
-    uid = b"%08x-%04x-%04x-%b" % (ts & 0xFFFFFFFF, (ts >> 32) & 0xFFFF, ((ts >> 48) & 0x0FFF) | 0x1000,
-                                  _uuid_tail())
-    return uid, iso_utc(ns // 1000).encode()
+    last = _LAST_TS
+    if ts <= last[0]:
+        ts = last[0] + 1  # as uuid1: never the same timestamp twice in this process
+    last[0] = ts
+    uid = b"%08x-%04x-%04x-%b" % (ts & 0xFFFFFFFF, (ts >> 32) & 0xFFFF, ((ts >> 48) & 0x0FFF) | 0x1000, _UUID_TAIL)
+    sec, frac = divmod(ns // 1000, 1_000_000)
+    second = _ISO_SECOND_B
+    if sec != second[0]:
+        second[:] = [sec, datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S").encode()]
+    return uid, b"%b.%06d+00:00" % (second[1], frac) if frac else second[1] + b"+00:00"
 
 
 _LAST_TS = [0]
-_UUID_TAIL: dict = {}
+_ISO_SECOND_B: list = [None, b""]
 
 
 def _uuid_tail() -> bytes:
-    """The clock sequence (with the RFC 4122 variant) and node of this process's ids, formatted once."""
-    key = (_ID_NODE, _ID_SEQ)
-    tail = _UUID_TAIL.get(key)
-    if tail is None:
-        tail = _UUID_TAIL[key] = b"%02x%02x-%012x" % (((_ID_SEQ >> 8) & 0x3F) | 0x80, _ID_SEQ & 0xFF, _ID_NODE)
-    return tail
+    """The clock sequence (with the RFC 4122 variant) and node of this process's ids, formatted once
+    (and again in a forked child)."""
+    return b"%02x%02x-%012x" % (((_ID_SEQ >> 8) & 0x3F) | 0x80, _ID_SEQ & 0xFF, _ID_NODE)
+
+
+_UUID_TAIL = _uuid_tail()
 
 
 def redis_bus_fields(event: dict | TrackingLog, source: str = "openedx/lms/web") -> dict[str, bytes]:
@@ -188,14 +195,16 @@ def redis_bus_fields(event: dict | TrackingLog, source: str = "openedx/lms/web")
 
 def kafka_headers(source: str = "openedx/lms/web") -> list[tuple[str, bytes]]:
     """event-bus-kafka's headers: CloudEvent attributes prefixed `ce_`, plus content type."""
-    event_id, now = _id_and_time()
     fixed = _KAFKA_FIXED.get(source)
     if fixed is None:
         sourceb, hostb, libb = _constants(source)
         fixed = _KAFKA_FIXED[source] = (("ce_type", _SIGNAL_TYPE_B), ("ce_source", sourceb), ("ce_minorversion", b"0"),
                                         ("sourcehost", hostb), ("sourcelib", libb), ("ce_specversion", b"1.0"),
                                         ("content-type", b"application/avro"))
-    return [fixed[0], ("ce_id", event_id), fixed[1], ("ce_time", now), *fixed[2:]]
+    # The seven constant headers are the same tuples in every message; only ce_id and ce_time are new.
+    ce_type, ce_source, minor, host, lib, spec, content = fixed
+    event_id, now = _id_and_time()
+    return [ce_type, ("ce_id", event_id), ce_source, ("ce_time", now), minor, host, lib, spec, content]
 
 
 _KAFKA_FIXED: dict[str, tuple] = {}  # per source: the headers that are the same in every message

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 
 SHOWN: dict[str, argparse.Action] = {}  # dest -> action of the options marked per test
+FIXED: dict[str, tuple[object, str]] = {}  # dest -> (its value, why) of those this process's run decides
 
 
 def per_test(action: argparse.Action, *, secret: bool = False) -> argparse.Action:
@@ -62,14 +63,22 @@ def _expected(action: argparse.Action) -> str:
     return {int: "a whole number", float: "a number"}.get(action.type, "a value")
 
 
+def fix(dest: str, value: object, why: str) -> None:
+    """The marked option `dest` keeps `value` in this process (e.g. a capacity search sets the rate
+    itself): a start form giving another value is refused with `why`, never silently overridden."""
+    FIXED[dest] = (value, why)
+
+
 def check_form(form) -> str | None:
     """The first bad value among the marked options of a posted start form, as an error line."""
     for dest, action in SHOWN.items():
         if dest in form:
             try:
-                typed(action, form[dest])
+                value = typed(action, form[dest])
             except ValueError as exc:
                 return f"error: {exc}"
+            if dest in FIXED and value != FIXED[dest][0]:
+                return f"error: {flag(action)} {form[dest]}: {FIXED[dest][1]}"
     return None
 
 

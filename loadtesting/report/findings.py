@@ -63,7 +63,10 @@ def finding_capacity(data: RunData, figures: dict[str, dict]) -> list[str]:
     text = (f"The capacity search ran {len(cap['steps'])} steps. The highest load served without failures "
             f"was **{cap['max_sustainable_users']} users** ({fmt(cap['max_sustainable_rps'])} requests/s, "
             f"p95 {fmt(cap['p95_ms_at_max'], 0)} ms).")
-    if cap.get("first_failing_users") is not None:
+    if cap.get("stopped"):
+        text += (" The search was stopped before its end (while at "
+                 f"{cap.get('stopped_during')} users): a partial result, not the limit.")
+    elif cap.get("first_failing_users") is not None:
         text += (f" Failures started at {cap['first_failing_users']} users ({cap['failure_reason']}), so the "
                  f"limit lies between the two, known to within {cap['resolution']} users.")
     else:

@@ -96,7 +96,8 @@ def section_capacity(page: Page) -> list[str]:
         md += ["## Capacity", "",
                f"Maximum sustainable load: **{cap['max_sustainable_users']} users**, "
                f"{fmt(cap['max_sustainable_rps'])} requests/s, p95 {fmt(cap['p95_ms_at_max'], 0)} ms "
-               f"(resolution {cap['resolution']} users).", ""]
+               f"(resolution {cap['resolution']} users)."
+               + (" **The search was stopped before its end**: a partial result." if cap.get("stopped") else ""), ""]
         header = ["step", "users", "requests/s", "requests", "failures", "p95 ms", "result"]
         rows = [[i + 1, s["users"], s["rps"], s["requests"], s["failures"], s["p95_ms"],
                  "ok" if s["ok"] else f"failed: {s['why']}"] for i, s in enumerate(cap["steps"])]
@@ -123,11 +124,21 @@ def rate_capacity_section(cap: dict) -> list[str]:
                "raise -u/--users, --processes or the Locust workers. "
                + (f"The pipeline sustained at least {cap['sustained_per_second']:g} {unit}/s." if
                   cap["sustained_per_second"] else "No capacity is claimed."), ""]
+    elif cap.get("stopped"):
+        during = cap.get("stopped_during")
+        md += ["**The search was stopped before its end**"
+               + (f" (while measuring {during:g} {unit}/s)" if during is not None else "") + ": a partial result. "
+               + (f"Sustained at least **{cap['sustained_per_second']:g} {unit}/s**" if cap["sustained_per_second"]
+                  else "No step passed")
+               + (f"; the first failing step was {first['target']:g} {unit}/s: {first['why']}." if first else "."), ""]
     else:
         md += [f"Sustained: **{cap['sustained_per_second']:g} {unit}/s** (resolution {cap['resolution']:g}), "
                f"end-to-end p95 {fmt(cap.get('e2e_p95_ms_at_sustained'), 0)} ms there."
                + (f" The first failing step was {first['target']:g} {unit}/s: {first['why']}." if first else
-                  " No step failed up to --capacity-max-rate."), ""]
+                  "" if cap.get("stopped_by_time_limit") is not None else " No step failed up to --capacity-max-rate.")
+               + (f" Stopped by --capacity-time-limit ({cap['time_limit_s']:g} s) before trying "
+                  f"{cap['stopped_by_time_limit']:g} {unit}/s." if cap.get("stopped_by_time_limit") is not None else ""),
+               ""]
     if cap.get("bottleneck"):
         md += [f"Bottleneck: **{cap['bottleneck']['stage']}**: {cap['bottleneck']['evidence']}.", ""]
     rule = cap.get("rule", {})

@@ -25,6 +25,7 @@ from plumbing.kafka_conf import client_config
 from plumbing.redaction import redact
 from targets.pipeline import consumers
 from targets.pipeline.router import Router, Store
+from targets.streams import topics
 
 log = logging.getLogger("pipeline")
 
@@ -57,6 +58,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--group", default="event_routing_backends", help="consumer group")
     p.add_argument("--kafka-brokers", default=settings.KAFKA_BROKERS.resolve())
     p.add_argument("--session-timeout-ms", type=int, default=None)
+    p.add_argument("--partitions", type=int, default=4,
+                   help="kafka_bus: partitions of the topic if it does not exist yet (default %(default)s)")
     p.add_argument("--log-file", type=Path, default=Path(settings.VECTOR_LOG_FILE.default),
                    help="vector: the log to tail (default the generator's: the checkout's .run/tracking.log)")
     p.add_argument("--checkpoint", type=Path, default=None, help="vector: read position (default <log>.offset)")
@@ -65,8 +68,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _bus_worker(a, index: int) -> None:
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s pipeline[{a.backend}#{index}] %(message)s")
+def _bus_worker(a, index: int, joined=None) -> None:
+    # force: a forked worker inherits the parent's handler, whose lines would not say which worker
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s pipeline[{a.backend}#{index}] %(message)s", force=True)
     quiet_client_logs()
     stop = consumers.stop_event()
     router = Router(a.redis_url, Store(a.clickhouse_url, a.xapi_database, a.xapi_table), a.batch_size,
@@ -80,7 +84,7 @@ def _bus_worker(a, index: int) -> None:
             conf = client_config(a.kafka_brokers)
             if a.session_timeout_ms:
                 conf["session.timeout.ms"] = a.session_timeout_ms
-            consumers.run_kafka_bus(router, conf, topic, a.group, stop)
+            consumers.run_kafka_bus(router, conf, topic, a.group, stop, assigned=joined.set if joined else None)
     finally:
         router.stop()
 
@@ -129,12 +133,24 @@ def _run_bus(a) -> int:
         # The group exists before the ready file (each worker would create it only once started):
         # events sent right after "ready" wait for the workers, even ones stopped before they joined.
         consumers.create_redis_group(a.redis_url, f"{a.topic_prefix}-analytics", a.group)
-    procs = [multiprocessing.Process(target=_bus_worker, args=(a, i), daemon=False) for i in range(a.workers)]
+    else:
+        # The topic exists before the consumers subscribe, as in a deployment: a group subscribed to a
+        # missing topic gets no partitions until its next metadata refresh (5 min by default), so
+        # the events of a producer that auto-creates it would wait there.
+        topics.ensure(client_config(a.kafka_brokers), [f"{a.topic_prefix}-analytics"], a.partitions)
+    # kafka_bus: consuming once every worker has had its partitions assigned (the group's join takes
+    # group.initial.rebalance.delay.ms on Kafka, more on some brokers): events sent after "ready" are
+    # then read at once, not held in the topic for the join's seconds as if the pipeline were slow.
+    joined = [multiprocessing.Event() if a.backend == "kafka_bus" else None for _ in range(a.workers)]
+    procs = [multiprocessing.Process(target=_bus_worker, args=(a, i, joined[i]), daemon=False) for i in range(a.workers)]
     for p in procs:
         p.start()
-    if a.ready_file:
-        a.ready_file.touch()
     stop = consumers.stop_event(grace=consumers.STOP_GRACE + 5)  # the workers' own grace first
+    for p, j in zip(procs, joined, strict=True):
+        while j is not None and not j.wait(0.2) and p.is_alive() and not stop.is_set():
+            pass
+    if a.ready_file and not stop.is_set():
+        a.ready_file.touch()
     stop.wait()
     for p in procs:
         if p.pid:
@@ -156,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         (a.workers >= 1, f"--workers {a.workers}: expected at least 1"),
         (a.batch_size >= 1, f"--batch-size {a.batch_size}: expected at least 1"),
         (a.batch_interval > 0, f"--batch-interval {a.batch_interval}: expected seconds > 0"),
+        (a.partitions >= 1, f"--partitions {a.partitions}: expected at least 1"),
     ]
     for ok, message in checks:
         if not ok:

@@ -19,6 +19,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from plumbing import kafka_conf
@@ -99,12 +100,25 @@ def run_redis_bus(router: Router, url: str, stream: str, group: str, stop: threa
             r.xack(stream, group, *ids)
 
 
-def run_kafka_bus(router: Router, conf: dict, topic: str, group: str, stop: threading.Event) -> None:
+def run_kafka_bus(router: Router, conf: dict, topic: str, group: str, stop: threading.Event,
+                  assigned: Callable[[], None] | None = None) -> None:
+    """Consume `topic` in `group` until `stop`; `assigned` is called at each assignment (the group
+    rebalanced and this member has its partitions, maybe none), after it is logged."""
     from confluent_kafka import Consumer, KafkaException
 
     consumer = Consumer({**kafka_conf.READER_DEFAULTS, **conf, "group.id": group, "enable.auto.commit": False,
                          "auto.offset.reset": "earliest"})
-    consumer.subscribe([topic])
+
+    def on_assign(_consumer, partitions) -> None:
+        # A rebalance stops the whole group's consumption (eager protocol): each is worth a line.
+        log.info("assigned %s", ",".join(str(tp.partition) for tp in partitions) or "no partition")
+        if assigned is not None:
+            assigned()
+
+    def on_revoke(_consumer, partitions) -> None:
+        log.info("revoked %s (rebalance)", ",".join(str(tp.partition) for tp in partitions) or "no partition")
+
+    consumer.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
     try:
         while not stop.is_set():
             msgs = consumer.consume(num_messages=500, timeout=0.5)
@@ -118,7 +132,7 @@ def run_kafka_bus(router: Router, conf: dict, topic: str, group: str, stop: thre
                 except Exception as exc:  # noqa: BLE001
                     log.warning("unusable message at %s[%d]@%d: %s", m.topic(), m.partition(), m.offset(), exc)
             router.queue_events(events)
-            if msgs:
+            if any(m.error() is None for m in msgs):  # not for errors alone: no position moved
                 try:
                     consumer.commit(asynchronous=False)
                 except KafkaException as exc:

@@ -40,3 +40,21 @@ def test_a_rate_search_chart_plots_offered_stored_and_backlog_per_step(tmp_path)
     render(RunData(run_id="r", source="csv", kind="tracking", capacity=capacity()), tmp_path)
     png = tmp_path / "charts" / "capacity.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_stopped_search_is_reported_as_a_partial_result(tmp_path):
+    cap = {**capacity(), "first_failing": None, "bottleneck": None, "stopped": True, "stopped_during": 200.0}
+    cap["steps"] = cap["steps"][:2]
+    md = render(RunData(run_id="r", source="csv", kind="tracking", capacity=cap), tmp_path).read_text()
+    assert "**The search was stopped before its end** (while measuring 200 events/s): a partial result. " \
+           "Sustained at least **100 events/s**." in md
+    assert "No step failed up to --capacity-max-rate" not in md
+
+
+def test_a_search_ended_by_its_time_limit_does_not_claim_that_nothing_failed_up_to_the_ceiling(tmp_path):
+    cap = {**capacity(), "first_failing": None, "bottleneck": None, "stopped_by_time_limit": 400.0,
+           "time_limit_s": 600}
+    cap["steps"] = cap["steps"][:2]
+    md = render(RunData(run_id="r", source="csv", kind="tracking", capacity=cap), tmp_path).read_text()
+    assert "Stopped by --capacity-time-limit (600 s) before trying 400 events/s." in md
+    assert "No step failed up to --capacity-max-rate" not in md

@@ -209,3 +209,12 @@ def test_the_time_left_bounds_the_bisection_and_the_climb():
     # bisections below it (4 × 70 + 70 > 7 × 10).
     assert rc.plan_left_s(steps((50, True)), o, per_step=10) == 5 * 10 + 70 + 4 * 70
     assert rc.plan_left_s([rc.RateStep(target=50, verdict=rc.GENERATOR)], o, per_step=10) == 0
+
+
+def test_a_failed_step_is_drained_below_its_own_rate():
+    # (start rate, users, failed rate): the first step failing, a step below the start rate after it,
+    # many users (make pipeline-capacity's 400: users / 10 s is 40/s).
+    for start, users, failed in ((50, 20, 50), (50, 20, 12.5), (50, 400, 50), (50, 400, 6.25)):
+        assert rc.drain_rate(start, users, failed) <= failed / 2, (start, users, failed)
+    assert rc.drain_rate(50, 20, 50) == 12.5  # a quarter of the start rate when the users allow it
+    assert rc.drain_rate(50, 200, 100) == 20  # no lower than the users' claims allow (200 users / 10 s)

@@ -81,6 +81,8 @@ def test_a_rate_beyond_the_generator_is_its_limit_and_no_capacity_is_claimed(sea
     cap = run.capacity
     assert cap["generator_limited_at"] == rate and cap["sustained_events_per_second"] == 0, cap["steps"]
     assert cap["bottleneck"]["stage"] == "generator" and len(cap["steps"]) == 1
+    # Its CPU is measured within the first seconds too (Locust's own figure reads 0 for its first 20 s).
+    assert cap["steps"][0]["generator_cpu_max"] > 0, cap["steps"]
     assert f"the generator was the limit at {rate} events/s" in run.output
     assert "no capacity claimed" in run.output
 
@@ -91,3 +93,29 @@ def test_a_bad_rate_option_is_a_one_line_error():
     assert done.returncode != 0
     assert "argument --capacity-start-rate: '0': expected a number > 0" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_rate_given_beside_the_search_is_a_one_line_error():
+    # It would be ignored (the search sets the rate): an error, not a silent override.
+    done = run_locust(["-f", LOCUSTFILE, "--headless", "--no-monitor", "--capacity-search",
+                       "--events-per-second", "100"], timeout=60)
+    assert done.returncode != 0
+    assert "--events-per-second 100: a capacity search sets the rate itself" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_slow_kafka_consumer_is_named_from_the_groups_lag(standin, search):
+    # kafka_bus, the bus sampled as make pipeline-capacity samples it (the group's lag from committed
+    # and end offsets): one step at twice the consumer's limit fails, and its stage is named from the
+    # lag growing while ClickHouse keeps pace. (Tansu's end offset is short by at most the last
+    # produce batch: a bounded offset, docs/capacity.md.)
+    prefix, db = standin("consumer", 30, bus="kafka_bus")
+    run = search(prefix, db, "--monitor-backend", "kafka_bus", "--capacity-start-rate", "60",
+                 "--capacity-max-rate", "60", "--capacity-rate-resolution", "60", bus="kafka_bus")
+    assert run.done.returncode == 0, run.output[-3000:]
+    cap = run.capacity
+    assert [s["target"] for s in cap["steps"]] == [60.0], cap["steps"]
+    bus = cap["steps"][0]["backlog"]["bus"]
+    assert bus["verdict"] == "growing" and bus["slope"] > 15, bus  # ~30/s: 60 offered, 30 read
+    assert cap["bottleneck"]["stage"] == "bus consumers", cap["bottleneck"]
+    assert "bus lag grew" in cap["bottleneck"]["evidence"], cap["bottleneck"]

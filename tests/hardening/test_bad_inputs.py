@@ -69,13 +69,13 @@ CASES = {
     "capacity, max below start": (lambda f: locust("http", "--capacity-search", "--capacity-max-users", "5"),
                                   "error: --capacity-max-users 5: expected at least --capacity-start-users (10)"),
     "rate search, too few samples": (lambda f: locust("tracking", "--no-e2e", "--capacity-search",
-                                                      "--capacity-step-time", "2"),
-                                     "error: --capacity-step-time 2: expected at least 4 samples "
-                                     "(--capacity-sample-interval 1)"),
+                                                      "--capacity-step-time", "1"),
+                                     "error: --capacity-step-time 1: expected at least 4 samples "
+                                     "(--capacity-sample-interval 0.5)"),
     "rate search, time limit below one step": (lambda f: locust("tracking", "--no-e2e", "--capacity-search",
                                                                 "--capacity-time-limit", "30"),
                                                "error: --capacity-time-limit 30: expected seconds >= one step's "
-                                               "longest case, 49 (ramp + settle + twice the step time)"),
+                                               "longest case, 48.5 (ramp + settle + twice the step time)"),
     "run, a helper module": (lambda f: python("loadtesting.run", "lampi_data"),
                              "error: lampi_data: expected a kind (http, kafka, mqtt, tracking) "
                              "or the path of a .py locustfile"),

@@ -114,6 +114,54 @@ def test_redis_bus_counts_lag_itself_when_redis_reports_nil(redis_server, rds):
     assert (g["lag"], g["lag_source"]) == (29, "xrange")
 
 
+def _trimmed_stream(rds) -> None:
+    """A group that read 10 of 50 entries, then 1,000 more added with MAXLEN 100: 940 trimmed unread."""
+    for i in range(50):
+        rds.xadd("dev-analytics", {"i": i})
+    rds.xgroup_create("dev-analytics", "g", id="0")
+    _read_and_ack(rds, "dev-analytics", "g", 10, ack=10)
+    for i in range(1000):
+        rds.xadd("dev-analytics", {"i": i}, maxlen=100, approximate=False)
+
+
+def test_redis_bus_entries_trimmed_before_the_group_read_them_are_lost_not_lag(redis_server, rds, caplog):
+    _trimmed_stream(rds)
+    sampler = redis_bus.Sampler(redis_server.url, "dev-analytics")
+    behind = sampler.sample()
+    assert (behind["lag"], behind["lost_unread"]) == (100, 940)  # the whole stream is unread
+    _read_and_ack(rds, "dev-analytics", "g", 100, ack=100)
+    assert rds.xinfo_stream("dev-analytics", full=True)["groups"][0]["lag"] == 940  # Redis' own figure
+    caught_up = sampler.sample()
+    assert (caught_up["lag"], caught_up["pending"], caught_up["lost_unread"]) == (0, 0, 940)
+    assert sampler.backlog(caught_up) == 0  # drained: nothing left that a consumer could still read
+
+
+def test_redis_bus_lag_after_a_trim_counts_only_what_is_still_in_the_stream(redis_server, rds):
+    _trimmed_stream(rds)
+    _read_and_ack(rds, "dev-analytics", "g", 100, ack=100)
+    for i in range(30):
+        rds.xadd("dev-analytics", {"i": i}, maxlen=100, approximate=False)
+    fresh = redis_bus.Sampler(redis_server.url, "dev-analytics").sample()  # first look: counts once
+    assert (fresh["lag"], fresh["lost_unread"]) == (30, 940)
+
+
+def test_redis_bus_trimming_is_said_once_not_every_sample(redis_server, rds, caplog):
+    for i in range(50):
+        rds.xadd("dev-analytics", {"i": i})
+    rds.xgroup_create("dev-analytics", "g", id="0")
+    _read_and_ack(rds, "dev-analytics", "g", 10, ack=10)  # a group that reads (one that never did has no count)
+    sampler = redis_bus.Sampler(redis_server.url, "dev-analytics")
+    sampler.sample()
+    for i in range(500):
+        rds.xadd("dev-analytics", {"i": i}, maxlen=100, approximate=False)
+    with caplog.at_level("WARNING", logger="backends.redis_bus"):
+        sampler.sample()
+        rds.xadd("dev-analytics", {"i": 0}, maxlen=100, approximate=False)
+        sampler.sample()
+    said = [r.getMessage() for r in caplog.records if "trimmed" in r.getMessage()]
+    assert len(said) == 1 and "440 events trimmed before group g read them" in said[0]
+
+
 def test_redis_bus_stream_name_follows_the_prefix(redis_server, rds):
     from types import SimpleNamespace
 

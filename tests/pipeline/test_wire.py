@@ -223,3 +223,80 @@ def test_event_times_are_formatted_as_datetime_isoformat():
     stamps = [rng.randrange(1_700_000_000_000_000, 1_900_000_000_000_000) for _ in range(20_000)]
     stamps += [s - s % 1_000_000 for s in stamps[:2000]] + [s - s % 1000 for s in stamps[:2000]]
     assert [iso(us) for us in stamps] == [datetime.fromtimestamp(us / 1_000_000, UTC).isoformat() for us in stamps]
+
+
+
+# Locust monkey-patches on import, so the sender runs in a subprocess: it sends one event twice, then
+# the next, and prints them and the successes its delivery reports counted.
+SEND_THREE = r"""
+import json, sys
+import gevent
+from locust import events
+from locust.env import Environment
+from backends.kafka_bus import KafkaSender
+from openedx_erb.events import EventFactory, TrackedLearner
+from plumbing import kafka_conf
+
+env = Environment(events=events)
+sender = KafkaSender(env, "kafka_bus", conf=kafka_conf.client_config(sys.argv[1]), topic=sys.argv[2],
+                     value_schema_id=5, key_schema_id=6)
+factory, learner = EventFactory("course-v1:OEX+abc123+2024-1", "realistic"), TrackedLearner(7, "lt__000007")
+first, second = factory.next_tracking_log(learner), factory.next_tracking_log(learner)
+sent = [first, first, second]
+for e in sent:
+    sender.send(e)
+sender.close()
+print(json.dumps({"sent": sent, "counted": env.stats.total.num_requests, "failed": env.stats.total.num_failures}))
+"""
+
+
+def test_kafka_bus_consecutive_messages_differ_only_in_their_per_event_fields(kafka):
+    # The sender builds the constant headers and framing once: two messages of the same event differ
+    # only in ce_id and ce_time, and each value is that event's own encoding (openedx-events decodes it).
+    import subprocess
+    import sys
+    import uuid
+    from datetime import datetime
+
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from tests.helpers import REPO
+
+    topic = f"wire{uuid.uuid4().hex[:6]}-analytics"
+    done = subprocess.run([sys.executable, "-c", SEND_THREE, kafka.url, topic], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, log_of(done.stderr)
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    sent = [wire.TrackingLog(*e) for e in out["sent"]]
+    assert (out["counted"], out["failed"]) == (3, 0)  # each delivery report counted once
+    consumer = Consumer({"bootstrap.servers": kafka.url, "group.id": topic, "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(4)])
+    messages = []
+    while len(messages) < 3:
+        batch = consumer.consume(3, 10)
+        assert batch, f"only {len(messages)} of 3 messages on {topic}"
+        messages += [m for m in batch if not m.error()]
+    consumer.close()
+    openedx_erb.setup()  # openedx-events' deserializer reads Django's settings
+    # One key, so one partition: the messages in the order sent.
+    for m, e in zip(messages, sent, strict=True):
+        assert m.value() == wire.confluent_wire(5, wire.tracking_log_avro(e))
+        assert m.key() == wire.confluent_wire(6, wire.avro_string(e.username))
+        back = decode.tracking_event(decode.confluent_payload(m.value()))
+        assert (back["name"], back["timestamp"]) == (e.name, e.timestamp)
+    headers = [m.headers() for m in messages]
+    names = ["ce_type", "ce_id", "ce_source", "ce_time", "ce_minorversion", "sourcehost", "sourcelib",
+             "ce_specversion", "content-type"]
+    assert all([k for k, _ in h] == names for h in headers)
+    meta = wire.metadata("openedx/lms/web")
+    for h in headers:
+        d = dict(h)
+        assert d["ce_type"] == meta["type"].encode() and d["ce_source"] == meta["source"].encode()
+        assert (d["ce_minorversion"], d["ce_specversion"], d["content-type"]) == (b"0", b"1.0", b"application/avro")
+        assert (d["sourcehost"], d["sourcelib"]) == (meta["sourcehost"].encode(), meta["sourcelib"].encode())
+        assert uuid.UUID(d["ce_id"].decode()).version == 1
+        stamp = d["ce_time"].decode()  # EventsMetadata's time.isoformat(), in UTC
+        assert datetime.fromisoformat(stamp).isoformat() == stamp and stamp.endswith("+00:00")
+    a, b, c = (dict(h) for h in headers)
+    assert {k for k in a if a[k] != b[k]} <= {"ce_id", "ce_time"} and a["ce_id"] != b["ce_id"] != c["ce_id"]
+    assert {k for k in a if a[k] != c[k]} <= {"ce_id", "ce_time"}

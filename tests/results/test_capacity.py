@@ -82,3 +82,33 @@ def test_a_bad_capacity_option_is_a_one_line_error(capped):
     assert done.returncode != 0
     assert "argument --capacity-step: '0': expected an integer >= 1" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_search_stopped_from_the_web_ui_writes_its_partial_result_and_the_next_starts_afresh(capped, clickhouse,
+                                                                                             tmp_path):
+    from tests.helpers import wait_for
+    from tests.results.test_webui import _complete_folders, start_web_ui, stop_web_ui
+
+    ui = start_web_ui(tmp_path, LOCUSTFILE, capped, "--clickhouse-url", clickhouse.url, "--capacity-search",
+                      "--capacity-start-users", "4", "--capacity-step", "8", "--capacity-step-time", "2",
+                      "--capacity-settle-time", "1", "--spawn-rate", "50", "--monitor-interval", "1",
+                      "--drain-timeout", "5", "--no-sar")
+    try:
+        seen = 0
+        for n in (1, 2):
+            assert ui.start_when_ready(10)["success"]
+            # Its progress in the UI's log (the Logs tab): the first step measured.
+            wait_for(lambda seen=seen: any("capacity search: 4 users →" in line
+                                           for line in ui.get("/logs").json()["master"][seen:]),
+                     timeout=60, what=f"test {n}'s first step in the UI's log")
+            seen = len(ui.get("/logs").json()["master"])
+            assert ui.post("/stop").json()["success"]
+            wait_for(lambda n=n: len(_complete_folders(ui.results)) == n, timeout=90, what=f"run folder {n}")
+            folder = _complete_folders(ui.results)[-1]
+            cap = json.loads((folder / "capacity.json").read_text())
+            assert cap["stopped"] and not cap["reached_max_users"], cap
+            report = next(folder.glob("*-results.md")).read_text()
+            assert "The search was stopped before its end" in report and "No step failed" not in report
+            assert cap["steps"][0]["users"] == 4, cap["steps"]  # each test searches from the start
+    finally:
+        stop_web_ui(ui)
