@@ -20,7 +20,15 @@ next test start from the web UI; listeners check their role (e.g. a worker's run
 
 Signals: a run quitting while its users still run was stopped by Ctrl-C or SIGTERM before its
 planned end (--run-time, a shape or a budget stop the users first): exit 130/143, unless a signal
-is the run's planned end (`expect_signal_end`).
+is the run's planned end (`expect_signal_end`). With workers (--processes, --master/--worker):
+- a master's runner stops itself in its own `quitting` listener, which fires before this module's
+  (`quitting` fires in reverse order of registration): the master notes the signal from a listener
+  added after its runner's, while the users still run;
+- the signal of a terminal or `kill -- -PGID` reaches the workers too, and they may quit first:
+  Locust's master then stops the test when its last worker quits ("The last worker quit, stopping
+  test."), before its own signal is handled, or without one (only the workers got it). So a worker
+  quitting on a signal while its users run says so to the master first (a custom message, sent before
+  Locust's own `quit`), and a test that stops because its last worker quit that way was interrupted.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from __future__ import annotations
 import logging
 import signal
 from dataclasses import dataclass, field
+from typing import Any
 
 import gevent
 from locust import events
@@ -54,6 +63,8 @@ run_started = EventHook()
 # store it; listeners take `environment`, `event_type` and `extra`.
 run_event = EventHook()
 
+INTERRUPTED_MESSAGE = "lifecycle_interrupted"  # worker -> master: a signal stopped me while my users ran
+
 PHASES = ("load_finished", "pipeline_draining", "pipeline_drained", "run_measured", "run_ending")
 
 
@@ -65,9 +76,12 @@ class RunEnd:
     ended: bool = False
     ends_by_signal: bool = False  # a signal is the planned end (tracking --run-until-killed)
     sigterm_received: bool = False
+    sigint_received: bool = False  # noted on a worker only (the master relies on KeyboardInterrupt)
+    worker_signal: str = ""  # master: the signal a worker reported quitting on while this run's users ran
     interrupted: str = ""  # the signal that stopped the run before its planned end
     failed: dict[ExitCode, str] = field(default_factory=dict)  # checks that failed: code -> why
     exit_code: int | None = None  # once decided
+    ending: Any = None  # the greenlet firing the end's phases
     extras: dict = field(default_factory=dict)  # add_run_extra: fields of the end row and metadata
     start_fields: dict = field(default_factory=dict)  # describe_run: fields of the start row (kept across tests)
 
@@ -128,8 +142,12 @@ def end(environment) -> int:
     """End the current run: fire the phases in order, decide and return the exit code (once)."""
     run = _state(environment)
     if run.ended:
+        # A second quit while the end runs (SIGTERM during the drain: Locust's handler quits again, then
+        # exits) waits for it: the end rows are written once, whole, and the code is the run's.
+        while run.exit_code is None and run.ending is not None and run.ending is not gevent.getcurrent():
+            gevent.sleep(0.05)
         return run.exit_code if run.exit_code is not None else 0
-    run.ended = True
+    run.ended, run.ending = True, gevent.getcurrent()
     _note_interruption(environment)
     runner = environment.runner
     if runner is not None and not isinstance(runner, WorkerRunner) and runner.state in (STATE_SPAWNING,
@@ -172,8 +190,51 @@ def _note_interruption(environment) -> None:
     if runner.state not in (STATE_SPAWNING, STATE_RUNNING):
         return
     gevent.sleep(0)  # the SIGTERM watcher's greenlet, spawned beside Locust's handler, runs now
-    run.interrupted = name = "SIGTERM" if run.sigterm_received else "SIGINT"
+    _interrupt(run, "SIGTERM" if run.sigterm_received else "SIGINT")
+
+
+def _interrupt(run: RunEnd, name: str) -> None:
+    run.interrupted = name
     log.warning("run stopped by %s before its planned end; exit code %d", name, INTERRUPTED[name])
+
+
+# -- Workers: a signal that reached them first ------------------------------------------------------
+def _note_sigint(run: RunEnd) -> None:
+    """On a worker: note SIGINT, then let Python raise KeyboardInterrupt as before (Locust quits on it)."""
+    previous = signal.getsignal(signal.SIGINT)
+    if not callable(previous):
+        return  # ignored (SIG_IGN) or not Python's: nothing of ours to add
+
+    def noted(signum: int, frame: Any) -> None:
+        run.sigint_received = True
+        previous(signum, frame)
+
+    signal.signal(signal.SIGINT, noted)
+
+
+def _worker_quitting(environment, **_kw) -> None:
+    """A worker quitting while its users run because of a signal tells its master, before Locust's own
+    `quit` message (this listener is added after the runner's and `quitting` fires in reverse)."""
+    runner, run = environment.runner, _state(environment)
+    if not isinstance(runner, WorkerRunner) or runner.state not in (STATE_SPAWNING, STATE_RUNNING):
+        return  # the master stopped it first (the run's planned end), or no test runs
+    gevent.sleep(0)  # the SIGTERM watcher's greenlet, spawned beside Locust's handler, runs now
+    name = "SIGTERM" if run.sigterm_received else "SIGINT" if run.sigint_received else ""
+    if name:
+        runner.send_message(INTERRUPTED_MESSAGE, name)
+
+
+def _master_quitting(environment, **_kw) -> None:
+    _note_interruption(environment)
+
+
+def _worker_interrupted(environment, msg, **_kw) -> None:
+    """Master: a worker quit on a signal while the run's users ran; if the last worker goes that way,
+    the run was stopped by that signal (`_test_stopping`)."""
+    runner, run = environment.runner, _state(environment)
+    if (msg.data in INTERRUPTED and not run.ended and not run.ends_by_signal
+            and runner.state in (STATE_SPAWNING, STATE_RUNNING)):
+        run.worker_signal = run.worker_signal or msg.data
 
 
 # -- Locust's events -------------------------------------------------------------------------------
@@ -188,10 +249,20 @@ def _init(environment, **_kw) -> None:
     """Note SIGTERM as it arrives: Locust ends SIGTERM and Ctrl-C alike in `quitting`.
 
     A second watcher beside Locust's own handler (libev runs every watcher of a signal). Ctrl-C
-    needs none: Python raises KeyboardInterrupt, the only other way to quit while users run.
+    needs none on the master: Python raises KeyboardInterrupt, the only other way to quit while users
+    run. A worker notes SIGINT too (Python's handler still raises KeyboardInterrupt), to tell its master.
     """
     run = _state(environment)
     gevent.signal_handler(signal.SIGTERM, setattr, run, "sigterm_received", True)
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        _note_sigint(run)
+        environment.events.quitting.add_listener(_worker_quitting)
+    elif isinstance(runner, MasterRunner):
+        runner.register_message(INTERRUPTED_MESSAGE, _worker_interrupted)
+        # The master's runner stops itself in its own `quitting` listener, before lifecycle's `_quitting`
+        # (they fire in reverse): note a signal while its users still run, from a listener added after it.
+        environment.events.quitting.add_listener(_master_quitting)
     o = environment.parsed_options
     processes.init(isinstance(environment.runner, MasterRunner) and bool(getattr(o, "processes", None)))
 
@@ -205,6 +276,7 @@ def _test_start(environment, **_kw) -> None:
         end(environment)
     state.started, state.ended, state.interrupted, state.failed, state.exit_code, state.extras = (
         True, False, "", {}, None, {})
+    state.worker_signal = ""
     processes.run_started()
     if not isinstance(environment.runner, WorkerRunner):
         run_started.fire(environment=environment, run_id=identity.new_id(environment),
@@ -214,8 +286,12 @@ def _test_start(environment, **_kw) -> None:
 
 @events.test_stopping.add_listener
 def _test_stopping(environment, **_kw) -> None:
-    """The workers are told to quit after this (a headless run's end): their exits are no deaths."""
-    if isinstance(environment.runner, MasterRunner):
+    """The workers are told to quit after this (a headless run's end): their exits are no deaths. A
+    test stopping because its last worker quit on a signal was interrupted by that signal."""
+    runner, run = environment.runner, _state(environment)
+    if isinstance(runner, MasterRunner):
+        if run.worker_signal and runner.worker_count <= 0 and not run.interrupted and not run.ended:
+            _interrupt(run, run.worker_signal)
         processes.run_stopping()
 
 
