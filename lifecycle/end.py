@@ -76,7 +76,7 @@ class RunEnd:
     ended: bool = False
     ends_by_signal: bool = False  # a signal is the planned end (tracking --run-until-killed)
     sigterm_received: bool = False
-    sigint_received: bool = False  # noted on a worker only (the master relies on KeyboardInterrupt)
+    sigint_received: bool = False  # Python's handler still raises KeyboardInterrupt after noting it
     worker_signal: str = ""  # master: the signal a worker reported quitting on while this run's users ran
     interrupted: str = ""  # the signal that stopped the run before its planned end
     failed: dict[ExitCode, str] = field(default_factory=dict)  # checks that failed: code -> why
@@ -199,17 +199,40 @@ def _interrupt(run: RunEnd, name: str) -> None:
 
 
 # -- Workers: a signal that reached them first ------------------------------------------------------
-def _note_sigint(run: RunEnd) -> None:
-    """On a worker: note SIGINT, then let Python raise KeyboardInterrupt as before (Locust quits on it)."""
+def _note_sigint(environment) -> None:
+    """Note SIGINT as it arrives, then let Python raise KeyboardInterrupt as before (Locust quits on it)."""
     previous = signal.getsignal(signal.SIGINT)
     if not callable(previous):
         return  # ignored (SIG_IGN) or not Python's: nothing of ours to add
 
     def noted(signum: int, frame: Any) -> None:
-        run.sigint_received = True
+        _signalled(environment, "SIGINT")
         previous(signum, frame)
 
     signal.signal(signal.SIGINT, noted)
+
+
+def _signalled(environment, name: str) -> None:
+    """A signal arrived: on a master or a local runner whose users run, the run is interrupted by it,
+    decided now (by the time Locust fires `quitting` it may have stopped the users itself: a headless
+    shape such as a capacity search ends on KeyboardInterrupt, then quits, before `quitting`)."""
+    run, runner = _state(environment), environment.runner
+    setattr(run, "sigterm_received" if name == "SIGTERM" else "sigint_received", True)
+    if runner is None or isinstance(runner, WorkerRunner) or run.interrupted or run.ended or run.ends_by_signal:
+        return
+    if runner.state in (STATE_SPAWNING, STATE_RUNNING):
+        _interrupt(run, name)
+
+
+def _on_sigterm(environment) -> None:
+    _signalled(environment, "SIGTERM")
+    runner, o = environment.runner, environment.parsed_options
+    # Locust installs its own SIGTERM handler only once a headless shape has run its course (its main
+    # joins the shape first): until then SIGTERM would be noted here and nothing else, and the run
+    # would go on. Stop the shape as Locust's handler would stop the run; Locust then quits as usual.
+    if (environment.shape_class is not None and getattr(o, "headless", False) and runner is not None
+            and not isinstance(runner, WorkerRunner) and runner.state in (STATE_SPAWNING, STATE_RUNNING)):
+        runner.stop()
 
 
 def _worker_quitting(environment, **_kw) -> None:
@@ -246,17 +269,13 @@ def _parser(parser, **_kw) -> None:
 
 @events.init.add_listener
 def _init(environment, **_kw) -> None:
-    """Note SIGTERM as it arrives: Locust ends SIGTERM and Ctrl-C alike in `quitting`.
-
-    A second watcher beside Locust's own handler (libev runs every watcher of a signal). Ctrl-C
-    needs none on the master: Python raises KeyboardInterrupt, the only other way to quit while users
-    run. A worker notes SIGINT too (Python's handler still raises KeyboardInterrupt), to tell its master.
-    """
-    run = _state(environment)
-    gevent.signal_handler(signal.SIGTERM, setattr, run, "sigterm_received", True)
+    """Note SIGTERM and SIGINT as they arrive (Locust ends both alike in `quitting`): a second SIGTERM
+    watcher beside Locust's own handler (libev runs every watcher of a signal); SIGINT noted before
+    Python's handler raises KeyboardInterrupt as before. A worker tells its master."""
+    gevent.signal_handler(signal.SIGTERM, _on_sigterm, environment)
+    _note_sigint(environment)
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
-        _note_sigint(run)
         environment.events.quitting.add_listener(_worker_quitting)
     elif isinstance(runner, MasterRunner):
         runner.register_message(INTERRUPTED_MESSAGE, _worker_interrupted)

@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+
+import pytest
 
 from plumbing import chclient
 from tests.capacity.conftest import LOCUSTFILE
@@ -101,11 +104,12 @@ def test_a_rate_given_beside_the_search_is_said_not_used(tmp_path):
     # conf/tracking.conf holds a fixed run's rate, and users keep it beside --capacity-search: the
     # search runs, and says the rate is not its (the web UI's form refuses one: test_rate_search_webui).
     log = tmp_path / "locust.log"
+    (tmp_path / "results").mkdir()
     with log.open("w") as out:
         proc = start_locust(["-f", LOCUSTFILE, "--config", str(REPO / "conf" / "tracking.conf"), "--headless",
                              "--no-monitor", "--no-e2e", "--no-sar", "--capacity-search", "-u", "5", "-r", "5",
-                             "--pipeline-backend", "vector", "--vector-log-file", str(tmp_path / "tracking.log"),
-                             "--results", str(tmp_path / "results")], stdout=out, stderr=subprocess.STDOUT)
+                             "--pipeline-backend", "vector", "--vector-log-file", str(tmp_path / "tracking.log")],
+                            env={"LOCUST_RESULTS_DIR": str(tmp_path / "results")}, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: "capacity search: from" in log.read_text(), timeout=120, what="the search's start",
                  on_timeout=lambda: log.read_text()[-3000:])
@@ -132,3 +136,27 @@ def test_a_slow_kafka_consumer_is_named_from_the_groups_lag(standin, search):
     assert bus["verdict"] == "growing" and bus["slope"] > 15, bus  # ~30/s: 60 offered, 30 read
     assert cap["bottleneck"]["stage"] == "bus consumers", cap["bottleneck"]
     assert "bus lag grew" in cap["bottleneck"]["evidence"], cap["bottleneck"]
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_headless_search_ends_on_a_signal_as_interrupted_with_its_partial_result(tmp_path, sig, code):
+    # Locust installs its SIGTERM handler only after a headless shape has ended: the search went on
+    # for good after SIGTERM, and Ctrl-C ended it with 0 as if it had run its course.
+    log, results = tmp_path / "locust.log", tmp_path / "results"
+    results.mkdir()  # the run folder, as loadtesting.run makes it
+    with log.open("w") as out:
+        proc = start_locust(["-f", LOCUSTFILE, "--headless", "--no-monitor", "--no-e2e", "--no-sar", "--capacity-search",
+                             "-u", "5", "-r", "5", "--pipeline-backend", "vector",
+                             "--vector-log-file", str(tmp_path / "tracking.log")],
+                            env={"LOCUST_RESULTS_DIR": str(results)}, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "capacity search: from" in log.read_text(), timeout=120, what="the search's start",
+                 on_timeout=lambda: log.read_text()[-3000:])
+        os.killpg(proc.pid, sig)  # as a terminal's Ctrl-C or a supervisor's stop reaches the process group
+        assert proc.wait(timeout=120) == code, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert f"run stopped by {sig.name} before its planned end; exit code {code}" in text, text[-3000:]
+    assert json.loads((results / "capacity.json").read_text())["stopped"] is True
