@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -52,7 +53,15 @@ def start_locust(args: list[str], *, env: dict[str, str | None] | None = None, c
     otherwise (stdout=, stderr=, text=)."""
     options = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True, "start_new_session": True,
                **popen}
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # A suite started in the background (`cmd &`) ignores SIGINT, and a child would inherit that:
+        # Locust then never sees a Ctrl-C. Give it the terminal's default, as a user's shell does.
+        options.setdefault("preexec_fn", _default_sigint)
     return subprocess.Popen(locust_command(args, via, prefix), cwd=cwd, env=locust_env(env), **options)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_locust(args: list[str], *, env: dict[str, str | None] | None = None, timeout: float = 180,
