@@ -54,12 +54,14 @@ def load() -> str:
 
 def search(backend: str, workers: int, batch: int, env: dict) -> tuple[dict | None, float, str]:
     t0 = time.monotonic()
+    tag = f"s{backend.replace('_', '')}{workers}x{batch}t{int(time.time()) % 100000}"
     done = subprocess.run([sys.executable, "-m", "loadtesting.pipeline_run", backend, "--workers", str(workers),
                            "--batch", str(batch), "--capacity", "--event-mix", "realistic",
-                           # A group of its own per search: one broker serves the whole table, and a group
-                           # whose former members left rejoins slowly on some brokers (Tansu: not at all
-                           # with 2 members, docs/capacity.md) — a deployment does not restart like this.
-                           "--group", f"erb-{backend}-{workers}-{batch}-{int(time.time())}"],
+                           # A stream/topic and a group of their own per search: one broker serves the
+                           # whole table; a group whose former members left rejoins slowly on some brokers
+                           # (Tansu: not at all with 2 members, docs/capacity.md), and a new group on a
+                           # former search's topic would first read that search's events (it did: 200,000).
+                           "--group", f"erb-{tag}", "--prefix", tag],
                           cwd=REPO, env=env, capture_output=True, text=True)
     took = time.monotonic() - t0
     found = re.findall(r"results of run (\S+) \(exit code", done.stdout)

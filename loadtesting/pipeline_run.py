@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users", type=int, default=400,
                    help="open-model users of a search: concurrent sends, enough for a stall of the machine at the "
                         "highest rate (default %(default)s)")
+    p.add_argument("--prefix", default="dev",
+                   help="EVENT_BUS_TOPIC_PREFIX: the bus's stream/topic <prefix>-analytics, for the pipeline and the "
+                        "generator (default %(default)s)")
     p.add_argument("--group", default="event_routing_backends",
                    help="the consumer group of a bus backend's pipeline (and of its lag sampler) (default %(default)s)")
     a, extra = p.parse_known_args(argv)
@@ -59,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     pipeline = [sys.executable, "-m", backends.get(a.backend).REFERENCE_CONSUMER, a.backend, "--workers", str(a.workers),
                 "--batch-size", str(a.batch), "--clickhouse-url", ch, "--redis-url", redis_url,
                 "--kafka-brokers", brokers, "--log-file", str(log_file),
-                "--metrics-port", str(metrics_port), "--ready-file", str(ready), "--group", a.group]
+                "--metrics-port", str(metrics_port), "--ready-file", str(ready), "--group", a.group,
+                "--topic-prefix", a.prefix]
     # The bus backlog is sampled for every backend (kafka_bus: the group's lag; docs/capacity.md says why
     # Tansu's high watermark, short of the end by at most the last produce batch, does not matter).
     monitor = ["--monitor-backend", a.backend]
@@ -70,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd = [sys.executable, "-m", "loadtesting.run", "tracking", "--pipeline-backend", a.backend, *monitor,
            *load, "--vector-log-file", str(log_file),
            "--vector-metrics-url", f"http://127.0.0.1:{metrics_port}/metrics", "--kafka-bus-brokers", brokers,
-           "--kafka-bus-group", a.group, "--run-tags", f"pipeline,{a.backend},{a.workers}-workers,batch{a.batch}{',capacity' if a.capacity else ''}",
+           "--kafka-bus-group", a.group, "--event-bus-prefix", a.prefix, "--run-tags", f"pipeline,{a.backend},{a.workers}-workers,batch{a.batch}{',capacity' if a.capacity else ''}",
            *(["--clickhouse-data-path", str(data)] if data.is_dir() else []), *extra]
     # A Kafka group's join takes seconds (group.initial.rebalance.delay.ms); on Tansu half of
     # session.timeout.ms (45 s by default), once per join round: the pipeline is ready once joined.
