@@ -350,9 +350,10 @@ def _e2e_summary(environment) -> None:
     """After the drain: the run's sent/stored/missing/duplicates/latency, logged and stored with the end row."""
     run = run_state.of(environment, TrackingRun)
     e2e = run.e2e
+    with e2e.lock:  # the polling loop is between polls: stop it there, not inside a query
+        run.e2e_greenlet.kill(block=True)
     e2e.poll()
     summary = e2e.summary(with_runway=True)
-    run.e2e_greenlet.kill(block=False)
     log.info(summary_line(run_id(environment), summary))
     add_run_extra(environment, sent_event_count=summary["sent"], e2e=summary)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,6 +86,9 @@ class EndToEnd:
     by_process: dict[int, list[float]] = field(default_factory=dict)  # slot -> its events' latencies (ms), corrected
     _per_second: dict[int, int] = field(default_factory=dict)
     _client: object = None
+    # One connection, one query at a time: the polling loop, the end's last poll and the runway share it
+    # (a second query on a busy clickhouse-driver connection fails, and the runway went missing).
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for ident in (self.database, self.table, self.time_column):
@@ -118,6 +122,10 @@ class EndToEnd:
 
     def poll(self) -> int:
         """One look at ClickHouse; returns how many events were seen for the first time."""
+        with self.lock:
+            return self._poll()
+
+    def _poll(self) -> int:
         course, params = self._course()
         try:
             client = self._c()
@@ -171,8 +179,10 @@ class EndToEnd:
     def runway(self) -> dict:
         out: dict = {}
         try:
-            size, rows = self._c().execute(SQL_PARTS, {"d": self.database, "t": self.table})[0]
-        except Exception:  # noqa: BLE001
+            with self.lock:
+                size, rows = self._c().execute(SQL_PARTS, {"d": self.database, "t": self.table})[0]
+        except Exception as exc:  # noqa: BLE001 - the runway is left out, and why is logged
+            log.warning("e2e: storage runway not read: %s", str(exc).splitlines()[0][:200])
             return out
         if rows:
             out["bytes_per_event"] = round(size / rows, 1)
