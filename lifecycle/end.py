@@ -200,14 +200,24 @@ def _interrupt(run: RunEnd, name: str) -> None:
 
 # -- Workers: a signal that reached them first ------------------------------------------------------
 def _note_sigint(environment) -> None:
-    """Note SIGINT as it arrives, then let Python raise KeyboardInterrupt as before (Locust quits on it)."""
+    """Note SIGINT as it arrives, then let Python raise KeyboardInterrupt as before (Locust quits on it).
+
+    Python raises it in whatever greenlet runs when the signal lands. In the main greenlet or the hub
+    it reaches Locust's main as Locust expects; in another greenlet (a worker's message loop handling
+    the master's spawn) it would kill that greenlet, and Locust ends a run whose runner greenlet died
+    with exit code 2, an error. There it is raised from the hub's next callback instead, which gevent
+    hands to the main greenlet."""
     previous = signal.getsignal(signal.SIGINT)
     if not callable(previous):
         return  # ignored (SIG_IGN) or not Python's: nothing of ours to add
 
     def noted(signum: int, frame: Any) -> None:
         _signalled(environment, "SIGINT")
-        previous(signum, frame)
+        hub, current = gevent.get_hub(), gevent.getcurrent()
+        if current is hub or current is hub.parent:
+            previous(signum, frame)
+        else:
+            hub.loop.run_callback(previous, signum, None)
 
     signal.signal(signal.SIGINT, noted)
 

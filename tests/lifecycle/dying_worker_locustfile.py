@@ -2,7 +2,9 @@
 first worker process to create PATH dies at its init (a one-line option error, as a bad per-process
 setting would), the others run; users report requests without a server. Each end phase logs `phase NAME on ROLE
 (exit code N, interrupted B)`, and each `quitting` logs `quitting on ROLE`; with HOLD_END=PATH the master's drain waits until PATH exists (a
-signal can then reach the run during its end)."""
+signal can then reach the run during its end); with BUSY_WORKER=DIR each worker, once every user is spawned,
+handles a message from the master by computing (it creates DIR/busy-PID) until DIR/release exists (a signal
+then lands in the worker's message greenlet, not in its main one)."""
 
 import logging
 import os
@@ -54,6 +56,23 @@ def _die_once(environment, **_kw) -> None:
     except FileExistsError:
         return  # another worker died already
     raise OptionError(f"this worker process ({os.getpid()}) was told to die at its init")
+
+
+@events.init.add_listener
+def _busy_worker(environment, **_kw) -> None:
+    where = os.environ.get("BUSY_WORKER")
+    runner = environment.runner
+    if not where:
+        return
+    if isinstance(runner, WorkerRunner):
+        def busy(environment, msg, **_kw) -> None:
+            open(os.path.join(where, f"busy-{os.getpid()}"), "w").close()
+            while not os.path.exists(os.path.join(where, "release")):
+                pass  # no yield: the signal's handler runs in this greenlet
+
+        runner.register_message("probe_busy", busy)
+    elif isinstance(runner, MasterRunner):
+        environment.events.spawning_complete.add_listener(lambda **_kw: runner.send_message("probe_busy"))
 
 
 class Reporter(User):

@@ -66,7 +66,7 @@ def assert_interrupted(out: Output, name: str, code: int) -> None:
     assert out.has(rf"Shutting down \(exit code {code}\)")
     assert master_phases(out) == PHASES, out.text[-4000:]  # the end rows, once, on the master
     assert out.has(rf"phase run_ending on master \(exit code {code}, interrupted True\)")
-    assert not out.has("before the run's end; the run went on without it")  # the signal, not a death
+    assert not out.has("before the run's end; the run went on without it"), out.text[-4000:]  # the signal, not a death
 
 
 def assert_none_left(pgid: int) -> None:
@@ -90,6 +90,20 @@ def test_a_signal_that_reached_only_the_forked_workers_interrupts_the_run(starte
     for pid in children:
         os.kill(int(pid), signal.SIGINT)
     assert_interrupted(out, "SIGINT", 130)  # the master quits as its last worker did
+    assert_none_left(out.proc.pid)
+
+
+def test_a_signal_that_lands_while_a_worker_handles_a_message_interrupts_the_run(started, tmp_path):
+    # Python runs the handler in whatever greenlet runs: here the worker's message greenlet, whose
+    # death Locust counts as an error (exit code 2, "Unhandled exception in greenlet").
+    out = processes_run(started, "60s", env={"BUSY_WORKER": str(tmp_path)})
+    wait_for(lambda: len(list(tmp_path.glob("busy-*"))) == 2 or out.proc.poll() is not None, timeout=60,
+             what="both workers busy with the master's message", on_timeout=lambda: out.text[-3000:])
+    for busy in tmp_path.glob("busy-*"):
+        os.kill(int(busy.name.removeprefix("busy-")), signal.SIGINT)
+    (tmp_path / "release").touch()
+    assert_interrupted(out, "SIGINT", 130)
+    assert not out.has("Unhandled exception in greenlet"), out.text[-4000:]
     assert_none_left(out.proc.pid)
 
 
