@@ -28,7 +28,9 @@ is the run's planned end (`expect_signal_end`). With workers (--processes, --mas
   Locust's master then stops the test when its last worker quits ("The last worker quit, stopping
   test."), before its own signal is handled, or without one (only the workers got it). So a worker
   quitting on a signal while its users run says so to the master first (a custom message, sent before
-  Locust's own `quit`), and a test that stops because its last worker quit that way was interrupted.
+  Locust's own `quit`), and a test that stops because its last worker quit that way was interrupted;
+- a headless master still waiting for --expect-workers quits on either signal (one line, 130/143),
+  telling the workers already connected to quit: Locust has no handler of its own there yet.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from typing import Any
 import gevent
 from locust import events
 from locust.event import EventHook
-from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
+from locust.runners import STATE_INIT, STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
 from lifecycle import checks, processes
 from lifecycle import run as identity
@@ -82,6 +84,7 @@ class RunEnd:
     failed: dict[ExitCode, str] = field(default_factory=dict)  # checks that failed: code -> why
     exit_code: int | None = None  # once decided
     ending: Any = None  # the greenlet firing the end's phases
+    quit_waiting: str = ""  # a headless master quit on this signal while it waited for its workers
     extras: dict = field(default_factory=dict)  # add_run_extra: fields of the end row and metadata
     start_fields: dict = field(default_factory=dict)  # describe_run: fields of the start row (kept across tests)
 
@@ -213,6 +216,9 @@ def _note_sigint(environment) -> None:
 
     def noted(signum: int, frame: Any) -> None:
         _signalled(environment, "SIGINT")
+        if _waiting_for_workers(environment) or _state(environment).quit_waiting:
+            gevent.spawn(_quit_waiting, environment, "SIGINT")
+            return
         hub, current = gevent.get_hub(), gevent.getcurrent()
         if current is hub or current is hub.parent:
             previous(signum, frame)
@@ -234,7 +240,31 @@ def _signalled(environment, name: str) -> None:
         _interrupt(run, name)
 
 
+def _waiting_for_workers(environment) -> bool:
+    """A headless master before its test starts: Locust's main is still waiting for --expect-workers,
+    with no handler of its own for SIGTERM yet and none for Ctrl-C (a traceback, workers left running)."""
+    runner, o = environment.runner, environment.parsed_options
+    return isinstance(runner, MasterRunner) and bool(getattr(o, "headless", False)) and runner.state == STATE_INIT
+
+
+def _quit_waiting(environment, name: str) -> None:
+    """Quit a master still waiting for its workers: the connected workers are told to quit, no run
+    started (nothing to end), and the exit code is the signal's. SystemExit from a greenlet reaches the
+    main greenlet through gevent's hub, silently."""
+    runner, code, run = environment.runner, INTERRUPTED[name].value, _state(environment)
+    if run.quit_waiting:
+        return  # a second signal (or libev's second report of it) while the first quits
+    run.quit_waiting = name
+    log.warning("%s while waiting for workers (%d of %d ready): no run started; exit code %d", name,
+                len(runner.clients.ready), getattr(environment.parsed_options, "expect_workers", 0) or 0, code)
+    runner.quit()
+    raise SystemExit(code)
+
+
 def _on_sigterm(environment) -> None:
+    if _waiting_for_workers(environment) or _state(environment).quit_waiting:
+        _quit_waiting(environment, "SIGTERM")
+        return
     _signalled(environment, "SIGTERM")
     runner, o = environment.runner, environment.parsed_options
     # Locust installs its own SIGTERM handler only once a headless shape has run its course (its main

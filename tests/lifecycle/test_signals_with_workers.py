@@ -138,3 +138,23 @@ def test_a_processes_run_that_ended_as_planned_is_not_interrupted_by_a_signal_du
     assert not out.has("before its planned end"), out.text[-4000:]
     assert master_phases(out) == PHASES, out.text[-4000:]  # the second quit waited for the end's rows
     assert out.has(r"phase run_ending on master \(exit code 0, interrupted False\)")
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_headless_master_waiting_for_its_workers_quits_on_a_signal_and_tells_its_worker(started, sig, code):
+    # Locust waits for --expect-workers before it has a SIGTERM handler, and Ctrl-C there was a
+    # traceback that left the connected workers running.
+    port = str(free_port())
+    started.append(proc := start_locust(["-f", LOCUSTFILE, "--headless", "--users", "4", "--run-time", "60s",
+                                         "--master", "--expect-workers", "2", "--master-bind-port", port]))
+    master = Output(proc)
+    started.append(worker := start_locust(["-f", LOCUSTFILE, "--worker", "--master-port", port],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    wait_for(lambda: master.has("1 workers connected") or proc.poll() is not None, timeout=60,
+             what="the first worker", on_timeout=lambda: master.text[-3000:])
+    proc.send_signal(sig)
+    assert master.wait() == code, master.text[-4000:]
+    assert master.count(rf"{sig.name} while waiting for workers \(1 of 2 ready\): no run started; exit code {code}$") == 1
+    assert not master.has("Traceback"), master.text[-4000:]
+    assert not master.has("phase "), master.text[-4000:]  # no run started: nothing to end
+    assert worker.wait(timeout=30) == 0
