@@ -46,9 +46,14 @@ class Pipeline:
         return args
 
     def stop(self) -> None:
+        """SIGTERM to its process group; SIGKILL if it has not ended in 60 s (none is left running)."""
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=60)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
         self.proc = None
 
 
@@ -71,10 +76,13 @@ def pipeline(request, clickhouse, redis_server, tmp_path):
             cmd += ["--kafka-brokers", kafka.url, "--session-timeout-ms", "6000"]
         env = dict(os.environ)
         p.args = p.args or extra
+        p.stop()  # a restart: the former process first
         p.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True)
-        wait_for(ready.exists, timeout=60, what=f"{backend} pipeline ready")
-        started.append(p)
+        if p not in started:
+            started.append(p)  # stopped at the test's end even if it never gets ready
+        wait_for(lambda: ready.exists() or p.proc.poll() is not None, timeout=60, what=f"{backend} pipeline ready")
+        assert ready.exists(), f"the {backend} pipeline exited with {p.proc.poll()} before it was ready"
         return p
 
     yield start
