@@ -71,7 +71,6 @@ def run_locust(args: list[str], *, env: dict[str, str | None] | None = None, tim
 
     A run still going after `timeout` is killed with its worker processes (its own process group)
     and fails the test with the end of what it printed, so a hang says where it hung."""
-    import signal
 
     if "--processes" in args and "--master-bind-port" not in args:
         # Locust's default master port (5557) is one per machine: two runs at once (another test
@@ -112,7 +111,6 @@ def locust_until(args: list[str], *, env: dict[str, str | None] | None = None):
     """A run (start_locust, its stderr kept) that the test ends with SIGTERM once it has seen what it
     waits for, however long this machine takes to get there: `with locust_until(args) as run:` ...
     `run.end()` -> (exit code, stderr). Left running (a failed wait), it is killed with its workers."""
-    import signal
 
     proc = start_locust(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
