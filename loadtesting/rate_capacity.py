@@ -174,19 +174,28 @@ def _verdict(slope: float, half: float, tolerance: float) -> str:
     return UNCLEAR
 
 
-def trend(times: list[float], values: list[float], tolerance: float) -> Trend:
+def trend(times: list[float], values: list[float], tolerance: float, trough_sd: float = 0.0) -> Trend:
     """FLAT when the slope's whole interval is at most `tolerance`, GROWING when all of it is above.
 
     Two estimates of the slope: over every sample, and over the troughs (the low after each drop). A
     batching stage (a batch or a timer) makes the backlog a sawtooth whose teeth widen every sample's
     interval, while its troughs — what is left after each flush — lie on a line with little scatter; a
     backlog without teeth has its samples' estimate narrower. The verdict is the narrower estimate's;
-    growth shown by either fails (a pass needs the precise estimate flat and no evidence of growth)."""
+    growth shown by either fails (a pass needs the precise estimate flat and no evidence of growth).
+
+    `trough_sd` is the scatter a trough has from sampling alone (events, a standard deviation): it
+    sits rate × u after its flush's true low, u uniform over the sample interval (and the poll behind
+    the end-to-end count). Three or four troughs can line up by chance, and then their residuals say
+    they are precise; the troughs' interval is never narrower than that known scatter allows.
+    """
     slope, half = slope_ci(times, values)
     full = Trend(round(slope, 3), round(half, 3) if math.isfinite(half) else half, len(times),
                  _verdict(slope, half, tolerance))
     tt, tv = troughs(times, values)
     t_slope, t_half = slope_ci(tt, tv)
+    if trough_sd > 0 and len(tt) >= 3:
+        mt = sum(tt) / len(tt)
+        t_half = max(t_half, 1.96 * trough_sd / math.sqrt(sum((t - mt) ** 2 for t in tt)))
     low = Trend(round(t_slope, 3), round(t_half, 3) if math.isfinite(t_half) else t_half, len(times),
                 _verdict(t_slope, t_half, tolerance), "troughs", len(tt))
     chosen, other = (low, full) if t_half < half else (full, low)

@@ -383,11 +383,17 @@ class RateSearch(LoadTestShape):
                   BUS_SERIES: [(s["t"], s["bus"]) for s in window if "bus" in s]}
         step.backlog = {}
         step.bus_unknown = next((s["bus_unknown"] for s in window if "bus_unknown" in s), "")
+        # A trough sits up to a sample interval after its flush (the end-to-end count up to a poll
+        # more): uniform delays, so its scatter from sampling alone is rate × interval / √12 each.
+        poll = getattr(self.environment.parsed_options, "e2e_poll_interval", 0.0) or 0.0
+        every = self.settings.sample_interval
+        trough_sd = {E2E_SERIES: step.target * math.sqrt((every ** 2 + poll ** 2) / 12),
+                     BUS_SERIES: step.target * every / math.sqrt(12)}
         for name, points in series.items():
             if len(points) < 4:
                 continue
             t0 = points[0][0]
-            tr = rc.trend([t - t0 for t, _ in points], [float(v) for _, v in points], tol)
+            tr = rc.trend([t - t0 for t, _ in points], [float(v) for _, v in points], tol, trough_sd[name])
             trends[name] = tr
             step.backlog[name] = {"start": points[0][1], "end": points[-1][1], **tr.as_dict()}
         both = [(s["t"], self._e2e_backlog(s, 0) - s["bus"]) for s in window
@@ -395,7 +401,7 @@ class RateSearch(LoadTestShape):
         step.between = {}
         if len(both) >= 4:
             t0 = both[0][0]
-            tr = rc.trend([t - t0 for t, _ in both], [float(v) for _, v in both], tol)
+            tr = rc.trend([t - t0 for t, _ in both], [float(v) for _, v in both], tol, trough_sd[E2E_SERIES])
             step.between = {"start": both[0][1], "end": both[-1][1], **tr.as_dict()}
         # The window's samples as judged (s from the window's start): the evidence behind the verdict.
         step.series = [[round(s["t"] - step_start, 2),
