@@ -9,7 +9,9 @@ Backlog rule (one for both): None when no sampler measures one, -1 (unknown, so 
 sampler that drains failed, else the sum of the samplers' backlogs. A sampler whose sample says its
 lag cannot be measured (`lag_unknown`: e.g. a Redis stream no consumer group reads) makes the backlog
 missing (None, never 0): said once, not waited on at the drain, and the drain is then unknown, not
-"drained" (drain_outcome).
+"drained" (drain_outcome). Events a bus says it lost before its pipeline read them (a sample's
+`lost_unread`) are taken off the backlogs that count every event sent (`counts_lost`: the end-to-end
+check's sent − stored): they will never arrive, and the drain says how many instead of waiting.
 """
 
 from __future__ import annotations
@@ -95,9 +97,12 @@ class Sampling:
     latest: dict = field(default_factory=dict)  # the newest sample, for the web UI's pipeline tab
     unknown: dict = field(default_factory=dict)  # name -> why its lag is unknown, in the newest sample
     known_backlog: int | None = None  # the backlog of the samplers whose lag is known (what the drain waits on)
+    lost: int = 0  # events the buses lost before their pipelines read them (in the newest sample)
     said_unknown: set = field(default_factory=set)  # the reasons already logged
     remind_every: float = REMIND_EVERY
     _calls: dict = field(default_factory=dict)  # name -> _Call (the last one started)
+    _lost_base: dict = field(default_factory=dict)  # name -> its lost_unread in its first sample
+    _lost_now: dict = field(default_factory=dict)  # name -> lost since then, in its newest sample
     _trouble: dict = field(default_factory=dict)  # name -> _Trouble
 
     def timeout(self, name: str) -> float:
@@ -117,6 +122,7 @@ class Sampling:
                 fresh[name] = self._calls[name] = _Call(sampler)
         stats: dict = {}
         backlogs: list[int] = []
+        counting_lost: list[int] = []  # indexes in backlogs of those that count lost events (sent − stored)
         unknown: dict[str, str] = {}
         for name, sampler in samplers:
             call = self._calls[name]
@@ -125,6 +131,8 @@ class Sampling:
             if call.done.is_set() and name in fresh and call.error is None:
                 sample = call.sample
                 if call.backlog is not None:
+                    if getattr(sampler, "counts_lost", False):
+                        counting_lost.append(len(backlogs))
                     backlogs.append(int(call.backlog))
                 elif isinstance(sample, dict) and sample.get("lag_unknown") and getattr(sampler, "drains", True):
                     unknown[name] = str(sample["lag_unknown"])
@@ -141,6 +149,19 @@ class Sampling:
                     backlogs.append(-1)  # unknown: not drained
             stats[name] = sample
         stats.update(extra or {})
+        # Events a bus trimmed before its pipeline read them (`lost_unread`) will never be stored:
+        # sent − stored counts them, and the drain must not wait for them.
+        # (A sampler's figure counts since its group began: this run's are the change since its first.)
+        for name, sample in stats.items():
+            if isinstance(sample, dict) and sample.get("lost_unread") is not None:
+                self._lost_base.setdefault(name, int(sample["lost_unread"]))
+                self._lost_now[name] = int(sample["lost_unread"]) - self._lost_base[name]
+        self.lost = sum(self._lost_now.values())
+        left = self.lost
+        for i in counting_lost:
+            if backlogs[i] > 0 and left > 0:
+                taken = min(backlogs[i], left)
+                backlogs[i], left = backlogs[i] - taken, left - taken
         known = [b for b in backlogs if b >= 0]
         backlog = None if not backlogs else (sum(known) if len(known) == len(backlogs) else -1)
         if known:
@@ -227,7 +248,8 @@ def drain_outcome(sampling: Sampling, waited: float, timeout: float,
         why = "; ".join(sampling.unknown.values())
         rest = "" if sampling.known_backlog is None else f"the rest drained {waited:.1f} s after {since}; "
         return None, f"drain unknown ({why}; {rest}not waited on)"
-    return True, f"drained {waited:.1f} s after {since}"
+    lost = f"; {sampling.lost:,} events were lost before the pipeline read them (not waited for)" if sampling.lost else ""
+    return True, f"drained {waited:.1f} s after {since}{lost}"
 
 
 def store_sample(sink, run_id: str, now: float, stats: dict, backlog: int | None,

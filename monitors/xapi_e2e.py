@@ -76,6 +76,9 @@ class EndToEnd:
     clock_offsets: Callable[[], dict[int, float]] | None = None
     name: str = "e2e"
     drains: bool = True
+    # Its backlog (sent − stored) counts every event sent, those a bus lost before its pipeline read
+    # them too (a sampler's `lost_unread`): the drain does not wait for those (monitors.loop).
+    counts_lost: bool = True
     seen: dict[str, int] = field(default_factory=dict)  # event timestamp -> most rows seen at once
     latencies: list[float] = field(default_factory=list)  # ms, in arrival order
     first_seen: float | None = None

@@ -145,6 +145,52 @@ def test_redis_bus_lag_after_a_trim_counts_only_what_is_still_in_the_stream(redi
     assert (fresh["lag"], fresh["lost_unread"]) == (30, 940)
 
 
+class _SentMinusStored:
+    """The end-to-end check's backlog (sent − stored), as `monitors.xapi_e2e.EndToEnd` counts it."""
+
+    drains = True
+    counts_lost = True
+
+    def __init__(self, missing: int) -> None:
+        self.missing = missing
+
+    def sample(self) -> dict:
+        return {"missing": self.missing}
+
+    def backlog(self, sample: dict) -> int:
+        return sample["missing"]
+
+
+def test_the_drain_does_not_wait_for_events_the_bus_trimmed_unread(redis_server, rds):
+    for i in range(50):
+        rds.xadd("dev-analytics", {"i": i})
+    rds.xgroup_create("dev-analytics", "g", id="0")
+    _read_and_ack(rds, "dev-analytics", "g", 10, ack=10)  # 10 sent and stored before the run's first sample
+    e2e = _SentMinusStored(40)
+    sampling = Sampling({"redis_bus": redis_bus.Sampler(redis_server.url, "dev-analytics"), "e2e": e2e})
+    sampling.take()
+    for i in range(1000):
+        rds.xadd("dev-analytics", {"i": i}, maxlen=100, approximate=False)
+    _read_and_ack(rds, "dev-analytics", "g", 100, ack=100)  # the consumer stores all it still can
+    e2e.missing = 1040 - 100  # 940 will never arrive: trimmed before the group read them
+    _, stats, backlog = sampling.take()
+    assert (stats["redis_bus"]["lost_unread"], backlog) == (940, 0)
+    assert drain_outcome(sampling, waited=1.0, timeout=600) == (
+        True, "drained 1.0 s after the test stopped; 940 events were lost before the pipeline read them "
+              "(not waited for)")
+    sampling.close()
+
+
+def test_events_trimmed_before_the_run_began_are_not_taken_off_its_backlog(redis_server, rds):
+    _trimmed_stream(rds)  # 940 lost before this run's first sample
+    _read_and_ack(rds, "dev-analytics", "g", 100, ack=100)
+    sampling = Sampling({"redis_bus": redis_bus.Sampler(redis_server.url, "dev-analytics"), "e2e": _SentMinusStored(5)})
+    _, stats, backlog = sampling.take()
+    assert (stats["redis_bus"]["lost_unread"], backlog) == (940, 5)  # the run's own 5 are still waited for
+    assert drain_outcome(sampling, waited=1.0, timeout=600) is None
+    sampling.close()
+
+
 def test_redis_bus_trimming_is_said_once_not_every_sample(redis_server, rds, caplog):
     for i in range(50):
         rds.xadd("dev-analytics", {"i": i})
