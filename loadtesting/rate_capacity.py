@@ -234,6 +234,7 @@ class RateStep:
     between: dict = field(default_factory=dict)  # {start, end, slope, ci, samples, verdict}
     drain_s: float | None = None  # after a failed step: the time its backlog took to drain
     bus_before: int | None = None  # the bus backlog when the step started
+    lost_before: int = 0  # events the bus had lost unread (trimmed) when the step started
     leftover: int = 0  # events a timed-out drain left before this step (its e2e p95 is then not judged)
     sent_per_s_reported: float | None = None  # on a master: sent/s from the workers' reports (coarse)
     series: list = field(default_factory=list)  # the window's samples: [s from its start, sent − stored, bus]

@@ -218,7 +218,7 @@ class RateSearch(LoadTestShape):
             # backlog counts the planned events instead (with no drop in a judged window, the same
             # events, up to a constant the slope ignores).
             s["offered"] = self._planned_until(s["t"]) if self._distributed else c.sent
-            bus = []
+            bus, lost = [], 0
             for name in self._backend_names:
                 try:
                     sample = self._samplers[name].sample()
@@ -232,13 +232,14 @@ class RateSearch(LoadTestShape):
                     if b is not None and b >= 0:
                         # Events the bus discarded unread (a stream's MAXLEN trimming a lagging group's
                         # entries) are events its consumers did not keep up with: they stay in the series.
+                        lost += int(sample.get("lost_unread") or 0)
                         bus.append(b + int(sample.get("lost_unread") or 0))
                 except Exception as exc:  # noqa: BLE001 - a missed sample; the slope uses the others
                     log.debug("capacity search: %s sample failed: %s", name, exc)
                     bus = []
                     break
             if bus:
-                s["bus"] = sum(bus)
+                s["bus"], s["lost"] = sum(bus), lost
             host = self._samplers.get("host")
             if host is not None:
                 try:
@@ -315,6 +316,7 @@ class RateSearch(LoadTestShape):
                 left = self._e2e_backlog(self._samples[-1], 0)
                 step.backlog_before = int(left) if left is not None else None
                 step.bus_before = self._samples[-1].get("bus")
+                step.lost_before = self._samples[-1].get("lost", 0)
             at = time.time() if first else self._set_rate(rate, cfg.ramp_time)
             horizon = 0.0 if first else self._horizon(prev_rate)
             self._wait_until(at + cfg.ramp_time + horizon + self.settle_time)
@@ -460,21 +462,24 @@ class RateSearch(LoadTestShape):
         self._set_rate(low, 0.0)
         began = time.time()
         limit = failed.backlog_before if failed.backlog_before is not None else 0
-        left = None
+        left, lost = None, 0
         while time.time() - began < timeout:
             gevent.sleep(cfg.sample_interval)
             last = self._samples[-1] if self._samples else {}
-            left = self._e2e_backlog(last, 0)
+            # Events the bus lost unread since the failed step began will never be stored: they are
+            # no backlog to wait for (both series count them).
+            lost = last.get("lost", 0) - failed.lost_before
+            left = self._e2e_backlog(last, lost)
             # Back to the level before the failed step (the series' offsets cancel), with a second
             # of the drain rate as slack; the bus's own backlog back to about nothing.
-            bus_ok = "bus" not in last or last["bus"] <= max(failed.bus_before or 0, 0) + low
+            bus_ok = "bus" not in last or last["bus"] - lost <= max(failed.bus_before or 0, 0) + low
             if (left is None or left <= limit + low) and bus_ok:
                 break
         failed_drain = round(time.time() - began, 1)
         if left is not None and left > limit + low:
             self._leftover = int(left - limit)
-        log.info("capacity search: drained at %g %s/s for %.0f s (backlog %s)", low, self.target.unit,
-                 failed_drain, left)
+        log.info("capacity search: drained at %g %s/s for %.0f s (backlog %s%s)", low, self.target.unit,
+                 failed_drain, left, f"; {lost:,} lost unread, not waited for" if left is not None and lost else "")
         failed.drain_s = failed_drain
         return low
 

@@ -42,6 +42,21 @@ def test_a_slow_consumer_is_found_at_its_rate_and_named(standin, search, clickho
     assert stored["sustained_events_per_second"] == cap["sustained_events_per_second"]
 
 
+def test_events_the_stream_trimmed_unread_are_not_waited_for_between_steps(standin, search):
+    # A stream capped at ~100 entries (edx-event-bus-redis' MAXLEN ~, small): the failed 90/s step's
+    # consumers at 40/s fall behind and the stream trims what they did not read. Those events will
+    # never be stored; the drain before the next step waits only for what is still in the stream.
+    prefix, db = standin("consumer", 40)
+    run = search(prefix, db, "--monitor-backend", "redis_bus", "--redis-stream-maxlen", "100",
+                 "--capacity-start-rate", "30", "--capacity-rate-step", "60", "--capacity-rate-resolution", "30")
+    assert run.done.returncode == 0, run.output[-3000:]
+    failed = next(s for s in run.capacity["steps"] if s["target"] == 90.0)
+    assert failed["verdict"] == "fail" and failed["drain_s"] < 30, failed  # --capacity-drain-timeout 30
+    after = run.capacity["steps"][run.capacity["steps"].index(failed) + 1]
+    assert after["leftover"] == 0, after
+    assert "lost unread, not waited for" in run.output, run.output[-3000:]
+
+
 def test_a_slow_insert_path_under_two_processes_is_found_and_named_clickhouse(standin, search):
     rate = 110  # inserts limited; the bus is read at once; steps 90, 130 (fails), 110: resolution 20
     prefix, db = standin("insert", rate)
