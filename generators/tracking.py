@@ -191,7 +191,7 @@ def _use_capacity_search(environment, run: TrackingRun) -> None:
 
     run.capacity = loadtesting.locust_plugin.RateTarget(
         "tracking events", lambda rate, ramp: open_model.set_rate(environment, "tracking events", rate, ramp),
-        REQUEST_TYPE, None if o.no_e2e else stored, "events", BUS_STAGES.get(o.pipeline_backend))
+        REQUEST_TYPE, None if o.no_e2e else stored, o.e2e_poll_interval, "events", BUS_STAGES.get(o.pipeline_backend))
     loadtesting.locust_plugin.use_rate_search(environment, run.capacity)
 
 

@@ -45,6 +45,7 @@ class RateTarget:
     set_rate: Callable[[float, float], float]  # (rate, ramp s) -> wall-clock instant the ramp starts
     request_type: str  # of the sends in Locust's stats
     stored: Callable[[], int] | None = None  # events stored so far (the end-to-end check), None without one
+    stored_every: float = 0.0  # s between the readings behind `stored` (it moves only when it reads)
     unit: str = "events"
     bus_kind: str | None = None  # rc.CONSUMERS or rc.CELERY: what the backend's backlog is
     latencies: list = field(default_factory=list)  # (time, ms) of end-to-end latencies, fed by the locustfile
@@ -387,7 +388,7 @@ class RateSearch(LoadTestShape):
         step.bus_unknown = next((s["bus_unknown"] for s in window if "bus_unknown" in s), "")
         # A trough sits up to a sample interval after its flush (the end-to-end count up to a poll
         # more): uniform delays, so its scatter from sampling alone is rate × interval / √12 each.
-        poll = getattr(self.environment.parsed_options, "e2e_poll_interval", 0.0) or 0.0
+        poll = self.target.stored_every
         every = self.settings.sample_interval
         trough_sd = {E2E_SERIES: step.target * math.sqrt((every ** 2 + poll ** 2) / 12),
                      BUS_SERIES: step.target * every / math.sqrt(12)}
