@@ -233,8 +233,9 @@ class RateSearch(LoadTestShape):
                     if b is not None and b >= 0:
                         # Events the bus discarded unread (a stream's MAXLEN trimming a lagging group's
                         # entries) are events its consumers did not keep up with: they stay in the series.
-                        lost += int(sample.get("lost_unread") or 0)
-                        bus.append(b + int(sample.get("lost_unread") or 0))
+                        trimmed = int(sample.get("lost_unread") or 0)
+                        lost += trimmed
+                        bus.append(b + trimmed)
                 except Exception as exc:  # noqa: BLE001 - a missed sample; the slope uses the others
                     log.debug("capacity search: %s sample failed: %s", name, exc)
                     bus = []
