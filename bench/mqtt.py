@@ -5,7 +5,9 @@ Publishers, each one process against the same local Mosquitto: (a) `mosquitto_pu
 libmosquitto) sending N lines, (b) a plain paho-mqtt loop (loop_start thread, window of in-flight
 messages), (c) the suite: 10 Locust users, each a generators/mqtt_client.Device publishing
 lamp/changed with 100 in flight, every publish a Locust request timed to PUBACK (QoS 1) or to the
-socket write (QoS 0). Goals: QoS0 >= 20,000/s and QoS1 >= 9,000/s for (c).
+socket write (QoS 0). Goals: QoS0 >= 20,000/s and QoS1 >= 9,000/s for (c). Beside the rates, the CPU
+per message of (b) and (c) (the suite's net of a 3 s run of the same program, so start-up cancels out):
+steadier than a rate, which for (b) depends on a free core for paho's network thread.
 Devices: locustfiles/mqtt.py, profile normal, BENCH_MQTT_DEVICES users (default 2000,10000,19000) at
 spawn rate 500, run long enough for every device to connect; counts devices connected and failures.
 Each device is a socket, so the process's file limit (printed) caps the count.
@@ -79,7 +81,8 @@ def mosquitto_pub(host: str, port: int, qos: int, tmp: Path) -> tuple[float, int
     return delivered / elapsed, delivered
 
 
-def plain_paho(host: str, port: int, qos: int) -> float:
+def plain_paho(host: str, port: int, qos: int) -> tuple[float, float]:
+    """(msgs/s, µs of CPU per message: this process's, paho's network thread included)."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -92,30 +95,49 @@ def plain_paho(host: str, port: int, qos: int) -> float:
     c.connect(host, port)
     c.loop_start()
     payload = b'{"on":true,"color":{"h":0.5,"s":1.0},"brightness":0.8,"client":"bench"}'
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for _ in range(N):
         window.acquire()
         c.publish("devices/bench/lamp/changed", payload, qos=qos)
     for _ in range(N):
         done.acquire()
-    rate = N / (time.perf_counter() - t0)
+    rate, cpu = N / (time.perf_counter() - t0), time.process_time() - cpu0
     c.loop_stop()
     c.disconnect()
-    return rate
+    return rate, cpu * 1e6 / N
 
 
-def suite(host: str, port: int, qos: int, tmp: Path) -> float:
-    prefix = tmp / f"flood{qos}"
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def flood(host: str, port: int, qos: int, seconds: int, prefix: Path) -> tuple[float, int]:
+    """(CPU seconds, publishes) of one run of the suite's flood locustfile."""
     env = {**os.environ, "BENCH_MQTT_QOS": str(qos), "BENCH_MQTT_HOST": host, "BENCH_MQTT_PORT": str(port)}
+    cpu0 = _children_cpu()
     subprocess.run([LOCUST, "-f", str(REPO / "bench" / "locustfiles" / "mqtt_flood.py"), "--headless", "-u", "10",
-                    "-r", "10", "-t", f"{SECONDS}s", "--csv", str(prefix), "--csv-full-history",
-                    "--loglevel", "WARNING"], cwd=REPO, env=env, capture_output=True, timeout=SECONDS + 120)
+                    "-r", "10", "-t", f"{seconds}s", "--csv", str(prefix), "--csv-full-history",
+                    "--loglevel", "WARNING"], cwd=REPO, env=env, capture_output=True, timeout=seconds + 120)
+    cpu = _children_cpu() - cpu0
+    with open(f"{prefix}_stats.csv", newline="") as f:
+        total = next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
+    return cpu, int(total["Request Count"])
+
+
+def suite(host: str, port: int, qos: int, tmp: Path) -> tuple[float, float | None]:
+    """(msgs/s over the steady part, µs of CPU per message net of a 3 s run; None if not measurable)."""
+    short_cpu, short_n = flood(host, port, qos, 3, tmp / f"flood{qos}-short")
+    prefix = tmp / f"flood{qos}"
+    cpu, n = flood(host, port, qos, SECONDS, prefix)
     # Rate over the steady part: history rows after the ramp, the last row's total vs the first's.
     with open(f"{prefix}_stats_history.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["Name"] == "Aggregated" and r["User Count"] == "10"]
     a, b = rows[2], rows[-1]
-    return (int(b["Total Request Count"]) - int(a["Total Request Count"])) / max(float(b["Timestamp"]) -
+    rate = (int(b["Total Request Count"]) - int(a["Total Request Count"])) / max(float(b["Timestamp"]) -
                                                                                   float(a["Timestamp"]), 1)
+    per = (cpu - short_cpu) * 1e6 / (n - short_n) if n > short_n and cpu > short_cpu else None
+    return rate, per
 
 
 def devices(url: str, n: int, tmp: Path) -> tuple[int, int, int]:
@@ -145,8 +167,9 @@ def main() -> int:
             ep = stack.start("mosquitto")["mosquitto"]
             for qos in (0, 1):
                 native, delivered = mosquitto_pub(ep.host, ep.port, qos, Path(tmp))
-                results[qos] = (native, plain_paho(ep.host, ep.port, qos), suite(ep.host, ep.port, qos, Path(tmp)),
-                                delivered)
+                (paho, paho_cpu), (mine, mine_cpu) = plain_paho(ep.host, ep.port, qos), suite(ep.host, ep.port, qos,
+                                                                                            Path(tmp))
+                results[qos] = (native, paho, mine, delivered, paho_cpu, mine_cpu)
             held = [(n, *devices(ep.url, n, Path(tmp))) for n in DEVICES]
         finally:
             stack.stop()
@@ -162,6 +185,10 @@ def main() -> int:
             if delivered < N else ""
         print(f"QoS {qos}: c/a = {c / a:.2f}, c/b = {c / b:.2f}; goal c >= {goal:,}/s: "
               f"{'met' if c >= goal else 'NOT met'}{lost}")
+        paho_cpu, mine_cpu = results[qos][4:]
+        mine_text = f"{mine_cpu:.1f}" if mine_cpu is not None else "not measured (no more CPU than the 3 s run)"
+        ratio = f"; CPU per message b/c = {paho_cpu / mine_cpu:.2f}" if mine_cpu else ""
+        print(f"QoS {qos}: µs of CPU per message: (b) {paho_cpu:.1f}, (c) {mine_text}{ratio}")
     files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     print(f"{'devices (profile normal)':<30}{'connected':>12}{'failed':>10}{'publishes':>12}"
           f"   (file limit {files:,} per process)")
