@@ -210,17 +210,27 @@ class Device:
         A run that stops mid-publish would otherwise report its last messages as failed
         ("disconnected before PUBACK") though the broker was about to acknowledge them.
         """
-        if self.pending and self.connected.is_set():
-            self._settled = gevent.event.Event()
-            self._settled.wait(self.s.connect_timeout)
-        self.running = False
         try:
-            self.client.disconnect()
-            self.client.loop_write()
-        except Exception:  # noqa: BLE001 - closing anyway
-            pass
-        if self.driver is not None:
-            self.driver.kill(block=False)
+            if self.pending and self.connected.is_set():
+                self._settled = gevent.event.Event()
+                self._settled.wait(self.s.connect_timeout)
+        except BaseException:
+            # Killed while waiting (Locust kills users still in on_stop once --stop-timeout, 0 by
+            # default, runs out): the messages in flight are counted as failed, not lost.
+            for _mid, (name, qos, t0, wall, size, context) in list(self.pending.items()):
+                self._fire(request_type(qos), name, t0, wall, size, ConnectionError("the run stopped before PUBACK"),
+                           context)
+            self.pending.clear()
+            raise
+        finally:
+            self.running = False
+            try:
+                self.client.disconnect()
+                self.client.loop_write()
+            except Exception:  # noqa: BLE001 - closing anyway
+                pass
+            if self.driver is not None:
+                self.driver.kill(block=False)
 
 
 def subscriber(client_id: str, settings: Settings, topics: list[tuple[str, int]], on_message) -> Device:

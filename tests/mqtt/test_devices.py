@@ -271,6 +271,38 @@ def test_closing_waits_for_the_acks_of_messages_in_flight(mosquitto):
     assert (reported, acked) == (500, 500)  # each reported once, as acknowledged, none failed
 
 
+KILLED_CLOSE = r"""
+import os, signal, sys
+import gevent
+from generators.mqtt_client import Device, Settings
+
+fired = []
+dev = Device("killed-close", Settings("127.0.0.1", int(sys.argv[1]), max_inflight=20, max_queued=100),
+             lambda **kw: fired.append(kw))
+assert dev.connect()
+os.kill(int(sys.argv[2]), signal.SIGSTOP)  # the broker answers nothing: the publishes stay in flight
+try:
+    for i in range(5):
+        dev.publish("devices/killed/lamp/changed", "devices/+/lamp/changed", b"{}", 1, False)
+    closing = gevent.spawn(dev.close)
+    gevent.idle()  # close() is waiting for the acks
+    closing.kill()  # as Locust kills a user still in on_stop at the end of --stop-timeout
+finally:
+    os.kill(int(sys.argv[2]), signal.SIGCONT)
+pubs = [f for f in fired if f["request_type"] == "PUB1"]
+print(len(pubs), sum(1 for f in pubs if f["exception"] is not None))
+"""
+
+
+def test_messages_in_flight_when_closing_is_killed_are_counted_as_failed(own_broker):
+    stack, broker = own_broker
+    [pid] = stack.pids("mosquitto")
+    done = subprocess.run([sys.executable, "-c", KILLED_CLOSE, str(broker.port), str(pid)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, log_of(done.stderr)
+    assert done.stdout.split() == ["5", "5"]  # each reported once, as failed: none lost
+
+
 def test_message_rate_publishes_one_lamp_changed_per_planned_instant(mosquitto, tmp_path):
     done = run_devices(mosquitto.url, "--mqtt-message-rate", "40", users=10, run_time="4s", csv=tmp_path / "run")
     assert done.returncode == 0, log_of(done.stderr)
