@@ -117,11 +117,15 @@ class Device:
                       exception=ConnectionError(f"disconnected: {reason_code}"), context={})
         self._was_connected = False
         # Messages that were in flight get no PUBACK now: report them as failed, not as lost silently.
-        for _mid, (name, qos, t0, wall, size, context) in list(self.pending.items()):
-            self._fire(request_type(qos), name, t0, wall, size, ConnectionError("disconnected before PUBACK"), context)
-        self.pending.clear()
+        self._fail_pending("disconnected before PUBACK")
         if self._settled is not None:
             self._settled.set()
+
+    def _fail_pending(self, why: str) -> None:
+        """Report every message still in flight as a failed request (`why`) and forget it."""
+        for _mid, (name, qos, t0, wall, size, context) in list(self.pending.items()):
+            self._fire(request_type(qos), name, t0, wall, size, ConnectionError(why), context)
+        self.pending.clear()
 
     def _drive(self) -> None:
         """Serve the socket: read when readable, write when paho has data, keepalive each second."""
@@ -217,10 +221,7 @@ class Device:
         except BaseException:
             # Killed while waiting (Locust kills users still in on_stop once --stop-timeout, 0 by
             # default, runs out): the messages in flight are counted as failed, not lost.
-            for _mid, (name, qos, t0, wall, size, context) in list(self.pending.items()):
-                self._fire(request_type(qos), name, t0, wall, size, ConnectionError("the run stopped before PUBACK"),
-                           context)
-            self.pending.clear()
+            self._fail_pending("the run stopped before PUBACK")
             raise
         finally:
             self.running = False
