@@ -245,6 +245,46 @@ def test_qos0_publishes_are_each_reported_once_as_send_only(mosquitto):
         rec.close()
 
 
+QOS0_STALLED = r"""
+import os, signal, sys, time
+import gevent
+from generators.mqtt_client import Device, Settings
+
+fired = []
+dev = Device("qos0-stalled", Settings("127.0.0.1", int(sys.argv[1])), lambda **kw: fired.append(kw))
+assert dev.connect()
+os.kill(int(sys.argv[2]), signal.SIGSTOP)  # the broker reads nothing: the socket's buffers fill
+published = 0
+try:
+    while not dev.pending and published < 5000:  # until a write no longer completes at once
+        dev.publish("devices/stalled/lamp/changed", "devices/+/lamp/changed", b"x" * 65536, 0, False)
+        published += 1
+    for _ in range(10):  # and a few queued behind it
+        dev.publish("devices/stalled/lamp/changed", "devices/+/lamp/changed", b"x" * 65536, 0, False)
+        published += 1
+    waiting = len(dev.pending)
+finally:
+    os.kill(int(sys.argv[2]), signal.SIGCONT)
+deadline = time.monotonic() + 30
+while dev.pending and time.monotonic() < deadline:
+    gevent.sleep(0.05)
+pubs = [f for f in fired if f["request_type"] == "PUB0"]
+print(waiting, published, len(pubs), sum(1 for f in pubs if f["exception"] is None))
+dev.close()
+"""
+
+
+def test_qos0_publishes_the_socket_could_not_take_at_once_are_reported_when_written(own_broker):
+    stack, broker = own_broker
+    [pid] = stack.pids("mosquitto")
+    done = subprocess.run([sys.executable, "-c", QOS0_STALLED, str(broker.port), str(pid)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, log_of(done.stderr)
+    waiting, published, reported, ok = map(int, done.stdout.split())
+    assert waiting > 10  # the test really had QoS 0 messages waiting for their write
+    assert (reported, ok) == (published, published)  # each reported once, as written, none failed
+
+
 CLOSING_PUBLISHER = r"""
 import sys
 from generators.mqtt_client import Device, Settings
