@@ -367,6 +367,8 @@ def _drained(environment, **_kw) -> None:
 @end.load_finished.add_listener
 def _load_finished(environment, **_kw) -> None:
     run = run_state.of(environment, TrackingRun)
+    if run.e2e is not None:
+        run.e2e.load_stopped = time.time()
     gen = run.generator
     if gen is not None:
         gen.sender.close(gen.o.delivery_timeout)

@@ -79,6 +79,9 @@ class EndToEnd:
     # Its backlog (sent − stored) counts every event sent, those a bus lost before its pipeline read
     # them too (a sampler's `lost_unread`): the drain does not wait for those (monitors.loop).
     counts_lost: bool = True
+    # Epoch seconds when the load stopped (the generator sets it): events first seen after it are told
+    # apart, as the last events of a run may wait for a pipeline's partial batch or flush timer.
+    load_stopped: float | None = None
     seen: dict[str, int] = field(default_factory=dict)  # event timestamp -> most rows seen at once
     latencies: list[float] = field(default_factory=list)  # ms, in arrival order
     first_seen: float | None = None
@@ -88,6 +91,7 @@ class EndToEnd:
     corrected: dict[int, float] = field(default_factory=dict)  # slot -> offset (s) applied to its events
     by_process: dict[int, list[float]] = field(default_factory=dict)  # slot -> its events' latencies (ms), corrected
     _per_second: dict[int, int] = field(default_factory=dict)
+    _after_from: int | None = None  # index in `latencies` of the first event seen after load_stopped
     _client: object = None
     # One connection, one query at a time: the polling loop, the end's last poll and the runway share it
     # (a second query on a busy clickhouse-driver connection fails, and the runway went missing).
@@ -151,6 +155,8 @@ class EndToEnd:
             self._client = None
             return 0
         now = time.time()
+        if self._after_from is None and self.load_stopped is not None and now > self.load_stopped:
+            self._after_from = len(self.latencies)
         new = 0
         for ts, n in rows:
             if ts in self.seen:
@@ -215,6 +221,13 @@ class EndToEnd:
             "resolution_ms": round(self.poll_interval * 1000),
             "poll_errors": self.errors,
         }
+        split = self._after_from
+        if split is not None and split < len(self.latencies):
+            before, after = sorted(self.latencies[:split]), sorted(self.latencies[split:])
+            out["after_load"] = {"events": len(after), "p50_ms": round(percentile(after, 0.50), 1),
+                                 "max_ms": round(after[-1], 1)}
+            out["while_loading"] = {"events": len(before), "p95_ms": round(percentile(before, 0.95), 1),
+                                    "p99_ms": round(percentile(before, 0.99), 1)}
         if self.corrected:  # event times of other hosts' clocks, read on this one's
             out["clock_offsets_ms"] = {str(k): round(v * 1000, 1) for k, v in sorted(self.corrected.items())}
             out["p50_ms_by_process"] = {str(k): round(percentile(sorted(v), 0.50), 1)
@@ -243,6 +256,10 @@ def summary_line(run_id: str, s: dict) -> str:
     line = (f"tracking run {run_id}: sent {s['sent']:,}, stored {s['stored']:,}, missing {s['missing']:,}, "
             f"duplicates {s['duplicates']:,}; event→ClickHouse latency p50 {s['p50_ms']:.0f} ms, "
             f"p95 {s['p95_ms']:.0f} ms, p99 {s['p99_ms']:.0f} ms (resolution {s['resolution_ms']} ms)")
+    after = s.get("after_load")
+    if after:
+        line += (f"; {after['events']:,} stored after the load stopped (p50 {after['p50_ms']:.0f} ms), the "
+                 f"{s['while_loading']['events']:,} before it p99 {s['while_loading']['p99_ms']:.0f} ms")
     r = s.get("runway") or {}
     if r.get("bytes_per_event"):
         line += f"; {r['bytes_per_event']:.0f} bytes/event on disk"

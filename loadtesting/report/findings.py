@@ -292,9 +292,25 @@ def finding_planned(data: RunData, figures: dict[str, dict]) -> list[str]:
 
 
 def finding_e2e(data: RunData, figures: dict[str, dict]) -> list[str]:
-    """End-to-end latency, one paragraph per E2E series."""
-    return [f"End-to-end latency of {r['name']} over {r['requests']:,} events: p95 {fmt(r['p95_ms'], 0)} ms, "
-            f"average {fmt(r['avg_ms'], 0)} ms." for r in data.requests if r["type"] == "E2E"]
+    """End-to-end latency, one paragraph per E2E series; a tracking run's events stored after the load
+    stopped, apart."""
+    paras = [f"End-to-end latency of {r['name']} over {r['requests']:,} events: p95 {fmt(r['p95_ms'], 0)} ms, "
+             f"average {fmt(r['avg_ms'], 0)} ms." for r in data.requests if r["type"] == "E2E"]
+    e2e = (data.meta.get("extra") or {}).get("e2e") or {}
+    after, during = e2e.get("after_load"), e2e.get("while_loading")
+    if after and during:
+        text = (f"{after['events']:,} events were stored after the load stopped, with an end-to-end latency of "
+                f"p50 {fmt(after['p50_ms'], 0)} ms (max {fmt(after['max_ms'], 0)} ms); the "
+                f"{during['events']:,} stored while it ran had p95 {fmt(during['p95_ms'], 0)} ms and p99 "
+                f"{fmt(during['p99_ms'], 0)} ms.")
+        few = after["events"] <= 0.05 * (after["events"] + during["events"])
+        if few and after["p50_ms"] > 2 * max(during["p99_ms"], 1.0):
+            text += (" The run's tail is these last events: with no traffic behind them they waited for a "
+                     "partial batch to be flushed (a pipeline's batch interval or flush timer), which steady "
+                     "traffic does not wait for. Hold the figures of events stored while the load ran against "
+                     "an SLO, unless your traffic really stops and starts.")
+        paras.append(text)
+    return paras
 
 
 Finding = Callable[[RunData, dict[str, dict]], list[str]]

@@ -137,6 +137,35 @@ def test_duplicates_are_counted(clickhouse):
     assert (s["sent"], s["stored"], s["missing"], s["duplicates"]) == (6, 5, 1, 2)
 
 
+def test_events_first_seen_after_the_load_stopped_are_told_apart(clickhouse):
+    client = chclient.connect(clickhouse.url)
+    client.execute("CREATE DATABASE IF NOT EXISTS xapi_after")
+    client.execute("DROP TABLE IF EXISTS xapi_after.xapi_events_all")
+    from targets.pipeline.router import ddl_statements, emission_time
+
+    for sql in ddl_statements("xapi_after"):
+        client.execute(sql)
+    import uuid
+
+    def insert(seconds_ago: float, n: int, first: int) -> None:
+        t = time.time() - seconds_ago
+        stamps = [time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{first + i:06d}+00:00" for i in range(n)]
+        client.execute("INSERT INTO xapi_after.xapi_events_all (event_id, emission_time, event) VALUES",
+                       [(uuid.uuid4(), emission_time(ts), json.dumps({"timestamp": ts}, separators=(",", ":")))
+                        for ts in stamps])
+
+    e2e = EndToEnd(clickhouse.url, "xapi_after", "xapi_events_all", time.time() - 30, lambda: 7)
+    insert(1, 5, 0)
+    assert e2e.poll() == 5
+    assert "after_load" not in e2e.summary()  # the load still runs
+    e2e.load_stopped = time.time()
+    insert(6, 2, 100)  # the last events, stored late (as a partial batch flushed by a timer)
+    wait_for(lambda: e2e.poll() >= 0 and len(e2e.seen) == 7, timeout=30, what="the 2 late events")
+    s = e2e.summary()
+    assert s["after_load"]["events"] == 2 and s["while_loading"]["events"] == 5
+    assert s["after_load"]["p50_ms"] > 5000 > s["while_loading"]["p99_ms"]
+
+
 def test_e2e_queries_run_on_current_clickhouse(chdb_session):
     from targets.pipeline.router import ddl_statements
     from tests.monitor.conftest import chdb_render

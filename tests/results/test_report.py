@@ -184,6 +184,34 @@ def test_an_open_model_report_without_drops_says_so():
     assert any(p.endswith("600 started (200.0/s); none was dropped.") for p in report_findings(data, {}))
 
 
+def _e2e_split(after: int, after_p50: float, during: int, during_p99: float) -> dict:
+    return {"after_load": {"events": after, "p50_ms": after_p50, "max_ms": after_p50 + 100},
+            "while_loading": {"events": during, "p95_ms": during_p99 * 0.8, "p99_ms": during_p99}}
+
+
+def test_a_tail_made_by_the_last_events_after_the_load_stopped_is_named():
+    from loadtesting.report.data import RunData
+    from loadtesting.report.findings import findings as report_findings
+
+    data = RunData(run_id="r", source="clickhouse", kind="tracking", requests=[_row("EVENT", "play_video", 5000)],
+                   meta={"extra": {"e2e": _e2e_split(97, 5100.0, 4903, 900.0)}})
+    text = " ".join(report_findings(data, {}))
+    assert ("97 events were stored after the load stopped, with an end-to-end latency of p50 5,100 ms (max "
+            "5,200 ms); the 4,903 stored while it ran had p95 720 ms and p99 900 ms.") in text
+    assert "The run's tail is these last events" in text and "partial batch" in text
+
+
+def test_events_stored_after_the_load_because_the_pipeline_fell_behind_are_not_called_a_flush_tail():
+    from loadtesting.report.data import RunData
+    from loadtesting.report.findings import findings as report_findings
+
+    behind = RunData(run_id="r", source="clickhouse", kind="tracking", requests=[_row("EVENT", "play_video", 5000)],
+                     meta={"extra": {"e2e": _e2e_split(2000, 30000.0, 3000, 25000.0)}})
+    text = " ".join(report_findings(behind, {}))
+    assert "2,000 events were stored after the load stopped" in text
+    assert "The run's tail is these last events" not in text
+
+
 def _interval(rtype: str, name: str, t: float, requests: int, ms: int) -> dict:
     return {"run_id": "r", "timestamp": t, "time_ms": int(t * 1000), "interval_s": 1.0, "request_type": rtype,
             "name": name, "requests": requests, "failures": 0, "rps": requests, "fail_rps": 0.0, "avg_ms": ms,
