@@ -187,7 +187,7 @@ def _use_capacity_search(environment, run: TrackingRun) -> None:
                     "(--capacity-search); leave it as it is")
 
     def stored() -> int:
-        return len(run.e2e.seen) if run.e2e is not None else 0
+        return run.e2e.stored if run.e2e is not None else 0
 
     run.capacity = loadtesting.locust_plugin.RateTarget(
         "tracking events", lambda rate, ramp: open_model.set_rate(environment, "tracking events", rate, ramp),

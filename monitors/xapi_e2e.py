@@ -9,6 +9,12 @@ is the poll time minus the event time, so the resolution is the poll interval (Â
 average). A timestamp seen on more than one row is a duplicate (counted before
 ReplacingMergeTree merges them away). Missing = sent âˆ’ stored.
 
+Memory stays bounded however long the run: a second's timestamps are kept only until its count has
+not changed for `close_after` seconds (120), then folded into its counts (events, duplicate rows).
+An event stored later for a folded second is counted from the second's new totals, its latency
+taken from the mean event time of that second's rows (an error under 1 s on a latency of minutes);
+latencies are kept as counts per whole millisecond, so percentiles cost the same at any length.
+
 Storage runway: bytes per stored row from `system.parts`, the run's ingest rate, and the free
 space of the disk holding ClickHouse's data (measured on this machine with statvfs, as 18.16 has
 no `system.disks`) give the hours until that disk is full at this rate.
@@ -20,6 +26,7 @@ import logging
 import shutil
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,17 +35,19 @@ from pathlib import Path
 from monitors.schema import check_database_name
 from openedx_erb.events import TIME_SLOTS
 from plumbing import chclient
-from plumbing.percentile import percentile
+from plumbing.percentile import percentile_of_counts
 
 log = logging.getLogger("monitors.e2e")
 
 # Every statement sent (tests run them on ClickHouse 18.16 and on chDB).
 SQL_PER_SECOND = ("SELECT toUInt32({col}) AS s, count() FROM {db}.{table} WHERE {col} >= toDateTime(%(start)s) "
                   "{course} GROUP BY s")
-SQL_TIMESTAMPS = "SELECT {ts} AS ts, count() FROM {db}.{table} WHERE ({ranges}) {course} GROUP BY ts"
+SQL_TIMESTAMPS = ("SELECT {ts} AS ts, toUInt32({col}) AS s, count() FROM {db}.{table} WHERE ({ranges}) {course} "
+                  "GROUP BY ts, s")
 SQL_PARTS = ("SELECT sum(bytes_on_disk), sum(rows) FROM system.parts WHERE active AND database = %(d)s "
              "AND table = %(t)s")
 DEFAULT_TS_SQL = "visitParamExtractString(event, 'timestamp')"
+CLOSE_AFTER = 120.0  # s a second's count stays unchanged before its timestamps are folded into counts
 
 
 def _epoch(ts: str) -> float | None:
@@ -82,16 +91,21 @@ class EndToEnd:
     # Epoch seconds when the load stopped (the generator sets it): events first seen after it are told
     # apart, as the last events of a run may wait for a pipeline's partial batch or flush timer.
     load_stopped: float | None = None
-    seen: dict[str, int] = field(default_factory=dict)  # event timestamp -> most rows seen at once
-    latencies: list[float] = field(default_factory=list)  # ms, in arrival order
+    close_after: float = CLOSE_AFTER
+    stored: int = 0  # distinct events seen
+    duplicates: int = 0  # rows beyond the first of an event (the most seen at once)
+    latencies: Counter = field(default_factory=Counter)  # whole ms -> events
+    after_load: Counter = field(default_factory=Counter)  # the same, of events first seen after load_stopped
     first_seen: float | None = None
     last_seen: float | None = None
     errors: int = 0
     last_error: str = ""
     corrected: dict[int, float] = field(default_factory=dict)  # slot -> offset (s) applied to its events
-    by_process: dict[int, list[float]] = field(default_factory=dict)  # slot -> its events' latencies (ms), corrected
+    by_process: dict[int, Counter] = field(default_factory=dict)  # slot -> its events' latencies (whole ms), corrected
     _per_second: dict[int, int] = field(default_factory=dict)
-    _after_from: int | None = None  # index in `latencies` of the first event seen after load_stopped
+    _open: dict[int, dict[str, int]] = field(default_factory=dict)  # second -> event timestamp -> most rows at once
+    _touched: dict[int, float] = field(default_factory=dict)  # open second -> when its rows last changed
+    _closed: dict[int, tuple[int, int]] = field(default_factory=dict)  # folded second -> (events, duplicate rows)
     _client: object = None
     # One connection, one query at a time: the polling loop, the end's last poll and the runway share it
     # (a second query on a busy clickhouse-driver connection fails, and the runway went missing).
@@ -117,7 +131,8 @@ class EndToEnd:
         return {
             "per_second": (SQL_PER_SECOND.format(col=self.time_column, db=self.database, table=self.table,
                                                  course=course), {"start": int(self.start), **params}),
-            "timestamps": (SQL_TIMESTAMPS.format(ts=self.ts_sql, db=self.database, table=self.table, course=course,
+            "timestamps": (SQL_TIMESTAMPS.format(ts=self.ts_sql, col=self.time_column, db=self.database,
+                                                 table=self.table, course=course,
                                                  ranges=self._range_sql([(int(self.start), int(self.start) + 2)])),
                            params),
             "parts": (SQL_PARTS, {"d": self.database, "t": self.table}),
@@ -144,7 +159,8 @@ class EndToEnd:
             changed = [s for s, n in counts if self._per_second.get(s) != n]
             if not changed:
                 return 0
-            sql = SQL_TIMESTAMPS.format(ts=self.ts_sql, db=self.database, table=self.table, course=course,
+            sql = SQL_TIMESTAMPS.format(ts=self.ts_sql, col=self.time_column, db=self.database, table=self.table,
+                                        course=course,
                                         ranges=self._range_sql(_ranges(changed)))
             rows = client.execute(sql, params)
         except Exception as exc:  # noqa: BLE001 - a dead ClickHouse is retried at the next poll
@@ -155,34 +171,73 @@ class EndToEnd:
             self._client = None
             return 0
         now = time.time()
-        if self._after_from is None and self.load_stopped is not None and now > self.load_stopped:
-            self._after_from = len(self.latencies)
+        by_second: dict[int, list[tuple[str, int]]] = {}
+        for ts, sec, n in rows:
+            by_second.setdefault(sec, []).append((ts, n))
         new = 0
-        for ts, n in rows:
-            if ts in self.seen:
-                self.seen[ts] = max(self.seen[ts], n)
+        for sec, sec_rows in by_second.items():
+            if sec in self._closed:
+                new += self._recount(sec, sec_rows, now)
                 continue
-            t = _epoch(ts)
-            if t is None:
-                continue  # not one of ours (another writer's odd timestamp)
-            self.seen[ts] = n
-            new += 1
-            if offsets:
-                slot = round(t * 1_000_000) % TIME_SLOTS
-                if slot in offsets:
-                    t += offsets[slot]
-                    self.corrected[slot] = offsets[slot]
-                    self.by_process.setdefault(slot, []).append(max(0.0, (now - t) * 1000))
-            ms = max(0.0, (now - t) * 1000)
-            self.latencies.append(ms)
-            if self.on_latency:
-                self.on_latency(ms)
+            held = self._open.setdefault(sec, {})
+            self._touched[sec] = now
+            for ts, n in sec_rows:
+                if ts in held:
+                    if n > held[ts]:
+                        self.duplicates += n - held[ts]
+                        held[ts] = n
+                    continue
+                t = _epoch(ts)
+                if t is None:
+                    continue  # not one of ours (another writer's odd timestamp)
+                held[ts] = n
+                self.duplicates += n - 1
+                new += 1
+                slot = None
+                if offsets:
+                    slot = round(t * 1_000_000) % TIME_SLOTS
+                    if slot in offsets:
+                        t += offsets[slot]
+                        self.corrected[slot] = offsets[slot]
+                    else:
+                        slot = None
+                self._record(max(0.0, (now - t) * 1000), now, slot)
         if new:
+            self.stored += new
             self.first_seen = self.first_seen or now
             self.last_seen = now
         for s, n in counts:
             self._per_second[s] = n
+        for sec in [s for s, t in self._touched.items() if now - t >= self.close_after]:
+            held = self._open.pop(sec)
+            del self._touched[sec]
+            self._closed[sec] = (len(held), sum(n - 1 for n in held.values()))
         return new
+
+    def _record(self, ms: float, now: float, slot: int | None = None) -> None:
+        key = round(ms)
+        self.latencies[key] += 1
+        if self.load_stopped is not None and now > self.load_stopped:
+            self.after_load[key] += 1
+        if slot is not None:
+            self.by_process.setdefault(slot, Counter())[key] += 1
+        if self.on_latency:
+            self.on_latency(ms)
+
+    def _recount(self, sec: int, sec_rows: list[tuple[str, int]], now: float) -> int:
+        """A folded second whose count changed: its events and duplicates from all its rows, the new
+        events' latency from the mean event time of the rows (their own times are no longer told apart)."""
+        times = [(t, n) for ts, n in sec_rows if (t := _epoch(ts)) is not None]
+        events_before, dups_before = self._closed[sec]
+        dups = sum(n - 1 for _t, n in times)
+        self.duplicates += max(dups - dups_before, 0)
+        fresh = max(len(times) - events_before, 0)
+        if fresh:
+            mean = sum(t for t, _n in times) / len(times)
+            for _ in range(fresh):
+                self._record(max(0.0, (now - mean) * 1000), now)
+        self._closed[sec] = (max(len(times), events_before), max(dups, dups_before))
+        return fresh
 
     # -- figures -------------------------------------------------------------------------------
     def runway(self) -> dict:
@@ -195,7 +250,7 @@ class EndToEnd:
             return out
         if rows:
             out["bytes_per_event"] = round(size / rows, 1)
-        stored = len(self.seen)
+        stored = self.stored
         if self.last_seen and stored:  # from the run's start to the last event stored
             out["ingest_events_per_s"] = round(stored / max(self.last_seen - self.start, 1e-3), 1)
         if self.data_path and Path(self.data_path).exists():
@@ -207,30 +262,30 @@ class EndToEnd:
 
     def summary(self, with_runway: bool = False) -> dict:
         sent = self.sent()
-        stored = len(self.seen)
-        lat = sorted(self.latencies)
+        lat = self.latencies
         out = {
             "sent": sent,
-            "stored": stored,
-            "missing": max(sent - stored, 0),
-            "duplicates": sum(n - 1 for n in self.seen.values() if n > 1),
-            "p50_ms": round(percentile(lat, 0.50), 1),
-            "p95_ms": round(percentile(lat, 0.95), 1),
-            "p99_ms": round(percentile(lat, 0.99), 1),
-            "max_ms": round(lat[-1], 1) if lat else 0.0,
+            "stored": self.stored,
+            "missing": max(sent - self.stored, 0),
+            "duplicates": self.duplicates,
+            "p50_ms": float(percentile_of_counts(lat, 0.50)),
+            "p95_ms": float(percentile_of_counts(lat, 0.95)),
+            "p99_ms": float(percentile_of_counts(lat, 0.99)),
+            "max_ms": float(max(lat)) if lat else 0.0,
             "resolution_ms": round(self.poll_interval * 1000),
             "poll_errors": self.errors,
         }
-        split = self._after_from
-        if split is not None and split < len(self.latencies):
-            before, after = sorted(self.latencies[:split]), sorted(self.latencies[split:])
-            out["after_load"] = {"events": len(after), "p50_ms": round(percentile(after, 0.50), 1),
-                                 "max_ms": round(after[-1], 1)}
-            out["while_loading"] = {"events": len(before), "p95_ms": round(percentile(before, 0.95), 1),
-                                    "p99_ms": round(percentile(before, 0.99), 1)}
+        after = self.after_load
+        if after:
+            before = lat - after
+            out["after_load"] = {"events": sum(after.values()), "p50_ms": float(percentile_of_counts(after, 0.50)),
+                                 "max_ms": float(max(after))}
+            out["while_loading"] = {"events": sum(before.values()),
+                                    "p95_ms": float(percentile_of_counts(before, 0.95)),
+                                    "p99_ms": float(percentile_of_counts(before, 0.99))}
         if self.corrected:  # event times of other hosts' clocks, read on this one's
             out["clock_offsets_ms"] = {str(k): round(v * 1000, 1) for k, v in sorted(self.corrected.items())}
-            out["p50_ms_by_process"] = {str(k): round(percentile(sorted(v), 0.50), 1)
+            out["p50_ms_by_process"] = {str(k): float(percentile_of_counts(v, 0.50))
                                         for k, v in sorted(self.by_process.items())}
         if with_runway:
             out["runway"] = self.runway()

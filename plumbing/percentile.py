@@ -15,3 +15,17 @@ def percentile(sorted_values: list[float], p: float) -> float:
         return 0.0
     k = max(0, min(len(sorted_values) - 1, math.ceil(p * len(sorted_values)) - 1))
     return sorted_values[k]
+
+
+def percentile_of_counts(counts: dict[float, int], p: float) -> float:
+    """`percentile` of the values that `counts` ({value: how many times}) holds, without listing them."""
+    total = sum(counts.values())
+    if not total:
+        return 0.0
+    rank = max(0, min(total - 1, math.ceil(p * total) - 1))
+    seen = 0
+    for value in sorted(counts):
+        seen += counts[value]
+        if seen > rank:
+            return value
+    return max(counts)

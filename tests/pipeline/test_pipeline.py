@@ -160,10 +160,41 @@ def test_events_first_seen_after_the_load_stopped_are_told_apart(clickhouse):
     assert "after_load" not in e2e.summary()  # the load still runs
     e2e.load_stopped = time.time()
     insert(6, 2, 100)  # the last events, stored late (as a partial batch flushed by a timer)
-    wait_for(lambda: e2e.poll() >= 0 and len(e2e.seen) == 7, timeout=30, what="the 2 late events")
+    wait_for(lambda: e2e.poll() >= 0 and e2e.stored == 7, timeout=30, what="the 2 late events")
     s = e2e.summary()
     assert s["after_load"]["events"] == 2 and s["while_loading"]["events"] == 5
     assert s["after_load"]["p50_ms"] > 5000 > s["while_loading"]["p99_ms"]
+
+
+def test_a_folded_seconds_late_event_and_duplicate_are_each_counted_once(clickhouse):
+    """Seconds whose count stopped changing keep counts, not timestamps (memory bounded by the rate,
+    not the run's length): what arrives for them later is still counted exactly."""
+    client = chclient.connect(clickhouse.url)
+    client.execute("CREATE DATABASE IF NOT EXISTS xapi_fold")
+    client.execute("DROP TABLE IF EXISTS xapi_fold.xapi_events_all")
+    from targets.pipeline.router import ddl_statements, emission_time
+
+    for sql in ddl_statements("xapi_fold"):
+        client.execute(sql)
+    import uuid
+
+    second = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 3))
+    stamps = [f"{second}.{i:06d}+00:00" for i in range(6)]
+
+    def insert(ts_list: list[str]) -> None:
+        client.execute("INSERT INTO xapi_fold.xapi_events_all (event_id, emission_time, event) VALUES",
+                       [(uuid.uuid4(), emission_time(ts), json.dumps({"timestamp": ts}, separators=(",", ":")))
+                        for ts in ts_list])
+
+    e2e = EndToEnd(clickhouse.url, "xapi_fold", "xapi_events_all", time.time() - 30, lambda: 7, close_after=0)
+    insert(stamps[:5])
+    assert e2e.poll() == 5  # and the second is folded at once (close_after 0)
+    insert([stamps[5], stamps[0]])  # one event stored late, and a second row of an event already counted
+    assert e2e.poll() == 1
+    assert e2e.poll() == 0  # nothing changed: nothing counted again
+    s = e2e.summary()
+    assert (s["stored"], s["duplicates"], s["missing"]) == (6, 1, 1)
+    assert s["max_ms"] >= 2000  # the late event's latency, from its second's mean event time
 
 
 def test_e2e_queries_run_on_current_clickhouse(chdb_session):

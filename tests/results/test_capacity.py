@@ -7,7 +7,7 @@ import json
 from loadtesting import phases
 from loadtesting.capacity import Step, decide
 from plumbing import chclient
-from tests.helpers import LOCUST, REPO, run_locust
+from tests.helpers import run_locust
 from tests.results.conftest import CAP, LOCUSTFILE, RESOLUTION
 
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from loadtesting.report.data import QUERIES, RunData, merge_rows, read_request_s
 from monitors import schema
 from plumbing import chclient
 from stack import free_port
-from tests.helpers import LOCUST, REPO, run_locust, start_locust, log_of
+from tests.helpers import log_of, run_locust, start_locust
 from tests.monitor.conftest import chdb_render
 
 LOCUSTFILE = str(Path(__file__).with_name("late_locustfile.py"))
@@ -220,3 +218,17 @@ def test_a_distributed_run_sends_planned_start_latency_to_the_master(tmp_path):
     assert planned["requests"] == service["requests"] > 0
     assert planned["p95_ms"] >= service["p95_ms"]
 
+
+
+def test_the_percentile_of_counted_values_is_the_percentile_of_the_values():
+    import random
+    from collections import Counter
+
+    from plumbing.percentile import percentile, percentile_of_counts
+
+    rng = random.Random(7)
+    for n in (1, 2, 99, 100, 101, 5000):
+        values = [rng.randrange(0, 300) for _ in range(n)]
+        for p in (0.0, 0.5, 0.95, 0.99, 1.0):
+            assert percentile_of_counts(Counter(values), p) == percentile(sorted(values), p), (n, p)
+    assert percentile_of_counts({}, 0.5) == 0.0

@@ -9,7 +9,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 
 import pytest
 import requests
@@ -164,7 +163,7 @@ def test_each_test_started_from_the_web_ui_gets_a_complete_run_folder(web_ui_via
     for n in (1, 2):
         started = web_ui.start_when_ready()
         assert started["success"] and started["results"] == str(web_ui.results / started["run_id"])
-        wait_for(lambda: _offered(web_ui, started["run_id"]), timeout=30, what=f"a sample with requests in test {n}")
+        wait_for(lambda run_id=started["run_id"]: _offered(web_ui, run_id), timeout=30, what=f"a sample with requests in test {n}")
         assert web_ui.post("/stop").json()["success"]
         wait_for(lambda n=n: len(_complete_folders(web_ui.results)) == n, timeout=90,
                  what=f"run folder {n} complete")
