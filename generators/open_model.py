@@ -36,6 +36,10 @@ log = logging.getLogger("open_model")
 
 DROPPED = "DROPPED"  # request type of the dropped-iterations row, named by generator
 START_DELAY = 0.2  # s between the master's start message and the plan's start on the workers
+# Most seconds the plan waits, after spawning, for users still in on_start (devices connecting,
+# learners logging in); then it starts without them (their instants may be dropped) and says so.
+READY_TIMEOUT = 60.0
+READY_POLL = 0.05  # s between looks at how many users are ready
 
 
 @dataclass
@@ -47,6 +51,9 @@ class OpenModelRun:
     start_at: float | None = None  # the plan's wall-clock start, once known
     expected_reports: int = 0  # on the master: workers that will send their figures
     reports: dict[int, dict] = field(default_factory=dict)  # on the master: worker index -> figures
+    attached: int = 0  # users of this process that reached attach() (left on_start) in this test
+    ready_workers: set = field(default_factory=set)  # on the master: workers whose users are ready
+    waiting: gevent.Greenlet | None = None  # waits for the users to be ready, then starts the plan
 
 
 @events.init_command_line_parser.add_listener
@@ -80,6 +87,9 @@ def _init(environment, runner=None, **_kw) -> None:
     environment.events.spawning_complete.add_listener(lambda **_k: _spawned(environment))
     if isinstance(runner, MasterRunner):
         runner.register_message("open_model_summary", _worker_summary)
+        runner.register_message("open_model_ready",
+                                lambda environment, msg, **_k: run_state.of(environment, OpenModelRun)
+                                .ready_workers.add(msg.data))
     elif isinstance(runner, WorkerRunner):
         runner.register_message("open_model_start", _start_at)
         runner.register_message("open_model_rate", lambda environment, msg, **_k: _set_rate_here(environment, **msg.data))
@@ -102,6 +112,7 @@ class OpenModel:
     rate: float  # over all processes: the constant rate, or where --rate-stages starts
     limit_total: int | None = None  # iterations over all processes (e.g. --num-events)
     live: bool = False  # the rate is set while the run lasts (set_rate: a capacity search)
+    per_user: bool = False  # every user takes its instants with attach(): the plan waits for them
 
     def __post_init__(self) -> None:
         env, o = self.environment, self.environment.parsed_options
@@ -137,7 +148,7 @@ def for_users(environment, name: str, rate: float) -> OpenModel | None:
     its users find it with `named(environment, name)`."""
     if isinstance(environment.runner, MasterRunner) or not enabled(environment, rate):
         return None
-    return OpenModel(environment, name, rate)
+    return OpenModel(environment, name, rate, per_user=True)
 
 
 def named(environment, name: str) -> OpenModel | None:
@@ -153,6 +164,7 @@ def attach(user, model: OpenModel | None) -> None:
         return
     user.wait_time = lambda: wait_for_ticket(user, model)
     user.context = lambda: context_of(user.ticket)
+    run_state.of(user.environment, OpenModelRun).attached += 1  # ready: the plan may start
     first_ticket(user, model)
 
 
@@ -217,7 +229,9 @@ def context_of(ticket: Ticket | None) -> dict:
 @events.test_start.add_listener
 def _test_start(environment, **_kw) -> None:
     run = run_state.of(environment, OpenModelRun)  # the stages stay: options hold for every test
-    run.models, run.reports, run.start_at = [], {}, None
+    if run.waiting is not None:
+        run.waiting.kill(block=False)
+    run.models, run.reports, run.start_at, run.attached, run.ready_workers, run.waiting = [], {}, None, 0, set(), None
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         run.expected_reports = runner.worker_count
@@ -225,11 +239,52 @@ def _test_start(environment, **_kw) -> None:
 
 def _spawned(environment) -> None:
     runner, run = environment.runner, run_state.of(environment, OpenModelRun)
-    if isinstance(runner, WorkerRunner) or run.start_at is not None:
-        return  # workers start on the master's message; a later spawn (a shape, the web UI) changes nothing
-    run.start_at = at = time.time() + (START_DELAY if isinstance(runner, MasterRunner) else 0.0)
-    if isinstance(runner, MasterRunner):
-        runner.send_message("open_model_start", at)
+    if run.start_at is not None or run.waiting is not None:
+        return  # a later spawn (a shape, the web UI) changes nothing
+    if isinstance(runner, WorkerRunner):  # the master starts the plan once every worker is ready
+        index = runner.worker_index
+        run.waiting = gevent.spawn(_when_ready, environment, lambda: runner.send_message("open_model_ready", index))
+    elif isinstance(runner, MasterRunner):
+        run.waiting = gevent.spawn(_master_start, environment)
+    else:
+        run.waiting = gevent.spawn(_when_ready, environment, lambda: _start_plans(environment, time.time()))
+
+
+def users_ready(environment) -> bool:
+    """This process's users have all left on_start for attach(), when a generator's users take instants
+    one by one (for_users); always, otherwise."""
+    run = run_state.of(environment, OpenModelRun)
+    if not any(m.per_user for m in run.models):
+        return True
+    return run.attached >= environment.runner.user_count
+
+
+def _when_ready(environment, then: Callable[[], None]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not users_ready(environment):
+        if time.monotonic() >= deadline:
+            run = run_state.of(environment, OpenModelRun)
+            log.warning("open model: %d of %d users were still in on_start after %.0f s; the plan starts "
+                        "without them (instants no user is free for are dropped)",
+                        environment.runner.user_count - run.attached, environment.runner.user_count, READY_TIMEOUT)
+            break
+        gevent.sleep(READY_POLL)
+    then()
+
+
+def _master_start(environment) -> None:
+    runner, run = environment.runner, run_state.of(environment, OpenModelRun)
+    deadline = time.monotonic() + READY_TIMEOUT + START_DELAY
+    while len(run.ready_workers) < runner.worker_count and time.monotonic() < deadline:
+        gevent.sleep(READY_POLL)
+    at = time.time() + START_DELAY
+    runner.send_message("open_model_start", at)
+    _start_plans(environment, at)
+
+
+def _start_plans(environment, at: float) -> None:
+    run = run_state.of(environment, OpenModelRun)
+    run.start_at = at
     for m in run.models:
         m.scheduler.start(at)
 
@@ -244,7 +299,10 @@ def _start_at(environment, msg, **_kw) -> None:
 
 @events.test_stopping.add_listener
 def _stopping(environment, **_kw) -> None:
-    for m in run_state.of(environment, OpenModelRun).models:
+    run = run_state.of(environment, OpenModelRun)
+    if run.waiting is not None and run.start_at is None:
+        run.waiting.kill(block=False)  # stopped before the users were ready: no plan starts
+    for m in run.models:
         m.scheduler.stop()
 
 

@@ -1,7 +1,8 @@
 """A generator with nothing to send, for the open-model tests: each iteration is one NOOP request.
 
 --noop-rate is the target (tasks/s over all processes), --noop-work the seconds an iteration keeps
-its user busy, --noop-iterations a limit over all processes. A request listener checks that every
+its user busy, --noop-iterations a limit over all processes, --noop-start the seconds each user
+spends in on_start before it takes instants (as a device connecting). A request listener checks that every
 request carries its planned instant and never starts before it, and logs the tally.
 """
 
@@ -26,13 +27,14 @@ def _options(parser) -> None:
     parser.add_argument("--noop-rate", type=float, default=0.0)
     parser.add_argument("--noop-work", type=float, default=0.0)
     parser.add_argument("--noop-iterations", type=int, default=0)
+    parser.add_argument("--noop-start", type=float, default=0.0)
 
 
 @events.test_start.add_listener
 def _start(environment, **_kw) -> None:
     o = environment.parsed_options
     if open_model.enabled(environment, o.noop_rate) and environment.runner.__class__.__name__ != "MasterRunner":
-        open_model.OpenModel(environment, "noop", o.noop_rate, o.noop_iterations or None)
+        open_model.OpenModel(environment, "noop", o.noop_rate, o.noop_iterations or None, per_user=True)
 
 
 @events.request.add_listener
@@ -56,6 +58,8 @@ def _tally(environment, **_kw) -> None:
 class Noop(User):
     def on_start(self) -> None:
         self.ticket = None
+        if self.environment.parsed_options.noop_start:
+            gevent.sleep(self.environment.parsed_options.noop_start)
         open_model.attach(self, open_model.named(self.environment, "noop"))
 
     def wait_time(self) -> float:

@@ -61,6 +61,24 @@ def test_check_min_rate_passes_when_every_instant_found_a_user(tmp_path):
     assert done.returncode == 0, log_of(done.stderr)
 
 
+def test_the_plan_waits_for_users_still_in_on_start(tmp_path):
+    # Every user spends 0.5 s in on_start (a device connecting): started at spawning, the plan would
+    # drop its first 50 instants, as no user is free yet.
+    done, (planned, started, dropped), _rows = run(tmp_path, "-u", "20", "-r", "20", "-t", "6s", "--noop-rate", "100",
+                                                   "--noop-iterations", "200", "--noop-start", "0.5",
+                                                   "--check-min-rate", "0.01")
+    assert (planned, started, dropped) == (200, 200, 0)
+    assert done.returncode == 0, log_of(done.stderr)
+
+
+def test_workers_start_the_plan_once_all_their_users_left_on_start(tmp_path):
+    done, (planned, started, dropped), _rows = run(tmp_path, "-u", "20", "-r", "20", "-t", "8s", "--processes", "2",
+                                                   "--noop-rate", "100", "--noop-iterations", "200",
+                                                   "--noop-start", "0.5", "--check-min-rate", "0.01")
+    assert (planned, started, dropped) == (200, 200, 0)
+    assert done.returncode == 0, log_of(done.stderr)
+
+
 def test_processes_share_the_plan_exactly(tmp_path):
     done, (planned, started, dropped), rows = run(tmp_path, "-u", "20", "-r", "20", "-t", "8s", "--processes", "2",
                                                   "--noop-rate", "200", "--noop-iterations", "301")
