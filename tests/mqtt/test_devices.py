@@ -274,12 +274,18 @@ dev.close()
 """
 
 
-def test_qos0_publishes_the_socket_could_not_take_at_once_are_reported_when_written(own_broker):
+def _with_paused_broker(own_broker, script: str) -> subprocess.CompletedProcess:
+    """Run a publisher `script` given the broker's port and its pid (it pauses the broker with SIGSTOP)."""
     stack, broker = own_broker
     [pid] = stack.pids("mosquitto")
-    done = subprocess.run([sys.executable, "-c", QOS0_STALLED, str(broker.port), str(pid)], cwd=REPO,
+    done = subprocess.run([sys.executable, "-c", script, str(broker.port), str(pid)], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, log_of(done.stderr)
+    return done
+
+
+def test_qos0_publishes_the_socket_could_not_take_at_once_are_reported_when_written(own_broker):
+    done = _with_paused_broker(own_broker, QOS0_STALLED)
     waiting, published, reported, ok = map(int, done.stdout.split())
     assert waiting > 10  # the test really had QoS 0 messages waiting for their write
     assert (reported, ok) == (published, published)  # each reported once, as written, none failed
@@ -335,11 +341,7 @@ print(len(pubs), sum(1 for f in pubs if f["exception"] is not None))
 
 
 def test_messages_in_flight_when_closing_is_killed_are_counted_as_failed(own_broker):
-    stack, broker = own_broker
-    [pid] = stack.pids("mosquitto")
-    done = subprocess.run([sys.executable, "-c", KILLED_CLOSE, str(broker.port), str(pid)], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, log_of(done.stderr)
+    done = _with_paused_broker(own_broker, KILLED_CLOSE)
     assert done.stdout.split() == ["5", "5"]  # each reported once, as failed: none lost
 
 

@@ -116,50 +116,50 @@ def test_two_processes_count_each_event_once(pipeline, clickhouse, redis_server,
     assert stored(clickhouse, p.db)[1] == n
 
 
-def test_duplicates_are_counted(clickhouse):
-    client = chclient.connect(clickhouse.url)
-    client.execute("CREATE DATABASE IF NOT EXISTS xapi_dups")
-    client.execute("DROP TABLE IF EXISTS xapi_dups.xapi_events_all")
-    from targets.pipeline.router import ddl_statements, emission_time
-
-    for sql in ddl_statements("xapi_dups"):
-        client.execute(sql)
+def _xapi_table(clickhouse, db: str):
+    """A fresh xAPI table (the reference pipeline's DDL) in `db`: its client, and insert(stamps) storing
+    one statement per event timestamp."""
     import uuid
 
-    now = time.time()
-    stamps = [time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - 2)) + f".{i:06d}+00:00" for i in range(5)]
-    rows = [(uuid.uuid4(), emission_time(ts), json.dumps({"timestamp": ts}, separators=(",", ":"))) for ts in stamps]
-    rows += rows[:2]  # the same statements delivered twice
-    client.execute("INSERT INTO xapi_dups.xapi_events_all (event_id, emission_time, event) VALUES", rows)
-    e2e = EndToEnd(clickhouse.url, "xapi_dups", "xapi_events_all", now - 10, lambda: 6)
+    from targets.pipeline.router import ddl_statements, emission_time
+
+    client = chclient.connect(clickhouse.url)
+    client.execute(f"CREATE DATABASE IF NOT EXISTS {db}")
+    client.execute(f"DROP TABLE IF EXISTS {db}.xapi_events_all")
+    for sql in ddl_statements(db):
+        client.execute(sql)
+
+    def insert(stamps: list[str]) -> None:
+        client.execute(f"INSERT INTO {db}.xapi_events_all (event_id, emission_time, event) VALUES",
+                       [(uuid.uuid4(), emission_time(ts), json.dumps({"timestamp": ts}, separators=(",", ":")))
+                        for ts in stamps])
+
+    return client, insert
+
+
+def _stamps(seconds_ago: float, n: int, first: int = 0) -> list[str]:
+    second = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - seconds_ago))
+    return [f"{second}.{first + i:06d}+00:00" for i in range(n)]
+
+
+def test_duplicates_are_counted(clickhouse):
+    _client, insert = _xapi_table(clickhouse, "xapi_dups")
+    stamps = _stamps(2, 5)
+    insert(stamps + stamps[:2])  # the same statements delivered twice
+    e2e = EndToEnd(clickhouse.url, "xapi_dups", "xapi_events_all", time.time() - 10, lambda: 6)
     assert e2e.poll() == 5
     s = e2e.summary()
     assert (s["sent"], s["stored"], s["missing"], s["duplicates"]) == (6, 5, 1, 2)
 
 
 def test_events_first_seen_after_the_load_stopped_are_told_apart(clickhouse):
-    client = chclient.connect(clickhouse.url)
-    client.execute("CREATE DATABASE IF NOT EXISTS xapi_after")
-    client.execute("DROP TABLE IF EXISTS xapi_after.xapi_events_all")
-    from targets.pipeline.router import ddl_statements, emission_time
-
-    for sql in ddl_statements("xapi_after"):
-        client.execute(sql)
-    import uuid
-
-    def insert(seconds_ago: float, n: int, first: int) -> None:
-        t = time.time() - seconds_ago
-        stamps = [time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{first + i:06d}+00:00" for i in range(n)]
-        client.execute("INSERT INTO xapi_after.xapi_events_all (event_id, emission_time, event) VALUES",
-                       [(uuid.uuid4(), emission_time(ts), json.dumps({"timestamp": ts}, separators=(",", ":")))
-                        for ts in stamps])
-
+    _client, insert = _xapi_table(clickhouse, "xapi_after")
     e2e = EndToEnd(clickhouse.url, "xapi_after", "xapi_events_all", time.time() - 30, lambda: 7)
-    insert(1, 5, 0)
+    insert(_stamps(1, 5))
     assert e2e.poll() == 5
     assert "after_load" not in e2e.summary()  # the load still runs
     e2e.load_stopped = time.time()
-    insert(6, 2, 100)  # the last events, stored late (as a partial batch flushed by a timer)
+    insert(_stamps(6, 2, first=100))  # the last events, stored late (as a partial batch flushed by a timer)
     wait_for(lambda: e2e.poll() >= 0 and e2e.stored == 7, timeout=30, what="the 2 late events")
     s = e2e.summary()
     assert s["after_load"]["events"] == 2 and s["while_loading"]["events"] == 5
@@ -169,23 +169,8 @@ def test_events_first_seen_after_the_load_stopped_are_told_apart(clickhouse):
 def test_a_folded_seconds_late_event_and_duplicate_are_each_counted_once(clickhouse):
     """Seconds whose count stopped changing keep counts, not timestamps (memory bounded by the rate,
     not the run's length): what arrives for them later is still counted exactly."""
-    client = chclient.connect(clickhouse.url)
-    client.execute("CREATE DATABASE IF NOT EXISTS xapi_fold")
-    client.execute("DROP TABLE IF EXISTS xapi_fold.xapi_events_all")
-    from targets.pipeline.router import ddl_statements, emission_time
-
-    for sql in ddl_statements("xapi_fold"):
-        client.execute(sql)
-    import uuid
-
-    second = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 3))
-    stamps = [f"{second}.{i:06d}+00:00" for i in range(6)]
-
-    def insert(ts_list: list[str]) -> None:
-        client.execute("INSERT INTO xapi_fold.xapi_events_all (event_id, emission_time, event) VALUES",
-                       [(uuid.uuid4(), emission_time(ts), json.dumps({"timestamp": ts}, separators=(",", ":")))
-                        for ts in ts_list])
-
+    _client, insert = _xapi_table(clickhouse, "xapi_fold")
+    stamps = _stamps(3, 6)
     e2e = EndToEnd(clickhouse.url, "xapi_fold", "xapi_events_all", time.time() - 30, lambda: 7, close_after=0)
     insert(stamps[:5])
     assert e2e.poll() == 5  # and the second is folded at once (close_after 0)
