@@ -29,15 +29,15 @@ from lifecycle.exit_codes import ExitCode
 from monitors import clocks
 from plumbing import run_state
 from plumbing.bulk_stats import add_to_entry
-from plumbing.options import OptionError, fraction, require
+from plumbing.options import OptionError, fraction, positive_float, require
 from plumbing.request_context import PLANNED_START  # where an iteration's planned instant goes
 
 log = logging.getLogger("open_model")
 
 DROPPED = "DROPPED"  # request type of the dropped-iterations row, named by generator
 START_DELAY = 0.2  # s between the master's start message and the plan's start on the workers
-# Most seconds the plan waits, after spawning, for users still in on_start (devices connecting,
-# learners logging in); then it starts without them (their instants may be dropped) and says so.
+# Most seconds the plan waits by default, after spawning, for users still in on_start (devices
+# connecting, learners logging in); then it starts without them (their instants may be dropped) and says so.
 READY_TIMEOUT = 60.0
 READY_POLL = 0.05  # s between looks at how many users are ready
 
@@ -67,6 +67,10 @@ def _options(parser) -> None:
                    help="instants evenly spaced (default) or a Poisson process")
     g.add_argument("--arrival-seed", type=int, default=None, env_var="LOCUST_ARRIVAL_SEED",
                    help="seed of the Poisson instants (default: a new plan each run)")
+    g.add_argument("--arrival-ready-timeout", type=positive_float, default=READY_TIMEOUT,
+                   env_var="LOCUST_ARRIVAL_READY_TIMEOUT",
+                   help="after spawning, wait at most this many seconds for users still in on_start (devices "
+                        "connecting, learners logging in) before the plan starts (default %(default)g)")
     g.add_argument("--check-min-rate", type=fraction, default=None, env_var="LOCUST_CHECK_MIN_RATE",
                    help=f"exit {ExitCode.MIN_RATE.value} if any iteration was dropped or the achieved arrival rate is "
                         "short of the target by more than this fraction (e.g. 0.01)")
@@ -259,14 +263,20 @@ def users_ready(environment) -> bool:
     return run.attached >= environment.runner.user_count
 
 
+def _ready_timeout(environment) -> float:
+    o = environment.parsed_options
+    return o.arrival_ready_timeout if o is not None else READY_TIMEOUT
+
+
 def _when_ready(environment, then: Callable[[], None]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
+    timeout = _ready_timeout(environment)
+    deadline = time.monotonic() + timeout
     while not users_ready(environment):
         if time.monotonic() >= deadline:
             run = run_state.of(environment, OpenModelRun)
-            log.warning("open model: %d of %d users were still in on_start after %.0f s; the plan starts "
+            log.warning("open model: %d of %d users were still in on_start after %g s; the plan starts "
                         "without them (instants no user is free for are dropped)",
-                        environment.runner.user_count - run.attached, environment.runner.user_count, READY_TIMEOUT)
+                        environment.runner.user_count - run.attached, environment.runner.user_count, timeout)
             break
         gevent.sleep(READY_POLL)
     then()
@@ -274,7 +284,7 @@ def _when_ready(environment, then: Callable[[], None]) -> None:
 
 def _master_start(environment) -> None:
     runner, run = environment.runner, run_state.of(environment, OpenModelRun)
-    deadline = time.monotonic() + READY_TIMEOUT + START_DELAY
+    deadline = time.monotonic() + _ready_timeout(environment) + START_DELAY
     while len(run.ready_workers) < runner.worker_count and time.monotonic() < deadline:
         gevent.sleep(READY_POLL)
     at = time.time() + START_DELAY

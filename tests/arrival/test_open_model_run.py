@@ -79,6 +79,15 @@ def test_workers_start_the_plan_once_all_their_users_left_on_start(tmp_path):
     assert done.returncode == 0, log_of(done.stderr)
 
 
+def test_users_slower_than_the_ready_timeout_are_not_waited_for_and_it_is_said(tmp_path):
+    done, (planned, started, dropped), _rows = run(tmp_path, "-u", "5", "-r", "5", "-t", "4s", "--noop-rate", "100",
+                                                   "--noop-iterations", "200", "--noop-start", "1.5",
+                                                   "--arrival-ready-timeout", "0.2")
+    assert done.returncode == 0, log_of(done.stderr)
+    assert "open model: 5 of 5 users were still in on_start after 0.2 s; the plan starts without them" in done.stderr
+    assert planned == 200 and started + dropped == 200 and dropped > 0
+
+
 def test_processes_share_the_plan_exactly(tmp_path):
     done, (planned, started, dropped), rows = run(tmp_path, "-u", "20", "-r", "20", "-t", "8s", "--processes", "2",
                                                   "--noop-rate", "200", "--noop-iterations", "301")
@@ -86,6 +95,13 @@ def test_processes_share_the_plan_exactly(tmp_path):
     assert planned == 301 and started + dropped == 301
     assert "over 1.5 s" in done.stderr  # 301 instants at 200/s, interleaved over the two workers
     assert rows[("NOOP", "noop")]["num_requests"] == started
+
+
+def test_a_bad_ready_timeout_is_a_one_line_error(tmp_path):
+    done = run_locust(["-f", LOCUSTFILE, "--headless", "--no-monitor", "-t", "1s", "--arrival-ready-timeout", "0"],
+                      timeout=60)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "argument --arrival-ready-timeout: '0': expected a number > 0" in done.stderr
 
 
 def test_bad_stages_are_a_one_line_error(tmp_path):
