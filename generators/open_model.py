@@ -254,7 +254,7 @@ def _spawned(environment) -> None:
         run.waiting = gevent.spawn(_when_ready, environment, lambda: _start_plans(environment, time.time()))
 
 
-def users_ready(environment) -> bool:
+def _users_ready(environment) -> bool:
     """This process's users have all left on_start for attach(), when a generator's users take instants
     one by one (for_users); always, otherwise."""
     run = run_state.of(environment, OpenModelRun)
@@ -268,25 +268,29 @@ def _ready_timeout(environment) -> float:
     return o.arrival_ready_timeout if o is not None else READY_TIMEOUT
 
 
+def _wait_until(ready: Callable[[], bool], timeout: float) -> bool:
+    """Poll `ready` every READY_POLL s for at most `timeout` s; True when it became true."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() >= deadline:
+            return False
+        gevent.sleep(READY_POLL)
+    return True
+
+
 def _when_ready(environment, then: Callable[[], None]) -> None:
     timeout = _ready_timeout(environment)
-    deadline = time.monotonic() + timeout
-    while not users_ready(environment):
-        if time.monotonic() >= deadline:
-            run = run_state.of(environment, OpenModelRun)
-            log.warning("open model: %d of %d users were still in on_start after %g s; the plan starts "
-                        "without them (instants no user is free for are dropped)",
-                        environment.runner.user_count - run.attached, environment.runner.user_count, timeout)
-            break
-        gevent.sleep(READY_POLL)
+    if not _wait_until(lambda: _users_ready(environment), timeout):
+        run = run_state.of(environment, OpenModelRun)
+        log.warning("open model: %d of %d users were still in on_start after %g s; the plan starts "
+                    "without them (instants no user is free for are dropped)",
+                    environment.runner.user_count - run.attached, environment.runner.user_count, timeout)
     then()
 
 
 def _master_start(environment) -> None:
     runner, run = environment.runner, run_state.of(environment, OpenModelRun)
-    deadline = time.monotonic() + _ready_timeout(environment) + START_DELAY
-    while len(run.ready_workers) < runner.worker_count and time.monotonic() < deadline:
-        gevent.sleep(READY_POLL)
+    _wait_until(lambda: len(run.ready_workers) >= runner.worker_count, _ready_timeout(environment) + START_DELAY)
     at = time.time() + START_DELAY
     runner.send_message("open_model_start", at)
     _start_plans(environment, at)

@@ -193,14 +193,12 @@ class EndToEnd:
                 held[ts] = n
                 self.duplicates += n - 1
                 new += 1
-                slot = None
-                if offsets:
-                    slot = round(t * 1_000_000) % TIME_SLOTS
-                    if slot in offsets:
-                        t += offsets[slot]
-                        self.corrected[slot] = offsets[slot]
-                    else:
-                        slot = None
+                slot = round(t * 1_000_000) % TIME_SLOTS
+                if slot in offsets:  # an event of a process whose clock is off: read on this one's
+                    t += offsets[slot]
+                    self.corrected[slot] = offsets[slot]
+                else:
+                    slot = None
                 self._record(max(0.0, (now - t) * 1000), now, slot)
         if new:
             self.stored += new

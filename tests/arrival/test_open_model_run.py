@@ -6,6 +6,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import log_of, run_locust
 
 LOCUSTFILE = str(Path(__file__).with_name("open_locustfile.py"))
@@ -61,18 +63,11 @@ def test_check_min_rate_passes_when_every_instant_found_a_user(tmp_path):
     assert done.returncode == 0, log_of(done.stderr)
 
 
-def test_the_plan_waits_for_users_still_in_on_start(tmp_path):
+@pytest.mark.parametrize("processes", [[], ["--processes", "2"]], ids=["one process", "two workers"])
+def test_the_plan_waits_for_users_still_in_on_start(tmp_path, processes):
     # Every user spends 0.5 s in on_start (a device connecting): started at spawning, the plan would
-    # drop its first 50 instants, as no user is free yet.
-    done, (planned, started, dropped), _rows = run(tmp_path, "-u", "20", "-r", "20", "-t", "6s", "--noop-rate", "100",
-                                                   "--noop-iterations", "200", "--noop-start", "0.5",
-                                                   "--check-min-rate", "0.01")
-    assert (planned, started, dropped) == (200, 200, 0)
-    assert done.returncode == 0, log_of(done.stderr)
-
-
-def test_workers_start_the_plan_once_all_their_users_left_on_start(tmp_path):
-    done, (planned, started, dropped), _rows = run(tmp_path, "-u", "20", "-r", "20", "-t", "8s", "--processes", "2",
+    # drop its first 50 instants, as no user is free yet. Workers tell the master once theirs are ready.
+    done, (planned, started, dropped), _rows = run(tmp_path, "-u", "20", "-r", "20", "-t", "8s", *processes,
                                                    "--noop-rate", "100", "--noop-iterations", "200",
                                                    "--noop-start", "0.5", "--check-min-rate", "0.01")
     assert (planned, started, dropped) == (200, 200, 0)
