@@ -291,7 +291,7 @@ class Scheduler:
     _no_more: bool = False  # the plan's iterator is spent
     _pending: deque = field(default_factory=deque)  # claimed by the sweeper for the next idle user
     _greenlet: object = None
-    _ahead_until: float = 0.0  # just past the latest instant started ahead of its time (acquire_due), s
+    _started_until: float = 0.0  # just past the latest instant started (acquire_due's may be ahead of now), s
     _taker: bool = False  # instants are taken with acquire_due(): late ones are taken, up to TAKER_MAX_LATENESS
     _unreported: int = 0  # drops not yet passed to on_drop
     _slept: bool = False  # the last acquire() waited for its instant (else it was due already: behind)
@@ -320,15 +320,20 @@ class Scheduler:
     def stop(self) -> None:
         """Plan no more instants (the run ends); waiting users get None. The window ends now, or at
         the earliest instant claimed but not started if that is earlier: a loop busy stopping the run
-        turns no instant into a drop, and claimed instants beyond the window are not planned."""
+        turns no instant into a drop, and claimed instants beyond the window are not planned.
+        The window always holds every instant started: users may wake out of plan order (one the OS
+        paused while arming its timer oversleeps its instant as the next one starts), and a claimed
+        instant earlier than one started did not start in time: it is dropped."""
         if self.finished.is_set():
             return
         if self._greenlet is not None and not self._greenlet.dead:
             self._greenlet.kill()
         if self.start_mono is not None:
             elapsed = max(time.monotonic() - self.start_mono, 0.0)
-            # An instant started up to WAKE_RESOLUTION ahead of its time is inside the window.
-            self.stopped_at = max(min([elapsed, *self._claims.values()]), self._ahead_until)
+            self.stopped_at = max(min([elapsed, *self._claims.values()]), self._started_until)
+            for index in [i for i, offset in self._claims.items() if offset < self.stopped_at]:
+                self._drop(index, self._claims.pop(index))
+            self._report_drops()
         self._end()
 
     def _end(self) -> None:
@@ -431,11 +436,13 @@ class Scheduler:
                 self._check_exhausted()
             raise
         self._claims.pop(index, None)
-        if self.finished.is_set() and self.stopped_at is not None and offset >= self.stopped_at:
-            return None  # the run stopped while this user slept: its instant is outside the window
+        if self.finished.is_set():
+            return None  # the run stopped while this user slept: stop() put its instant outside the window or dropped it
         self.lateness_max = max(self.lateness_max, time.monotonic() - at)
         self.planned += 1
         self.started += 1
+        if offset >= self._started_until:
+            self._started_until = math.nextafter(offset, math.inf)
         return Ticket(index, at, self.start_wall + offset)
 
     def wake_time(self, offset: float) -> float:
@@ -489,7 +496,7 @@ class Scheduler:
                     break
             self.planned += 1
             self.started += 1
-            self._ahead_until = max(self._ahead_until, math.nextafter(offset, math.inf))
+            self._started_until = max(self._started_until, math.nextafter(offset, math.inf))
             out.append(Ticket(index, self.start_mono + offset, self.start_wall + offset))
         return out
 

@@ -89,6 +89,23 @@ def test_a_stopped_plan_ends_its_window_at_the_first_instant_not_reached():
     assert all(t.at - s.start_mono < window for t, _ in seen)
 
 
+def test_an_instant_claimed_before_one_started_but_not_started_by_the_stop_is_dropped():
+    # Users may wake out of plan order (the OS pauses one while it arms its timer): when the run
+    # stops, an instant started is inside the window, and an earlier one not started is dropped.
+    # A user stepped by 1 s is the oversleeper here.
+    s = Scheduler(Plan(RateProfile(100), limit=10), granularity=1.0)
+    first, oversleeper, third = (gevent.spawn(s.acquire, stepped=stepped) for stepped in (False, True, False))
+    gevent.sleep(0)  # all three wait for the start, in this order
+    s.start()
+    third.join(10)
+    s.stop()
+    oversleeper.join(10)  # wakes with None: its instant was dropped
+    window = s.summary()["duration_s"]
+    assert (first.value.index, oversleeper.value, third.value.index) == (0, None, 2)
+    assert third.value.at - s.start_mono <= window + 1e-6 < 0.03  # to the µs it is given in
+    assert (s.planned, s.started, s.dropped) == (3, 2, 1)
+
+
 def test_a_user_killed_while_waiting_leaves_the_queue_and_its_instant_is_not_lost():
     s = Scheduler(Plan(RateProfile(100), limit=50))
     doomed = run_users(s, 3)
