@@ -86,7 +86,7 @@ def test_a_stopped_plan_ends_its_window_at_the_first_instant_not_reached():
     window = s.summary()["duration_s"]
     assert window <= blocked_at - s.start_mono + 0.1 + 0.002
     assert s.started == len(seen) > 0 and s.started + s.dropped == s.planned
-    assert all(t.at - s.start_mono < window for t, _ in seen)
+    assert all(t.at - s.start_mono <= window + 1e-6 for t, _ in seen)  # to the µs it is given in
 
 
 def test_an_instant_claimed_before_one_started_but_not_started_by_the_stop_is_dropped():
