@@ -288,6 +288,7 @@ class Scheduler:
     _instants: Iterator[float] | None = None
     _next: int = 0  # index of the next instant to pull from the plan
     _claims: dict = field(default_factory=dict)  # index -> offset of instants claimed, not yet started
+    _handed: dict = field(default_factory=dict)  # index -> offset of instants handed over (defer), not yet begun
     _no_more: bool = False  # the plan's iterator is spent
     _pending: deque = field(default_factory=deque)  # claimed by the sweeper for the next idle user
     _greenlet: object = None
@@ -314,6 +315,8 @@ class Scheduler:
         self._begun.set()
         while not self.finished.is_set():
             gevent.sleep(SWEEP_INTERVAL)
+            if self.finished.is_set():
+                return
             self._drop_until(time.monotonic() - (TAKER_MAX_LATENESS if self._taker else 0.0))
             self._check_exhausted()
 
@@ -321,18 +324,22 @@ class Scheduler:
         """Plan no more instants (the run ends); waiting users get None. The window ends now, or at
         the earliest instant claimed but not started if that is earlier: a loop busy stopping the run
         turns no instant into a drop, and claimed instants beyond the window are not planned.
-        The window always holds every instant started: users may wake out of plan order (one the OS
-        paused while arming its timer oversleeps its instant as the next one starts), and a claimed
-        instant earlier than one started did not start in time: it is dropped."""
+        An instant handed over but not begun (see acquire's `defer`) counts as claimed: its work
+        did not start. The window always holds every instant started: users may wake out of plan
+        order (one the OS paused while arming its timer oversleeps its instant as the next one
+        starts), and a claimed instant earlier than one started did not start in time: it is dropped."""
         if self.finished.is_set():
             return
         if self._greenlet is not None and not self._greenlet.dead:
-            self._greenlet.kill()
+            self._greenlet.kill(block=False)  # not a yield: no user may start an instant during the stop
         if self.start_mono is not None:
             elapsed = max(time.monotonic() - self.start_mono, 0.0)
-            self.stopped_at = max(min([elapsed, *self._claims.values()]), self._started_until)
-            for index in [i for i, offset in self._claims.items() if offset < self.stopped_at]:
-                self._drop(index, self._claims.pop(index))
+            end = max(min([elapsed, *self._claims.values(), *self._handed.values()]), self._started_until)
+            self.stopped_at = end
+            for held in (self._claims, self._handed):
+                for index in [i for i, offset in held.items() if offset < end]:
+                    self._drop(index, held.pop(index))
+            self._handed.clear()  # beyond the window: not planned (their users get False from begin)
             self._report_drops()
         self._end()
 
@@ -380,16 +387,18 @@ class Scheduler:
             self._report_drops()
 
     def _check_exhausted(self) -> None:
-        if self._no_more and not self._claims and not self.finished.is_set():
+        if self._no_more and not self._claims and not self._handed and not self.finished.is_set():
             self.exhausted = True
             self.stopped_at = self.plan.duration(self.planned)
             self._end()
 
     # -- the users' side -----------------------------------------------------------------------
-    def acquire(self, idle_since: float | None = None, stepped: bool = False) -> Ticket | None:
+    def acquire(self, idle_since: float | None = None, stepped: bool = False, defer: bool = False) -> Ticket | None:
         """Wait until this caller's instant comes; None when the plan is over. `idle_since`: when the
         caller became idle, if before this call (it waited its turn to call). `stepped`: wake at
-        wake_time() (acquire_due's callers), not at the instant itself."""
+        wake_time() (acquire_due's callers), not at the instant itself. `defer`: the instant is only
+        handed over; it starts at begin() (the caller's work may yet be killed before it runs: a
+        Locust user yields once between its wait_time and its task), or release() gives it back."""
         if idle_since is None:
             idle_since = time.monotonic()
         if not self._begun.is_set():
@@ -439,11 +448,37 @@ class Scheduler:
         if self.finished.is_set():
             return None  # the run stopped while this user slept: stop() put its instant outside the window or dropped it
         self.lateness_max = max(self.lateness_max, time.monotonic() - at)
+        if defer:
+            self._handed[index] = offset
+        else:
+            self._started(offset)
+        return Ticket(index, at, self.start_wall + offset)
+
+    def _started(self, offset: float) -> None:
         self.planned += 1
         self.started += 1
         if offset >= self._started_until:
             self._started_until = math.nextafter(offset, math.inf)
-        return Ticket(index, at, self.start_wall + offset)
+
+    def begin(self, ticket: Ticket) -> bool:
+        """The work of an instant handed over (acquire's `defer`) starts now: it counts as started.
+        False when the run stopped first (the stop put it outside the window, or dropped it)."""
+        offset = self._handed.pop(ticket.index, None)
+        if offset is None:
+            return False
+        self._started(offset)
+        if self._no_more:
+            self._check_exhausted()
+        return True
+
+    def release(self, ticket: Ticket) -> None:
+        """An instant handed over whose work will never run (its user was killed first): mid-run it
+        is lost to the plan, so dropped; a stopped run already counted it."""
+        offset = self._handed.pop(ticket.index, None)
+        if offset is not None and not self.finished.is_set():
+            self._drop(ticket.index, offset)
+            self._report_drops()
+            self._check_exhausted()
 
     def wake_time(self, offset: float) -> float:
         """When a user holding the instant at `offset` wakes (monotonic): while this process's instants

@@ -135,9 +135,6 @@ class OpenModel:
         if run.start_at is not None:  # the start message came first (a generator made at spawn)
             self.scheduler.start(run.start_at)
 
-    def acquire(self) -> Ticket | None:
-        return self.scheduler.acquire()
-
 
 def _count_drops(environment, name: str, n: int) -> None:
     """n more requests of the DROPPED row `name` (time 0, not in the Aggregated total), added at once."""
@@ -163,11 +160,21 @@ def named(environment, name: str) -> OpenModel | None:
 def attach(user, model: OpenModel | None) -> None:
     """From on_start: pace `user` by the plan (wait_time takes instants; every request's context gets
     the iteration's planned instant through User.context()) and wait for its first instant.
-    Nothing happens in the closed model (model None)."""
+    The task reads its instant with begin(user). Nothing happens in the closed model (model None)."""
     if model is None:
         return
+    user.ticket, user.ticket_begun, user.ticket_model = None, True, model
     user.wait_time = lambda: wait_for_ticket(user, model)
-    user.context = lambda: context_of(user.ticket)
+    user.context = lambda: context_of(begin(user))
+    user_stop = user.on_stop
+
+    def on_stop() -> None:
+        if not user.ticket_begun:  # killed in the yield between its wait_time and its task
+            user.ticket_begun = True
+            model.scheduler.release(user.ticket)
+        user_stop()
+
+    user.on_stop = on_stop
     run_state.of(user.environment, OpenModelRun).attached += 1  # ready: the plan may start
     first_ticket(user, model)
 
@@ -175,12 +182,25 @@ def attach(user, model: OpenModel | None) -> None:
 def wait_for_ticket(user, model: OpenModel) -> float:
     """A user's wait_time() in the open model: block (in Locust's waiting state, so a stopping run
     kills it cleanly) until the scheduler hands over an instant, keep it as `user.ticket`, return 0.
-    No instant left (the plan is over): the user stops."""
-    ticket = model.acquire()
+    No instant left (the plan is over): the user stops. The instant starts when the task begins
+    (begin()): Locust yields once before the task, and a stop or a ramp-down may kill it there."""
+    if not user.ticket_begun:
+        begin(user)  # the last task never read its instant, yet it ran
+    ticket = model.scheduler.acquire(defer=True)
     if ticket is None:
         raise StopUser()
-    user.ticket = ticket
+    user.ticket, user.ticket_begun = ticket, False
     return 0.0
+
+
+def begin(user) -> Ticket | None:
+    """From a task: the iteration's instant, which starts now (None in the closed model, or when the
+    run stopped before the task began: the task then stops the user)."""
+    if not getattr(user, "ticket_begun", True):
+        user.ticket_begun = True
+        if not user.ticket_model.scheduler.begin(user.ticket):
+            user.ticket = None
+    return getattr(user, "ticket", None)
 
 
 def first_ticket(user, model: OpenModel) -> None:

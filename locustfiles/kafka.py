@@ -37,9 +37,10 @@ class KafkaProducerUser(User):
         if load is None or not load.take():
             raise StopUser()
         if load.model is not None:
-            if self.ticket is None:
+            ticket = open_model.begin(self)
+            if ticket is None:
                 raise StopUser()
-            load.send_planned(self.ticket)
+            load.send_planned(ticket)
         else:
             # Flat out: a burst per task call, so Locust's per-task overhead is paid once per burst.
             load.send_many(self.burst)

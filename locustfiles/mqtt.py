@@ -81,7 +81,8 @@ class LampiDevice(User):
     def planned_message(self) -> None:
         """Open model: one lamp/changed for the instant taken (a device that lost its connection
         reconnects first; a failed reconnect fails the message: a failed request, not a drop)."""
-        if self.ticket is None:
+        ticket = open_model.begin(self)
+        if ticket is None:
             raise StopUser()
         if not self.dev.connected.is_set() and (not self.dev.running or self.dev.driver is None):
             if self.dev.connect():
@@ -91,7 +92,7 @@ class LampiDevice(User):
             state["_ts"] = time.time() * 1000
         kind = model.LAMP_CHANGED
         self.dev.publish(kind.topic.format(device_id=self.device_id), model.topic(kind), kind.payload(**state),
-                         kind.qos, kind.retain, open_model.context_of(self.ticket))
+                         kind.qos, kind.retain, open_model.context_of(ticket))
 
     def on_stop(self) -> None:
         self.dev.close()

@@ -41,7 +41,8 @@ class TrackingUser(User):
         if gen.model is not None and gen.sender.queues:
             gen.send_due()
             return
-        if (gen.model is not None and self.ticket is None) or not gen.take():
+        ticket = open_model.begin(self)
+        if (gen.model is not None and ticket is None) or not gen.take():
             raise StopUser()
         gen.sender.wait_for_room()
-        gen.send_one(self.ticket)
+        gen.send_one(ticket)

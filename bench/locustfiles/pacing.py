@@ -66,7 +66,6 @@ spawned = {"n": 0}
 
 class Paced(User):
     def on_start(self) -> None:
-        self.ticket = None
         self._next = time.monotonic()
         o = self.environment.parsed_options
         if o.pacing == "wait_time_even":  # user k's phase: k instants of the whole rate after the first
@@ -99,4 +98,6 @@ class Paced(User):
                     count["n"] += len(tickets)
                     idle_since = time.monotonic()
             raise StopUser()
+        if pacing == "scheduler":
+            open_model.begin(self)  # as every per-user task: its instant starts here
         count["n"] += 1

@@ -45,6 +45,17 @@ def test_each_request_carries_its_planned_instant_and_never_starts_before_it(tmp
     assert tally(done.stderr) == (started, started, 0)
 
 
+def test_a_stop_that_comes_before_its_task_starts_leaves_that_instant_out(tmp_path):
+    # Locust yields once between a user's wait_time and its task: the stop runs there, so the task
+    # begins after the plan's window ended. It sends nothing, and its instant is not counted started.
+    # 50 instants are handed over: each user's first (20), then 30 more, the last as the run stops.
+    done, (planned, started, dropped), rows = run(tmp_path, "-u", "20", "-r", "20", "-t", "60s",
+                                                  "--noop-rate", "100", "--noop-stop-at", "30")
+    assert done.returncode == 0, log_of(done.stderr)
+    assert started + dropped == planned and started == 49
+    assert tally(done.stderr)[0] == 49 == rows[("NOOP", "noop")]["num_requests"]
+
+
 def test_slow_users_produce_drops_and_fail_check_min_rate(tmp_path):
     # 2 users busy 100 ms per iteration serve at most 20/s of a 100/s plan: the rest is dropped.
     done, (planned, started, dropped), rows = run(tmp_path, "-u", "2", "-r", "2", "-t", "6s", "--noop-rate", "100",
