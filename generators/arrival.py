@@ -295,6 +295,7 @@ class Scheduler:
     _started_until: float = 0.0  # just past the latest instant started (acquire_due's may be ahead of now), s
     _taker: bool = False  # instants are taken with acquire_due(): late ones are taken, up to TAKER_MAX_LATENESS
     _unreported: int = 0  # drops not yet passed to on_drop
+    _starting: int = 0  # callers waiting for the start (or woken by it, not yet run)
     _slept: bool = False  # the last acquire() waited for its instant (else it was due already: behind)
     _behind: bool = False  # acquire_due()'s last instant was due when it was taken
 
@@ -402,26 +403,21 @@ class Scheduler:
         if idle_since is None:
             idle_since = time.monotonic()
         if not self._begun.is_set():
-            self._begun.wait()
-            idle_since = self.start_mono  # idle since before the start: every instant is theirs to take
-        if self.finished.is_set():
+            self._starting += 1
+            try:
+                self._begun.wait()
+                claimed = self._claim(self.start_mono)  # idle since before the start: every instant is theirs
+            finally:
+                self._starting -= 1
+        else:
+            while self._starting and not self.finished.is_set():
+                # Callers idle since the start that the loop has not run yet: the instants that came
+                # meanwhile are theirs, not dropped because this caller became idle after them.
+                gevent.sleep(0)
+            claimed = self._claim(idle_since)
+        if claimed is None:
             return None
-        while True:
-            if self._pending:  # an instant the sweeper pulled before its time
-                index = self._pending.popleft()
-                offset = self._claims.pop(index)
-            else:
-                offset = self._pull()
-                if offset is None:
-                    self._report_drops()
-                    self._check_exhausted()
-                    return None
-                index, self._next = self._next, self._next + 1
-            if self.start_mono + offset >= idle_since - 1e-9:
-                break
-            self._drop(index, offset)  # it came while this user (and every other) was busy
-        self._report_drops()
-        self._claims[index] = offset
+        index, offset = claimed
         at = self.start_mono + offset
         self._slept = False
         try:
@@ -453,6 +449,29 @@ class Scheduler:
         else:
             self._started(offset)
         return Ticket(index, at, self.start_wall + offset)
+
+    def _claim(self, idle_since: float) -> tuple[int, float] | None:
+        """The earliest instant no caller holds that came after `idle_since`, now claimed; the ones
+        before it are dropped. None when the plan is over. Never yields."""
+        if self.finished.is_set():
+            return None
+        while True:
+            if self._pending:  # an instant the sweeper pulled before its time
+                index = self._pending.popleft()
+                offset = self._claims.pop(index)
+            else:
+                offset = self._pull()
+                if offset is None:
+                    self._report_drops()
+                    self._check_exhausted()
+                    return None
+                index, self._next = self._next, self._next + 1
+            if self.start_mono + offset >= idle_since - 1e-9:
+                break
+            self._drop(index, offset)  # it came while this user (and every other) was busy
+        self._report_drops()
+        self._claims[index] = offset
+        return index, offset
 
     def _started(self, offset: float) -> None:
         self.planned += 1
@@ -529,9 +548,7 @@ class Scheduler:
                     self._claims[index] = offset  # not due: kept for the next caller
                     self._pending.append(index)
                     break
-            self.planned += 1
-            self.started += 1
-            self._started_until = max(self._started_until, math.nextafter(offset, math.inf))
+            self._started(offset)
             out.append(Ticket(index, self.start_mono + offset, self.start_wall + offset))
         return out
 

@@ -37,6 +37,27 @@ def test_a_plan_of_n_instants_is_started_exactly_n_times():
     assert sorted(t.index for t, _ in seen) == list(range(s.started))  # each instant handed out once
 
 
+def test_users_idle_since_the_start_take_its_first_instants_while_another_is_busy():
+    # The first user woken busies the loop for 50 ms (no yield) before its next call: instants 1-5
+    # came meanwhile, but the other users were idle since the start and take them.
+    s = Scheduler(Plan(RateProfile(100), limit=40))
+    seen: list = []
+
+    def user() -> None:
+        while (ticket := s.acquire()) is not None:
+            seen.append(ticket.index)
+            if ticket.index == 0:
+                time.sleep(0.05)
+
+    group = [gevent.spawn(user) for _ in range(20)]
+    gevent.sleep(0)  # all wait for the start
+    s.start()
+    assert s.finished.wait(60)
+    gevent.joinall(group, timeout=10)
+    assert (s.planned, s.started, s.dropped) == (40, 40, 0)
+    assert sorted(seen) == list(range(40))
+
+
 def test_no_ticket_is_handed_out_before_its_instant():
     s = Scheduler(Plan(RateProfile(200, []), arrival=POISSON, seed=1, limit=200))
     seen: list = []
