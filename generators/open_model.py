@@ -2,10 +2,10 @@
 iterations as a Locust stat, and the --check-min-rate exit code. See docs/open-model.md.
 
 A locustfile makes an `OpenModel` at test start with its target rate (over all processes); its
-users call `open_model.wait_for_ticket(user)` from wait_time() (and once from on_start, as Locust
-runs the first task before any wait). The plan starts when spawning is complete (k6 pre-allocates
-its users the same way), on every worker at one wall-clock instant sent by the master, so the
-workers' instants interleave. Each iteration's planned instant is `ticket.wall` (time.time()),
+users call `open_model.attach(user, model)` from on_start (their wait_time then takes instants) and
+read each iteration's instant with `open_model.begin(user)` as their task begins. The plan starts
+when spawning is complete and the users are ready (k6 pre-allocates its users the same way), on
+every worker at one wall-clock instant sent by the master, so the workers' instants interleave. Each iteration's planned instant is `ticket.wall` (time.time()),
 put into its requests' context as `planned_start`.
 """
 
