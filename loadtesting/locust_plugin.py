@@ -166,8 +166,8 @@ def stop_sar(environment) -> None:
 
 @end.run_measured.add_listener
 def write_final_stats(environment, **_kw) -> None:
-    """Write the run's final figures to ``stats.json``: Locust rewrites its CSV files once a second
-    and not at exit, so the requests of the last second are missing there."""
+    """Write the run's final figures to ``stats.json`` (the CSV files get them too: lifecycle.final_csv),
+    percentiles capped at the slowest request and, in the open model, timed from the planned start."""
     out = results_dir()
     if out is None or isinstance(environment.runner, WorkerRunner) or not out.is_dir():
         return

@@ -30,6 +30,7 @@ from locust.runners import (
 )
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
+import lifecycle.final_csv  # noqa: F401  - Locust's --csv files with the final figures
 from lifecycle import checks, end
 from lifecycle.end import (  # noqa: F401 - also found here, their former home
     add_run_extra,

@@ -158,7 +158,7 @@ def load_csv(run_id: str, folder: Path) -> RunData:
                     data.timeline.append({"time": _num(r["Timestamp"]), "users": _num(r["User Count"]),
                                           "rps": _num(r["Requests/s"]), "fail_rps": _num(r["Failures/s"]),
                                           "p95": _num(r.get("95%"))})
-    final = folder / "stats.json"  # complete; Locust's CSV misses the run's last second
+    final = folder / "stats.json"  # complete (the CSV of a folder made before lifecycle.final_csv missed the last second)
     merged = merge_rows(rows, data.timeline)
     if final.exists():
         body = json.loads(final.read_text())

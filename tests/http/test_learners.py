@@ -29,7 +29,7 @@ def headless(site, tmp_path: Path, *extra: str, users: int = 10, run_time: str =
 
 
 def final_stats(results: Path) -> dict[str, dict]:
-    """Locust's final figures by request name (stats.json; its CSV is rewritten once a second, not at exit)."""
+    """Locust's final figures by request name (stats.json)."""
     return {r["name"]: r for r in json.loads((results / "stats.json").read_text())["requests"]}
 
 

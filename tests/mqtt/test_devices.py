@@ -98,7 +98,7 @@ def test_a_vanished_lamp_leaves_its_bridge_state_0_as_a_course_lamp_does(two_clo
 def test_every_acknowledged_publish_reached_the_broker(mosquitto, tmp_path):
     rec = Recorder(mosquitto.port, topic="devices/+/lamp/changed", qos=1)
     done = run_devices(mosquitto.url, users=8, run_time="4s", env={"LOCUST_RESULTS_DIR": str(tmp_path)})
-    # Locust's final figures (stats.json): its CSV is rewritten once a second and misses the last one.
+    # Locust's final figures (stats.json).
     final = {r["name"]: r for r in json.loads((tmp_path / "stats.json").read_text())["requests"]}
     counted = int(final[CHANGED]["requests"])
 

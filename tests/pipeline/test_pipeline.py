@@ -41,7 +41,7 @@ def test_e2e_latency_has_its_own_row_and_check_outside_aggregated(pipeline, clic
     runway = end["e2e"]["runway"]
     assert runway["bytes_per_event"] > 0 and runway["free_disk_bytes"] > 0 and runway["hours_until_disk_full"] > 0
     assert "fill the" in summary_line(done.stderr)
-    # Locust's final figures (stats.json: its CSV misses the last second) hold one E2E latency per event,
+    # Locust's final figures (stats.json) hold one E2E latency per event,
     # in its own row: Aggregated counts the events sent, once each.
     rows = {(r["type"], r["name"]): r for r in json.loads((tmp_path / "stats.json").read_text())["requests"]}
     n = 100 - end["open_model"]["dropped"]
