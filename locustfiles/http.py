@@ -16,6 +16,7 @@ import re
 from urllib.parse import urlsplit
 
 from locust import FastHttpUser, task
+from locust.exception import StopUser
 
 import loadtesting.locust_plugin  # noqa: F401  - capacity search, sar capture, phases
 import monitors.locust_plugin  # noqa: F401  - pipeline monitor, ClickHouse sink, thresholds
@@ -48,7 +49,8 @@ class Learner(FastHttpUser):
         self.form_path = s.login_path
         self.login_path = urlsplit(s.login_path).path.rstrip("/")
         self.logged_in = self.login()
-        open_model.attach(self, open_model.named(self.environment, http_learners.OPEN_MODEL))  # closed model: no-op
+        self.model = open_model.named(self.environment, http_learners.OPEN_MODEL)  # None in the closed model
+        open_model.attach(self, self.model)  # closed model: no-op
 
     def login(self) -> bool:
         """Log in through the CSRF-protected form; a failure is recorded and retried next task."""
@@ -73,6 +75,8 @@ class Learner(FastHttpUser):
         return True
 
     def _get(self, path: str, name: str) -> None:
+        if self.model is not None and open_model.begin(self) is None:
+            raise StopUser()  # the run stopped before this task began: its instant is not in the window
         if not self.logged_in:
             self.logged_in = self.login()
             if not self.logged_in:
