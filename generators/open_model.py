@@ -163,9 +163,11 @@ def attach(user, model: OpenModel | None) -> None:
     The task reads its instant with begin(user). Nothing happens in the closed model (model None)."""
     if model is None:
         return
-    user.ticket, user.ticket_begun, user.ticket_model = None, True, model
+    # ticket_begins: the task calls begin(), so its instants start there (until then, and for a task
+    # that never does, an instant starts when wait_time hands it over).
+    user.ticket, user.ticket_begun, user.ticket_begins, user.ticket_model = None, True, False, model
     user.wait_time = lambda: wait_for_ticket(user, model)
-    user.context = lambda: context_of(begin(user))
+    user.context = lambda: context_of(user.ticket)
     user_stop = user.on_stop
 
     def on_stop() -> None:
@@ -182,25 +184,34 @@ def attach(user, model: OpenModel | None) -> None:
 def wait_for_ticket(user, model: OpenModel) -> float:
     """A user's wait_time() in the open model: block (in Locust's waiting state, so a stopping run
     kills it cleanly) until the scheduler hands over an instant, keep it as `user.ticket`, return 0.
-    No instant left (the plan is over): the user stops. The instant starts when the task begins
-    (begin()): Locust yields once before the task, and a stop or a ramp-down may kill it there."""
-    if not user.ticket_begun:
-        begin(user)  # the last task never read its instant, yet it ran
-    ticket = model.scheduler.acquire(defer=True)
+    No instant left (the plan is over): the user stops. A task that calls begin() starts its instant
+    there: Locust yields once before the task, and a stop that runs there leaves the instant out."""
+    if not user.ticket_begun:  # the last task did not read its instant, yet it ran
+        _start(user)
+        user.ticket_begins = False
+    defer = user.ticket_begins
+    ticket = model.scheduler.acquire(defer=defer)
     if ticket is None:
         raise StopUser()
-    user.ticket, user.ticket_begun = ticket, False
+    user.ticket, user.ticket_begun = ticket, not defer
     return 0.0
 
 
 def begin(user) -> Ticket | None:
-    """From a task: the iteration's instant, which starts now (None in the closed model, or when the
-    run stopped before the task began: the task then stops the user)."""
-    if not getattr(user, "ticket_begun", True):
-        user.ticket_begun = True
-        if not user.ticket_model.scheduler.begin(user.ticket):
-            user.ticket = None
-    return getattr(user, "ticket", None)
+    """First thing in a task: the iteration's instant, which starts now (None in the closed model, or
+    when the run stopped before the task began: the task then stops its user)."""
+    if getattr(user, "ticket_model", None) is None:
+        return None
+    user.ticket_begins = True
+    if not user.ticket_begun:
+        _start(user)
+    return user.ticket
+
+
+def _start(user) -> None:
+    user.ticket_begun = True
+    if not user.ticket_model.scheduler.begin(user.ticket):
+        user.ticket = None
 
 
 def first_ticket(user, model: OpenModel) -> None:
