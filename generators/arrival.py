@@ -436,9 +436,7 @@ class Scheduler:
             # window ends before it; otherwise the instant is lost to the plan, so it counts as dropped.
             self._claims.pop(index, None)
             if not self.finished.is_set():
-                self._drop(index, offset)
-                self._report_drops()
-                self._check_exhausted()
+                self._lose(index, offset)
             raise
         self._claims.pop(index, None)
         if self.finished.is_set():
@@ -495,9 +493,13 @@ class Scheduler:
         is lost to the plan, so dropped; a stopped run already counted it."""
         offset = self._handed.pop(ticket.index, None)
         if offset is not None and not self.finished.is_set():
-            self._drop(ticket.index, offset)
-            self._report_drops()
-            self._check_exhausted()
+            self._lose(ticket.index, offset)
+
+    def _lose(self, index: int, offset: float) -> None:
+        # An instant a caller gave up mid-run (killed before its work ran) is lost to the plan: dropped.
+        self._drop(index, offset)
+        self._report_drops()
+        self._check_exhausted()
 
     def wake_time(self, offset: float) -> float:
         """When a user holding the instant at `offset` wakes (monotonic): while this process's instants

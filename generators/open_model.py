@@ -5,8 +5,9 @@ A locustfile makes an `OpenModel` at test start with its target rate (over all p
 users call `open_model.attach(user, model)` from on_start (their wait_time then takes instants) and
 read each iteration's instant with `open_model.begin(user)` as their task begins. The plan starts
 when spawning is complete and the users are ready (k6 pre-allocates its users the same way), on
-every worker at one wall-clock instant sent by the master, so the workers' instants interleave. Each iteration's planned instant is `ticket.wall` (time.time()),
-put into its requests' context as `planned_start`.
+every worker at one wall-clock instant sent by the master, so the workers' instants interleave.
+Each iteration's planned instant is `ticket.wall` (time.time()), put into its requests' context as
+`planned_start`.
 """
 
 from __future__ import annotations
